@@ -1,0 +1,1 @@
+"""spvhub auth service."""

@@ -1,0 +1,1 @@
+"""spvhub efactura service."""
