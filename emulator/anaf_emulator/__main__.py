@@ -1,0 +1,44 @@
+"""Command line entry point: `python -m anaf_emulator --scenario <file> [--host] [--port] [--admin]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import uvicorn
+
+from .app import create_app
+
+
+def _switch(text: str) -> tuple[str, object]:
+    name, _, raw = text.partition("=")
+    try:
+        value: object = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name.strip(), value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="anaf_emulator", description="Offline ANAF emulator")
+    parser.add_argument("--scenario", default="demo.json", help="scenario file (JSON/TOML) or shipped name")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--admin", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--switch", action="append", default=[], type=_switch, metavar="NAME=VALUE")
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    app = create_app(args.scenario, admin=args.admin, **dict(args.switch))
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        http="httptools",
+        loop="uvloop",
+    )
+
+
+if __name__ == "__main__":
+    main()
