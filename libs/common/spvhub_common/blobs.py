@@ -1,0 +1,180 @@
+"""S3 blob store on the `minio` client: versioned bucket with Object Lock, retention and legal hold.
+
+The minio client is synchronous (urllib3); its calls run in a worker thread. Keys are deterministic
+(derived from ANAF identifiers) so a retried write lands on the same key.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+from minio import Minio
+from minio.commonconfig import COMPLIANCE, GOVERNANCE, ENABLED
+from minio.error import S3Error
+from minio.objectlockconfig import DAYS, ObjectLockConfig
+from minio.retention import Retention
+from minio.versioningconfig import VersioningConfig
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    size: int
+    sha256: str | None
+    content_type: str
+    version_id: str | None
+
+
+class BlobStore(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream", *,
+                  retain_until: datetime | None = None, legal_hold: bool = False) -> BlobInfo: ...
+    async def get(self, key: str) -> bytes: ...
+    async def exists(self, key: str) -> bool: ...
+    async def stat(self, key: str) -> BlobInfo | None: ...
+    def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]: ...
+
+
+class BlobNotFound(KeyError):
+    pass
+
+
+class RetentionConflict(Exception):
+    """The key holds a locked object with other content: the archive never silently changes."""
+
+
+class S3BlobStore:
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False,
+                 default_retention_days: int = 3650, mode: str = COMPLIANCE) -> None:
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+        self.bucket = bucket
+        self.default_retention_days = default_retention_days
+        self.mode = mode
+
+    async def ensure_bucket(self, object_lock: bool = True) -> None:
+        def _do() -> None:
+            if not self.client.bucket_exists(self.bucket):
+                try:
+                    self.client.make_bucket(self.bucket, object_lock=object_lock)
+                except S3Error as e:
+                    if e.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+                self.client.set_bucket_versioning(self.bucket, VersioningConfig(ENABLED))
+        await asyncio.to_thread(_do)
+
+    def default_retain_until(self) -> datetime:
+        return datetime.now(timezone.utc) + timedelta(days=self.default_retention_days)
+
+    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream", *,
+                  retain_until: datetime | None = None, legal_hold: bool = False) -> BlobInfo:
+        digest = hashlib.sha256(data).hexdigest()
+
+        def _do() -> BlobInfo:
+            existing = self._stat_sync(key)
+            if existing is not None and existing.sha256 == digest:
+                return existing  # the same bytes are already there: a retry is harmless
+            if existing is not None and retain_until is not None:
+                raise RetentionConflict(f"{key} already archived with different content")
+            res = self.client.put_object(
+                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type,
+                metadata={"x-amz-meta-sha256": digest},
+                retention=Retention(self.mode, retain_until) if retain_until else None,
+                legal_hold=legal_hold)
+            return BlobInfo(key, len(data), digest, content_type, res.version_id)
+        return await asyncio.to_thread(_do)
+
+    def _stat_sync(self, key: str) -> BlobInfo | None:
+        try:
+            st = self.client.stat_object(self.bucket, key)
+        except S3Error as e:
+            if e.code in ("NoSuchKey", "NoSuchObject", "NoSuchVersion"):
+                return None
+            raise
+        meta = {k.lower(): v for k, v in (st.metadata or {}).items()}
+        return BlobInfo(key, st.size or 0, meta.get("x-amz-meta-sha256"), st.content_type or "", st.version_id)
+
+    async def stat(self, key: str) -> BlobInfo | None:
+        return await asyncio.to_thread(self._stat_sync, key)
+
+    async def exists(self, key: str) -> bool:
+        return await self.stat(key) is not None
+
+    async def get(self, key: str) -> bytes:
+        def _do() -> bytes:
+            try:
+                resp = self.client.get_object(self.bucket, key)
+            except S3Error as e:
+                if e.code in ("NoSuchKey", "NoSuchObject"):
+                    raise BlobNotFound(key) from e
+                raise
+            try:
+                return resp.read()
+            finally:
+                resp.close()
+                resp.release_conn()
+        return await asyncio.to_thread(_do)
+
+    async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        resp = await asyncio.to_thread(self.client.get_object, self.bucket, key)
+        try:
+            while True:
+                chunk = await asyncio.to_thread(resp.read, chunk_size)
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    async def delete(self, key: str, version_id: str | None = None) -> None:
+        await asyncio.to_thread(self.client.remove_object, self.bucket, key, version_id=version_id)
+
+    async def set_legal_hold(self, key: str, on: bool) -> None:
+        fn = self.client.enable_object_legal_hold if on else self.client.disable_object_legal_hold
+        await asyncio.to_thread(fn, self.bucket, key)
+
+
+class InMemoryBlobStore:
+    """Fake for unit tests; honours retention like the real store (a locked key cannot be overwritten)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str, datetime | None]] = {}
+
+    async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream", *,
+                  retain_until: datetime | None = None, legal_hold: bool = False) -> BlobInfo:
+        digest = hashlib.sha256(data).hexdigest()
+        if key in self.objects:
+            old, _, locked = self.objects[key]
+            if hashlib.sha256(old).hexdigest() == digest:
+                return BlobInfo(key, len(old), digest, content_type, None)
+            if locked is not None and retain_until is not None:
+                raise RetentionConflict(f"{key} already archived with different content")
+        self.objects[key] = (data, content_type, retain_until)
+        return BlobInfo(key, len(data), digest, content_type, None)
+
+    async def get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise BlobNotFound(key)
+        return self.objects[key][0]
+
+    async def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    async def stat(self, key: str) -> BlobInfo | None:
+        if key not in self.objects:
+            return None
+        d, ct, _ = self.objects[key]
+        return BlobInfo(key, len(d), hashlib.sha256(d).hexdigest(), ct, None)
+
+    async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        data = await self.get(key)
+        for i in range(0, len(data), chunk_size):
+            yield data[i:i + chunk_size]
+
+
+__all__ = ["BlobInfo", "BlobNotFound", "BlobStore", "COMPLIANCE", "DAYS", "GOVERNANCE", "InMemoryBlobStore",
+           "ObjectLockConfig", "RetentionConflict", "S3BlobStore"]

@@ -1,0 +1,75 @@
+"""Application errors with stable machine-readable codes, and their HTTP rendering.
+
+Body shape everywhere: {"error": {"code": "...", "message": "...", "details": {...}}}.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class AppError(Exception):
+    """A failure a client can act on: stable `code`, human `message`, HTTP `status`."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+        self.details = details or {}
+
+
+class NotFound(AppError):
+    status, code = 404, "not_found"
+
+
+class Forbidden(AppError):
+    status, code = 403, "forbidden"
+
+
+class Unauthorized(AppError):
+    status, code = 401, "unauthorized"
+
+
+class Conflict(AppError):
+    status, code = 409, "conflict"
+
+
+class TooManyRequests(AppError):
+    status, code = 429, "rate_limited"
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": e.get("msg", "")}
+                  for e in exc.errors()]
+        return JSONResponse(error_body("validation_error", "The request is not valid: " +
+                                       "; ".join(f"{f['field']}: {f['problem']}" for f in fields),
+                                       {"fields": fields}), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
+            exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))

@@ -1,0 +1,76 @@
+"""Events published by the auth service. Tokens never appear here."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from spvhub_common.events.base import Event, register
+
+
+@register
+class UserRegistered(Event):
+    topic = "auth.user-registered"
+    key_field = "user_id"
+    user_id: str
+    email: str
+    name: str
+    locale: str = "ro"
+    invitation_id: str | None = None
+
+
+@register
+class ConnectionAuthorized(Event):
+    topic = "auth.connection-authorized"
+    key_field = "company_cif"
+    connection_id: str
+    company_cif: str
+    user_id: str
+    holder_name: str
+    certificate_serial: str
+    services: list[str]
+    authorized_at: datetime
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    must_act_by: datetime
+
+
+@register
+class TokenRefreshed(Event):
+    topic = "auth.token-refreshed"
+    key_field = "company_cif"
+    connection_id: str
+    company_cif: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    after_warning: bool = False
+
+
+@register
+class TokenExpiring(Event):
+    topic = "auth.token-expiring"
+    key_field = "company_cif"
+    connection_id: str
+    company_cif: str
+    user_id: str
+    must_act_by: datetime
+    days_left: int
+
+
+@register
+class ReauthorizationRequired(Event):
+    topic = "auth.reauthorization-required"
+    key_field = "company_cif"
+    connection_id: str
+    company_cif: str
+    user_id: str
+    reason: str  # horizon_reached | certificate_renewed | revoked | unknown
+    message: str
+
+
+@register
+class ConnectionRevoked(Event):
+    topic = "auth.connection-revoked"
+    key_field = "company_cif"
+    connection_id: str
+    company_cif: str
+    user_id: str
+    reason: str
