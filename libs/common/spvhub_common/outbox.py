@@ -33,21 +33,37 @@ class KafkaPublisher:
     """aiokafka producer with idempotence and acks=all (no duplicates from producer retries)."""
 
     def __init__(self, bootstrap: str, client_id: str) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id,
-                                          enable_idempotence=True, acks="all", linger_ms=5,
-                                          request_timeout_ms=15000)
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        await self._producer.start()
+        # created here: aiokafka binds the producer to the running event loop
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, client_id=self.client_id,
+                                    enable_idempotence=True, acks="all", linger_ms=5, request_timeout_ms=15000)
+        try:
+            await producer.start()
+        except Exception:
+            await producer.stop()
+            raise
+        self._producer = producer
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("KafkaPublisher.start() was not awaited")
+        return self._producer
 
     async def send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        await self._producer.send_and_wait(topic, value=value, key=key, headers=headers)
+        await self.producer.send_and_wait(topic, value=value, key=key, headers=headers)
 
     async def send_many(self, records: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
-        futs = [await self._producer.send(t, value=v, key=k, headers=h) for t, k, v, h in records]
+        futs = [await self.producer.send(t, value=v, key=k, headers=h) for t, k, v, h in records]
         await asyncio.gather(*futs)
 
 

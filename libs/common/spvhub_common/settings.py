@@ -48,6 +48,9 @@ class ServiceSettings(BaseSettings):
     service_token: SecretStr = SecretStr("dev-service-token")
 
     anaf_base: str = "http://127.0.0.1:18080"
+    anaf_env: str = "test"
+    clock_url: str = Field("", description="dev/test only: follow this clock (the ANAF emulator's /__admin/clock)")
+    public_base_url: str = "http://127.0.0.1:18000"
 
     outbox_poll_interval: float = Field(0.2, description="seconds between outbox relay polls when idle")
 

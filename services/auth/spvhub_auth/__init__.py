@@ -1,1 +1,1 @@
-"""spvhub auth service."""
+"""spvhub auth service: Platform accounts, API credentials, JWT signing keys and ANAF connections (tokens encrypted at rest)."""

@@ -1,1 +1,1 @@
-"""spvhub notifier service."""
+"""spvhub notifier service: In-app notification inbox, e-mail outbox and delivery log, per-user preferences."""

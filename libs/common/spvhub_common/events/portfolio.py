@@ -15,6 +15,22 @@ class CompanyRegistered(Event):
     vat_payer: bool = False
     efactura_registered: bool = False
     registered_by: str | None = None
+    provides_accounting_services: bool = False
+
+
+@register
+class CompanyUpdated(Event):
+    """Registry data refreshed or a profile flag changed (e.g. provides accounting services)."""
+
+    topic = "portfolio.company-updated"
+    key_field = "cif"
+    cif: str
+    name: str
+    address: str = ""
+    trade_register_no: str = ""
+    vat_payer: bool = False
+    efactura_registered: bool = False
+    provides_accounting_services: bool = False
 
 
 @register

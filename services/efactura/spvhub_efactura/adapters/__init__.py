@@ -1,0 +1,1 @@
+"""Adapters of the efactura service: ORM tables, repositories, clients."""

@@ -1,0 +1,15 @@
+"""Settings of the efactura service (env prefix SPVHUB_, see spvhub_common.settings)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from spvhub_common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "efactura"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Adapters of the etransport service: ORM tables, repositories, clients."""

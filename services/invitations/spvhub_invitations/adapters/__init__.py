@@ -1,0 +1,1 @@
+"""Adapters of the invitations service: ORM tables, repositories, clients."""

@@ -1,0 +1,1 @@
+"""Adapters of the notifier service: ORM tables, repositories, clients."""

@@ -1,0 +1,1 @@
+"""Adapters of the portfolio service: ORM tables, repositories, clients."""
