@@ -1,0 +1,75 @@
+"""Run-time switches: the project's decisions on ANAF's open questions and the published limits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class Switches:
+    list_cui_field: str = "inventory"  # inventory | echo
+    refresh_keeps_old: bool = False
+    family_horizon_days: int | None = 730
+    invalid_token_status: int = 401  # 401 | 403
+    old_serial_tokens: str = "refuse"  # refuse | no_rights | accept
+    download_cap_per_message: int = 10
+    list_cap_per_cui: int = 1500
+    paged_list_cap_per_cui: int = 100_000
+    stare_cap_per_index: int = 100
+    rasp_cap_per_cui: int = 1000
+    et_list_cap: int = 1000
+    rate_limit_per_minute: int = 1000
+    auto_select_certificate: str | None = None
+    processing_delay_seconds: float = 1.0
+    indexing_lag_seconds: float = 0.0
+    download_band_hours: float = 24.0
+    forced_outcome: str | None = None  # ok | nok | rejected
+    revoke_mode: str = "my_policy"  # my_policy | ok
+    public_rate_limit: str = "enforce"  # enforce | ignore
+    public_cod_wrapper: bool = False
+    end_time_quotes_clock: bool = True
+    et_lista_includes_carrier: bool = False
+    no_certificate_page: bool = True
+
+    _CHOICES = {
+        "list_cui_field": ("inventory", "echo"),
+        "invalid_token_status": (401, 403),
+        "old_serial_tokens": ("refuse", "no_rights", "accept"),
+        "forced_outcome": (None, "ok", "nok", "rejected"),
+        "revoke_mode": ("my_policy", "ok"),
+        "public_rate_limit": ("enforce", "ignore"),
+    }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Apply a partial update; raises ValueError on an unknown name or a bad value."""
+        known = {f.name: f for f in fields(self)}
+        staged: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in known:
+                raise ValueError(f"unknown switch {name!r}")
+            current = getattr(self, name)
+            if isinstance(current, bool) and not isinstance(value, bool):
+                if str(value).lower() in ("true", "1", "yes", "on"):
+                    value = True
+                elif str(value).lower() in ("false", "0", "no", "off"):
+                    value = False
+                else:
+                    raise ValueError(f"switch {name!r} expects a boolean")
+            elif name in ("family_horizon_days",) and value in (0, "0", "off", None, "null"):
+                value = None
+            elif isinstance(current, int) and not isinstance(current, bool) and value is not None:
+                value = int(value)
+            elif isinstance(current, float) and value is not None:
+                value = float(value)
+            elif name == "family_horizon_days":
+                value = int(value)
+            choices = self._CHOICES.get(name)
+            if choices is not None and value not in choices:
+                raise ValueError(f"switch {name!r} accepts {list(choices)}")
+            staged[name] = value
+        for name, value in staged.items():
+            setattr(self, name, value)
