@@ -122,7 +122,12 @@ def verify_signature(document: bytes, signature_file: bytes) -> bool:
         )
         parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False)
         signed = etree.fromstring(etree.tostring(result.signed_xml), parser=parser)
+        for sig in signed.findall(f".//{{{DS_NS}}}Signature"):
+            sig.getparent().remove(sig)
         original = etree.fromstring(document, parser=parser)
     except Exception:  # noqa: BLE001 - any parse or crypto failure means "not valid"
         return False
-    return etree.tostring(signed, method="c14n") == etree.tostring(original, method="c14n")
+    def canon(el: Any) -> bytes:
+        return etree.tostring(el, method="c14n", exclusive=True)
+
+    return canon(signed) == canon(original)
