@@ -1,6 +1,223 @@
-"""HTTP API of the auth service: request -> command -> handler; no SQL, no business rules."""
+"""HTTP API of the auth service: request -> command -> handler; no SQL, no business rules.
+
+Public: `/api/auth/...` (accounts, sessions, ANAF connections, delegation links), `/.well-known/jwks.json`.
+Internal (X-Service-Token): `/internal/connections/{id}/access-token`, `/internal/connections/{id}/refresh`,
+`/internal/companies/{cif}/access-token`.
+"""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from spvhub_common.errors import AppError, error_body
+from spvhub_common.security import CurrentUser, Principal, ServiceCaller
+from spvhub_auth import handlers as H
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+internal = APIRouter(prefix="/internal", tags=["internal"])
+wellknown = APIRouter(tags=["jwks"])
+
+
+def deps(request: Request) -> H.Deps:
+    return request.app.state.deps
+
+
+Deps = Annotated[H.Deps, Depends(deps)]
+
+
+async def optional_principal(request: Request, authorization: Annotated[str | None, Header()] = None
+                             ) -> Principal | None:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return None
+    return await request.app.state.jwks.verify(authorization.split(" ", 1)[1].strip())
+
+
+MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
+
+
+# --- schemas -------------------------------------------------------------------------------------
+
+class SignUp(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1000)
+    name: str = Field(max_length=200)
+    locale: Literal["ro", "en"] = "ro"
+    invitation_id: str | None = Field(None, max_length=64)
+
+
+class LogIn(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1000)
+
+
+class RefreshBody(BaseModel):
+    refresh_token: str = Field(max_length=200)
+
+
+class ProfilePatch(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    locale: Literal["ro", "en"] | None = None
+
+
+class StartAuthorization(BaseModel):
+    company_cif: str = Field(max_length=20)
+
+
+class OpenDelegation(BaseModel):
+    token: str = Field(max_length=200)
+    name: str | None = Field(None, max_length=200, description="the delegate's name when not signed in")
+
+
+class CreateDelegation(BaseModel):
+    company_cif: str = Field(max_length=20)
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+@router.post("/signup", status_code=201)
+async def signup(body: SignUp, d: Deps) -> dict[str, Any]:
+    return await H.sign_up(d, email=body.email, password=body.password, name=body.name, locale=body.locale,
+                           invitation_id=body.invitation_id)
+
+
+@router.post("/login")
+async def login(body: LogIn, d: Deps, request: Request) -> dict[str, Any]:
+    client = request.client.host if request.client else "unknown"
+    return await H.log_in(d, email=body.email, password=body.password, client=client)
+
+
+@router.post("/token/refresh")
+async def refresh(body: RefreshBody, d: Deps) -> dict[str, Any]:
+    return await H.refresh_session(d, refresh_token=body.refresh_token)
+
+
+@router.post("/logout", status_code=204)
+async def logout(body: RefreshBody, d: Deps) -> Response:
+    await H.log_out(d, refresh_token=body.refresh_token)
+    return Response(status_code=204)
+
+
+@router.get("/me")
+async def me(user: CurrentUser, d: Deps) -> dict[str, Any]:
+    return await H.get_profile(d, user)
+
+
+@router.patch("/me")
+async def patch_me(body: ProfilePatch, user: CurrentUser, d: Deps) -> dict[str, Any]:
+    return await H.update_profile(d, user, name=body.name, locale=body.locale)
+
+
+# --- ANAF authorization ----------------------------------------------------------------------------
+
+@router.post("/anaf/authorizations", status_code=201)
+async def start_authorization(body: StartAuthorization, user: CurrentUser, d: Deps) -> dict[str, Any]:
+    return await H.start_authorization(d, user, body.company_cif)
+
+
+@router.get("/anaf/callback")
+async def anaf_callback(d: Deps, code: str | None = Query(None, max_length=200),
+                        state: str | None = Query(None, max_length=4000),
+                        error: str | None = Query(None, max_length=200),
+                        error_description: str | None = Query(None, max_length=1000)) -> Response:
+    """Where ANAF redirects the browser. With `callback_result_url` set, the browser is sent there (303) with
+    `?status=ok&connection_id=` or `?status=error&code=`; otherwise the JSON result is returned."""
+    target = d.settings.callback_result_url
+    try:
+        result = await H.complete_authorization(d, code=code, state=state, error=error,
+                                                error_description=error_description)
+    except AppError as exc:
+        if target:
+            return RedirectResponse(f"{target}?status=error&code={exc.code}", status_code=303)
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+    if target:
+        return RedirectResponse(f"{target}?status=ok&connection_id={result['id']}", status_code=303)
+    return JSONResponse(_jsonable(result))
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return v
+
+
+@router.get("/anaf/connections")
+async def list_connections(user: CurrentUser, d: Deps,
+                           company_cif: str | None = Query(None, max_length=20)) -> dict[str, Any]:
+    return {"items": await H.list_connections(d, user, company_cif)}
+
+
+@router.get("/anaf/connections/{connection_id}")
+async def get_connection(connection_id: str, user: CurrentUser, d: Deps) -> dict[str, Any]:
+    return await H.get_connection(d, user, connection_id)
+
+
+@router.post("/anaf/connections/{connection_id}/revoke")
+async def revoke_connection(connection_id: str, user: CurrentUser, d: Deps) -> dict[str, Any]:
+    return await H.revoke_connection(d, user, connection_id)
+
+
+# --- delegation links ------------------------------------------------------------------------------
+
+@router.post("/anaf/delegations", status_code=201)
+async def create_delegation(body: CreateDelegation, user: CurrentUser, d: Deps) -> dict[str, Any]:
+    return await H.create_delegation(d, user, body.company_cif)
+
+
+@router.get("/anaf/delegations")
+async def list_delegations(user: CurrentUser, d: Deps, company_cif: str = Query(max_length=20)) -> dict[str, Any]:
+    return {"items": await H.list_delegations(d, user, company_cif)}
+
+
+@router.post("/anaf/delegations/{delegation_id}/revoke")
+async def revoke_delegation(delegation_id: str, user: CurrentUser, d: Deps) -> dict[str, Any]:
+    return await H.revoke_delegation(d, user, delegation_id)
+
+
+@router.post("/anaf/delegations/open")
+async def open_delegation(body: OpenDelegation, d: Deps, user: MaybeUser) -> dict[str, Any]:
+    return await H.open_delegation(d, token=body.token, name=body.name, principal=user)
+
+
+@router.get("/anaf/delegations/open")
+async def open_delegation_browser(d: Deps, user: MaybeUser, token: str = Query(max_length=200),
+                                  name: str | None = Query(None, max_length=200)) -> Response:
+    """The link itself: opening it in a browser goes straight to ANAF's certificate page."""
+    result = await H.open_delegation(d, token=token, name=name, principal=user)
+    return RedirectResponse(result["authorize_url"], status_code=302)
+
+
+# --- JWKS ----------------------------------------------------------------------------------------
+
+@wellknown.get("/.well-known/jwks.json")
+async def jwks(d: Deps) -> JSONResponse:
+    return JSONResponse(await d.ring.jwks_fresh(), headers={"Cache-Control": "public, max-age=60"})
+
+
+# --- internal ------------------------------------------------------------------------------------
+
+@internal.get("/connections/{connection_id}/access-token")
+async def internal_access_token(connection_id: str, caller: ServiceCaller, d: Deps) -> dict[str, Any]:
+    return await H.access_token_for(d, connection_id, caller)
+
+
+@internal.post("/connections/{connection_id}/refresh")
+async def internal_refresh(connection_id: str, caller: ServiceCaller, d: Deps) -> dict[str, Any]:
+    return await H.refresh_for_caller(d, connection_id, caller)
+
+
+@internal.get("/companies/{cif}/access-token")
+async def internal_access_token_for_cif(cif: str, caller: ServiceCaller, d: Deps) -> dict[str, Any]:
+    return await H.access_token_for_cif(d, cif, caller)
+
+
+@internal.get("/connections/{connection_id}/grants")
+async def internal_grants(connection_id: str, caller: ServiceCaller, d: Deps) -> dict[str, Any]:
+    return {"items": await H.token_grants(d, connection_id)}

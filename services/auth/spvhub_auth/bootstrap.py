@@ -1,27 +1,67 @@
 """Composition root of the auth service: the only place that builds engines, clients and adapters."""
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 
-from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.access import apply_access_changed
+from spvhub_common.anaf.budget import AnafBudget, PostgresBudget, ensure_schema
+from spvhub_common.clock import Clock, make_clock
+from spvhub_common.crypto import SecretBox
+from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
+from spvhub_auth.adapters.anaf import AnafGateway, HttpAnafGateway
+from spvhub_auth.adapters.keys import KeyRing, KeyRingVerifier
 from spvhub_auth.adapters.orm import access_grants, outbox
-from spvhub_auth.api import router
+from spvhub_auth.api import internal, router, wellknown
+from spvhub_auth.handlers import Deps
+from spvhub_auth.jobs import lifecycle_job
 from spvhub_auth.settings import Settings, get_settings
 
 
-def build(settings: Settings | None = None, **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
+def build(settings: Settings | None = None, *, clock: Clock | None = None,
+          anaf_transport: httpx.AsyncBaseTransport | None = None, anaf: AnafGateway | None = None,
+          budget: AnafBudget | None | bool = None, hasher: PasswordHasher | None = None,
+          **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
+    """Production defaults; tests override the clock, the ANAF transport (emulator in-process), the gateway,
+    the budget (`False` = none) or the password hasher."""
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
+    clock = clock or make_clock(settings.clock_url)
+    box = SecretBox.from_config(settings.token_key_spec.get_secret_value(), settings.token_key_active)
+    ring = KeyRing(runtime.engine, box, clock)
+    shared_budget: AnafBudget | None = None
+    if budget is None:
+        shared_budget = PostgresBudget(runtime.engine)
+    elif budget is not False:
+        shared_budget = budget  # type: ignore[assignment]
+    gateway = anaf or HttpAnafGateway(
+        base_url=settings.anaf_base, client_id=settings.anaf_client_id,
+        client_secret=settings.anaf_client_secret.get_secret_value(), redirect_uri=settings.redirect_uri,
+        env=settings.anaf_env, budget=shared_budget, transport=anaf_transport, timeout=settings.anaf_http_timeout)
+    deps = Deps(settings=settings, uow=runtime.uow, clock=clock, ring=ring, box=box, anaf=gateway,
+                hasher=hasher or PasswordHasher())
 
-    async def on_access_changed(ev, _env, uow) -> None:  # type: ignore[no-untyped-def]
+    async def on_access_changed(ev: Any, _env: Any, uow: Any) -> None:
         await apply_access_changed(uow.session, access_grants, ev)
     runtime.consumer("auth.access-read-model").route(AccessChanged, on_access_changed)
+    runtime.add_job(lifecycle_job(deps))
 
-    app = create_app(settings, title="spvhub auth", description="Platform accounts, API credentials, JWT signing keys and ANAF connections (tokens encrypted at rest).", routers=[router],
-                     lifespan=runtime.lifespan())
+    async def startup(app: FastAPI) -> None:
+        if isinstance(shared_budget, PostgresBudget):
+            await ensure_schema(runtime.engine)
+        await ring.ensure()  # first start: generate the signing key (stored encrypted)
+        app.state.jwks = KeyRingVerifier(ring, settings.jwt_issuer, settings.jwt_audience)
+
+    app = create_app(settings, title="spvhub auth",
+                     description="Platform accounts, API credentials, JWT signing keys and ANAF connections "
+                                 "(tokens encrypted at rest).",
+                     routers=[router, internal, wellknown], lifespan=runtime.lifespan(startup))
+    app.state.deps = deps
     return app, runtime
 
 

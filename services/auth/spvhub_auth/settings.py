@@ -1,13 +1,74 @@
-"""Settings of the auth service (env prefix SPVHUB_, see spvhub_common.settings)."""
+"""Settings of the auth service (env prefix SPVHUB_, see spvhub_common.settings).
+
+The ANAF token encryption key and the OAuth client secret have dev-only defaults that are refused outside
+dev/test; production reads them from a Secret.
+"""
 from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import Field, SecretStr, model_validator
+
 from spvhub_common.settings import ServiceSettings
+
+# Fixed, public, dev-only material: never valid outside env=dev|test (see _refuse_dev_secrets).
+DEV_TOKEN_KEY_SPEC = "dev1:ZGV2LW9ubHktc3B2aHViLXRva2VuLWtleS0zMmJ5dGU="  # b"dev-only-spvhub-token-key-32byte"
+DEV_ANAF_CLIENT_ID = "0123456789abcdef0123456789abcdef0123456789abcdef"
+DEV_ANAF_CLIENT_SECRET = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
 
 
 class Settings(ServiceSettings):
     service_name: str = "auth"
+    http_port: int = 18101
+
+    # Secrets at rest (ANAF tokens, JWT signing keys): SecretBox spec `kid:base64key[,kid2:...]`.
+    token_key_spec: SecretStr = SecretStr(DEV_TOKEN_KEY_SPEC)
+    token_key_active: str = "dev1"
+
+    # ANAF OAuth application (registered at anaf.ro; emulator: the scenario's application).
+    anaf_client_id: str = DEV_ANAF_CLIENT_ID
+    anaf_client_secret: SecretStr = SecretStr(DEV_ANAF_CLIENT_SECRET)
+    anaf_redirect_uri: str = ""  # default: {public_base_url}/api/auth/anaf/callback
+    anaf_services: list[str] = Field(default_factory=lambda: ["efactura", "etransport"])
+    anaf_http_timeout: float = 30.0
+
+    # Platform tokens and logins.
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_days: int = 30
+    login_max_failures: int = 5          # consecutive failures before the account locks (423)
+    login_lockout_seconds: int = 900
+    login_ip_max_failures: int = 20      # failed logins per client address and window (429)
+    login_ip_window_seconds: int = 900
+    password_min_length: int = 10
+
+    # ANAF connection lifecycle.
+    oauth_state_ttl_seconds: int = 600
+    renew_at_fraction: float = 0.75      # renew when this share of the access token's life has passed
+    family_horizon_days: int = 730       # refresh-token family horizon from the certificate login
+    warning_offsets_days: list[int] = Field(default_factory=lambda: [30, 14, 7, 1])
+    renewal_interval_seconds: float = 60.0
+    renewal_lease_seconds: int = 300
+    renewal_backoff_base_seconds: int = 60
+    renewal_backoff_max_seconds: int = 3600
+    delegation_ttl_hours: int = 24
+    callback_result_url: str = ""        # optional: the browser is sent here (303) after the callback
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.anaf_redirect_uri or f"{self.public_base_url.rstrip('/')}/api/auth/anaf/callback"
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets(self) -> "Settings":
+        if self.env in ("dev", "test"):
+            return self
+        bad = []
+        if self.token_key_spec.get_secret_value().strip() == DEV_TOKEN_KEY_SPEC:
+            bad.append("token_key_spec")
+        if self.anaf_client_secret.get_secret_value() == DEV_ANAF_CLIENT_SECRET:
+            bad.append("anaf_client_secret")
+        if bad:
+            raise ValueError(f"dev-only secrets are refused outside dev/test: {', '.join(bad)}")
+        return self
 
 
 @lru_cache

@@ -31,6 +31,8 @@ class ConnectionAuthorized(Event):
     access_expires_at: datetime
     refresh_expires_at: datetime
     must_act_by: datetime
+    via_delegation: bool = False
+    next_renewal_at: datetime | None = None
 
 
 @register
@@ -42,6 +44,8 @@ class TokenRefreshed(Event):
     access_expires_at: datetime
     refresh_expires_at: datetime
     after_warning: bool = False
+    must_act_by: datetime | None = None
+    next_renewal_at: datetime | None = None
 
 
 @register
@@ -53,6 +57,9 @@ class TokenExpiring(Event):
     user_id: str
     must_act_by: datetime
     days_left: int
+    offset_days: int | None = None  # which configured warning (30, 14, 7, 1) this is
+    reason: str = "horizon"  # horizon (periodic re-authorization) | refresh_expiry
+    message: str = ""
 
 
 @register
@@ -64,6 +71,7 @@ class ReauthorizationRequired(Event):
     user_id: str
     reason: str  # horizon_reached | certificate_renewed | revoked | unknown
     message: str
+    certificate_serial: str = ""
 
 
 @register
