@@ -1,6 +1,158 @@
 """HTTP API of the invitations service: request -> command -> handler; no SQL, no business rules."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from spvhub_common.security import CurrentUser, ServiceCaller
+from spvhub_invitations import handlers
+from spvhub_invitations.handlers import Deps, NewInvitation
 
 router = APIRouter(prefix="/api/invitations", tags=["invitations"])
+internal = APIRouter(prefix="/internal/invitations", tags=["internal"])
+
+
+def _deps(request: Request) -> Deps:
+    return request.app.state.deps  # type: ignore[no-any-return]
+
+
+D = Annotated[Deps, Depends(_deps)]
+
+
+class InvitationIn(BaseModel):
+    client_cif: str = Field(..., max_length=20, examples=["RO12345678"])
+    name: str = Field(..., max_length=300, description="the client's representative")
+    email: str = Field(..., max_length=320)
+    phone: str = Field(..., max_length=40, examples=["0722 123 456", "+40722123456"])
+    locale: Literal["ro", "en"] = "ro"
+
+
+class SendIn(BaseModel):
+    firm_cif: str = Field(..., max_length=20, description="the accounting firm (you need access to it)")
+    invitations: list[InvitationIn] = Field(..., min_length=1, description="one or many (bulk)")
+
+
+class InvitationOut(BaseModel):
+    id: str
+    firm_cif: str
+    firm_name: str | None
+    client_cif: str
+    client_name: str | None
+    name: str
+    email: str
+    phone: str
+    locale: str
+    status: Literal["pending", "claimed", "accepted", "declined", "expired", "revoked"]
+    created_at: datetime
+    sent_at: datetime
+    expires_at: datetime
+    send_count: int
+    claimed_by: str | None
+    claimed_at: datetime | None
+    answered_at: datetime | None
+    expired_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ItemOut(BaseModel):
+    index: int
+    client_cif: str
+    ok: bool
+    invitation: InvitationOut | None = None
+    error: ItemError | None = None
+
+
+class SendOut(BaseModel):
+    created: int
+    failed: int
+    results: list[ItemOut]
+
+
+class ResendIn(BaseModel):
+    name: str | None = Field(None, max_length=300)
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=40)
+
+
+class ClaimIn(BaseModel):
+    token: str = Field(..., max_length=200)
+
+
+@router.post("", response_model=SendOut, summary="Invite discovered clients (one or in bulk)",
+             responses={201: {"description": "every invitation was sent"},
+                        207: {"description": "some items failed; see each result's error"}})
+async def send(body: SendIn, user: CurrentUser, deps: D) -> JSONResponse:
+    res = await handlers.send_invitations(deps, user, body.firm_cif, [
+        NewInvitation(client_cif=i.client_cif, name=i.name, email=i.email, phone=i.phone, locale=i.locale)
+        for i in body.invitations])
+    out = SendOut(created=res.created, failed=len(res.items) - res.created,
+                  results=[ItemOut.model_validate(i, from_attributes=True) for i in res.items])
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if out.failed == 0 else 207)
+
+
+@router.get("", response_model=list[InvitationOut], summary="The firm's invitations with their status")
+async def list_for_firm(user: CurrentUser, deps: D, firm_cif: str = Query(..., max_length=20),
+                        status: str | None = None) -> list[dict[str, Any]]:
+    return await handlers.list_for_firm(deps, user, firm_cif, status)
+
+
+@router.get("/candidates", summary="The firm's discovered clients and the state of their latest invitation")
+async def candidates(user: CurrentUser, deps: D, firm_cif: str = Query(..., max_length=20)) -> dict[str, Any]:
+    return await handlers.candidates(deps, user, firm_cif)
+
+
+@router.get("/received", response_model=list[InvitationOut], summary="Invitations claimed by the caller")
+async def received(user: CurrentUser, deps: D) -> list[dict[str, Any]]:
+    return await handlers.received(deps, user)
+
+
+@router.get("/preview", summary="What the sign-up page shows for a link (no authentication)")
+async def preview(deps: D, token: str = Query(..., max_length=200)) -> dict[str, Any]:
+    return await handlers.preview(deps, token)
+
+
+@router.post("/claim", response_model=InvitationOut, summary="Use the link's token from the new account")
+async def claim(body: ClaimIn, user: CurrentUser, deps: D) -> dict[str, Any]:
+    return await handlers.claim(deps, user, body.token)
+
+
+@router.get("/{invitation_id}", response_model=InvitationOut)
+async def get_one(invitation_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+    return await handlers.get_for_user(deps, user, invitation_id)
+
+
+@router.post("/{invitation_id}/resend", response_model=InvitationOut,
+             summary="New link and new 15-day expiry; the previous link stops working")
+async def resend(invitation_id: str, user: CurrentUser, deps: D, body: ResendIn | None = None) -> dict[str, Any]:
+    b = body or ResendIn()
+    return await handlers.resend(deps, user, invitation_id, name=b.name, email=b.email, phone=b.phone)
+
+
+@router.post("/{invitation_id}/revoke", response_model=InvitationOut)
+async def revoke(invitation_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+    return await handlers.revoke(deps, user, invitation_id)
+
+
+@router.post("/{invitation_id}/accept", response_model=InvitationOut, summary="The claiming user accepts")
+async def accept(invitation_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+    return await handlers.accept(deps, user, invitation_id)
+
+
+@router.post("/{invitation_id}/decline", response_model=InvitationOut, summary="The claiming user declines")
+async def decline(invitation_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+    return await handlers.decline(deps, user, invitation_id)
+
+
+@internal.get("/{invitation_id}/link", summary="The current link of a pending invitation (notifier only)")
+async def link(invitation_id: str, _caller: ServiceCaller, deps: D) -> dict[str, Any]:
+    return await handlers.link(deps, invitation_id)

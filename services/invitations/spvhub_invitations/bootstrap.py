@@ -3,16 +3,20 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.access import apply_access_changed
+from spvhub_common.clock import Clock, make_clock
+from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
+from spvhub_invitations import consumers, jobs
 from spvhub_invitations.adapters.orm import access_grants, outbox
-from spvhub_invitations.api import router
+from spvhub_invitations.api import internal, router
+from spvhub_invitations.handlers import Deps
 from spvhub_invitations.settings import Settings, get_settings
 
 
-def build(settings: Settings | None = None, **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
+def build(settings: Settings | None = None, *, clock: Clock | None = None,
+          **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
 
@@ -20,8 +24,17 @@ def build(settings: Settings | None = None, **runtime_kw: bool) -> tuple[FastAPI
         await apply_access_changed(uow.session, access_grants, ev)
     runtime.consumer("invitations.access-read-model").route(AccessChanged, on_access_changed)
 
-    app = create_app(settings, title="spvhub invitations", description="Invitations of client companies by accounting firms (token hashes, status, 15-day expiry).", routers=[router],
-                     lifespan=runtime.lifespan())
+    deps = Deps(uow=runtime.uow, clock=clock or make_clock(settings.clock_url),
+                token_key=settings.invitation_token_key.get_secret_value().encode(),
+                public_base_url=settings.public_base_url, max_bulk=settings.max_bulk)
+    consumers.register(runtime)
+    jobs.register(runtime, deps, settings.expiry_job_interval)
+
+    app = create_app(settings, title="spvhub invitations",
+                     description="Invitations of client companies by accounting firms (token hashes, status, "
+                                 "15-day expiry).", routers=[router, internal], lifespan=runtime.lifespan())
+    app.state.deps = deps
+    app.state.runtime = runtime
     return app, runtime
 
 

@@ -1,0 +1,124 @@
+"""SQL of the invitations service: the invitation rows and the read models (companies, discovered rights)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from spvhub_invitations.adapters.orm import companies, firm_clients, firm_connections, invitations
+
+
+async def upsert_company(session: AsyncSession, values: dict[str, Any]) -> None:
+    stmt = insert(companies).values(**values, updated_at=func.now())
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["cif"], set_={**{k: stmt.excluded[k] for k in values if k != "cif"},
+                                      "updated_at": func.now()}))
+
+
+async def company(session: AsyncSession, cif: str) -> RowMapping | None:
+    return (await session.execute(select(companies).where(companies.c.cif == cif))).mappings().first()
+
+
+async def company_names(session: AsyncSession, cifs: Iterable[str]) -> dict[str, str]:
+    cifs = list(set(cifs))
+    if not cifs:
+        return {}
+    rows = await session.execute(select(companies.c.cif, companies.c.name).where(companies.c.cif.in_(cifs)))
+    return {r.cif: r.name for r in rows}
+
+
+async def replace_discovered(session: AsyncSession, connection_id: str, holder_cif: str, services: list[str],
+                             cifs: list[str]) -> None:
+    """The latest discovery of a connection replaces the previous one (rights gained and lost)."""
+    stmt = insert(firm_connections).values(connection_id=connection_id, holder_cif=holder_cif,
+                                           services=services, active=True)
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["connection_id"], set_={"holder_cif": holder_cif, "services": services, "active": True,
+                                                "updated_at": func.now()}))
+    clients = sorted({c for c in cifs if c != holder_cif})
+    gone = delete(firm_clients).where(firm_clients.c.connection_id == connection_id)
+    if clients:
+        gone = gone.where(or_(firm_clients.c.client_cif.not_in(clients), firm_clients.c.holder_cif != holder_cif))
+    await session.execute(gone)
+    if clients:
+        await session.execute(insert(firm_clients).values(
+            [{"connection_id": connection_id, "client_cif": c, "holder_cif": holder_cif} for c in clients]
+        ).on_conflict_do_nothing())
+
+
+async def deactivate_connection(session: AsyncSession, connection_id: str) -> None:
+    await session.execute(update(firm_connections).where(firm_connections.c.connection_id == connection_id)
+                          .values(active=False, updated_at=func.now()))
+
+
+async def has_active_efactura(session: AsyncSession, holder_cif: str) -> bool:
+    q = select(func.count()).select_from(firm_connections).where(
+        firm_connections.c.holder_cif == holder_cif, firm_connections.c.active.is_(True),
+        firm_connections.c.services.any("efactura"))
+    return bool((await session.execute(q)).scalar())
+
+
+async def discovered_clients(session: AsyncSession, holder_cif: str) -> set[str]:
+    q = (select(firm_clients.c.client_cif).join(
+        firm_connections, firm_connections.c.connection_id == firm_clients.c.connection_id)
+        .where(firm_clients.c.holder_cif == holder_cif, firm_connections.c.active.is_(True),
+               firm_connections.c.services.any("efactura")).distinct())
+    return {r[0] for r in await session.execute(q)}
+
+
+async def insert_invitation(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(invitations).values(**values))
+
+
+async def get(session: AsyncSession, invitation_id: str, *, for_update: bool = False) -> RowMapping | None:
+    q = select(invitations).where(invitations.c.id == invitation_id)
+    if for_update:
+        q = q.with_for_update()
+    return (await session.execute(q)).mappings().first()
+
+
+async def by_token_hash(session: AsyncSession, token_hash: str, *, for_update: bool = False) -> RowMapping | None:
+    q = select(invitations).where(invitations.c.token_hash == token_hash)
+    if for_update:
+        q = q.with_for_update()
+    return (await session.execute(q)).mappings().first()
+
+
+async def set_fields(session: AsyncSession, invitation_id: str, **values: Any) -> None:
+    await session.execute(update(invitations).where(invitations.c.id == invitation_id).values(**values))
+
+
+async def open_or_accepted(session: AsyncSession, firm_cif: str, client_cif: str) -> RowMapping | None:
+    q = (select(invitations).where(invitations.c.firm_cif == firm_cif, invitations.c.client_cif == client_cif,
+                                   invitations.c.status.in_(["pending", "claimed", "accepted"]))
+         .order_by(invitations.c.created_at.desc()).limit(1))
+    return (await session.execute(q)).mappings().first()
+
+
+async def list_for_firm(session: AsyncSession, firm_cif: str) -> list[RowMapping]:
+    q = select(invitations).where(invitations.c.firm_cif == firm_cif).order_by(
+        invitations.c.created_at.desc(), invitations.c.id)
+    return list((await session.execute(q)).mappings())
+
+
+async def latest_per_client(session: AsyncSession, firm_cif: str) -> dict[str, RowMapping]:
+    q = (select(invitations).where(invitations.c.firm_cif == firm_cif)
+         .order_by(invitations.c.client_cif, invitations.c.created_at.desc())
+         .distinct(invitations.c.client_cif))
+    return {r["client_cif"]: r for r in (await session.execute(q)).mappings()}
+
+
+async def claimed_by(session: AsyncSession, user_id: str) -> list[RowMapping]:
+    q = select(invitations).where(invitations.c.claimed_by == user_id).order_by(invitations.c.claimed_at.desc())
+    return list((await session.execute(q)).mappings())
+
+
+async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> list[RowMapping]:
+    q = (select(invitations).where(and_(invitations.c.status == "pending", invitations.c.expires_at <= now))
+         .order_by(invitations.c.expires_at).limit(limit).with_for_update(skip_locked=True))
+    return list((await session.execute(q)).mappings())
