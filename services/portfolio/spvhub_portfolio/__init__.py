@@ -1,1 +1,2 @@
-"""spvhub portfolio service: Companies, memberships, the accounting-firm flag, discovered SPV rights, collaborations and access scoping."""
+"""spvhub portfolio service: companies, memberships, the accounting-firm flag, discovered SPV rights,
+collaborations and access scoping."""

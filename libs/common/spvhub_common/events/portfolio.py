@@ -43,6 +43,8 @@ class RightsDiscovered(Event):
     gained: list[str] = []
     lost: list[str] = []
     services: list[str] = ["efactura"]
+    mode: str = ""  # inventory (ANAF's `cui` field) | probe (candidates probed one by one)
+    complete: bool = True  # False: some candidates could not be probed (budget, ANAF down); they kept their state
 
 
 @register
@@ -51,7 +53,10 @@ class AccessLost(Event):
     key_field = "cif"
     cif: str
     connection_id: str
-    reason: str
+    reason: str  # spv_rights_removed | connection_revoked
+    holder_cif: str = ""
+    message: str = ""  # human explanation, ready to show or e-mail
+    notify_user_ids: list[str] = []  # the people concerned (firm managers and the connection's user)
 
 
 @register

@@ -1,0 +1,288 @@
+"""SQL of the portfolio service (SQLAlchemy Core on the unit of work's session); no business rules here."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from spvhub_portfolio.adapters.anaf import RegistryRecord
+from spvhub_portfolio.adapters.orm import (
+    access_published,
+    candidates,
+    collaborations,
+    companies,
+    connection_rights,
+    connections,
+    invitations_seen,
+    memberships,
+    registry_entries,
+)
+
+Row = dict[str, Any]
+
+
+def _rows(result: Any) -> list[Row]:
+    return [dict(r._mapping) for r in result]
+
+
+# -- registry cache -----------------------------------------------------------------------------------
+async def registry_rows(s: AsyncSession, cifs: Iterable[str]) -> dict[str, Row]:
+    cifs = list(cifs)
+    if not cifs:
+        return {}
+    res = await s.execute(select(registry_entries).where(registry_entries.c.cif.in_(cifs)))
+    return {r["cif"]: r for r in _rows(res)}
+
+
+async def save_registry(s: AsyncSession, recs: Iterable[RegistryRecord], at: datetime) -> None:
+    values = [dict(cif=r.cif, found=r.found, name=r.name, address=r.address, trade_register_no=r.trade_register_no,
+                   vat_payer=r.vat_payer, efactura_registered=r.efactura_registered, raw=r.raw, fetched_at=at)
+              for r in recs]
+    if not values:
+        return
+    stmt = insert(registry_entries).values(values)
+    await s.execute(stmt.on_conflict_do_update(index_elements=["cif"], set_={
+        k: stmt.excluded[k] for k in ("found", "name", "address", "trade_register_no", "vat_payer",
+                                      "efactura_registered", "raw", "fetched_at")}))
+
+
+# -- companies and memberships --------------------------------------------------------------------------
+async def get_company(s: AsyncSession, cif: str, *, lock: bool = False) -> Row | None:
+    q = select(companies).where(companies.c.cif == cif)
+    if lock:
+        q = q.with_for_update()
+    r = (await s.execute(q)).first()
+    return dict(r._mapping) if r else None
+
+
+async def company_rows(s: AsyncSession, cifs: Iterable[str]) -> dict[str, Row]:
+    cifs = list(cifs)
+    if not cifs:
+        return {}
+    return {r["cif"]: r for r in _rows(await s.execute(select(companies).where(companies.c.cif.in_(cifs))))}
+
+
+async def insert_company(s: AsyncSession, values: Row) -> bool:
+    res = await s.execute(insert(companies).values(**values).on_conflict_do_nothing().returning(companies.c.cif))
+    return res.scalar() is not None
+
+
+async def update_company(s: AsyncSession, cif: str, values: Row) -> None:
+    await s.execute(update(companies).where(companies.c.cif == cif).values(**values))
+
+
+async def all_company_cifs(s: AsyncSession) -> list[str]:
+    return [r[0] for r in await s.execute(select(companies.c.cif))]
+
+
+async def companies_due_for_registry(s: AsyncSession, before: datetime, limit: int) -> list[Row]:
+    q = select(companies).where(or_(companies.c.registry_checked_at.is_(None),
+                                    companies.c.registry_checked_at < before)).order_by(
+        companies.c.registry_checked_at.nulls_first()).limit(limit)
+    return _rows(await s.execute(q))
+
+
+async def direct_role(s: AsyncSession, user_id: str, cif: str) -> str | None:
+    return (await s.execute(select(memberships.c.role).where(memberships.c.user_id == user_id,
+                                                              memberships.c.cif == cif))).scalar()
+
+
+async def members(s: AsyncSession, cif: str) -> list[Row]:
+    q = select(memberships).where(memberships.c.cif == cif).order_by(memberships.c.created_at, memberships.c.user_id)
+    return _rows(await s.execute(q))
+
+
+async def upsert_member(s: AsyncSession, cif: str, user_id: str, role: str) -> None:
+    stmt = insert(memberships).values(cif=cif, user_id=user_id, role=role)
+    await s.execute(stmt.on_conflict_do_update(index_elements=["cif", "user_id"], set_={"role": role}))
+
+
+async def delete_member(s: AsyncSession, cif: str, user_id: str) -> None:
+    await s.execute(delete(memberships).where(memberships.c.cif == cif, memberships.c.user_id == user_id))
+
+
+async def user_memberships(s: AsyncSession, user_id: str) -> list[Row]:
+    q = select(memberships.c.cif, memberships.c.role).where(memberships.c.user_id == user_id)
+    return _rows(await s.execute(q))
+
+
+async def firms_of_user_with_active_collaboration(s: AsyncSession, user_id: str, client_cif: str) -> list[str]:
+    q = select(collaborations.c.firm_cif).join(memberships, memberships.c.cif == collaborations.c.firm_cif).where(
+        memberships.c.user_id == user_id, collaborations.c.client_cif == client_cif,
+        collaborations.c.status == "active")
+    return [r[0] for r in await s.execute(q)]
+
+
+# -- access as published ----------------------------------------------------------------------------------
+async def desired_access(s: AsyncSession, cif: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(direct roles by user, firms with an active collaboration by user) for one CIF."""
+    direct = {r["user_id"]: r["role"] for r in _rows(await s.execute(
+        select(memberships.c.user_id, memberships.c.role).where(memberships.c.cif == cif)))}
+    via: dict[str, list[str]] = {}
+    q = select(memberships.c.user_id, collaborations.c.firm_cif).join(
+        collaborations, collaborations.c.firm_cif == memberships.c.cif).where(
+        collaborations.c.client_cif == cif, collaborations.c.status == "active")
+    for r in await s.execute(q):
+        via.setdefault(r[0], []).append(r[1])
+    return direct, via
+
+
+async def published_access(s: AsyncSession, cif: str) -> dict[str, Row]:
+    q = select(access_published).where(access_published.c.cif == cif).with_for_update()
+    return {r["user_id"]: r for r in _rows(await s.execute(q))}
+
+
+async def set_published(s: AsyncSession, user_id: str, cif: str, role: str, via: str | None) -> None:
+    stmt = insert(access_published).values(user_id=user_id, cif=cif, role=role, via_firm_cif=via)
+    await s.execute(stmt.on_conflict_do_update(index_elements=["user_id", "cif"],
+                                               set_={"role": role, "via_firm_cif": via, "updated_at": func.now()}))
+
+
+async def delete_published(s: AsyncSession, user_id: str, cif: str) -> None:
+    await s.execute(delete(access_published).where(access_published.c.user_id == user_id,
+                                                   access_published.c.cif == cif))
+
+
+# -- connections and rights ----------------------------------------------------------------------------
+async def upsert_connection(s: AsyncSession, values: Row) -> None:
+    stmt = insert(connections).values(**values)
+    keys = [k for k in values if k != "connection_id"]
+    await s.execute(stmt.on_conflict_do_update(index_elements=["connection_id"],
+                                               set_={**{k: stmt.excluded[k] for k in keys}, "updated_at": func.now()}))
+
+
+async def get_connection(s: AsyncSession, connection_id: str, *, lock: bool = False) -> Row | None:
+    q = select(connections).where(connections.c.connection_id == connection_id)
+    if lock:
+        q = q.with_for_update()
+    r = (await s.execute(q)).first()
+    return dict(r._mapping) if r else None
+
+
+async def set_connection(s: AsyncSession, connection_id: str, values: Row) -> None:
+    await s.execute(update(connections).where(connections.c.connection_id == connection_id)
+                    .values(**values, updated_at=func.now()))
+
+
+async def connections_of_holder(s: AsyncSession, holder_cif: str) -> list[Row]:
+    q = select(connections).where(connections.c.holder_cif == holder_cif).order_by(
+        connections.c.authorized_at.desc().nulls_last())
+    return _rows(await s.execute(q))
+
+
+async def active_connections(s: AsyncSession) -> list[Row]:
+    return _rows(await s.execute(select(connections).where(connections.c.status == "active")))
+
+
+async def rights_of(s: AsyncSession, connection_id: str) -> set[str]:
+    q = select(connection_rights.c.cif).where(connection_rights.c.connection_id == connection_id)
+    return {r[0] for r in await s.execute(q)}
+
+
+async def replace_rights(s: AsyncSession, connection_id: str, gained: list[str], lost: list[str],
+                         confirmed: list[str], at: datetime) -> None:
+    if lost:
+        await s.execute(delete(connection_rights).where(connection_rights.c.connection_id == connection_id,
+                                                        connection_rights.c.cif.in_(lost)))
+    if gained:
+        await s.execute(insert(connection_rights).values(
+            [dict(connection_id=connection_id, cif=c, discovered_at=at, confirmed_at=at) for c in gained])
+            .on_conflict_do_nothing())
+    if confirmed:
+        await s.execute(update(connection_rights).where(connection_rights.c.connection_id == connection_id,
+                                                        connection_rights.c.cif.in_(confirmed))
+                        .values(confirmed_at=at))
+
+
+async def discovered_for_holder(s: AsyncSession, holder_cif: str) -> list[Row]:
+    """CIFs discovered through any non-revoked connection of the holder, with when they were first seen."""
+    q = (select(connection_rights.c.cif, func.min(connection_rights.c.discovered_at).label("discovered_at"),
+                func.max(connection_rights.c.confirmed_at).label("confirmed_at"))
+         .join(connections, connections.c.connection_id == connection_rights.c.connection_id)
+         .where(connections.c.holder_cif == holder_cif, connections.c.status != "revoked")
+         .group_by(connection_rights.c.cif))
+    return _rows(await s.execute(q))
+
+
+# -- candidates ------------------------------------------------------------------------------------------
+async def add_candidates(s: AsyncSession, firm_cif: str, cifs: list[str], user_id: str) -> int:
+    if not cifs:
+        return 0
+    res = await s.execute(insert(candidates).values([dict(firm_cif=firm_cif, cif=c, added_by=user_id) for c in cifs])
+                          .on_conflict_do_nothing().returning(candidates.c.cif))
+    return len(res.all())
+
+
+async def candidates_of(s: AsyncSession, firm_cif: str) -> list[str]:
+    q = select(candidates.c.cif).where(candidates.c.firm_cif == firm_cif).order_by(candidates.c.cif)
+    return [r[0] for r in await s.execute(q)]
+
+
+# -- collaborations -----------------------------------------------------------------------------------
+async def open_collaboration(s: AsyncSession, firm_cif: str, client_cif: str, *, lock: bool = False) -> Row | None:
+    q = select(collaborations).where(collaborations.c.firm_cif == firm_cif, collaborations.c.client_cif == client_cif,
+                                     collaborations.c.status != "ended")
+    if lock:
+        q = q.with_for_update()
+    r = (await s.execute(q)).first()
+    return dict(r._mapping) if r else None
+
+
+async def insert_collaboration(s: AsyncSession, values: Row) -> bool:
+    res = await s.execute(insert(collaborations).values(**values).on_conflict_do_nothing()
+                          .returning(collaborations.c.id))
+    return res.scalar() is not None
+
+
+async def set_collaboration(s: AsyncSession, collab_id: str, values: Row) -> None:
+    await s.execute(update(collaborations).where(collaborations.c.id == collab_id).values(**values))
+
+
+async def collaborations_of(s: AsyncSession, cif: str, *, include_ended: bool = True) -> list[Row]:
+    cond = or_(collaborations.c.firm_cif == cif, collaborations.c.client_cif == cif)
+    if not include_ended:
+        cond = and_(cond, collaborations.c.status != "ended")
+    q = select(collaborations).where(cond).order_by(collaborations.c.created_at.desc())
+    return _rows(await s.execute(q))
+
+
+async def open_collaborations_of_firms(s: AsyncSession, firm_cifs: list[str]) -> list[Row]:
+    if not firm_cifs:
+        return []
+    q = select(collaborations).where(collaborations.c.firm_cif.in_(firm_cifs), collaborations.c.status != "ended")
+    return _rows(await s.execute(q))
+
+
+async def active_client_cifs(s: AsyncSession, firm_cif: str) -> list[str]:
+    q = select(collaborations.c.client_cif).where(collaborations.c.firm_cif == firm_cif,
+                                                  collaborations.c.status == "active")
+    return [r[0] for r in await s.execute(q)]
+
+
+async def latest_collaborations(s: AsyncSession, firm_cif: str) -> dict[str, Row]:
+    """The most recent collaboration of the firm with each client."""
+    out: dict[str, Row] = {}
+    q = select(collaborations).where(collaborations.c.firm_cif == firm_cif).order_by(collaborations.c.created_at)
+    for r in _rows(await s.execute(q)):
+        prev = out.get(r["client_cif"])
+        if prev is None or prev["status"] == "ended" or r["status"] != "ended":
+            out[r["client_cif"]] = r
+    return out
+
+
+# -- invitations seen -------------------------------------------------------------------------------------
+async def upsert_invitation(s: AsyncSession, invitation_id: str, firm_cif: str, client_cif: str, status: str,
+                            at: datetime) -> None:
+    stmt = insert(invitations_seen).values(invitation_id=invitation_id, firm_cif=firm_cif, client_cif=client_cif,
+                                           status=status, updated_at=at)
+    await s.execute(stmt.on_conflict_do_update(index_elements=["invitation_id"],
+                                               set_={"status": status, "updated_at": at}))
+
+
+async def invitations_of_firm(s: AsyncSession, firm_cif: str) -> dict[str, Row]:
+    q = select(invitations_seen).where(invitations_seen.c.firm_cif == firm_cif).order_by(invitations_seen.c.updated_at)
+    return {r["client_cif"]: r for r in _rows(await s.execute(q))}

@@ -1,0 +1,202 @@
+"""Portfolio rules: CIF normalisation and control digit, roles, collaboration states, effective access,
+the reading of ANAF's rights inventory, and the diff of discovered rights. No I/O here."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from spvhub_common.errors import AppError
+
+CIF_KEY = "753217532"
+
+
+class InvalidCif(AppError):
+    status = 422
+    code = "invalid_cif"
+
+
+def control_digit(body: str) -> int:
+    """Control digit of a CIF body (1-9 digits), key 753217532 aligned from the right."""
+    key = CIF_KEY[-len(body):]
+    total = sum(int(d) * int(k) for d, k in zip(body, key, strict=True))
+    digit = total * 10 % 11
+    return 0 if digit == 10 else digit
+
+
+def normalize_cif(raw: object) -> str:
+    """`" RO 12 345 678 "` -> `"12345678"`; raises InvalidCif (422) with a stable code.
+
+    Codes: `cif_empty`, `cif_not_numeric`, `cif_bad_length` (2-10 digits), `cif_bad_control_digit`.
+    """
+    text = "".join(str(raw if raw is not None else "").split()).upper()
+    if text.startswith("RO"):
+        text = text[2:]
+    if not text:
+        raise InvalidCif("Enter the company's CIF (with or without RO).", code="cif_empty", details={"cif": raw})
+    if not text.isdigit():
+        raise InvalidCif(f"CIF {raw!r} must contain only digits after the optional RO prefix.",
+                         code="cif_not_numeric", details={"cif": raw})
+    if not 2 <= len(text) <= 10:
+        raise InvalidCif(f"CIF {raw!r} must have between 2 and 10 digits.", code="cif_bad_length",
+                         details={"cif": raw})
+    if control_digit(text[:-1]) != int(text[-1]):
+        raise InvalidCif(f"CIF {raw!r} is not valid: its last digit (control digit) should be "
+                         f"{control_digit(text[:-1])}. Check for a typing mistake.",
+                         code="cif_bad_control_digit", details={"cif": raw})
+    return text.lstrip("0") or text
+
+
+def is_valid_cif(raw: object) -> bool:
+    try:
+        normalize_cif(raw)
+    except InvalidCif:
+        return False
+    return True
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+    ACCOUNTANT = "accountant"  # a firm user reaching a client through an active collaboration
+
+
+MEMBER_ROLES = (Role.OWNER, Role.ADMIN, Role.MEMBER)
+MANAGERS = (Role.OWNER, Role.ADMIN)
+
+
+class CollaborationStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class ConnectionStatus(StrEnum):
+    ACTIVE = "active"
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one user may see on one CIF (the payload of `portfolio.access-changed`)."""
+
+    role: str
+    via_firm_cif: str | None = None
+
+
+def effective_grant(direct_role: str | None, firms_with_active_collaboration: list[str]) -> Grant | None:
+    """A direct membership wins; otherwise an active collaboration through a firm the user belongs to."""
+    if direct_role:
+        return Grant(direct_role)
+    if firms_with_active_collaboration:
+        return Grant(Role.ACCOUNTANT.value, sorted(firms_with_active_collaboration)[0])
+    return None
+
+
+def can_assign(actor_role: str, target_role: str, current_role: str | None = None) -> bool:
+    """Owners assign any role; admins manage admins and members but never touch owners."""
+    if actor_role == Role.OWNER:
+        return True
+    if actor_role == Role.ADMIN:
+        return target_role != Role.OWNER and current_role != Role.OWNER
+    return False
+
+
+def services_of(raw: list[str]) -> list[str]:
+    """Auth's service names (`E-Factura`, `efactura`, ...) -> `efactura` / `etransport`."""
+    out: list[str] = []
+    for s in raw:
+        k = s.lower().replace("-", "").replace("_", "").replace(" ", "")
+        name = {"efactura": "efactura", "etransport": "etransport"}.get(k, k)
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def inventory_from_cui_field(queried_cif: str, cui_field: object) -> list[str] | None:
+    """The rights inventory carried by an e-Factura list response's `cui` field, or None when the field only
+    echoes the queried CIF (switch `list_cui_field=echo`, or ANAF's swagger reading) and probing is needed.
+
+    A single CUI equal to the queried one is ambiguous (inventory of one, or an echo): treat it as an echo, so
+    the caller probes the candidates; that costs calls but never misses a right.
+    """
+    if cui_field is None:
+        return None
+    parts = [p.strip() for p in str(cui_field).split(",") if p.strip()]
+    cifs: list[str] = []
+    for p in parts:
+        try:
+            c = normalize_cif(p)
+        except InvalidCif:
+            # CNPs (13 digits) of natural persons can sit in an SPV inventory: not companies, keep them out.
+            continue
+        if c not in cifs:
+            cifs.append(c)
+    if not cifs or cifs == [queried_cif]:
+        return None
+    return sorted(cifs, key=int)
+
+
+@dataclass
+class RightsDiff:
+    cifs: list[str]
+    gained: list[str]
+    lost: list[str]
+
+
+def diff_rights(previous: set[str], found: set[str], unknown: set[str] | None = None) -> RightsDiff:
+    """Rights now held vs before. CIFs in `unknown` (probe skipped: budget spent, ANAF down) keep their
+    previous state, so an incomplete check never reports a right as lost."""
+    unknown = unknown or set()
+    now = set(found) | (previous & unknown)
+    return RightsDiff(cifs=sorted(now, key=int), gained=sorted(now - previous, key=int),
+                      lost=sorted(previous - now, key=int))
+
+
+@dataclass
+class CsvCandidates:
+    cifs: list[str] = field(default_factory=list)
+    errors: list[dict[str, object]] = field(default_factory=list)
+
+
+HEADER_NAMES = {"cif", "cui", "cod fiscal", "codfiscal", "cod_fiscal", "vat", "cod", "tax id"}
+
+
+def parse_candidates_csv(text: str) -> CsvCandidates:
+    """A firm's client list: one CIF per row, in a column named cif/cui (or the first column).
+
+    Separators `,` `;` or tab; an optional header row; blank rows skipped. Every bad row is reported.
+    """
+    out = CsvCandidates()
+    sample = text[:4096]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample.strip() else csv.excel
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text), dialect))
+    col = 0
+    start = 0
+    if rows:
+        header = [c.strip().lower() for c in rows[0]]
+        named = [i for i, h in enumerate(header) if h in HEADER_NAMES]
+        if named:
+            col, start = named[0], 1
+        elif header and not any(ch.isdigit() for ch in "".join(header)):
+            start = 1  # a header without a recognised name: CIFs are in the first column
+    for lineno, row in enumerate(rows[start:], start=start + 1):
+        if not row or not "".join(row).strip():
+            continue
+        value = row[col].strip() if col < len(row) else ""
+        if not value:
+            continue
+        try:
+            cif = normalize_cif(value)
+        except InvalidCif as e:
+            out.errors.append({"line": lineno, "value": value, "code": e.code, "problem": e.message})
+            continue
+        if cif not in out.cifs:
+            out.cifs.append(cif)
+    return out

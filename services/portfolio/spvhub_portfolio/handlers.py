@@ -1,0 +1,826 @@
+"""Use cases of the portfolio service: companies and memberships, the registry cache, discovery of SPV rights,
+collaborations, access scoping (portfolio.access-changed) and the portfolio troubleshooting view.
+
+Every command runs in one unit of work (one transaction); the routing table at the bottom maps consumed
+events to handlers.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from spvhub_common.anaf.errors import AnafError, BudgetExhausted, LimitReached, Unauthorized
+from spvhub_common.clock import Clock
+from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
+from spvhub_common.events import Event
+from spvhub_common.events.auth import ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired, TokenRefreshed
+from spvhub_common.events.envelope import CloudEvent
+from spvhub_common.events.invitations import (
+    InvitationAccepted,
+    InvitationClaimed,
+    InvitationDeclined,
+    InvitationExpired,
+    InvitationRevoked,
+    InvitationSent,
+)
+from spvhub_common.events.portfolio import (
+    AccessChanged,
+    AccessLost,
+    CollaborationEnded,
+    CollaborationStarted,
+    CompanyRegistered,
+    CompanyUpdated,
+    RightsDiscovered,
+)
+from spvhub_common.logging import get_logger
+from spvhub_common.uow import SqlUnitOfWork
+
+from spvhub_portfolio import domain
+from spvhub_portfolio.adapters import repository as repo
+from spvhub_portfolio.adapters.anaf import (
+    ConnectionToken,
+    ConnectionUnavailable,
+    EfacturaListPort,
+    RegistryPort,
+    RegistryRecord,
+    TokenPort,
+    list_with_refresh,
+)
+from spvhub_portfolio.domain import CollaborationStatus, ConnectionStatus, Role
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Deps:
+    """The ports the use cases need (built in bootstrap; fakes in unit tests)."""
+
+    registry: RegistryPort
+    efactura: EfacturaListPort
+    tokens: TokenPort
+    clock: Clock
+    registry_max_age: timedelta = timedelta(days=1)
+    recheck_interval: timedelta = timedelta(days=1)
+    retry_incomplete_after: timedelta = timedelta(minutes=30)
+    probe_concurrency: int = 8
+    discovery_days: int = 60
+
+
+# -- access ---------------------------------------------------------------------------------------------
+async def role_on(uow: SqlUnitOfWork, user_id: str, cif: str) -> domain.Grant | None:
+    direct = await repo.direct_role(uow.session, user_id, cif)
+    firms = [] if direct else await repo.firms_of_user_with_active_collaboration(uow.session, user_id, cif)
+    return domain.effective_grant(direct, firms)
+
+
+def _no_access(cif: str) -> Forbidden:
+    return Forbidden(f"You have no access to company CIF {cif}.", code="no_access_to_company", details={"cif": cif})
+
+
+async def require_role(uow: SqlUnitOfWork, user_id: str, cif: str, allowed: tuple[str, ...] | None = None,
+                       *, direct_only: bool = False) -> str:
+    """The caller's role on `cif` (direct membership, or accountant through an active collaboration), or 403.
+
+    `allowed` restricts the roles; `direct_only` refuses firm users reaching a client (company administration).
+    """
+    grant = await role_on(uow, user_id, cif)
+    if grant is None or (direct_only and grant.via_firm_cif):
+        raise _no_access(cif)
+    if allowed is not None and grant.role not in allowed:
+        raise Forbidden(f"Your role ({grant.role}) on CIF {cif} does not allow this; an owner or administrator "
+                        "of the company can do it.", code="insufficient_role",
+                        details={"cif": cif, "role": grant.role, "required": list(allowed)})
+    return grant.role
+
+
+async def sync_access(uow: SqlUnitOfWork, cifs: set[str] | list[str]) -> None:
+    """Publish `portfolio.access-changed` for every (user, CIF) whose effective access differs from what
+    portfolio last published: grants, role changes and revokes, all explicit and idempotent."""
+    for cif in sorted(set(cifs)):
+        direct, via = await repo.desired_access(uow.session, cif)
+        current = await repo.published_access(uow.session, cif)
+        for user_id in sorted(set(direct) | set(via) | set(current)):
+            want = domain.effective_grant(direct.get(user_id), via.get(user_id, []))
+            have = current.get(user_id)
+            if want is None and have is not None:
+                await repo.delete_published(uow.session, user_id, cif)
+                uow.publish(AccessChanged(cif=cif, user_id=user_id, role=have["role"], granted=False,
+                                          via_firm_cif=have["via_firm_cif"]))
+            elif want is not None and (have is None or (have["role"], have["via_firm_cif"]) !=
+                                       (want.role, want.via_firm_cif)):
+                await repo.set_published(uow.session, user_id, cif, want.role, want.via_firm_cif)
+                uow.publish(AccessChanged(cif=cif, user_id=user_id, role=want.role, granted=True,
+                                          via_firm_cif=want.via_firm_cif))
+
+
+async def sync_access_of_firm(uow: SqlUnitOfWork, cif: str) -> None:
+    """After a membership change: the company itself and every client it reaches as a firm."""
+    await sync_access(uow, {cif, *await repo.active_client_cifs(uow.session, cif)})
+
+
+# -- registry ------------------------------------------------------------------------------------------
+class RegistryUnavailable(AppError):
+    status, code = 503, "registry_unavailable"
+
+
+async def registry_data(uow: SqlUnitOfWork, deps: Deps, cifs: list[str], *, refresh: bool = False,
+                        best_effort: bool = False) -> dict[str, dict[str, Any]]:
+    """Registry data for `cifs` from the cache, asking ANAF (batches of 100, shared 1/s budget) for entries
+    missing or older than `registry_max_age`. `best_effort` returns what the cache has when ANAF fails."""
+    now = deps.clock.now()
+    cached = await repo.registry_rows(uow.session, cifs)
+    stale = [c for c in cifs if refresh or c not in cached or cached[c]["fetched_at"] < now - deps.registry_max_age]
+    if stale:
+        try:
+            fetched = await deps.registry.lookup(stale)
+        except AnafError as e:
+            if not best_effort:
+                raise RegistryUnavailable("ANAF's public registry cannot be reached right now; try again in a few "
+                                          "minutes.", details={"anaf": e.text}) from e
+            log.warning("registry lookup failed", error=e.text, cifs=len(stale))
+            fetched = {}
+        if fetched:
+            await repo.save_registry(uow.session, fetched.values(), now)
+            cached.update(await repo.registry_rows(uow.session, list(fetched)))
+    return cached
+
+
+def _company_fields(reg: dict[str, Any] | None) -> dict[str, Any]:
+    reg = reg or {}
+    return {k: reg.get(k, d) for k, d in (("name", ""), ("address", ""), ("trade_register_no", ""),
+                                          ("vat_payer", False), ("efactura_registered", False))}
+
+
+def company_view(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"cif": row["cif"], "name": row["name"], "address": row["address"],
+            "trade_register_no": row["trade_register_no"], "vat_payer": row["vat_payer"],
+            "efactura_registered": row["efactura_registered"],
+            "provides_accounting_services": row["provides_accounting_services"],
+            "registry_checked_at": row["registry_checked_at"], **extra}
+
+
+# -- companies --------------------------------------------------------------------------------------------
+async def register_company(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str) -> tuple[dict[str, Any], bool]:
+    """Register a company by CIF alone; the caller becomes its owner. Returns (company, created)."""
+    cif = domain.normalize_cif(raw_cif)
+    existing = await repo.get_company(uow.session, cif, lock=True)
+    if existing is not None:
+        role = await repo.direct_role(uow.session, user_id, cif)
+        if role is not None:
+            return company_view(existing, role=role, relation="own"), False
+        if await repo.members(uow.session, cif):
+            raise Conflict(f"Company CIF {cif} is already registered on the platform; ask one of its owners or "
+                           "administrators to add you.", code="company_already_registered", details={"cif": cif})
+    reg = (await registry_data(uow, deps, [cif])).get(cif)
+    if reg is None or not reg["found"]:
+        raise AppError(f"CIF {cif} is valid but ANAF's public registry has no company with it. Check the number.",
+                       code="cif_not_in_registry", status=422, details={"cif": cif})
+    now = deps.clock.now()
+    fields = _company_fields(reg)
+    if existing is None:
+        created = await repo.insert_company(uow.session, {"cif": cif, **fields, "registry_checked_at": now,
+                                                          "registered_by": user_id, "created_at": now,
+                                                          "updated_at": now})
+        if not created:
+            raise Conflict(f"Company CIF {cif} was registered a moment ago by someone else.",
+                           code="company_already_registered", details={"cif": cif})
+    else:
+        await repo.update_company(uow.session, cif, {**fields, "registry_checked_at": now, "registered_by": user_id,
+                                                     "updated_at": now})
+    await repo.upsert_member(uow.session, cif, user_id, Role.OWNER)
+    row = await repo.get_company(uow.session, cif)
+    assert row is not None
+    uow.publish(CompanyRegistered(cif=cif, registered_by=user_id,
+                                  provides_accounting_services=row["provides_accounting_services"], **fields))
+    await sync_access(uow, {cif})
+    return company_view(row, role=Role.OWNER.value, relation="own"), True
+
+
+async def get_company(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> dict[str, Any]:
+    cif = domain.normalize_cif(raw_cif)
+    grant = await role_on(uow, user_id, cif)
+    if grant is None:
+        raise _no_access(cif)
+    row = await repo.get_company(uow.session, cif)
+    if row is None:
+        raise NotFound(f"Company CIF {cif} is not registered.", code="company_not_found")
+    extra: dict[str, Any] = {"role": grant.role, "relation": "client" if grant.via_firm_cif else "own"}
+    if grant.via_firm_cif:
+        extra["via_firm_cif"] = grant.via_firm_cif
+    return company_view(row, **extra)
+
+
+async def list_companies(uow: SqlUnitOfWork, user_id: str) -> list[dict[str, Any]]:
+    """The caller's own companies, then the clients of the firms the caller belongs to, each marked."""
+    own = await repo.user_memberships(uow.session, user_id)
+    own_roles = {m["cif"]: m["role"] for m in own}
+    collabs = await repo.open_collaborations_of_firms(uow.session, list(own_roles))
+    rows = await repo.company_rows(uow.session, set(own_roles) | {c["client_cif"] for c in collabs})
+    out: list[dict[str, Any]] = []
+    for cif in sorted(own_roles, key=lambda c: (rows.get(c, {}).get("name", ""), c)):
+        if cif in rows:
+            out.append(company_view(rows[cif], relation="own", role=own_roles[cif]))
+    for c in sorted(collabs, key=lambda c: (rows.get(c["client_cif"], {}).get("name", ""), c["client_cif"])):
+        if c["client_cif"] in own_roles or c["client_cif"] not in rows:
+            continue
+        out.append(company_view(rows[c["client_cif"]], relation="client",
+                                role=Role.ACCOUNTANT.value if c["status"] == "active" else None,
+                                via_firm_cif=c["firm_cif"], collaboration_status=c["status"],
+                                collaboration_id=c["id"], accessible=c["status"] == "active"))
+    return out
+
+
+async def update_company_profile(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str,
+                                 provides_accounting_services: bool | None) -> dict[str, Any]:
+    cif = domain.normalize_cif(raw_cif)
+    role = await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
+    row = await repo.get_company(uow.session, cif, lock=True)
+    if row is None:
+        raise NotFound(f"Company CIF {cif} is not registered.", code="company_not_found")
+    if provides_accounting_services is not None and provides_accounting_services != row["provides_accounting_services"]:
+        await repo.update_company(uow.session, cif, {"provides_accounting_services": provides_accounting_services,
+                                                     "updated_at": deps.clock.now()})
+        row = await repo.get_company(uow.session, cif)
+        assert row is not None
+        _publish_updated(uow, row)
+    return company_view(row, role=role, relation="own")
+
+
+def _publish_updated(uow: SqlUnitOfWork, row: dict[str, Any]) -> None:
+    uow.publish(CompanyUpdated(cif=row["cif"], name=row["name"], address=row["address"],
+                               trade_register_no=row["trade_register_no"], vat_payer=row["vat_payer"],
+                               efactura_registered=row["efactura_registered"],
+                               provides_accounting_services=row["provides_accounting_services"]))
+
+
+# -- members ----------------------------------------------------------------------------------------------
+async def list_members(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
+    cif = domain.normalize_cif(raw_cif)
+    await require_role(uow, user_id, cif, direct_only=True)
+    return [{"user_id": m["user_id"], "role": m["role"], "since": m["created_at"]}
+            for m in await repo.members(uow.session, cif)]
+
+
+async def set_member(uow: SqlUnitOfWork, actor: str, raw_cif: str, member_id: str, role: str) -> dict[str, Any]:
+    """Add a member or change a member's role (owner/admin only; admins never touch owners)."""
+    cif = domain.normalize_cif(raw_cif)
+    if role not in [r.value for r in domain.MEMBER_ROLES]:
+        raise AppError("role must be owner, admin or member.", code="invalid_role", status=422)
+    actor_role = await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)
+    await repo.get_company(uow.session, cif, lock=True)  # serialise membership changes of one company
+    current = await repo.direct_role(uow.session, member_id, cif)
+    if not domain.can_assign(actor_role, role, current):
+        raise Forbidden("Only an owner can make or change owners.", code="insufficient_role",
+                        details={"cif": cif, "role": actor_role})
+    if current == Role.OWNER and role != Role.OWNER:
+        await _keep_one_owner(uow, cif, member_id)
+    await repo.upsert_member(uow.session, cif, member_id, role)
+    await sync_access_of_firm(uow, cif)
+    return {"user_id": member_id, "role": role}
+
+
+async def remove_member(uow: SqlUnitOfWork, actor: str, raw_cif: str, member_id: str) -> None:
+    cif = domain.normalize_cif(raw_cif)
+    if actor == member_id:
+        await require_role(uow, actor, cif, direct_only=True)  # anyone may leave
+        actor_role = Role.OWNER.value
+    else:
+        actor_role = await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)
+    await repo.get_company(uow.session, cif, lock=True)
+    current = await repo.direct_role(uow.session, member_id, cif)
+    if current is None:
+        raise NotFound(f"User {member_id} is not a member of CIF {cif}.", code="member_not_found")
+    if not domain.can_assign(actor_role, Role.MEMBER.value, current):
+        raise Forbidden("Only an owner can remove an owner.", code="insufficient_role")
+    if current == Role.OWNER:
+        await _keep_one_owner(uow, cif, member_id)
+    await repo.delete_member(uow.session, cif, member_id)
+    await sync_access_of_firm(uow, cif)
+
+
+async def _keep_one_owner(uow: SqlUnitOfWork, cif: str, leaving: str) -> None:
+    owners = [m for m in await repo.members(uow.session, cif) if m["role"] == Role.OWNER and m["user_id"] != leaving]
+    if not owners:
+        raise Conflict("A company needs at least one owner: make someone else owner first.", code="last_owner")
+
+
+# -- connections (auth events) --------------------------------------------------------------------------
+async def on_connection_authorized(ev: ConnectionAuthorized, _env: CloudEvent, uow: SqlUnitOfWork,
+                                   deps: Deps) -> None:
+    """Record the connection and discover the rights of its certificate holder right away."""
+    holder = domain.normalize_cif(ev.company_cif)
+    services = domain.services_of(ev.services)
+    await repo.upsert_connection(uow.session, {
+        "connection_id": ev.connection_id, "holder_cif": holder, "user_id": ev.user_id,
+        "holder_name": ev.holder_name, "certificate_serial": ev.certificate_serial, "services": services,
+        "status": ConnectionStatus.ACTIVE.value, "status_reason": "", "authorized_at": ev.authorized_at})
+    if "efactura" in services:
+        await discover_recording_errors(uow, deps, ev.connection_id, trigger="authorized")
+
+
+async def on_token_refreshed(ev: TokenRefreshed, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    conn = await repo.get_connection(uow.session, ev.connection_id, lock=True)
+    if conn is not None and conn["status"] == ConnectionStatus.REAUTHORIZATION_REQUIRED:
+        await repo.set_connection(uow.session, ev.connection_id, {"status": ConnectionStatus.ACTIVE.value,
+                                                                   "status_reason": ""})
+
+
+async def on_reauthorization_required(ev: ReauthorizationRequired, _env: CloudEvent, uow: SqlUnitOfWork,
+                                      deps: Deps) -> None:
+    conn = await repo.get_connection(uow.session, ev.connection_id, lock=True)
+    if conn is not None and conn["status"] != ConnectionStatus.REVOKED:
+        await repo.set_connection(uow.session, ev.connection_id, {
+            "status": ConnectionStatus.REAUTHORIZATION_REQUIRED.value, "status_reason": ev.message or ev.reason})
+
+
+async def on_connection_revoked(ev: ConnectionRevoked, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    """A revoked connection acts for nobody: every right it had is lost."""
+    conn = await repo.get_connection(uow.session, ev.connection_id, lock=True)
+    if conn is None or conn["status"] == ConnectionStatus.REVOKED:
+        return
+    await repo.set_connection(uow.session, ev.connection_id, {"status": ConnectionStatus.REVOKED.value,
+                                                               "status_reason": ev.reason})
+    previous = await repo.rights_of(uow.session, ev.connection_id)
+    if not previous:
+        return
+    lost = sorted(previous, key=int)
+    await repo.replace_rights(uow.session, ev.connection_id, [], lost, [], deps.clock.now())
+    uow.publish(RightsDiscovered(connection_id=ev.connection_id, holder_cif=conn["holder_cif"], cifs=[], gained=[],
+                                 lost=lost, services=conn["services"] or ["efactura"], mode="revoked", complete=True))
+    notify = await _people_concerned(uow, conn)
+    for cif in lost:
+        uow.publish(AccessLost(cif=cif, connection_id=ev.connection_id, reason="connection_revoked",
+                               holder_cif=conn["holder_cif"], notify_user_ids=notify,
+                               message=f"The ANAF authorization of {conn['holder_name'] or conn['holder_cif']} was "
+                                       f"revoked ({ev.reason}); CIF {cif} is no longer synchronised through it. "
+                                       "Authorize e-Factura again to resume."))
+
+
+async def _people_concerned(uow: SqlUnitOfWork, conn: dict[str, Any]) -> list[str]:
+    people = {conn["user_id"]}
+    people |= {m["user_id"] for m in await repo.members(uow.session, conn["holder_cif"])
+               if m["role"] in (Role.OWNER, Role.ADMIN)}
+    return sorted(p for p in people if p)
+
+
+# -- discovery --------------------------------------------------------------------------------------------
+@dataclass
+class DiscoveryResult:
+    connection_id: str
+    holder_cif: str
+    mode: str
+    complete: bool
+    cifs: list[str]
+    gained: list[str]
+    lost: list[str]
+    unknown: list[str] = field(default_factory=list)
+    probed: int = 0
+
+    def view(self) -> dict[str, Any]:
+        return {"connection_id": self.connection_id, "holder_cif": self.holder_cif, "mode": self.mode,
+                "complete": self.complete, "count": len(self.cifs), "cifs": self.cifs, "gained": self.gained,
+                "lost": self.lost, "not_checked": self.unknown, "probed": self.probed}
+
+
+class _SharedToken:
+    """One token for concurrent probes; a 401/403 refreshes it once for all of them."""
+
+    def __init__(self, token: ConnectionToken, tokens: TokenPort) -> None:
+        self.token = token
+        self.tokens = tokens
+        self.lock = asyncio.Lock()
+
+    async def list(self, efactura: EfacturaListPort, cif: str, days: int) -> Any:
+        used = self.token
+        try:
+            return await efactura.list_messages(used.access_token, cif, days)
+        except Unauthorized:
+            async with self.lock:
+                if self.token is used:
+                    self.token = await self.tokens.refresh(used.connection_id)
+            return await efactura.list_messages(self.token.access_token, cif, days)
+
+
+async def discover(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *, trigger: str) -> DiscoveryResult:
+    """Find every CIF the connection's certificate holder has SPV rights on, record it, publish the diff.
+
+    1. List the holder's own e-Factura messages: when the answer's `cui` carries the comma-joined inventory,
+       those are the CIFs. 2. Otherwise probe candidates (companies on the platform, the firm's uploaded CSV,
+       rights known before) with `listaMesajeFactura?zile=1&cif=X`: a rights error means no rights.
+    Probes that cannot run (budget spent, ANAF down) keep their previous state, so nothing is lost by mistake.
+    """
+    conn = await repo.get_connection(uow.session, connection_id, lock=True)
+    if conn is None:
+        raise NotFound(f"Unknown connection {connection_id}.", code="no_connection")
+    if conn["status"] != ConnectionStatus.ACTIVE:
+        raise Conflict(f"The e-Factura authorization of CIF {conn['holder_cif']} is {conn['status']}: authorize "
+                       "again before discovering the portfolio.", code="no_active_efactura_authorization",
+                       details={"connection_id": connection_id, "status": conn["status"]})
+    holder = conn["holder_cif"]
+    try:
+        token = await deps.tokens.access_token(connection_id)
+    except ConnectionUnavailable as e:
+        if e.code == "reauthorization_required":
+            await repo.set_connection(uow.session, connection_id, {
+                "status": ConnectionStatus.REAUTHORIZATION_REQUIRED.value, "status_reason": e.message})
+        raise
+    shared = _SharedToken(token, deps.tokens)
+    first, shared.token = await list_with_refresh(deps.efactura, deps.tokens, token, holder, deps.discovery_days)
+    found: set[str] = set()
+    unknown: set[str] = set()
+    inventory = domain.inventory_from_cui_field(holder, first.cui_field)
+    probed = 1
+    if inventory is not None:
+        mode = "inventory"
+        found = set(inventory)
+    else:
+        mode = "probe"
+        if first.has_rights:
+            found.add(holder)
+        previous = await repo.rights_of(uow.session, connection_id)
+        pool = (set(await repo.all_company_cifs(uow.session)) | set(await repo.candidates_of(uow.session, holder))
+                | previous) - {holder}
+        sem = asyncio.Semaphore(max(1, deps.probe_concurrency))
+
+        async def probe(cif: str) -> None:
+            async with sem:
+                try:
+                    res = await shared.list(deps.efactura, cif, 1)
+                except (BudgetExhausted, LimitReached) as e:
+                    log.warning("probe skipped: limit", cif=cif, error=e.text)
+                    unknown.add(cif)
+                    return
+                except Unauthorized:
+                    raise
+                except AnafError as e:
+                    if not e.transient:
+                        log.warning("probe failed", cif=cif, error=e.text)
+                    unknown.add(cif)
+                    return
+                if res.has_rights:
+                    found.add(cif)
+
+        await asyncio.gather(*(probe(c) for c in sorted(pool)))
+        probed += len(pool)
+    return await _record_discovery(uow, deps, conn, mode, found, unknown, probed, trigger)
+
+
+async def _record_discovery(uow: SqlUnitOfWork, deps: Deps, conn: dict[str, Any], mode: str, found: set[str],
+                            unknown: set[str], probed: int, trigger: str) -> DiscoveryResult:
+    connection_id, holder = conn["connection_id"], conn["holder_cif"]
+    now = deps.clock.now()
+    previous = await repo.rights_of(uow.session, connection_id)
+    d = domain.diff_rights(previous, found, unknown)
+    await repo.replace_rights(uow.session, connection_id, d.gained, d.lost, sorted(found & previous), now)
+    await registry_data(uow, deps, d.cifs, best_effort=True)  # enrich; the daily refresh retries failures
+    complete = not unknown
+    await repo.set_connection(uow.session, connection_id, {
+        "last_discovery_at": now, "last_discovery_mode": mode, "last_discovery_complete": complete,
+        "last_discovery_error": None if complete else f"{len(unknown)} candidate(s) could not be checked",
+        "last_discovery_count": len(d.cifs)})
+    services = conn["services"] or ["efactura"]
+    if trigger != "recheck" or d.gained or d.lost:
+        uow.publish(RightsDiscovered(connection_id=connection_id, holder_cif=holder, cifs=d.cifs, gained=d.gained,
+                                     lost=d.lost, services=services, mode=mode, complete=complete))
+    if d.lost:
+        notify = await _people_concerned(uow, conn)
+        who = conn["holder_name"] or f"the certificate holder of CIF {holder}"
+        for cif in d.lost:
+            uow.publish(AccessLost(
+                cif=cif, connection_id=connection_id, reason="spv_rights_removed", holder_cif=holder,
+                notify_user_ids=notify,
+                message=f"The certificate of {who} no longer has SPV rights on CIF {cif} (ANAF: \"Nu aveti drept in "
+                        f"SPV pentru CIF={cif}\"), so e-Factura for CIF {cif} is no longer synchronised through this "
+                        "authorization. The company must grant the rights again in SPV (a new enrolment takes about "
+                        "a day), or authorize with a certificate that has them."))
+    log.info("rights discovered", connection_id=connection_id, holder=holder, mode=mode, count=len(d.cifs),
+             gained=len(d.gained), lost=len(d.lost), unknown=len(unknown), trigger=trigger)
+    return DiscoveryResult(connection_id, holder, mode, complete, d.cifs, d.gained, d.lost,
+                           sorted(unknown, key=int), probed)
+
+
+async def discover_recording_errors(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *,
+                                    trigger: str) -> DiscoveryResult | None:
+    """Discovery from an event or a job: a failure is recorded on the connection (and retried by the re-check
+    job) instead of failing the message."""
+    try:
+        return await discover(uow, deps, connection_id, trigger=trigger)
+    except (ConnectionUnavailable, AnafError, ConnectionError, AppError) as e:
+        text = getattr(e, "text", None) or getattr(e, "message", None) or str(e)
+        log.warning("discovery failed", connection_id=connection_id, error=text[:300], trigger=trigger)
+        await repo.set_connection(uow.session, connection_id, {
+            "last_discovery_at": deps.clock.now(), "last_discovery_complete": False,
+            "last_discovery_error": f"{type(e).__name__}: {text}"[:1000]})
+        return None
+
+
+async def discover_on_demand(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
+    cif = domain.normalize_cif(raw_cif)
+    await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
+    conns = [c for c in await repo.connections_of_holder(uow.session, cif)
+             if c["status"] == ConnectionStatus.ACTIVE and "efactura" in (c["services"] or [])]
+    if not conns:
+        raise Conflict(f"CIF {cif} has no active e-Factura authorization: authorize e-Factura with the firm's "
+                       "certificate first.", code="no_active_efactura_authorization", details={"cif": cif})
+    results = []
+    for c in conns:
+        try:
+            results.append((await discover(uow, deps, c["connection_id"], trigger="on_demand")).view())
+        except ConnectionUnavailable as e:
+            await uow.commit()  # keep the status change (reauthorization required)
+            raise Conflict(f"The e-Factura authorization of CIF {cif} must be renewed by the certificate holder.",
+                           code=e.code, details={"connection_id": c["connection_id"]}) from e
+        except (BudgetExhausted, LimitReached) as e:
+            raise AppError("ANAF's call limits are reached for now; discovery will run again automatically.",
+                           code="anaf_limit_reached", status=429, details={"anaf": e.text}) from e
+        except AnafError as e:
+            raise AppError("ANAF could not be queried; try again later.", code="anaf_unavailable", status=503,
+                           details={"anaf": e.text}) from e
+    cifs = sorted({x for r in results for x in r["cifs"]}, key=int)
+    return {"cif": cif, "count": len(cifs), "cifs": cifs, "connections": results}
+
+
+# -- candidates --------------------------------------------------------------------------------------------
+MAX_CANDIDATES = 20_000
+
+
+async def upload_candidates(uow: SqlUnitOfWork, user_id: str, raw_cif: str, text: str) -> dict[str, Any]:
+    cif = domain.normalize_cif(raw_cif)
+    await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
+    parsed = domain.parse_candidates_csv(text)
+    if parsed.errors:
+        raise AppError(f"{len(parsed.errors)} row(s) of the CSV do not hold a valid CIF; nothing was saved.",
+                       code="invalid_candidates", status=422, details={"rows": parsed.errors[:200]})
+    if not parsed.cifs:
+        raise AppError("The CSV holds no CIF.", code="empty_candidates", status=422)
+    if len(parsed.cifs) > MAX_CANDIDATES:
+        raise AppError(f"At most {MAX_CANDIDATES} CIFs per firm.", code="too_many_candidates", status=422)
+    added = await repo.add_candidates(uow.session, cif, [c for c in parsed.cifs if c != cif], user_id)
+    total = len(await repo.candidates_of(uow.session, cif))
+    return {"cif": cif, "received": len(parsed.cifs), "added": added, "total": total}
+
+
+async def list_candidates(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> dict[str, Any]:
+    cif = domain.normalize_cif(raw_cif)
+    await require_role(uow, user_id, cif, direct_only=True)
+    return {"cif": cif, "candidates": await repo.candidates_of(uow.session, cif)}
+
+
+# -- discovered companies and portfolio status -------------------------------------------------------------
+async def list_discovered(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
+    firm = domain.normalize_cif(raw_cif)
+    await require_role(uow, user_id, firm, direct_only=True)
+    rows = [r for r in await repo.discovered_for_holder(uow.session, firm) if r["cif"] != firm]
+    reg = await repo.registry_rows(uow.session, [r["cif"] for r in rows])
+    collabs = await repo.latest_collaborations(uow.session, firm)
+    invites = await repo.invitations_of_firm(uow.session, firm)
+    items = []
+    for r in sorted(rows, key=lambda r: (reg.get(r["cif"], {}).get("name", ""), r["cif"])):
+        g = reg.get(r["cif"])
+        c = collabs.get(r["cif"])
+        inv = invites.get(r["cif"])
+        items.append({"cif": r["cif"], **_company_fields(g), "registry_found": bool(g and g["found"]),
+                      "discovered_at": r["discovered_at"], "confirmed_at": r["confirmed_at"],
+                      "invited": bool(inv and inv["status"] in ("sent", "claimed")) or bool(
+                          c and c["status"] == CollaborationStatus.PENDING),
+                      "invitation_status": inv["status"] if inv else None,
+                      "collaboration_status": c["status"] if c else None,
+                      "collaborating": bool(c and c["status"] == CollaborationStatus.ACTIVE)})
+    return {"firm_cif": firm, "count": len(items), "companies": items}
+
+
+async def portfolio_status(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> dict[str, Any]:
+    """What blocks the firm's portfolio: the accounting-services flag, an active e-Factura authorization,
+    each client's acceptance."""
+    firm = domain.normalize_cif(raw_cif)
+    await require_role(uow, user_id, firm, direct_only=True)
+    row = await repo.get_company(uow.session, firm)
+    if row is None:
+        raise NotFound(f"Company CIF {firm} is not registered.", code="company_not_found")
+    blockers: list[dict[str, Any]] = []
+    if not row["provides_accounting_services"]:
+        blockers.append({"code": "accounting_services_flag_missing",
+                         "message": "The company profile is not marked \"provides accounting services\"; an owner or "
+                                    "administrator can set it (PATCH the company)."})
+    conns = await repo.connections_of_holder(uow.session, firm)
+    ef = [c for c in conns if "efactura" in (c["services"] or [])]
+    active = [c for c in ef if c["status"] == ConnectionStatus.ACTIVE]
+    auth_view: dict[str, Any] = {"status": "missing"}
+    if active:
+        c = active[0]
+        auth_view = {"status": "active", "connection_id": c["connection_id"], "holder_name": c["holder_name"],
+                     "authorized_at": c["authorized_at"], "last_discovery_at": c["last_discovery_at"],
+                     "last_discovery_mode": c["last_discovery_mode"], "discovered_count": c["last_discovery_count"],
+                     "last_discovery_complete": c["last_discovery_complete"],
+                     "last_discovery_error": c["last_discovery_error"]}
+    elif ef:
+        c = ef[0]
+        auth_view = {"status": c["status"], "connection_id": c["connection_id"], "reason": c["status_reason"]}
+    if not active:
+        blockers.append({"code": "no_active_efactura_authorization",
+                         "message": "There is no active e-Factura authorization with the firm's certificate"
+                                    + (f" (the last one is {auth_view['status']})" if ef else "")
+                                    + ": authorize e-Factura for the firm's CIF."})
+    discovered = {r["cif"] for r in await repo.discovered_for_holder(uow.session, firm)} - {firm}
+    collabs = await repo.latest_collaborations(uow.session, firm)
+    invites = await repo.invitations_of_firm(uow.session, firm)
+    names = await repo.registry_rows(uow.session, discovered | set(collabs))
+    clients = []
+    for cif in sorted(discovered | set(collabs), key=int):
+        c = collabs.get(cif)
+        status = c["status"] if c else None
+        inv = invites.get(cif)
+        client_blockers = []
+        if status != CollaborationStatus.ACTIVE:
+            client_blockers.append("client_acceptance_missing" if status == CollaborationStatus.PENDING or (
+                inv and inv["status"] in ("sent", "claimed")) else "not_invited" if status is None else
+                "collaboration_ended")
+        if active and cif not in discovered:
+            client_blockers.append("no_spv_rights")
+        clients.append({"cif": cif, "name": (names.get(cif) or {}).get("name", ""), "collaboration_status": status,
+                        "invitation_status": inv["status"] if inv else None, "spv_rights": cif in discovered,
+                        "blocked_by": client_blockers})
+    pending = [c["cif"] for c in clients if "client_acceptance_missing" in c["blocked_by"]]
+    if pending:
+        blockers.append({"code": "client_acceptance_missing", "cifs": pending,
+                         "message": f"{len(pending)} client(s) have not accepted the collaboration yet."})
+    return {"firm_cif": firm, "ready": not [b for b in blockers if b["code"] != "client_acceptance_missing"],
+            "provides_accounting_services": row["provides_accounting_services"], "efactura_authorization": auth_view,
+            "blockers": blockers, "clients": clients}
+
+
+# -- collaborations ----------------------------------------------------------------------------------------
+async def _ensure_company(uow: SqlUnitOfWork, deps: Deps, cif: str, user_id: str | None) -> dict[str, Any]:
+    """The company row, created from the registry when new (publishes company-registered)."""
+    row = await repo.get_company(uow.session, cif, lock=True)
+    if row is not None:
+        return row
+    reg = (await registry_data(uow, deps, [cif], best_effort=True)).get(cif)
+    fields = _company_fields(reg if reg and reg["found"] else None)
+    now = deps.clock.now()
+    await repo.insert_company(uow.session, {"cif": cif, **fields, "registered_by": user_id, "created_at": now,
+                                            "updated_at": now, "registry_checked_at": now if reg else None})
+    row = await repo.get_company(uow.session, cif, lock=True)
+    assert row is not None
+    uow.publish(CompanyRegistered(cif=cif, registered_by=user_id, **fields))
+    return row
+
+
+async def on_invitation_sent(ev: InvitationSent, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    await repo.upsert_invitation(uow.session, ev.invitation_id, domain.normalize_cif(ev.firm_cif),
+                                 domain.normalize_cif(ev.client_cif), "sent", deps.clock.now())
+
+
+async def on_invitation_claimed(ev: InvitationClaimed, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    """The client's representative created an account from the link: the client company joins that account at
+    once (pre-filled from the registry, owner when the company has nobody yet) and a pending collaboration opens."""
+    firm, client = domain.normalize_cif(ev.firm_cif), domain.normalize_cif(ev.client_cif)
+    now = deps.clock.now()
+    await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, "claimed", now)
+    await _ensure_company(uow, deps, client, ev.user_id)
+    if not await repo.members(uow.session, client):
+        await repo.upsert_member(uow.session, client, ev.user_id, Role.OWNER)
+    else:
+        # The company already has people: never hand ownership to whoever holds a link; its owners add them.
+        log.warning("claimed company already has members; no membership added", cif=client, user_id=ev.user_id)
+    if await repo.open_collaboration(uow.session, firm, client, lock=True) is None:
+        await repo.insert_collaboration(uow.session, {
+            "id": str(uuid.uuid4()), "firm_cif": firm, "client_cif": client, "status": "pending",
+            "invitation_id": ev.invitation_id, "created_at": now})
+    await sync_access(uow, {client})
+
+
+async def on_invitation_accepted(ev: InvitationAccepted, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    """The client accepted: the collaboration is active and the firm's users reach the client's data."""
+    firm, client = domain.normalize_cif(ev.firm_cif), domain.normalize_cif(ev.client_cif)
+    now = deps.clock.now()
+    await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, "accepted", now)
+    await _ensure_company(uow, deps, client, ev.user_id)
+    c = await repo.open_collaboration(uow.session, firm, client, lock=True)
+    if c is None:
+        await repo.insert_collaboration(uow.session, {
+            "id": str(uuid.uuid4()), "firm_cif": firm, "client_cif": client, "status": "active",
+            "invitation_id": ev.invitation_id, "created_at": now, "activated_at": now})
+    elif c["status"] == CollaborationStatus.PENDING:
+        await repo.set_collaboration(uow.session, c["id"], {"status": "active", "activated_at": now,
+                                                            "invitation_id": ev.invitation_id})
+    else:
+        return  # already active
+    uow.publish(CollaborationStarted(firm_cif=firm, client_cif=client))
+    await sync_access(uow, {client})
+
+
+async def _close_pending(ev: InvitationDeclined | InvitationExpired | InvitationRevoked, uow: SqlUnitOfWork, deps: Deps,
+                         status: str) -> None:
+    firm, client = domain.normalize_cif(ev.firm_cif), domain.normalize_cif(ev.client_cif)
+    now = deps.clock.now()
+    await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, status, now)
+    c = await repo.open_collaboration(uow.session, firm, client, lock=True)
+    if c is not None and c["status"] == CollaborationStatus.PENDING and c["invitation_id"] == ev.invitation_id:
+        await repo.set_collaboration(uow.session, c["id"], {"status": "ended", "ended_at": now,
+                                                            "end_reason": f"invitation_{status}"})
+        uow.publish(CollaborationEnded(firm_cif=firm, client_cif=client, reason=f"invitation_{status}"))
+
+
+async def on_invitation_declined(ev: InvitationDeclined, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    await _close_pending(ev, uow, deps, "declined")
+
+
+async def on_invitation_expired(ev: InvitationExpired, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    await _close_pending(ev, uow, deps, "expired")
+
+
+async def on_invitation_revoked(ev: InvitationRevoked, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    await _close_pending(ev, uow, deps, "revoked")
+
+
+def collaboration_view(c: dict[str, Any], names: dict[str, Any], perspective: str) -> dict[str, Any]:
+    other = c["client_cif"] if perspective == c["firm_cif"] else c["firm_cif"]
+    return {"id": c["id"], "firm_cif": c["firm_cif"], "client_cif": c["client_cif"], "status": c["status"],
+            "side": "firm" if perspective == c["firm_cif"] else "client", "counterpart_cif": other,
+            "counterpart_name": (names.get(other) or {}).get("name", ""), "created_at": c["created_at"],
+            "activated_at": c["activated_at"], "ended_at": c["ended_at"], "end_reason": c["end_reason"]}
+
+
+async def list_collaborations(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
+    cif = domain.normalize_cif(raw_cif)
+    await require_role(uow, user_id, cif, direct_only=True)
+    rows = await repo.collaborations_of(uow.session, cif)
+    names = await repo.company_rows(uow.session, {c["firm_cif"] for c in rows} | {c["client_cif"] for c in rows})
+    return [collaboration_view(c, names, cif) for c in rows]
+
+
+async def end_collaboration(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str, raw_other: str,
+                            reason: str) -> dict[str, Any]:
+    """Either side (an owner or administrator) ends the collaboration; the firm's users lose the client."""
+    cif, other = domain.normalize_cif(raw_cif), domain.normalize_cif(raw_other)
+    await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
+    c = await repo.open_collaboration(uow.session, cif, other, lock=True) or await repo.open_collaboration(
+        uow.session, other, cif, lock=True)
+    if c is None:
+        raise NotFound(f"CIF {cif} has no open collaboration with CIF {other}.", code="collaboration_not_found")
+    now = deps.clock.now()
+    why = reason or ("ended_by_firm" if c["firm_cif"] == cif else "ended_by_client")
+    await repo.set_collaboration(uow.session, c["id"], {"status": "ended", "ended_at": now, "ended_by": user_id,
+                                                        "end_reason": why})
+    uow.publish(CollaborationEnded(firm_cif=c["firm_cif"], client_cif=c["client_cif"], reason=why))
+    await sync_access(uow, {c["client_cif"]})
+    names = await repo.company_rows(uow.session, {c["firm_cif"], c["client_cif"]})
+    return collaboration_view({**c, "status": "ended", "ended_at": now, "end_reason": why}, names, cif)
+
+
+# -- jobs --------------------------------------------------------------------------------------------------
+def discovery_due(conn: dict[str, Any], now: datetime, deps: Deps) -> bool:
+    last = conn["last_discovery_at"]
+    if "efactura" not in (conn["services"] or []) or conn["status"] != ConnectionStatus.ACTIVE:
+        return False
+    if last is None:
+        return True
+    if conn["last_discovery_complete"] is False:
+        return now - last >= deps.retry_incomplete_after
+    return now - last >= deps.recheck_interval
+
+
+async def refresh_registry(uow: SqlUnitOfWork, deps: Deps, limit: int = 500) -> int:
+    """Refresh registry data of companies older than `registry_max_age`; publish company-updated on changes.
+    Returns how many companies were refreshed (0 when none is due or ANAF failed)."""
+    now = deps.clock.now()
+    due = await repo.companies_due_for_registry(uow.session, now - deps.registry_max_age, limit)
+    if not due:
+        return 0
+    try:
+        fetched: dict[str, RegistryRecord] = await deps.registry.lookup([r["cif"] for r in due])
+    except AnafError as e:
+        log.warning("registry refresh failed", error=e.text)
+        return 0
+    await repo.save_registry(uow.session, fetched.values(), now)
+    for r in due:
+        rec = fetched.get(r["cif"])
+        values: dict[str, Any] = {"registry_checked_at": now}
+        if rec is not None and rec.found:
+            new = {"name": rec.name, "address": rec.address, "trade_register_no": rec.trade_register_no,
+                   "vat_payer": rec.vat_payer, "efactura_registered": rec.efactura_registered}
+            if any(r[k] != v for k, v in new.items()):
+                values.update(new, updated_at=now)
+        await repo.update_company(uow.session, r["cif"], values)
+        if len(values) > 1:
+            _publish_updated(uow, {**r, **values})
+    return len(due)
+
+
+# -- routing table: consumed events -> handlers ------------------------------------------------------------
+EVENT_HANDLERS: dict[type[Event], Any] = {
+    ConnectionAuthorized: on_connection_authorized,
+    TokenRefreshed: on_token_refreshed,
+    ReauthorizationRequired: on_reauthorization_required,
+    ConnectionRevoked: on_connection_revoked,
+    InvitationSent: on_invitation_sent,
+    InvitationClaimed: on_invitation_claimed,
+    InvitationAccepted: on_invitation_accepted,
+    InvitationDeclined: on_invitation_declined,
+    InvitationExpired: on_invitation_expired,
+    InvitationRevoked: on_invitation_revoked,
+}

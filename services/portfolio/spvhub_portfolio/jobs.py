@@ -1,0 +1,43 @@
+"""Periodic work: the re-check of every connection's SPV rights (default daily) and the daily refresh of
+registry data. Both run on one replica at a time and look for due work on each tick."""
+from __future__ import annotations
+
+from spvhub_common.logging import get_logger
+from spvhub_common.runtime import PeriodicJob, ServiceRuntime
+
+from spvhub_portfolio import handlers as h
+from spvhub_portfolio.adapters import repository as repo
+
+log = get_logger(__name__)
+
+
+async def recheck_rights(runtime: ServiceRuntime, deps: h.Deps) -> list[h.DiscoveryResult]:
+    """Re-discover every active e-Factura connection whose last check is older than the interval (one
+    transaction per connection, so one failure never holds the others back)."""
+    async with runtime.uow() as uow:
+        now = deps.clock.now()
+        due = [c["connection_id"] for c in await repo.active_connections(uow.session) if h.discovery_due(c, now, deps)]
+    results = []
+    for connection_id in due:
+        async with runtime.uow() as uow:
+            res = await h.discover_recording_errors(uow, deps, connection_id, trigger="recheck")
+            await uow.commit()
+            if res is not None:
+                results.append(res)
+    return results
+
+
+async def refresh_registry(runtime: ServiceRuntime, deps: h.Deps) -> int:
+    total = 0
+    while True:
+        async with runtime.uow() as uow:
+            n = await h.refresh_registry(uow, deps)
+            await uow.commit()
+        total += n
+        if n == 0:
+            return total
+
+
+def register_jobs(runtime: ServiceRuntime, deps: h.Deps, tick: float) -> None:
+    runtime.add_job(PeriodicJob("rights-recheck", tick, lambda: recheck_rights(runtime, deps)))
+    runtime.add_job(PeriodicJob("registry-refresh", tick, lambda: refresh_registry(runtime, deps)))
