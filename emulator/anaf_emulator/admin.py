@@ -176,7 +176,7 @@ async def messages(request: Request) -> Response:
             "id": str(m.id), "cif": m.cif, "tip": m.tip, "id_solicitare": str(m.upload_index),
             "detalii": m.detalii, "data_creare": json.loads(m.item_json)["data_creare"],
             "created_at": datetime.fromtimestamp(m.created_at, RO_TZ).isoformat(), "visible": visible,
-            "downloadable": m.created_at <= now and now <= m.created_at + 60 * 86400 - band,
+            "downloadable": m.created_at <= now <= m.created_at + 60 * 86400 - band,
         })
     return json_response(out)
 

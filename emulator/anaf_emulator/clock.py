@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
-
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 RO_TZ = ZoneInfo("Europe/Bucharest")
-UTC = timezone.utc
+UTC = UTC
 
 
 def parse_instant(value: str) -> datetime:

@@ -442,7 +442,7 @@ class EmulatorState:
         delay = rng.randint(5, 90)
         number = f"{rng.choice(['FCT', 'EMI', 'INV', 'AB'])}-{rng.randint(1000, 99999)}"
         currency = "EUR" if rng.random() < 0.15 else "RON"
-        rate = Decimal("4.9770") if currency == "EUR" else Decimal("1")
+        rate = Decimal("4.9770") if currency == "EUR" else Decimal(1)
         issue = datetime.fromtimestamp(at, RO_TZ).date()
         if kind == "buyer_message":
             received = [m for m in self.by_cif.get(cui, []) if m.tip == TIP_RECEIVED and m.created_at < at]
@@ -476,7 +476,7 @@ class EmulatorState:
             autofactura = True
         elif kind == "error":
             outcome = "nok"
-            spec.lines.append(Line("Rand cu total gresit", Decimal("1"), "H87", Decimal("10"), "S", Decimal("21")))
+            spec.lines.append(Line("Rand cu total gresit", Decimal(1), "H87", Decimal(10), "S", Decimal(21)))
             errors = [
                 "E: validari globale  SCHEMATRON   eroare: [BR-CO-10]-Sum of Invoice line net amount (BT-106) = "
                 "Σ Invoice line net amount (BT-131)."
@@ -502,7 +502,7 @@ class EmulatorState:
             lines = lines[: int(body["lines"])]
         spec = InvoiceSpec(body.get("number") or f"EMU-{len(self.uploads) + 1}", issue, self.party(seller),
                            self.party(buyer), lines, currency,
-                           rate=Decimal(str(body.get("rate", "4.9770"))) if currency != "RON" else Decimal("1"))
+                           rate=Decimal(str(body.get("rate", "4.9770"))) if currency != "RON" else Decimal(1))
         doc = ReadDocument(kind="invoice", seller_cif=seller, buyer_cif=buyer)
         delay = float(body.get("delay", 0))
         lag = float(body.get("lag", 0))

@@ -44,11 +44,11 @@ PRODUCTS = [
     ("Manopera reparatii", "HUR", Decimal("120.00")),
 ]
 # (category, percent, exemption reason code)
-VAT_CHOICES = [("S", Decimal("21"), None)] * 6 + [
-    ("S", Decimal("11"), None),
-    ("Z", Decimal("0"), None),
-    ("E", Decimal("0"), "VATEX-EU-132"),
-    ("AE", Decimal("0"), "VATEX-EU-AE"),
+VAT_CHOICES = [("S", Decimal(21), None)] * 6 + [
+    ("S", Decimal(11), None),
+    ("Z", Decimal(0), None),
+    ("E", Decimal(0), "VATEX-EU-132"),
+    ("AE", Decimal(0), "VATEX-EU-AE"),
 ]
 
 
@@ -94,7 +94,7 @@ class InvoiceSpec:
     currency: str = "RON"
     credit_note: bool = False
     type_code: str = "380"
-    rate: Decimal = Decimal("1")  # RON per currency unit when currency != RON
+    rate: Decimal = Decimal(1)  # RON per currency unit when currency != RON
     preceding: str | None = None
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -117,7 +117,7 @@ def _vat_breakdown(lines: list[Line]) -> list[tuple[str, Decimal, str | None, De
         groups.setdefault((line.category, line.percent), []).append(line)
     out = []
     for (cat, pct), group in groups.items():
-        taxable = sum((ln.net for ln in group), Decimal("0"))
+        taxable = sum((ln.net for ln in group), Decimal(0))
         out.append((cat, pct, group[0].exemption, taxable, money(taxable * pct / Decimal(100))))
     return out
 
@@ -152,8 +152,8 @@ def render(spec: InvoiceSpec) -> bytes:
     root = "CreditNote" if spec.credit_note else "Invoice"
     ns = NS_CREDIT if spec.credit_note else NS_INVOICE
     breakdown = _vat_breakdown(spec.lines)
-    net = sum((ln.net for ln in spec.lines), Decimal("0"))
-    vat = sum((b[4] for b in breakdown), Decimal("0"))
+    net = sum((ln.net for ln in spec.lines), Decimal(0))
+    vat = sum((b[4] for b in breakdown), Decimal(0))
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>\n',
         f'<{root} xmlns="{ns}" xmlns:cac="{NS_CAC}" xmlns:cbc="{NS_CBC}">',
@@ -226,7 +226,7 @@ def render_rasp(invoice_index: int, message: str) -> bytes:
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<header xmlns="{NS_RASP}" '
         f'index_incarcare="{invoice_index}" message="{escape(message, {chr(34): "&quot;"})}"/>'
-    ).encode("utf-8")
+    ).encode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,9 +324,9 @@ def read_document(root: Any) -> ReadDocument:
             setattr(doc, f"{prefix}_city", party.findtext("cac:PostalAddress/cbc:CityName", namespaces=NS))
     line_tag = "cac:CreditNoteLine" if credit else "cac:InvoiceLine"
     qty_tag = "cbc:CreditedQuantity" if credit else "cbc:InvoicedQuantity"
-    total = Decimal("0")
+    total = Decimal(0)
     for line in root.findall(line_tag, NS):
-        amount = _dec(line.find("cbc:LineExtensionAmount", NS)) or Decimal("0")
+        amount = _dec(line.find("cbc:LineExtensionAmount", NS)) or Decimal(0)
         total += amount
         doc.lines.append(
             {
@@ -413,4 +413,4 @@ def error_file(index: int, cif_emitent: str, errors: list[str]) -> bytes:
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<header xmlns="mfp:anaf:dgti:efactura:mesajEroriFactuta:v1" Index_incarcare="{index}" '
         f'Cif_emitent="{cif_emitent}">{body}\n</header>'
-    ).encode("utf-8")
+    ).encode()

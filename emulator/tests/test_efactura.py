@@ -8,11 +8,11 @@ import zipfile
 from datetime import date
 
 import pytest
+from conftest import A, B, C, D
 from lxml import etree
 
 from anaf_emulator.signing import verify_signature
 from anaf_emulator.ubl import InvoiceSpec, Line, Party, render, render_rasp
-from conftest import A, B, C, D
 
 EF = "/prod/FCTEL/rest"
 DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -24,7 +24,7 @@ def invoice(seller: str = A, buyer: str = B, **kw) -> bytes:
     from decimal import Decimal
 
     spec = InvoiceSpec("T-1", date(2026, 3, 9), Party(seller, "ALFA VANZARI SRL"), Party(buyer, "BETA SRL", county="B"),
-                       [Line("Servicii", Decimal("2"), "H87", Decimal("100.00"), "S", Decimal("21"))], **kw)
+                       [Line("Servicii", Decimal(2), "H87", Decimal("100.00"), "S", Decimal(21))], **kw)
     return render(spec)
 
 

@@ -9,8 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 import jwt
 import pytest
-
-from conftest import A, REDIRECT
+from conftest import REDIRECT, A
 
 
 def _segment(token: str, i: int) -> dict:
