@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 RO_TZ = ZoneInfo("Europe/Bucharest")
-UTC = UTC
+
 
 
 def parse_instant(value: str) -> datetime:
     """Parse an ISO-8601 instant; a naive value is Romania wall time."""
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=RO_TZ)
     return moment

@@ -86,15 +86,15 @@ async def _upload(env: str, standard: str, cif: str, versiune: str | None, reque
     except etree.XMLSyntaxError as exc:
         line, col = exc.position if exc.position else (1, 1)
         return _errors(state, [
-            f"Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: {line}; "
-            f"columnNumber: {col}; {_java_message(exc.msg)} "
+            (f"Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: {line}; "
+            f"columnNumber: {col}; {_java_message(exc.msg)} ")
         ])
     qname = etree.QName(root)
     if (qname.namespace, qname.localname) != (expected_ns, "eTransport"):
         written = f"{root.prefix}:{qname.localname}" if root.prefix else qname.localname
         return _errors(state, [
-            f"Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: {root.sourceline or 1}; "
-            f"columnNumber: 1; cvc-elt.1.a: Cannot find the declaration of element '{written}'. "
+            (f"Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: {root.sourceline or 1}; "
+            f"columnNumber: 1; cvc-elt.1.a: Cannot find the declaration of element '{written}'. ")
         ])
     with state.lock:
         up = _process(state, cif, root)
@@ -255,8 +255,8 @@ async def stare(env: str, id_incarcare: str, request: Request) -> Response:
         return _errors(state, [f"Nu aveti dreptul de inteorgare pentru id_incarcare= {id_incarcare}"])
     if not state.daily.take("et_stare", id_incarcare, state.switches.stare_cap_per_index):
         return _errors(state, [
-            f"S-au facut deja {state.switches.stare_cap_per_index} de verificari, pentru id-incarcare solicitat, "
-            "in cursul zilei"
+            (f"S-au facut deja {state.switches.stare_cap_per_index} de verificari, pentru id-incarcare solicitat, "
+            "in cursul zilei")
         ])
     state.counters.uploads[id_incarcare]["stareMesaj"] += 1
     out: dict[str, Any] = {}

@@ -92,7 +92,7 @@ def family_of(path: str) -> str | None:
         return "efactura"
     if "/ETRANSPORT/" in path:
         return "etransport"
-    if path.startswith("/SPVWS2/") or path.startswith("/my.policy"):
+    if path.startswith(("/SPVWS2/", "/my.policy")):
         return "spv"
     if path.startswith("/TestOauth/"):
         return "hello"
@@ -103,7 +103,7 @@ def family_of(path: str) -> str | None:
 
 def endpoint_key(method: str, path: str) -> str:
     """`GET /FCTEL/rest/listaMesajeFactura`: env segment dropped, numeric segments as {n}."""
-    if path.startswith("/prod/") or path.startswith("/test/"):
+    if path.startswith(("/prod/", "/test/")):
         path = path[5:]
     return f"{method} {_NUM.sub('/{n}', path)}"
 

@@ -125,7 +125,7 @@ def authenticate(request: Request, service: str | None, rate_limited: bool = Tru
     """Validate the Bearer token on the emulator clock; a Response means the call is refused."""
     state = st(request)
     header = request.headers.get("authorization", "")
-    if not header[:7].lower() == "bearer ":
+    if header[:7].lower() != "bearer ":
         return _invalid_token(state, "missing bearer token")
     token = header[7:].strip()
     claims = claims_of(state, token)

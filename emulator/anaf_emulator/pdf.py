@@ -14,7 +14,7 @@ def render_pdf(doc: ReadDocument, title: str = "Factura") -> bytes:
     buf = io.BytesIO()
     pdf = canvas.Canvas(buf, pagesize=A4, invariant=1)
     pdf.setTitle(f"{title} {doc.number or ''}".strip())
-    width, height = A4
+    _width, height = A4
     y = height - 60
     pdf.setFont("Helvetica-Bold", 16)
     pdf.drawString(50, y, f"{'Nota de credit' if doc.kind == 'credit_note' else title} nr. {doc.number or '-'}")

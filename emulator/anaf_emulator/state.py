@@ -478,8 +478,8 @@ class EmulatorState:
             outcome = "nok"
             spec.lines.append(Line("Rand cu total gresit", Decimal(1), "H87", Decimal(10), "S", Decimal(21)))
             errors = [
-                "E: validari globale  SCHEMATRON   eroare: [BR-CO-10]-Sum of Invoice line net amount (BT-106) = "
-                "Σ Invoice line net amount (BT-131)."
+                ("E: validari globale  SCHEMATRON   eroare: [BR-CO-10]-Sum of Invoice line net amount (BT-106) = "
+                "Σ Invoice line net amount (BT-131).")
             ]
         doc = ReadDocument(kind="credit_note" if spec.credit_note else "invoice", seller_cif=seller, buyer_cif=buyer)
         uploader = buyer if autofactura else seller
@@ -524,8 +524,8 @@ class EmulatorState:
                                       autofactura=True, delay=delay, lag=lag)
         if kind == "error":
             errors = body.get("errors") or [
-                "E: validari globale  SCHEMATRON   eroare: [BR-CO-15]-Invoice total amount with VAT (BT-112) = "
-                "Invoice total amount without VAT (BT-109) + Invoice total VAT amount (BT-110)."
+                ("E: validari globale  SCHEMATRON   eroare: [BR-CO-15]-Invoice total amount with VAT (BT-112) = "
+                "Invoice total amount without VAT (BT-109) + Invoice total VAT amount (BT-110).")
             ]
             return self.record_upload(cif=seller, standard="UBL", uploaded_at=at, outcome="nok", doc=doc, spec=spec,
                                       errors=errors, delay=delay, lag=lag)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Switches:
     et_lista_includes_carrier: bool = False
     no_certificate_page: bool = True
 
-    _CHOICES = {
+    _CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
         "list_cui_field": ("inventory", "echo"),
         "invalid_token_status": (401, 403),
         "old_serial_tokens": ("refuse", "no_rights", "accept"),

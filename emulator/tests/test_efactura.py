@@ -66,14 +66,14 @@ async def test_upload_success_header_and_monotonic_index(emu):
          f"CIF introdus= {A} nu este inregistrat in Registrul RO e-Factura executari silite"),
         ({}, "acc", b"<" + b"a" * (10 * 1024 * 1024 + 1), "Marime fisier transmis mai mare de 10 MB."),
         ({}, "acc", b'<?xml version="1.0"?>\n<Invoice1 xmlns="urn:x"><a/></Invoice1>',
-         "Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: 2; columnNumber: 25; "
-         "cvc-elt.1.a: Cannot find the declaration of element 'Invoice1'. "),
+         ("Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: 2; columnNumber: 25; "
+         "cvc-elt.1.a: Cannot find the declaration of element 'Invoice1'. ")),
         ({"standard": "CN"}, "acc", None,
-         "Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: 2; columnNumber: 239; "
-         "cvc-elt.1.a: Cannot find the declaration of element 'Invoice'. "),
+         ("Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: 2; columnNumber: 239; "
+         "cvc-elt.1.a: Cannot find the declaration of element 'Invoice'. ")),
         ({}, "acc", b"not xml",
-         "Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: 1; columnNumber: 1; "
-         "Content is not allowed in prolog. "),
+         ("Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: 1; columnNumber: 1; "
+         "Content is not allowed in prolog. ")),
     ],
 )
 async def test_upload_rejections(emu, params, cert, body, error):
@@ -153,8 +153,8 @@ async def test_unknown_seller_is_nok_r61(emu):
     emu.advance(2)
     assert (await stare(emu, index))[0]["stare"] == "nok"
     errors = emu.state.uploads[int(index)].errors
-    assert errors == ["E: validari globale\n eroare regula: R6.1: CIF-ul vanzatorului nu figureaza in baza de date:"
-                      "8000000000"]
+    assert errors == [("E: validari globale\n eroare regula: R6.1: CIF-ul vanzatorului nu figureaza in baza de date:"
+                      "8000000000")]
 
 
 async def test_self_billing_wording_and_duplicate_pair(emu):
@@ -289,8 +289,8 @@ async def test_paged_list_validation(emu):
         ({"cif": "aaa"}, "CIF introdus= aaa nu este un numar sau nu are o valoare acceptata de sistem"),
         ({"pagina": "p"}, "pagina = p nu este un numar sau nu are o valoare acceptata de sistem"),
         ({"startTime": old}, f"startTime = {dmy(old)} nu poate fi mai vechi de 60 de zile fata de momentul requestului"),
-        ({"endTime": future}, f"endTime = {dmy(future)} nu poate in viitor fata de momentul requestului = "
-                              f"{fmt_dmy(now)}"),
+        ({"endTime": future}, (f"endTime = {dmy(future)} nu poate in viitor fata de momentul requestului = "
+                              f"{fmt_dmy(now)}")),
         ({"endTime": now_ms - 2 * 86400_000},
          f"endTime = {dmy(now_ms - 2 * 86400_000)} nu poate fi <= startTime = {dmy(now_ms - 86400_000)}"),
         ({"cif": D}, "Nu exista mesaje in intervalul selectat"),
