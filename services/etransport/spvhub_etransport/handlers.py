@@ -1,0 +1,513 @@
+"""Use cases of the etransport service: which companies to poll (rights, authorizations, pauses), polling ANAF's
+carrier view and the declarant list, merging into transports, expiry, and the scoped reads behind the API.
+The routing table of consumed events is at the bottom."""
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from spvhub_common.access import accessible_cifs, require_access
+from spvhub_common.anaf.errors import (
+    AnafError,
+    LimitReached,
+    NoRights,
+    Unauthorized,
+)
+from spvhub_common.clock import Clock
+from spvhub_common.errors import AppError, Conflict, NotFound, TooManyRequests
+from spvhub_common.events import Event
+from spvhub_common.events.auth import (
+    ConnectionAuthorized,
+    ConnectionRevoked,
+    ReauthorizationRequired,
+    TokenRefreshed,
+)
+from spvhub_common.events.etransport import TransportAssigned, TransportUpdated, UitExpiring
+from spvhub_common.events.portfolio import RightsDiscovered
+from spvhub_common.logging import get_logger
+from spvhub_common.uow import SqlUnitOfWork
+
+from spvhub_etransport import domain
+from spvhub_etransport.adapters import repository as repo
+from spvhub_etransport.adapters.anaf import EtransportApi
+from spvhub_etransport.adapters.auth import ConnectionUnavailable, TokenProvider
+from spvhub_etransport.adapters.orm import access_grants
+from spvhub_etransport.domain import ChangeEvent, MergeResult, Observation, Transport, VehicleChange
+from spvhub_etransport.settings import Settings
+
+log = get_logger(__name__)
+T = TypeVar("T")
+LEDGER_NS = uuid.UUID("5b0c4a52-8f7e-4b8a-9a61-3d1f0e7c2a11")
+
+
+def has_etransport(services: list[str]) -> bool:
+    return any(re.sub(r"[^a-z]", "", s.lower()) == "etransport" for s in services)
+
+
+class NoUsableConnection(Exception):
+    pass
+
+
+@dataclass
+class PollSummary:
+    cif: str
+    polled_info: bool = False
+    polled_lista: bool = False
+    seen: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    expired: int = 0
+    probes: int = 0
+    events: int = 0
+    error: str | None = None
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Batch:
+    """Everything one merge transaction changes."""
+
+    transports: dict[str, Transport]
+    created: set[str] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)
+    history: list[tuple[Transport, int, list[domain.HistoryEntry]]] = field(default_factory=list)
+    events: list[tuple[Transport, ChangeEvent]] = field(default_factory=list)
+
+    def record(self, res: MergeResult) -> None:
+        t = res.transport
+        self.transports[t.uit] = t
+        if res.created:
+            self.created.add(t.uit)
+        if res.changed or res.events:
+            self.dirty.add(t.uit)
+        if res.history:
+            self.history.append((t, t.version, list(res.history)))
+        self.events.extend((t, e) for e in res.events)
+
+
+class EtransportService:
+    def __init__(self, settings: Settings, clock: Clock, uow_factory: Callable[[], SqlUnitOfWork],
+                 anaf: EtransportApi, tokens: TokenProvider) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.uow = uow_factory
+        self.anaf = anaf
+        self.tokens = tokens
+        self.lead = timedelta(hours=settings.expiring_lead_hours)
+        self._company_locks: dict[str, asyncio.Lock] = {}
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # ------------------------------------------------------------------------------ consumed events
+
+    async def on_rights_discovered(self, ev: RightsDiscovered, _env: Any, uow: SqlUnitOfWork) -> None:
+        """Track every CIF the connection can act for with e-Transport; forget the ones it lost."""
+        now = self.now()
+        s = uow.session
+        before = dict(await repo.connections_of(s, ev.connection_id))
+        affected = set(before)
+        if not has_etransport(ev.services):
+            await repo.set_connection_status(s, ev.connection_id, "no_service",
+                                             "the connection is not authorized for e-Transport")
+        else:
+            current = {c for c in (domain.as_cif(x) for x in ev.cifs) if c} - {
+                c for c in (domain.as_cif(x) for x in ev.lost) if c}
+            for cif in sorted(current):
+                await repo.ensure_company(s, cif, now)
+                await repo.upsert_connection(s, cif, ev.connection_id, "rights", "active")
+            for cif in sorted(set(before) - current):
+                await repo.set_connection_status(s, ev.connection_id, "lost", "rights no longer discovered", cif=cif)
+            affected |= current
+        for cif in sorted(affected):
+            await repo.refresh_company_status(s, cif, now)
+
+    async def on_connection_authorized(self, ev: ConnectionAuthorized, _env: Any, uow: SqlUnitOfWork) -> None:
+        """A (re)authorized connection: its own company is tracked when e-Transport is among its services."""
+        now = self.now()
+        s = uow.session
+        affected = set(await repo.set_connection_status(s, ev.connection_id, "active", None,
+                                                        only_from=["paused", "revoked"]))
+        cif = domain.as_cif(ev.company_cif)
+        if cif and has_etransport(ev.services):
+            await repo.ensure_company(s, cif, now)
+            await repo.upsert_connection(s, cif, ev.connection_id, "authorized", "active")
+            affected.add(cif)
+        for c in sorted(affected):
+            await repo.refresh_company_status(s, c, now)
+
+    async def on_reauthorization_required(self, ev: ReauthorizationRequired, _env: Any, uow: SqlUnitOfWork) -> None:
+        """Pause polling through this connection until it is authorized again (or its token refreshed)."""
+        cifs = await repo.set_connection_status(uow.session, ev.connection_id, "paused",
+                                                f"reauthorization required: {ev.reason}", only_from=["active"])
+        self.tokens_forget(ev.connection_id)
+        for cif in sorted(set(cifs)):
+            await repo.refresh_company_status(uow.session, cif, self.now())
+
+    async def on_token_refreshed(self, ev: TokenRefreshed, _env: Any, uow: SqlUnitOfWork) -> None:
+        cifs = await repo.set_connection_status(uow.session, ev.connection_id, "active", None, only_from=["paused"])
+        for cif in sorted(set(cifs)):
+            await repo.refresh_company_status(uow.session, cif, self.now())
+
+    async def on_connection_revoked(self, ev: ConnectionRevoked, _env: Any, uow: SqlUnitOfWork) -> None:
+        cifs = await repo.set_connection_status(uow.session, ev.connection_id, "revoked", f"revoked: {ev.reason}")
+        self.tokens_forget(ev.connection_id)
+        for cif in sorted(set(cifs)):
+            await repo.refresh_company_status(uow.session, cif, self.now())
+
+    def tokens_forget(self, connection_id: str) -> None:
+        forget = getattr(self.tokens, "forget", None)
+        if forget:
+            forget(connection_id)
+
+    # ------------------------------------------------------------------------------ polling
+
+    async def poll_due(self) -> list[PollSummary]:
+        """One run of the poll job: poll every company whose info or lista poll is due, then advance time-based
+        state (expiry, expiring alerts) for every carrier."""
+        now = self.now()
+        async with self.uow() as uow:
+            due = await repo.due_companies(uow.session, now)
+        sem = asyncio.Semaphore(self.settings.poll_concurrency)
+
+        async def one(cif: str, lista_due: bool) -> PollSummary:
+            async with sem:
+                return await self.poll_company(cif, lista=lista_due)
+        results = list(await asyncio.gather(*(one(c, ld) for c, ld in due)))
+        await self.advance_time()
+        return results
+
+    async def poll_now(self, cif: str, *, lista: bool = False) -> PollSummary:
+        """A manual poll (API); refused when the company was polled moments ago."""
+        cif = domain.as_cif(cif) or cif
+        async with self.uow() as uow:
+            company = await repo.get_company(uow.session, cif)
+        if company is None:
+            raise NotFound(f"Company CIF {cif} has no e-Transport authorization known to the platform.",
+                           code="company_not_tracked", details={"cif": cif})
+        if company.status != "active":
+            raise Conflict(f"Polling of CIF {cif} is stopped: {company.status_reason or company.status}.",
+                           code=f"company_{company.status}", details={"cif": cif, "status": company.status})
+        now = self.now()
+        last = company.last_info_poll_at
+        if last is not None and (now - last).total_seconds() < self.settings.manual_poll_min_seconds:
+            wait = int(self.settings.manual_poll_min_seconds - (now - last).total_seconds()) + 1
+            raise TooManyRequests(f"CIF {cif} was polled moments ago; try again in {wait} s.", code="poll_too_soon",
+                                  details={"retry_after_seconds": wait})
+        summary = await self.poll_company(cif, lista=lista)
+        if summary.skipped:
+            raise Conflict(f"Polling of CIF {cif} is not possible now: {summary.skipped}.", code="company_paused",
+                           details={"cif": cif})
+        return summary
+
+    async def poll_company(self, cif: str, *, lista: bool | None = None) -> PollSummary:
+        lock = self._company_locks.setdefault(cif, asyncio.Lock())
+        async with lock:
+            return await self._poll_company(cif, lista)
+
+    async def _poll_company(self, cif: str, lista: bool | None) -> PollSummary:
+        summary = PollSummary(cif)
+        now = self.now()
+        async with self.uow() as uow:
+            company = await repo.get_company(uow.session, cif)
+            conns = await repo.usable_connections(uow.session, cif) if company else []
+        if company is None or company.status != "active" or not conns:
+            summary.skipped = "not tracked" if company is None else (company.status_reason or company.status)
+            return summary
+        do_lista = lista if lista is not None else (company.next_lista_due is None or company.next_lista_due <= now)
+        observations: list[Observation] = []
+        mvh: list[tuple[str, VehicleChange]] = []
+        gone: set[str] = set()
+        fetched_at: datetime | None = None
+        try:
+            items = await self._call(cif, conns, lambda tok: self.anaf.info(tok, cif))
+            fetched_at = self.now()
+            summary.polled_info = True
+            for it in items:
+                o = domain.observation_from_info(it, cif)
+                if o:
+                    observations.append(o)
+            summary.seen = len(observations)
+            seen = {o.uit for o in observations}
+            async with self.uow() as uow:
+                known = await repo.load_transports(uow.session, cif, active=True)
+            candidates = [t for t in known.values() if domain.needs_probe(t, seen, now)]
+            for t in candidates[: self.settings.max_probes_per_poll]:
+                found = await self._call(cif, conns, lambda tok, u=t.uit: self.anaf.info(tok, cif, uit=u))
+                summary.probes += 1
+                hit = [o for o in (domain.observation_from_info(x, cif, source="probe") for x in found)
+                       if o and o.uit == t.uit]
+                if hit:
+                    observations.extend(hit)
+                else:
+                    gone.add(t.uit)
+            if do_lista:
+                litems = await self._call(cif, conns, lambda tok: self.anaf.lista(tok, cif, self.settings.lista_days))
+                summary.polled_lista = True
+                for it in litems:
+                    o = domain.observation_from_lista(it, cif)
+                    if o:
+                        observations.append(o)
+                    elif (m := domain.vehicle_change_from_lista(it)) is not None:
+                        mvh.append(m)
+        except (AnafError, NoUsableConnection) as exc:
+            summary.error = f"{type(exc).__name__}: {exc}"[:500]
+            await self._record_failure(cif, exc, now)
+            if not summary.polled_info:
+                return summary
+        async with self.uow() as uow:
+            row = await repo.lock_company(uow.session, cif)
+            now = self.now()
+            if fetched_at and row.last_info_fetched_at and row.last_info_fetched_at > fetched_at:
+                # a newer poll already merged a later answer: ours would resurrect what it saw deleted
+                summary.skipped = "superseded by a newer poll"
+                return summary
+            batch = await self._merge(uow, cif, observations, mvh, gone, now)
+            self._summarise(batch, summary)
+            values: dict[str, Any] = {"last_info_poll_at": now, "last_info_fetched_at": fetched_at,
+                                      "next_info_due": now + timedelta(seconds=self.settings.info_poll_interval)}
+            if summary.polled_lista:
+                values.update(last_lista_poll_at=now,
+                              next_lista_due=now + timedelta(seconds=self.settings.lista_poll_interval))
+            if summary.error is None:
+                values.update(last_success_at=now, consecutive_errors=0, last_error=None)
+            await repo.update_company(uow.session, cif, **values)
+            await uow.commit()
+        return summary
+
+    async def _call(self, cif: str, conns: list[str], fn: Callable[[str], Awaitable[T]]) -> T:
+        """Run an ANAF read with the first usable connection: refresh once after a 401/403, move on to the next
+        connection when one is unusable or lacks rights on `cif`."""
+        last: Exception | None = None
+        for conn in list(conns):
+            try:
+                tok = await self.tokens.get(conn)
+                try:
+                    return await fn(tok.token)
+                except Unauthorized:
+                    tok = await self.tokens.refresh(conn)
+                    return await fn(tok.token)
+            except ConnectionUnavailable as exc:
+                last = exc
+                if exc.permanent:
+                    status = "paused" if exc.reason == "reauthorization_required" else "lost"
+                    await self._set_connection(cif, conn, status, exc.reason)
+                    conns.remove(conn)
+                    continue
+                raise NoUsableConnection(str(exc)) from exc
+            except NoRights as exc:
+                last = exc
+                await self._set_connection(cif, conn, "no_rights", exc.text[:300])
+                conns.remove(conn)
+                continue
+        raise NoUsableConnection(f"no usable connection for CIF {cif}: {last}") from last
+
+    async def _set_connection(self, cif: str, conn: str, status: str, reason: str) -> None:
+        async with self.uow() as uow:
+            await repo.set_connection_status(uow.session, conn, status, reason, cif=cif)
+            await repo.refresh_company_status(uow.session, cif, self.now())
+            await uow.commit()
+
+    async def _record_failure(self, cif: str, exc: Exception, now: datetime) -> None:
+        async with self.uow() as uow:
+            row = await repo.get_company(uow.session, cif)
+            if row is None:
+                return
+            errors = (row.consecutive_errors or 0) + 1
+            if isinstance(exc, LimitReached) and exc.resets_at:
+                retry = exc.resets_at  # a limit is never retried before it resets
+            else:
+                retry = now + timedelta(seconds=min(self.settings.info_poll_interval, 30 * 2 ** min(errors, 8)))
+            await repo.update_company(uow.session, cif, last_error=f"{type(exc).__name__}: {exc}"[:1000],
+                                      last_error_at=now, consecutive_errors=errors, last_info_poll_at=now,
+                                      next_info_due=retry)
+            await uow.commit()
+        log.warning("etransport poll failed", cif=cif, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    # ------------------------------------------------------------------------------ merge + time
+
+    async def _merge(self, uow: SqlUnitOfWork, cif: str, observations: list[Observation],
+                     mvh: list[tuple[str, VehicleChange]], gone: set[str], now: datetime) -> _Batch:
+        s = uow.session
+        uits = {o.uit for o in observations} | {u for u, _ in mvh} | gone
+        batch = _Batch(await repo.load_transports(s, cif, uits, active=True))
+        # info before lista: the carrier view is authoritative for route/expiry, lista adds partner and goods
+        for obs in sorted(observations, key=lambda o: 0 if o.source in ("info", "probe") else 1):
+            t = batch.transports.get(obs.uit)
+            batch.record(domain.new_transport(obs, now) if t is None else domain.merge(t, obs, now))
+            batch.dirty.add(obs.uit)  # last_seen_* move even when nothing else changed
+        for uit, vc in mvh:
+            if (t := batch.transports.get(uit)) is not None:
+                batch.record(domain.add_vehicle_change(t, vc, now, "lista"))
+        for uit in sorted(gone):
+            if (t := batch.transports.get(uit)) is not None:
+                batch.record(domain.vanished(t, now))
+        for t in list(batch.transports.values()):
+            batch.record(domain.tick(t, now, self.lead))
+        await self._write(uow, batch, now)
+        return batch
+
+    async def advance_time(self) -> int:
+        """Expire active UITs whose expiry day began and send due `uit-expiring` alerts, carrier by carrier."""
+        now = self.now()
+        horizon = now + self.lead
+        async with self.uow() as uow:
+            carriers = await repo.carriers_with_time_due(uow.session, now, horizon)
+        n = 0
+        for cif in carriers:
+            lock = self._company_locks.setdefault(cif, asyncio.Lock())
+            async with lock, self.uow() as uow:
+                await repo.lock_company(uow.session, cif)
+                now = self.now()
+                batch = _Batch(await repo.transports_due_for_time(uow.session, cif, now + self.lead))
+                for t in list(batch.transports.values()):
+                    batch.record(domain.tick(t, now, self.lead))
+                await self._write(uow, batch, now)
+                await uow.commit()
+                n += len(batch.dirty)
+        return n
+
+    async def _write(self, uow: SqlUnitOfWork, batch: _Batch, now: datetime) -> None:
+        s = uow.session
+        for uit in sorted(batch.dirty):
+            await repo.save_transport(s, batch.transports[uit], uit in batch.created)
+        for t, version, entries in batch.history:
+            await repo.add_history(s, _at_version(t, version), entries, now)
+        for t, ch in batch.events:
+            event_id = str(uuid.uuid5(LEDGER_NS, f"{t.carrier_cif}:{t.uit}:{ch.kind}:{ch.version}"))
+            if await repo.claim_event(s, t.carrier_cif, t.uit, ch.kind, ch.version, event_id, now):
+                uow.publish(to_event(t, ch))
+
+    def _summarise(self, batch: _Batch, summary: PollSummary) -> None:
+        summary.created = len(batch.created)
+        summary.updated = len(batch.dirty - batch.created)
+        summary.events = len(batch.events)
+        for _t, _v, entries in batch.history:
+            summary.deleted += sum(1 for e in entries if e.kind == "deleted")
+            summary.expired += sum(1 for e in entries if e.kind == "expired")
+
+    # ------------------------------------------------------------------------------ reads (API)
+
+    async def list_transports(self, user_id: str, *, company: str | None, state: str | None, vehicle: str | None,
+                              declarant: str | None, date_from: date | None, date_to: date | None,
+                              page: int, page_size: int) -> dict[str, Any]:
+        async with self.uow() as uow:
+            if company:
+                cif = domain.as_cif(company) or company
+                await require_access(uow.session, access_grants, user_id, cif)
+                cifs = [cif]
+            else:
+                cifs = await accessible_cifs(uow.session, access_grants, user_id)
+            total, rows = (0, []) if not cifs else await repo.search_transports(
+                uow.session, cifs, state=state, vehicle=domain.as_plate(vehicle) if vehicle else None,
+                declarant=domain.as_cif(declarant) if declarant else None, date_from=date_from, date_to=date_to,
+                offset=(page - 1) * page_size, limit=page_size)
+        return {"items": [transport_view(r) for r in rows], "total": total, "page": page, "page_size": page_size,
+                "pages": (total + page_size - 1) // page_size}
+
+    async def get_transport(self, user_id: str, uit: str, carrier: str | None = None) -> dict[str, Any]:
+        async with self.uow() as uow:
+            if carrier:
+                cif = domain.as_cif(carrier) or carrier
+                await require_access(uow.session, access_grants, user_id, cif)
+                cifs = [cif]
+            else:
+                cifs = await accessible_cifs(uow.session, access_grants, user_id)
+            row = await repo.find_transport(uow.session, cifs, uit.strip().upper()) if cifs else None
+            if row is None:
+                raise NotFound(f"No transport with UIT {uit} in the companies you can see.",
+                               code="transport_not_found", details={"uit": uit})
+            history = await repo.history_of(uow.session, row.carrier_cif, row.uit)
+            events = await repo.events_of(uow.session, row.carrier_cif, row.uit)
+        out = transport_view(row, detail=True)
+        out["history"] = [{"version": h.version, "kind": h.kind, "source": h.source, "changes": h.changes,
+                           "observed_at": h.observed_at} for h in history]
+        out["events"] = [{"kind": e.kind, "version": e.version, "emitted_at": e.emitted_at} for e in events]
+        return out
+
+    async def require_access(self, user_id: str, cif: str) -> str:
+        async with self.uow() as uow:
+            return await require_access(uow.session, access_grants, user_id, domain.as_cif(cif) or cif)
+
+    async def list_companies(self, user_id: str) -> list[dict[str, Any]]:
+        async with self.uow() as uow:
+            cifs = await accessible_cifs(uow.session, access_grants, user_id)
+            rows = await repo.list_companies(uow.session, cifs)
+        return [{"cif": r.cif, "status": r.status, "status_reason": r.status_reason,
+                 "last_info_poll_at": r.last_info_poll_at, "last_lista_poll_at": r.last_lista_poll_at,
+                 "last_success_at": r.last_success_at, "next_info_due": r.next_info_due,
+                 "last_error": r.last_error, "last_error_at": r.last_error_at,
+                 "consecutive_errors": r.consecutive_errors} for r in rows]
+
+
+def _at_version(t: Transport, version: int) -> Transport:
+    if t.version == version:
+        return t
+    from dataclasses import replace
+    return replace(t, version=version)
+
+
+def to_event(t: Transport, ch: ChangeEvent) -> Event:
+    d = ch.data
+    if ch.kind == "assigned":
+        return TransportAssigned(carrier_cif=t.carrier_cif, uit=t.uit, declarant_cif=t.declarant_cif or "",
+                                 vehicle=d.get("vehicle"), trailer1=d.get("trailer1"), trailer2=d.get("trailer2"),
+                                 transport_date=d.get("transport_date"), uit_expires_at=d.get("uit_expires_at"),
+                                 route_start=d.get("route_start"), route_end=d.get("route_end"),
+                                 declarant_name=t.declarant_name, change_version=ch.version)
+    if ch.kind == "expiring":
+        return UitExpiring(carrier_cif=t.carrier_cif, uit=t.uit, uit_expires_at=d["uit_expires_at"],
+                           vehicle=d.get("vehicle"), declarant_cif=t.declarant_cif)
+    return TransportUpdated(carrier_cif=t.carrier_cif, uit=t.uit, change=ch.kind, vehicle=d.get("vehicle"),
+                            change_version=ch.version, state=d.get("state"), trailer1=d.get("trailer1"),
+                            trailer2=d.get("trailer2"), vehicle_changed_at=d.get("changed_at"),
+                            confirmation=d.get("confirmation"), corrected_fields=d.get("fields", []),
+                            declarant_cif=t.declarant_cif, transport_date=d.get("transport_date"),
+                            uit_expires_at=d.get("uit_expires_at"))
+
+
+def transport_view(r: Any, detail: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "uit": r.uit, "carrier_cif": r.carrier_cif, "carrier_name": r.carrier_name, "state": r.state,
+        "declarant_cif": r.declarant_cif, "declarant_name": r.declarant_name, "declarant_ref": r.declarant_ref,
+        "operation_type": r.operation_type, "transport_date": r.transport_date, "uit_expires_on": r.expires_on,
+        "uit_expires_at": r.expires_at, "expiry_source": r.expiry_source,
+        "partner": {"country": r.partner_country, "code": r.partner_code, "name": r.partner_name}
+        if r.partner_code or r.partner_name else None,
+        "vehicle": r.vehicle, "trailer1": r.trailer1, "trailer2": r.trailer2,
+        "route_start": r.route_start_text, "route_end": r.route_end_text,
+        "confirmation": r.confirmation, "vehicle_change_count": len(r.vehicle_changes or []),
+        "first_seen_at": r.first_seen_at, "last_seen_at": r.last_seen_at,
+        "last_seen_in_anaf_info_at": r.last_seen_in_info_at, "deleted_at": r.deleted_at, "expired_at": r.expired_at,
+    }
+    if detail:
+        out.update({
+            "declared_vehicle": r.declared_vehicle, "declared_trailer1": r.declared_trailer1,
+            "declared_trailer2": r.declared_trailer2, "vehicle_changes": r.vehicle_changes,
+            "route_start_detail": r.route_start, "route_end_detail": r.route_end, "documents": r.documents,
+            "goods": r.goods, "sources": r.sources, "version": r.version, "plates": r.plates,
+        })
+    return out
+
+
+def routes(svc: EtransportService) -> dict[type[Event], Callable[..., Awaitable[None]]]:
+    """Consumed events -> handlers (consumer group `etransport.connections`)."""
+    return {
+        RightsDiscovered: svc.on_rights_discovered,
+        ConnectionAuthorized: svc.on_connection_authorized,
+        ReauthorizationRequired: svc.on_reauthorization_required,
+        TokenRefreshed: svc.on_token_refreshed,
+        ConnectionRevoked: svc.on_connection_revoked,
+    }
+
+
+__all__ = ["AppError", "EtransportService", "PollSummary", "routes", "to_event", "transport_view"]
