@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from spvhub_common.gateway_conf import REPO_ROOT, SERVICES, routes
+from spvhub_common.gateway_conf import REPO_ROOT, SERVICES, route_matches, routes
 
 CONTRACTS = REPO_ROOT / "contracts"
 OPENAPI_FILE = "openapi.json"
@@ -77,7 +77,7 @@ def is_public_path(path: str) -> bool:
     parts = path.strip("/").split("/")
     if path.startswith("/internal/") or (len(parts) > 2 and parts[0] == "api" and parts[2] == "internal"):
         return False
-    return any(path == r.path if r.exact else path.startswith(r.path) for r in routes())
+    return any(route_matches(r, path) for r in routes())
 
 
 def _rename_refs(node: Any, renames: dict[str, str]) -> Any:

@@ -22,7 +22,8 @@ STACK_ENV = REPO_ROOT / "infra" / "stack.env"
 
 @dataclass(frozen=True)
 class Route:
-    """A path prefix (or exact path) the gateway and the Ingress send to one service."""
+    """A path the gateway and the Ingress send to one service: a prefix in Kubernetes' element-wise sense
+    (`/api/auth` matches `/api/auth` and `/api/auth/...`, never `/api/authx`), or an exact path."""
 
     path: str
     service: str
@@ -40,7 +41,7 @@ class RateLimit:
 
 def routes() -> list[Route]:
     """Every public route: `/api/<service>/` for each service, and the JWKS of auth."""
-    return [Route(f"/api/{s}/", s) for s in SERVICES] + [Route("/.well-known/jwks.json", "auth", exact=True)]
+    return [Route(f"/api/{s}", s) for s in SERVICES] + [Route("/.well-known/jwks.json", "auth", exact=True)]
 
 
 RATE_LIMITS: tuple[RateLimit, ...] = (
@@ -52,6 +53,10 @@ RATE_LIMITS: tuple[RateLimit, ...] = (
 # zone -> (rate, burst). Dev defaults stay generous enough for test suites that log in often; override
 # per zone with SPVHUB_GATEWAY_RATE_<ZONE> (e.g. 5r/m) and SPVHUB_GATEWAY_BURST_<ZONE>.
 RATE_ZONES: dict[str, tuple[str, int]] = {"login": ("30r/m", 30), "signup": ("10r/m", 10), "public": ("60r/m", 30)}
+
+
+def route_matches(route: Route, path: str) -> bool:
+    return path == route.path or (not route.exact and path.startswith(route.path + "/"))
 
 
 def read_env_file(path: Path = STACK_ENV) -> dict[str, str]:
@@ -108,8 +113,9 @@ def _rate_locations(values: dict[str, str]) -> str:
 def _route_locations() -> str:
     out = []
     for r in routes():
-        modifier = "= " if r.exact else ""
-        out.append(f"        location {modifier}{r.path} {{\n            proxy_pass http://{r.service};\n        }}")
+        paths = [f"= {r.path}"] if r.exact else [f"= {r.path}", f"{r.path}/"]
+        for p in paths:
+            out.append(f"        location {p} {{\n            proxy_pass http://{r.service};\n        }}")
     return "\n".join(out)
 
 

@@ -1,0 +1,71 @@
+"""The committed contracts (contracts/*.json) are exactly what the code generates, and they are well-formed.
+
+When this fails after a route or event change: `python -m spvhub_common.contracts generate`, review the diff
+of contracts/, commit it (event changes must follow docs/events.md).
+"""
+from __future__ import annotations
+
+import json
+
+from spvhub_common import contracts
+from spvhub_common.events import CATALOGUE
+
+
+def test_committed_contracts_match_the_code() -> None:
+    problems = contracts.check()
+    assert not problems, "\n".join(problems) + "\nrun: python -m spvhub_common.contracts generate"
+
+
+def test_openapi_is_public_only_and_merged() -> None:
+    doc = json.loads((contracts.CONTRACTS / contracts.OPENAPI_FILE).read_text())
+    assert doc["openapi"].startswith("3.")
+    for path in doc["paths"]:
+        assert contracts.is_public_path(path), path
+        assert "/internal" not in path
+    assert {t["name"] for t in doc["tags"]} >= {"auth", "portfolio", "invitations", "efactura", "etransport",
+                                               "notifier"}
+    refs = {m.group(0) for m in __import__("re").finditer(r'#/components/schemas/[^"]+', json.dumps(doc))}
+    for ref in refs:
+        assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"], f"dangling {ref}"
+
+
+def test_merge_renames_colliding_schemas_and_refuses_duplicate_routes() -> None:
+    def doc(schema: dict, path: str) -> dict:
+        return {"info": {"description": "d"}, "paths": {path: {"get": {"responses": {"200": {"content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Company"}}}}}}}},
+            "components": {"schemas": {"Company": schema}}}
+    merged = contracts.merge_openapi({"auth": doc({"type": "object"}, "/api/auth/x"),
+                                      "portfolio": doc({"type": "string"}, "/api/portfolio/x")}, public=True)
+    assert set(merged["components"]["schemas"]) == {"Company", "portfolio__Company"}
+    ref = merged["paths"]["/api/portfolio/x"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ref == {"$ref": "#/components/schemas/portfolio__Company"}
+    try:
+        contracts.merge_openapi({"auth": doc({}, "/api/auth/x"), "portfolio": doc({}, "/api/auth/x")}, public=True)
+    except ValueError as exc:
+        assert "two services" in str(exc)
+    else:
+        raise AssertionError("a route defined twice must be refused")
+
+
+def test_asyncapi_covers_every_catalogue_event_with_key_and_envelope() -> None:
+    doc = json.loads((contracts.CONTRACTS / contracts.ASYNCAPI_FILE).read_text())
+    assert doc["asyncapi"] == "3.0.0"
+    messages = doc["components"]["messages"]
+    for event_type, cls in CATALOGUE.items():
+        name = f"{cls.topic}.v{cls.version}"
+        assert name in messages, f"{event_type} missing from asyncapi"
+        assert f"{name}" in doc["channels"][cls.topic]["messages"]
+        msg = messages[name]
+        assert msg["x-cloudevents-type"] == event_type
+        assert "key" in msg["bindings"]["kafka"]
+        env = doc["components"]["schemas"][f"{name}.envelope"]
+        assert env["properties"]["type"] == {"const": event_type}
+        payload = env["properties"]["data"]["$ref"].rsplit("/", 1)[1]
+        assert payload in doc["components"]["schemas"]
+        if cls.key_field:
+            assert cls.key_field in doc["components"]["schemas"][payload]["properties"]
+    for op in doc["operations"].values():
+        channel = op["channel"]["$ref"].removeprefix("#/channels/")
+        assert channel in doc["channels"]
+        for m in op["messages"]:
+            assert m["$ref"].rsplit("/", 1)[1] in doc["channels"][channel]["messages"]
