@@ -1,29 +1,160 @@
-"""Composition root of the efactura service: the only place that builds engines, clients and adapters."""
+"""Composition root of the efactura service: the only place that builds engines, clients and adapters.
+
+Production defaults; tests override any port (`anaf_client` with an ASGITransport to the in-process emulator,
+`tokens`, `blobs`, `clock`, `budget`).
+"""
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
-from spvhub_common.events.portfolio import AccessChanged
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import update
+
 from spvhub_common.access import apply_access_changed
+from spvhub_common.anaf.budget import DEFAULT_DAILY, AnafBudget, BudgetKind, BudgetLimits, PostgresBudget, \
+    ensure_schema
+from spvhub_common.blobs import BlobNotFound, BlobStore, S3BlobStore
+from spvhub_common.clock import make_clock
+from spvhub_common.db import create_engine, ensure_database
+from spvhub_common.errors import AppError
+from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
-from spvhub_common.runtime import ServiceRuntime
-from spvhub_efactura.adapters.orm import access_grants, outbox
+from spvhub_common.runtime import PeriodicJob, ServiceRuntime
+from spvhub_efactura.adapters.anaf import BudgetClock, EfacturaAnaf, HttpEfacturaAnaf
+from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
+from spvhub_efactura.adapters.orm import access_grants, companies, outbox
 from spvhub_efactura.api import router
+from spvhub_efactura.archive import parse_xml
+from spvhub_efactura.handlers import EVENT_ROUTES, Clock, SyncEngine
+from spvhub_efactura.pdf import render_pdf
+from spvhub_efactura.processing import process_zip
 from spvhub_efactura.settings import Settings, get_settings
 
 
-def build(settings: Settings | None = None, **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
+class Services:
+    """What the API and jobs use, built once per process."""
+
+    def __init__(self, settings: Settings, runtime: ServiceRuntime, engine: SyncEngine, blobs: BlobStore,
+                 clock: Clock) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.sessions = runtime.sessions
+        self.engine = engine
+        self.blobs = blobs
+        self.clock = clock
+
+    async def xml_of(self, row: dict[str, Any]) -> bytes:
+        if row.get("xml_key"):
+            try:
+                return await self.blobs.get(row["xml_key"])
+            except BlobNotFound:
+                pass
+        data = await self.blobs.get(row["zip_key"])
+        p = await asyncio.to_thread(process_zip, data, self.engine.limits, None, False)
+        if p.content is None:
+            raise AppError("The archived ZIP has no readable XML.", code="unreadable_archive", status=409)
+        return p.content
+
+    async def pdf_of(self, row: dict[str, Any]) -> bytes:
+        """Rendered locally from the archived XML; cached beside it (re-derivable, so no retention)."""
+        key = f"efactura/{row['cif']}/{row['message_id']}/rendered.pdf"
+        try:
+            return await self.blobs.get(key)
+        except BlobNotFound:
+            pass
+        except Exception:  # noqa: BLE001 - the cache is optional
+            pass
+        xml = await self.xml_of(row)
+        try:
+            data = await asyncio.to_thread(render_pdf, xml, message_id=row["message_id"],
+                                           listed_at=row["listed_at"].strftime("%d.%m.%Y %H:%M"))
+        except Exception as e:  # noqa: BLE001
+            raise AppError(f"The invoice XML cannot be rendered: {str(e)[:200]}", code="unrenderable",
+                           status=409) from e
+        try:
+            await self.blobs.put(key, data, "application/pdf")
+        except Exception:  # noqa: BLE001
+            pass
+        return data
+
+    async def set_interval(self, cif: str, seconds: int | None) -> bool:
+        async with self.runtime.uow() as uow:
+            res = await uow.session.execute(update(companies).where(companies.c.cif == cif)
+                                            .values(interval_seconds=seconds))
+            await uow.commit()
+        return bool(res.rowcount)
+
+
+def budget_limits(settings: Settings) -> BudgetLimits:
+    daily = dict(DEFAULT_DAILY)
+    daily[BudgetKind.EF_DOWNLOAD] = settings.anaf_download_cap
+    return BudgetLimits(per_minute=settings.anaf_calls_per_minute, daily=daily)
+
+
+def build(settings: Settings | None = None, *, anaf_client: httpx.AsyncClient | None = None,
+          anaf: EfacturaAnaf | None = None, tokens: TokenProvider | None = None, blobs: BlobStore | None = None,
+          clock: Clock | None = None, budget: AnafBudget | None = None,
+          **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
+    clock = clock or make_clock(settings.clock_url)
+    budget_engine = None
+    if budget is None:
+        budget_engine = create_engine(settings, settings.anaf_budget_database, pool_size=5)
+        budget = PostgresBudget(budget_engine, budget_limits(settings), BudgetClock(clock))
+    anaf = anaf or HttpEfacturaAnaf(settings.anaf_base, settings.anaf_env, budget, clock, client=anaf_client,
+                                    timeout=settings.anaf_timeout, retries=settings.anaf_retries,
+                                    backoff=settings.anaf_backoff)
+    tokens = tokens or AuthTokenClient(settings.auth_url, settings.service_token.get_secret_value())
+    if blobs is None:
+        blobs = S3BlobStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key.get_secret_value(),
+                            settings.s3_bucket, secure=settings.s3_secure,
+                            default_retention_days=settings.retention_days)
+    engine = SyncEngine(settings, runtime.uow, anaf, tokens, blobs, clock)
 
     async def on_access_changed(ev, _env, uow) -> None:  # type: ignore[no-untyped-def]
         await apply_access_changed(uow.session, access_grants, ev)
     runtime.consumer("efactura.access-read-model").route(AccessChanged, on_access_changed)
+    models = runtime.consumer("efactura.read-models")
+    for event_cls, handler in EVENT_ROUTES.items():
+        models.route(event_cls, handler)
 
-    app = create_app(settings, title="spvhub efactura", description="e-Factura inbox: per-CIF sync, ANAF message ledger, archived invoices, PDFs, exports and submissions.", routers=[router],
-                     lifespan=runtime.lifespan())
+    runtime.add_job(PeriodicJob("sync-scheduler", settings.scheduler_tick_seconds, engine.tick, singleton=False,
+                                initial_delay=0.5))
+    runtime.add_job(PeriodicJob("expiry-scan", 3600, engine.expiry_scan, singleton=True, initial_delay=30))
+
+    async def startup(app: FastAPI) -> None:
+        if isinstance(blobs, S3BlobStore):
+            await blobs.ensure_bucket(object_lock=True)
+        if budget_engine is not None:
+            await ensure_database(settings, settings.anaf_budget_database)
+            await ensure_schema(budget_engine)
+
+    inner = runtime.lifespan(startup)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with inner(app):
+            try:
+                yield
+            finally:
+                await engine.shutdown()
+                if budget_engine is not None:
+                    await budget_engine.dispose()
+
+    app = create_app(settings, title="spvhub efactura",
+                     description="e-Factura inbox: per-CIF sync, ANAF message ledger, archived invoices, PDFs, "
+                                 "exports and submissions.", routers=[router], lifespan=lifespan)
+    app.state.efactura = Services(settings, runtime, engine, blobs, clock)
     return app, runtime
 
 
 def build_app() -> FastAPI:
     return build()[0]
+
+
+_ = parse_xml

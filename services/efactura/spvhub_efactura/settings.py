@@ -3,11 +3,54 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pydantic import Field
+
 from spvhub_common.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name: str = "efactura"
+    http_port: int = 18104
+
+    # auth's internal token endpoint
+    auth_url: str = "http://127.0.0.1:18101"
+
+    # ANAF client
+    anaf_timeout: float = Field(30.0, description="seconds per ANAF HTTP call")
+    anaf_retries: int = Field(4, description="attempts per call on 5xx/timeouts (exponential backoff)")
+    anaf_backoff: float = 0.3
+    anaf_calls_per_minute: int = Field(950, description="shared budget window (ANAF allows 1000/min)")
+    anaf_download_cap: int = Field(10, description="descarcare per message per day (ANAF: 10)")
+    anaf_budget_database: str = Field("spvhub_anaf_budget",
+                                      description="database of the budget shared by every service and replica")
+    anaf_transform_pdf: bool = Field(False, description="also fetch ANAF's transformare PDF (optional)")
+
+    # sync
+    sync_interval_seconds: int = Field(900, description="default per-company sync interval (15 min)")
+    scheduler_tick_seconds: float = 2.0
+    max_concurrent_companies: int = 8
+    downloads_per_company: int = 8
+    window_start_margin_seconds: int = Field(600, description="start = now - 60d + margin (clock skew)")
+    window_end_margin_seconds: int = Field(60, description="end = now - margin")
+    overlap_seconds: int = Field(3600, description="re-list this much before the watermark (late indexing)")
+    lease_seconds: float = Field(120.0, description="per-company sync lease; renewed while syncing")
+    reconcile_interval_seconds: int = Field(86400, description="full 60-day re-list per company")
+    expiring_days: int = Field(5, description="message-expiring when not archived N days before purge")
+    urgent_days: int = Field(7, description="messages this close to purge are downloaded first")
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 6 * 3600.0
+
+    # archive
+    retention_days: int = Field(3650, description="Object Lock COMPLIANCE retention of signed originals")
+    max_zip_bytes: int = 30 * 1024 * 1024
+    max_member_bytes: int = 60 * 1024 * 1024
+    max_zip_ratio: int = 200
+    max_zip_members: int = 8
+    trusted_signer_sha256: list[str] = Field(default_factory=list,
+                                             description="SHA-256 fingerprints of ANAF signing certificates")
+
+    # API
+    export_max_items: int = 100_000
 
 
 @lru_cache

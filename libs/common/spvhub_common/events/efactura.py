@@ -1,4 +1,4 @@
-"""Events published by the efactura service."""
+"""Events published by the efactura service (owner: efactura). Adding optional fields keeps version 1."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -9,6 +9,8 @@ from spvhub_common.events.base import Event, register
 
 @register
 class InvoiceDownloaded(Event):
+    """An Invoice or CreditNote was archived (signed ZIP in the blob store) and parsed; once per (cif, message)."""
+
     topic = "efactura.invoice-downloaded"
     key_field = "cif"
     cif: str
@@ -22,16 +24,33 @@ class InvoiceDownloaded(Event):
     currency: str | None = None
     total_amount: Decimal | None = None
     blob_keys: dict[str, str] = {}
+    # optional additions (compatible)
+    invoice_id: int | None = None
+    type_code: str | None = None
+    due_date: date | None = None
+    seller_cif: str | None = None
+    buyer_cif: str | None = None
+    self_billing: bool = False
+    net_amount: Decimal | None = None
+    vat_amount: Decimal | None = None
+    upload_index: str | None = None
+    listed_at: datetime | None = None
+    message_type: str | None = None  # ANAF `tip`
+    signature_valid: bool | None = None
 
 
 @register
 class InvoiceErrorReceived(Event):
+    """ANAF rejected an uploaded invoice: the error report (`mesajEroriFactuta`) was archived."""
+
     topic = "efactura.invoice-error-received"
     key_field = "cif"
     cif: str
     message_id: str
     upload_index: str | None = None
     errors: list[str] = []
+    listed_at: datetime | None = None
+    blob_keys: dict[str, str] = {}
 
 
 @register
@@ -43,6 +62,12 @@ class SyncCompleted(Event):
     window_start: datetime
     window_end: datetime
     first_sync: bool = False
+    # optional additions
+    archived: int = 0
+    pending: int = 0
+    lost: int = 0
+    reconciliation: bool = False
+    complete: bool | None = None  # reconciliation: every listed id archived or recorded lost
 
 
 @register
@@ -52,6 +77,8 @@ class MessageExpiring(Event):
     cif: str
     message_id: str
     purge_at: datetime
+    days_left: int | None = None
+    last_error: str | None = None
 
 
 @register
@@ -61,3 +88,31 @@ class QuotaExhausted(Event):
     kind: str
     scope_key: str
     resets_at: datetime
+    cif: str | None = None
+    message_id: str | None = None
+    anaf_text: str | None = None  # ANAF's own wording, or our budget's refusal
+
+
+@register
+class MessageLost(Event):
+    """ANAF listed a message that can no longer be downloaded; recorded with ANAF's reason, not retried."""
+
+    topic = "efactura.message-lost"
+    key_field = "cif"
+    cif: str
+    message_id: str
+    reason: str
+    listed_at: datetime | None = None
+
+
+@register
+class DocumentFlagged(Event):
+    """An archived document could not be read (unparseable or hostile): kept as received, flagged for review."""
+
+    topic = "efactura.document-flagged"
+    key_field = "cif"
+    cif: str
+    message_id: str
+    problem: str  # unparseable | hostile | signature_invalid
+    detail: str = ""
+    blob_keys: dict[str, str] = {}

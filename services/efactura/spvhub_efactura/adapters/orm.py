@@ -1,7 +1,9 @@
 """Tables of the efactura service (SQLAlchemy Core); the Alembic history in migrations/ follows this file."""
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Index, Integer, MetaData, Numeric, String,
+                        Table, Text, UniqueConstraint, func, text)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from spvhub_common.access import access_table
 from spvhub_common.messaging import add_messaging_tables
@@ -9,3 +11,135 @@ from spvhub_common.messaging import add_messaging_tables
 metadata = MetaData()
 outbox, inbox = add_messaging_tables(metadata)
 access_grants = access_table(metadata)
+
+# Read model of auth's connections (status only; tokens stay in auth).
+connections = Table(
+    "connections", metadata,
+    Column("connection_id", String(64), primary_key=True),
+    Column("holder_cif", String(16)),
+    Column("status", String(32), nullable=False, server_default="active"),  # active | paused | revoked
+    Column("status_reason", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Read model of portfolio's discovered rights: which connection can act for which CIF on e-Factura.
+connection_rights = Table(
+    "connection_rights", metadata,
+    Column("connection_id", String(64), primary_key=True),
+    Column("cif", String(16), primary_key=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_connection_rights_cif", "cif"),
+)
+
+# Per-company sync state, watermark and health.
+companies = Table(
+    "sync_companies", metadata,
+    Column("cif", String(16), primary_key=True),
+    Column("interval_seconds", Integer),  # NULL: the service default
+    Column("watermark", DateTime(timezone=True)),  # end of the last fully listed window
+    Column("first_sync_started_at", DateTime(timezone=True)),
+    Column("first_sync_completed_at", DateTime(timezone=True)),
+    Column("next_sync_at", DateTime(timezone=True)),
+    Column("sync_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("last_started_at", DateTime(timezone=True)),
+    Column("last_success_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("last_error_at", DateTime(timezone=True)),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("last_reconciled_at", DateTime(timezone=True)),
+    Column("last_reconcile_complete", Boolean),
+    Column("blocked_until", DateTime(timezone=True)),  # list quota exhausted until
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),  # database time
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The message ledger: every id ANAF ever listed for a CIF, and what became of it.
+messages = Table(
+    "messages", metadata,
+    Column("cif", String(16), primary_key=True),
+    Column("message_id", String(32), primary_key=True),
+    Column("tip", String(80), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("upload_index", String(32)),
+    Column("detalii", Text),
+    Column("listed_at", DateTime(timezone=True), nullable=False),  # ANAF data_creare
+    Column("purge_at", DateTime(timezone=True), nullable=False),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False, server_default="listed"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("lost_reason", Text),
+    Column("archived_at", DateTime(timezone=True)),
+    Column("zip_key", Text),
+    Column("zip_sha256", String(64)),
+    Column("zip_size", Integer),
+    Column("parse_status", String(20)),  # ok | unparseable | hostile
+    Column("parse_error", Text),
+    Column("needs_reprocess", Boolean, nullable=False, server_default=text("false")),
+    Column("signature_status", String(16)),  # valid | invalid | missing | error
+    Column("signature_detail", Text),
+    Column("signer_subject", Text),
+    Column("signer_sha256", String(64)),
+    Column("expiring_notified_at", DateTime(timezone=True)),
+    Column("submission_id", String(64)),  # issue 10: an outgoing submission this message answers
+    Index("ix_messages_pending", "cif", "purge_at", postgresql_where=text("state IN ('listed','failed')")),
+    Index("ix_messages_upload_index", "upload_index"),
+    Index("ix_messages_reprocess", "cif", postgresql_where=text("needs_reprocess")),
+)
+
+# Parsed documents (invoices, credit notes, error reports, buyer messages), one per archived message.
+invoices = Table(
+    "invoices", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("cif", String(16), nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("direction", String(10), nullable=False),  # received | sent
+    Column("document_type", String(20), nullable=False),  # invoice | credit_note | error_report | buyer_message
+    Column("message_type", String(80)),  # ANAF tip
+    Column("type_code", String(8)),
+    Column("number", Text),
+    Column("issue_date", Date),
+    Column("due_date", Date),
+    Column("currency", String(3)),
+    Column("tax_currency", String(3)),
+    Column("seller_cif", String(32)),
+    Column("seller_name", Text),
+    Column("buyer_cif", String(32)),
+    Column("buyer_name", Text),
+    Column("partner_cif", String(32)),
+    Column("partner_name", Text),
+    Column("self_billing", Boolean, nullable=False, server_default=text("false")),
+    Column("net_amount", Numeric(19, 2)),
+    Column("vat_amount", Numeric(19, 2)),
+    Column("total_amount", Numeric(19, 2)),  # TaxInclusiveAmount
+    Column("payable_amount", Numeric(19, 2)),
+    Column("vat_breakdown", JSONB),
+    Column("details", JSONB),  # remaining parsed fields (parties, notes, error texts...)
+    Column("preceding_number", Text),
+    Column("upload_index", String(32)),
+    Column("listed_at", DateTime(timezone=True), nullable=False),
+    Column("zip_key", Text, nullable=False),
+    Column("xml_key", Text),
+    Column("signature_status", String(16)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("cif", "message_id", name="uq_invoices_cif_message"),
+    Index("ix_invoices_cif_listed", "cif", text("listed_at DESC"), text("id DESC")),
+    Index("ix_invoices_listed", text("listed_at DESC"), text("id DESC")),
+    Index("ix_invoices_cif_partner", "cif", "partner_cif"),
+    Index("ix_invoices_cif_number", "cif", "number"),
+    Index("ix_invoices_cif_issue", "cif", "issue_date"),
+)
+
+# Limits we were told about, so each one is announced once (efactura.quota-exhausted).
+quota_ledger = Table(
+    "quota_ledger", metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("scope_key", String(64), primary_key=True),
+    Column("resets_at", DateTime(timezone=True), primary_key=True),
+    Column("text", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

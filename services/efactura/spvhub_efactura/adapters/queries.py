@@ -1,0 +1,201 @@
+"""Read-side queries of the API (invoice list with keyset pagination, detail, sync health), always scoped to
+the CIFs the caller may see."""
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from spvhub_efactura.adapters.orm import companies, connection_rights, connections, invoices, messages
+
+LIST_COLUMNS = [invoices.c.id, invoices.c.cif, invoices.c.message_id, invoices.c.direction, invoices.c.document_type,
+                invoices.c.message_type, invoices.c.type_code, invoices.c.number, invoices.c.issue_date,
+                invoices.c.due_date, invoices.c.currency, invoices.c.partner_cif, invoices.c.partner_name,
+                invoices.c.seller_cif, invoices.c.seller_name, invoices.c.buyer_cif, invoices.c.buyer_name,
+                invoices.c.self_billing, invoices.c.net_amount, invoices.c.vat_amount, invoices.c.total_amount,
+                invoices.c.payable_amount, invoices.c.listed_at, invoices.c.signature_status,
+                invoices.c.upload_index, invoices.c.preceding_number]
+
+
+@dataclass
+class InvoiceFilter:
+    cifs: list[str]
+    direction: str | None = None
+    partner: str | None = None  # a CIF (digits, optional RO) or part of the partner's name
+    number: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    amount_min: Decimal | None = None
+    amount_max: Decimal | None = None
+    document_type: str | None = None
+    type_code: str | None = None
+
+
+def encode_cursor(listed_at: datetime, id_: int) -> str:
+    return base64.urlsafe_b64encode(f"{listed_at.isoformat()}|{id_}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    ts, id_ = raw.split("|", 1)
+    return datetime.fromisoformat(ts), int(id_)
+
+
+def _where(f: InvoiceFilter) -> list[Any]:
+    cond: list[Any] = [invoices.c.cif.in_(f.cifs) if len(f.cifs) != 1 else invoices.c.cif == f.cifs[0]]
+    if f.direction:
+        cond.append(invoices.c.direction == f.direction)
+    if f.partner:
+        p = f.partner.strip()
+        digits = p.upper().removeprefix("RO").strip()
+        if digits.isdigit():
+            cond.append(invoices.c.partner_cif == digits)
+        else:
+            cond.append(invoices.c.partner_name.ilike(f"%{_like(p)}%"))
+    if f.number:
+        cond.append(invoices.c.number == f.number)
+    if f.date_from:
+        cond.append(invoices.c.issue_date >= f.date_from)
+    if f.date_to:
+        cond.append(invoices.c.issue_date <= f.date_to)
+    if f.amount_min is not None:
+        cond.append(invoices.c.total_amount >= f.amount_min)
+    if f.amount_max is not None:
+        cond.append(invoices.c.total_amount <= f.amount_max)
+    if f.document_type:
+        cond.append(invoices.c.document_type == f.document_type)
+    if f.type_code:
+        cond.append(invoices.c.type_code == f.type_code)
+    return cond
+
+
+def _like(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_invoices(session: AsyncSession, f: InvoiceFilter, limit: int, cursor: str | None
+                        ) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first by ANAF's listing date; keyset pagination on (listed_at, id)."""
+    if not f.cifs:
+        return [], None
+    cond = _where(f)
+    if cursor:
+        at, id_ = decode_cursor(cursor)
+        cond.append(tuple_(invoices.c.listed_at, invoices.c.id) < tuple_(at, id_))
+    q = (select(*LIST_COLUMNS).where(and_(*cond))
+         .order_by(invoices.c.listed_at.desc(), invoices.c.id.desc()).limit(limit + 1))
+    rows = [dict(r) for r in (await session.execute(q)).mappings().all()]
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        nxt = encode_cursor(rows[-1]["listed_at"], rows[-1]["id"])
+    return rows, nxt
+
+
+async def iter_invoices(sessions: async_sessionmaker[AsyncSession], f: InvoiceFilter, max_items: int,
+                        chunk: int = 200) -> AsyncIterator[dict[str, Any]]:
+    """All matching rows in pages (a short transaction per page, so a long export holds no connection)."""
+    cursor: str | None = None
+    seen = 0
+    while seen < max_items:
+        async with sessions() as s:
+            rows, cursor = await list_invoices(s, f, min(chunk, max_items - seen), cursor)
+        for r in rows:
+            yield r
+        seen += len(rows)
+        if cursor is None:
+            return
+
+
+async def get_invoice(session: AsyncSession, invoice_id: int) -> dict[str, Any] | None:
+    row = (await session.execute(select(invoices).where(invoices.c.id == invoice_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def get_message(session: AsyncSession, cif: str, message_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(select(messages).where(messages.c.cif == cif, messages.c.message_id == message_id))
+           ).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_messages(session: AsyncSession, cif: str, state: str | None, limit: int) -> list[dict[str, Any]]:
+    q = select(messages.c.message_id, messages.c.tip, messages.c.kind, messages.c.upload_index,
+               messages.c.listed_at, messages.c.purge_at, messages.c.state, messages.c.attempts,
+               messages.c.next_attempt_at, messages.c.last_error, messages.c.lost_reason, messages.c.archived_at,
+               messages.c.parse_status, messages.c.signature_status, messages.c.needs_reprocess
+               ).where(messages.c.cif == cif)
+    if state:
+        q = q.where(messages.c.state == state)
+    q = q.order_by(messages.c.listed_at.desc()).limit(limit)
+    return [dict(r) for r in (await session.execute(q)).mappings().all()]
+
+
+async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, interval_default: int
+                      ) -> list[dict[str, Any]]:
+    if not cifs:
+        return []
+    comp = {r["cif"]: dict(r) for r in (await session.execute(
+        select(companies).where(companies.c.cif.in_(cifs)))).mappings().all()}
+    counts: dict[str, dict[str, int]] = {}
+    for cif, state, n in (await session.execute(
+            select(messages.c.cif, messages.c.state, func.count()).where(messages.c.cif.in_(cifs))
+            .group_by(messages.c.cif, messages.c.state))).all():
+        counts.setdefault(cif, {})[state] = int(n)
+    purge = dict((await session.execute(
+        select(messages.c.cif, func.min(messages.c.purge_at)).where(
+            messages.c.cif.in_(cifs), messages.c.state.in_(["listed", "failed"])).group_by(messages.c.cif))).all())
+    flagged = dict((await session.execute(
+        select(messages.c.cif, func.count()).where(messages.c.cif.in_(cifs), messages.c.needs_reprocess)
+        .group_by(messages.c.cif))).all())
+    conn_rows = (await session.execute(
+        select(connection_rights.c.cif, connections.c.connection_id, connections.c.status,
+               connections.c.status_reason)
+        .join(connections, connections.c.connection_id == connection_rights.c.connection_id)
+        .where(connection_rights.c.cif.in_(cifs)))).all()
+    conns: dict[str, list[dict[str, Any]]] = {}
+    for cif, cid, status, reason in conn_rows:
+        conns.setdefault(cif, []).append({"connection_id": cid, "status": status, "reason": reason})
+    out = []
+    for cif in cifs:
+        c = comp.get(cif)
+        cnt = counts.get(cif, {})
+        active = any(x["status"] == "active" for x in conns.get(cif, []))
+        status = "not_synced" if c is None else ("active" if active else
+                                                 ("paused" if conns.get(cif) else "no_connection"))
+        wm = c["watermark"] if c else None
+        first_purge = purge.get(cif)
+        out.append({
+            "cif": cif, "status": status,
+            "interval_seconds": (c["interval_seconds"] if c and c["interval_seconds"] else interval_default),
+            "last_success_at": c["last_success_at"] if c else None,
+            "last_started_at": c["last_started_at"] if c else None,
+            "next_sync_at": c["next_sync_at"] if c else None,
+            "sync_requested": bool(c and c["sync_requested"]),
+            "watermark": wm,
+            "lag_seconds": int((now - wm).total_seconds()) if wm else None,
+            "first_sync": {"reaches_back_days": 60, "started_at": c["first_sync_started_at"] if c else None,
+                           "completed_at": c["first_sync_completed_at"] if c else None},
+            "messages": {"archived": cnt.get("archived", 0), "pending": cnt.get("listed", 0) + cnt.get("failed", 0),
+                         "failed": cnt.get("failed", 0), "lost": cnt.get("lost", 0),
+                         "flagged": int(flagged.get(cif, 0))},
+            "errors": {"last_error": c["last_error"] if c else None, "last_error_at": c["last_error_at"] if c else None,
+                       "consecutive_failures": c["consecutive_failures"] if c else 0},
+            "blocked_until": c["blocked_until"] if c else None,
+            "reconciliation": {"last_at": c["last_reconciled_at"] if c else None,
+                               "complete": c["last_reconcile_complete"] if c else None},
+            "purge_countdown": None if first_purge is None else {
+                "next_purge_at": first_purge,
+                "seconds_left": max(0, int((first_purge - now).total_seconds())),
+                "days_left": max(0, (first_purge - now) // timedelta(days=1))},
+            "connections": conns.get(cif, []),
+        })
+    return out
+
+
+_ = (case, or_)

@@ -1,0 +1,187 @@
+"""Reading ANAF's downloaded ZIPs as untrusted input: size, member-name and ratio checks, hardened XML
+parsing (no DTD, no entities, no network) and XML-DSig verification against the certificate in the file."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from lxml import etree
+
+DS_NS = "http://www.w3.org/2000/09/xmldsig#"
+_CONTENT_RE = re.compile(r"^\d{1,20}\.xml$")
+_SIGNATURE_RE = re.compile(r"^semnatura_\d{1,20}\.xml$")
+
+
+class HostileArchive(Exception):
+    """The ZIP or XML breaks a safety rule (bomb, traversal, DTD/entities, oversize)."""
+
+
+class UnreadableArchive(Exception):
+    """Not a ZIP with the expected members, or XML that is not well formed."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_zip_bytes: int = 30 * 1024 * 1024
+    max_member_bytes: int = 60 * 1024 * 1024
+    max_ratio: int = 200
+    max_members: int = 8
+
+
+@dataclass
+class Unpacked:
+    content_name: str
+    content: bytes
+    signature_name: str | None
+    signature: bytes | None
+    other_members: list[str] = field(default_factory=list)
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=False, remove_pis=True, collect_ids=False)
+
+
+def parse_xml(data: bytes) -> Any:
+    """Parse untrusted XML: any DOCTYPE/ENTITY is refused outright (defusedxml's rule), nothing is fetched."""
+    head = data[:4096].lower()
+    if b"<!doctype" in head or b"<!entity" in data.lower():
+        raise HostileArchive("XML with a DTD or entity declarations is refused")
+    try:
+        root = etree.fromstring(data, parser=_parser())
+    except etree.XMLSyntaxError as e:
+        raise UnreadableArchive(f"XML not well formed: {e}") from e
+    doc = root.getroottree().docinfo
+    if doc.internalDTD is not None or doc.externalDTD is not None:
+        raise HostileArchive("XML with a DTD is refused")
+    return root
+
+
+def unpack(data: bytes, limits: Limits = Limits()) -> Unpacked:
+    """Validate the ZIP and return the content member (`<index>.xml`) and the signature member."""
+    if len(data) > limits.max_zip_bytes:
+        raise HostileArchive(f"ZIP of {len(data)} bytes exceeds {limits.max_zip_bytes}")
+    if not data.startswith(b"PK"):
+        raise UnreadableArchive("not a ZIP file")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise UnreadableArchive(f"bad ZIP: {e}") from e
+    if len(infos) > limits.max_members:
+        raise HostileArchive(f"ZIP has {len(infos)} members (max {limits.max_members})")
+    content: tuple[str, bytes] | None = None
+    signature: tuple[str, bytes] | None = None
+    others: list[str] = []
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name.startswith(("/", "\\")) or ".." in name or "\\" in name or ":" in name or "\x00" in name:
+            raise HostileArchive(f"unsafe member name {name!r}")
+        if info.flag_bits & 0x1:
+            raise HostileArchive(f"encrypted member {name!r}")
+        if info.file_size > limits.max_member_bytes:
+            raise HostileArchive(f"member {name!r} declares {info.file_size} bytes")
+        if info.file_size > 1_000_000 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            raise HostileArchive(f"member {name!r} compression ratio over {limits.max_ratio}")
+        total += info.file_size
+        if total > limits.max_member_bytes * 2:
+            raise HostileArchive("ZIP expands beyond the allowed total")
+        is_content = bool(_CONTENT_RE.match(name))
+        is_sig = bool(_SIGNATURE_RE.match(name))
+        if not (is_content or is_sig):
+            others.append(name)
+            continue
+        body = _read_capped(zf, info, limits.max_member_bytes)
+        if is_content:
+            content = (name, body)
+        else:
+            signature = (name, body)
+    if content is None:
+        raise UnreadableArchive(f"no <index>.xml member (members: {[i.filename for i in infos][:8]})")
+    return Unpacked(content[0], content[1], signature[0] if signature else None,
+                    signature[1] if signature else None, others)
+
+
+def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    """Read a member, stopping at `cap` bytes whatever its header claims (headers can lie)."""
+    out = bytearray()
+    try:
+        with zf.open(info) as fh:
+            while True:
+                chunk = fh.read(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if len(out) > cap:
+                    raise HostileArchive(f"member {info.filename!r} expands beyond {cap} bytes")
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
+        raise UnreadableArchive(f"member {info.filename!r} unreadable: {e}") from e
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    status: str  # valid | invalid | missing | error
+    detail: str = ""
+    signer_subject: str | None = None
+    signer_sha256: str | None = None
+    trusted: bool | None = None  # None: no trust anchors configured
+
+
+def verify_signature(content: bytes, signature: bytes | None, trusted_sha256: list[str] | None = None
+                     ) -> SignatureCheck:
+    """Verify the enveloped XML-DSig of `semnatura_*.xml` with the certificate it carries, and that the signed
+    document is exactly the content member. Never raises."""
+    if not signature:
+        return SignatureCheck("missing", "no semnatura_*.xml member")
+    try:
+        from signxml import XMLVerifier  # imported lazily: heavy
+        root = parse_xml(signature)
+        cert_el = root.find(f".//{{{DS_NS}}}X509Certificate")
+        if cert_el is None or not (cert_el.text or "").strip():
+            return SignatureCheck("invalid", "no X509Certificate in the signature")
+        der = base64.b64decode("".join((cert_el.text or "").split()))
+        cert = x509.load_der_x509_certificate(der)
+        fp = cert.fingerprint(hashes.SHA256()).hex()
+        subject = cert.subject.rfc4514_string()
+        pem = cert.public_bytes(encoding=_pem_encoding()).decode("ascii")
+        result = XMLVerifier().verify(root, x509_cert=pem, expect_references=1)
+        signed = result.signed_xml
+        if signed is None:
+            return SignatureCheck("invalid", "nothing signed", subject, fp)
+        sig = signed.find(f"{{{DS_NS}}}Signature")
+        if sig is not None:
+            signed.remove(sig)
+        if _c14n(signed) != _c14n(parse_xml(content)):
+            return SignatureCheck("invalid", "signed document differs from the content member", subject, fp)
+        trusted = None if not trusted_sha256 else fp.lower() in {t.lower().replace(":", "") for t in trusted_sha256}
+        return SignatureCheck("valid", "", subject, fp, trusted)
+    except (HostileArchive, UnreadableArchive) as e:
+        return SignatureCheck("invalid", f"signature file: {e}")
+    except Exception as e:  # noqa: BLE001 - signxml raises many types; any failure is "invalid"
+        name = type(e).__name__
+        status = "invalid" if "Invalid" in name or "Signature" in name else "error"
+        return SignatureCheck(status, f"{name}: {str(e)[:300]}")
+
+
+def _pem_encoding() -> Any:
+    from cryptography.hazmat.primitives.serialization import Encoding
+    return Encoding.PEM
+
+
+def _c14n(el: Any) -> bytes:
+    el = etree.fromstring(etree.tostring(el), parser=etree.XMLParser(remove_blank_text=True, resolve_entities=False,
+                                                                     no_network=True))
+    return etree.tostring(el, method="c14n")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

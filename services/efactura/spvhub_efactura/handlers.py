@@ -1,0 +1,712 @@
+"""Use cases of the efactura service: read models from auth/portfolio events, the per-company sync (list, ledger,
+download, archive, parse), reconciliation and expiry checks. The routing table is at the bottom."""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+
+from spvhub_common.anaf.errors import (AnafError, LimitReached, MessageExpired, NoRights, NotFound, Unauthorized)
+from spvhub_common.blobs import BlobStore, RetentionConflict
+from spvhub_common.events import Event
+from spvhub_common.events.auth import (ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired,
+                                       TokenRefreshed)
+from spvhub_common.events.efactura import (DocumentFlagged, InvoiceDownloaded, InvoiceErrorReceived, MessageExpiring,
+                                           MessageLost, QuotaExhausted, SyncCompleted)
+from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
+from spvhub_common.logging import get_logger
+from spvhub_common.uow import SqlUnitOfWork
+from spvhub_efactura import domain
+from spvhub_efactura.adapters.anaf import EfacturaAnaf, resets_at_of
+from spvhub_efactura.adapters.auth import AuthUnavailable, NoConnection, ReauthorizationRequired as AuthReauth
+from spvhub_efactura.adapters.auth import TokenProvider
+from spvhub_efactura.adapters.orm import companies, connection_rights, connections, invoices, messages, quota_ledger
+from spvhub_efactura.archive import Limits
+from spvhub_efactura.processing import Processed, process_zip
+from spvhub_efactura.settings import Settings
+from spvhub_efactura.ubl import BuyerMessage, Document, ErrorReport
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class UowFactory(Protocol):
+    def __call__(self) -> SqlUnitOfWork: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Read models fed by events (run inside the consumer's transaction; never commit here)
+
+def _wants_efactura(services: list[str]) -> bool:
+    return not services or any("factura" in s.lower() for s in services)
+
+
+async def _upsert_connection(uow: SqlUnitOfWork, connection_id: str, holder_cif: str | None, status: str | None,
+                             reason: str | None = None) -> None:
+    values: dict[str, Any] = {"connection_id": connection_id, "holder_cif": holder_cif,
+                              "status": status or "active", "status_reason": reason}
+    stmt = insert(connections).values(**values)
+    set_: dict[str, Any] = {"updated_at": func.now()}
+    if holder_cif:
+        set_["holder_cif"] = holder_cif
+    if status:
+        set_["status"] = status
+        set_["status_reason"] = reason
+    await uow.session.execute(stmt.on_conflict_do_update(index_elements=["connection_id"], set_=set_))
+
+
+async def _ensure_companies(uow: SqlUnitOfWork, cifs: list[str]) -> None:
+    if cifs:
+        await uow.session.execute(insert(companies).values([{"cif": c} for c in cifs]).on_conflict_do_nothing())
+
+
+async def on_rights_discovered(ev: RightsDiscovered, _env: Any, uow: SqlUnitOfWork) -> None:
+    """The connection's full set of CIFs replaces what we knew; new CIFs get a company sync row (due now)."""
+    if not _wants_efactura(ev.services):
+        return
+    cifs = sorted({domain.normalize_cif(c) for c in ev.cifs if domain.normalize_cif(c)})
+    lost = {domain.normalize_cif(c) for c in ev.lost}
+    await _upsert_connection(uow, ev.connection_id, ev.holder_cif, None)
+    await uow.session.execute(delete(connection_rights).where(
+        connection_rights.c.connection_id == ev.connection_id,
+        or_(connection_rights.c.cif.not_in(cifs) if cifs else text("true"), connection_rights.c.cif.in_(lost))))
+    keep = [c for c in cifs if c not in lost]
+    if keep:
+        await uow.session.execute(insert(connection_rights).values(
+            [{"connection_id": ev.connection_id, "cif": c} for c in keep]).on_conflict_do_nothing())
+    await _ensure_companies(uow, keep)
+
+
+async def on_access_lost(ev: AccessLost, _env: Any, uow: SqlUnitOfWork) -> None:
+    await uow.session.execute(delete(connection_rights).where(
+        connection_rights.c.connection_id == ev.connection_id,
+        connection_rights.c.cif == domain.normalize_cif(ev.cif)))
+
+
+async def on_reauthorization_required(ev: ReauthorizationRequired, _env: Any, uow: SqlUnitOfWork) -> None:
+    """Pause: the watermark and the ledger stay, so the sync resumes where it stopped."""
+    await _upsert_connection(uow, ev.connection_id, ev.company_cif, "paused", f"{ev.reason}: {ev.message}"[:500])
+
+
+async def on_connection_revoked(ev: ConnectionRevoked, _env: Any, uow: SqlUnitOfWork) -> None:
+    await _upsert_connection(uow, ev.connection_id, ev.company_cif, "revoked", ev.reason[:500])
+
+
+async def on_token_refreshed(ev: TokenRefreshed, _env: Any, uow: SqlUnitOfWork) -> None:
+    await _upsert_connection(uow, ev.connection_id, ev.company_cif, "active")
+
+
+async def on_connection_authorized(ev: ConnectionAuthorized, _env: Any, uow: SqlUnitOfWork) -> None:
+    await _upsert_connection(uow, ev.connection_id, ev.company_cif, "active")
+    if _wants_efactura(ev.services):
+        cif = domain.normalize_cif(ev.company_cif)
+        await uow.session.execute(insert(connection_rights).values(
+            connection_id=ev.connection_id, cif=cif).on_conflict_do_nothing())
+        await _ensure_companies(uow, [cif])
+
+
+# --------------------------------------------------------------------------------------------------
+# The sync
+
+
+class SyncPaused(Exception):
+    """No active connection with rights on the CIF, or a person must authorize again."""
+
+
+@dataclass
+class SyncReport:
+    cif: str
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    first_sync: bool = False
+    full: bool = False
+    listed: int = 0
+    new_messages: int = 0
+    archived: int = 0
+    lost: int = 0
+    failed: int = 0
+    pending: int = 0
+    complete: bool | None = None
+    error: str | None = None
+    listed_ids: set[str] = field(default_factory=set)
+
+
+def blob_prefix(cif: str, message_id: str) -> str:
+    return f"efactura/{cif}/{message_id}"
+
+
+def _money(v: Decimal | None) -> Decimal | None:
+    return None if v is None else v.quantize(Decimal("0.01"))
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+class SyncEngine:
+    """Runs company syncs. Safe with many replicas: a company is leased (database time) while it syncs, and every
+    state change is a conditional update, so a crash at any point is repaired by the next run."""
+
+    def __init__(self, settings: Settings, uow: UowFactory, anaf: EfacturaAnaf, tokens: TokenProvider,
+                 blobs: BlobStore, clock: Clock, *, instance_id: str | None = None) -> None:
+        self.settings = settings
+        self.uow = uow
+        self.anaf = anaf
+        self.tokens = tokens
+        self.blobs = blobs
+        self.clock = clock
+        self.instance_id = instance_id or uuid.uuid4().hex[:16]
+        self.limits = Limits(settings.max_zip_bytes, settings.max_member_bytes, settings.max_zip_ratio,
+                             settings.max_zip_members)
+        self._running: dict[str, asyncio.Task[SyncReport]] = {}
+        self._company_slots = asyncio.Semaphore(settings.max_concurrent_companies)
+
+    # -- scheduling --------------------------------------------------------------------------------
+    async def tick(self) -> list[str]:
+        """Claim due companies up to the free slots and start their syncs (returns the claimed CIFs)."""
+        free = self.settings.max_concurrent_companies - len(self._running)
+        if free <= 0:
+            return []
+        now = self.clock.now()
+        async with self.uow() as uow:
+            rows = (await uow.session.execute(text("""
+                UPDATE sync_companies SET lease_owner = :me, lease_until = now() + make_interval(secs => :lease)
+                WHERE cif IN (
+                    SELECT c.cif FROM sync_companies c
+                    WHERE (c.lease_until IS NULL OR c.lease_until < now())
+                      AND (c.sync_requested OR c.next_sync_at IS NULL OR c.next_sync_at <= :now)
+                      AND (c.blocked_until IS NULL OR c.blocked_until <= :now OR c.sync_requested)
+                      AND EXISTS (SELECT 1 FROM connection_rights r JOIN connections k
+                                  ON k.connection_id = r.connection_id
+                                  WHERE r.cif = c.cif AND k.status = 'active')
+                    ORDER BY c.sync_requested DESC, c.next_sync_at ASC NULLS FIRST
+                    LIMIT :n FOR UPDATE SKIP LOCKED)
+                RETURNING cif"""), {"me": self.instance_id, "lease": self.settings.lease_seconds, "now": now,
+                                    "n": free})).scalars().all()
+            await uow.commit()
+        for cif in rows:
+            self._running[cif] = asyncio.create_task(self._leased_sync(cif), name=f"sync-{cif}")
+            self._running[cif].add_done_callback(lambda _t, c=cif: self._running.pop(c, None))
+        return list(rows)
+
+    async def shutdown(self) -> None:
+        for t in list(self._running.values()):
+            t.cancel()
+        await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+
+    async def wait_idle(self) -> None:
+        while self._running:
+            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+
+    async def request_sync(self, cif: str) -> bool:
+        """On-demand sync: due at the next tick (even when its interval has not elapsed)."""
+        async with self.uow() as uow:
+            res = await uow.session.execute(update(companies).where(companies.c.cif == cif)
+                                            .values(sync_requested=True))
+            await uow.commit()
+        return bool(res.rowcount)
+
+    async def _heartbeat(self, cif: str) -> None:
+        every = max(self.settings.lease_seconds / 3, 0.5)
+        while True:
+            await asyncio.sleep(every)
+            async with self.uow() as uow:
+                await uow.session.execute(text(
+                    "UPDATE sync_companies SET lease_until = now() + make_interval(secs => :lease) "
+                    "WHERE cif = :cif AND lease_owner = :me"),
+                    {"lease": self.settings.lease_seconds, "cif": cif, "me": self.instance_id})
+                await uow.commit()
+
+    async def _leased_sync(self, cif: str) -> SyncReport:
+        hb = asyncio.create_task(self._heartbeat(cif))
+        report = SyncReport(cif)
+        try:
+            async with self._company_slots:
+                report = await self.sync_company(cif)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded in the company's health, retried on schedule
+            log.exception("sync failed", cif=cif, error=str(e)[:300])
+            report.error = f"{type(e).__name__}: {str(e)[:400]}"
+            await self._record_failure(cif, report.error)
+        finally:
+            hb.cancel()
+            try:
+                await self._release(cif)
+            except Exception:  # noqa: BLE001 - the lease expires by itself
+                log.warning("lease release failed", cif=cif)
+        return report
+
+    async def _release(self, cif: str) -> None:
+        now = self.clock.now()
+        async with self.uow() as uow:
+            row = (await uow.session.execute(select(companies.c.interval_seconds).where(companies.c.cif == cif))
+                   ).first()
+            interval = (row[0] if row and row[0] else self.settings.sync_interval_seconds)
+            nxt = now + timedelta(seconds=interval)
+            due = (await uow.session.execute(select(func.min(messages.c.next_attempt_at)).where(
+                messages.c.cif == cif, messages.c.state.in_(["listed", "failed"])))).scalar()
+            if due is not None:
+                nxt = min(nxt, max(due, now + timedelta(seconds=5)))
+            await uow.session.execute(update(companies).where(
+                companies.c.cif == cif, companies.c.lease_owner == self.instance_id).values(
+                lease_owner=None, lease_until=None, next_sync_at=nxt))
+            await uow.commit()
+
+    async def _record_failure(self, cif: str, error: str) -> None:
+        async with self.uow() as uow:
+            await uow.session.execute(update(companies).where(companies.c.cif == cif).values(
+                last_error=error[:1000], last_error_at=self.clock.now(), sync_requested=False,
+                consecutive_failures=companies.c.consecutive_failures + 1))
+            await uow.commit()
+
+    # -- tokens ------------------------------------------------------------------------------------
+    async def _connection_for(self, cif: str) -> str:
+        async with self.uow() as uow:
+            rows = (await uow.session.execute(
+                select(connections.c.connection_id, connections.c.holder_cif)
+                .join(connection_rights, connection_rights.c.connection_id == connections.c.connection_id)
+                .where(connection_rights.c.cif == cif, connections.c.status == "active")
+                .order_by(connections.c.connection_id))).all()
+        if not rows:
+            raise SyncPaused(f"no active e-Factura connection with rights on CIF {cif}")
+        own = [r for r in rows if r.holder_cif == cif]
+        return str((own or rows)[0].connection_id)
+
+    async def _pause_connection(self, connection_id: str, reason: str) -> None:
+        async with self.uow() as uow:
+            await uow.session.execute(update(connections).where(connections.c.connection_id == connection_id)
+                                      .values(status="paused", status_reason=reason[:500], updated_at=func.now()))
+            await uow.commit()
+
+    async def _with_token(self, connection_id: str, call: Callable[[str], Awaitable[T]]) -> T:
+        """Run an ANAF call with the connection's token; after an ANAF 401/403 ask auth to refresh once."""
+        try:
+            tok = await self.tokens.token(connection_id)
+        except (AuthReauth, NoConnection) as e:
+            await self._pause_connection(connection_id, f"auth: {type(e).__name__}")
+            raise SyncPaused(f"connection {connection_id} needs authorization") from e
+        try:
+            return await call(tok.token)
+        except Unauthorized:
+            try:
+                tok = await self.tokens.refresh(connection_id)
+            except (AuthReauth, NoConnection) as e:
+                await self._pause_connection(connection_id, f"auth: {type(e).__name__}")
+                raise SyncPaused(f"connection {connection_id} needs authorization") from e
+            return await call(tok.token)
+
+    # -- one company -------------------------------------------------------------------------------
+    async def sync_company(self, cif: str) -> SyncReport:
+        """List the window page by page into the ledger, then download what is not archived yet."""
+        report = SyncReport(cif)
+        now = self.clock.now()
+        async with self.uow() as uow:
+            row = (await uow.session.execute(select(companies).where(companies.c.cif == cif))).mappings().first()
+            if row is None:
+                raise SyncPaused(f"unknown company {cif}")
+            await uow.session.execute(update(companies).where(companies.c.cif == cif).values(
+                last_started_at=now, sync_requested=False,
+                first_sync_started_at=func.coalesce(companies.c.first_sync_started_at, now)))
+            await uow.commit()
+        connection_id = await self._connection_for(cif)
+        full = row["last_reconciled_at"] is None or \
+            (now - row["last_reconciled_at"]).total_seconds() >= self.settings.reconcile_interval_seconds
+        window = domain.list_window(
+            now, row["watermark"], start_margin=timedelta(seconds=self.settings.window_start_margin_seconds),
+            end_margin=timedelta(seconds=self.settings.window_end_margin_seconds),
+            overlap=timedelta(seconds=self.settings.overlap_seconds), full=full)
+        report.window_start, report.window_end = window.start, window.end
+        report.first_sync, report.full = window.first_sync, window.full
+        try:
+            await self._list_window(cif, connection_id, window, report)
+        except LimitReached as e:
+            await self._quota(e, cif=cif, message_id=None)
+            async with self.uow() as uow:
+                await uow.session.execute(update(companies).where(companies.c.cif == cif).values(
+                    blocked_until=resets_at_of(e, now), last_error=f"quota: {e.text}"[:1000],
+                    last_error_at=now))
+                await uow.commit()
+            raise
+        # The whole window is listed: advance the watermark now (downloads are tracked per message).
+        async with self.uow() as uow:
+            await uow.session.execute(update(companies).where(companies.c.cif == cif).values(
+                watermark=window.end, blocked_until=None,
+                first_sync_completed_at=func.coalesce(companies.c.first_sync_completed_at, now)))
+            await uow.commit()
+        await self._download_pending(cif, connection_id, report)
+        await self._finish(cif, report)
+        return report
+
+    async def _list_window(self, cif: str, connection_id: str, window: domain.Window, report: SyncReport) -> None:
+        page, pages = 1, 1
+        while page <= pages:
+            lp = await self._with_token(connection_id, lambda tok, p=page: self.anaf.list_page(
+                tok, cif, window.start, window.end, p))
+            pages = lp.total_pages
+            await self._record_listed(cif, lp.messages, report)
+            page += 1
+
+    async def _record_listed(self, cif: str, items: list[dict[str, Any]], report: SyncReport) -> None:
+        if not items:
+            return
+        now = self.clock.now()
+        rows: dict[str, dict[str, Any]] = {}
+        for m in items:
+            mid = str(m.get("id") or "").strip()
+            if not mid.isdigit():
+                log.warning("list item without a usable id", cif=cif, item=str(m)[:200])
+                continue
+            owner = domain.normalize_cif(str(m.get("cif") or cif))
+            if owner and owner != cif:
+                continue  # downloadable by another CIF (ANAF lists per CIF; Odoo filters the same way)
+            try:
+                listed = domain.parse_data_creare(str(m.get("data_creare")))
+            except ValueError:
+                listed = now
+            tip = str(m.get("tip") or "")
+            rows[mid] = {"cif": cif, "message_id": mid, "tip": tip[:80], "kind": domain.kind_of(tip).value,
+                         "upload_index": str(m.get("id_solicitare") or "") or None,
+                         "detalii": str(m.get("detalii") or "")[:2000], "listed_at": listed,
+                         "purge_at": domain.purge_at(listed), "first_seen_at": now, "last_seen_at": now,
+                         "state": domain.MessageState.LISTED.value}
+        if not rows:
+            return
+        report.listed += len(rows)
+        report.listed_ids.update(rows)
+        stmt = insert(messages).values(list(rows.values()))
+        stmt = stmt.on_conflict_do_update(index_elements=["cif", "message_id"],
+                                          set_={"last_seen_at": stmt.excluded.last_seen_at})
+        async with self.uow() as uow:
+            res = await uow.session.execute(stmt.returning(text("(xmax = 0) AS inserted")))
+            report.new_messages += sum(1 for r in res if r[0])
+            await uow.commit()
+
+    async def _pending_batch(self, cif: str, exclude: set[str], limit: int = 200) -> list[dict[str, Any]]:
+        now = self.clock.now()
+        urgent_before = now + timedelta(days=self.settings.urgent_days)
+        async with self.uow() as uow:
+            q = (select(messages).where(
+                messages.c.cif == cif, messages.c.state.in_(["listed", "failed"]),
+                or_(messages.c.next_attempt_at.is_(None), messages.c.next_attempt_at <= now))
+                # close to purge first (soonest first), then the freshest
+                .order_by(text("(purge_at <= :ub) DESC, CASE WHEN purge_at <= :ub THEN purge_at END ASC, "
+                               "listed_at DESC"))
+                .limit(limit))
+            rows = (await uow.session.execute(q, {"ub": urgent_before})).mappings().all()
+        return [dict(r) for r in rows if r["message_id"] not in exclude][:limit]
+
+    async def _download_pending(self, cif: str, connection_id: str, report: SyncReport) -> None:
+        sem = asyncio.Semaphore(self.settings.downloads_per_company)
+        tried: set[str] = set()
+        stop = asyncio.Event()
+
+        async def one(msg: dict[str, Any]) -> None:
+            async with sem:
+                if stop.is_set():
+                    return
+                outcome = await self.download_one(cif, connection_id, msg)
+                if outcome == "archived":
+                    report.archived += 1
+                elif outcome == "lost":
+                    report.lost += 1
+                elif outcome == "paused":
+                    stop.set()
+                else:
+                    report.failed += 1
+
+        while not stop.is_set():
+            batch = await self._pending_batch(cif, tried)
+            if not batch:
+                break
+            tried.update(m["message_id"] for m in batch)
+            results = await asyncio.gather(*(one(m) for m in batch), return_exceptions=True)
+            for r in results:
+                if isinstance(r, SyncPaused):
+                    raise r
+                if isinstance(r, BaseException):
+                    raise r
+
+    async def download_one(self, cif: str, connection_id: str, msg: dict[str, Any]) -> str:
+        """Download, archive and parse one message; returns archived | lost | failed | quota | paused."""
+        mid = msg["message_id"]
+        now = self.clock.now()
+        try:
+            data = await self._with_token(connection_id, lambda tok: self.anaf.download(tok, mid))
+        except SyncPaused:
+            raise
+        except MessageExpired as e:
+            await self._mark_lost(cif, msg, e.text)
+            return "lost"
+        except LimitReached as e:
+            # ANAF (or our budget) says this message is spent for today: wait for the reset, never loop.
+            at = resets_at_of(e, now)
+            await self._quota(e, cif=cif, message_id=mid)
+            await self._mark_failed(cif, msg, f"quota: {e.text}", at, count=True)
+            return "quota"
+        except (NotFound, NoRights, AnafError, AuthUnavailable) as e:
+            text_ = getattr(e, "text", None) or str(e)
+            if now >= msg["purge_at"]:
+                await self._mark_lost(cif, msg, f"purged before download; last error: {text_}")
+                return "lost"
+            delay = domain.retry_delay(msg["attempts"] + 1, self.settings.retry_base_seconds,
+                                       self.settings.retry_max_seconds)
+            await self._mark_failed(cif, msg, f"{type(e).__name__}: {text_}", now + timedelta(seconds=delay))
+            return "failed"
+        await self.archive(cif, msg, data)
+        return "archived"
+
+    async def _mark_failed(self, cif: str, msg: dict[str, Any], error: str, next_at: datetime,
+                           count: bool = True) -> None:
+        async with self.uow() as uow:
+            await uow.session.execute(update(messages).where(
+                messages.c.cif == cif, messages.c.message_id == msg["message_id"],
+                messages.c.state.in_(["listed", "failed"])).values(
+                state="failed", attempts=messages.c.attempts + (1 if count else 0), last_attempt_at=self.clock.now(),
+                next_attempt_at=next_at, last_error=error[:1000]))
+            await uow.commit()
+
+    async def _mark_lost(self, cif: str, msg: dict[str, Any], reason: str) -> None:
+        async with self.uow() as uow:
+            res = await uow.session.execute(update(messages).where(
+                messages.c.cif == cif, messages.c.message_id == msg["message_id"],
+                messages.c.state.in_(["listed", "failed"])).values(
+                state="lost", lost_reason=reason[:1000], attempts=messages.c.attempts + 1,
+                last_attempt_at=self.clock.now(), next_attempt_at=None))
+            if res.rowcount:
+                uow.publish(MessageLost(cif=cif, message_id=msg["message_id"], reason=reason[:1000],
+                                        listed_at=msg["listed_at"]))
+            await uow.commit()
+
+    async def _quota(self, err: AnafError, *, cif: str | None, message_id: str | None) -> None:
+        """Announce a limit once per (kind, scope, reset)."""
+        now = self.clock.now()
+        at = resets_at_of(err, now).replace(microsecond=0)
+        kind = getattr(err, "kind", None) or (getattr(err, "scope", "") or "").split(":")[0] or (
+            err.endpoint or "anaf")
+        scope_key = getattr(err, "key", None) or (getattr(err, "scope", "") or "").split(":", 1)[-1] or (
+            message_id or cif or "")
+        async with self.uow() as uow:
+            res = await uow.session.execute(insert(quota_ledger).values(
+                kind=str(kind)[:64], scope_key=str(scope_key)[:64], resets_at=at, text=err.text[:1000])
+                .on_conflict_do_nothing().returning(quota_ledger.c.kind))
+            if res.first() is not None:
+                uow.publish(QuotaExhausted(kind=str(kind), scope_key=str(scope_key), resets_at=at, cif=cif,
+                                           message_id=message_id, anaf_text=err.text[:500]))
+            await uow.commit()
+
+    # -- archive -----------------------------------------------------------------------------------
+    async def archive(self, cif: str, msg: dict[str, Any], data: bytes, *, reprocess: bool = False) -> bool:
+        """Blob first (Object Lock), then the ledger transition + invoice row + events in one transaction.
+        Returns True when this call made the transition (so events are published exactly once)."""
+        mid = msg["message_id"]
+        prefix = blob_prefix(cif, mid)
+        retain = self.clock.now() + timedelta(days=self.settings.retention_days)
+        zip_key = f"{prefix}/{mid}.zip"
+        if not reprocess:
+            try:
+                await self.blobs.put(zip_key, data, "application/zip", retain_until=retain)
+            except RetentionConflict:
+                data = await self.blobs.get(zip_key)  # the archive never changes: keep the first original
+        processed: Processed = await asyncio.to_thread(process_zip, data, self.limits,
+                                                       self.settings.trusted_signer_sha256)
+        keys = {"zip": zip_key}
+        if processed.content is not None and processed.content_name:
+            xml_key = f"{prefix}/{processed.content_name}"
+            try:
+                await self.blobs.put(xml_key, processed.content, "application/xml", retain_until=retain)
+            except RetentionConflict:
+                pass
+            keys["xml"] = xml_key
+        return await self._commit_archive(cif, msg, data, processed, keys, reprocess)
+
+    async def _commit_archive(self, cif: str, msg: dict[str, Any], data: bytes, p: Processed,
+                              keys: dict[str, str], reprocess: bool) -> bool:
+        import hashlib
+        mid = msg["message_id"]
+        now = self.clock.now()
+        sig = p.signature
+        flagged = p.status != "ok"
+        async with self.uow() as uow:
+            cond = [messages.c.cif == cif, messages.c.message_id == mid]
+            cond.append(messages.c.needs_reprocess if reprocess else messages.c.state != "archived")
+            res = await uow.session.execute(update(messages).where(and_(*cond)).values(
+                state="archived", archived_at=func.coalesce(messages.c.archived_at, now),
+                attempts=messages.c.attempts + (0 if reprocess else 1), last_attempt_at=now,
+                next_attempt_at=None, last_error=None, zip_key=keys["zip"],
+                zip_sha256=hashlib.sha256(data).hexdigest(), zip_size=len(data), parse_status=p.status,
+                parse_error=p.error, needs_reprocess=flagged,
+                signature_status=sig.status if sig else None,
+                signature_detail=(sig.detail[:1000] if sig and sig.detail else None),
+                signer_subject=sig.signer_subject if sig else None,
+                signer_sha256=sig.signer_sha256 if sig else None).returning(messages.c.tip, messages.c.listed_at,
+                                                                             messages.c.upload_index,
+                                                                             messages.c.detalii))
+            row = res.first()
+            if row is None:
+                return False  # someone else (another replica, an earlier run) archived it already
+            if flagged:
+                uow.publish(DocumentFlagged(cif=cif, message_id=mid, problem=p.status, detail=(p.error or "")[:500],
+                                            blob_keys=keys))
+                log.warning("archived document flagged", cif=cif, message_id=mid, problem=p.status,
+                            detail=(p.error or "")[:200])
+            elif sig is not None and sig.status != "valid":
+                uow.publish(DocumentFlagged(cif=cif, message_id=mid, problem="signature_" + sig.status,
+                                            detail=sig.detail[:500], blob_keys=keys))
+            if p.parsed is not None:
+                await self._record_document(uow, cif, mid, row, p, keys)
+            await uow.commit()
+        return True
+
+    async def _record_document(self, uow: SqlUnitOfWork, cif: str, mid: str, row: Any, p: Processed,
+                               keys: dict[str, str]) -> None:
+        tip, listed_at, upload_index, detalii = row
+        kind = domain.kind_of(tip)
+        sig_status = p.signature.status if p.signature else None
+        doc = p.parsed
+        base: dict[str, Any] = {"cif": cif, "message_id": mid, "message_type": tip, "listed_at": listed_at,
+                                "upload_index": upload_index, "zip_key": keys["zip"], "xml_key": keys.get("xml"),
+                                "signature_status": sig_status}
+        event: Event | None = None
+        if isinstance(doc, Document):
+            parties = domain.parse_detalii(detalii or "")
+            direction = domain.direction_for(cif, kind, doc.seller.cif, doc.buyer.cif)
+            partner = doc.seller if direction == "received" else doc.buyer
+            self_billing = doc.self_billing or parties.self_billing
+            base.update(
+                direction=direction, document_type=doc.document_type, type_code=doc.type_code, number=doc.number,
+                issue_date=doc.issue_date, due_date=doc.due_date, currency=(doc.currency or "")[:3] or None,
+                tax_currency=(doc.tax_currency or "")[:3] or None,
+                seller_cif=(doc.seller.cif or parties.seller), seller_name=doc.seller.name,
+                buyer_cif=(doc.buyer.cif or parties.buyer), buyer_name=doc.buyer.name,
+                partner_cif=partner.cif or (parties.seller if direction == "received" else parties.buyer),
+                partner_name=partner.name, self_billing=self_billing,
+                net_amount=_money(doc.tax_exclusive if doc.tax_exclusive is not None else doc.line_extension),
+                vat_amount=_money(doc.vat_amount), total_amount=_money(doc.tax_inclusive),
+                payable_amount=_money(doc.payable),
+                vat_breakdown=_jsonable([v.__dict__ for v in doc.vat_breakdown]),
+                details=_jsonable({"seller": doc.seller.__dict__, "buyer": doc.buyer.__dict__, "notes": doc.notes,
+                                   "customization": doc.customization, "lines": len(doc.lines),
+                                   "vat_amount_accounting": doc.vat_amount_accounting,
+                                   "signature": p.signature.__dict__ if p.signature else None}),
+                preceding_number=doc.preceding_number)
+        elif isinstance(doc, ErrorReport):
+            base.update(direction="sent", document_type="error_report", upload_index=doc.upload_index or upload_index,
+                        seller_cif=doc.issuer_cif, details=_jsonable({"errors": doc.errors}))
+        elif isinstance(doc, BuyerMessage):
+            parties = domain.parse_detalii(detalii or "")
+            direction = "received" if "PRIMIT" in (tip or "").upper() else "sent"
+            base.update(direction=direction, document_type="buyer_message",
+                        details=_jsonable({"message": doc.message, "invoice_upload_index": doc.upload_index}),
+                        partner_cif=parties.seller if direction == "received" else parties.buyer)
+        res = await uow.session.execute(insert(invoices).values(**base).on_conflict_do_nothing(
+            constraint="uq_invoices_cif_message").returning(invoices.c.id))
+        new_id = res.scalar()
+        if new_id is None:
+            return
+        if isinstance(doc, Document):
+            event = InvoiceDownloaded(
+                cif=cif, message_id=mid, direction=base["direction"], document_type=doc.document_type,
+                number=doc.number, issue_date=doc.issue_date, partner_cif=base["partner_cif"],
+                partner_name=base["partner_name"], currency=base["currency"], total_amount=base["total_amount"],
+                blob_keys=keys, invoice_id=new_id, type_code=doc.type_code, due_date=doc.due_date,
+                seller_cif=base["seller_cif"], buyer_cif=base["buyer_cif"], self_billing=base["self_billing"],
+                net_amount=base["net_amount"], vat_amount=base["vat_amount"], upload_index=upload_index,
+                listed_at=listed_at, message_type=tip,
+                signature_valid=(sig_status == "valid") if sig_status else None)
+        elif isinstance(doc, ErrorReport):
+            event = InvoiceErrorReceived(cif=cif, message_id=mid, upload_index=doc.upload_index or upload_index,
+                                         errors=doc.errors[:50], listed_at=listed_at, blob_keys=keys)
+        if event is not None:
+            uow.publish(event)
+
+    # -- completion --------------------------------------------------------------------------------
+    async def _finish(self, cif: str, report: SyncReport) -> None:
+        now = self.clock.now()
+        async with self.uow() as uow:
+            counts = dict((await uow.session.execute(
+                select(messages.c.state, func.count()).where(messages.c.cif == cif).group_by(messages.c.state)
+            )).all())
+            report.pending = int(counts.get("listed", 0)) + int(counts.get("failed", 0))
+            values: dict[str, Any] = {"last_success_at": now, "last_error": None, "consecutive_failures": 0}
+            if report.full:
+                # Reconciliation: every id ANAF lists in its whole window is archived or recorded lost.
+                missing = 0
+                ids = list(report.listed_ids)
+                for i in range(0, len(ids), 5000):
+                    chunk = ids[i:i + 5000]
+                    missing += int((await uow.session.execute(select(func.count()).where(
+                        messages.c.cif == cif, messages.c.message_id.in_(chunk),
+                        messages.c.state.in_(["listed", "failed"])))).scalar() or 0)
+                report.complete = missing == 0
+                values.update(last_reconciled_at=now, last_reconcile_complete=report.complete)
+            await uow.session.execute(update(companies).where(companies.c.cif == cif).values(**values))
+            await self._expiring(uow, cif, now)
+            uow.publish(SyncCompleted(
+                cif=cif, new_messages=report.new_messages, window_start=report.window_start or now,
+                window_end=report.window_end or now, first_sync=report.first_sync, archived=report.archived,
+                pending=report.pending, lost=report.lost, reconciliation=report.full, complete=report.complete))
+            await uow.commit()
+
+    async def _expiring(self, uow: SqlUnitOfWork, cif: str, now: datetime) -> None:
+        horizon = now + timedelta(days=self.settings.expiring_days)
+        rows = (await uow.session.execute(
+            update(messages).where(messages.c.cif == cif, messages.c.state.in_(["listed", "failed"]),
+                                   messages.c.purge_at <= horizon, messages.c.expiring_notified_at.is_(None))
+            .values(expiring_notified_at=now)
+            .returning(messages.c.message_id, messages.c.purge_at, messages.c.last_error))).all()
+        for mid, purge, err in rows:
+            uow.publish(MessageExpiring(cif=cif, message_id=mid, purge_at=purge,
+                                        days_left=domain.days_left(now, purge), last_error=err))
+
+    async def expiry_scan(self) -> int:
+        """Every company, also ones that cannot sync now (paused): raise message-expiring in time."""
+        now = self.clock.now()
+        async with self.uow() as uow:
+            cifs = (await uow.session.execute(select(messages.c.cif).distinct().where(
+                messages.c.state.in_(["listed", "failed"]),
+                messages.c.purge_at <= now + timedelta(days=self.settings.expiring_days),
+                messages.c.expiring_notified_at.is_(None)))).scalars().all()
+            for cif in cifs:
+                await self._expiring(uow, cif, now)
+            await uow.commit()
+        return len(cifs)
+
+    async def reprocess(self, cif: str) -> int:
+        """Re-parse archived documents flagged for reprocessing from the stored ZIP (e.g. after a parser fix)."""
+        async with self.uow() as uow:
+            rows = (await uow.session.execute(select(messages).where(
+                messages.c.cif == cif, messages.c.needs_reprocess, messages.c.state == "archived"))).mappings().all()
+        done = 0
+        for r in rows:
+            data = await self.blobs.get(r["zip_key"])
+            if await self.archive(cif, dict(r), data, reprocess=True):
+                done += 1
+        return done
+
+
+# --------------------------------------------------------------------------------------------------
+# Routing table: event -> handler (consumer group efactura.read-models)
+
+EVENT_ROUTES: dict[type[Event], Callable[[Any, Any, SqlUnitOfWork], Awaitable[None]]] = {
+    RightsDiscovered: on_rights_discovered,
+    AccessLost: on_access_lost,
+    ReauthorizationRequired: on_reauthorization_required,
+    ConnectionRevoked: on_connection_revoked,
+    TokenRefreshed: on_token_refreshed,
+    ConnectionAuthorized: on_connection_authorized,
+}
+
+_ = timezone
