@@ -26,9 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--admin", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--switch", action="append", default=[], type=_switch, metavar="NAME=VALUE")
+    parser.add_argument("--clock-start", default=None, help='ISO instant or "now": overrides the scenario clock')
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
-    app = create_app(args.scenario, admin=args.admin, **dict(args.switch))
+    app = create_app(args.scenario, admin=args.admin, clock_start=args.clock_start, **dict(args.switch))
     uvicorn.run(
         app,
         host=args.host,

@@ -15,10 +15,14 @@ from .responses import json_response, spring_404
 from .state import EmulatorState
 
 
-def create_app(scenario: Any = "minimal.json", *, admin: bool = True, **switches: Any) -> FastAPI:
-    """Build the emulator for `scenario` (path, shipped file name, or dict); `switches` override defaults."""
+def create_app(scenario: Any = "minimal.json", *, admin: bool = True, clock_start: str | None = None,
+               **switches: Any) -> FastAPI:
+    """Build the emulator for `scenario` (path, shipped file name, or dict); `switches` override defaults.
+
+    `clock_start` (ISO instant or "now") overrides the scenario's clock start before data is generated.
+    """
     enabled = admin
-    state = EmulatorState(scenario, switches)
+    state = EmulatorState(scenario, switches, clock_start=clock_start)
     app = FastAPI(title="ANAF emulator", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.emulator = state
     for module in (oauth, efactura, etransport, public, spv):

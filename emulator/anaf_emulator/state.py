@@ -167,9 +167,11 @@ def make_uit(rng: random.Random) -> str:
 class EmulatorState:
     """Everything the emulator knows; rebuilt from the scenario by `reset()`."""
 
-    def __init__(self, scenario_source: Any, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(self, scenario_source: Any, overrides: dict[str, Any] | None = None,
+                 clock_start: str | None = None) -> None:
         self.scenario_source = scenario_source
         self.overrides = dict(overrides or {})
+        self.clock_start = clock_start
         self.lock = threading.RLock()
         self.reset()
 
@@ -179,7 +181,9 @@ class EmulatorState:
         with self.lock:
             sc: Scenario = load_scenario(self.scenario_source)
             self.scenario = sc
-            start = sc.clock.get("start")
+            start = self.clock_start or sc.clock.get("start")
+            if start == "now":
+                start = None
             self.clock = Clock(parse_instant(start) if start else None, frozen=bool(sc.clock.get("frozen", False)))
             self.switches = Switches()
             self.switches.update(sc.switches)

@@ -48,3 +48,51 @@ async def emu() -> Any:
     app.state.emulator.clock.freeze(True)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://emulator") as client:
         yield Emu(app, client)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RunningEmulator:
+    """The real `python -m anaf_emulator` process on a free loopback port."""
+
+    def __init__(self, *args: str) -> None:
+        import subprocess
+        import sys
+        import time
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "anaf_emulator", "--port", str(self.port), *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/__admin/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+            if self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"emulator did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def running_minimal() -> Any:
+    emu = RunningEmulator("--scenario", "minimal.json", "--clock-start", "now",
+                          "--switch", "processing_delay_seconds=0.3", "--switch", "public_rate_limit=ignore")
+    yield emu
+    emu.stop()
