@@ -69,3 +69,28 @@ def test_asyncapi_covers_every_catalogue_event_with_key_and_envelope() -> None:
         assert channel in doc["channels"]
         for m in op["messages"]:
             assert m["$ref"].rsplit("/", 1)[1] in doc["channels"][channel]["messages"]
+
+
+def test_breaking_event_changes_are_told_apart_from_compatible_ones() -> None:
+    committed = json.loads((contracts.CONTRACTS / contracts.ASYNCAPI_FILE).read_text())
+    assert contracts.breaking_event_changes(committed, committed) == []
+    import copy
+
+    name = next(iter(committed["components"]["messages"]))
+    payload = contracts._payload(committed, name)
+    field = sorted(payload["properties"])[0]
+
+    compatible = copy.deepcopy(committed)
+    p = contracts._payload(compatible, name)
+    p["properties"]["brand_new_optional"] = {"type": "string", "default": ""}
+    p["properties"][field]["description"] = "reworded"
+    assert contracts.breaking_event_changes(committed, compatible) == []
+
+    breaking = copy.deepcopy(committed)
+    p = contracts._payload(breaking, name)
+    del p["properties"][field]
+    p["properties"]["must_have"] = {"type": "integer"}
+    p.setdefault("required", []).append("must_have")
+    found = contracts.breaking_event_changes(committed, breaking)
+    assert any(f"field {field!r} removed" in f for f in found), found
+    assert any("new required field 'must_have'" in f for f in found), found

@@ -50,7 +50,10 @@ _BUILT: dict[str, tuple[Any, Any]] = {}
 def build_service(name: str) -> tuple[Any, Any]:
     """(FastAPI app, ServiceRuntime) of one service, built with dummy settings and no infrastructure."""
     if name not in _BUILT:
-        _BUILT[name] = _build_service(name)
+        try:
+            _BUILT[name] = _build_service(name)
+        except Exception as exc:
+            raise RuntimeError(f"building service {name!r} failed: {type(exc).__name__}: {exc}") from exc
     return _BUILT[name]
 
 
@@ -299,6 +302,66 @@ def build_asyncapi(consumers: dict[str, list[tuple[str, list[Any]]]] | None = No
     }
 
 
+# ------------------------------------------------------------------------------------------------ versioning
+_NOISE = {"title", "description", "examples"}
+
+
+def _resolve(doc: dict[str, Any], node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node and len(node) == 1:
+        node = doc["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def _normalized(doc: dict[str, Any], node: Any, depth: int = 0) -> Any:
+    """A schema with refs inlined and documentation stripped, to compare meaning across two documents."""
+    node = _resolve(doc, node)
+    if depth > 20:
+        return node
+    if isinstance(node, dict):
+        return {k: _normalized(doc, v, depth + 1) for k, v in node.items() if k not in _NOISE}
+    if isinstance(node, list):
+        return [_normalized(doc, v, depth + 1) for v in node]
+    return node
+
+
+def _payload(doc: dict[str, Any], message: str) -> dict[str, Any]:
+    env = doc["components"]["schemas"][f"{message}.envelope"]
+    return _resolve(doc, env["properties"]["data"])  # type: ignore[no-any-return]
+
+
+def breaking_event_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Changes to an already published `topic.vN` that docs/events.md says need version N+1."""
+    problems = []
+    old_msgs, new_msgs = old.get("components", {}).get("messages", {}), new["components"]["messages"]
+    for name in sorted(old_msgs):
+        if name not in new_msgs:
+            problems.append(f"{name}: removed from the catalogue (only after every consumer moved to a newer "
+                            "version)")
+            continue
+        try:
+            before, after = _payload(old, name), _payload(new, name)
+        except KeyError:
+            continue
+        if old_msgs[name].get("x-spvhub-key-field") != new_msgs[name].get("x-spvhub-key-field"):
+            problems.append(f"{name}: key field changed")
+        b_props, a_props = before.get("properties", {}), after.get("properties", {})
+        b_req, a_req = set(before.get("required", [])), set(after.get("required", []))
+        for field in sorted(set(b_props) - set(a_props)):
+            problems.append(f"{name}: field {field!r} removed")
+        for field in sorted((a_req - b_req) & set(b_props)):
+            problems.append(f"{name}: field {field!r} became required")
+        for field in sorted((a_req - b_req) - set(b_props)):
+            problems.append(f"{name}: new required field {field!r} (add it with a default instead)")
+        for field in sorted(set(b_props) & set(a_props)):
+            b = _normalized(old, b_props[field])
+            a = _normalized(new, a_props[field])
+            if isinstance(b, dict) and isinstance(a, dict):
+                b, a = {k: v for k, v in b.items() if k != "default"}, {k: v for k, v in a.items() if k != "default"}
+            if a != b:
+                problems.append(f"{name}: field {field!r} changed its schema")
+    return problems
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 def generate_all() -> dict[str, str]:
     docs = service_openapi_docs()
@@ -312,7 +375,15 @@ def generate_all() -> dict[str, str]:
 def check(directory: Path = CONTRACTS) -> list[str]:
     """Names of contract files whose committed text differs from what the code generates, with diffs."""
     problems = []
-    for name, text in generate_all().items():
+    generated = generate_all()
+    committed_asyncapi = directory / ASYNCAPI_FILE
+    if committed_asyncapi.exists():
+        breaking = breaking_event_changes(json.loads(committed_asyncapi.read_text()),
+                                          json.loads(generated[ASYNCAPI_FILE]))
+        if breaking:
+            problems.append("BREAKING event changes (docs/events.md: make a new class with version N+1):\n  "
+                            + "\n  ".join(breaking))
+    for name, text in generated.items():
         path = directory / name
         old = path.read_text() if path.exists() else ""
         if old != text:
