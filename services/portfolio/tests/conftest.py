@@ -1,0 +1,2 @@
+"""pytest fixtures of the portfolio tests (defined in pfkit)."""
+from pfkit import env  # noqa: F401
