@@ -75,13 +75,25 @@ class Harness:
         self.emu_state = emu_app.state.emulator
         self.emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emu_app), base_url="http://emulator")
         self.clock = EmulatorClock(self.emu_state)
-        self.app, self.runtime = build(settings, clock=self.clock, anaf_transport=httpx.ASGITransport(app=emu_app),
-                                       budget=False, hasher=PasswordHasher(time_cost=1, memory_cost=8192),
-                                       start_consumers=False, start_jobs=False, **build_kw)
+        self.app, self.runtime = self.build_replica(**build_kw)
         self.deps = self.app.state.deps
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=PUBLIC)
+        self.error_bodies: list[str] = []
+
+        async def keep_errors(resp: httpx.Response) -> None:
+            if resp.status_code >= 400:
+                await resp.aread()
+                self.error_bodies.append(resp.text)
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=PUBLIC,
+                                        event_hooks={"response": [keep_errors]})
         self.secrets: set[str] = set()  # every secret value seen in a test, for the leak scan
         self._users = 0
+
+    def build_replica(self, **build_kw: Any) -> Any:
+        """One more process of the auth service on the same database (for races between replicas)."""
+        kw: dict[str, Any] = dict(start_consumers=False, start_jobs=False)
+        kw.update(build_kw)
+        return build(self.settings, clock=self.clock, anaf_transport=httpx.ASGITransport(app=self.emu_app),
+                     budget=False, hasher=PasswordHasher(time_cost=1, memory_cost=8192), **kw)
 
     # --- accounts -------------------------------------------------------------------------------
     async def signup(self, name: str = "Maria Ionescu", email: str | None = None, password: str = "correct horse 1",
@@ -196,21 +208,13 @@ def auth_settings(database: str, topic_prefix: str, **overrides: Any) -> Setting
 
 
 @pytest.fixture
-async def harness(fresh_database: str, kafka_up: str, topic_prefix: str):  # type: ignore[no-untyped-def]
-    settings = auth_settings(fresh_database, topic_prefix)
+async def harness(request: pytest.FixtureRequest, fresh_database: str, kafka_up: str,  # type: ignore[no-untyped-def]
+                  topic_prefix: str):
+    """`@pytest.mark.parametrize("harness", [{"settings": {...}, "build": {...}}], indirect=True)` tunes it."""
+    param = getattr(request, "param", {}) or {}
+    settings = auth_settings(fresh_database, topic_prefix, **param.get("settings", {}))
     await upgrade_async(settings, MIGRATIONS)
-    h = Harness(settings, create_emulator(scenario()))
+    h = Harness(settings, create_emulator(scenario()), **param.get("build", {}))
     async with h.app.router.lifespan_context(h.app):
         yield h
     await h.aclose()
-
-
-async def wait_for(pred: Any, timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        v = await pred()
-        if v:
-            return v
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)

@@ -1,0 +1,83 @@
+"""Platform accounts: sign-up, login with lockout and rate limit, rotating refresh tokens with reuse detection,
+JWKS verification by other services, profile and locale, signing key encrypted at rest."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from spvhub_auth.adapters.orm import signing_keys, users
+from spvhub_common.events.auth import UserRegistered
+from spvhub_common.security import JwksVerifier
+
+
+async def test_signup_login_and_jwks_verification(harness) -> None:  # type: ignore[no-untyped-def]
+    h = harness
+    s = await h.signup(name="Ana Pop", email="Ana@Example.ro", locale="en")
+    assert s["user"]["email"] == "ana@example.ro" and s["user"]["locale"] == "en"
+    jwks = (await h.client.get("/.well-known/jwks.json")).json()
+    assert len(jwks["keys"]) == 1 and jwks["keys"][0]["alg"] == "RS256" and "d" not in jwks["keys"][0]
+    p = await JwksVerifier("", "spvhub-auth", "spvhub", static_jwks=jwks).verify(s["access_token"])
+    assert p.user_id == s["user"]["id"] and p.email == "ana@example.ro" and p.name == "Ana Pop"
+    assert p.locale == "en" and p.claims["typ"] == "access" and p.claims["exp"] - p.claims["iat"] == 900
+    dup = await h.client.post("/api/auth/signup", json={"email": "ana@example.ro", "password": "x" * 12, "name": "B"})
+    assert dup.status_code == 409 and dup.json()["error"]["code"] == "email_taken"
+    weak = await h.client.post("/api/auth/signup", json={"email": "b@example.ro", "password": "short", "name": "B"})
+    assert weak.status_code == 422 and weak.json()["error"]["code"] == "weak_password"
+    r = await h.client.post("/api/auth/login", json={"email": "ANA@example.ro", "password": "correct horse 1"})
+    assert r.status_code == 200 and r.json()["user"]["id"] == s["user"]["id"]
+    me = await h.client.get("/api/auth/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    assert me.json()["name"] == "Ana Pop"
+    patched = await h.client.patch("/api/auth/me", json={"locale": "ro"}, headers=s["headers"])
+    assert patched.json()["locale"] == "ro"
+    evs = await h.events("auth.user-registered")
+    assert len(evs) == 1 and isinstance(evs[0][1], UserRegistered) and evs[0][1].email == "ana@example.ro"
+    # the password is stored as an argon2id hash; the signing key is stored encrypted
+    async with h.runtime.uow() as uow:
+        u = (await uow.session.execute(select(users))).one()
+        k = (await uow.session.execute(select(signing_keys))).one()
+    assert u.password_hash.startswith("$argon2id$")
+    assert bytes(k.private_key_enc).startswith(b"v1:dev1:") and b"PRIVATE KEY" not in bytes(k.private_key_enc)
+
+
+async def test_refresh_rotation_and_reuse_detection(harness) -> None:  # type: ignore[no-untyped-def]
+    h = harness
+    s = await h.signup()
+    r1 = await h.client.post("/api/auth/token/refresh", json={"refresh_token": s["refresh_token"]})
+    assert r1.status_code == 200 and r1.json()["refresh_token"] != s["refresh_token"]
+    h.secrets.add(r1.json()["refresh_token"])
+    # the old one is presented again: theft assumed, the whole family ends
+    again = await h.client.post("/api/auth/token/refresh", json={"refresh_token": s["refresh_token"]})
+    assert again.status_code == 401 and again.json()["error"]["code"] == "refresh_token_reused"
+    r2 = await h.client.post("/api/auth/token/refresh", json={"refresh_token": r1.json()["refresh_token"]})
+    assert r2.status_code == 401 and r2.json()["error"]["code"] == "session_revoked"
+    bad = await h.client.post("/api/auth/token/refresh", json={"refresh_token": "nope.nope"})
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_refresh_token"
+    # logout ends a session
+    s2 = (await h.client.post("/api/auth/login", json={"email": s["user"]["email"], "password": "correct horse 1"})
+          ).json()
+    h.secrets.update({s2["refresh_token"], s2["access_token"]})
+    assert (await h.client.post("/api/auth/logout", json={"refresh_token": s2["refresh_token"]})).status_code == 204
+    r = await h.client.post("/api/auth/token/refresh", json={"refresh_token": s2["refresh_token"]})
+    assert r.status_code == 401
+
+
+@pytest.mark.parametrize("harness", [{"settings": {"login_max_failures": 3, "login_ip_max_failures": 6}}],
+                         indirect=True)
+async def test_lockout_and_rate_limit(harness) -> None:  # type: ignore[no-untyped-def]
+    h = harness
+    s = await h.signup(email="lock@example.ro")
+    for _ in range(2):
+        r = await h.client.post("/api/auth/login", json={"email": "lock@example.ro", "password": "wrong password"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_credentials"
+    r = await h.client.post("/api/auth/login", json={"email": "lock@example.ro", "password": "wrong password"})
+    assert r.status_code == 423 and r.json()["error"]["code"] == "account_locked"
+    # even the right password is refused while locked
+    r = await h.client.post("/api/auth/login", json={"email": "lock@example.ro", "password": "correct horse 1"})
+    assert r.status_code == 423 and r.json()["error"]["details"]["retry_after_seconds"] > 0
+    # failures from one address, over any e-mail, hit the rate limit
+    for i in range(3):
+        r = await h.client.post("/api/auth/login", json={"email": f"ghost{i}@example.ro", "password": "whatever1"})
+        assert r.status_code == 401
+    r = await h.client.post("/api/auth/login", json={"email": "ghost@example.ro", "password": "whatever1"})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_login_attempts"
+    assert s["user"]["id"]
