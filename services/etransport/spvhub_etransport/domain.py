@@ -495,7 +495,8 @@ def merge(t: Transport, obs: Observation, now: datetime) -> MergeResult:
     src = "info" if obs.source == "probe" else obs.source
     if src not in t.sources:
         t.sources = [*t.sources, src]
-    known_plates = set(t.plates) | {c.vehicle for c in (obs.vehicle_changes or ())}
+    known_plates = set(t.plates) | {p for c in (obs.vehicle_changes or ()) for p in (c.vehicle, c.trailer1, c.trailer2)
+                                    if p}
 
     enriched: dict[str, Any] = {}
     corrected: dict[str, Any] = {}
@@ -511,10 +512,10 @@ def merge(t: Transport, obs: Observation, now: datetime) -> MergeResult:
         new, old = getattr(obs, name), getattr(t, name)
         if new is None or new == old:
             continue
+        if name.startswith("declared_") and new in known_plates:
+            continue  # an endpoint showing the post-change plate is not a correction of the declaration
         if old is None:
             enriched[name] = [None, _j(new)]
-        elif name.startswith("declared_") and new in known_plates:
-            continue  # an endpoint showing the post-change plate is not a correction of the declaration
         else:
             corrected[name] = [_j(old), _j(new)]
         setattr(t, name, new)
