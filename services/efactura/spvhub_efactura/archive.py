@@ -180,7 +180,7 @@ def _pem_encoding() -> Any:
 def _c14n(el: Any) -> bytes:
     el = etree.fromstring(etree.tostring(el), parser=etree.XMLParser(remove_blank_text=True, resolve_entities=False,
                                                                      no_network=True))
-    return etree.tostring(el, method="c14n")
+    return etree.tostring(el, method="c14n", exclusive=True)
 
 
 def sha256(data: bytes) -> str:

@@ -104,7 +104,7 @@ def build(settings: Settings | None = None, *, anaf_client: httpx.AsyncClient | 
     clock = clock or make_clock(settings.clock_url)
     budget_engine = None
     if budget is None:
-        budget_engine = create_engine(settings, settings.anaf_budget_database, pool_size=5)
+        budget_engine = create_engine(settings, settings.anaf_budget_database)
         budget = PostgresBudget(budget_engine, budget_limits(settings), BudgetClock(clock))
     anaf = anaf or HttpEfacturaAnaf(settings.anaf_base, settings.anaf_env, budget, clock, client=anaf_client,
                                     timeout=settings.anaf_timeout, retries=settings.anaf_retries,

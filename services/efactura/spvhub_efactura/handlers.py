@@ -465,7 +465,17 @@ class SyncEngine:
                                        self.settings.retry_max_seconds)
             await self._mark_failed(cif, msg, f"{type(e).__name__}: {text_}", now + timedelta(seconds=delay))
             return "failed"
-        await self.archive(cif, msg, data)
+        try:
+            await self.archive(cif, msg, data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - blob store or database trouble: retry this message later
+            log.exception("archiving failed", cif=cif, message_id=mid)
+            delay = domain.retry_delay(msg["attempts"] + 1, self.settings.retry_base_seconds,
+                                       self.settings.retry_max_seconds)
+            await self._mark_failed(cif, msg, f"archive: {type(e).__name__}: {str(e)[:300]}",
+                                    self.clock.now() + timedelta(seconds=delay))
+            return "failed"
         return "archived"
 
     async def _mark_failed(self, cif: str, msg: dict[str, Any], error: str, next_at: datetime,
@@ -513,7 +523,8 @@ class SyncEngine:
         Returns True when this call made the transition (so events are published exactly once)."""
         mid = msg["message_id"]
         prefix = blob_prefix(cif, mid)
-        retain = self.clock.now() + timedelta(days=self.settings.retention_days)
+        # Retention is legal time in the real world (the object store's clock), never the simulated ANAF clock.
+        retain = datetime.now(timezone.utc) + timedelta(days=self.settings.retention_days)
         zip_key = f"{prefix}/{mid}.zip"
         if not reprocess:
             try:
@@ -709,4 +720,3 @@ EVENT_ROUTES: dict[type[Event], Callable[[Any, Any, SqlUnitOfWork], Awaitable[No
     ConnectionAuthorized: on_connection_authorized,
 }
 
-_ = timezone

@@ -94,9 +94,11 @@ class HttpEfacturaAnaf:
             await self.budget.acquire(kind, key)  # raises BudgetExhausted (a LimitReached) at once
             self.calls += 1
             try:
-                resp = await self.client.get(self._url(endpoint), params=params,
-                                             headers={"Authorization": f"Bearer {token}"}, timeout=self.timeout)
-            except (httpx.TimeoutException, httpx.TransportError) as e:
+                # wait_for as well: an in-process transport (tests) does not enforce httpx timeouts
+                resp = await asyncio.wait_for(self.client.get(
+                    self._url(endpoint), params=params, headers={"Authorization": f"Bearer {token}"},
+                    timeout=self.timeout), self.timeout + 1)
+            except (httpx.TimeoutException, httpx.TransportError, asyncio.TimeoutError) as e:
                 last = AnafUnavailable(f"{type(e).__name__}: {e}", endpoint=endpoint)
             else:
                 if resp.status_code in (401, 403):
