@@ -40,5 +40,11 @@ def create_app(scenario: Any = "minimal.json", *, admin: bool = True, clock_star
             return json_response(body, status=405)
         return json_response({"status": exc.status_code, "error": str(exc.detail)}, status=exc.status_code)
 
-    app.add_middleware(FaultMiddleware, state_getter=lambda: app.state.emulator)
+    fast = {}
+    for env in ("prod", "test"):
+        for name, handler in (("listaMesajeFactura", efactura.lista_mesaje),
+                              ("listaMesajePaginatieFactura", efactura.lista_paginata),
+                              ("descarcare", efactura.descarcare), ("stareMesaj", efactura.stare_mesaj)):
+            fast[("GET", f"/{env}/FCTEL/rest/{name}")] = handler
+    app.add_middleware(FaultMiddleware, state_getter=lambda: app.state.emulator, fast_routes=fast)
     return app

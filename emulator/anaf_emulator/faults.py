@@ -111,9 +111,22 @@ def endpoint_key(method: str, path: str) -> str:
 class FaultMiddleware:
     """Pure ASGI middleware: counts every call and applies the configured faults before routing."""
 
-    def __init__(self, app: Any, state_getter: Any) -> None:
+    def __init__(self, app: Any, state_getter: Any, fast_routes: dict[tuple[str, str], Any] | None = None) -> None:
         self.app = app
         self.state_getter = state_getter
+        # hot read paths dispatched straight to their handlers (no router walk) to keep list/download cheap
+        self.fast_routes = fast_routes or {}
+
+    async def _forward(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        handler = self.fast_routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+
+        request = Request(scope, receive)
+        response = await handler(scope["path"][1:5], request)
+        await response(scope, receive, send)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -129,7 +142,7 @@ class FaultMiddleware:
         faults: Faults = state.faults
         cfg = faults.config_for(family)
         if cfg is None or not cfg.active():
-            await self.app(scope, receive, send)
+            await self._forward(scope, receive, send)
             return
         with faults.lock:
             rng = faults.rng
@@ -163,7 +176,7 @@ class FaultMiddleware:
         if roll < threshold:
             await _send(send, 302, b"", "text/html", [(b"location", b"/my.policy")])
             return
-        await self.app(scope, receive, send)
+        await self._forward(scope, receive, send)
 
 
 async def _send(send: Any, status: int, body: bytes, content_type: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:

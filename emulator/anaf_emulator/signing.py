@@ -87,8 +87,11 @@ def decode_jwt(token: str) -> dict[str, Any] | None:
 
 
 @lru_cache(maxsize=1)
-def _xmldsig_key_pem() -> bytes:
-    return _read("xmldsig_key.pem")
+def _xmldsig_key() -> rsa.RSAPrivateKey:
+    # loading a PEM key is slow (tens of ms: key consistency checks), so load it once
+    key = serialization.load_pem_private_key(_read("xmldsig_key.pem"), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
 
 
 @lru_cache(maxsize=1)
@@ -110,7 +113,7 @@ def sign_document(xml: bytes) -> bytes:
         c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
     )
     signer.namespaces = {None: DS_NS}
-    signed = signer.sign(root, key=_xmldsig_key_pem(), cert=signing_cert_pem().decode("ascii"))
+    signed = signer.sign(root, key=_xmldsig_key(), cert=signing_cert_pem().decode("ascii"))
     return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
 
 
