@@ -177,10 +177,11 @@ def write_docs(html: Path) -> None:
     (docs / "index.html").write_text(DOCS_PAGE)
 
 
-def write_openapi(html: Path, *, from_code: bool = True) -> str:
+def write_openapi(html: Path, *, from_code: bool = True, contracts_dir: Path | None = None) -> str:
     """Merged OpenAPI from the service apps; falls back to the committed contracts/openapi.json."""
     from spvhub_common import contracts
 
+    committed = (contracts_dir or contracts.CONTRACTS) / "openapi.json"
     if from_code:
         try:
             doc = contracts.build_openapi()
@@ -189,8 +190,8 @@ def write_openapi(html: Path, *, from_code: bool = True) -> str:
         except Exception as exc:  # a half-built service must not keep the gateway down
             print(f"gateway_conf: building OpenAPI from code failed ({type(exc).__name__}: {exc}); "
                   "serving contracts/openapi.json", file=sys.stderr)
-    shutil.copyfile(contracts.CONTRACTS / "openapi.json", html / "openapi.json")
-    return "copied from contracts/openapi.json"
+    shutil.copyfile(committed, html / "openapi.json")
+    return f"copied from {committed}"
 
 
 def render(template: str, *, values: dict[str, str], listen: str, upstream_host: str = "127.0.0.1",
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstream-port", type=int, help="one port for every service (default: its stack.env port)")
     p.add_argument("--user", help="nginx `user` directive; default: root when run as root (dev), none otherwise")
     p.add_argument("--openapi-from", choices=["code", "contracts"], default="code")
+    p.add_argument("--contracts-dir", type=Path, help="where the committed openapi.json is (default: contracts/)")
     a = p.parse_args(argv)
 
     values = stack_values(a.env_file)
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     a.out.write_text(conf)
     (html / "health.json").write_text(health_page())
     write_docs(html)
-    how = write_openapi(html, from_code=a.openapi_from == "code")
+    how = write_openapi(html, from_code=a.openapi_from == "code", contracts_dir=a.contracts_dir)
     print(f"gateway_conf: wrote {a.out} (listen {listen}); OpenAPI {how}")
     return 0
 
