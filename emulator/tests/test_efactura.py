@@ -441,3 +441,68 @@ async def test_test_env_serves_same_paths(emu):
     assert "mesaje" in r.json()
     r = await emu.client.get("/dev/FCTEL/rest/listaMesajeFactura", params={"zile": 60, "cif": A})
     assert r.status_code == 404 and r.json()["error"] == "Not Found"
+
+
+async def test_uploadb2c_and_cii(emu):
+    r = await upload(emu, invoice(), path="uploadb2c")
+    index = header_attrs(r.text)["index_incarcare"]
+    emu.advance(2)
+    assert (await stare(emu, index))[0]["stare"] == "ok"
+    assert all(m["id_solicitare"] != index for m in (await list_msgs(emu, B)).get("mesaje", []))
+    cii = (b'<?xml version="1.0"?>\n<rsm:CrossIndustryInvoice xmlns:rsm="urn:un:unece:uncefact:data:standard:'
+           b'CrossIndustryInvoice:100"/>')
+    r = await upload(emu, cii, standard="CII")
+    assert header_attrs(r.text)["ExecutionStatus"] == "0"
+    r = await upload(emu, cii, standard="UBL")
+    assert header_attrs(r.text)["errors"][0].endswith(
+        "cvc-elt.1.a: Cannot find the declaration of element 'rsm:CrossIndustryInvoice'. ")
+
+
+async def test_toml_scenario(tmp_path):
+    import httpx
+
+    from anaf_emulator import create_app
+
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'seed = 3\n[clock]\nstart = "2026-05-01T09:00:00+03:00"\n'
+        '[[applications]]\nname = "t"\nclient_id = "' + "a" * 48 + '"\nclient_secret = "' + "b" * 64 + '"\n'
+        'redirect_uris = ["https://x.example/cb"]\nservices = ["E-Factura"]\n'
+        '[[certificates]]\nid = "c"\nname = "X"\nserial = "01:02"\nrights = ["1000017"]\n'
+        '[[companies]]\ncui = "1000017"\nname = "ALFA SRL"\n'
+    )
+    app = create_app(str(path))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://e") as client:
+        assert (await client.get("/__admin/clock")).json()["now"].startswith("2026-05-01T09:00")
+        tok = (await client.post("/__admin/tokens", json={"certificate": "c"})).json()["access_token"]
+        r = await client.get(f"{EF}/listaMesajeFactura", params={"zile": 1, "cif": "1000017"},
+                             headers={"Authorization": f"Bearer {tok}"})
+        assert r.json() == {"eroare": "Nu exista mesaje in ultimele 1 zile", "titlu": "Lista Mesaje"}
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"companies": [{"cui": "1000018", "name": "X"}]}')
+    with pytest.raises(ValueError, match="control digit"):
+        create_app(str(bad))
+
+
+def test_demo_scenario_content():
+    from anaf_emulator import create_app
+    from anaf_emulator.cif import is_valid_cif
+
+    state = create_app("demo.json").state.emulator
+    firm = state.certs["contabil"]
+    assert state.companies[firm.rights[0]].name == "CONTABIL EXPERT SRL" and len(firm.rights) == 9
+    assert all(is_valid_cif(c) for c in state.companies)
+    tips = {m.tip for m in state.messages.values()}
+    assert tips == {"FACTURA TRIMISA", "FACTURA PRIMITA", "ERORI FACTURA",
+                    "MESAJ CUMPARATOR PRIMIT / MESAJ CUMPARATOR TRANSMIS"}
+    standards = {u.standard for u in state.uploads.values()}
+    assert standards == {"UBL", "CN", "RASP"}
+    assert any(u.autofactura for u in state.uploads.values())
+    currencies = {u.spec.currency for u in state.uploads.values() if u.spec}
+    assert currencies == {"RON", "EUR"}
+    carrier = state.certs["transportator"].rights[0]
+    assert any(n.tr_cod == carrier for n in state.notifications.values())
+    # deterministic: a second build gives the same ids and contents
+    again = create_app("demo.json").state.emulator
+    first = next(iter(state.uploads.values()))
+    assert again.uploads[first.index].content() == first.content()
