@@ -161,7 +161,8 @@ class Env:
         return r.json()  # type: ignore[no-any-return]
 
 
-async def make_env(database: str, topic_prefix: str, **switches: Any) -> Env:
+async def make_env(database: str, topic_prefix: str, *, live: bool = False, **switches: Any) -> Env:
+    """`live=True` builds the runtime with Kafka consumers, the outbox relay and the jobs (start it yourself)."""
     base = make_settings("portfolio", database=database, kafka_topic_prefix=topic_prefix)
     settings = Settings(**{**base.model_dump(), "service_name": "portfolio", "pg_database": database,
                            "jobs_tick_seconds": 0.2})
@@ -173,7 +174,7 @@ async def make_env(database: str, topic_prefix: str, **switches: Any) -> Env:
     app, runtime = build(settings, anaf_transport=httpx.ASGITransport(app=emulator_app),
                          auth_transport=httpx.ASGITransport(app=auth_app),
                          clock=EmulatorClock(emulator_app.state.emulator),
-                         start_consumers=False, start_relay=False, start_jobs=False)
+                         start_consumers=live, start_relay=live, start_jobs=live)
     deps: h.Deps = app.state.portfolio_deps
     budget = PostgresBudget(runtime.engine, clock=SystemClock())
     await ensure_schema(runtime.engine)
