@@ -1,4 +1,4 @@
-"""Fixtures of the invitations tests: a migrated fresh database, the app with a hand-moved clock, tokens."""
+"""Kit of the invitations tests: a migrated fresh database, the app with a hand-moved clock, tokens, events."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -10,7 +10,7 @@ from spvhub_common.events.portfolio import CompanyUpdated, RightsDiscovered
 from spvhub_invitations import handlers
 from spvhub_invitations.adapters.orm import invitations
 
-from conftest import CLIENT_A, CLIENT_B, FIRM, OTHER, Env, setup_firm
+from invkit import CLIENT_A, CLIENT_B, FIRM, OTHER, Env, setup_firm
 
 SVC = {"X-Service-Token": "dev-service-token"}
 

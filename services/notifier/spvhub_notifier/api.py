@@ -1,6 +1,113 @@
-"""HTTP API of the notifier service: request -> command -> handler; no SQL, no business rules."""
+"""HTTP API of the notifier service: the in-app inbox (the bell) and notification preferences."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from spvhub_common.security import CurrentUser
+from spvhub_notifier import handlers
+from spvhub_notifier.handlers import Deps
 
 router = APIRouter(prefix="/api/notifier", tags=["notifier"])
+
+
+def _deps(request: Request) -> Deps:
+    return request.app.state.deps  # type: ignore[no-any-return]
+
+
+D = Annotated[Deps, Depends(_deps)]
+
+
+class Action(BaseModel):
+    action: Literal["accept", "decline"]
+    method: str
+    href: str
+
+
+class NotificationOut(BaseModel):
+    id: str
+    kind: str
+    cif: str | None
+    title: str
+    summary: str
+    created_at: datetime
+    read: bool
+    read_at: datetime | None
+    url: str
+    actionable: bool
+    action_state: str | None = Field(None, description="accepted | declined | revoked once the action is settled")
+    actions: list[Action]
+    data: dict[str, Any]
+
+
+class InboxOut(BaseModel):
+    items: list[NotificationOut]
+    unread: int
+    next_cursor: str | None
+    locale: str
+
+
+class CompanyPref(BaseModel):
+    cif: str
+    name: str | None = None
+    invoice_digest: bool
+
+
+class PreferencesOut(BaseModel):
+    locale: str
+    locale_chosen: bool
+    locales: list[str]
+    email: dict[str, bool]
+    companies: list[CompanyPref]
+
+
+class CompanyPrefIn(BaseModel):
+    cif: str = Field(..., max_length=20)
+    invoice_digest: bool
+
+
+class PreferencesIn(BaseModel):
+    locale: str | None = Field(None, description="ro (default) or en")
+    email: dict[str, bool] | None = Field(None, description="per notification kind: e-mail on/off")
+    companies: list[CompanyPrefIn] | None = Field(None, description="per company: the new-invoices digest on/off")
+
+
+@router.get("/notifications", response_model=InboxOut, summary="The inbox, newest first, with the unread count")
+async def inbox(user: CurrentUser, deps: D, limit: int = Query(50, ge=1, le=200), before: str | None = None,
+                unread_only: bool = False, kind: str | None = None) -> dict[str, Any]:
+    return await handlers.list_inbox(deps, user, limit=limit, before=before, unread_only=unread_only, kind=kind)
+
+
+@router.get("/notifications/unread-count", summary="The bell")
+async def unread(user: CurrentUser, deps: D) -> dict[str, int]:
+    return await handlers.unread_count(deps, user)
+
+
+@router.post("/notifications/read-all", summary="Mark every notification read")
+async def read_all(user: CurrentUser, deps: D) -> dict[str, int]:
+    return await handlers.mark_all_read(deps, user)
+
+
+@router.post("/notifications/{notification_id}/read", summary="Mark one notification read")
+async def read_one(notification_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+    return await handlers.mark_read(deps, user, notification_id, True)
+
+
+@router.post("/notifications/{notification_id}/unread", summary="Mark one notification unread again")
+async def unread_one(notification_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+    return await handlers.mark_read(deps, user, notification_id, False)
+
+
+@router.get("/preferences", response_model=PreferencesOut)
+async def get_prefs(user: CurrentUser, deps: D) -> dict[str, Any]:
+    return await handlers.get_preferences(deps, user)
+
+
+@router.put("/preferences", response_model=PreferencesOut, summary="Partial update of the caller's preferences")
+async def put_prefs(body: PreferencesIn, user: CurrentUser, deps: D) -> dict[str, Any]:
+    return await handlers.update_preferences(
+        deps, user, locale=body.locale, email=body.email,
+        company_digest={c.cif: c.invoice_digest for c in body.companies} if body.companies is not None else None)

@@ -3,16 +3,23 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.access import apply_access_changed
+from spvhub_common.clock import Clock, make_clock
+from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
+from spvhub_notifier import consumers, jobs
+from spvhub_notifier.adapters.invitations_client import HttpInvitationLinks, InvitationLinks
 from spvhub_notifier.adapters.orm import access_grants, outbox
+from spvhub_notifier.adapters.smtp import EmailSender, SmtpSender
+from spvhub_notifier.adapters.templates import Renderer
 from spvhub_notifier.api import router
+from spvhub_notifier.handlers import Deps
 from spvhub_notifier.settings import Settings, get_settings
 
 
-def build(settings: Settings | None = None, **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
+def build(settings: Settings | None = None, *, clock: Clock | None = None, sender: EmailSender | None = None,
+          links: InvitationLinks | None = None, **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
 
@@ -20,8 +27,24 @@ def build(settings: Settings | None = None, **runtime_kw: bool) -> tuple[FastAPI
         await apply_access_changed(uow.session, access_grants, ev)
     runtime.consumer("notifier.access-read-model").route(AccessChanged, on_access_changed)
 
-    app = create_app(settings, title="spvhub notifier", description="In-app notification inbox, e-mail outbox and delivery log, per-user preferences.", routers=[router],
-                     lifespan=runtime.lifespan())
+    deps = Deps(
+        uow=runtime.uow, clock=clock or make_clock(settings.clock_url), renderer=Renderer(),
+        sender=sender or SmtpSender(settings.smtp_host, settings.smtp_port, settings.smtp_username,
+                                    settings.smtp_password.get_secret_value(), settings.smtp_starttls,
+                                    settings.smtp_ssl, settings.smtp_timeout),
+        links=links or HttpInvitationLinks(settings.invitations_url, settings.service_token.get_secret_value()),
+        links_base=settings.links_base, mail_from=settings.mail_from, retry_base=settings.email_retry_base,
+        retry_max=settings.email_retry_max, max_attempts=settings.email_max_attempts, lease=settings.email_lease,
+        batch=settings.email_batch)
+    consumers.register(runtime)
+    jobs.register(runtime, deps, send_interval=settings.email_send_interval,
+                  digest_interval=settings.digest_interval)
+
+    app = create_app(settings, title="spvhub notifier",
+                     description="In-app notification inbox, e-mail outbox and delivery log, per-user preferences.",
+                     routers=[router], lifespan=runtime.lifespan())
+    app.state.deps = deps
+    app.state.runtime = runtime
     return app, runtime
 
 

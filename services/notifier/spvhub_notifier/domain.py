@@ -1,0 +1,77 @@
+"""Notification kinds and their rules: who is told, whether e-mail is on by default, where the action link
+points, and the retry schedule of e-mails. Pure; no I/O."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+LOCALES = ("ro", "en")
+DEFAULT_LOCALE = "ro"
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    link: str  # path under the app base URL; {placeholders} from the params
+    inbox: bool = True  # delivered to the in-app inbox (False: e-mail only, e.g. to a person without account)
+    email_default: bool = True
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("invitation", "", inbox=False),  # to the client's representative; the link comes from invitations
+    Kind("invitation_received", "/inbox"),  # the claiming user: accept or decline (actionable)
+    Kind("invitation_accepted", "/companies/{firm_cif}/invitations"),
+    Kind("invitation_declined", "/companies/{firm_cif}/invitations"),
+    Kind("invitation_expired", "/companies/{firm_cif}/invitations"),
+    Kind("token_expiring", "/companies/{cif}/authorization"),
+    Kind("reauthorization_required", "/companies/{cif}/authorization"),
+    Kind("authorization_renewed", "/companies/{cif}/authorization"),
+    Kind("invoice_digest", "/companies/{cif}/invoices"),
+    Kind("invoice_error", "/companies/{cif}/invoices/errors"),
+    Kind("message_expiring", "/companies/{cif}/invoices"),
+    Kind("transport_assigned", "/companies/{cif}/transports"),
+    Kind("uit_expiring", "/companies/{cif}/transports"),
+    Kind("access_lost", "/companies/{cif}"),
+)}
+
+
+def action_url(base: str, kind: str, params: dict[str, Any]) -> str:
+    if kind == "invitation":
+        return str(params.get("link", ""))
+    try:
+        return base.rstrip("/") + KINDS[kind].link.format(**params)
+    except (KeyError, IndexError):
+        return base.rstrip("/") + "/inbox"
+
+
+def inbox_actions(kind: str, params: dict[str, Any], action_state: str | None) -> list[dict[str, str]]:
+    """Actionable items link to the owning service's commands (the gateway routes /api/invitations)."""
+    if kind != "invitation_received" or action_state is not None:
+        return []
+    iid = params["invitation_id"]
+    return [{"action": "accept", "method": "POST", "href": f"/api/invitations/{iid}/accept"},
+            {"action": "decline", "method": "POST", "href": f"/api/invitations/{iid}/decline"}]
+
+
+@dataclass
+class Notice:
+    """One thing to tell: a kind, the company it is about, template parameters, and to whom."""
+
+    kind: str
+    params: dict[str, Any]
+    cif: str | None = None
+    users: list[str] = field(default_factory=list)
+    email_to: str | None = None  # a direct address (no account): e-mail only
+    email_locale: str | None = None
+
+
+def retry_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: base, 2*base, 4*base, ... capped."""
+    d = min(cap, base * (2 ** max(0, attempt - 1)))
+    return d * random.uniform(0.8, 1.0)
+
+
+def normalize_locale(value: str | None) -> str:
+    v = (value or "").lower()[:2]
+    return v if v in LOCALES else DEFAULT_LOCALE

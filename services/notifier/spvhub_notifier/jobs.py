@@ -1,0 +1,19 @@
+"""Periodic work of the notifier: the e-mail sender (retries with backoff) and the invoice digests."""
+from __future__ import annotations
+
+from spvhub_common.runtime import PeriodicJob, ServiceRuntime
+from spvhub_notifier import handlers
+from spvhub_notifier.handlers import Deps
+
+
+def register(runtime: ServiceRuntime, deps: Deps, *, send_interval: float, digest_interval: float) -> None:
+    async def send() -> None:
+        while await handlers.send_due_emails(deps) >= deps.batch:
+            pass  # a full batch: more may be due
+
+    async def digest() -> None:
+        await handlers.run_digests(deps)
+
+    runtime.add_job(PeriodicJob("email-sender", send_interval, send, singleton=True))
+    runtime.add_job(PeriodicJob("invoice-digest", digest_interval, digest, singleton=True,
+                                initial_delay=digest_interval))

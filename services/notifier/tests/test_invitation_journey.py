@@ -1,0 +1,142 @@
+"""The invitation journey across invitations and notifier, in-process against the real PostgreSQL and a real
+SMTP server: discovery -> invitation e-mail (read back from the capture) -> link -> claim -> inbox item ->
+accept -> the firm told in the inbox and by e-mail. Also: 16 days later the link is refused; used is refused."""
+from __future__ import annotations
+
+import re
+
+from spvhub_common.events.auth import UserRegistered
+from spvhub_common.events.portfolio import AccessChanged, CompanyRegistered, RightsDiscovered
+
+from ntfkit import Stack
+
+FIRM, CLIENT = "11111110", "22222220"
+REP = "ana.popescu@firmax.ro"
+
+
+async def setup(st: Stack) -> None:
+    for ev in (CompanyRegistered(cif=FIRM, name="Contabil Expert SRL", provides_accounting_services=True),
+               CompanyRegistered(cif=CLIENT, name="Firma X SRL", address="Str. Morii 3, Cluj-Napoca"),
+               AccessChanged(cif=FIRM, user_id="firm-user", role="owner", granted=True),
+               RightsDiscovered(connection_id="conn-1", holder_cif=FIRM, cifs=[FIRM, CLIENT], gained=[CLIENT])):
+        await st.feed_invitations(ev)
+    for ev in (CompanyRegistered(cif=FIRM, name="Contabil Expert SRL"), CompanyRegistered(cif=CLIENT, name="Firma X SRL"),
+               AccessChanged(cif=FIRM, user_id="firm-user", role="owner", granted=True),
+               UserRegistered(user_id="firm-user", email="office@contabilexpert.ro", name="Ion Contabilu")):
+        await st.feed(ev)
+
+
+async def invite(st: Stack) -> str:
+    r = await st.invitations.post("/api/invitations", headers=st.h("firm-user"), json={
+        "firm_cif": FIRM, "invitations": [{"client_cif": CLIENT, "name": "Ana Popescu", "email": REP,
+                                           "phone": "0722123456"}]})
+    assert r.status_code == 201, r.text
+    return r.json()["results"][0]["invitation"]["id"]
+
+
+def link_token(mail: dict) -> str:
+    m = re.search(r"https://spv\.example\.ro/join\?invitation=([A-Za-z0-9_-]+)", mail["text"])
+    assert m, mail["text"]
+    assert m.group(0) in mail["html"]
+    return m.group(1)
+
+
+async def test_from_discovery_to_accepted(stack: Stack):
+    st = stack
+    await setup(st)
+    inv_id = await invite(st)
+    await st.relay_invitations()
+    await st.send_all()
+
+    mails = st.mails(REP)
+    assert len(mails) == 1
+    mail = mails[0]
+    assert mail["subject"] == "Contabil Expert SRL vă invită să colaborați pentru Firma X SRL"
+    assert "Creați-vă contul" in mail["text"] and "Ana Popescu" in mail["text"]
+    token = link_token(mail)
+    # the token never went through Kafka and is stored nowhere in the notifier
+    for topic, data in await st.published():
+        assert token not in str(data)
+    async with st.ntf.sessions() as s:
+        from sqlalchemy import text
+        dump = str((await s.execute(text("SELECT * FROM email_outbox"))).all())
+        dump += str((await s.execute(text("SELECT * FROM delivery_log"))).all())
+    assert token not in dump
+
+    # the sign-up page, then the new account claims (auth would publish user-registered)
+    p = await st.invitations.get("/api/invitations/preview", params={"token": token})
+    assert p.json()["firm"]["name"] == "Contabil Expert SRL" and p.json()["client_company"]["cif"] == CLIENT
+    await st.feed(UserRegistered(user_id="client-user", email=REP, name="Ana Popescu"),
+                  consumer="notifier.read-models")
+    c = await st.invitations.post("/api/invitations/claim", json={"token": token}, headers=st.h("client-user"))
+    assert c.status_code == 200, c.text
+    used = await st.invitations.post("/api/invitations/claim", json={"token": token}, headers=st.h("someone"))
+    assert used.status_code == 409 and used.json()["error"]["code"] == "invitation_already_used"
+    await st.relay_invitations()
+
+    # the bell: one actionable item, in Romanian
+    inbox = (await st.notifier.get("/api/notifier/notifications", headers=st.h("client-user"))).json()
+    assert inbox["unread"] == 1
+    item = inbox["items"][0]
+    assert item["title"] == "Contabil Expert SRL vă invită să colaborați pentru Firma X SRL"
+    assert [a["action"] for a in item["actions"]] == ["accept", "decline"]
+    accept = next(a for a in item["actions"] if a["action"] == "accept")
+    r = await st.invitations.post(accept["href"], headers=st.h("client-user"))
+    assert r.status_code == 200 and r.json()["status"] == "accepted"
+    await st.relay_invitations()
+    await st.send_all()
+
+    item = (await st.notifier.get("/api/notifier/notifications", headers=st.h("client-user"))).json()["items"][0]
+    assert item["action_state"] == "accepted" and item["actions"] == [] and item["read"]
+    firm_inbox = (await st.notifier.get("/api/notifier/notifications", headers=st.h("firm-user"))).json()
+    assert [i["kind"] for i in firm_inbox["items"]] == ["invitation_accepted"]
+    assert firm_inbox["items"][0]["title"] == "Firma X SRL a acceptat colaborarea"
+    firm_mail = st.mails("office@contabilexpert.ro")
+    assert [m["subject"] for m in firm_mail] == ["Firma X SRL a acceptat colaborarea"]
+    client_mail = st.mails(REP)
+    assert len(client_mail) == 2  # the invitation, then "you have an invitation to answer"
+    sent = [d for t, d in await st.published() if t == "notifier.notification-sent"]
+    assert sorted((d["kind"], d["channel"]) for d in sent) == sorted([
+        ("invitation", "email"), ("invitation_received", "inbox"), ("invitation_received", "email"),
+        ("invitation_accepted", "inbox"), ("invitation_accepted", "email")])
+
+
+async def test_expired_after_16_days_and_firm_told_once(stack: Stack):
+    st = stack
+    await setup(st)
+    inv_id = await invite(st)
+    await st.relay_invitations()
+    await st.send_all()
+    token = link_token(st.mails(REP)[0])
+    st.clock.advance(days=16)
+    r = await st.invitations.post("/api/invitations/claim", json={"token": token}, headers=st.h("client-user"))
+    assert r.status_code == 410
+    assert r.json()["error"]["code"] == "invitation_expired"
+    assert "expired" in r.json()["error"]["message"]
+    from spvhub_invitations import handlers as inv_handlers
+    await inv_handlers.expire_due(st.inv_app.state.deps)
+    envs = await st.relay_invitations()
+    for env in envs:  # a redelivered event changes nothing
+        await st.feed(env)
+        await st.feed(env, skip_inbox=True)
+    await st.send_all()
+    firm = (await st.notifier.get("/api/notifier/notifications", headers=st.h("firm-user"))).json()
+    assert [i["kind"] for i in firm["items"]] == ["invitation_expired"]
+    assert firm["items"][0]["title"] == "Invitația pentru Firma X SRL a expirat"
+    assert [m["subject"] for m in st.mails("office@contabilexpert.ro")] == ["Invitația pentru Firma X SRL a expirat"]
+
+
+async def test_invitation_email_not_sent_once_revoked(stack: Stack):
+    st = stack
+    await setup(st)
+    inv_id = await invite(st)
+    await st.relay_invitations()
+    r = await st.invitations.post(f"/api/invitations/{inv_id}/revoke", headers=st.h("firm-user"))
+    assert r.status_code == 200
+    await st.send_all()
+    assert st.mails(REP) == []
+    from sqlalchemy import select
+
+    from spvhub_notifier.adapters.orm import email_outbox
+    async with st.ntf.sessions() as s:
+        assert (await s.execute(select(email_outbox.c.status))).scalars().all() == ["cancelled"]
