@@ -45,6 +45,7 @@ from spvhub_auth.settings import Settings
 log = get_logger(__name__)
 STATE_AUDIENCE = "spvhub-auth:anaf-state"
 LOCALES = ("ro", "en")
+SINGLE_FLIGHT_SECONDS = 30  # a refresh this recent (another caller's) is reused instead of refreshing again
 
 
 @dataclass
@@ -872,12 +873,12 @@ async def access_token_for_cif(deps: Deps, cif: str, caller: str) -> dict[str, A
 
 async def refresh_for_caller(deps: Deps, connection_id: str, caller: str) -> dict[str, Any]:
     """`POST /internal/connections/{id}/refresh` after an ANAF 401/403: refresh once, single-flight. A refresh that
-    completed within the last minute (another caller's) is reused instead of refreshing again."""
+    completed within the last 30 seconds (another caller's) is reused instead of refreshing again."""
     c = await _load(deps, connection_id)
     if c is None:
         raise NotFound("No ANAF connection with this id.", code="no_connection")
     now = deps.clock.now()
-    recent = c.last_refreshed_at is not None and now - c.last_refreshed_at < timedelta(seconds=60)
+    recent = c.last_refreshed_at is not None and now - c.last_refreshed_at < timedelta(seconds=SINGLE_FLIGHT_SECONDS)
     if c.state in D.LIVE_STATES and not recent:
         await renew_connection(deps, c.id, force=True)
     c = await _wait_out_renewal(deps, connection_id)
