@@ -506,3 +506,15 @@ def test_demo_scenario_content():
     again = create_app("demo.json").state.emulator
     first = next(iter(state.uploads.values()))
     assert again.uploads[first.index].content() == first.content()
+
+
+async def test_concurrent_uploads_get_unique_increasing_indices(emu):
+    import asyncio
+
+    h = await emu.bearer()
+    responses = await asyncio.gather(*(upload(emu, invoice(), headers=h) for _ in range(40)))
+    indices = [int(header_attrs(r.text)["index_incarcare"]) for r in responses]
+    assert len(set(indices)) == 40
+    emu.advance(2)
+    sent = [m for m in (await list_msgs(emu, A, 1))["mesaje"] if int(m["id_solicitare"]) in indices]
+    assert len(sent) == 40
