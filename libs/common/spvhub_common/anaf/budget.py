@@ -74,14 +74,15 @@ class Window:
 
 @dataclass(frozen=True)
 class BudgetLimits:
-    """Configured limits. `per_minute` keeps a safety margin under ANAF's 1000/min."""
+    """Configured limits. `per_minute` keeps a safety margin under ANAF's 1000/min; `daily` overrides DEFAULT_DAILY."""
 
     per_minute: int = 950
     minute_seconds: float = 60.0
     public_per_second: int = 1
     public_seconds: float = 1.0
     oauth_per_minute: int | None = None
-    daily: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_DAILY))
+    # Overrides of DEFAULT_DAILY per kind; None removes a cap.
+    daily: dict[str, int | None] = field(default_factory=dict)
 
     def window_kind(self, kind: str) -> str | None:
         """The rate window a kind spends from (None: unlimited)."""
@@ -101,7 +102,9 @@ class BudgetLimits:
         return None
 
     def daily_cap(self, kind: str) -> int | None:
-        return self.daily.get(kind)
+        if kind in self.daily:
+            return self.daily[kind]
+        return DEFAULT_DAILY.get(kind)
 
 
 @runtime_checkable
