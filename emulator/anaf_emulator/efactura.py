@@ -51,8 +51,11 @@ def _java_message(msg: str) -> str:
     return msg.strip()
 
 
-def sax_error(xml: bytes, standard: str) -> tuple[Any, str | None]:
-    """(root, None) for a well-formed document with the expected root, else (None, ANAF's SAX text)."""
+def sax_error(xml: bytes, standard: str, expected: tuple[str, str] | None = None) -> tuple[Any, str | None]:
+    """(root, None) for a well-formed document with the expected root, else (None, ANAF's SAX text).
+
+    The expected root is `(namespace, local name)`, by default the one of the upload `standard`.
+    """
     try:
         root = etree.fromstring(xml, parser=_PARSER)
     except etree.XMLSyntaxError as exc:
@@ -61,7 +64,7 @@ def sax_error(xml: bytes, standard: str) -> tuple[Any, str | None]:
             f"Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: {line}; "
             f"columnNumber: {col}; {_java_message(exc.msg)} "
         )
-    expected = EXPECTED_ROOT.get(standard)
+    expected = expected or EXPECTED_ROOT.get(standard)
     qname = etree.QName(root)
     if expected and (qname.namespace, qname.localname) != expected:
         written = root.prefix + ":" + qname.localname if root.prefix else qname.localname

@@ -12,7 +12,7 @@ from lxml import etree
 from starlette.responses import Response
 
 from .clock import RO_TZ, fmt_minute, fmt_second
-from .efactura import _java_message
+from .efactura import sax_error
 from .oauth import Principal, authenticate, st
 from .responses import json_response, spring_400, spring_404
 from .state import DAY, EmulatorState, EtUpload, Notification, make_uit
@@ -27,7 +27,6 @@ ATENTIE = (
 )
 NO_RIGHTS = "Nu exista niciun CIF petru care sa aveti drept in SPV"
 UIT_NOT_FOUND = "Nu a fost identificat UIT-ul printre notificarile valide anterioare."
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 def _base(state: EmulatorState) -> dict[str, Any]:
@@ -81,21 +80,9 @@ async def _upload(env: str, standard: str, cif: str, versiune: str | None, reque
     if len(body) > 5 * 1024 * 1024:
         return _errors(state, ["Marime fisier transmis mai mare de 5 MB"])
     expected_ns = NS_V2 if versiune == "2" else NS_V1
-    try:
-        root = etree.fromstring(body, parser=_PARSER)
-    except etree.XMLSyntaxError as exc:
-        line, col = exc.position if exc.position else (1, 1)
-        return _errors(state, [
-            (f"Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: {line}; "
-            f"columnNumber: {col}; {_java_message(exc.msg)} ")
-        ])
-    qname = etree.QName(root)
-    if (qname.namespace, qname.localname) != (expected_ns, "eTransport"):
-        written = f"{root.prefix}:{qname.localname}" if root.prefix else qname.localname
-        return _errors(state, [
-            (f"Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: {root.sourceline or 1}; "
-            f"columnNumber: 1; cvc-elt.1.a: Cannot find the declaration of element '{written}'. ")
-        ])
+    root, sax = sax_error(body, "ETRANSP", expected=(expected_ns, "eTransport"))
+    if sax is not None:
+        return _errors(state, [sax])
     with state.lock:
         up = _process(state, cif, root)
     out = _base(state)
