@@ -26,6 +26,10 @@ CONFIRMATION_KINDS = {"10": "confirmed", "20": "partially_confirmed", "30": "rej
 # Fields whose change on an already known UIT means the declarant corrected the notification.
 CORRECTABLE = ("declarant_ref", "operation_type", "transport_date", "partner_code", "declared_vehicle",
                "declared_trailer1", "declared_trailer2", "route_start", "route_end", "documents")
+# Fields only the declarant's list carries. Once a UIT is followed through the carrier view, a change seen
+# only here is recorded in the history but not announced: the list is read daily, so the same ANAF correction
+# would otherwise be announced twice (once from info, once from lista a day later).
+LISTA_ONLY = ("partner_code", "operation_type")
 # Descriptive fields refreshed silently (names are formatted differently by the two endpoints).
 DESCRIPTIVE = ("carrier_name", "carrier_country", "declarant_name", "partner_country", "partner_name",
                "anaf_id", "goods", "route_start_text", "route_end_text")
@@ -530,10 +534,12 @@ def merge(t: Transport, obs: Observation, now: datetime) -> MergeResult:
     if enriched:
         res.history.append(HistoryEntry("enriched", enriched, obs.source))
     if corrected:
-        t.correction_count += 1
+        silent = obs.source == "lista" and t.last_seen_in_info_at is not None and set(corrected) <= set(LISTA_ONLY)
         res.history.append(HistoryEntry("corrected", corrected, obs.source))
-        res.events.append(ChangeEvent("corrected", t.correction_count,
-                                      {**t.summary(), "fields": sorted(corrected)}))
+        if not silent:
+            t.correction_count += 1
+            res.events.append(ChangeEvent("corrected", t.correction_count,
+                                          {**t.summary(), "fields": sorted(corrected)}))
 
     if obs.vehicle_changes:
         _add_vehicle_changes(t, list(obs.vehicle_changes), obs.source, res)

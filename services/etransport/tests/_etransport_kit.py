@@ -6,18 +6,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
-from fastapi import FastAPI, Header
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
-
 from anaf_emulator import create_app as create_emulator
 from anaf_emulator.cif import make_cif
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
 from spvhub_common.access import apply_access_changed
 from spvhub_common.events import decode
 from spvhub_common.events.portfolio import AccessChanged, RightsDiscovered
@@ -28,6 +26,7 @@ from spvhub_etransport.adapters.orm import access_grants
 from spvhub_etransport.bootstrap import build
 from spvhub_etransport.handlers import EtransportService
 from spvhub_etransport.settings import Settings
+from sqlalchemy import text
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "spvhub_etransport" / "migrations"
 CLIENT_ID = "6f97e46422c3ed35112f7e85aa6e15462d3b4f475669b753"
@@ -61,7 +60,7 @@ class EmulatorClock:
         self._state = emulator_state
 
     def now(self) -> datetime:
-        return self._state.clock.now().astimezone(timezone.utc)
+        return self._state.clock.now().astimezone(UTC)
 
 
 @dataclass
@@ -89,7 +88,7 @@ class FakeAuth:
             r = await self.emu.post("/__admin/tokens", json={"client_id": CLIENT_ID, "certificate": cert})
             body = r.json()
             clock = (await self.emu.get("/__admin/clock")).json()
-            exp = datetime.fromtimestamp(clock["epoch_ms"] / 1000, timezone.utc) + timedelta(seconds=body["expires_in"])
+            exp = datetime.fromtimestamp(clock["epoch_ms"] / 1000, UTC) + timedelta(seconds=body["expires_in"])
             return {"connection_id": cid, "access_token": body["access_token"], "expires_at": exp.isoformat(),
                     "certificate_serial": "", "company_cif": "", "status": "active"}
 
@@ -221,12 +220,13 @@ async def start_harness(database: str, topic_prefix: str, *, start_relay: bool =
 
 async def outbox_rows(h: Harness) -> list[tuple[Any, Any]]:
     async with h.runtime.engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT event_id, topic, payload, published_at FROM outbox ORDER BY seq"))).all()
+        rows = (await conn.execute(text(
+            "SELECT event_id, topic, payload, published_at FROM outbox ORDER BY seq"))).all()
     return [(r, decode(bytes(r.payload))) for r in rows]
 
 
-async def wait_published(h: Harness, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_published(h: Harness, within: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while asyncio.get_running_loop().time() < deadline:
         async with h.runtime.engine.connect() as conn:
             left = (await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar()
@@ -236,13 +236,13 @@ async def wait_published(h: Harness, timeout: float = 30.0) -> None:
     raise AssertionError("outbox not drained")
 
 
-async def read_topics(bootstrap: str, topics: list[str], expect: int, timeout: float = 30.0) -> list[Any]:
+async def read_topics(bootstrap: str, topics: list[str], expect: int, within: float = 30.0) -> list[Any]:
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 group_id=f"reader-{uuid.uuid4().hex[:6]}", enable_auto_commit=False)
     await consumer.start()
     got: list[Any] = []
     try:
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while len(got) < expect and asyncio.get_running_loop().time() < deadline:
             for msgs in (await consumer.getmany(timeout_ms=500)).values():
                 got.extend(msgs)

@@ -1,11 +1,11 @@
 """Unit tests of the merge, state and expiry rules (no I/O)."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from spvhub_etransport import domain as d
 
-T0 = datetime(2026, 3, 10, 8, 0, tzinfo=timezone.utc)  # 10:00 in Bucharest
+T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)  # 10:00 in Bucharest
 LEAD = timedelta(hours=24)
 
 
@@ -54,8 +54,8 @@ def test_anaf_date_formats():
     assert d.parse_day("2024-06-29T00:00:00") == date(2024, 6, 29)
     assert d.parse_day("20221010000000") == date(2022, 10, 10)
     assert d.parse_day(20221010000000) == date(2022, 10, 10)
-    assert d.parse_instant("20221010144008") == datetime(2022, 10, 10, 11, 40, 8, tzinfo=timezone.utc)
-    assert d.parse_instant("2026-03-10T10:00:00+02:00") == datetime(2026, 3, 10, 8, 0, tzinfo=timezone.utc)
+    assert d.parse_instant("20221010144008") == datetime(2022, 10, 10, 11, 40, 8, tzinfo=UTC)
+    assert d.parse_instant("2026-03-10T10:00:00+02:00") == datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
 
 
 def test_records_of_another_carrier_and_erroneous_lista_items_are_ignored():
@@ -84,22 +84,22 @@ def test_expiry_rule_5_or_15_days_and_anaf_date_wins():
 
 def test_expires_at_is_local_midnight_of_the_expiry_day():
     t = created().transport
-    assert t.expires_at == datetime(2026, 3, 14, 22, 0, tzinfo=timezone.utc)
+    assert t.expires_at == datetime(2026, 3, 14, 22, 0, tzinfo=UTC)
 
 
 def test_expiring_alert_once_within_lead_then_expired_without_event():
     t = created().transport
-    assert d.tick(t, datetime(2026, 3, 13, 21, 0, tzinfo=timezone.utc), LEAD).events == []  # 25 h before
-    r = d.tick(t, datetime(2026, 3, 13, 23, 0, tzinfo=timezone.utc), LEAD)
+    assert d.tick(t, datetime(2026, 3, 13, 21, 0, tzinfo=UTC), LEAD).events == []  # 25 h before
+    r = d.tick(t, datetime(2026, 3, 13, 23, 0, tzinfo=UTC), LEAD)
     assert [(e.kind, e.version) for e in r.events] == [("expiring", 1)]
-    assert d.tick(t, datetime(2026, 3, 14, 10, 0, tzinfo=timezone.utc), LEAD).events == []
-    r = d.tick(t, datetime(2026, 3, 14, 22, 0, tzinfo=timezone.utc), LEAD)
+    assert d.tick(t, datetime(2026, 3, 14, 10, 0, tzinfo=UTC), LEAD).events == []
+    r = d.tick(t, datetime(2026, 3, 14, 22, 0, tzinfo=UTC), LEAD)
     assert t.state == d.EXPIRED and r.events == [] and r.history[0].kind == "expired"
-    assert d.tick(t, datetime(2026, 3, 20, tzinfo=timezone.utc), LEAD).history == []
+    assert d.tick(t, datetime(2026, 3, 20, tzinfo=UTC), LEAD).history == []
 
 
 def test_transport_discovered_after_expiry_is_stored_silently():
-    late = datetime(2026, 3, 20, 8, 0, tzinfo=timezone.utc)
+    late = datetime(2026, 3, 20, 8, 0, tzinfo=UTC)
     r = d.new_transport(d.observation_from_lista(lista(), "3000030"), late)
     assert r.transport.state == d.EXPIRED and r.events == []
     assert [h.kind for h in r.history] == ["created", "expired"]
@@ -170,7 +170,7 @@ def test_vanished_before_expiry_is_deleted_and_may_come_back():
 
 def test_vanished_on_expiry_day_is_expired_not_deleted():
     t = created().transport
-    on_expiry_day = datetime(2026, 3, 15, 6, 0, tzinfo=timezone.utc)
+    on_expiry_day = datetime(2026, 3, 15, 6, 0, tzinfo=UTC)
     assert not d.needs_probe(t, set(), on_expiry_day)
     r = d.vanished(t, on_expiry_day)
     assert t.state == d.EXPIRED and r.events == []
@@ -179,3 +179,16 @@ def test_vanished_on_expiry_day_is_expired_not_deleted():
 def test_lista_only_transport_is_never_probed():
     t = d.new_transport(d.observation_from_lista(lista(), "3000030"), T0).transport
     assert t.last_seen_in_info_at is None and not d.needs_probe(t, set(), T0)
+
+
+def test_partner_correction_seen_only_in_lista_is_recorded_without_a_second_event():
+    t = created().transport
+    d.merge(t, d.observation_from_lista(lista(), "3000030"), T0)
+    r = d.merge(t, obs_info(loc_final={"tip_loc": "ADR", "adresa_completa": "Bd. Nou 2, Iasi"}), T0)
+    assert [(e.kind, e.version) for e in r.events] == [("corrected", 1)]
+    r = d.merge(t, d.observation_from_lista(lista(pc_cod="14399840"), "3000030"), T0)
+    assert r.events == [] and r.history[0].kind == "corrected" and t.partner_code == "14399840"
+    # a transport known only from lista announces its corrections
+    only = d.new_transport(d.observation_from_lista(lista(uit="X2"), "3000030"), T0).transport
+    r = d.merge(only, d.observation_from_lista(lista(uit="X2", pc_cod="14399840"), "3000030"), T0)
+    assert [(e.kind, e.version) for e in r.events] == [("corrected", 1)]
