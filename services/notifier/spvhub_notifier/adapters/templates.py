@@ -54,6 +54,18 @@ def fmt_datetime(value: Any) -> str:
     return v.strftime("%d.%m.%Y %H:%M")
 
 
+def ro_count(n: Any, singular: str, plural: str) -> str:
+    """Romanian counting: 1 zi, 14 zile, 30 de zile, 101 zile, 120 de facturi."""
+    try:
+        k = int(n)
+    except (TypeError, ValueError):
+        return f"{n} {plural}"
+    if k == 1:
+        return f"1 {singular}"
+    tail = k % 100
+    return f"{k} de {plural}" if tail >= 20 or (k >= 100 and tail == 0) else f"{k} {plural}"
+
+
 def company(name: Any, cif: Any) -> str:
     return str(name) if name else f"CIF {cif}"
 
@@ -66,6 +78,7 @@ class Renderer:
         self.env.filters["d"] = fmt_date
         self.env.filters["dt"] = fmt_datetime
         self.env.globals["co"] = company
+        self.env.globals["ro_n"] = ro_count
 
     def _block(self, tmpl: Template, name: str, ctx_vars: dict[str, Any]) -> str:
         if name not in tmpl.blocks:
