@@ -125,3 +125,41 @@ async def test_portfolio_status_ready_with_flag_authorization_and_acceptance(env
     disc = (await env.api.get(f"/api/portfolio/companies/{FIRM_A}/discovered", headers=env.headers("fa"))).json()
     mark = next(c for c in disc["companies"] if c["cif"] == CLIENT)
     assert mark["collaborating"] is True and mark["invitation_status"] == "accepted"
+
+
+async def test_declined_invitation_ends_the_pending_collaboration(env: Env) -> None:
+    from spvhub_common.events.invitations import InvitationDeclined
+    await _firm_with_two_users(env)
+    await env.handle(InvitationClaimed(invitation_id="inv1", firm_cif=FIRM_A, client_cif=CLIENT, user_id="cl"))
+    await env.handle(InvitationDeclined(invitation_id="inv1", firm_cif=FIRM_A, client_cif=CLIENT, user_id="cl"))
+    r = await env.api.get(f"/api/portfolio/companies/{FIRM_A}/collaborations", headers=env.headers("fa"))
+    assert [c["status"] for c in r.json()["collaborations"]] == ["ended"]
+    ended = [d for _, d in await env.events("portfolio.collaboration-ended")]
+    assert ended == [{"firm_cif": FIRM_A, "client_cif": CLIENT, "reason": "invitation_declined"}]
+    # the client keeps its company
+    assert (await env.api.get(f"/api/portfolio/companies/{CLIENT}", headers=env.headers("cl"))).status_code == 200
+
+
+async def test_claim_of_a_company_that_already_has_people_grants_nothing(env: Env) -> None:
+    await env.register("real-owner", CLIENT)
+    await _firm_with_two_users(env)
+    await env.handle(InvitationClaimed(invitation_id="inv1", firm_cif=FIRM_A, client_cif=CLIENT, user_id="stranger"))
+    assert (await env.api.get(f"/api/portfolio/companies/{CLIENT}", headers=env.headers("stranger"))).status_code == 403
+    r = await env.api.get(f"/api/portfolio/companies/{CLIENT}/members", headers=env.headers("real-owner"))
+    assert [m["user_id"] for m in r.json()["members"]] == ["real-owner"]
+
+
+async def test_revoked_connection_loses_every_right(env: Env) -> None:
+    from spvhub_common.events.auth import ConnectionRevoked
+    await env.register("fa", FIRM_A)
+    await env.admin("/__admin/invoices", {"seller": FIRM_A, "buyer": CLIENTS_A[0]})
+    await env.connect("conn-a", "firm_a", FIRM_A, "fa")
+    await env.handle(ConnectionRevoked(connection_id="conn-a", company_cif=FIRM_A, user_id="fa", reason="revoked"))
+    ev = [d for _, d in await env.events("portfolio.rights-discovered")][-1]
+    assert ev["cifs"] == [] and len(ev["lost"]) == 40
+    lost = [d for _, d in await env.events("portfolio.access-lost")]
+    assert len(lost) == 40 and {d["reason"] for d in lost} == {"connection_revoked"}
+    disc = (await env.api.get(f"/api/portfolio/companies/{FIRM_A}/discovered", headers=env.headers("fa"))).json()
+    assert disc["count"] == 0
+    st = (await env.api.get(f"/api/portfolio/companies/{FIRM_A}/portfolio-status", headers=env.headers("fa"))).json()
+    assert st["efactura_authorization"]["status"] == "revoked"
