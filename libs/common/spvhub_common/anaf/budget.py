@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -188,7 +188,7 @@ class _BudgetBase:
                 return
             BUDGET_REMAINING.labels(kind=wkind).set(0)
             # Window full: wait for the next one (this waits for our own budget, it never calls ANAF).
-            end = datetime.fromtimestamp((start + int(w.seconds * 1000)) / 1000, tz=timezone.utc)
+            end = datetime.fromtimestamp((start + int(w.seconds * 1000)) / 1000, tz=UTC)
             await self.clock.sleep(max((end - now).total_seconds(), 0.001))
 
     async def mark_exhausted(self, kind: str, key: str | None = None, resets_at: datetime | None = None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ class SystemClock:
     """The real wall clock."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
@@ -37,7 +37,7 @@ class ManualClock:
     """A clock that only moves when told to; `sleep` returns once `advance`/`set` passes its deadline."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 1, 15, 10, 0, tzinfo=timezone.utc)
+        self._now = start or datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
         if self._now.tzinfo is None:
             raise ValueError("ManualClock needs an aware datetime")
         self._waiters: list[tuple[datetime, int, asyncio.Future[None]]] = []
@@ -79,7 +79,7 @@ def local_date(moment: datetime) -> date:
 
 def local_midnight(day: date) -> datetime:
     """The start of `day` in Europe/Bucharest, as an aware UTC datetime."""
-    return datetime.combine(day, time(0, 0), tzinfo=BUCHAREST).astimezone(timezone.utc)
+    return datetime.combine(day, time(0, 0), tzinfo=BUCHAREST).astimezone(UTC)
 
 
 def next_local_midnight(moment: datetime) -> datetime:

@@ -11,13 +11,10 @@ import concurrent.futures
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
 from spvhub_common.anaf.budget import (
     AnafBudget,
     BudgetLimits,
@@ -26,6 +23,8 @@ from spvhub_common.anaf.budget import (
     ensure_schema,
 )
 from spvhub_common.anaf.clock import ManualClock
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_DSN = "postgresql+asyncpg://postgres@127.0.0.1:55432/postgres"
 
@@ -77,7 +76,7 @@ async def pg_engine(pg_dsn: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def clock() -> ManualClock:
     # 10:00:00 UTC = 12:00 in Bucharest (winter), aligned on a minute boundary.
-    return ManualClock(datetime(2026, 1, 15, 10, 0, 0, tzinfo=timezone.utc))
+    return ManualClock(datetime(2026, 1, 15, 10, 0, 0, tzinfo=UTC))
 
 
 @pytest_asyncio.fixture(params=["memory", "postgres"])

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from spvhub_common.anaf.budget import (
     AnafBudget,
     BudgetKind,
@@ -18,16 +16,17 @@ from spvhub_common.anaf.budget import (
 )
 from spvhub_common.anaf.clock import ManualClock
 from spvhub_common.anaf.errors import BudgetExhausted
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.asyncio
 
 MakeBudget = Callable[..., AnafBudget]
 
 
-async def settle(pred: Callable[[], bool], timeout: float = 20.0) -> None:
+async def settle(pred: Callable[[], bool], limit_s: float = 20.0) -> None:
     """Let real I/O run until `pred()` holds (the budget's own waits are on the manual clock)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit_s
     while not pred():
         if loop.time() > deadline:
             raise AssertionError("condition not reached")
@@ -70,29 +69,29 @@ async def test_daily_cap_raises_at_once_and_resets_at_bucharest_midnight(
     with pytest.raises(BudgetExhausted) as exc:
         await budget.acquire(BudgetKind.EF_DOWNLOAD, "3001503294")
     # 2026-01-16 00:00 in Bucharest (EET, UTC+2).
-    assert exc.value.resets_at == datetime(2026, 1, 15, 22, 0, tzinfo=timezone.utc)
+    assert exc.value.resets_at == datetime(2026, 1, 15, 22, 0, tzinfo=UTC)
     assert exc.value.kind == BudgetKind.EF_DOWNLOAD and exc.value.key == "3001503294"
     assert clock.sleepers == 0
     assert await budget.remaining(BudgetKind.EF_DOWNLOAD, "3001503294") == 0
     # Another message has its own 10.
     await budget.acquire(BudgetKind.EF_DOWNLOAD, "3001503295")
     assert await budget.remaining(BudgetKind.EF_DOWNLOAD, "3001503295") == 9
-    clock.set(datetime(2026, 1, 15, 21, 59, 59, tzinfo=timezone.utc))
+    clock.set(datetime(2026, 1, 15, 21, 59, 59, tzinfo=UTC))
     with pytest.raises(BudgetExhausted):
         await budget.acquire(BudgetKind.EF_DOWNLOAD, "3001503294")
-    clock.set(datetime(2026, 1, 15, 22, 0, 0, tzinfo=timezone.utc))
+    clock.set(datetime(2026, 1, 15, 22, 0, 0, tzinfo=UTC))
     await budget.acquire(BudgetKind.EF_DOWNLOAD, "3001503294")
     assert await budget.remaining(BudgetKind.EF_DOWNLOAD, "3001503294") == 9
 
 
 async def test_daily_reset_follows_summer_time(make_budget: MakeBudget, clock: ManualClock) -> None:
-    clock.set(datetime(2026, 7, 1, 20, 30, tzinfo=timezone.utc))  # 23:30 EEST
+    clock.set(datetime(2026, 7, 1, 20, 30, tzinfo=UTC))  # 23:30 EEST
     budget = make_budget(BudgetLimits(daily={BudgetKind.EF_LIST: 1}))
     await budget.acquire(BudgetKind.EF_LIST, "8000000000")
     with pytest.raises(BudgetExhausted) as exc:
         await budget.acquire(BudgetKind.EF_LIST, "8000000000")
-    assert exc.value.resets_at == datetime(2026, 7, 1, 21, 0, tzinfo=timezone.utc)
-    clock.set(datetime(2026, 7, 1, 21, 0, tzinfo=timezone.utc))
+    assert exc.value.resets_at == datetime(2026, 7, 1, 21, 0, tzinfo=UTC)
+    clock.set(datetime(2026, 7, 1, 21, 0, tzinfo=UTC))
     await budget.acquire(BudgetKind.EF_LIST, "8000000000")
 
 
@@ -136,7 +135,7 @@ async def test_mark_exhausted_daily_blocks_key_until_midnight(make_budget: MakeB
         await budget.acquire(BudgetKind.EF_LIST, "8000000000")
     assert await budget.remaining(BudgetKind.EF_LIST, "8000000000") == 0
     await budget.acquire(BudgetKind.EF_LIST, "8000000001")
-    clock.set(datetime(2026, 1, 15, 22, 0, tzinfo=timezone.utc))
+    clock.set(datetime(2026, 1, 15, 22, 0, tzinfo=UTC))
     await budget.acquire(BudgetKind.EF_LIST, "8000000000")
 
 
@@ -144,9 +143,9 @@ async def test_mark_exhausted_daily_with_later_reset_blocks_following_days(
     make_budget: MakeBudget, clock: ManualClock
 ) -> None:
     budget = make_budget()
-    resets = datetime(2026, 1, 16, 22, 0, tzinfo=timezone.utc)  # midnight after tomorrow, local
+    resets = datetime(2026, 1, 16, 22, 0, tzinfo=UTC)  # midnight after tomorrow, local
     await budget.mark_exhausted(BudgetKind.EF_UPLOAD_RASP, "8000000000", resets_at=resets)
-    clock.set(datetime(2026, 1, 16, 12, 0, tzinfo=timezone.utc))
+    clock.set(datetime(2026, 1, 16, 12, 0, tzinfo=UTC))
     with pytest.raises(BudgetExhausted):
         await budget.acquire(BudgetKind.EF_UPLOAD_RASP, "8000000000")
     clock.set(resets)

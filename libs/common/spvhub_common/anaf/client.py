@@ -1,0 +1,867 @@
+"""The production ANAF client: OAuth, e-Factura, e-Transport and the public registries over httpx.
+
+Every request first spends the shared `AnafBudget`, then is classified into typed errors; each call is
+counted (`anaf_calls_total`), timed and logged without tokens or secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import structlog
+from pydantic import SecretStr
+
+from .budget import DEFAULT_DAILY, AnafBudget, BudgetKind
+from .clock import Clock, SystemClock, local_date, next_local_midnight
+from .config import AnafConfig
+from .errors import (
+    AccessDenied,
+    AnafError,
+    AnafUnavailable,
+    AuthorizeError,
+    DailyLimitReached,
+    InvalidDocument,
+    LimitReached,
+    MessageExpired,
+    NoMessages,
+    NoRights,
+    NotFound,
+    OAuthError,
+    RateLimited,
+    Unauthorized,
+    UnexpectedResponse,
+    ValidationError,
+    WafRejected,
+    classify_text,
+    is_waf_page,
+    oauth_error,
+    waf_error,
+)
+from .metrics import ANAF_CALLS, ANAF_LATENCY
+from .models import (
+    AuthorizeCallback,
+    EfacturaRegisterEntry,
+    EfacturaRegisterResult,
+    MessageList,
+    MessagePage,
+    MessageState,
+    RegistryCompany,
+    RegistryResult,
+    TokenSet,
+    TransportInfo,
+    TransportList,
+    TransportListItem,
+    ValidationResult,
+    as_str,
+    normalize_cif,
+)
+
+log = structlog.get_logger("spvhub_common.anaf")
+
+T = TypeVar("T")
+TokenSource = str | SecretStr | Callable[[], Awaitable[str]]
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_VALIDATE_BYTES = 5 * 1024 * 1024
+MAX_REGISTRY_BATCH = 100
+_UPLOAD_STANDARDS = ("UBL", "CN", "CII", "RASP")
+_VALIDATE_STANDARDS = {"FACT1": "FACT1", "FCN": "FCN", "UBL": "FACT1", "CN": "FCN"}
+_FILTERS = ("E", "T", "P", "R")
+
+_OUTCOMES: list[tuple[type[Exception], str]] = [
+    (NoMessages, "no_messages"),
+    (NoRights, "no_rights"),
+    (LimitReached, "daily_limit"),
+    (RateLimited, "rate_limited"),
+    (Unauthorized, "unauthorized"),
+    (WafRejected, "waf"),
+    (MessageExpired, "expired"),
+    (ValidationError, "invalid"),
+    (NotFound, "not_found"),
+    (AnafUnavailable, "unavailable"),
+    (OAuthError, "oauth_error"),
+    (UnexpectedResponse, "unexpected"),
+]
+
+
+def _outcome(exc: BaseException | None) -> str:
+    if exc is None:
+        return "ok"
+    for cls, name in _OUTCOMES:
+        if isinstance(exc, cls):
+            return name
+    return "error"
+
+
+@dataclass(frozen=True)
+class _Call:
+    endpoint: str
+    kind: str
+    key: str | None
+
+
+def _reject_doctype(body: bytes) -> None:
+    if b"<!DOCTYPE" in body[:2048] or b"<!ENTITY" in body[:4096]:
+        raise UnexpectedResponse("XML response with a DOCTYPE refused")
+
+
+def _xml_header(body: bytes, endpoint: str) -> tuple[dict[str, str], list[str]]:
+    """Attributes of ANAF's `<header>` root and the `errorMessage`s of its `Errors` children."""
+    _reject_doctype(body)
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise UnexpectedResponse(f"unparseable XML from ANAF: {exc}", endpoint=endpoint) from None
+    errors = [
+        el.attrib.get("errorMessage", "")
+        for el in root.iter()
+        if el.tag.rsplit("}", 1)[-1] in ("Errors", "Error") and "errorMessage" in el.attrib
+    ]
+    return dict(root.attrib), errors
+
+
+class AnafClient:
+    """Async client for every ANAF interface spvhub uses.
+
+    Bearer calls take the access token from `token=` on the call, else from the client's bound token
+    (a string, SecretStr, or an async callable, e.g. one asking the auth service). Build one client per
+    process in the composition root and `with_token()` per connection; all share one connection pool.
+    """
+
+    def __init__(
+        self,
+        config: AnafConfig,
+        budget: AnafBudget,
+        *,
+        token: TokenSource | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.budget = budget
+        self.clock: Clock = clock or SystemClock()
+        self._token_source = token
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=config.connect_timeout,
+                read=config.read_timeout,
+                write=config.write_timeout,
+                pool=config.pool_timeout,
+            ),
+            follow_redirects=False,
+            headers={"User-Agent": config.user_agent},
+        )
+
+    def __repr__(self) -> str:
+        return f"AnafClient(api_base={self.config.api_base!r}, env={self.config.env!r})"
+
+    def with_token(self, token: TokenSource) -> AnafClient:
+        """A view of this client bound to `token`, sharing its connection pool, budget and clock."""
+        return AnafClient(self.config, self.budget, token=token, clock=self.clock, http=self._http)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AnafClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _api(self, family: str, name: str, *, env: str | None = None) -> str:
+        return f"{self.config.api_base.rstrip('/')}/{env or self.config.env}/{family}/{name.lstrip('/')}"
+
+    def _public(self, path: str) -> str:
+        return f"{self.config.public_base.rstrip('/')}/{path.lstrip('/')}"
+
+    async def _bearer(self, token: TokenSource | None) -> str:
+        source = token if token is not None else self._token_source
+        if source is None:
+            raise Unauthorized("no access token configured for this ANAF call")
+        if isinstance(source, SecretStr):
+            return source.get_secret_value()
+        if isinstance(source, str):
+            return source
+        return await source()
+
+    def _resets_at(self) -> datetime:
+        return next_local_midnight(self.clock.now())
+
+    async def _call(
+        self,
+        call: _Call,
+        method: str,
+        url: str,
+        parse: Callable[[httpx.Response], T],
+        *,
+        token: TokenSource | None = None,
+        bearer: bool = True,
+        params: Mapping[str, str | int] | None = None,
+        content: bytes | None = None,
+        data: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        ok_statuses: Iterable[int] = (),
+    ) -> T:
+        """Spend the budget, send, apply the generic checks, parse; observe the call whatever happens."""
+        await self.budget.acquire(call.kind, call.key)
+        hdrs = dict(headers or {})
+        if bearer:
+            hdrs["Authorization"] = f"Bearer {await self._bearer(token)}"
+        started = time.perf_counter()
+        status: int | None = None
+        error: BaseException | None = None
+        try:
+            try:
+                resp = await self._http.request(
+                    method,
+                    url,
+                    params=params,
+                    content=content,
+                    data=data,
+                    json=json_body,
+                    headers=hdrs,
+                    auth=auth,
+                )
+            except httpx.TimeoutException as exc:
+                raise AnafUnavailable(f"timeout: {type(exc).__name__}", endpoint=call.endpoint) from None
+            except httpx.TransportError as exc:
+                raise AnafUnavailable(f"connection error: {type(exc).__name__}", endpoint=call.endpoint) from None
+            status = resp.status_code
+            self._check_generic(resp, call, set(ok_statuses))
+            return parse(resp)
+        except BaseException as exc:
+            error = exc
+            if isinstance(exc, AnafError):
+                exc.endpoint = exc.endpoint or call.endpoint
+                exc.status = exc.status if exc.status is not None else status
+            await self._record_limit(call, exc)
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            outcome = _outcome(error)
+            ANAF_CALLS.labels(endpoint=call.endpoint, outcome=outcome).inc()
+            ANAF_LATENCY.labels(endpoint=call.endpoint).observe(elapsed)
+            fields: dict[str, Any] = {
+                "endpoint": call.endpoint,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 1),
+                "outcome": outcome,
+            }
+            if isinstance(error, AnafError):
+                fields["anaf_text"] = error.text[:300]
+            if error is None or outcome in ("no_messages",):
+                log.info("anaf.call", **fields)
+            else:
+                log.warning("anaf.call", **fields)
+
+    async def _record_limit(self, call: _Call, exc: BaseException) -> None:
+        """ANAF said stop: tell the shared budget so every replica stops for that key too."""
+        try:
+            if isinstance(exc, RateLimited):
+                wait = exc.retry_after if exc.retry_after is not None else 60.0
+                window = BudgetKind.PUBLIC if call.kind == BudgetKind.PUBLIC else BudgetKind.API
+                await self.budget.mark_exhausted(window, None, self.clock.now() + timedelta(seconds=wait))
+            elif isinstance(exc, DailyLimitReached) and call.kind in DEFAULT_DAILY:
+                await self.budget.mark_exhausted(call.kind, call.key, exc.resets_at)
+        except Exception:  # the original ANAF error matters more than bookkeeping
+            log.warning("anaf.budget_mark_failed", endpoint=call.endpoint, exc_info=True)
+
+    def _check_generic(self, resp: httpx.Response, call: _Call, ok_statuses: set[int]) -> None:
+        status = resp.status_code
+        if status in ok_statuses:
+            return
+        if status == 429:
+            retry_after: float | None = None
+            raw = resp.headers.get("Retry-After")
+            if raw:
+                try:
+                    retry_after = float(raw)
+                except ValueError:
+                    retry_after = None
+            raise RateLimited(resp.text[:500] or "Too Many Requests", retry_after=retry_after, endpoint=call.endpoint)
+        if status in (401, 403):
+            raise Unauthorized(_error_text(resp) or f"HTTP {status}", endpoint=call.endpoint, status=status)
+        if 300 <= status < 400:
+            location = resp.headers.get("Location", "")
+            if "my.policy" in location:
+                raise Unauthorized("F5 login wall (redirect to /my.policy)", endpoint=call.endpoint, status=status)
+            raise UnexpectedResponse(f"unexpected redirect HTTP {status}", endpoint=call.endpoint, status=status)
+        if status >= 500:
+            raise AnafUnavailable(_error_text(resp) or f"HTTP {status}", endpoint=call.endpoint, status=status)
+        if _looks_html(resp) and is_waf_page(resp.text):
+            raise waf_error(resp.text, endpoint=call.endpoint, status=status)
+        if status in (400, 404, 405, 413, 415):
+            text = _error_text(resp) or f"HTTP {status}"
+            err = classify_text(text, endpoint=call.endpoint, status=status)
+            if isinstance(err, UnexpectedResponse):
+                err = ValidationError(text, endpoint=call.endpoint, status=status)
+            raise err
+        if status >= 400:
+            raise UnexpectedResponse(_error_text(resp) or f"HTTP {status}", endpoint=call.endpoint, status=status)
+
+    def _classify(self, text: str, call: _Call, cif: str | None = None) -> AnafError:
+        return classify_text(
+            text,
+            endpoint=call.endpoint,
+            cif=cif,
+            limit_scope=f"{call.kind}:{call.key}" if call.key else call.kind,
+            resets_at=self._resets_at(),
+        )
+
+    # --- OAuth ----------------------------------------------------------------------------------
+
+    def authorize_url(self, state: str | None = None) -> str:
+        """The URL a person opens to pick their certificate at ANAF (Authorization Code grant)."""
+        query = {
+            "response_type": "code",
+            "client_id": self.config.client_id,
+            "redirect_uri": self.config.redirect_uri,
+            "token_content_type": "jwt",
+        }
+        if state is not None:
+            query["state"] = state
+        return f"{self.config.oauth_base.rstrip('/')}/authorize?{urlencode(query)}"
+
+    @staticmethod
+    def parse_authorize_callback(callback: str | Mapping[str, str]) -> AuthorizeCallback:
+        """Read ANAF's redirect (a full URL, a query string, or the query params).
+
+        Raises `AccessDenied` for `error=access_denied`, `AuthorizeError` for other errors or no code.
+        """
+        if isinstance(callback, str):
+            query = urlsplit(callback).query if "?" in callback or "://" in callback else callback
+            params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        else:
+            params = dict(callback)
+        state = params.get("state") or None
+        error = params.get("error")
+        if error:
+            description = params.get("error_description", "")
+            if error == "access_denied":
+                raise AccessDenied(error, description, state)
+            raise AuthorizeError(error, description, state)
+        code = params.get("code")
+        if not code:
+            raise AuthorizeError("invalid_request", "no code in the authorize callback", state)
+        return AuthorizeCallback(code=code, state=state)
+
+    async def exchange_code(self, code: str) -> TokenSet:
+        """Trade an authorize code (valid ≤ 60 s, single use) for tokens."""
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self.config.redirect_uri,
+            "token_content_type": "jwt",
+        }
+        return await self._token(form, "oauth.exchange_code", previous_refresh=None)
+
+    async def refresh(self, refresh_token: str | SecretStr) -> TokenSet:
+        """Refresh; ANAF rotates both tokens: persist the returned pair (old refresh may stop working)."""
+        rt = refresh_token.get_secret_value() if isinstance(refresh_token, SecretStr) else refresh_token
+        form = {"grant_type": "refresh_token", "refresh_token": rt, "token_content_type": "jwt"}
+        return await self._token(form, "oauth.refresh", previous_refresh=rt)
+
+    async def _token(self, form: dict[str, str], endpoint: str, previous_refresh: str | None) -> TokenSet:
+        secret = self.config.client_secret.get_secret_value()
+        auth: tuple[str, str] | None = None
+        if self.config.client_auth == "basic":
+            auth = (self.config.client_id, secret)
+        else:
+            form = {**form, "client_id": self.config.client_id, "client_secret": secret}
+
+        def parse(resp: httpx.Response) -> TokenSet:
+            body = _json_or_none(resp)
+            if resp.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
+                return TokenSet.from_response(body, previous_refresh)
+            raise UnexpectedResponse(f"token endpoint answered HTTP {resp.status_code} without tokens")
+
+        def oauth_body(resp: httpx.Response) -> None:
+            body = _json_or_none(resp)
+            if isinstance(body, dict) and body.get("error"):
+                raise oauth_error(str(body["error"]), str(body.get("error_description") or ""), status=resp.status_code)
+
+        def parse_all(resp: httpx.Response) -> TokenSet:
+            if resp.status_code in (400, 401):
+                oauth_body(resp)
+                if resp.status_code == 401:
+                    raise oauth_error("invalid_client", "HTTP 401 from the token endpoint", status=401)
+                raise oauth_error("invalid_request", f"HTTP {resp.status_code}", status=resp.status_code)
+            return parse(resp)
+
+        return await self._call(
+            _Call(endpoint, BudgetKind.OAUTH, None),
+            "POST",
+            f"{self.config.oauth_base.rstrip('/')}/token",
+            parse_all,
+            bearer=False,
+            data=form,
+            auth=auth,
+            headers={"Accept": "application/json"},
+            ok_statuses=(400, 401),
+        )
+
+    # --- e-Factura ------------------------------------------------------------------------------
+
+    def _list_body(self, resp: httpx.Response, call: _Call, cif: str) -> dict[str, Any] | None:
+        """The JSON of a list response, or None for ANAF's benign "Nu exista mesaje ..."."""
+        body = _json_object(resp, call.endpoint)
+        if body.get("eroare"):
+            err = self._classify(str(body["eroare"]), call, cif)
+            if isinstance(err, NoMessages):
+                return None
+            raise err
+        return body
+
+    async def list_messages_paginated(
+        self,
+        cif: str | int,
+        start_ms: int,
+        end_ms: int,
+        page: int = 1,
+        filter: str | None = None,  # noqa: A002 - ANAF's own parameter name (filtru)
+        *,
+        token: TokenSource | None = None,
+    ) -> MessagePage:
+        """listaMesajePaginatieFactura: one page (1-based, 500 per page) of [start_ms, end_ms] (UTC epoch ms).
+
+        An empty window ("Nu exista mesaje in intervalul selectat") returns an empty page.
+        """
+        cif = normalize_cif(cif)
+        _check_filter(filter)
+        call = _Call("efactura.listaMesajePaginatieFactura", BudgetKind.EF_LIST_PAGED, cif)
+        params: dict[str, str | int] = {"startTime": start_ms, "endTime": end_ms, "cif": cif, "pagina": page}
+        if filter:
+            params["filtru"] = filter
+
+        def parse(resp: httpx.Response) -> MessagePage:
+            body = self._list_body(resp, call, cif)
+            return MessagePage.empty(page) if body is None else MessagePage.parse(body)
+
+        return await self._call(
+            call, "GET", self._api("FCTEL/rest", "listaMesajePaginatieFactura"), parse, token=token, params=params
+        )
+
+    async def iter_message_pages(
+        self,
+        cif: str | int,
+        start_ms: int,
+        end_ms: int,
+        filter: str | None = None,  # noqa: A002
+        *,
+        token: TokenSource | None = None,
+    ) -> AsyncIterator[MessagePage]:
+        """Walk every page of a window until `numar_total_pagini`."""
+        page = 1
+        while True:
+            result = await self.list_messages_paginated(cif, start_ms, end_ms, page, filter, token=token)
+            yield result
+            if not result.has_next:
+                return
+            page += 1
+
+    async def list_messages(
+        self,
+        cif: str | int,
+        days: int,
+        filter: str | None = None,  # noqa: A002
+        *,
+        token: TokenSource | None = None,
+    ) -> MessageList:
+        """listaMesajeFactura over the last `days` (1..60); max 500 results (else `TooManyMessages`).
+
+        "Nu exista mesaje ..." returns an empty list; the `cui` field (rights inventory) is kept when sent.
+        """
+        cif = normalize_cif(cif)
+        _check_filter(filter)
+        call = _Call("efactura.listaMesajeFactura", BudgetKind.EF_LIST, cif)
+        params: dict[str, str | int] = {"zile": days, "cif": cif}
+        if filter:
+            params["filtru"] = filter
+
+        def parse(resp: httpx.Response) -> MessageList:
+            body = self._list_body(resp, call, cif)
+            if body is None:
+                return MessageList(messages=[], serial=None, cui=None, titlu=None)
+            return MessageList.parse(body)
+
+        return await self._call(
+            call, "GET", self._api("FCTEL/rest", "listaMesajeFactura"), parse, token=token, params=params
+        )
+
+    async def download(self, message_id: str | int, *, token: TokenSource | None = None) -> bytes:
+        """descarcare: the signed ZIP of a message (10 per message per day; `MessageExpired` after 60 days)."""
+        mid = str(message_id).strip()
+        call = _Call("efactura.descarcare", BudgetKind.EF_DOWNLOAD, mid)
+
+        def parse(resp: httpx.Response) -> bytes:
+            if resp.content[:2] == b"PK":
+                return resp.content
+            body = _json_object(resp, call.endpoint)
+            if body.get("eroare"):
+                raise self._classify(str(body["eroare"]), call)
+            raise UnexpectedResponse("descarcare answered neither a ZIP nor an eroare", endpoint=call.endpoint)
+
+        return await self._call(
+            call, "GET", self._api("FCTEL/rest", "descarcare"), parse, token=token, params={"id": mid}
+        )
+
+    async def upload(
+        self,
+        xml: bytes | str,
+        cif: str | int,
+        standard: str = "UBL",
+        extern: bool = False,
+        autofactura: bool = False,
+        executare: bool = False,
+        b2c: bool = False,
+        *,
+        token: TokenSource | None = None,
+    ) -> str:
+        """upload / uploadb2c: returns `index_incarcare`; follow it with `message_state`.
+
+        Rejections raise `InvalidDocument` (XSD/SAX), `ValidationError`, `NoRights`, `DailyLimitReached` (RASP).
+        """
+        body = xml.encode("utf-8") if isinstance(xml, str) else xml
+        cif = normalize_cif(cif)
+        if standard not in _UPLOAD_STANDARDS:
+            raise ValidationError(
+                "Valorile acceptate pentru parametrul standard sunt UBL, CN, CII sau RASP", endpoint="efactura.upload"
+            )
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise ValidationError("Marime fisier transmis mai mare de 10 MB.", endpoint="efactura.upload")
+        name = "uploadb2c" if b2c else "upload"
+        kind = BudgetKind.EF_UPLOAD_RASP if standard == "RASP" else BudgetKind.EF_UPLOAD
+        call = _Call(f"efactura.{name}", kind, cif if standard == "RASP" else None)
+        params: dict[str, str | int] = {"standard": standard, "cif": cif}
+        if extern:
+            params["extern"] = "DA"
+        if autofactura:
+            params["autofactura"] = "DA"
+        if executare:
+            params["executare"] = "DA"
+
+        def parse(resp: httpx.Response) -> str:
+            attrs, errors = _xml_header(resp.content, call.endpoint)
+            index = attrs.get("index_incarcare")
+            if attrs.get("ExecutionStatus") == "0" and index:
+                return index
+            if errors:
+                raise self._classify(errors[0], call, cif)
+            raise UnexpectedResponse("upload answered without index_incarcare or Errors", endpoint=call.endpoint)
+
+        return await self._call(
+            call,
+            "POST",
+            self._api("FCTEL/rest", name),
+            parse,
+            token=token,
+            params=params,
+            content=body,
+            headers={"Content-Type": "text/plain"},
+        )
+
+    async def message_state(self, index: str | int, *, token: TokenSource | None = None) -> MessageState:
+        """stareMesaj for an upload index (100 queries per index per day)."""
+        idx = str(index).strip()
+        call = _Call("efactura.stareMesaj", BudgetKind.EF_STATE, idx)
+
+        def parse(resp: httpx.Response) -> MessageState:
+            attrs, errors = _xml_header(resp.content, call.endpoint)
+            if "stare" in attrs:
+                return MessageState(stare=attrs["stare"], id_descarcare=attrs.get("id_descarcare") or None)
+            if errors:
+                raise self._classify(errors[0], call)
+            raise UnexpectedResponse("stareMesaj answered without stare or Errors", endpoint=call.endpoint)
+
+        return await self._call(
+            call, "GET", self._api("FCTEL/rest", "stareMesaj"), parse, token=token, params={"id_incarcare": idx}
+        )
+
+    def _validation_target(self, path: str, token: TokenSource | None) -> tuple[str, str, bool]:
+        """validare/transformare exist only under /prod/: Bearer on api.anaf.ro, else the public host."""
+        if token is not None or self._token_source is not None:
+            return f"{self.config.api_base.rstrip('/')}/prod/FCTEL/rest/{path}", BudgetKind.EF_VALIDATE, True
+        return self._public(f"prod/FCTEL/rest/{path}"), BudgetKind.PUBLIC, False
+
+    async def validate(
+        self, xml: bytes | str, standard: str = "FACT1", *, token: TokenSource | None = None
+    ) -> ValidationResult:
+        """validare/{FACT1|FCN} (UBL/CN accepted as aliases): `ok` or `nok` with ANAF's messages."""
+        body = xml.encode("utf-8") if isinstance(xml, str) else xml
+        std = _validate_standard(standard)
+        if len(body) > MAX_VALIDATE_BYTES:
+            raise ValidationError("Marime fisier transmis mai mare de 5 MB.", endpoint="efactura.validare")
+        url, kind, bearer = self._validation_target(f"validare/{std}", token)
+        call = _Call("efactura.validare", kind, None)
+
+        def parse(resp: httpx.Response) -> ValidationResult:
+            data = _json_object(resp, call.endpoint)
+            messages = _messages(data)
+            stare = str(data.get("stare") or "")
+            if stare not in ("ok", "nok"):
+                raise UnexpectedResponse("validare answered without stare", endpoint=call.endpoint)
+            return ValidationResult(ok=stare == "ok", messages=messages, trace_id=as_str(data.get("trace_id")))
+
+        return await self._call(
+            call, "POST", url, parse, token=token, bearer=bearer, content=body, headers={"Content-Type": "text/plain"}
+        )
+
+    async def xml_to_pdf(
+        self, xml: bytes | str, standard: str = "FACT1", validate: bool = True, *, token: TokenSource | None = None
+    ) -> bytes:
+        """transformare/{FACT1|FCN}[/DA]: ANAF's PDF; `InvalidDocument` when it refuses, `WafRejected` on WAF."""
+        body = xml.encode("utf-8") if isinstance(xml, str) else xml
+        std = _validate_standard(standard)
+        if len(body) > MAX_VALIDATE_BYTES:
+            raise ValidationError("Marime fisier transmis mai mare de 5 MB.", endpoint="efactura.transformare")
+        url, kind, bearer = self._validation_target(f"transformare/{std}" + ("" if validate else "/DA"), token)
+        call = _Call("efactura.transformare", kind, None)
+
+        def parse(resp: httpx.Response) -> bytes:
+            if resp.content[:4] == b"%PDF":
+                return resp.content
+            data = _json_object(resp, call.endpoint)
+            messages = _messages(data)
+            raise InvalidDocument(
+                "; ".join(messages) or "transformare refused the document", messages=messages, endpoint=call.endpoint
+            )
+
+        return await self._call(
+            call, "POST", url, parse, token=token, bearer=bearer, content=body, headers={"Content-Type": "text/plain"}
+        )
+
+    # --- e-Transport ----------------------------------------------------------------------------
+
+    def _et_errors(self, body: dict[str, Any], call: _Call, cif: str | None) -> AnafError | None:
+        errors = body.get("Errors")
+        if isinstance(errors, list) and errors:
+            first = errors[0]
+            text = str(first.get("errorMessage") if isinstance(first, dict) else first)
+            return self._classify(text, call, cif)
+        if body.get("error") and isinstance(body["error"], str):
+            return self._classify(body["error"], call, cif)
+        return None
+
+    async def transport_info(
+        self,
+        cui_op: str | int,
+        cui_decl: str | int | None = None,
+        uit: str | None = None,
+        ref_decl: str | None = None,
+        *,
+        token: TokenSource | None = None,
+    ) -> list[TransportInfo]:
+        """info?cui_op=: the ACTIVE notifications where `cui_op` is the carrier ([] when none)."""
+        cui = normalize_cif(cui_op)
+        call = _Call("etransport.info", BudgetKind.ET_INFO, cui)
+        params: dict[str, str | int] = {"cui_op": cui}
+        if cui_decl is not None:
+            params["cui_decl"] = normalize_cif(cui_decl)
+        if uit:
+            params["uit"] = uit
+        if ref_decl:
+            params["ref_decl"] = ref_decl
+
+        def parse(resp: httpx.Response) -> list[TransportInfo]:
+            data = _json_any(resp, call.endpoint)
+            if isinstance(data, list):
+                return [TransportInfo.parse(x) for x in data if isinstance(x, dict)]
+            if isinstance(data, dict):
+                err = self._et_errors(data, call, cui)
+                if isinstance(err, NoMessages):
+                    return []
+                if err is not None:
+                    raise err
+            raise UnexpectedResponse("info answered neither a list nor an error", endpoint=call.endpoint)
+
+        return await self._call(call, "GET", self._api("ETRANSPORT/ws/v1", "info"), parse, token=token, params=params)
+
+    async def transport_list(self, days: int, cif: str | int, *, token: TokenSource | None = None) -> TransportList:
+        """lista/{zile}/{cif}: the declarant's notifications of the last `days` (1..60), unsorted."""
+        cif = normalize_cif(cif)
+        call = _Call("etransport.lista", BudgetKind.ET_LIST, cif)
+
+        def parse(resp: httpx.Response) -> TransportList:
+            body = _json_object(resp, call.endpoint)
+            err = self._et_errors(body, call, cif)
+            if isinstance(err, NoMessages):
+                return TransportList(items=[], serial=None, cui=None, titlu=as_str(body.get("titlu")))
+            if err is not None:
+                raise err
+            items = [TransportListItem.parse(x) for x in body.get("mesaje") or [] if isinstance(x, dict)]
+            cui = body.get("cui")
+            return TransportList(
+                items=items,
+                serial=as_str(body.get("serial")),
+                cui=frozenset(p.strip() for p in str(cui).split(",") if p.strip()) if cui else None,
+                titlu=as_str(body.get("titlu")),
+            )
+
+        return await self._call(
+            call, "GET", self._api("ETRANSPORT/ws/v1", f"lista/{int(days)}/{cif}"), parse, token=token
+        )
+
+    async def transport_state(self, index: str | int, *, token: TokenSource | None = None) -> MessageState:
+        """e-Transport stareMesaj/{id_incarcare} (100 per index per day); `nok` details raise nothing."""
+        idx = str(index).strip()
+        call = _Call("etransport.stareMesaj", BudgetKind.ET_STATE, idx)
+
+        def parse(resp: httpx.Response) -> MessageState:
+            body = _json_object(resp, call.endpoint)
+            if body.get("stare"):
+                return MessageState(stare=str(body["stare"]), id_descarcare=None)
+            err = self._et_errors(body, call, None)
+            raise err or UnexpectedResponse("stareMesaj answered without stare", endpoint=call.endpoint)
+
+        return await self._call(call, "GET", self._api("ETRANSPORT/ws/v1", f"stareMesaj/{idx}"), parse, token=token)
+
+    # --- public registries (no auth, 1 request/second) ------------------------------------------
+
+    def _registry_payload(self, cuis: Iterable[str | int], on: date | None) -> list[list[dict[str, Any]]]:
+        day = (on or local_date(self.clock.now())).isoformat()
+        items: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        for raw in cuis:
+            digits = normalize_cif(raw)
+            if not digits.isdigit():
+                raise ValidationError(f"CUI invalid: {raw!r}", endpoint="public.registry")
+            n = int(digits)
+            if n not in seen:
+                seen.add(n)
+                items.append({"cui": n, "data": day})
+        return [items[i : i + MAX_REGISTRY_BATCH] for i in range(0, len(items), MAX_REGISTRY_BATCH)]
+
+    async def registry_lookup(self, cuis: Iterable[str | int], on: date | None = None) -> RegistryResult:
+        """PlatitorTvaRest v9 `tva` as of `on` (default today in Romania); batches of ≤ 100 CUIs."""
+        found: list[RegistryCompany] = []
+        not_found: list[str] = []
+        for batch in self._registry_payload(cuis, on):
+            call = _Call("public.PlatitorTvaRest.v9.tva", BudgetKind.PUBLIC, None)
+
+            def parse(resp: httpx.Response, call: _Call = call) -> RegistryResult:
+                body = _json_object(resp, call.endpoint)
+                cod = body.get("cod")
+                if cod is not None and as_str(cod) != "200":
+                    raise self._classify(str(body.get("message") or f"cod {cod}"), call)
+                return RegistryResult(
+                    found=[RegistryCompany.parse(x) for x in body.get("found") or [] if isinstance(x, dict)],
+                    not_found=[as_str(x) or "" for x in body.get("notFound") or []],
+                )
+
+            part = await self._call(
+                call, "POST", self._public("api/PlatitorTvaRest/v9/tva"), parse, bearer=False, json_body=batch
+            )
+            found.extend(part.found)
+            not_found.extend(part.not_found)
+        return RegistryResult(found=found, not_found=not_found)
+
+    async def efactura_register_lookup(
+        self, cuis: Iterable[str | int], on: date | None = None
+    ) -> EfacturaRegisterResult:
+        """RO e-Factura register (registruroefactura v1); "nothing found" (HTTP 404) is an empty result."""
+        found: list[EfacturaRegisterEntry] = []
+        not_found: list[str] = []
+        for batch in self._registry_payload(cuis, on):
+            call = _Call("public.registruroefactura.v1", BudgetKind.PUBLIC, None)
+
+            def parse(resp: httpx.Response, call: _Call = call) -> EfacturaRegisterResult:
+                body = _json_object(resp, call.endpoint)
+                if resp.status_code == 404 and "found" not in body:
+                    raise ValidationError(_error_text(resp) or "HTTP 404", endpoint=call.endpoint, status=404)
+                return EfacturaRegisterResult(
+                    found=[EfacturaRegisterEntry.parse(x) for x in body.get("found") or [] if isinstance(x, dict)],
+                    not_found=[as_str(x) or "" for x in body.get("notFound") or []],
+                )
+
+            part = await self._call(
+                call,
+                "POST",
+                self._public("api/registruroefactura/v1/interogare"),
+                parse,
+                bearer=False,
+                json_body=batch,
+                ok_statuses=(404,),
+            )
+            found.extend(part.found)
+            not_found.extend(part.not_found)
+        return EfacturaRegisterResult(found=found, not_found=not_found)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _check_filter(value: str | None) -> None:
+    if value is not None and value not in _FILTERS:
+        raise ValidationError("Valorile acceptate pentru parametrul filtru sunt E, T, P sau R")
+
+
+def _validate_standard(standard: str) -> str:
+    std = _VALIDATE_STANDARDS.get(standard.upper())
+    if std is None:
+        raise ValidationError("Valorile acceptate pentru parametrul standard sunt FACT1 si FCN")
+    return std
+
+
+def _looks_html(resp: httpx.Response) -> bool:
+    ctype = resp.headers.get("Content-Type", "")
+    return "html" in ctype or resp.content.lstrip()[:1] == b"<" and b"<html" in resp.content[:2000].lower()
+
+
+def _json_or_none(resp: httpx.Response) -> Any:
+    try:
+        return json.loads(resp.content)
+    except ValueError:
+        return None
+
+
+def _json_any(resp: httpx.Response, endpoint: str) -> Any:
+    """JSON body; ANAF sometimes labels it text/plain. A WAF page or garbage raises."""
+    data = _json_or_none(resp)
+    if data is None:
+        if is_waf_page(resp.text):
+            raise waf_error(resp.text, endpoint=endpoint, status=resp.status_code)
+        raise UnexpectedResponse(f"not JSON: {resp.text[:200]}", endpoint=endpoint, status=resp.status_code)
+    return data
+
+
+def _json_object(resp: httpx.Response, endpoint: str) -> dict[str, Any]:
+    data = _json_any(resp, endpoint)
+    if not isinstance(data, dict):
+        raise UnexpectedResponse("expected a JSON object", endpoint=endpoint, status=resp.status_code)
+    return data
+
+
+def _messages(data: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for m in data.get("Messages") or []:
+        out.append(str(m.get("message") if isinstance(m, dict) else m))
+    return out
+
+
+def _error_text(resp: httpx.Response) -> str:
+    """The human text of an error body: Spring's `message`, OAuth's `error_description`, or the raw text."""
+    data = _json_or_none(resp)
+    if isinstance(data, dict):
+        for key in ("message", "eroare", "error_description", "error", "msg"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value
+    if _looks_html(resp):
+        return ""
+    return resp.text[:500]
