@@ -286,11 +286,27 @@ async def _new_state(deps: Deps, uow: SqlUnitOfWork, *, user_id: str, cif: str, 
     return token, expires_at
 
 
+async def _require_access_soon(deps: Deps, user_id: str, cif: str) -> None:
+    """`require_access`, allowing the read model a moment to catch up: a company registered a second ago reaches
+    auth as `portfolio.access-changed` through Kafka, and its owner's first authorization must not fail on that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deps.settings.access_wait_seconds
+    while True:
+        async with deps.uow() as uow:
+            try:
+                await require_access(uow.session, access_grants, user_id, cif)
+                return
+            except Forbidden:
+                if loop.time() >= deadline:
+                    raise
+        await asyncio.sleep(0.2)
+
+
 async def start_authorization(deps: Deps, principal: Principal, company_cif: str) -> dict[str, Any]:
     """Return ANAF's authorize URL with a signed, single-use `state` bound to the user and the company."""
     cif = _cif(company_cif)
+    await _require_access_soon(deps, principal.user_id, cif)
     async with deps.uow() as uow:
-        await require_access(uow.session, access_grants, principal.user_id, cif)
         name = principal.name or principal.email or principal.user_id
         state, expires_at = await _new_state(deps, uow, user_id=principal.user_id, cif=cif, holder_name=name,
                                              delegation_id=None)
@@ -530,8 +546,8 @@ async def create_delegation(deps: Deps, principal: Principal, company_cif: str) 
     now = deps.clock.now()
     token = secrets.token_urlsafe(32)
     did = str(uuid.uuid4())
+    await _require_access_soon(deps, principal.user_id, cif)
     async with deps.uow() as uow:
-        await require_access(uow.session, access_grants, principal.user_id, cif)
         await uow.session.execute(insert(delegation_links).values(
             id=did, token_hash=_sha256(token), company_cif=cif, created_by=principal.user_id, created_at=now,
             expires_at=now + timedelta(hours=deps.settings.delegation_ttl_hours)))

@@ -43,6 +43,7 @@ class Settings(ServiceSettings):
 
     # ANAF connection lifecycle.
     oauth_state_ttl_seconds: int = 600
+    access_wait_seconds: float = 3.0     # how long a start waits for the access read model to catch up
     renew_at_fraction: float = 0.75      # renew when this share of the access token's life has passed
     family_horizon_days: int = 730       # refresh-token family horizon from the certificate login
     warning_offsets_days: list[int] = Field(default_factory=lambda: [30, 14, 7, 1])

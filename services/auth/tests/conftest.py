@@ -202,7 +202,7 @@ def auth_settings(database: str, topic_prefix: str, **overrides: Any) -> Setting
     values = {k: getattr(base, k) for k in type(base).model_fields}
     values.update(service_name="auth", public_base_url=PUBLIC, anaf_base="http://emulator",
                   anaf_client_id=scenario()["applications"][0]["client_id"],
-                  anaf_client_secret=scenario()["applications"][0]["client_secret"])
+                  anaf_client_secret=scenario()["applications"][0]["client_secret"], access_wait_seconds=0.3)
     values.update(overrides)
     return Settings(**values)
 

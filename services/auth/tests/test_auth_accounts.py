@@ -81,3 +81,21 @@ async def test_lockout_and_rate_limit(harness) -> None:  # type: ignore[no-untyp
     r = await h.client.post("/api/auth/login", json={"email": "ghost@example.ro", "password": "whatever1"})
     assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_login_attempts"
     assert s["user"]["id"]
+
+
+async def test_signing_key_rotation_keeps_issued_tokens_valid(harness) -> None:  # type: ignore[no-untyped-def]
+    h = harness
+    s = await h.signup()
+    old_kid = h.deps.ring.active_kid
+    new_kid = await h.deps.ring.rotate()
+    assert new_kid != old_kid
+    jwks = (await h.client.get("/.well-known/jwks.json")).json()
+    assert {k["kid"] for k in jwks["keys"]} == {old_kid, new_kid}
+    verifier = JwksVerifier("", "spvhub-auth", "spvhub", static_jwks=jwks)
+    assert (await verifier.verify(s["access_token"])).user_id == s["user"]["id"]
+    fresh = (await h.client.post("/api/auth/token/refresh", json={"refresh_token": s["refresh_token"]})).json()
+    h.secrets.update({fresh["access_token"], fresh["refresh_token"]})
+    import jwt as pyjwt
+    assert pyjwt.get_unverified_header(fresh["access_token"])["kid"] == new_kid
+    assert (await h.client.get("/api/auth/me", headers={"Authorization": f"Bearer {s['access_token']}"})
+            ).status_code == 200

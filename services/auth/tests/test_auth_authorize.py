@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
 from sqlalchemy import func, select
 
 from spvhub_auth.adapters.orm import anaf_connections
@@ -195,3 +196,27 @@ async def test_revoke_connection(harness) -> None:  # type: ignore[no-untyped-de
     async with h.runtime.uow() as uow:
         row = (await uow.session.execute(select(anaf_connections).where(anaf_connections.c.id == c["id"]))).one()
     assert row.access_token_enc is None and row.refresh_token_enc is None
+
+
+@pytest.mark.parametrize("harness", [{"settings": {"access_wait_seconds": 20}, "build": {"start_consumers": True}}],
+                         indirect=True)
+async def test_first_authorization_of_a_just_registered_company(harness, kafka_up) -> None:  # type: ignore[no-untyped-def]
+    """Portfolio publishes `portfolio.access-changed` when the owner registers the company; the owner starts the
+    authorization at once and auth waits for its read model instead of refusing."""
+    from aiokafka import AIOKafkaProducer
+
+    from spvhub_common.events import encode, to_envelope
+    from spvhub_common.events.portfolio import AccessChanged
+    h = harness
+    user = await h.signup()
+    ev = AccessChanged(cif=CIF, user_id=user["user"]["id"], role="owner", granted=True)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_up)
+    await producer.start()
+    try:
+        await producer.send_and_wait(h.settings.kafka_topic_prefix + ev.topic, encode(to_envelope(ev, "portfolio")),
+                                     key=CIF.encode())
+    finally:
+        await producer.stop()
+    r = await h.authorize(user["headers"], CIF)
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "active"
