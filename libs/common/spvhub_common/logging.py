@@ -17,7 +17,7 @@ BEARER_RE = re.compile(r"(?i)bearer\s+[\w.\-~+/]+=*")
 
 def redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return BEARER_RE.sub("Bearer [redacted]", JWT_RE.sub("[redacted-jwt]", value))
+        return JWT_RE.sub("[redacted-jwt]", BEARER_RE.sub("Bearer [redacted]", value))
     if isinstance(value, dict):
         return {k: ("[redacted]" if SECRET_KEYS.search(str(k)) else redact_value(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

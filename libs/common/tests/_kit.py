@@ -1,6 +1,11 @@
 """A miniature service schema (a counter table + outbox + inbox) used by the foundation tests."""
 from __future__ import annotations
 
+import asyncio
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+
 from sqlalchemy import Column, Integer, MetaData, String, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,3 +36,22 @@ async def count_applied(engine: AsyncEngine, widget_id: str) -> int:
     async with engine.connect() as conn:
         r = (await conn.execute(text("SELECT times FROM applied WHERE widget_id=:w"), {"w": widget_id})).scalar()
     return int(r or 0)
+
+
+async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=f"reader-{uuid.uuid4().hex[:6]}", enable_auto_commit=False)
+    await consumer.start()
+    got: list = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(got) < expect and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                got.extend(msgs)
+        # linger a moment to catch anything beyond what was expected
+        for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+            got.extend(msgs)
+    finally:
+        await consumer.stop()
+    return got

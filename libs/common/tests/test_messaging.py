@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, insert, select, text
 
 from spvhub_common.broker import EventConsumer, create_broker
@@ -15,7 +13,7 @@ from spvhub_common.outbox import KafkaPublisher, OutboxRelay
 from spvhub_common.testing import make_settings
 from spvhub_common.uow import SqlUnitOfWork
 
-from _kit import WidgetCreated, applied, count_applied, create_schema, outbox, widgets
+from _kit import WidgetCreated, count_applied, create_schema, outbox, read_topic, widgets
 
 
 class Boom(Exception):
@@ -29,25 +27,6 @@ async def env(fresh_database: str, kafka_up: str, topic_prefix: str):
     await create_schema(engine)
     yield s, engine, session_factory(engine)
     await engine.dispose()
-
-
-async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=f"reader-{uuid.uuid4().hex[:6]}", enable_auto_commit=False)
-    await consumer.start()
-    got: list = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(got) < expect and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for msgs in batch.values():
-                got.extend(msgs)
-        # linger a moment to catch anything beyond what was expected
-        for msgs in (await consumer.getmany(timeout_ms=1000)).values():
-            got.extend(msgs)
-    finally:
-        await consumer.stop()
-    return got
 
 
 async def test_unit_of_work_that_raises_leaves_neither_row_nor_event(env):
