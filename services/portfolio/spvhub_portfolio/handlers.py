@@ -443,28 +443,39 @@ async def discover(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *, trigge
         previous = await repo.rights_of(uow.session, connection_id)
         pool = (set(await repo.all_company_cifs(uow.session)) | set(await repo.candidates_of(uow.session, holder))
                 | previous) - {holder}
-        sem = asyncio.Semaphore(max(1, deps.probe_concurrency))
+        seen_inventory: list[list[str]] = []
 
         async def probe(cif: str) -> None:
-            async with sem:
-                try:
-                    res = await shared.list(deps.efactura, cif, 1)
-                except (BudgetExhausted, LimitReached) as e:
-                    log.warning("probe skipped: limit", cif=cif, error=e.text)
-                    unknown.add(cif)
-                    return
-                except Unauthorized:
-                    raise
-                except AnafError as e:
-                    if not e.transient:
-                        log.warning("probe failed", cif=cif, error=e.text)
-                    unknown.add(cif)
-                    return
-                if res.has_rights:
-                    found.add(cif)
+            try:
+                res = await shared.list(deps.efactura, cif, 1)
+            except (BudgetExhausted, LimitReached) as e:
+                log.warning("probe skipped: limit", cif=cif, error=e.text)
+                unknown.add(cif)
+                return
+            except Unauthorized:
+                raise
+            except AnafError as e:
+                if not e.transient:
+                    log.warning("probe failed", cif=cif, error=e.text)
+                unknown.add(cif)
+                return
+            if res.has_rights:
+                found.add(cif)
+                inv = domain.inventory_from_cui_field(cif, res.cui_field)
+                if inv is not None:
+                    seen_inventory.append(inv)
 
-        await asyncio.gather(*(probe(c) for c in sorted(pool)))
-        probed += len(pool)
+        # In waves: as soon as one answer carries the inventory (a candidate whose inbox is not empty),
+        # it settles the whole portfolio and the remaining probes are not spent.
+        ordered = sorted(pool, key=int)
+        step = max(1, deps.probe_concurrency)
+        for i in range(0, len(ordered), step):
+            wave = ordered[i:i + step]
+            await asyncio.gather(*(probe(c) for c in wave))
+            probed += len(wave)
+            if seen_inventory:
+                mode, found, unknown = "inventory", set(seen_inventory[0]), set()
+                break
     return await _record_discovery(uow, deps, conn, mode, found, unknown, probed, trigger)
 
 

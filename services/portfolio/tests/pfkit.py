@@ -14,8 +14,6 @@ import httpx
 import pytest
 from anaf_emulator import create_app as create_emulator
 from fastapi import FastAPI
-from sqlalchemy import select
-
 from spvhub_common.anaf.budget import PostgresBudget, ensure_schema
 from spvhub_common.anaf.clock import SystemClock
 from spvhub_common.events import decode
@@ -28,6 +26,7 @@ from spvhub_portfolio import handlers as h
 from spvhub_portfolio.adapters.orm import outbox
 from spvhub_portfolio.bootstrap import build
 from spvhub_portfolio.settings import Settings
+from sqlalchemy import select
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "spvhub_portfolio" / "migrations"
 CLIENT_ID = "6f97e46422c3ed35112f7e85aa6e15462d3b4f475669b753"

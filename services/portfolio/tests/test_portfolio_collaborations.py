@@ -4,7 +4,6 @@ the troubleshooting view."""
 from __future__ import annotations
 
 from pfkit import CLIENTS_A, FIRM_A, Env
-
 from spvhub_common.events.invitations import InvitationAccepted, InvitationClaimed, InvitationSent
 
 CLIENT = CLIENTS_A[4]

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from pfkit import CLIENTS_A, FIRM_A, FIRM_B, OTHERS, Env, make_env
-
 from spvhub_portfolio import jobs
 
 EXPECTED = sorted([FIRM_A, *CLIENTS_A], key=int)
@@ -154,3 +153,17 @@ async def test_reauthorization_required_is_recorded(env: Env) -> None:
     st = (await env.api.get(f"/api/portfolio/companies/{FIRM_A}/portfolio-status", headers=env.headers("fa"))).json()
     assert st["efactura_authorization"]["status"] == "reauthorization_required"
     assert "no_active_efactura_authorization" in [b["code"] for b in st["blockers"]]
+
+
+async def test_inventory_mode_with_an_empty_holder_inbox_uses_the_first_inventory_a_probe_shows(env: Env) -> None:
+    await env.register("fa", FIRM_A)
+    # the holder's own inbox is empty (no `cui` in the answer); client 10 has a message
+    await env.admin("/__admin/invoices", {"seller": CLIENTS_A[10], "buyer": OTHERS[0]})
+    csv = "\n".join(CLIENTS_A)
+    r = await env.api.post(f"/api/portfolio/companies/{FIRM_A}/candidates", content=csv,
+                           headers={**env.headers("fa"), "content-type": "text/csv"})
+    assert r.status_code == 200
+    await env.connect("conn-a", "firm_a", FIRM_A, "fa")
+    ev = [d for _, d in await env.events("portfolio.rights-discovered")][-1]
+    assert ev["mode"] == "inventory" and ev["cifs"] == EXPECTED
+    assert await _list_calls(env) < 1 + 39  # stopped probing once the inventory was known

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from spvhub_portfolio import domain
 from spvhub_portfolio.domain import InvalidCif
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from pfkit import CLIENTS_A, CLIENTS_B, FIRM_A, FIRM_B, Env, make_env
-
 from spvhub_common.anaf.budget import BudgetLimits, PostgresBudget
 from spvhub_common.anaf.clock import SystemClock
 from spvhub_common.events.invitations import InvitationAccepted, InvitationClaimed
@@ -20,7 +19,8 @@ async def two_firms(fresh_database: str, topic_prefix: str, kafka_up: str) -> As
     # registry calls are not what this test is about: a wide public window keeps it fast
     env.deps.efactura.budget = PostgresBudget(env.runtime.engine, BudgetLimits(public_per_second=100),  # type: ignore
                                               clock=SystemClock())
-    for user, firm, client, conn, cert in (("a", FIRM_A, CA, "conn-a", "firm_a"), ("b", FIRM_B, CB, "conn-b", "firm_b")):
+    firms = (("a", FIRM_A, CA, "conn-a", "firm_a"), ("b", FIRM_B, CB, "conn-b", "firm_b"))
+    for user, firm, client, conn, cert in firms:
         await env.register(user, firm)
         await env.api.put(f"/api/portfolio/companies/{firm}/members/{user}-member", json={"role": "member"},
                           headers=env.headers(user))

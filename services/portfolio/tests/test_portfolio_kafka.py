@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pfkit import CLIENTS_A, FIRM_A, Env, make_env
-from sqlalchemy import select
-
 from spvhub_common.events import encode, to_envelope
 from spvhub_common.events.auth import ConnectionAuthorized
 from spvhub_common.events.invitations import InvitationAccepted, InvitationClaimed
 from spvhub_portfolio.adapters.orm import access_grants
+from sqlalchemy import select
 
 EXPECTED = sorted([FIRM_A, *CLIENTS_A], key=int)
 
@@ -50,9 +49,9 @@ class Topics:
         self.consumer.subscribe(pattern=f"^{self.prefix.replace('.', '[.]')}portfolio[.].*")
         await self.consumer.start()
 
-    async def wait_for(self, topic: str, pred: Any = lambda d: True, timeout: float = 40) -> dict[str, Any]:
+    async def wait_for(self, topic: str, pred: Any = lambda d: True, wait: float = 40) -> dict[str, Any]:
         assert self.consumer is not None
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + wait
         while True:
             for t, d in self.seen:
                 if t == topic and pred(d):
