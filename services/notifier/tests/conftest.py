@@ -1,2 +1,8 @@
-"""pytest fixtures of the notifier tests (defined in ntfkit)."""
-from ntfkit import stack  # noqa: F401
+"""pytest fixtures of the notifier tests (defined in ntfkit; this directory is put on sys.path because the suite
+runs with --import-mode=importlib)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ntfkit import stack  # noqa: E402,F401
