@@ -6,6 +6,7 @@ Production defaults; tests override any port (`anaf_client` with an ASGITranspor
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -128,6 +129,9 @@ def build(settings: Settings | None = None, *, anaf_client: httpx.AsyncClient | 
     runtime.add_job(PeriodicJob("expiry-scan", 3600, engine.expiry_scan, singleton=True, initial_delay=30))
 
     async def startup(app: FastAPI) -> None:
+        # The blob store client is synchronous (threads): size the default pool for I/O, not for CPUs.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=settings.io_threads,
+                                                                           thread_name_prefix="efactura-io"))
         if isinstance(blobs, S3BlobStore):
             await blobs.ensure_bucket(object_lock=True)
         if budget_engine is not None:

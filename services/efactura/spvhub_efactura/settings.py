@@ -49,6 +49,8 @@ class Settings(ServiceSettings):
     trusted_signer_sha256: list[str] = Field(default_factory=list,
                                              description="SHA-256 fingerprints of ANAF signing certificates")
 
+    io_threads: int = Field(48, description="worker threads for the (synchronous) blob store client and parsing")
+
     # API
     export_max_items: int = 100_000
 

@@ -1,7 +1,7 @@
 """A small end-to-end sync against the in-process emulator and the real PostgreSQL/MinIO."""
 from __future__ import annotations
 
-from kit import Harness, company_cifs, efactura_settings, new_emulator
+from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 
 
 async def test_first_sync_archives_every_listed_message(fresh_database: str, topic_prefix: str, minio_up: None,
