@@ -1,6 +1,8 @@
 """Composition root of the auth service: the only place that builds engines, clients and adapters."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -9,7 +11,9 @@ from fastapi import FastAPI
 
 from spvhub_common.access import apply_access_changed
 from spvhub_common.anaf.budget import AnafBudget, PostgresBudget, ensure_schema
+from spvhub_common.anaf.clock import SystemClock as AnafSystemClock
 from spvhub_common.clock import Clock, make_clock
+from spvhub_common.db import create_engine, ensure_database
 from spvhub_common.crypto import SecretBox
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
@@ -35,8 +39,11 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     box = SecretBox.from_config(settings.token_key_spec.get_secret_value(), settings.token_key_active)
     ring = KeyRing(runtime.engine, box, clock)
     shared_budget: AnafBudget | None = None
+    budget_engine = None
     if budget is None:
-        shared_budget = PostgresBudget(runtime.engine)
+        # ANAF's limits are wall-clock limits, shared by every service through one database.
+        budget_engine = create_engine(settings, settings.anaf_budget_database)
+        shared_budget = PostgresBudget(budget_engine, clock=AnafSystemClock())
     elif budget is not False:
         shared_budget = budget  # type: ignore[assignment]
     gateway = anaf or HttpAnafGateway(
@@ -52,15 +59,32 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     runtime.add_job(lifecycle_job(deps))
 
     async def startup(app: FastAPI) -> None:
-        if isinstance(shared_budget, PostgresBudget):
-            await ensure_schema(runtime.engine)
+        if budget_engine is not None:
+            await ensure_database(settings, settings.anaf_budget_database)
+            await ensure_schema(budget_engine)
         await ring.ensure()  # first start: generate the signing key (stored encrypted)
         app.state.jwks = KeyRingVerifier(ring, settings.jwt_issuer, settings.jwt_audience)
+
+    async def shutdown() -> None:
+        if isinstance(gateway, HttpAnafGateway):
+            await gateway.aclose()
+        if budget_engine is not None:
+            await budget_engine.dispose()
+
+    inner = runtime.lifespan(startup)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            async with inner(app):
+                yield
+        finally:
+            await shutdown()
 
     app = create_app(settings, title="spvhub auth",
                      description="Platform accounts, API credentials, JWT signing keys and ANAF connections "
                                  "(tokens encrypted at rest).",
-                     routers=[router, internal, wellknown], lifespan=runtime.lifespan(startup))
+                     routers=[router, internal, wellknown], lifespan=lifespan)
     app.state.deps = deps
     return app, runtime
 

@@ -31,6 +31,8 @@ class Settings(ServiceSettings):
     anaf_redirect_uri: str = ""  # default: {public_base_url}/api/auth/anaf/callback
     anaf_services: list[str] = Field(default_factory=lambda: ["efactura", "etransport"])
     anaf_http_timeout: float = 30.0
+    anaf_budget_database: str = Field("spvhub_anaf_budget",
+                                      description="database of the ANAF call budget shared by every service")
 
     # Platform tokens and logins.
     access_token_ttl_seconds: int = 900

@@ -152,6 +152,26 @@ class Harness:
         started = await self.start(headers, cif)
         return await self.follow_to_callback(await self.browse_authorize(started["authorize_url"], certificate))
 
+    async def authorized(self, cif: str, certificate: str = "acc", user: dict[str, Any] | None = None,
+                         name: str = "Maria Ionescu") -> tuple[dict[str, Any], dict[str, Any]]:
+        """A signed-up user with access to `cif` and an active connection for it (full browser flow)."""
+        user = user or await self.signup(name=name)
+        await self.grant(user["user"]["id"], cif)
+        r = await self.authorize(user["headers"], cif, certificate=certificate)
+        assert r.status_code == 200, r.text
+        return r.json(), user
+
+    @staticmethod
+    async def wait_for(pred: Any, timeout: float = 10.0) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            v = await pred()
+            if v:
+                return v
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(0.05)
+
     # --- clock, tokens, events ------------------------------------------------------------------
     def at_day(self, day: float, start: datetime) -> None:
         self.emu_state.clock.set(start + timedelta(days=day))

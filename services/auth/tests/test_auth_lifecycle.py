@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from spvhub_auth import handlers as H
 from spvhub_auth.adapters.orm import anaf_connections
-from auth_helpers import authorized, wait_for  # type: ignore[import-not-found]
 
 CIF = "1000017"
 SVC = {"X-Service-Token": "dev-service-token", "X-Service-Name": "efactura"}
@@ -26,7 +25,7 @@ async def _row(h, cid):  # type: ignore[no-untyped-def]
 async def test_renewed_before_expiry_on_days_70_85_95(harness) -> None:  # type: ignore[no-untyped-def]
     """The real periodic job runs in the background; only the emulator clock moves."""
     h = harness
-    c, _user = await authorized(h, CIF)
+    c, _user = await h.authorized(CIF)
     day0 = h.clock.now()
     first = (await h.access_token(c["id"])).json()["access_token"]
     for day in (70, 85, 95):
@@ -34,7 +33,7 @@ async def test_renewed_before_expiry_on_days_70_85_95(harness) -> None:  # type:
         if day == 70:
             async def renewed() -> bool:
                 return len(await h.events("auth.token-refreshed")) == 1 and (await _row(h, c["id"])).state == "active"
-            await wait_for(renewed)
+            await h.wait_for(renewed)
         else:
             await asyncio.sleep(0.6)  # a few job passes: nothing is due
         tok = await h.access_token(c["id"])
@@ -55,7 +54,7 @@ async def test_renewed_before_expiry_on_days_70_85_95(harness) -> None:  # type:
 
 async def test_two_replicas_racing_refresh_exactly_once(harness) -> None:  # type: ignore[no-untyped-def]
     h = harness
-    c, _user = await authorized(h, CIF)
+    c, _user = await h.authorized(CIF)
     day0 = h.clock.now()
     old_refresh = await h.stored_refresh_token(c["id"])
     app2, runtime2 = h.build_replica()
@@ -86,7 +85,7 @@ async def test_two_replicas_racing_refresh_exactly_once(harness) -> None:  # typ
 
 async def test_internal_refresh_is_single_flight(harness) -> None:  # type: ignore[no-untyped-def]
     h = harness
-    c, _user = await authorized(h, CIF)
+    c, _user = await h.authorized(CIF)
     await h.emu.post("/__admin/faults", json={"family": "oauth", "latency_ms": [200, 300]})
     h.emu_state.clock.advance(3600)
     rs = await asyncio.gather(*[h.client.post(f"/internal/connections/{c['id']}/refresh", headers=SVC)
@@ -103,7 +102,7 @@ async def test_internal_refresh_is_single_flight(harness) -> None:  # type: igno
 
 async def test_transient_failure_is_retried_with_backoff(harness) -> None:  # type: ignore[no-untyped-def]
     h = harness
-    c, _user = await authorized(h, CIF)
+    c, _user = await h.authorized(CIF)
     day0 = h.clock.now()
     await h.emu.post("/__admin/faults", json={"family": "oauth", "error_rate": 1.0, "error_status": 503})
     h.at_day(70, day0)
@@ -125,7 +124,7 @@ async def test_transient_failure_is_retried_with_backoff(harness) -> None:  # ty
 
 async def test_horizon_warnings_then_reauthorization(harness) -> None:  # type: ignore[no-untyped-def]
     h = harness
-    c, user = await authorized(h, CIF)
+    c, user = await h.authorized(CIF)
     day0 = h.clock.now()
     # two years of automatic renewals (steps shorter than the 90-day access life)
     for day in range(50, 700, 50):
@@ -168,7 +167,7 @@ async def test_horizon_warnings_then_reauthorization(harness) -> None:  # type: 
 
 async def test_renewed_certificate_is_detected(harness) -> None:  # type: ignore[no-untyped-def]
     h = harness
-    c, user = await authorized(h, CIF)
+    c, user = await h.authorized(CIF)
     old_serial = c["certificate_serial"]
     renewed = (await h.emu.post("/__admin/certificates/acc/renew")).json()
     assert renewed["old_serial"] == old_serial
@@ -181,7 +180,7 @@ async def test_renewed_certificate_is_detected(harness) -> None:  # type: ignore
     ev = (await h.events("auth.reauthorization-required"))[-1][1]
     assert ev.reason == "certificate_renewed" and old_serial in ev.message
     # the renewal job path reaches the same conclusion for another connection
-    c2, _ = await authorized(h, "2000023", user=user)
+    c2, _ = await h.authorized("2000023", user=user)
     await h.emu.post("/__admin/certificates/acc/renew")
     h.at_day(70, h.clock.now())
     await H.run_lifecycle(h.deps)

@@ -11,7 +11,6 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, select
 
-from auth_helpers import authorized, wait_for  # type: ignore[import-not-found]
 from spvhub_auth import handlers as H
 from spvhub_auth.adapters.orm import outbox
 from spvhub_common.logging import configure_logging
@@ -53,7 +52,7 @@ async def test_no_token_in_logs_errors_outbox_or_kafka(harness, capsys, caplog, 
     drop = DropTestClientLines()
     logging.getLogger("httpx").addFilter(drop)
     try:
-        c, user = await authorized(h, "1000017")
+        c, user = await h.authorized("1000017")
         await h.client.post("/api/auth/login", json={"email": user["user"]["email"], "password": "wrong one"})
         bad = await h.authorize(user["headers"], "1000017", certificate="carrier")  # no rights
         assert bad.status_code == 403
@@ -75,7 +74,7 @@ async def test_no_token_in_logs_errors_outbox_or_kafka(harness, capsys, caplog, 
         h.emu_state.clock.advance(120)  # past the single-flight window of the last refresh
         r = await h.client.post(f"/internal/connections/{c['id']}/refresh", headers=SVC)
         assert r.status_code == 409
-        c2, _ = await authorized(h, "2000023", user=user)  # new certificate, new tokens
+        c2, _ = await h.authorized("2000023", user=user)  # new certificate, new tokens
         await h.stored_refresh_token(c2["id"])
         await h.access_token(c2["id"])
         await h.client.post(f"/api/auth/anaf/connections/{c2['id']}/revoke", headers=user["headers"])
@@ -88,7 +87,7 @@ async def test_no_token_in_logs_errors_outbox_or_kafka(harness, capsys, caplog, 
                 left = (await uow.session.execute(select(func.count()).select_from(outbox).where(
                     outbox.c.published_at.is_(None)))).scalar()
             return left == 0
-        await wait_for(relayed, timeout=20)
+        await h.wait_for(relayed, timeout=20)
         payloads = await h.outbox_payloads()
         topics = sorted({h.settings.kafka_topic_prefix + t for t, _ in await h.events()})
         kafka = await _kafka_values(kafka_up, topics, len(payloads))
