@@ -57,7 +57,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         the_budget = budget  # type: ignore[assignment]
     anaf_client = httpx.AsyncClient(transport=anaf_transport, timeout=settings.anaf_timeout)
     auth_client = httpx.AsyncClient(transport=auth_transport, timeout=10)
-    anaf = anaf or HttpEtransportApi(anaf_client, settings.anaf_base, settings.anaf_env, the_budget)
+    anaf = anaf or HttpEtransportApi(anaf_client, settings.anaf_base, settings.anaf_env, the_budget,
+                                   now=clock.now)
     tokens = tokens or AuthTokenProvider(auth_client, settings.auth_url, settings.service_token.get_secret_value(),
                                          now=clock.now)
     svc = EtransportService(settings, clock, runtime.uow, anaf, tokens)

@@ -228,6 +228,7 @@ class EtransportService:
         mvh: list[tuple[str, VehicleChange]] = []
         gone: set[str] = set()
         fetched_at: datetime | None = None
+        failure: Exception | None = None
         try:
             items = await self._call(cif, conns, lambda tok: self.anaf.info(tok, cif))
             fetched_at = self.now()
@@ -242,7 +243,7 @@ class EtransportService:
                 known = await repo.load_transports(uow.session, cif, active=True)
             candidates = [t for t in known.values() if domain.needs_probe(t, seen, now)]
             for t in candidates[: self.settings.max_probes_per_poll]:
-                found = await self._call(cif, conns, lambda tok, u=t.uit: self.anaf.info(tok, cif, uit=u))
+                found = await self._call(cif, conns, self._probe(cif, t.uit))
                 summary.probes += 1
                 hit = [o for o in (domain.observation_from_info(x, cif, source="probe") for x in found)
                        if o and o.uit == t.uit]
@@ -261,6 +262,7 @@ class EtransportService:
                         mvh.append(m)
         except (AnafError, NoUsableConnection) as exc:
             summary.error = f"{type(exc).__name__}: {exc}"[:500]
+            failure = exc
             await self._record_failure(cif, exc, now)
             if not summary.polled_info:
                 return summary
@@ -278,11 +280,18 @@ class EtransportService:
             if summary.polled_lista:
                 values.update(last_lista_poll_at=now,
                               next_lista_due=now + timedelta(seconds=self.settings.lista_poll_interval))
+            elif do_lista and failure is not None:
+                # the list failed after info succeeded: retry it later (a limit only after it resets)
+                limit_reset = failure.resets_at if isinstance(failure, LimitReached) else None
+                values.update(next_lista_due=limit_reset or now + timedelta(hours=1))
             if summary.error is None:
                 values.update(last_success_at=now, consecutive_errors=0, last_error=None)
             await repo.update_company(uow.session, cif, **values)
             await uow.commit()
         return summary
+
+    def _probe(self, cif: str, uit: str) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
+        return lambda tok: self.anaf.info(tok, cif, uit=uit)
 
     async def _call(self, cif: str, conns: list[str], fn: Callable[[str], Awaitable[T]]) -> T:
         """Run an ANAF read with the first usable connection: refresh once after a 401/403, move on to the next

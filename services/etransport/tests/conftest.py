@@ -1,4 +1,4 @@
-"""Test harness for the etransport service: the ANAF emulator in-process, a fake of auth's internal token
+"""Fixtures and harness of the etransport tests: the ANAF emulator in-process, a fake of auth's internal token
 endpoint backed by the emulator's `POST /__admin/tokens`, the service built on the real PostgreSQL and Kafka,
 and helpers to declare e-Transport changes through the emulator's upload endpoint."""
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer
 from anaf_emulator import create_app as create_emulator
 from anaf_emulator.cif import make_cif
@@ -187,9 +188,22 @@ class Harness:
     async def truth(self) -> list[dict[str, Any]]:
         return list((await self.emu.get("/__admin/transports")).json())
 
+    carriers = CARRIERS
+    declarants = DECLARANTS
+    outsider = OUTSIDER
+
+    async def outbox_rows(self) -> list[tuple[Any, Any]]:
+        return await outbox_rows(self)
+
+    async def wait_published(self, within: float = 30.0) -> None:
+        await wait_published(self, within)
+
+    async def read_topics(self, topics: list[str], expect: int, within: float = 30.0) -> list[Any]:
+        return await read_topics(self.settings.kafka_bootstrap, topics, expect, within)
+
 
 async def start_harness(database: str, topic_prefix: str, *, start_relay: bool = True,
-                        **settings_kw: Any) -> tuple[Harness, Any]:
+                        start_consumers: bool = False, **settings_kw: Any) -> tuple[Harness, Any]:
     emu_app = create_emulator(scenario(**settings_kw.pop("switches", {})), admin=True)
     emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emu_app), base_url="http://emulator")
     auth = FakeAuth(emu, {})
@@ -201,7 +215,7 @@ async def start_harness(database: str, topic_prefix: str, *, start_relay: bool =
     app, runtime = build(settings, clock=EmulatorClock(emu_app.state.emulator),
                          anaf_transport=httpx.ASGITransport(app=emu_app),
                          auth_transport=httpx.ASGITransport(app=auth.app()),
-                         start_consumers=False, start_jobs=False, start_relay=start_relay)
+                         start_consumers=start_consumers, start_jobs=False, start_relay=start_relay)
     minter = TokenMinter()
     app.state.jwks = minter.verifier()
     ctx = app.router.lifespan_context(app)
@@ -251,3 +265,17 @@ async def read_topics(bootstrap: str, topics: list[str], expect: int, within: fl
     finally:
         await consumer.stop()
     return got
+
+
+@pytest.fixture
+async def harness(fresh_database: str, kafka_up: str, topic_prefix: str):
+    """`await harness(**options)` builds the service on a fresh database (one per test), torn down after."""
+    stops: list[Any] = []
+
+    async def make(**kw: Any) -> Harness:
+        h, stop = await start_harness(fresh_database, topic_prefix, **kw)
+        stops.append(stop)
+        return h
+    yield make
+    for stop in stops:
+        await stop()

@@ -2,29 +2,31 @@
 manual poll, and the API's scoping."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from _etransport_kit import CARRIERS, DECLARANTS, OUTSIDER, Harness, outbox_rows, start_harness
 from spvhub_common.events.auth import ReauthorizationRequired, TokenRefreshed
 
-C1, C2 = CARRIERS[0], CARRIERS[1]
-D1, D2 = DECLARANTS[0], DECLARANTS[1]
+C1, C2 = "31000019", "31000027"  # = Harness.carriers[:2] (conftest)
+D1, D2 = "12000012", "12000020"  # = Harness.declarants[:2]
+OUTSIDER = "19000095"
 
 
 @pytest.fixture
-async def h(fresh_database: str, kafka_up: str, topic_prefix: str):
-    harness, stop = await start_harness(fresh_database, topic_prefix, start_relay=False)
-    yield harness
-    await stop()
+async def h(harness: Any) -> Any:
+    hh = await harness(start_relay=False)
+    assert hh.carriers[:2] == [C1, C2] and hh.declarants[:2] == [D1, D2] and hh.outsider == OUTSIDER
+    return hh
 
 
-async def kinds(h: Harness) -> list[tuple[str, str, str, int]]:
+async def kinds(h: Any) -> list[tuple[str, str, str, int]]:
     out = []
-    for _row, (_env, ev) in await outbox_rows(h):
+    for _row, (_env, ev) in await h.outbox_rows():
         out.append((ev.topic.split(".")[1], ev.uit, getattr(ev, "change", ""), getattr(ev, "change_version", 1)))
     return out
 
 
-async def test_poll_merges_info_probes_vanished_uits_and_emits_once(h: Harness):
+async def test_poll_merges_info_probes_vanished_uits_and_emits_once(h: Any):
     await h.track(C1)
     u1 = await h.new_transport(D1, C1, nr_veh="CJ01AAA")
     u2 = await h.new_transport(D2, C1, tip_op="10")
@@ -58,7 +60,7 @@ async def test_poll_merges_info_probes_vanished_uits_and_emits_once(h: Harness):
     assert [x["uit"] for x in r.json()["items"]] == [u2]
 
 
-async def test_reauthorization_pauses_and_refresh_resumes(h: Harness):
+async def test_reauthorization_pauses_and_refresh_resumes(h: Any):
     cid = await h.track(C2)
     await h.svc.poll_due()
     ev = ReauthorizationRequired(connection_id=cid, company_cif=C2, user_id="u", reason="horizon_reached", message="")
@@ -74,7 +76,7 @@ async def test_reauthorization_pauses_and_refresh_resumes(h: Harness):
     assert [s.cif for s in await h.svc.poll_due()] == [C2]
 
 
-async def test_auth_409_pauses_the_connection(h: Harness):
+async def test_auth_409_pauses_the_connection(h: Any):
     cid = await h.track(C2)
     h.auth.reauth.add(cid)
     [s] = await h.svc.poll_due()
@@ -84,7 +86,7 @@ async def test_auth_409_pauses_the_connection(h: Harness):
     assert r.json()["items"][0]["status"] == "paused"
 
 
-async def test_manual_poll_needs_access_and_is_rate_limited(h: Harness):
+async def test_manual_poll_needs_access_and_is_rate_limited(h: Any):
     await h.track(C1)
     await h.grant("u1", C1)
     await h.grant("u-decl", D1)
@@ -100,3 +102,23 @@ async def test_manual_poll_needs_access_and_is_rate_limited(h: Harness):
     assert r.json()["total"] == 0
     r = await h.api.get("/api/etransport/transports", headers={})
     assert r.status_code == 401
+
+
+async def test_lista_daily_limit_is_not_retried_before_midnight_and_info_goes_on(h: Any):
+    await h.track(C1)
+    await h.emu.post("/__admin/switches", json={"et_list_cap": 1})
+    await h.emu.get(f"/test/ETRANSPORT/ws/v1/lista/1/{C1}", headers=await h.bearer(C1))  # someone spent the day
+    u = await h.new_transport(D1, C1)
+    [s] = await h.svc.poll_due()
+    assert s.polled_info and not s.polled_lista and "DailyLimitReached" in (s.error or "")
+    assert s.created == 1 and (await kinds(h)) == [("transport-assigned", u, "", 1)]
+    calls = (await h.emu.get("/__admin/counters")).json()["cui"][C1]
+    h.advance(minutes=11)  # 10:11 the same day: info again, lista not (the budget refuses it before ANAF)
+    [s] = await h.svc.poll_due()
+    assert s.polled_info and not s.polled_lista
+    assert (await h.emu.get("/__admin/counters")).json()["cui"][C1].get("etransport.lista") == calls.get(
+        "etransport.lista")
+    await h.emu.post("/__admin/switches", json={"et_list_cap": 1000})
+    h.advance(hours=14)  # past local midnight
+    [s] = await h.svc.poll_due()
+    assert s.polled_lista and s.error is None

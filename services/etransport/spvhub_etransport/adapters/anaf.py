@@ -6,13 +6,17 @@ same budget port and error classifier so swapping it for the shared client chang
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
 from spvhub_common.anaf.budget import AnafBudget, BudgetKind
+from spvhub_common.anaf.clock import next_local_midnight
 from spvhub_common.anaf.errors import (
     AnafError,
     AnafUnavailable,
+    DailyLimitReached,
     NoMessages,
     RateLimited,
     Unauthorized,
@@ -36,8 +40,9 @@ class EtransportApi(Protocol):
 
 class HttpEtransportApi:
     def __init__(self, client: httpx.AsyncClient, base_url: str, env: str = "test",
-                 budget: AnafBudget | None = None) -> None:
+                 budget: AnafBudget | None = None, now: Callable[[], datetime] | None = None) -> None:
         self.client = client
+        self.now = now or (lambda: datetime.now(UTC))
         self.base = f"{base_url.rstrip('/')}/{env}/ETRANSPORT/ws/v1"
         self.budget = budget
 
@@ -73,8 +78,15 @@ class HttpEtransportApi:
             raise UnexpectedResponse(text[:300], endpoint=endpoint, status=resp.status_code)
         return body
 
-    def _raise(self, text: str, endpoint: str, cif: str, kind: str) -> AnafError:
-        return classify_text(text, endpoint=endpoint, cif=cif, limit_scope=f"{kind}:{cif}")
+    async def _raise(self, text: str, endpoint: str, cif: str, kind: str) -> AnafError:
+        err = classify_text(text, endpoint=endpoint, cif=cif, limit_scope=f"{kind}:{cif}")
+        if isinstance(err, DailyLimitReached):
+            # ANAF says the day's cap is spent: stop every replica until local midnight, never retry blindly
+            if err.resets_at is None:
+                err.resets_at = next_local_midnight(self.now())
+            if self.budget is not None:
+                await self.budget.mark_exhausted(kind, cif, err.resets_at)
+        return err
 
     async def info(self, token: str, cui_op: str, *, uit: str | None = None) -> list[dict[str, Any]]:
         params = {"cui_op": cui_op}
@@ -84,7 +96,7 @@ class HttpEtransportApi:
         if isinstance(body, list):
             return [x for x in body if isinstance(x, dict)]
         if isinstance(body, dict) and body.get("error"):
-            err = self._raise(str(body["error"]), "etransport.info", cui_op, BudgetKind.ET_INFO)
+            err = await self._raise(str(body["error"]), "etransport.info", cui_op, BudgetKind.ET_INFO)
             if isinstance(err, NoMessages):
                 return []
             raise err
@@ -98,7 +110,7 @@ class HttpEtransportApi:
         errors = body.get("Errors") or []
         if errors:
             text = "; ".join(str(e.get("errorMessage", e)) if isinstance(e, dict) else str(e) for e in errors)
-            err = self._raise(text, "etransport.lista", cif, BudgetKind.ET_LIST)
+            err = await self._raise(text, "etransport.lista", cif, BudgetKind.ET_LIST)
             if isinstance(err, NoMessages):
                 return []
             raise err

@@ -163,7 +163,7 @@ async def load_transports(session: AsyncSession, carrier_cif: str, uits: Iterabl
                           active: bool = False) -> dict[str, Transport]:
     """Transports of a carrier: those named in `uits`, plus every active one when `active`."""
     uit_list = list(set(uits))
-    conds = []
+    conds: list[Any] = []
     if uit_list:
         conds.append(transports.c.uit.in_(uit_list))
     if active:
