@@ -25,13 +25,12 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
-
 
 
 def _body(msg: EmailMessage, subtype: str) -> str:
@@ -89,7 +88,7 @@ class MailStore:
 
     def add(self, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> dict[str, Any]:
         mid = f"{time.time_ns():020d}-{os.urandom(3).hex()}"
-        received_at = datetime.now(timezone.utc).isoformat()
+        received_at = datetime.now(UTC).isoformat()
         item = describe(mid, raw, mail_from, rcpt_tos, received_at)
         with self.lock:
             if self.directory is not None:

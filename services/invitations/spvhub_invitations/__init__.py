@@ -1,1 +1,2 @@
-"""spvhub invitations service: Invitations of client companies by accounting firms (token hashes, status, 15-day expiry)."""
+"""spvhub invitations service: invitations of client companies by accounting firms (token hashes, status,
+15-day expiry)."""

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-
 from spvhub_common.security import CurrentUser, ServiceCaller
+
 from spvhub_invitations import handlers
 from spvhub_invitations.handlers import Deps, NewInvitation
 

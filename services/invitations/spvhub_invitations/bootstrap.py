@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-
 from spvhub_common.access import apply_access_changed
 from spvhub_common.clock import Clock, make_clock
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
+
 from spvhub_invitations import consumers, jobs
 from spvhub_invitations.adapters.orm import access_grants, outbox
 from spvhub_invitations.api import internal, router

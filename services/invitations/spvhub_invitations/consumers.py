@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from spvhub_common.runtime import ServiceRuntime
+
 from spvhub_invitations.handlers import EVENT_HANDLERS
 
 

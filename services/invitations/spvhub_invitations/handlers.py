@@ -8,20 +8,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
-
 from spvhub_common.access import require_access
 from spvhub_common.clock import Clock
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events import CloudEvent, Event
 from spvhub_common.events.auth import ConnectionRevoked
-from spvhub_common.events.invitations import (InvitationAccepted, InvitationClaimed, InvitationDeclined,
-                                              InvitationExpired, InvitationRevoked, InvitationSent)
+from spvhub_common.events.invitations import (
+    InvitationAccepted,
+    InvitationClaimed,
+    InvitationDeclined,
+    InvitationExpired,
+    InvitationRevoked,
+    InvitationSent,
+)
 from spvhub_common.events.portfolio import CompanyRegistered, CompanyUpdated, RightsDiscovered
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+
 from spvhub_invitations import domain
 from spvhub_invitations.adapters import repository as repo
 from spvhub_invitations.adapters.orm import access_grants

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from spvhub_common.runtime import PeriodicJob, ServiceRuntime
+
 from spvhub_invitations import handlers
 from spvhub_invitations.handlers import Deps
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field, SecretStr, model_validator
-
 from spvhub_common.settings import ServiceSettings
 
 
@@ -17,7 +16,7 @@ class Settings(ServiceSettings):
     max_bulk: int = Field(500, description="most invitations in one POST /api/invitations")
 
     @model_validator(mode="after")
-    def _refuse_dev_token_key(self) -> "Settings":
+    def _refuse_dev_token_key(self) -> Settings:
         key = self.invitation_token_key.get_secret_value()
         if self.env not in ("dev", "test") and (key.startswith("dev-") or len(key) < 32):
             raise ValueError("invitation_token_key: set a random secret of at least 32 characters outside dev/test")

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
 from spvhub_common.clock import FixedClock
 from spvhub_common.events import CloudEvent, Event, to_envelope
 from spvhub_common.events.portfolio import AccessChanged, CompanyRegistered, RightsDiscovered
@@ -58,10 +57,9 @@ class Env:
         return env
 
     async def outbox(self) -> list[tuple[str, dict[str, Any]]]:
-        from sqlalchemy import select
-
         from spvhub_common.events import decode
         from spvhub_invitations.adapters.orm import outbox
+        from sqlalchemy import select
         async with self.runtime.sessions() as s:
             rows = (await s.execute(select(outbox.c.payload).order_by(outbox.c.seq))).all()
         out = []
@@ -75,7 +73,7 @@ class Env:
 async def env(fresh_database: str) -> Any:
     s = settings_for(fresh_database, public_base_url="https://spv.example.ro")
     await upgrade_async(s, MIGRATIONS)
-    clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc))
+    clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
     app, runtime = build(s, clock=clock, start_consumers=False, start_relay=False, start_jobs=False)
     minter = TokenMinter()
     app.state.jwks = minter.verifier()

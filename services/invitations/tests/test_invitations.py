@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
-from sqlalchemy import select
-
+from invkit import CLIENT_A, CLIENT_B, FIRM, OTHER, Env, setup_firm
 from spvhub_common.events.portfolio import CompanyUpdated, RightsDiscovered
 from spvhub_invitations import handlers
 from spvhub_invitations.adapters.orm import invitations
-
-from invkit import CLIENT_A, CLIENT_B, FIRM, OTHER, Env, setup_firm
+from sqlalchemy import select
 
 SVC = {"X-Service-Token": "dev-service-token"}
 

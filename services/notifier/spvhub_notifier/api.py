@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-
 from spvhub_common.security import CurrentUser
+
 from spvhub_notifier import handlers
 from spvhub_notifier.handlers import Deps
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-
 from spvhub_common.access import apply_access_changed
 from spvhub_common.clock import Clock, make_clock
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
+
 from spvhub_notifier import consumers, jobs
 from spvhub_notifier.adapters.invitations_client import HttpInvitationLinks, InvitationLinks
 from spvhub_notifier.adapters.orm import access_grants, outbox

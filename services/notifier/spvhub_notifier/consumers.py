@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from spvhub_common.runtime import ServiceRuntime
+
 from spvhub_notifier.handlers import EVENT_HANDLERS, READ_MODEL_HANDLERS
 
 

@@ -7,14 +7,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
-
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from spvhub_common.access import accessible_cifs, require_access
 from spvhub_common.clock import Clock
@@ -23,18 +19,37 @@ from spvhub_common.events import CloudEvent, Event
 from spvhub_common.events.auth import ReauthorizationRequired, TokenExpiring, TokenRefreshed, UserRegistered
 from spvhub_common.events.efactura import InvoiceDownloaded, InvoiceErrorReceived, MessageExpiring
 from spvhub_common.events.etransport import TransportAssigned, UitExpiring
-from spvhub_common.events.invitations import (InvitationAccepted, InvitationClaimed, InvitationDeclined,
-                                              InvitationExpired, InvitationRevoked, InvitationSent)
+from spvhub_common.events.invitations import (
+    InvitationAccepted,
+    InvitationClaimed,
+    InvitationDeclined,
+    InvitationExpired,
+    InvitationRevoked,
+    InvitationSent,
+)
 from spvhub_common.events.notifier import NotificationSent
 from spvhub_common.events.portfolio import AccessLost, CompanyRegistered, CompanyUpdated
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from spvhub_notifier import domain
 from spvhub_notifier.adapters.invitations_client import InvitationLinks, LinkGone, LinkUnavailable
-from spvhub_notifier.adapters.orm import (access_grants, companies, company_preferences, delivery_log,
-                                          digest_items, email_outbox, email_preferences, notifications,
-                                          user_settings, users)
+from spvhub_notifier.adapters.orm import (
+    access_grants,
+    companies,
+    company_preferences,
+    delivery_log,
+    digest_items,
+    email_outbox,
+    email_preferences,
+    notifications,
+    user_settings,
+    users,
+)
 from spvhub_notifier.adapters.smtp import EmailSender, PermanentFailure, TemporaryFailure
 from spvhub_notifier.adapters.templates import Renderer
 from spvhub_notifier.domain import KINDS, Notice
@@ -334,7 +349,7 @@ async def _send_one(deps: Deps, row: dict[str, Any]) -> None:
     msg["From"] = deps.mail_from
     msg["To"] = formataddr((name or params.get("name") or "", address))
     msg["Subject"] = r.subject
-    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = f"<{row['id']}@spvhub>"  # stable per outbox row: a duplicate is recognisable
     msg["X-Spvhub-Kind"] = row["kind"]
     msg["X-Spvhub-Notification"] = row["id"]

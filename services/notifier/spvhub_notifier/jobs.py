@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from spvhub_common.runtime import PeriodicJob, ServiceRuntime
+
 from spvhub_notifier import handlers
 from spvhub_notifier.handlers import Deps
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
-
 from spvhub_common.clock import FixedClock
 from spvhub_common.db import drop_database, ensure_database
 from spvhub_common.devmail import DevMail
@@ -33,6 +31,7 @@ from spvhub_notifier.adapters.orm import access_grants, email_outbox, notificati
 from spvhub_notifier.adapters.orm import outbox as ntf_outbox
 from spvhub_notifier.bootstrap import build as build_notifier
 from spvhub_notifier.settings import Settings
+from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parents[3]
 NTF_MIGRATIONS = ROOT / "services" / "notifier" / "spvhub_notifier" / "migrations"
@@ -141,7 +140,7 @@ class Stack:
 @pytest.fixture
 async def stack(fresh_database: str, kafka_up: str, topic_prefix: str) -> Any:
     inv_db = f"t_{uuid.uuid4().hex[:12]}"
-    clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc))
+    clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
     mail = DevMail().start()
     inv_s = _settings(InvSettings, "invitations", inv_db, public_base_url="https://spv.example.ro",
                       kafka_topic_prefix=topic_prefix)

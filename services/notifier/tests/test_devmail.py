@@ -6,7 +6,6 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
-
 from spvhub_common.devmail import DevMail
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import re
 
+from ntfkit import Stack
 from spvhub_common.events.auth import UserRegistered
 from spvhub_common.events.portfolio import AccessChanged, CompanyRegistered, RightsDiscovered
-
-from ntfkit import Stack
 
 FIRM, CLIENT = "11111110", "22222220"
 REP = "ana.popescu@firmax.ro"
@@ -20,7 +19,8 @@ async def setup(st: Stack) -> None:
                AccessChanged(cif=FIRM, user_id="firm-user", role="owner", granted=True),
                RightsDiscovered(connection_id="conn-1", holder_cif=FIRM, cifs=[FIRM, CLIENT], gained=[CLIENT])):
         await st.feed_invitations(ev)
-    for ev in (CompanyRegistered(cif=FIRM, name="Contabil Expert SRL"), CompanyRegistered(cif=CLIENT, name="Firma X SRL"),
+    for ev in (CompanyRegistered(cif=FIRM, name="Contabil Expert SRL"),
+               CompanyRegistered(cif=CLIENT, name="Firma X SRL"),
                AccessChanged(cif=FIRM, user_id="firm-user", role="owner", granted=True),
                UserRegistered(user_id="firm-user", email="office@contabilexpert.ro", name="Ion Contabilu")):
         await st.feed(ev)
@@ -44,7 +44,7 @@ def link_token(mail: dict) -> str:
 async def test_from_discovery_to_accepted(stack: Stack):
     st = stack
     await setup(st)
-    inv_id = await invite(st)
+    await invite(st)
     await st.relay_invitations()
     await st.send_all()
 
@@ -55,7 +55,7 @@ async def test_from_discovery_to_accepted(stack: Stack):
     assert "Creați-vă contul" in mail["text"] and "Ana Popescu" in mail["text"]
     token = link_token(mail)
     # the token never went through Kafka and is stored nowhere in the notifier
-    for topic, data in await st.published():
+    for _topic, data in await st.published():
         assert token not in str(data)
     async with st.ntf.sessions() as s:
         from sqlalchemy import text
@@ -104,7 +104,7 @@ async def test_from_discovery_to_accepted(stack: Stack):
 async def test_expired_after_16_days_and_firm_told_once(stack: Stack):
     st = stack
     await setup(st)
-    inv_id = await invite(st)
+    await invite(st)
     await st.relay_invitations()
     await st.send_all()
     token = link_token(st.mails(REP)[0])
@@ -135,8 +135,7 @@ async def test_invitation_email_not_sent_once_revoked(stack: Stack):
     assert r.status_code == 200
     await st.send_all()
     assert st.mails(REP) == []
-    from sqlalchemy import select
-
     from spvhub_notifier.adapters.orm import email_outbox
+    from sqlalchemy import select
     async with st.ntf.sessions() as s:
         assert (await s.execute(select(email_outbox.c.status))).scalars().all() == ["cancelled"]

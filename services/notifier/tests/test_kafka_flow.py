@@ -6,11 +6,11 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-
+from ntfkit import INV_MIGRATIONS, NTF_MIGRATIONS, SERVICE_TOKEN, _settings
 from spvhub_common.clock import FixedClock
 from spvhub_common.db import drop_database, ensure_database
 from spvhub_common.devmail import DevMail
@@ -26,13 +26,11 @@ from spvhub_notifier.adapters.invitations_client import HttpInvitationLinks
 from spvhub_notifier.bootstrap import build as build_notifier
 from spvhub_notifier.settings import Settings
 
-from ntfkit import INV_MIGRATIONS, NTF_MIGRATIONS, SERVICE_TOKEN, _settings
-
 FIRM, CLIENT = "11111110", "22222220"
 
 
-async def eventually(fn: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(fn: Callable[[], Awaitable[Any]], limit: float = 60.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + limit
     while True:
         got = await fn()
         if got:
@@ -44,7 +42,7 @@ async def eventually(fn: Callable[[], Awaitable[Any]], timeout: float = 60.0) ->
 
 async def test_journey_over_kafka(fresh_database: str, kafka_up: str, topic_prefix: str):
     inv_db = f"t_{uuid.uuid4().hex[:12]}"
-    clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc))
+    clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
     mail = DevMail().start()
     inv_s = _settings(InvSettings, "invitations", inv_db, public_base_url="https://spv.example.ro",
                       kafka_topic_prefix=topic_prefix)

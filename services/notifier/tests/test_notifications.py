@@ -2,25 +2,27 @@
 redelivered event never sends twice; SMTP down for a while -> everything delivered afterwards, once."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import httpx
-from sqlalchemy import func, select
-
+from ntfkit import Stack
 from spvhub_common.events.auth import ReauthorizationRequired, TokenExpiring, TokenRefreshed, UserRegistered
 from spvhub_common.events.efactura import InvoiceDownloaded, InvoiceErrorReceived, MessageExpiring
 from spvhub_common.events.etransport import TransportAssigned, UitExpiring
-from spvhub_common.events.invitations import (InvitationAccepted, InvitationClaimed, InvitationDeclined,
-                                              InvitationExpired)
+from spvhub_common.events.invitations import (
+    InvitationAccepted,
+    InvitationClaimed,
+    InvitationDeclined,
+    InvitationExpired,
+)
 from spvhub_common.events.portfolio import AccessChanged, AccessLost, CompanyRegistered
 from spvhub_notifier import handlers
 from spvhub_notifier.adapters.orm import delivery_log, email_outbox
-
-from ntfkit import Stack
+from sqlalchemy import func, select
 
 CIF, FIRM = "22222220", "11111110"
-T = datetime(2025, 4, 1, 10, 0, tzinfo=timezone.utc)
+T = datetime(2025, 4, 1, 10, 0, tzinfo=UTC)
 DIACRITICS = set("ăâîșțĂÂÎȘȚ")
 
 
@@ -134,7 +136,7 @@ async def test_each_kind_once_in_inbox_and_by_email_in_romanian(stack: Stack):
 async def test_smtp_unavailable_then_everything_delivered_once(stack: Stack):
     st = stack
     await people(st)
-    httpx.post(f"{st.mail.http_url}/fault", json={"refuse": True})
+    st.mail.set_faults(refuse=True)
     envs = [await st.feed(ev) for ev in company_events()[:5]]
     for _ in range(4):  # several attempts while SMTP refuses connections
         await handlers.send_due_emails(st.deps)
@@ -148,10 +150,11 @@ async def test_smtp_unavailable_then_everything_delivered_once(stack: Stack):
         statuses = set((await s.execute(select(email_outbox.c.status))).scalars())
         assert statuses == {"pending"}
     # the server answers but refuses deliveries (421) for a while
-    httpx.post(f"{st.mail.http_url}/fault", json={"refuse": True, "mode": "reply"})
+    async with httpx.AsyncClient() as c:  # through the HTTP switch, as an operator would
+        await c.post(f"{st.mail.http_url}/fault", json={"refuse": True, "mode": "reply"})
     await handlers.send_due_emails(st.deps)
     assert st.mails() == []
-    httpx.post(f"{st.mail.http_url}/fault", json={"refuse": False, "fail_next": 2})
+    st.mail.set_faults(refuse=False, fail_next=2)
     for env in envs:  # Kafka redelivers meanwhile
         await st.feed(env)
     await st.send_all(rounds=60)
@@ -180,7 +183,8 @@ async def test_inbox_api_and_preferences(stack: Stack):
                                    params={"limit": 3, "before": inbox["next_cursor"]})).json()
     assert [i["data"]["days_left"] for i in page2["items"]] == [30] and page2["next_cursor"] is None
     first = inbox["items"][0]
-    assert first["title"] == "Autorizarea SPV expiră în 1 zi" and first["url"].endswith(f"/companies/{CIF}/authorization")
+    assert first["title"] == "Autorizarea SPV expiră în 1 zi"
+    assert first["url"].endswith(f"/companies/{CIF}/authorization")
     r = await st.notifier.post(f"/api/notifier/notifications/{first['id']}/read", headers=h)
     assert r.status_code == 200 and r.json()["read"] and r.json()["unread"] == 3
     assert (await st.notifier.post(f"/api/notifier/notifications/{first['id']}/read",
@@ -201,7 +205,8 @@ async def test_inbox_api_and_preferences(stack: Stack):
     bad = await st.notifier.put("/api/notifier/preferences", headers=h, json={
         "locale": "en", "companies": [{"cif": FIRM, "invoice_digest": False}]})
     assert bad.status_code == 403
-    assert (await st.notifier.get("/api/notifier/preferences", headers=h)).json()["locale"] == "ro"  # nothing half-written
+    # nothing half-written
+    assert (await st.notifier.get("/api/notifier/preferences", headers=h)).json()["locale"] == "ro"
     ok = await st.notifier.put("/api/notifier/preferences", headers=h, json={
         "locale": "en", "companies": [{"cif": CIF, "invoice_digest": False}]})
     assert ok.status_code == 200 and ok.json()["companies"][0]["invoice_digest"] is False

@@ -1,11 +1,9 @@
 """Tables of the invitations service (SQLAlchemy Core); the Alembic history in migrations/ follows this file."""
 from __future__ import annotations
 
-from sqlalchemy import (ARRAY, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func,
-                        text)
-
 from spvhub_common.access import access_table
 from spvhub_common.messaging import add_messaging_tables
+from sqlalchemy import ARRAY, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, func, text
 
 metadata = MetaData()
 outbox, inbox = add_messaging_tables(metadata)

@@ -5,12 +5,25 @@ Idempotent delivery per (event, channel, recipient): `notifications` (channel in
 """
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, PrimaryKeyConstraint,
-                        String, Table, Text, UniqueConstraint, func, text)
-from sqlalchemy.dialects.postgresql import JSONB
-
 from spvhub_common.access import access_table
 from spvhub_common.messaging import add_messaging_tables
+from sqlalchemy import (
+                        BigInteger,
+                        Boolean,
+                        Column,
+                        DateTime,
+                        Index,
+                        Integer,
+                        MetaData,
+                        PrimaryKeyConstraint,
+                        String,
+                        Table,
+                        Text,
+                        UniqueConstraint,
+                        func,
+                        text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 outbox, inbox = add_messaging_tables(metadata)

@@ -7,8 +7,8 @@ from datetime import date, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, Template
-
 from spvhub_common.clock import BUCHAREST
+
 from spvhub_notifier.domain import normalize_locale
 
 
