@@ -486,7 +486,8 @@ async def _record_discovery(uow: SqlUnitOfWork, deps: Deps, conn: dict[str, Any]
     previous = await repo.rights_of(uow.session, connection_id)
     d = domain.diff_rights(previous, found, unknown)
     await repo.replace_rights(uow.session, connection_id, d.gained, d.lost, sorted(found & previous), now)
-    await registry_data(uow, deps, d.cifs, best_effort=True)  # enrich; the daily refresh retries failures
+    reg = await registry_data(uow, deps, d.cifs, best_effort=True)  # enrich; the daily refresh retries failures
+    names = {c: r["name"] for c, r in reg.items() if r["found"] and r["name"] and c in d.cifs}
     complete = not unknown
     await repo.set_connection(uow.session, connection_id, {
         "last_discovery_at": now, "last_discovery_mode": mode, "last_discovery_complete": complete,
@@ -495,7 +496,7 @@ async def _record_discovery(uow: SqlUnitOfWork, deps: Deps, conn: dict[str, Any]
     services = conn["services"] or ["efactura"]
     if trigger != "recheck" or d.gained or d.lost:
         uow.publish(RightsDiscovered(connection_id=connection_id, holder_cif=holder, cifs=d.cifs, gained=d.gained,
-                                     lost=d.lost, services=services, mode=mode, complete=complete))
+                                     lost=d.lost, services=services, mode=mode, complete=complete, names=names))
     if d.lost:
         notify = await _people_concerned(uow, conn)
         who = conn["holder_name"] or f"the certificate holder of CIF {holder}"
@@ -641,8 +642,8 @@ async def portfolio_status(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> di
     names = await repo.registry_rows(uow.session, discovered | set(collabs))
     clients = []
     for cif in sorted(discovered | set(collabs), key=int):
-        c = collabs.get(cif)
-        status = c["status"] if c else None
+        collab = collabs.get(cif)
+        status = collab["status"] if collab else None
         inv = invites.get(cif)
         client_blockers = []
         if status != CollaborationStatus.ACTIVE:

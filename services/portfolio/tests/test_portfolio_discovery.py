@@ -44,6 +44,7 @@ async def test_inventory_mode_finds_exactly_the_40(env: Env) -> None:
     assert ev["cifs"] == EXPECTED and ev["gained"] == EXPECTED and ev["lost"] == []
     assert ev["mode"] == "inventory" and ev["complete"] is True and ev["holder_cif"] == FIRM_A
     assert ev["connection_id"] == "conn-a" and "efactura" in ev["services"]
+    assert sorted(ev["names"]) == EXPECTED and all(n.startswith("FIRMA ") for n in ev["names"].values())
     assert await _list_calls(env) == 1  # one call reveals the whole portfolio
     disc = await _discovered(env)
     assert disc["count"] == 39 and sorted(c["cif"] for c in disc["companies"]) == sorted(CLIENTS_A)

@@ -45,6 +45,7 @@ class RightsDiscovered(Event):
     services: list[str] = ["efactura"]
     mode: str = ""  # inventory (ANAF's `cui` field) | probe (candidates probed one by one)
     complete: bool = True  # False: some candidates could not be probed (budget, ANAF down); they kept their state
+    names: dict[str, str] = {}  # CIF -> name from ANAF's public registry, for the CIFs that have one
 
 
 @register
