@@ -1,21 +1,25 @@
 """Composition root of the etransport service: the only place that builds engines, clients and adapters.
 
-Tests override the clock, the HTTP transports to ANAF and auth, the budget and the runtime switches."""
+Tests override the clock, the HTTP transports to ANAF and auth, the budget, or the ports themselves."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from spvhub_common.access import apply_access_changed
-from spvhub_common.anaf.budget import AnafBudget, PostgresBudget, ensure_schema
+from spvhub_common.anaf import AnafBudget, AnafClient, AnafConfig, PostgresBudget, ensure_schema
 from spvhub_common.clock import Clock, make_clock
+from spvhub_common.db import create_engine, ensure_database
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
 
-from spvhub_etransport.adapters.anaf import EtransportApi, HttpEtransportApi
+from spvhub_etransport.adapters.anaf import AnafClientEtransportApi, EtransportApi
 from spvhub_etransport.adapters.auth import AuthTokenProvider, TokenProvider
 from spvhub_etransport.adapters.orm import access_grants, outbox
 from spvhub_etransport.api import router
@@ -25,17 +29,17 @@ from spvhub_etransport.jobs import poll_job
 from spvhub_etransport.settings import Settings, get_settings
 
 
-class _BudgetClock:
-    """Adapts the platform clock (now) to the budget's clock protocol (now + sleep)."""
+class AnafClock:
+    """The platform clock (which follows the emulator in dev/test) with the `sleep` the ANAF client and budget
+    need; daily limits then reset at the same midnight as the emulator's."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
-    def now(self) -> Any:
+    def now(self) -> datetime:
         return self._clock.now()
 
     async def sleep(self, seconds: float) -> None:
-        import asyncio
         await asyncio.sleep(max(0.0, min(seconds, 5.0)))
 
 
@@ -43,41 +47,53 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
           anaf_transport: httpx.AsyncBaseTransport | None = None,
           auth_transport: httpx.AsyncBaseTransport | None = None,
           anaf: EtransportApi | None = None, tokens: TokenProvider | None = None,
-          budget: AnafBudget | Callable[[ServiceRuntime], AnafBudget] | None = None,
-          **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
+          budget: AnafBudget | None = None, **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
     clock = clock or make_clock(settings.clock_url)
+    anaf_clock = AnafClock(clock)
 
+    budget_engine = None
     if budget is None:
-        the_budget: AnafBudget = PostgresBudget(runtime.engine, clock=_BudgetClock(clock))
-    elif callable(budget) and not isinstance(budget, AnafBudget):
-        the_budget = budget(runtime)
-    else:
-        the_budget = budget  # type: ignore[assignment]
-    anaf_client = httpx.AsyncClient(transport=anaf_transport, timeout=settings.anaf_timeout)
+        # one budget for every service and replica: ANAF's limits count all of the platform's calls
+        budget_engine = create_engine(settings, settings.anaf_budget_database)
+        budget = PostgresBudget(budget_engine, clock=anaf_clock)
+    config = AnafConfig(api_base=settings.anaf_base, public_base=settings.anaf_base,
+                        oauth_base=f"{settings.anaf_base.rstrip('/')}/anaf-oauth2/v1",
+                        env="prod" if settings.anaf_env == "prod" else "test", read_timeout=settings.anaf_timeout)
+    anaf_client = AnafClient(config, budget, transport=anaf_transport, clock=anaf_clock)
     auth_client = httpx.AsyncClient(transport=auth_transport, timeout=10)
-    anaf = anaf or HttpEtransportApi(anaf_client, settings.anaf_base, settings.anaf_env, the_budget,
-                                   now=clock.now)
+    anaf = anaf or AnafClientEtransportApi(anaf_client)
     tokens = tokens or AuthTokenProvider(auth_client, settings.auth_url, settings.service_token.get_secret_value(),
                                          now=clock.now)
     svc = EtransportService(settings, clock, runtime.uow, anaf, tokens)
 
-    async def on_access_changed(ev, _env, uow) -> None:  # type: ignore[no-untyped-def]
+    async def on_access_changed(ev: Any, _env: Any, uow: Any) -> None:
         await apply_access_changed(uow.session, access_grants, ev)
     runtime.consumer("etransport.access-read-model").route(AccessChanged, on_access_changed)
     register_consumers(runtime, svc)
     runtime.add_job(poll_job(svc))
 
     async def on_start(app: FastAPI) -> None:
-        if isinstance(the_budget, PostgresBudget):
-            await ensure_schema(runtime.engine)
+        if budget_engine is not None:
+            await ensure_database(settings, settings.anaf_budget_database)
+            await ensure_schema(budget_engine)
+
+    inner = runtime.lifespan(on_start)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with inner(app):
+            yield
+        await anaf_client.aclose()
+        await auth_client.aclose()
+        if budget_engine is not None:
+            await budget_engine.dispose()
 
     app = create_app(settings, title="spvhub etransport",
                      description="e-Transport carrier view: transports where a company is the carrier, "
-                                 "with UIT history.", routers=[router], lifespan=runtime.lifespan(on_start))
+                                 "with UIT history.", routers=[router], lifespan=lifespan)
     app.state.etransport = svc
-    app.state.http_clients = (anaf_client, auth_client)
     return app, runtime
 
 

@@ -19,6 +19,8 @@ class Settings(ServiceSettings):
     max_probes_per_poll: int = Field(100, ge=0, description="targeted `info?uit=` probes per company poll")
     manual_poll_min_seconds: float = Field(30.0, description="minimum gap between manual polls of one company")
     anaf_timeout: float = 30.0
+    anaf_budget_database: str = Field("spvhub_anaf_budget",
+                                      description="database of the ANAF call budget shared by every service")
 
 
 @lru_cache

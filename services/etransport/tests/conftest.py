@@ -18,13 +18,15 @@ from anaf_emulator.cif import make_cif
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 from spvhub_common.access import apply_access_changed
+from spvhub_common.anaf import PostgresBudget, ensure_schema
+from spvhub_common.db import create_engine
 from spvhub_common.events import decode
 from spvhub_common.events.portfolio import AccessChanged, RightsDiscovered
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.testing import STACK
 from spvhub_common.testtokens import TokenMinter
 from spvhub_etransport.adapters.orm import access_grants
-from spvhub_etransport.bootstrap import build
+from spvhub_etransport.bootstrap import AnafClock, build
 from spvhub_etransport.handlers import EtransportService
 from spvhub_etransport.settings import Settings
 from sqlalchemy import text
@@ -212,7 +214,12 @@ async def start_harness(database: str, topic_prefix: str, *, start_relay: bool =
                         kafka_topic_prefix=topic_prefix, outbox_poll_interval=0.05, anaf_base="http://emulator",
                         auth_url="http://auth", **settings_kw)
     await upgrade_async(settings, MIGRATIONS)
-    app, runtime = build(settings, clock=EmulatorClock(emu_app.state.emulator),
+    clock = EmulatorClock(emu_app.state.emulator)
+    # the test's own budget (in its fresh database): counters of earlier runs on the same simulated days
+    # must not leak into this one
+    budget_engine = create_engine(settings)
+    await ensure_schema(budget_engine)
+    app, runtime = build(settings, clock=clock, budget=PostgresBudget(budget_engine, clock=AnafClock(clock)),
                          anaf_transport=httpx.ASGITransport(app=emu_app),
                          auth_transport=httpx.ASGITransport(app=auth.app()),
                          start_consumers=start_consumers, start_jobs=False, start_relay=start_relay)
@@ -226,8 +233,7 @@ async def start_harness(database: str, topic_prefix: str, *, start_relay: bool =
     async def stop() -> None:
         await api.aclose()
         await ctx.__aexit__(None, None, None)
-        for c in app.state.http_clients:
-            await c.aclose()
+        await budget_engine.dispose()
         await emu.aclose()
     return h, stop
 
