@@ -158,7 +158,7 @@ DOCS_PAGE = """<!doctype html>
 <script>
 window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true,
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "StandaloneLayout",
-  requestInterceptor: (req) => { req.headers["X-Request-ID"] = req.headers["X-Request-ID"] || crypto.randomUUID(); return req; }});
+  persistAuthorization: true});
 </script></body></html>
 """
 SWAGGER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
