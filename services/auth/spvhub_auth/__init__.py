@@ -1,1 +1,1 @@
-"""spvhub auth service: Platform accounts, API credentials, JWT signing keys and ANAF connections (tokens encrypted at rest)."""
+"""spvhub auth service: platform accounts, JWT signing keys (JWKS) and ANAF connections (tokens encrypted at rest)."""

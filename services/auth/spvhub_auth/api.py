@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
-
 from spvhub_common.errors import AppError, error_body
 from spvhub_common.security import CurrentUser, Principal, ServiceCaller
+
 from spvhub_auth import handlers as H
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])

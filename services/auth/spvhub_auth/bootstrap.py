@@ -8,16 +8,16 @@ from typing import Any
 import httpx
 from argon2 import PasswordHasher
 from fastapi import FastAPI
-
 from spvhub_common.access import apply_access_changed
 from spvhub_common.anaf.budget import AnafBudget, PostgresBudget, ensure_schema
 from spvhub_common.anaf.clock import SystemClock as AnafSystemClock
 from spvhub_common.clock import Clock, make_clock
-from spvhub_common.db import create_engine, ensure_database
 from spvhub_common.crypto import SecretBox
+from spvhub_common.db import create_engine, ensure_database
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
+
 from spvhub_auth.adapters.anaf import AnafGateway, HttpAnafGateway
 from spvhub_auth.adapters.keys import KeyRing, KeyRingVerifier
 from spvhub_auth.adapters.orm import access_grants, outbox

@@ -7,7 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 DAY = timedelta(days=1)
@@ -64,7 +64,7 @@ def jwt_claims(token: str) -> dict[str, Any]:
 
 def _ts(claims: dict[str, Any], name: str) -> datetime | None:
     v = claims.get(name)
-    return datetime.fromtimestamp(int(v), timezone.utc) if isinstance(v, (int, float)) else None
+    return datetime.fromtimestamp(int(v), UTC) if isinstance(v, (int, float)) else None
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class TokenFacts:
     certificate_login_at: datetime | None  # `auth_time` of the refresh token, when ANAF/emulator gives it
 
     @classmethod
-    def read(cls, access_token: str, refresh_token: str, now: datetime, expires_in: int | None) -> "TokenFacts":
+    def read(cls, access_token: str, refresh_token: str, now: datetime, expires_in: int | None) -> TokenFacts:
         a = jwt_claims(access_token)
         try:
             r = jwt_claims(refresh_token)

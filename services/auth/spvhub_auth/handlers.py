@@ -15,31 +15,45 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import and_, case, cast, func, insert, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-
 from spvhub_common.access import accessible_cifs, require_access
 from spvhub_common.anaf import errors as E
 from spvhub_common.clock import Clock, SystemClock
 from spvhub_common.crypto import SecretBox
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
-from spvhub_common.events.auth import (ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired,
-                                       TokenExpiring, TokenRefreshed, UserRegistered)
+from spvhub_common.events.auth import (
+    ConnectionAuthorized,
+    ConnectionRevoked,
+    ReauthorizationRequired,
+    TokenExpiring,
+    TokenRefreshed,
+    UserRegistered,
+)
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
+from sqlalchemy import and_, case, cast, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
 from spvhub_auth import domain as D
 from spvhub_auth.adapters.anaf import AnafGateway, TokenSet
 from spvhub_auth.adapters.keys import KeyRing
-from spvhub_auth.adapters.orm import (access_grants, access_token_grants, anaf_connections, delegation_links,
-                                      login_throttle, oauth_states, refresh_tokens, users)
+from spvhub_auth.adapters.orm import (
+    access_grants,
+    access_token_grants,
+    anaf_connections,
+    delegation_links,
+    login_throttle,
+    oauth_states,
+    refresh_tokens,
+    users,
+)
 from spvhub_auth.settings import Settings
 
 log = get_logger(__name__)
@@ -840,10 +854,10 @@ def _token_body(deps: Deps, c: Any) -> dict[str, Any]:
             "company_cif": c.company_cif, "status": c.state}
 
 
-async def _wait_out_renewal(deps: Deps, connection_id: str, timeout: float = 20.0) -> Any:
+async def _wait_out_renewal(deps: Deps, connection_id: str, wait_seconds: float = 20.0) -> Any:
     """Single flight: another runner is refreshing; wait for it instead of refreshing again."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + wait_seconds
     c = await _load(deps, connection_id)
     while c is not None and c.state == D.RENEWING and loop.time() < deadline:
         await asyncio.sleep(0.1)
@@ -918,4 +932,4 @@ async def token_grants(deps: Deps, connection_id: str) -> list[dict[str, Any]]:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

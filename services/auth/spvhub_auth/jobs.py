@@ -3,6 +3,7 @@ each connection is additionally claimed row by row, so even overlapping runners 
 from __future__ import annotations
 
 from spvhub_common.runtime import PeriodicJob
+
 from spvhub_auth import handlers as H
 
 

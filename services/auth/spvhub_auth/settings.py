@@ -8,7 +8,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field, SecretStr, model_validator
-
 from spvhub_common.settings import ServiceSettings
 
 # Fixed, public, dev-only material: never valid outside env=dev|test (see _refuse_dev_secrets).
@@ -61,7 +60,7 @@ class Settings(ServiceSettings):
         return self.anaf_redirect_uri or f"{self.public_base_url.rstrip('/')}/api/auth/anaf/callback"
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets(self) -> "Settings":
+    def _refuse_dev_secrets(self) -> Settings:
         if self.env in ("dev", "test"):
             return self
         bad = []

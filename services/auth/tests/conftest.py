@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -14,19 +14,18 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
-from sqlalchemy import select
-
 from anaf_emulator import create_app as create_emulator
 from anaf_emulator.scenario import _load_raw
+from argon2 import PasswordHasher
+from spvhub_auth.adapters.orm import access_grants, outbox
+from spvhub_auth.bootstrap import build
+from spvhub_auth.settings import Settings
 from spvhub_common.access import apply_access_changed
 from spvhub_common.events import decode
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.testing import make_settings
-from spvhub_auth.adapters.orm import access_grants, outbox
-from spvhub_auth.bootstrap import build
-from spvhub_auth.settings import Settings
+from sqlalchemy import select
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "spvhub_auth" / "migrations"
 PUBLIC = "https://spvhub.test"
@@ -48,7 +47,7 @@ class EmulatorClock:
         self.emu = emu_state
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.emu.clock.timestamp(), timezone.utc)
+        return datetime.fromtimestamp(self.emu.clock.timestamp(), UTC)
 
 
 class _FormParser(HTMLParser):
@@ -162,8 +161,8 @@ class Harness:
         return r.json(), user
 
     @staticmethod
-    async def wait_for(pred: Any, timeout: float = 10.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_for(pred: Any, seconds: float = 10.0) -> Any:
+        deadline = asyncio.get_running_loop().time() + seconds
         while True:
             v = await pred()
             if v:

@@ -3,11 +3,10 @@ JWKS verification by other services, profile and locale, signing key encrypted a
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
-
 from spvhub_auth.adapters.orm import signing_keys, users
 from spvhub_common.events.auth import UserRegistered
 from spvhub_common.security import JwksVerifier
+from sqlalchemy import select
 
 
 async def test_signup_login_and_jwks_verification(harness) -> None:  # type: ignore[no-untyped-def]

@@ -6,10 +6,9 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from sqlalchemy import func, select
-
 from spvhub_auth.adapters.orm import anaf_connections
 from spvhub_common.events.auth import ConnectionAuthorized
+from sqlalchemy import func, select
 
 CIF = "1000017"
 
@@ -204,7 +203,6 @@ async def test_first_authorization_of_a_just_registered_company(harness, kafka_u
     """Portfolio publishes `portfolio.access-changed` when the owner registers the company; the owner starts the
     authorization at once and auth waits for its read model instead of refusing."""
     from aiokafka import AIOKafkaProducer
-
     from spvhub_common.events import encode, to_envelope
     from spvhub_common.events.portfolio import AccessChanged
     h = harness

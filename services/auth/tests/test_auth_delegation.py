@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
-
 from spvhub_auth.adapters.orm import delegation_links
+from sqlalchemy import select
 
 CIF = "2000023"
 

@@ -2,14 +2,13 @@
 settings that refuse dev-only secrets."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from spvhub_auth import domain as D
 from spvhub_auth.settings import Settings
 
-T0 = datetime(2026, 3, 10, 8, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 10, 8, tzinfo=UTC)
 
 
 def test_must_act_by_is_the_earliest_limit() -> None:

@@ -6,10 +6,9 @@ import asyncio
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
-
 from spvhub_auth import handlers as H
 from spvhub_auth.adapters.orm import anaf_connections
+from sqlalchemy import select
 
 CIF = "1000017"
 SVC = {"X-Service-Token": "dev-service-token", "X-Service-Name": "efactura"}

@@ -9,11 +9,10 @@ import uuid
 
 import structlog
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import func, select
-
 from spvhub_auth import handlers as H
 from spvhub_auth.adapters.orm import outbox
 from spvhub_common.logging import configure_logging
+from sqlalchemy import func, select
 
 SVC = {"X-Service-Token": "dev-service-token", "X-Service-Name": "efactura"}
 
@@ -87,7 +86,7 @@ async def test_no_token_in_logs_errors_outbox_or_kafka(harness, capsys, caplog, 
                 left = (await uow.session.execute(select(func.count()).select_from(outbox).where(
                     outbox.c.published_at.is_(None)))).scalar()
             return left == 0
-        await h.wait_for(relayed, timeout=20)
+        await h.wait_for(relayed, seconds=20)
         payloads = await h.outbox_payloads()
         topics = sorted({h.settings.kafka_topic_prefix + t for t, _ in await h.events()})
         kafka = await _kafka_values(kafka_up, topics, len(payloads))
@@ -98,8 +97,9 @@ async def test_no_token_in_logs_errors_outbox_or_kafka(harness, capsys, caplog, 
     out = capsys.readouterr()
     logs = out.out + out.err + caplog.text
     assert len(kafka) >= len(payloads) >= 5
+    prefix = h.settings.kafka_topic_prefix
     assert {"auth.user-registered", "auth.connection-authorized", "auth.token-refreshed",
-            "auth.reauthorization-required", "auth.connection-revoked"} <= {t[len(h.settings.kafka_topic_prefix):] for t in topics}
+            "auth.reauthorization-required", "auth.connection-revoked"} <= {t[len(prefix):] for t in topics}
     assert "anaf connection authorized" in logs  # the logs were captured
     secrets = {s for s in h.secrets if s and len(s) >= 8}
     assert len(secrets) >= 10

@@ -11,7 +11,6 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import httpx
-
 from spvhub_common.anaf import errors as E
 from spvhub_common.anaf.budget import AnafBudget, BudgetKind
 
@@ -67,7 +66,7 @@ class HttpAnafGateway:
         try:
             resp = await self._client.post("/anaf-oauth2/v1/token", data=form,
                                            auth=httpx.BasicAuth(self.client_id, self._secret))
-        except httpx.TimeoutException as exc:
+        except httpx.TimeoutException:
             raise E.AnafUnavailable("timeout at the ANAF token endpoint", endpoint="oauth.token") from None
         except httpx.HTTPError as exc:
             raise E.AnafUnavailable(f"cannot reach the ANAF token endpoint: {type(exc).__name__}",

@@ -10,12 +10,12 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import insert, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from spvhub_common.clock import Clock
 from spvhub_common.crypto import SecretBox
 from spvhub_common.security import JwksVerifier
+from sqlalchemy import insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from spvhub_auth.adapters.orm import signing_keys
 
 KEY_RETENTION = timedelta(days=2)  # retired keys stay in the JWKS while tokens they signed may still be in use

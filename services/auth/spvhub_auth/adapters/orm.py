@@ -1,12 +1,24 @@
 """Tables of the auth service (SQLAlchemy Core); the Alembic history in migrations/ follows this file."""
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, LargeBinary, MetaData, String,
-                        Table, Text, func, text)
-from sqlalchemy.dialects.postgresql import JSONB
-
 from spvhub_common.access import access_table
 from spvhub_common.messaging import add_messaging_tables
+from sqlalchemy import (
+                        BigInteger,
+                        Boolean,
+                        Column,
+                        DateTime,
+                        Index,
+                        Integer,
+                        LargeBinary,
+                        MetaData,
+                        String,
+                        Table,
+                        Text,
+                        func,
+                        text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 outbox, inbox = add_messaging_tables(metadata)

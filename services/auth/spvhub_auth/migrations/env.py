@@ -1,5 +1,5 @@
 """Alembic environment of the auth service."""
-from spvhub_common.alembic_env import run
 from spvhub_auth.adapters.orm import metadata
+from spvhub_common.alembic_env import run
 
 run(metadata)
