@@ -12,8 +12,8 @@ from spvhub_common.settings import ServiceSettings
 
 # Fixed, public, dev-only material: never valid outside env=dev|test (see _refuse_dev_secrets).
 DEV_TOKEN_KEY_SPEC = "dev1:ZGV2LW9ubHktc3B2aHViLXRva2VuLWtleS0zMmJ5dGU="  # b"dev-only-spvhub-token-key-32byte"
-DEV_ANAF_CLIENT_ID = "0123456789abcdef0123456789abcdef0123456789abcdef"
-DEV_ANAF_CLIENT_SECRET = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+DEV_ANAF_CLIENT_ID = "cbe25460f48828bc981fb8e80bd40cab74fafbb013023e5f"  # emulator demo.json "spvhub dev"
+DEV_ANAF_CLIENT_SECRET = "d0797ecc5e66c8dafbf28f1fb20f9c24cf531cdb55d2efe2369fc6c92b60107a"
 
 
 class Settings(ServiceSettings):
