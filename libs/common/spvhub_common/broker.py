@@ -81,7 +81,8 @@ class EventConsumer:
 
     def register(self, **subscriber_kw: Any) -> None:
         topics = sorted({self.topic_prefix + c.topic for c in self.routes})
-        kw: dict[str, Any] = {"group_id": self.name, "auto_offset_reset": "earliest",
+        # the prefix isolates consumer groups too: a test system never joins the dev system's groups
+        kw: dict[str, Any] = {"group_id": self.topic_prefix + self.name, "auto_offset_reset": "earliest",
                               "ack_policy": AckPolicy.MANUAL, "max_poll_interval_ms": 600_000}
         kw.update(subscriber_kw)
         sub = self.broker.subscriber(*topics, **kw)
