@@ -198,7 +198,7 @@ async def test_postgres_schema_idempotent_and_prune(pg_engine: AsyncEngine, cloc
     assert (windows, daily) == (0, 0)
 
 
-def test_budgets_implement_the_port(clock: ManualClock) -> None:
+async def test_budgets_implement_the_port(clock: ManualClock) -> None:
     from spvhub_common.anaf.budget import InMemoryBudget
 
     assert isinstance(InMemoryBudget(clock=clock), AnafBudget)
