@@ -143,11 +143,36 @@ def merge_openapi(docs: dict[str, dict[str, Any]], *, public: bool) -> dict[str,
                     op["x-spvhub-service"] = svc
                 target[method] = op
         merged["tags"].append({"name": svc, "description": doc.get("info", {}).get("description", "")})
+    if public:
+        _bearer_security(merged)
     merged["paths"] = dict(sorted(merged["paths"].items()))
     merged["components"]["schemas"] = dict(sorted(schemas.items()))
     if not merged["components"]["securitySchemes"]:
         del merged["components"]["securitySchemes"]
     return merged
+
+
+def _bearer_security(doc: dict[str, Any]) -> None:
+    """Operations that read the `Authorization` header (spvhub_common.security.CurrentUser) are declared as
+    bearer-protected instead: OpenAPI ignores a header parameter named Authorization, and this way the docs
+    page's "Authorize" button sends the platform JWT."""
+    used = False
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            if not isinstance(op, dict):
+                continue
+            params = op.get("parameters", [])
+            auth = [p for p in params if p.get("in") == "header" and str(p.get("name", "")).lower() == "authorization"]
+            if auth:
+                op["parameters"] = [p for p in params if p not in auth]
+                if not op["parameters"]:
+                    del op["parameters"]
+                op.setdefault("security", [{"bearerAuth": []}])
+                used = True
+    if used:
+        doc["components"].setdefault("securitySchemes", {})["bearerAuth"] = {
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "Platform access token from POST /api/auth/login (RS256, JWKS at /.well-known/jwks.json)"}
 
 
 def service_openapi_docs() -> dict[str, dict[str, Any]]:
