@@ -56,7 +56,10 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers: dict[str, str] | None = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        retry_after = exc.details.get("retry_after_seconds")
+        if exc.status in (423, 429, 503) and retry_after is not None:
+            headers = {"Retry-After": str(max(int(float(retry_after)), 1))}
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

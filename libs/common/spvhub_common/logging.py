@@ -13,10 +13,13 @@ SECRET_KEYS = re.compile(r"(token|secret|password|authorization|cookie|refresh|a
 # JWT-shaped values (three base64url segments) and bearer strings are masked wherever they appear.
 JWT_RE = re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]{5,}")
 BEARER_RE = re.compile(r"(?i)bearer\s+[\w.\-~+/]+=*")
+# one-time codes, OAuth state and link tokens in logged URLs (`?code=...&state=...`)
+QUERY_SECRET_RE = re.compile(r"(?i)([?&](?:code|state|token|refresh_token|access_token|invitation)=)[^&\s\"']+")
 
 
 def redact_value(value: Any) -> Any:
     if isinstance(value, str):
+        value = QUERY_SECRET_RE.sub(r"\1[redacted]", value)
         return JWT_RE.sub("[redacted-jwt]", BEARER_RE.sub("Bearer [redacted]", value))
     if isinstance(value, dict):
         return {k: ("[redacted]" if SECRET_KEYS.search(str(k)) else redact_value(v)) for k, v in value.items()}
@@ -63,7 +66,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "kafka", "uvicorn.access"):
+    for noisy in ("aiokafka", "kafka", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -137,8 +137,8 @@ class ServiceRuntime:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    def lifespan(self, extra: Callable[[FastAPI], Awaitable[None]] | None = None
-                 ) -> Callable[[FastAPI], Any]:
+    def lifespan(self, extra: Callable[[FastAPI], Awaitable[None]] | None = None,
+                 on_stop: Callable[[FastAPI], Awaitable[None]] | None = None) -> Callable[[FastAPI], Any]:
         @asynccontextmanager
         async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.runtime = self
@@ -152,16 +152,28 @@ class ServiceRuntime:
             try:
                 yield
             finally:
-                await self.stop()
+                try:
+                    if on_stop:
+                        await on_stop(app)
+                finally:
+                    await self.stop()
         return _lifespan
 
 
 def run_main(settings: ServiceSettings, migrations_dir: Path, build_app: Callable[[], FastAPI],
-             argv: list[str] | None = None) -> None:
-    """`python -m <pkg>` serves HTTP + consumers + relay + jobs; `python -m <pkg> migrate` migrates."""
+             argv: list[str] | None = None,
+             commands: dict[str, Callable[[list[str]], None]] | None = None) -> None:
+    """`python -m <pkg>` serves HTTP + consumers + relay + jobs; `python -m <pkg> migrate` migrates;
+    `python -m <pkg> <command> [args]` runs one of the service's extra `commands`."""
     argv = sys.argv[1:] if argv is None else argv
     configure_logging(settings.service_name, settings.log_level)
     setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
+    if argv and commands and argv[0] in commands:
+        commands[argv[0]](argv[1:])
+        return
+    if argv and argv[0] != "migrate":
+        known = ", ".join(["migrate", *(commands or {})])
+        raise SystemExit(f"unknown command {argv[0]!r}; known: {known}")
     if argv[:1] == ["migrate"]:
         from spvhub_common.migrate import upgrade
         upgrade(settings, migrations_dir)

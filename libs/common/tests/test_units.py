@@ -78,3 +78,27 @@ def test_logs_never_carry_tokens(capsys, restore_logging):
     assert jwt_like not in out and "[redacted" in out
     assert redact_value({"client_secret": "s3cr3t", "nested": [f"Bearer {jwt_like}"]}) == {
         "client_secret": "[redacted]", "nested": ["Bearer [redacted]"]}
+
+
+def test_one_time_codes_in_logged_urls_are_redacted():
+    line = "GET /api/auth/anaf/callback?code=26e70aee&state=abc.def HTTP/1.1 join?invitation=tok123"
+    out = redact_value(line)
+    assert "26e70aee" not in out and "abc.def" not in out and "tok123" not in out and "/callback?code=" in out
+
+
+async def test_rate_limit_errors_carry_retry_after():
+    import httpx
+    from fastapi import FastAPI
+
+    from spvhub_common.errors import TooManyRequests, install_error_handlers
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/x")
+    async def x():
+        raise TooManyRequests("Slow down.", details={"retry_after_seconds": 12.4})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/x")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "12"
+    assert r.json()["error"] == {"code": "rate_limited", "message": "Slow down.",
+                                 "details": {"retry_after_seconds": 12.4}}
