@@ -130,3 +130,21 @@ def test_dockerfile_is_multistage_non_root_and_pinned() -> None:
     assert 'ENTRYPOINT ["python", "-m"]' in app_stage
     ignore = (ROOT / ".dockerignore").read_text()
     assert "**/tests" in ignore
+
+
+def test_dockerfile_runtime_requirements_keep_runtime_and_drop_tooling(tmp_path: Path) -> None:
+    import re
+    import subprocess
+
+    text = (ROOT / "Dockerfile").read_text()
+    pipeline = re.search(r"RUN (sed .*?> /tmp/runtime.txt)", text, re.S).group(1)  # type: ignore[union-attr]
+    pipeline = pipeline.replace("\\\n", " ").replace("/tmp/runtime.txt", str(tmp_path / "runtime.txt"))
+    subprocess.run(["bash", "-c", pipeline], cwd=ROOT, check=True)
+    runtime = (tmp_path / "runtime.txt").read_text().split()
+    assert "uvicorn[standard]" in runtime and "swagger-ui-py" in runtime
+    assert not {"pytest", "ruff", "mypy", "kubernetes-validate"} & set(runtime)
+    assert not any(r.startswith("-e") for r in runtime)
+    for pkg in re.findall(r"\./(libs/common|emulator|services/\w+)", text):
+        assert (ROOT / pkg / "pyproject.toml").exists(), pkg
+    services = set(re.findall(r"\./services/(\w+)", text))
+    assert services == set(gen_k8s.SERVICES)
