@@ -6,6 +6,7 @@ of contracts/, commit it (event changes must follow docs/events.md).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from spvhub_common import contracts
 from spvhub_common.events import CATALOGUE
@@ -94,3 +95,48 @@ def test_breaking_event_changes_are_told_apart_from_compatible_ones() -> None:
     found = contracts.breaking_event_changes(committed, breaking)
     assert any(f"field {field!r} removed" in f for f in found), found
     assert any("new required field 'must_have'" in f for f in found), found
+
+
+ASYNCAPI_SPECS = "6.11.1"  # npm package @asyncapi/specs: the official JSON schemas of every AsyncAPI version
+
+
+def asyncapi_schema() -> dict:
+    """The official AsyncAPI 3.0.0 JSON schema, fetched once with npm and cached under ~/.cache/spvhub."""
+    import os
+    import shutil
+    import subprocess
+    import tarfile
+
+    cache = Path(os.environ.get("SPVHUB_CACHE", Path.home() / ".cache" / "spvhub")) / f"asyncapi-specs-{ASYNCAPI_SPECS}"
+    schema = cache / "package" / "schemas" / "3.0.0.json"
+    if not schema.exists():
+        npm = shutil.which("npm")
+        assert npm, "npm is needed once to fetch @asyncapi/specs (apt-get install -y npm)"
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run([npm, "pack", f"@asyncapi/specs@{ASYNCAPI_SPECS}", "--silent"], cwd=cache, check=True,
+                       capture_output=True)
+        with tarfile.open(cache / f"asyncapi-specs-{ASYNCAPI_SPECS}.tgz") as tar:
+            tar.extractall(cache, filter="data")
+    return json.loads(schema.read_text())
+
+
+def asyncapi_validator():  # type: ignore[no-untyped-def]
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+
+    schema = asyncapi_schema()
+    registry = Registry().with_resource(schema["$id"], Resource.from_contents(schema, default_specification=DRAFT7))
+    for uri, sub in schema.get("definitions", {}).items():
+        registry = registry.with_resource(uri, Resource.from_contents(sub, default_specification=DRAFT7))
+    return jsonschema.Draft7Validator(schema, registry=registry)
+
+
+def test_asyncapi_is_valid_against_the_official_3_0_schema() -> None:
+    validator = asyncapi_validator()
+    doc = json.loads((contracts.CONTRACTS / contracts.ASYNCAPI_FILE).read_text())
+    errors = [f"{'/'.join(map(str, e.path))}: {e.message[:200]}" for e in validator.iter_errors(doc)]
+    assert not errors, errors[:5]
+    broken = json.loads(json.dumps(doc))
+    next(iter(broken["operations"].values()))["action"] = "publish"  # AsyncAPI 2 wording: invalid in 3.0
+    assert list(validator.iter_errors(broken)), "the schema check must catch an invalid document"
