@@ -42,7 +42,7 @@ USER 101:101
 EXPOSE 8080
 # tmp/ (temp files, pid) is the only writable path; mount an emptyDir there with a read-only root filesystem.
 ENTRYPOINT []
-CMD ["nginx", "-p", "/etc/spvhub-gateway", "-c", "/etc/spvhub-gateway/nginx.conf", "-g", "daemon off;"]
+CMD ["nginx", "-e", "stderr", "-p", "/etc/spvhub-gateway", "-c", "/etc/spvhub-gateway/nginx.conf", "-g", "daemon off;"]
 
 # ---------------------------------------------------------------- app: the default target
 FROM ${PYTHON_IMAGE} AS app
