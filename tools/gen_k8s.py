@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 from pydantic import SecretStr
-
 from spvhub_common.gateway_conf import RATE_LIMITS, RATE_ZONES, SERVICES, routes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +131,8 @@ def service_docs(service: str) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "labels": lab},
          "spec": {"type": "ClusterIP", "selector": selector(service),
                   "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}]}},
-        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": service, "labels": lab},
+        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+         "metadata": {"name": service, "labels": lab},
          "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service},
                   "minReplicas": 2, "maxReplicas": 6,
                   "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
@@ -370,7 +370,8 @@ def check() -> list[str]:
     for path, text in generate().items():
         old = path.read_text() if path.exists() else ""
         if old != text:
-            diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True), str(path), "generated", n=1))
+            diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True), str(path),
+                                                "generated", n=1))
             problems.append(f"{path.relative_to(ROOT)} is stale:\n{diff[:3000]}")
     return problems
 

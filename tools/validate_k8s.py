@@ -141,8 +141,8 @@ def schema_problems(docs: Iterable[dict[str, Any]], target: str, crds_seen: set[
                 if _get(doc, path) in (None, "", []):
                     problems.append(f"{target}: {_name(doc)}: custom resource lacks {path}")
             continue
-        if "." in key[0].split("/")[0] and not key[0].split("/")[0].endswith(".k8s.io") and key[0].split("/")[0] not in (
-                "apps", "batch", "policy", "autoscaling"):
+        group = key[0].split("/")[0] if "/" in key[0] else ""
+        if "." in group and not group.endswith(".k8s.io"):
             problems.append(f"{target}: {_name(doc)}: custom resource kind {key} has no rules in CRD_RULES")
             continue
         try:
@@ -215,7 +215,8 @@ def policy_problems(docs: list[dict[str, Any]], target: str) -> list[str]:
         if replicas > 1 and not pdbs:
             problems.append(f"{target}: Deployment/{name} runs {replicas} replicas without a PodDisruptionBudget")
         if replicas <= 1 and any(p["spec"].get("minAvailable", 0) not in (0, "0%") for p in pdbs):
-            problems.append(f"{target}: Deployment/{name} has 1 replica and a PDB with minAvailable: drains would block")
+            problems.append(f"{target}: Deployment/{name} has 1 replica and a PDB with minAvailable: "
+                            "drains would block")
 
     # Services select pods that exist.
     pod_labels = [d["spec"]["template"]["metadata"].get("labels", {})
@@ -261,7 +262,8 @@ def app_problems(by_kind: dict[str, list[dict[str, Any]]], deployments: dict[str
             problems.append(f"{target}: the Ingress lacks the gateway route {want}")
     gateway_routes = {(r.path, r.service) for r in routes()}
     for path, svc, _t in ingress_paths:
-        if svc in SERVICES and not any(path == gp or path.startswith(gp + "/") for gp, gs in gateway_routes if gs == svc):
+        same = [gp for gp, gs in gateway_routes if gs == svc]
+        if svc in SERVICES and not any(path == gp or path.startswith(gp + "/") for gp in same):
             problems.append(f"{target}: the Ingress routes {path} to {svc}, which the gateway does not")
 
     # Every setting a service reads is provided.
@@ -295,8 +297,9 @@ def classify(service: str) -> tuple[set[str], set[str]]:
     for field, info in settings_fields(service).items():
         if field == "service_name" or field in SAFE_DEFAULTS:
             defaulted.add(field)
-        elif info.annotation is SecretStr or ADDRESS.search(field) or CREDENTIAL.search(field) or field in ALWAYS_REQUIRED \
-                or field.startswith("pg_") and field != "pg_pool_size" or info.is_required():
+        elif (info.annotation is SecretStr or ADDRESS.search(field) or CREDENTIAL.search(field)
+              or field in ALWAYS_REQUIRED or (field.startswith("pg_") and field != "pg_pool_size")
+              or info.is_required()):
             required.add(f"SPVHUB_{field.upper()}")
         else:
             defaulted.add(field)

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from spvhub_common import contracts, gateway_conf
+
 from tests.platform.conftest import free_port
 
 TEMPLATE = gateway_conf.REPO_ROOT / "infra" / "nginx" / "nginx.conf.tmpl"

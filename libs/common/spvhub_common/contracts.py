@@ -64,10 +64,10 @@ def _build_service(name: str) -> tuple[Any, Any]:
         getter = getattr(settings_mod, "get_settings", None)
         if getter is not None and hasattr(getter, "cache_clear"):
             getter.cache_clear()
-        built = mod.build()
+        app, runtime = mod.build()
         if getter is not None and hasattr(getter, "cache_clear"):
             getter.cache_clear()
-        return built
+        return app, runtime
 
 
 def dump_json(doc: Any) -> str:

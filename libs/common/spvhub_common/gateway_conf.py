@@ -140,7 +140,8 @@ def health_page() -> str:
     parts = [f'<!--# include virtual="/_health/{s}" set="ok_{s}" -->' for s in SERVICES]
     parts.append('<!--# set var="overall" value="ok" -->')
     for s in SERVICES:
-        parts.append(f'<!--# if expr="$ok_{s} != /.status.:.ok./" --><!--# set var="overall" value="degraded" --><!--# endif -->')
+        parts.append(f'<!--# if expr="$ok_{s} != /.status.:.ok./" -->'
+                     '<!--# set var="overall" value="degraded" --><!--# endif -->')
     body = ['{"status":"<!--# echo var="overall" -->","service":"gateway","services":{']
     for i, s in enumerate(SERVICES):
         sep = "," if i < len(SERVICES) - 1 else ""
