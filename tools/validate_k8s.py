@@ -28,7 +28,7 @@ from spvhub_common.gateway_conf import SERVICES, read_env_file, routes  # noqa: 
 
 KUSTOMIZE_VERSION = "v5.8.1"
 K8S_VERSION = "1.33.0"
-TARGETS = ("base", "overlays/dev", "overlays/prod", "infrastructure")
+TARGETS = ("base", "overlays/dev", "overlays/prod", "infrastructure", "monitoring")
 CACHE = Path(os.environ.get("SPVHUB_CACHE", Path.home() / ".cache" / "spvhub"))
 
 # --- settings: which fields a deployment must provide -------------------------------------------------
@@ -51,6 +51,8 @@ CRD_RULES: dict[tuple[str, str], list[str]] = {
                                                  "spec.replicas", "spec.topicName"],
     ("postgresql.cnpg.io/v1", "Cluster"): ["spec.instances", "spec.storage.size"],
     ("postgresql.cnpg.io/v1", "Database"): ["spec.name", "spec.owner", "spec.cluster.name"],
+    ("monitoring.coreos.com/v1", "PodMonitor"): ["spec.selector", "spec.podMetricsEndpoints"],
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ["spec.groups"],
 }
 
 
