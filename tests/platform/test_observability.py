@@ -58,6 +58,26 @@ def metrics_in(expr: str) -> set[str]:
     return out
 
 
+def assert_parses(expr: str) -> None:
+    """PromQL syntax check with the real parser (promql-parser: Rust bindings; promtool is not available)."""
+    import promql_parser
+
+    try:
+        promql_parser.parse(expr.replace("$service", ".*"))
+    except ValueError as exc:
+        raise AssertionError(f"invalid PromQL {expr!r}: {exc}") from exc
+
+
+def test_invalid_promql_is_refused() -> None:
+    assert_parses("sum by (service) (rate(http_requests_total[5m]))")
+    for bad in ("sum by (service (rate(x[5m])", "rate(http_requests_total)", "x >"):
+        try:
+            assert_parses(bad)
+        except AssertionError:
+            continue
+        raise AssertionError(f"accepted {bad!r}")
+
+
 def test_the_parser_finds_metric_names() -> None:
     assert metrics_in('sum by (service) (rate(http_requests_total{status=~"5.."}[5m])) / '
                       "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))") == {
@@ -80,7 +100,7 @@ def test_rules_are_well_formed_and_use_documented_metrics() -> None:
             if "for" in rule:
                 assert re.fullmatch(r"\d+[smhd]", rule["for"]), rule["for"]
             expr = rule["expr"]
-            assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
+            assert_parses(expr)
             metrics = metrics_in(expr)
             assert metrics, expr
             assert metrics <= known, f"{rule['alert']} uses undocumented metrics {metrics - known}"
@@ -107,6 +127,7 @@ def test_dashboard_is_current_valid_and_uses_documented_metrics() -> None:
             continue
         assert p["targets"], p["title"]
         for t in p["targets"]:
+            assert_parses(t["expr"])
             metrics = metrics_in(t["expr"])
             assert metrics <= known, f"{p['title']} uses undocumented metrics {metrics - known}"
             used |= metrics
