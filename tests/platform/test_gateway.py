@@ -180,3 +180,27 @@ def test_merged_openapi_from_code_is_what_the_gateway_would_serve(tmp_path: Path
     html.mkdir()
     assert gateway_conf.write_openapi(html) == "built from the service apps"
     assert json.loads((html / "openapi.json").read_text()) == contracts.build_openapi()
+
+
+def test_the_dev_script_invocation_renders_a_valid_config(nginx_bin: str, tmp_path: Path) -> None:
+    """Exactly what ./dev's start_gateway runs (default listen from infra/stack.env)."""
+    import os
+    import sys
+
+    prefix = tmp_path / "nginx"
+    (prefix / "tmp").mkdir(parents=True)
+    env = {**os.environ, **gateway_conf.read_env_file()}
+    out = subprocess.run([sys.executable, "-m", "spvhub_common.gateway_conf", "--template", str(TEMPLATE),
+                          "--out", str(prefix / "nginx.conf"), "--prefix", str(prefix)],
+                         env=env, capture_output=True, text=True, cwd=gateway_conf.REPO_ROOT)
+    assert out.returncode == 0, out.stderr
+    conf = (prefix / "nginx.conf").read_text()
+    assert f"listen 127.0.0.1:{env['SPVHUB_GATEWAY_PORT']};" in conf
+    for s in gateway_conf.SERVICES:
+        assert f"server 127.0.0.1:{env[f'SPVHUB_{s.upper()}_PORT']}" in conf
+    assert "pid tmp/nginx.pid;" in conf and "access_log /dev/stdout spvhub_json;" in conf
+    check = subprocess.run([nginx_bin, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    for f in ("openapi.json", "health.json", "docs/index.html", "docs/swagger-ui-bundle.js"):
+        assert (prefix / "html" / f).exists(), f
