@@ -148,9 +148,9 @@ def test_rate_limited_paths_are_configured(gateway: tuple[str, dict[str, FakeSer
 
 def test_health_is_one_view_of_all_services(gateway: tuple[str, dict[str, FakeService]]) -> None:
     base, fakes = gateway
-    status, _, body = call(base + "/health")
+    status, headers, body = call(base + "/health", headers={"X-Request-ID": "health-1"})
     view = json.loads(body)
-    assert status == 200 and view["status"] == "ok"
+    assert status == 200 and view["status"] == "ok" and headers["X-Request-ID"] == "health-1"
     assert set(view["services"]) == set(gateway_conf.SERVICES)
     fakes["notifier"].ready = False
     fakes["etransport"].server.shutdown()
