@@ -108,8 +108,7 @@ class OutboxRelay:
                         await self._lead(conn, stop)
                     finally:
                         self.is_leader = False
-                        await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(self.service)})
-                        await conn.commit()
+                        await self._release(conn)
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
@@ -117,6 +116,18 @@ class OutboxRelay:
                 log.warning("outbox relay error, retrying", service=self.service, error=str(exc)[:300])
                 await self._sleep(stop, backoff)
                 backoff = min(backoff * 2, 15.0)
+
+    async def _release(self, conn: AsyncConnection) -> None:
+        """Give up leadership; after a failed batch the transaction must be rolled back first. If the
+        connection itself is gone, so is the lock (PostgreSQL drops session locks with the session)."""
+        try:
+            await conn.rollback()
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(self.service)})
+            await conn.commit()
+        except Exception as exc:
+            log.warning("outbox relay could not release its lock cleanly", service=self.service,
+                        error=str(exc)[:200])
+            await conn.invalidate()
 
     async def _lead(self, conn: AsyncConnection, stop: asyncio.Event) -> None:
         last_cleanup = 0.0

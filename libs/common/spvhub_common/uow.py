@@ -25,7 +25,7 @@ class SqlUnitOfWork:
         self.source = source
         self._on_commit = on_commit
         self.session: AsyncSession
-        self._events: list[Event] = []
+        self._events: list[tuple[Event, str | None]] = []
         self.published: list[dict[str, Any]] = []
 
     async def __aenter__(self) -> "SqlUnitOfWork":
@@ -40,8 +40,10 @@ class SqlUnitOfWork:
         finally:
             await self.session.close()
 
-    def publish(self, event: Event) -> None:
-        self._events.append(event)
+    def publish(self, event: Event, event_id: str | None = None) -> None:
+        """Queue an event; `event_id` (the CloudEvents id) may be chosen by the caller, e.g. to record it
+        in a ledger of its own. Ids are unique in the outbox."""
+        self._events.append((event, event_id))
 
     async def flush_events(self) -> None:
         """Write queued events as outbox rows inside the current transaction."""
@@ -49,8 +51,8 @@ class SqlUnitOfWork:
             return
         tp = current_traceparent()
         rows = []
-        for ev in self._events:
-            env = to_envelope(ev, self.source, traceparent=tp)
+        for ev, event_id in self._events:
+            env = to_envelope(ev, self.source, traceparent=tp, event_id=event_id)
             rows.append({"event_id": env.id, "topic": ev.topic, "key": ev.partition_key(),
                          "payload": encode(env), "headers": {"traceparent": tp} if tp else {}})
         await self.session.execute(insert(self._outbox), rows)

@@ -133,3 +133,44 @@ async def test_only_one_relay_leads_at_a_time(env):
     finally:
         stop.set()
         await asyncio.gather(*tasks)
+
+
+async def test_caller_chosen_event_id_is_the_cloudevent_id(env):
+    s, engine, sessions = env
+    async with SqlUnitOfWork(sessions, outbox, "testkit") as uow:
+        uow.publish(WidgetCreated(widget_id="w9"), event_id="ledger-123")
+        await uow.commit()
+    async with sessions() as session:
+        row = (await session.execute(select(outbox))).one()
+    assert row.event_id == "ledger-123" and decode(row.payload)[0].id == "ledger-123"
+
+
+async def test_relay_recovers_after_a_failed_batch_and_publishes_later(env):
+    s, engine, sessions = env
+    async with SqlUnitOfWork(sessions, outbox, "testkit") as uow:
+        uow.publish(WidgetCreated(widget_id="w10"))
+        await uow.commit()
+    sent: list[str] = []
+
+    class FlakyPublisher:
+        failures = 2
+
+        async def send(self, topic, key, value, headers):
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("kafka unreachable")
+            sent.append(topic)
+    stop = asyncio.Event()
+    relay = OutboxRelay(engine, FlakyPublisher(), "testkit-flaky", poll_interval=0.05)
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        for _ in range(100):
+            if sent:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await task
+    assert sent == ["testkit.widget-created"]
+    async with sessions() as session:
+        assert (await session.execute(select(outbox.c.published_at))).scalar() is not None
