@@ -41,7 +41,8 @@ SHARED_SECRETS: dict[str, tuple[str, str]] = {
     "s3_secret_key": ("spvhub-s3", "secret-key"),
     "service_token": ("spvhub-service-token", "token"),
 }
-EXTRA_SECRET_FIELDS = {"anaf_client_id", "smtp_username"}  # not secret in code, but per installation
+# Not secret in code, but per installation (token_key_active names a key of the token_key_spec secret).
+EXTRA_SECRET_FIELDS = {"anaf_client_id", "smtp_username", "token_key_active"}
 
 
 def labels(name: str, component: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ CACHE = Path(os.environ.get("SPVHUB_CACHE", Path.home() / ".cache" / "spvhub"))
 # --- settings: which fields a deployment must provide -------------------------------------------------
 ADDRESS = re.compile(r"(^|_)(host|port|url|uri|endpoint|bootstrap|database)$|^anaf_base$")
 CREDENTIAL = re.compile(r"(^|_)(key|secret|password|username|user|token)$")
-ALWAYS_REQUIRED = {"env", "log_level", "anaf_env", "anaf_client_id", "mail_from"}
+ALWAYS_REQUIRED = {"env", "log_level", "anaf_env", "anaf_client_id", "mail_from", "token_key_active"}
 # Address-like fields whose code default is right in every deployment, and why.
 SAFE_DEFAULTS = {
     "pg_database": "spvhub_<service> by convention: one database per service",
