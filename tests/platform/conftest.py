@@ -1,18 +1,11 @@
-"""Fixtures of the platform tests: the nginx binary (installed from Debian like ./dev does) and free ports."""
+"""Fixtures of the platform tests: the nginx binary (installed from Debian like ./dev does)."""
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

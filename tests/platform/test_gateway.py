@@ -15,9 +15,15 @@ from pathlib import Path
 import pytest
 from spvhub_common import contracts, gateway_conf
 
-from tests.platform.conftest import free_port
-
 TEMPLATE = gateway_conf.REPO_ROOT / "infra" / "nginx" / "nginx.conf.tmpl"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class FakeService:
