@@ -6,7 +6,8 @@ Production defaults; tests override any port (`anaf_client` with an ASGITranspor
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -55,7 +56,7 @@ class Services:
             except BlobNotFound:
                 pass
         data = await self.blobs.get(row["zip_key"])
-        p = await asyncio.to_thread(process_zip, data, self.engine.limits, None, False)
+        p = await self.engine.run_cpu(process_zip, data, self.engine.limits, None, False)
         if p.content is None:
             raise AppError("The archived ZIP has no readable XML.", code="unreadable_archive", status=409)
         return p.content
@@ -132,6 +133,12 @@ def build(settings: Settings | None = None, *, anaf_client: httpx.AsyncClient | 
         # The blob store client is synchronous (threads): size the default pool for I/O, not for CPUs.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=settings.io_threads,
                                                                            thread_name_prefix="efactura-io"))
+        if settings.parse_processes > 0:
+            def make_pool() -> ProcessPoolExecutor:
+                return ProcessPoolExecutor(max_workers=settings.parse_processes,
+                                           mp_context=multiprocessing.get_context("spawn"))
+            engine.cpu_pool_factory = make_pool
+            engine.cpu_pool = make_pool()
         if isinstance(blobs, S3BlobStore):
             await blobs.ensure_bucket(object_lock=True)
         if budget_engine is not None:
@@ -147,6 +154,8 @@ def build(settings: Settings | None = None, *, anaf_client: httpx.AsyncClient | 
                 yield
             finally:
                 await engine.shutdown()
+                if engine.cpu_pool is not None:
+                    engine.cpu_pool.shutdown(wait=False, cancel_futures=True)
                 if budget_engine is not None:
                     await budget_engine.dispose()
 

@@ -3,6 +3,8 @@ download, archive, parse), reconciliation and expiry checks. The routing table i
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -171,7 +173,24 @@ class SyncEngine:
         self.limits = Limits(settings.max_zip_bytes, settings.max_member_bytes, settings.max_zip_ratio,
                              settings.max_zip_members)
         self._running: dict[str, asyncio.Task[SyncReport]] = {}
+        self.cpu_pool: Executor | None = None
+        self.cpu_pool_factory: Callable[[], Executor] | None = None
         self._company_slots = asyncio.Semaphore(settings.max_concurrent_companies)
+
+    async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
+        """CPU-bound work (unzip, parse, XML-DSig) off the event loop: in a process pool when configured, so
+        it does not hold the GIL against the loop's I/O; in a thread otherwise."""
+        pool = self.cpu_pool
+        if pool is not None:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            except BrokenProcessPool:
+                # a worker died (OOM, signal): replace the pool, and do this item in a thread
+                log.error("parse worker pool broken; replacing it")
+                if self.cpu_pool is pool and self.cpu_pool_factory is not None:
+                    self.cpu_pool = self.cpu_pool_factory()
+                    pool.shutdown(wait=False, cancel_futures=True)
+        return await asyncio.to_thread(fn, *args)
 
     # -- scheduling --------------------------------------------------------------------------------
     async def tick(self) -> list[str]:
@@ -531,8 +550,8 @@ class SyncEngine:
                 await self.blobs.put(zip_key, data, "application/zip", retain_until=retain)
             except RetentionConflict:
                 data = await self.blobs.get(zip_key)  # the archive never changes: keep the first original
-        processed: Processed = await asyncio.to_thread(process_zip, data, self.limits,
-                                                       self.settings.trusted_signer_sha256)
+        processed: Processed = await self.run_cpu(process_zip, data, self.limits,
+                                                  self.settings.trusted_signer_sha256)
         keys = {"zip": zip_key}
         if processed.content is not None and processed.content_name:
             xml_key = f"{prefix}/{processed.content_name}"

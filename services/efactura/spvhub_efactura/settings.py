@@ -49,6 +49,7 @@ class Settings(ServiceSettings):
     trusted_signer_sha256: list[str] = Field(default_factory=list,
                                              description="SHA-256 fingerprints of ANAF signing certificates")
 
+    parse_processes: int = Field(2, description="worker processes for unzip/parse/signature checks (0: threads)")
     io_threads: int = Field(48, description="worker threads for the (synchronous) blob store client and parsing")
 
     # API
