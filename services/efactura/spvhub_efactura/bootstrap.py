@@ -26,7 +26,9 @@ from spvhub_common.errors import AppError
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import PeriodicJob, ServiceRuntime
-from spvhub_efactura.adapters.anaf import BudgetClock, EfacturaAnaf, HttpEfacturaAnaf
+from spvhub_common.anaf.client import AnafClient
+from spvhub_common.anaf.config import AnafConfig
+from spvhub_efactura.adapters.anaf import BudgetClock, CommonEfacturaAnaf, EfacturaAnaf
 from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
 from spvhub_efactura.adapters.orm import access_grants, companies, outbox
 from spvhub_efactura.api import router
@@ -97,7 +99,7 @@ def budget_limits(settings: Settings) -> BudgetLimits:
     return BudgetLimits(per_minute=settings.anaf_calls_per_minute, daily=daily)
 
 
-def build(settings: Settings | None = None, *, anaf_client: httpx.AsyncClient | None = None,
+def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTransport | None = None,
           anaf: EfacturaAnaf | None = None, tokens: TokenProvider | None = None, blobs: BlobStore | None = None,
           clock: Clock | None = None, budget: AnafBudget | None = None,
           **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
@@ -108,9 +110,13 @@ def build(settings: Settings | None = None, *, anaf_client: httpx.AsyncClient | 
     if budget is None:
         budget_engine = create_engine(settings, settings.anaf_budget_database)
         budget = PostgresBudget(budget_engine, budget_limits(settings), BudgetClock(clock))
-    anaf = anaf or HttpEfacturaAnaf(settings.anaf_base, settings.anaf_env, budget, clock, client=anaf_client,
-                                    timeout=settings.anaf_timeout, retries=settings.anaf_retries,
-                                    backoff=settings.anaf_backoff)
+    if anaf is None:
+        config = AnafConfig(api_base=settings.anaf_base, public_base=settings.anaf_public_base or settings.anaf_base,
+                            env="prod" if settings.anaf_env == "prod" else "test",
+                            read_timeout=settings.anaf_timeout, connect_timeout=min(10.0, settings.anaf_timeout))
+        anaf = CommonEfacturaAnaf(AnafClient(config, budget, clock=BudgetClock(clock), transport=anaf_transport),
+                                  timeout=settings.anaf_timeout + 1, retries=settings.anaf_retries,
+                                  backoff=settings.anaf_backoff)
     tokens = tokens or AuthTokenClient(settings.auth_url, settings.service_token.get_secret_value())
     if blobs is None:
         blobs = S3BlobStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key.get_secret_value(),

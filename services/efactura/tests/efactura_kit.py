@@ -103,14 +103,13 @@ class Harness:
         self.tokens = EmulatorTokens(self.emu)
         self.budget_engine = create_engine(settings, settings.anaf_budget_database)
         self.budget = PostgresBudget(self.budget_engine, budget_limits(settings), BudgetClock(self.clock))
-        anaf_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator), base_url="http://emulator")
-        self.app, self.runtime = build(settings, anaf_client=anaf_client, tokens=self.tokens, clock=self.clock,
+        settings.anaf_base = "http://emulator"
+        self.app, self.runtime = build(settings, anaf_transport=httpx.ASGITransport(app=emulator),
+                                       tokens=self.tokens, clock=self.clock,
                                        budget=self.budget, blobs=blobs, start_consumers=start_consumers,
                                        start_relay=start_relay, start_jobs=start_jobs)
-        settings.anaf_base = "http://emulator"
         self.svc = self.app.state.efactura
         self.engine = self.svc.engine
-        self.engine.anaf.base = "http://emulator"
         self._lifespan: Any = None
 
     async def __aenter__(self) -> "Harness":
