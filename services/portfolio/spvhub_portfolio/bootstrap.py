@@ -16,7 +16,7 @@ from spvhub_common.access import apply_access_changed
 from spvhub_common.anaf.budget import AnafBudget, PostgresBudget, ensure_schema
 from spvhub_common.anaf.clock import SystemClock
 from spvhub_common.clock import Clock, make_clock
-from spvhub_common.db import create_engine
+from spvhub_common.db import create_engine, ensure_database
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
@@ -50,7 +50,7 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
         budget = PostgresBudget(budget_engine, clock=SystemClock())
     anaf_http = httpx.AsyncClient(base_url=settings.anaf_base, transport=anaf_transport, timeout=30,
                                   follow_redirects=False)
-    auth_http = httpx.AsyncClient(base_url=settings.auth_internal_url, transport=auth_transport, timeout=15)
+    auth_http = httpx.AsyncClient(base_url=settings.auth_url, transport=auth_transport, timeout=15)
     anaf = HttpAnaf(anaf_http, budget, SystemClock(), env=settings.anaf_env)
     deps = Deps(registry=registry or anaf, efactura=anaf,
                 tokens=tokens or AuthTokens(auth_http, settings.service_token.get_secret_value()), clock=clock,
@@ -66,6 +66,8 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if budget_engine is not None:
+            if settings.anaf_budget_database:
+                await ensure_database(settings, settings.anaf_budget_database)
             await ensure_schema(budget_engine)
         async with inner(app):
             yield

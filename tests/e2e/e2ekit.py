@@ -1,0 +1,97 @@
+"""Helpers for end-to-end tests: a person at ANAF's certificate page, users, polling."""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from html.parser import HTMLParser
+from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+T = TypeVar("T")
+PASSWORD = "parola-de-test-2026"
+
+
+class CertificatePage(HTMLParser):
+    """Reads the form a person fills at logincert: hidden fields, certificates to pick from, the PIN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.hidden: dict[str, str] = {}
+        self.certificates: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.action = a.get("action", "")
+        elif tag == "input" and a.get("type") == "hidden":
+            self.hidden[a["name"]] = a.get("value", "")
+        elif tag == "input" and a.get("type") == "radio" and a.get("name") == "certificate":
+            self.certificates.append(a["value"])
+
+
+def authorize_at_anaf(authorize_url: str, certificate: str, pin: str = "1234") -> str:
+    """Play the person: open the page, pick the certificate, enter the PIN; returns ANAF's redirect URL."""
+    page = httpx.get(authorize_url, timeout=30)
+    assert page.status_code == 200, page.text
+    form = CertificatePage()
+    form.feed(page.text)
+    assert certificate in form.certificates, form.certificates
+    answer = httpx.post(urljoin(authorize_url, form.action), timeout=30,
+                        data={**form.hidden, "certificate": certificate, "pin": pin, "action": "login"})
+    assert answer.status_code == 302, answer.text
+    return answer.headers["location"]
+
+
+class Client:
+    """A signed-in platform user talking to one service base URL per call."""
+
+    def __init__(self, token: str, user: dict[str, Any]) -> None:
+        self.token = token
+        self.user = user
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, url: str, **kw: Any) -> httpx.Response:
+        return httpx.get(url, headers=self.headers, timeout=60, **kw)
+
+    def post(self, url: str, **kw: Any) -> httpx.Response:
+        return httpx.post(url, headers=self.headers, timeout=60, **kw)
+
+    def patch(self, url: str, **kw: Any) -> httpx.Response:
+        return httpx.patch(url, headers=self.headers, timeout=60, **kw)
+
+
+def signup(auth_url: str, email: str, name: str, locale: str = "ro") -> Client:
+    r = httpx.post(f"{auth_url}/api/auth/signup", json={"email": email, "password": PASSWORD, "name": name,
+                                                         "locale": locale}, timeout=30)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    return Client(body["access_token"], body["user"])
+
+
+def eventually(fn: Callable[[], T | None], what: str, timeout: float = 60.0, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {str(last)[:300]})")
+
+
+def link_token(mail: dict[str, Any]) -> str:
+    found = re.search(r"invitation=([\w\-]+)", mail.get("text", "") + mail.get("html", ""))
+    assert found, mail
+    return found.group(1)
+
+
+def callback_path(location: str) -> str:
+    parts = urlsplit(location)
+    return f"{parts.path}?{parts.query}"
