@@ -1,0 +1,66 @@
+"""Benchmark: share of ANAF's 1000 calls/minute used by a sync over a 5-minute run, with 100 ms latency and the
+emulator enforcing 1000/min (HTTP 429 beyond). Prints the share and the 429 count; not a test.
+
+    python services/efactura/bench/bench_budget.py [--minutes 5] [--companies 20]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator  # noqa: E402
+from spvhub_common.db import drop_database, ensure_database  # noqa: E402
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--companies", type=int, default=20)
+    args = ap.parse_args()
+    db = f"bench_{uuid.uuid4().hex[:10]}"
+    settings = efactura_settings(db, f"b{uuid.uuid4().hex[:8]}.", anaf_calls_per_minute=950,
+                                 max_concurrent_companies=10, downloads_per_company=8, anaf_timeout=5.0)
+    await ensure_database(settings, db)
+    emulator = new_emulator(args.companies)  # rate_limit_per_minute = 1000 (default)
+    cifs = company_cifs(args.companies)
+    try:
+        async with Harness(settings, emulator) as h:
+            need = int(1000 * args.minutes * 1.3)
+            per_day = max(1.0, need / args.companies / 58)
+            await h.admin("invoices/generate", {"cuis": cifs, "per_company_per_day": per_day, "days": 58})
+            st = emulator.state.emulator
+            for up in list(st.uploads.values()):
+                if up.message_ids:
+                    st.zip_for(up)  # pre-sign: the emulator's signing is not part of the measurement
+            await h.admin("faults", {"family": "efactura", "latency_ms": [100, 100]})
+            await h.admin("counters", method="DELETE")
+            await h.grant("acc", cifs)
+            t0 = time.perf_counter()
+
+            async def drive() -> None:
+                while True:
+                    await h.engine.tick()
+                    await asyncio.sleep(0.2)
+            task = asyncio.create_task(drive())
+            await asyncio.sleep(args.minutes * 60)
+            counters = await h.admin("counters", method="GET")
+            elapsed = time.perf_counter() - t0
+            task.cancel()
+            await h.engine.shutdown()
+            calls = sum(v for k, v in counters["endpoints"].items() if "/FCTEL/" in k)
+            rejected = counters["rejected"].get("429", 0)
+            print(f"run {elapsed:.0f}s, ANAF e-Factura calls {calls}, HTTP 429: {rejected}")
+            print(f"budget share used: {calls / (1000 * elapsed / 60):.3f} of 1000/min "
+                  f"(our shared budget is configured at 950/min = 0.95)")
+    finally:
+        await drop_database(settings, db)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
