@@ -137,8 +137,9 @@ def test_dashboard_is_current_valid_and_uses_documented_metrics() -> None:
 def test_metrics_documented_as_in_code_are_registered() -> None:
     from prometheus_client import REGISTRY
 
+    services = ("auth", "portfolio", "invitations", "efactura", "etransport", "notifier")
     for mod in ("spvhub_common.http", "spvhub_common.outbox", "spvhub_common.broker", "spvhub_common.anaf.metrics",
-                "spvhub_common.anaf.budget"):
+                "spvhub_common.anaf.budget", *(f"spvhub_{s}.bootstrap" for s in services)):
         importlib.import_module(mod)
     registered = set(REGISTRY._names_to_collectors)  # noqa: SLF001 (the public API has no name listing)
     missing = [m for m, (_t, status) in documented().items() if status == "in code" and m not in registered]

@@ -37,6 +37,7 @@ from spvhub_common.events.auth import (
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
+from prometheus_client import Gauge
 from sqlalchemy import and_, case, cast, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -814,10 +815,37 @@ async def send_warnings(deps: Deps) -> int:
     return sent
 
 
+MUST_ACT_DAYS = Gauge("auth_connection_must_act_days",
+                      "Days until the connection's holder must authorize again (0 when overdue)",
+                      ["connection", "cif"])
+
+
+async def export_deadline_metrics(deps: Deps) -> dict[str, float]:
+    """Set `auth_connection_must_act_days` for every live connection; revoked ones lose their series."""
+    now = deps.clock.now()
+    c = anaf_connections.c
+    async with deps.uow() as uow:
+        rows = (await uow.session.execute(select(c.id, c.company_cif, c.must_act_by, c.state))).all()
+    values: dict[str, float] = {}
+    for r in rows:
+        if r.state == D.REVOKED or r.must_act_by is None:
+            try:
+                MUST_ACT_DAYS.remove(r.id, r.company_cif)
+            except KeyError:
+                pass
+            continue
+        days = max((r.must_act_by - now).total_seconds() / 86400, 0.0)
+        MUST_ACT_DAYS.labels(r.id, r.company_cif).set(round(days, 3))
+        values[r.id] = days
+    return values
+
+
 async def run_lifecycle(deps: Deps) -> None:
-    """One pass of the periodic job: warnings first (they concern the date a person must act), then renewals."""
+    """One pass of the periodic job: warnings first (they concern the date a person must act), then renewals,
+    then the deadline gauge SRE alerts on."""
     await send_warnings(deps)
     await renew_due(deps)
+    await export_deadline_metrics(deps)
 
 
 # ================================================================================================

@@ -2,6 +2,8 @@
 horizon warnings then re-authorization, a renewed certificate detected."""
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 import asyncio
 from datetime import datetime, timedelta
 
@@ -145,6 +147,8 @@ async def test_horizon_warnings_then_reauthorization(harness) -> None:  # type: 
         assert len(warnings) == [30, 14, 7, 1].index(offset) + 1
         assert warnings[-1][1].days_left == offset and warnings[-1][1].must_act_by == horizon
         assert (await _row(h, c["id"])).state in ("expiring", "active")
+        days = REGISTRY.get_sample_value("auth_connection_must_act_days", {"connection": c["id"], "cif": CIF})
+        assert days is not None and offset - 0.01 < days < offset  # the gauge SRE alerts on follows the clock
     detail = (await h.client.get(f"/api/auth/anaf/connections/{c['id']}", headers=user["headers"])).json()
     assert detail["state"] == "expiring" and detail["warnings_sent_days"] == [30, 14, 7, 1]
     assert (await h.access_token(c["id"])).status_code == 200  # still working until the horizon
@@ -152,6 +156,7 @@ async def test_horizon_warnings_then_reauthorization(harness) -> None:  # type: 
     await H.run_lifecycle(h.deps)
     reauth = await h.events("auth.reauthorization-required")
     assert len(reauth) == 1
+    assert REGISTRY.get_sample_value("auth_connection_must_act_days", {"connection": c["id"], "cif": CIF}) == 0
     ev = reauth[0][1]
     assert ev.reason == "horizon_reached" and ev.connection_id == c["id"] and CIF in ev.message
     r = await h.access_token(c["id"])

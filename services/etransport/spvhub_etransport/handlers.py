@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
+from prometheus_client import Gauge
+
 from spvhub_common.access import accessible_cifs, require_access
 from spvhub_common.anaf.errors import (
     AnafError,
@@ -48,6 +50,10 @@ LEDGER_NS = uuid.UUID("5b0c4a52-8f7e-4b8a-9a61-3d1f0e7c2a11")
 def has_etransport(services: list[str]) -> bool:
     return any(re.sub(r"[^a-z]", "", s.lower()) == "etransport" for s in services)
 
+
+
+LAST_SUCCESS = Gauge("etransport_sync_last_success_timestamp",
+                     "Unix time of the company's last successful e-Transport poll", ["cif"])
 
 class NoUsableConnection(Exception):
     pass
@@ -288,6 +294,9 @@ class EtransportService:
                 values.update(last_success_at=now, consecutive_errors=0, last_error=None)
             await repo.update_company(uow.session, cif, **values)
             await uow.commit()
+        if summary.error is None:
+            # platform clock (follows the emulator in dev/test): freshness alerts compare it with time()
+            LAST_SUCCESS.labels(cif).set(now.timestamp())
         return summary
 
     def _probe(self, cif: str, uit: str) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:

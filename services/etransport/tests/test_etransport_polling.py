@@ -33,6 +33,9 @@ async def test_poll_merges_info_probes_vanished_uits_and_emits_once(h: Any):
     await h.new_transport(D1, OUTSIDER)
     [s] = await h.svc.poll_due()
     assert (s.created, s.polled_info, s.polled_lista, s.error) == (2, True, True, None)
+    from prometheus_client import REGISTRY
+    first = REGISTRY.get_sample_value("etransport_sync_last_success_timestamp", {"cif": C1})
+    assert first is not None and abs(first - h.emu_state.clock.now().timestamp()) < 120
     assert sorted(await kinds(h)) == sorted([("transport-assigned", u1, "", 1), ("transport-assigned", u2, "", 1)])
 
     await h.change_vehicle(D1, u1, "B77NEW")
