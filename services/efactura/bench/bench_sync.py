@@ -17,8 +17,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+
+import httpx  # noqa: E402
+from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator, scenario  # noqa: E402
+from spvhub_common.logging import configure_logging  # noqa: E402
 from spvhub_common.db import drop_database, ensure_database  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def main() -> None:
@@ -29,23 +41,40 @@ async def main() -> None:
     ap.add_argument("--faults", action="store_true")
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--downloads", type=int, default=16)
+    ap.add_argument("--in-process", action="store_true", help="emulator in this process (default: its own process)")
     args = ap.parse_args()
+    configure_logging("efactura", "WARNING")
     db = f"bench_{uuid.uuid4().hex[:10]}"
     settings = efactura_settings(db, f"b{uuid.uuid4().hex[:8]}.", max_concurrent_companies=args.concurrency,
                                  downloads_per_company=args.downloads, anaf_timeout=2.0)
     await ensure_database(settings, db)
-    emulator = new_emulator(args.companies, rate_limit_per_minute=0)
     cifs = company_cifs(args.companies)
+    proc = None
+    if args.in_process:
+        emulator: object = new_emulator(args.companies, rate_limit_per_minute=0)
+    else:
+        port = free_port()
+        scen = Path(f"/tmp/efactura-bench-{port}.json")
+        scen.write_text(json.dumps(scenario(args.companies)))
+        proc = subprocess.Popen([sys.executable, "-m", "anaf_emulator", "--scenario", str(scen), "--port", str(port),
+                                 "--switch", "rate_limit_per_minute=0"], stdout=subprocess.DEVNULL)
+        emulator = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(f"{emulator}/__admin/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
     try:
         async with Harness(settings, emulator) as h:
             t0 = time.perf_counter()
             gen = await h.admin("invoices/generate", {"cuis": cifs, "per_company_per_day": args.per_day,
                                                       "days": args.days})
-            # pre-sign every ZIP so the emulator's own signing cost is not counted as ours
-            st = emulator.state.emulator
-            for up in list(st.uploads.values()):
-                if up.message_ids:
-                    st.zip_for(up)
+            if args.in_process:  # pre-sign every ZIP so the emulator's own signing is not counted as ours
+                st = emulator.state.emulator  # type: ignore[attr-defined]
+                for up in list(st.uploads.values()):
+                    if up.message_ids:
+                        st.zip_for(up)
             print(f"generated {gen} in {time.perf_counter() - t0:.1f}s (emulator side, incl. signing)")
             if args.faults:
                 await h.admin("faults", {"family": "efactura", "latency_ms": [50, 200], "error_rate": 0.05,
@@ -61,6 +90,9 @@ async def main() -> None:
             print(f"sync wall time {dt:.1f}s -> throughput {archived / dt:.0f} invoices/s "
                   f"(ANAF calls {h.engine.anaf.calls}, transient failures {h.engine.anaf.transient_failures})")
     finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait()
         await drop_database(settings, db)
 
 

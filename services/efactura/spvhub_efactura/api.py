@@ -170,11 +170,16 @@ async def invoice_zip(request: Request, user: CurrentUser, invoice_id: int) -> S
 
 
 @router.get("/invoices/{invoice_id}/pdf", summary="PDF rendered locally from the archived XML")
-async def invoice_pdf(request: Request, user: CurrentUser, invoice_id: int) -> Response:
+async def invoice_pdf(request: Request, user: CurrentUser, invoice_id: int,
+                      source: Literal["local", "anaf"] = "local") -> Response:
     row = await _invoice(request, user, invoice_id)
     if row["document_type"] not in ("invoice", "credit_note"):
         raise AppError("Only invoices and credit notes have a PDF.", code="no_pdf", status=409)
-    data = await _svc(request).pdf_of(row)
+    svc = _svc(request)
+    if source == "anaf":
+        data = await svc.anaf_pdf_of(row)
+    else:
+        data = await svc.pdf_of(row)
     return Response(data, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="{_fname(row, "pdf")}"'})
 

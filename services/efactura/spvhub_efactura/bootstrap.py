@@ -27,6 +27,7 @@ from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import PeriodicJob, ServiceRuntime
 from spvhub_common.anaf.client import AnafClient
+from spvhub_common.anaf.errors import AnafError
 from spvhub_common.anaf.config import AnafConfig
 from spvhub_efactura.adapters.anaf import BudgetClock, CommonEfacturaAnaf, EfacturaAnaf
 from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
@@ -85,6 +86,18 @@ class Services:
             pass
         return data
 
+    async def anaf_pdf_of(self, row: dict[str, Any]) -> bytes:
+        """ANAF's own PDF (transformare), only when enabled; its WAF sometimes refuses, the local one never."""
+        if not self.settings.anaf_transform_pdf or not hasattr(self.engine.anaf, "xml_to_pdf"):
+            raise AppError("ANAF's PDF service is disabled here; use the local PDF.", code="anaf_pdf_disabled",
+                           status=409)
+        xml = await self.xml_of(row)
+        try:
+            return await self.engine.anaf.xml_to_pdf(xml, row["document_type"] == "credit_note")
+        except AnafError as e:
+            raise AppError(f"ANAF's PDF service refused: {e.text[:200]}. The local PDF is always available.",
+                           code="anaf_pdf_unavailable", status=502) from e
+
     async def set_interval(self, cif: str, seconds: int | None) -> bool:
         async with self.runtime.uow() as uow:
             res = await uow.session.execute(update(companies).where(companies.c.cif == cif)
@@ -115,7 +128,9 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
                             env="prod" if settings.anaf_env == "prod" else "test",
                             read_timeout=settings.anaf_timeout, connect_timeout=min(10.0, settings.anaf_timeout))
         anaf = CommonEfacturaAnaf(AnafClient(config, budget, clock=BudgetClock(clock), transport=anaf_transport),
-                                  timeout=settings.anaf_timeout + 1, retries=settings.anaf_retries,
+                                  # a safety net only (httpx enforces anaf_timeout on real connections); it also
+                                  # covers the budget wait, so it must be generous
+                                  timeout=settings.anaf_timeout * 2 + 30, retries=settings.anaf_retries,
                                   backoff=settings.anaf_backoff)
     tokens = tokens or AuthTokenClient(settings.auth_url, settings.service_token.get_secret_value())
     if blobs is None:

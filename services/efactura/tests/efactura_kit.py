@@ -97,14 +97,21 @@ class Harness:
                  start_jobs: bool = False, blobs: Any = None) -> None:
         self.settings = settings
         self.emulator = emulator
-        self.emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator), base_url="http://emulator",
-                                     timeout=30)
-        self.clock = EmulatorClock(emulator)
+        external = isinstance(emulator, str)  # the URL of an emulator process
+        if external:
+            from spvhub_common.clock import FollowingClock
+            self.emu = httpx.AsyncClient(base_url=emulator, timeout=60)
+            self.clock: Any = FollowingClock(f"{emulator}/__admin/clock", refresh=0.5)
+        else:
+            self.emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator), base_url="http://emulator",
+                                         timeout=30)
+            self.clock = EmulatorClock(emulator)
         self.tokens = EmulatorTokens(self.emu)
         self.budget_engine = create_engine(settings, settings.anaf_budget_database)
         self.budget = PostgresBudget(self.budget_engine, budget_limits(settings), BudgetClock(self.clock))
-        settings.anaf_base = "http://emulator"
-        self.app, self.runtime = build(settings, anaf_transport=httpx.ASGITransport(app=emulator),
+        settings.anaf_base = emulator if external else "http://emulator"
+        self.app, self.runtime = build(settings,
+                                       anaf_transport=None if external else httpx.ASGITransport(app=emulator),
                                        tokens=self.tokens, clock=self.clock,
                                        budget=self.budget, blobs=blobs, start_consumers=start_consumers,
                                        start_relay=start_relay, start_jobs=start_jobs)

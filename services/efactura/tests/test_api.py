@@ -96,6 +96,11 @@ async def test_api_end_to_end(fresh_database: str, topic_prefix: str, minio_up: 
             assert any(n.startswith("semnatura_") for n in names)
             pdf = await api.get(f"/api/efactura/invoices/{inv['id']}/pdf", headers=alice)
             assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+            r = await api.get(f"/api/efactura/invoices/{inv['id']}/pdf", headers=alice, params={"source": "anaf"})
+            assert r.status_code == 409 and r.json()["error"]["code"] == "anaf_pdf_disabled"
+            h.svc.settings.anaf_transform_pdf = True
+            r = await api.get(f"/api/efactura/invoices/{inv['id']}/pdf", headers=alice, params={"source": "anaf"})
+            assert r.status_code == 200 and r.content.startswith(b"%PDF"), r.text
             # streamed bulk export
             ex = await api.get("/api/efactura/invoices-export.zip", headers=alice,
                                params={"include": "xml,zip,pdf", "type": "invoice"})

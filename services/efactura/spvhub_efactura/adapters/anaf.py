@@ -100,6 +100,10 @@ class CommonEfacturaAnaf:
     async def download(self, token: str, message_id: str) -> bytes:
         return await self._retrying(lambda: self.client.download(message_id, token=token))
 
+    async def xml_to_pdf(self, xml: bytes, credit_note: bool) -> bytes:
+        """ANAF's transformare (public host, no token); optional, the local renderer is the default."""
+        return await self._retrying(lambda: self.client.xml_to_pdf(xml, "FCN" if credit_note else "FACT1"))
+
 
 def resets_at_of(err: AnafError, now: datetime) -> datetime:
     at = getattr(err, "resets_at", None)
