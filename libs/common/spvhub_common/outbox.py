@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from spvhub_common.logging import get_logger
+from spvhub_common.telemetry import tracer
 
 log = get_logger(__name__)
 PUBLISHED = Counter("outbox_published_total", "Events published from the outbox", ["service", "topic"])
@@ -65,6 +69,25 @@ class KafkaPublisher:
     async def send_many(self, records: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
         futs = [await self.producer.send(t, value=v, key=k, headers=h) for t, k, v, h in records]
         await asyncio.gather(*futs)
+
+
+@contextmanager
+def producer_spans(items: list[tuple[str, str | None]]) -> Iterator[None]:
+    """A PRODUCER span per published row, child of the trace the row was written in (if any)."""
+    spans = [tracer("spvhub.outbox").start_span(
+        f"publish {topic}", context=propagate.extract({"traceparent": tp}), kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": topic})
+        for topic, tp in items if tp]
+    try:
+        yield
+    except BaseException as exc:
+        for span in spans:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR))
+        raise
+    finally:
+        for span in spans:
+            span.end()
 
 
 def lock_key(service: str) -> int:
@@ -152,11 +175,12 @@ class OutboxRelay:
                     [(k, str(v).encode()) for k, v in (r.headers or {}).items()] +
                     [("content-type", b"application/cloudevents+json; charset=UTF-8")]) for r in rows]
         sender: Any = getattr(self.publisher, "send_many", None)
-        if sender:
-            await sender(records)
-        else:
-            for rec in records:  # keep per-key order: one at a time
-                await self.publisher.send(*rec)
+        with producer_spans([(r.topic, (r.headers or {}).get("traceparent")) for r in rows]):
+            if sender:
+                await sender(records)
+            else:
+                for rec in records:  # keep per-key order: one at a time
+                    await self.publisher.send(*rec)
         seqs = [r.seq for r in rows]
         if self.after_publish:
             await self.after_publish(seqs)

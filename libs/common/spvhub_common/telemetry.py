@@ -57,3 +57,16 @@ def headers_to_dict(headers: Mapping[str, Any] | list[tuple[str, bytes]] | None)
         return {}
     items = headers.items() if isinstance(headers, Mapping) else headers
     return {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in items}
+
+
+def capture_spans() -> Any:
+    """Tests: an in-memory exporter attached to the process's tracer provider (installed if needed)."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        setup_tracing("test")
+        provider = trace.get_tracer_provider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))  # type: ignore[attr-defined]
+    return exporter

@@ -17,7 +17,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import structlog
+from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
+
+from spvhub_common.telemetry import tracer
 
 from .budget import DEFAULT_DAILY, AnafBudget, BudgetKind
 from .clock import Clock, SystemClock, local_date, next_local_midnight
@@ -201,7 +204,21 @@ class AnafClient:
     def _resets_at(self) -> datetime:
         return next_local_midnight(self.clock.now())
 
-    async def _call(
+    async def _call(self, call: _Call, method: str, url: str, parse: Callable[[httpx.Response], T],
+                    **kw: Any) -> T:
+        """One ANAF call as one CLIENT span (the trace of an invoice starts at the ANAF call)."""
+        with tracer("spvhub.anaf").start_as_current_span(
+                f"anaf {call.endpoint}", kind=SpanKind.CLIENT,
+                attributes={"anaf.endpoint": call.endpoint, "http.request.method": method}) as span:
+            try:
+                return await self._call_observed(call, method, url, parse, **kw)
+            except AnafError as exc:
+                span.set_attribute("anaf.outcome", _outcome(exc))
+                if exc.status is not None:
+                    span.set_attribute("http.response.status_code", exc.status)
+                raise
+
+    async def _call_observed(
         self,
         call: _Call,
         method: str,
