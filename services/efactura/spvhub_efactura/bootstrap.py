@@ -13,7 +13,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import urllib3
 from fastapi import FastAPI
+from minio import Minio
 from sqlalchemy import update
 
 from spvhub_common.access import apply_access_changed
@@ -137,6 +139,14 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
         blobs = S3BlobStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key.get_secret_value(),
                             settings.s3_bucket, secure=settings.s3_secure,
                             default_retention_days=settings.retention_days)
+        # The shared store's minio client keeps 10 pooled connections; our I/O threads need more (a wider pool
+        # avoids a new TCP connection per request under load).
+        blobs.client = Minio(settings.s3_endpoint, access_key=settings.s3_access_key,
+                             secret_key=settings.s3_secret_key.get_secret_value(), secure=settings.s3_secure,
+                             http_client=urllib3.PoolManager(
+                                 maxsize=settings.io_threads, timeout=urllib3.Timeout(connect=10, read=120),
+                                 retries=urllib3.Retry(total=5, backoff_factor=0.2,
+                                                       status_forcelist=[500, 502, 503, 504])))
     engine = SyncEngine(settings, runtime.uow, anaf, tokens, blobs, clock)
 
     async def on_access_changed(ev, _env, uow) -> None:  # type: ignore[no-untyped-def]

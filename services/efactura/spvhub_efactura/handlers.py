@@ -462,6 +462,17 @@ class SyncEngine:
         """Download, archive and parse one message; returns archived | lost | failed | quota | paused."""
         mid = msg["message_id"]
         now = self.clock.now()
+        # A previous run may have archived the ZIP and died before its row committed: reuse it rather than
+        # spend one of the message's 10 daily downloads again.
+        try:
+            zip_key = f"{blob_prefix(cif, mid)}/{mid}.zip"
+            if await self.blobs.stat(zip_key) is not None:
+                await self.archive(cif, msg, await self.blobs.get(zip_key), stored=True)
+                return "archived"
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - fall back to downloading
+            log.warning("reusing an archived ZIP failed", cif=cif, message_id=mid)
         try:
             data = await self._with_token(connection_id, lambda tok: self.anaf.download(tok, mid))
         except SyncPaused:
@@ -537,7 +548,8 @@ class SyncEngine:
             await uow.commit()
 
     # -- archive -----------------------------------------------------------------------------------
-    async def archive(self, cif: str, msg: dict[str, Any], data: bytes, *, reprocess: bool = False) -> bool:
+    async def archive(self, cif: str, msg: dict[str, Any], data: bytes, *, reprocess: bool = False,
+                      stored: bool = False) -> bool:
         """Blob first (Object Lock), then the ledger transition + invoice row + events in one transaction.
         Returns True when this call made the transition (so events are published exactly once)."""
         mid = msg["message_id"]
@@ -545,7 +557,7 @@ class SyncEngine:
         # Retention is legal time in the real world (the object store's clock), never the simulated ANAF clock.
         retain = datetime.now(timezone.utc) + timedelta(days=self.settings.retention_days)
         zip_key = f"{prefix}/{mid}.zip"
-        if not reprocess:
+        if not (reprocess or stored):
             try:
                 await self.blobs.put(zip_key, data, "application/zip", retain_until=retain)
             except RetentionConflict:

@@ -3,6 +3,7 @@ a clock that follows it, and a harness that builds the efactura service against 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,7 +102,7 @@ class Harness:
         if external:
             from spvhub_common.clock import FollowingClock
             self.emu = httpx.AsyncClient(base_url=emulator, timeout=60)
-            self.clock: Any = FollowingClock(f"{emulator}/__admin/clock", refresh=0.5)
+            self.clock: Any = FollowingClock(f"{emulator}/__admin/clock", refresh=float(os.environ.get("EFACTURA_CLOCK_REFRESH", "0.5")))
         else:
             self.emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator), base_url="http://emulator",
                                          timeout=30)
