@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 import zipfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -74,7 +74,7 @@ async def main() -> None:
         # -- data ---------------------------------------------------------------------------------
         t0 = time.perf_counter()
         partners = [(str(10_000_000 + i), f"Partener {i} SRL") for i in range(2000)]
-        base = datetime(2026, 3, 10, tzinfo=timezone.utc)
+        base = datetime(2026, 3, 10, tzinfo=UTC)
         exp_cif = cifs[0]
         sample_xml = (b'<?xml version="1.0"?><Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2">'
                       + b"<x>" + b"A" * 3000 + b"</x></Invoice>")
@@ -89,7 +89,8 @@ async def main() -> None:
             p = rng.choice(partners)
             listed = base - timedelta(seconds=rng.randint(0, 59 * 86400))
             total = Decimal(rng.randint(100, 5_000_000)) / 100
-            batch.append({"cif": cif, "message_id": str(3_000_000_000 + i), "direction": rng.choice(["received", "sent"]),
+            batch.append({"cif": cif, "message_id": str(3_000_000_000 + i),
+                          "direction": rng.choice(["received", "sent"]),
                           "document_type": "invoice", "type_code": "380", "number": f"FCT-{i}",
                           "issue_date": listed.date(), "currency": "RON", "partner_cif": p[0], "partner_name": p[1],
                           "total_amount": total, "net_amount": total, "vat_amount": Decimal(0), "listed_at": listed,
@@ -143,7 +144,8 @@ async def main() -> None:
                     params.update(cif=rng.choice(cifs), partner=rng.choice(partners)[0])
                 elif kind == 3:
                     d = date(2026, 1, 10) + timedelta(days=rng.randint(0, 50))
-                    params.update(cif=rng.choice(cifs), date_from=d.isoformat(), date_to=(d + timedelta(days=7)).isoformat())
+                    params.update(cif=rng.choice(cifs), date_from=d.isoformat(),
+                                  date_to=(d + timedelta(days=7)).isoformat())
                 elif kind == 4 and cursors:
                     params["cursor"] = rng.choice(cursors)
                 else:

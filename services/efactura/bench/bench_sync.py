@@ -23,8 +23,8 @@ import subprocess  # noqa: E402
 
 import httpx  # noqa: E402
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator, scenario  # noqa: E402
-from spvhub_common.logging import configure_logging  # noqa: E402
 from spvhub_common.db import drop_database, ensure_database  # noqa: E402
+from spvhub_common.logging import configure_logging  # noqa: E402
 
 
 def free_port() -> int:

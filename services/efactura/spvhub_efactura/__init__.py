@@ -1,1 +1,2 @@
-"""spvhub efactura service: e-Factura inbox: per-CIF sync, ANAF message ledger, archived invoices, PDFs, exports and submissions."""
+"""spvhub efactura service: e-Factura inbox: per-CIF sync, ANAF message ledger, archived invoices, PDFs,
+exports and submissions."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spvhub_common.runtime import run_main
+
 from spvhub_efactura.bootstrap import build_app
 from spvhub_efactura.settings import get_settings
 

@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
-
 from spvhub_common.access import accessible_cifs, require_access
 from spvhub_common.errors import AppError, Forbidden, NotFound
 from spvhub_common.security import CurrentUser
+
 from spvhub_efactura.adapters import queries
 from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.domain import normalize_cif

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,11 +16,11 @@ import httpx
 import urllib3
 from fastapi import FastAPI
 from minio import Minio
-from sqlalchemy import update
-
 from spvhub_common.access import apply_access_changed
-from spvhub_common.anaf.budget import DEFAULT_DAILY, AnafBudget, BudgetKind, BudgetLimits, PostgresBudget, \
-    ensure_schema
+from spvhub_common.anaf.budget import DEFAULT_DAILY, AnafBudget, BudgetKind, BudgetLimits, PostgresBudget, ensure_schema
+from spvhub_common.anaf.client import AnafClient
+from spvhub_common.anaf.config import AnafConfig
+from spvhub_common.anaf.errors import AnafError
 from spvhub_common.blobs import BlobNotFound, BlobStore, S3BlobStore
 from spvhub_common.clock import make_clock
 from spvhub_common.db import create_engine, ensure_database
@@ -28,9 +28,8 @@ from spvhub_common.errors import AppError
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import PeriodicJob, ServiceRuntime
-from spvhub_common.anaf.client import AnafClient
-from spvhub_common.anaf.errors import AnafError
-from spvhub_common.anaf.config import AnafConfig
+from sqlalchemy import update
+
 from spvhub_efactura.adapters.anaf import BudgetClock, CommonEfacturaAnaf, EfacturaAnaf
 from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
 from spvhub_efactura.adapters.orm import access_grants, companies, outbox

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -93,7 +93,7 @@ def direction_for(own_cif: str, kind: MessageKind, seller: str | None, buyer: st
 def parse_data_creare(value: str) -> datetime:
     """`yyyyMMddHHmm` in Romania wall time -> aware UTC."""
     local = datetime.strptime(value.strip()[:12], "%Y%m%d%H%M").replace(tzinfo=BUCHAREST)
-    return local.astimezone(timezone.utc)
+    return local.astimezone(UTC)
 
 
 def purge_at(data_creare: datetime) -> datetime:

@@ -3,33 +3,39 @@ download, archive, parse), reconciliation and expiry checks. The routing table i
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
-from concurrent.futures.process import BrokenProcessPool
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
-
-from spvhub_common.anaf.errors import (AnafError, LimitReached, MessageExpired, NoRights, NotFound, Unauthorized)
+from spvhub_common.anaf.errors import AnafError, LimitReached, MessageExpired, NoRights, NotFound, Unauthorized
 from spvhub_common.blobs import BlobStore, RetentionConflict
 from spvhub_common.events import Event
-from spvhub_common.events.auth import (ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired,
-                                       TokenRefreshed)
-from spvhub_common.events.efactura import (DocumentFlagged, InvoiceDownloaded, InvoiceErrorReceived, MessageExpiring,
-                                           MessageLost, QuotaExhausted, SyncCompleted)
+from spvhub_common.events.auth import ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired, TokenRefreshed
+from spvhub_common.events.efactura import (
+    DocumentFlagged,
+    InvoiceDownloaded,
+    InvoiceErrorReceived,
+    MessageExpiring,
+    MessageLost,
+    QuotaExhausted,
+    SyncCompleted,
+)
 from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
 from spvhub_common.logging import get_logger
 from spvhub_common.uow import SqlUnitOfWork
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+
 from spvhub_efactura import domain
 from spvhub_efactura.adapters.anaf import EfacturaAnaf, resets_at_of
-from spvhub_efactura.adapters.auth import AuthUnavailable, NoConnection, ReauthorizationRequired as AuthReauth
-from spvhub_efactura.adapters.auth import TokenProvider
+from spvhub_efactura.adapters.auth import AuthUnavailable, NoConnection, TokenProvider
+from spvhub_efactura.adapters.auth import ReauthorizationRequired as AuthReauth
 from spvhub_efactura.adapters.orm import companies, connection_rights, connections, invoices, messages, quota_ledger
 from spvhub_efactura.archive import Limits
 from spvhub_efactura.processing import Processed, process_zip
@@ -555,7 +561,7 @@ class SyncEngine:
         mid = msg["message_id"]
         prefix = blob_prefix(cif, mid)
         # Retention is legal time in the real world (the object store's clock), never the simulated ANAF clock.
-        retain = datetime.now(timezone.utc) + timedelta(days=self.settings.retention_days)
+        retain = datetime.now(UTC) + timedelta(days=self.settings.retention_days)
         zip_key = f"{prefix}/{mid}.zip"
         if not (reprocess or stored):
             try:

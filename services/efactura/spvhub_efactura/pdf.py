@@ -9,6 +9,7 @@ import io
 import os
 from decimal import Decimal
 from functools import lru_cache
+from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT
@@ -18,7 +19,6 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-from xml.sax.saxutils import escape
 
 from spvhub_efactura.archive import parse_xml
 from spvhub_efactura.ubl import Document, PartyInfo, read

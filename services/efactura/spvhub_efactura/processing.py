@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spvhub_efactura.archive import (HostileArchive, Limits, SignatureCheck, UnreadableArchive, parse_xml, unpack,
-                                     verify_signature)
+from spvhub_efactura.archive import (
+    HostileArchive,
+    Limits,
+    SignatureCheck,
+    UnreadableArchive,
+    parse_xml,
+    unpack,
+    verify_signature,
+)
 from spvhub_efactura.ubl import BuyerMessage, Document, ErrorReport, NotUbl, read
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import Field
-
 from spvhub_common.settings import ServiceSettings
 
 

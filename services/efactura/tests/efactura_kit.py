@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
-
 from anaf_emulator import create_app as create_emulator
 from anaf_emulator.cif import make_cif
 from spvhub_common.anaf.budget import PostgresBudget, ensure_schema
 from spvhub_common.db import create_engine
+from spvhub_common.events.portfolio import RightsDiscovered
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.testing import make_settings
 from spvhub_efactura.adapters.anaf import BudgetClock
@@ -23,7 +22,7 @@ from spvhub_efactura.adapters.auth import AccessToken
 from spvhub_efactura.adapters.orm import messages
 from spvhub_efactura.bootstrap import budget_limits, build
 from spvhub_efactura.handlers import on_rights_discovered
-from spvhub_common.events.portfolio import RightsDiscovered
+from sqlalchemy import func, select
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "spvhub_efactura" / "migrations"
 CLIENT_ID = "6f97e46422c3ed35112f7e85aa6e15462d3b4f475669b753"
@@ -54,7 +53,7 @@ class EmulatorClock:
         self.state = app.state.emulator
 
     def now(self) -> datetime:
-        return self.state.clock.now().astimezone(timezone.utc)
+        return self.state.clock.now().astimezone(UTC)
 
 
 class EmulatorTokens:
@@ -102,7 +101,8 @@ class Harness:
         if external:
             from spvhub_common.clock import FollowingClock
             self.emu = httpx.AsyncClient(base_url=emulator, timeout=60)
-            self.clock: Any = FollowingClock(f"{emulator}/__admin/clock", refresh=float(os.environ.get("EFACTURA_CLOCK_REFRESH", "0.5")))
+            refresh = float(os.environ.get("EFACTURA_CLOCK_REFRESH", "0.5"))
+            self.clock: Any = FollowingClock(f"{emulator}/__admin/clock", refresh=refresh)
         else:
             self.emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator), base_url="http://emulator",
                                          timeout=30)
@@ -120,7 +120,7 @@ class Harness:
         self.engine = self.svc.engine
         self._lifespan: Any = None
 
-    async def __aenter__(self) -> "Harness":
+    async def __aenter__(self) -> Harness:
         await upgrade_async(self.settings, MIGRATIONS)
         await ensure_schema(self.budget_engine)
         self._lifespan = self.app.router.lifespan_context(self.app)

@@ -8,17 +8,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import func, select
-
 from anaf_emulator.ubl import _vat_breakdown
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 from spvhub_common.events import decode
 from spvhub_efactura.adapters.orm import invoices, messages, outbox, quota_ledger
+from sqlalchemy import func, select
 
 FULL = os.environ.get("SPVHUB_EFACTURA_FULL") == "1"
 
@@ -231,7 +230,7 @@ async def test_listed_but_past_download_window_is_recorded_lost(fresh_database: 
 
 async def test_pause_on_reauthorization_and_resume(fresh_database: str, topic_prefix: str, minio_up: None,
                                                    kafka_up: str) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from spvhub_common.events.auth import ReauthorizationRequired, TokenRefreshed
     from spvhub_efactura.handlers import on_reauthorization_required, on_token_refreshed
@@ -250,7 +249,7 @@ async def test_pause_on_reauthorization_and_resume(fresh_database: str, topic_pr
         await h.engine.request_sync(cif)
         assert await h.engine.tick() == []  # paused: nothing claimed
         async with h.runtime.uow() as uow:
-            t = datetime.now(timezone.utc)
+            t = datetime.now(UTC)
             await on_token_refreshed(TokenRefreshed(connection_id="acc", company_cif=cif, access_expires_at=t,
                                                     refresh_expires_at=t), None, uow)
             await uow.commit()

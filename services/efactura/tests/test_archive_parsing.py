@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from anaf_emulator.signing import sign_document
@@ -111,10 +111,11 @@ def test_domain_rules() -> None:
     assert domain.kind_of("MESAJ CUMPARATOR PRIMIT / MESAJ CUMPARATOR TRANSMIS") == domain.MessageKind.BUYER_MESSAGE
     p = domain.parse_detalii("Factura cu id_incarcare=5 transmisa de cif=222  ca autofactura in numele cif=111")
     assert (p.seller, p.buyer, p.self_billing) == ("111", "222", True)
-    assert domain.parse_detalii("Factura cu id_incarcare=5 emisa de cif_emitent=1 pentru cif_beneficiar=2").seller == "1"
+    normal = "Factura cu id_incarcare=5 emisa de cif_emitent=1 pentru cif_beneficiar=2"
+    assert domain.parse_detalii(normal).seller == "1"
     assert domain.normalize_cif(" ro 123 ") == "123"
-    assert domain.parse_data_creare("202603101200") == datetime(2026, 3, 10, 10, 0, tzinfo=timezone.utc)
-    now = datetime(2026, 3, 10, tzinfo=timezone.utc)
+    assert domain.parse_data_creare("202603101200") == datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
+    now = datetime(2026, 3, 10, tzinfo=UTC)
     w = domain.list_window(now, None, start_margin=timedelta(minutes=10), end_margin=timedelta(seconds=60),
                            overlap=timedelta(hours=1))
     assert w.first_sync and w.start == now - timedelta(days=60) + timedelta(minutes=10)

@@ -16,8 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 from efactura_kit import MIGRATIONS, company_cifs, efactura_settings, scenario
-from sqlalchemy import func, select
-
 from spvhub_common.db import create_engine, session_factory
 from spvhub_common.events import decode
 from spvhub_common.events.portfolio import RightsDiscovered
@@ -25,6 +23,7 @@ from spvhub_common.migrate import upgrade_async
 from spvhub_common.uow import SqlUnitOfWork
 from spvhub_efactura.adapters.orm import invoices, messages, outbox
 from spvhub_efactura.handlers import on_rights_discovered
+from sqlalchemy import func, select
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from spvhub_common.anaf.client import AnafClient
@@ -80,7 +80,7 @@ class CommonEfacturaAnaf:
             try:
                 # wait_for as well: an in-process transport (tests) does not enforce httpx timeouts
                 return await asyncio.wait_for(fn(), self.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 err: AnafError = AnafUnavailable("timeout")
             except (AnafUnavailable, RateLimited, WafRejected) as e:
                 err = e  # RateLimited: the client already told the budget to stop until the window resets

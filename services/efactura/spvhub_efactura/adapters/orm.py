@@ -1,12 +1,26 @@
 """Tables of the efactura service (SQLAlchemy Core); the Alembic history in migrations/ follows this file."""
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, Date, DateTime, Index, Integer, MetaData, Numeric, String,
-                        Table, Text, UniqueConstraint, func, text)
-from sqlalchemy.dialects.postgresql import JSONB
-
 from spvhub_common.access import access_table
 from spvhub_common.messaging import add_messaging_tables
+from sqlalchemy import (
+                        BigInteger,
+                        Boolean,
+                        Column,
+                        Date,
+                        DateTime,
+                        Index,
+                        Integer,
+                        MetaData,
+                        Numeric,
+                        String,
+                        Table,
+                        Text,
+                        UniqueConstraint,
+                        func,
+                        text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 outbox, inbox = add_messaging_tables(metadata)
