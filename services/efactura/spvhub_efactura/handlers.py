@@ -3,6 +3,7 @@ download, archive, parse), reconciliation and expiry checks. The routing table i
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from spvhub_common.events.efactura import (
 from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
 from spvhub_common.logging import get_logger
 from spvhub_common.uow import SqlUnitOfWork
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -44,6 +46,15 @@ from spvhub_efactura.ubl import BuyerMessage, Document, ErrorReport
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+SYNC_LAST_SUCCESS = Gauge("efactura_sync_last_success_timestamp",
+                          "Unix time (wall clock) of the company's last successful e-Factura sync", ["cif"])
+SYNC_PENDING = Gauge("efactura_messages_pending", "Listed messages not yet archived, per company", ["cif"])
+SYNCS = Counter("efactura_syncs_total", "Company syncs by outcome", ["outcome"])
+SYNC_SECONDS = Histogram("efactura_sync_duration_seconds", "Duration of one company sync",
+                         buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
+MESSAGES = Counter("efactura_messages_total", "Message outcomes (archived, lost, failed, quota, flagged)",
+                   ["outcome"])
 
 
 class Clock(Protocol):
@@ -257,16 +268,22 @@ class SyncEngine:
     async def _leased_sync(self, cif: str) -> SyncReport:
         hb = asyncio.create_task(self._heartbeat(cif))
         report = SyncReport(cif)
+        started = time.perf_counter()
         try:
             async with self._company_slots:
                 report = await self.sync_company(cif)
+            SYNCS.labels("ok").inc()
+            SYNC_LAST_SUCCESS.labels(cif).set(time.time())
+            SYNC_PENDING.labels(cif).set(report.pending)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - recorded in the company's health, retried on schedule
+            SYNCS.labels("paused" if isinstance(e, SyncPaused) else "failed").inc()
             log.exception("sync failed", cif=cif, error=str(e)[:300])
             report.error = f"{type(e).__name__}: {str(e)[:400]}"
             await self._record_failure(cif, report.error)
         finally:
+            SYNC_SECONDS.observe(time.perf_counter() - started)
             hb.cancel()
             try:
                 await self._release(cif)
@@ -443,6 +460,7 @@ class SyncEngine:
                 if stop.is_set():
                     return
                 outcome = await self.download_one(cif, connection_id, msg)
+                MESSAGES.labels(outcome).inc()
                 if outcome == "archived":
                     report.archived += 1
                 elif outcome == "lost":

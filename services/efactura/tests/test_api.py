@@ -123,6 +123,8 @@ async def test_api_end_to_end(fresh_database: str, topic_prefix: str, minio_up: 
             assert r.status_code == 200
             ov = (await api.get("/api/efactura/sync", headers=alice)).json()["items"]
             assert [i["cif"] for i in ov] == [cifs[0]] and ov[0]["interval_seconds"] == 1800
+            metrics = (await api.get("/metrics")).text
+            assert f'efactura_sync_last_success_timestamp{{cif="{cifs[0]}"}}' in metrics
             led = (await api.get(f"/api/efactura/companies/{cifs[0]}/messages", headers=alice,
                                  params={"state": "archived"})).json()["items"]
             assert len(led) == len([k for k in ledger if k[0] == cifs[0]])
