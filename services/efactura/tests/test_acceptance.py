@@ -54,9 +54,10 @@ async def test_many_companies_with_faults_archive_exactly_the_emulators_messages
         # messages in ANAF's boundary band (listed, no longer downloadable) end as lost, with ANAF's reason
         band = {k for k, m in emu.items() if not m["downloadable"]}
         lost = {k for k, r in ledger.items() if r["state"] == "lost"}
-        assert lost == band and all("60 de zile" in ledger[k]["lost_reason"] for k in lost)
-        assert set(ledger) == set(emu)
-        assert archived == set(emu) - band, (len(archived), len(emu), Counter(r["state"] for r in ledger.values()))
+        # (the emulator clock runs during the sync, so a message may be archived before it enters the band)
+        assert lost <= band and all("60 de zile" in ledger[k]["lost_reason"] for k in lost)
+        assert set(ledger) == set(emu) and archived | lost == set(emu)
+        assert archived >= set(emu) - band, (len(archived), len(emu), Counter(r["state"] for r in ledger.values()))
         arch = [ledger[k] for k in archived]
         assert all(r["signature_status"] == "valid" for r in arch)
         assert all(r["parse_status"] == "ok" for r in arch)
