@@ -19,6 +19,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 STACK = dict(line.split("=", 1) for line in (ROOT / "infra" / "stack.env").read_text().splitlines()
              if line and not line.startswith("#") and "=" in line)
+STACK.update({k: v for k, v in os.environ.items() if k.startswith("SPVHUB_")})  # same override rule as ./dev
 PORT = {s: int(STACK[f"SPVHUB_{s.upper()}_PORT"]) for s in
         ("gateway", "auth", "portfolio", "invitations", "efactura", "etransport", "notifier")}
 MAILBOX = f"http://127.0.0.1:{STACK['SPVHUB_MAILBOX_HTTP_PORT']}"

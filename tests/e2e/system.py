@@ -38,6 +38,7 @@ class System:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logdir: Path = field(default_factory=lambda: ROOT / ".stack" / "logs" / "e2e")
     service_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    gateway: bool = False
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -45,6 +46,18 @@ class System:
     @property
     def emulator(self) -> str:
         return self.url("emulator")
+
+    @property
+    def public_url(self) -> str:
+        """Where people and API clients reach the system: the gateway when it runs, else auth directly."""
+        return self.url("gateway") if self.gateway else self.url("auth")
+
+    def port_env(self) -> dict[str, str]:
+        """This system's ports in the SPVHUB_<NAME>_PORT form that ./dev, the gateway and the seed read."""
+        env = {f"SPVHUB_{s.upper()}_PORT": str(self.ports[s]) for s in SERVICES}
+        env.update(SPVHUB_GATEWAY_PORT=str(self.ports["gateway"]), SPVHUB_EMULATOR_PORT=str(self.ports["emulator"]),
+                   SPVHUB_SMTP_PORT=str(self.ports["smtp"]), SPVHUB_MAILBOX_HTTP_PORT=str(self.ports["mailhttp"]))
+        return env
 
     @property
     def prefix(self) -> str:
@@ -66,8 +79,8 @@ class System:
             "SPVHUB_ANAF_BASE": self.emulator, "SPVHUB_CLOCK_URL": f"{self.emulator}/__admin/clock",
             "SPVHUB_JWKS_URL": f"{self.url('auth')}/.well-known/jwks.json",
             "SPVHUB_SERVICE_TOKEN": self.service_token,
-            "SPVHUB_PUBLIC_BASE_URL": self.url("auth"),
-            "SPVHUB_ANAF_REDIRECT_URI": f"{self.url('auth')}/api/auth/anaf/callback",
+            "SPVHUB_PUBLIC_BASE_URL": self.public_url,
+            "SPVHUB_ANAF_REDIRECT_URI": f"{self.public_url}/api/auth/anaf/callback",
             "SPVHUB_AUTH_URL": self.url("auth"), "SPVHUB_PORTFOLIO_URL": self.url("portfolio"),
             "SPVHUB_INVITATIONS_URL": self.url("invitations"), "SPVHUB_EFACTURA_URL": self.url("efactura"),
             "SPVHUB_ETRANSPORT_URL": self.url("etransport"), "SPVHUB_NOTIFIER_URL": self.url("notifier"),
@@ -102,14 +115,14 @@ class System:
         src = ROOT / "emulator" / "anaf_emulator" / "scenarios" / self.scenario
         data = json.loads(src.read_text())
         for app in data.get("applications", []):
-            app["redirect_uris"].append(f"{self.url('auth')}/api/auth/anaf/callback")
+            app["redirect_uris"].append(f"{self.public_url}/api/auth/anaf/callback")
         out = self.logdir / f"{self.run_id}-scenario.json"
         self.logdir.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data))
         return out
 
     def start(self, services: list[str] | None = None) -> "System":
-        for name in ["emulator", "smtp", "mailhttp", *SERVICES]:
+        for name in ["emulator", "smtp", "mailhttp", "gateway", *SERVICES]:
             self.ports[name] = free_port()
         self._spawn("emulator", [PY, "-m", "anaf_emulator", "--scenario", str(self.scenario_file()),
                                  "--host", "127.0.0.1", "--port", str(self.ports["emulator"]), "--admin"], dict(os.environ))
@@ -127,7 +140,21 @@ class System:
             self._spawn(s, [PY, "-m", f"spvhub_{s}"], self.env(s))
         for s in services or SERVICES:
             self._wait_http(s, "/health/ready", timeout=90)
+        if self.gateway:
+            self._start_gateway()
         return self
+
+    def _start_gateway(self) -> None:
+        prefix = self.logdir / f"{self.run_id}-nginx"
+        (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.port_env()}
+        rc = subprocess.run([PY, "-m", "spvhub_common.gateway_conf", "--out", str(prefix / "nginx.conf"),
+                             "--prefix", str(prefix)], cwd=ROOT, env=env, capture_output=True, timeout=120)
+        if rc.returncode != 0:
+            raise RuntimeError(f"gateway config failed: {rc.stderr.decode()[-2000:]}")
+        self._spawn("gateway", ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
+                    env)
+        self._wait_http("gateway", "/health", timeout=30)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name)
