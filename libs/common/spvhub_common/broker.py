@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -42,6 +43,10 @@ class UowFactory(Protocol):
 
 def create_broker(bootstrap: str, client_id: str, **kw: Any) -> KafkaBroker:
     """One broker per service process: idempotent producer, acks=all; start/stop it in the lifespan."""
+    # FastStream's own log lines go through the stdlib root handler (JSON, see spvhub_common.logging);
+    # its per-message "Received/Processed" lines are DEBUG: the consumer metrics count those.
+    kw.setdefault("logger", logging.getLogger("spvhub.faststream"))
+    kw.setdefault("log_level", logging.DEBUG)
     return KafkaBroker(bootstrap, client_id=client_id, enable_idempotence=True, acks="all",
                        graceful_timeout=15.0, **kw)
 
