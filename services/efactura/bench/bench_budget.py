@@ -13,31 +13,56 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+
+import httpx  # noqa: E402
+from bench_sync import free_port  # noqa: E402
+from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator, scenario  # noqa: E402
 from spvhub_common.db import drop_database, ensure_database  # noqa: E402
+from spvhub_common.logging import configure_logging  # noqa: E402
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--companies", type=int, default=20)
+    ap.add_argument("--in-process", action="store_true", help="emulator in this process (default: its own process)")
     args = ap.parse_args()
+    configure_logging("efactura", "WARNING")
     db = f"bench_{uuid.uuid4().hex[:10]}"
     settings = efactura_settings(db, f"b{uuid.uuid4().hex[:8]}.", anaf_calls_per_minute=950,
                                  max_concurrent_companies=10, downloads_per_company=8, anaf_timeout=5.0)
     await ensure_database(settings, db)
-    emulator = new_emulator(args.companies)  # rate_limit_per_minute = 1000 (default)
     cifs = company_cifs(args.companies)
+    proc = None
+    if args.in_process:
+        emulator: object = new_emulator(args.companies)  # rate_limit_per_minute = 1000 (default)
+    else:
+        port = free_port()
+        scen = Path(f"/tmp/efactura-budget-{port}.json")
+        scen.write_text(json.dumps(scenario(args.companies)))
+        proc = subprocess.Popen([sys.executable, "-m", "anaf_emulator", "--scenario", str(scen), "--port", str(port)],
+                                stdout=subprocess.DEVNULL)
+        emulator = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(f"{emulator}/__admin/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
     try:
         async with Harness(settings, emulator) as h:
             need = int(1000 * args.minutes * 1.3)
             per_day = max(1.0, need / args.companies / 58)
             await h.admin("invoices/generate", {"cuis": cifs, "per_company_per_day": per_day, "days": 58})
-            st = emulator.state.emulator
-            for up in list(st.uploads.values()):
-                if up.message_ids:
-                    st.zip_for(up)  # pre-sign: the emulator's signing is not part of the measurement
+            if args.in_process:  # pre-sign: the emulator's signing is not part of the measurement
+                st = emulator.state.emulator  # type: ignore[attr-defined]
+                for up in list(st.uploads.values()):
+                    if up.message_ids:
+                        st.zip_for(up)
             await h.admin("faults", {"family": "efactura", "latency_ms": [100, 100]})
             await h.admin("counters", method="DELETE")
             await h.grant("acc", cifs)
@@ -59,6 +84,9 @@ async def main() -> None:
             print(f"budget share used: {calls / (1000 * elapsed / 60):.3f} of 1000/min "
                   f"(our shared budget is configured at 950/min = 0.95)")
     finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait()
         await drop_database(settings, db)
 
 
