@@ -10,11 +10,12 @@ import hashlib
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+import urllib3
 from minio import Minio
-from minio.commonconfig import COMPLIANCE, GOVERNANCE, ENABLED
+from minio.commonconfig import COMPLIANCE, ENABLED, GOVERNANCE
 from minio.error import S3Error
 from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
@@ -49,8 +50,12 @@ class RetentionConflict(Exception):
 
 class S3BlobStore:
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False,
-                 default_retention_days: int = 3650, mode: str = COMPLIANCE) -> None:
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+                 default_retention_days: int = 3650, mode: str = COMPLIANCE, pool_size: int = 10) -> None:
+        # one pooled connection per worker thread that may call the store at once
+        http = urllib3.PoolManager(maxsize=pool_size, timeout=urllib3.Timeout(connect=10, read=120),
+                                   retries=urllib3.Retry(total=5, backoff_factor=0.2,
+                                                         status_forcelist=[500, 502, 503, 504]))
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
         self.bucket = bucket
         self.default_retention_days = default_retention_days
         self.mode = mode
@@ -67,7 +72,7 @@ class S3BlobStore:
         await asyncio.to_thread(_do)
 
     def default_retain_until(self) -> datetime:
-        return datetime.now(timezone.utc) + timedelta(days=self.default_retention_days)
+        return datetime.now(UTC) + timedelta(days=self.default_retention_days)
 
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream", *,
                   retain_until: datetime | None = None, legal_hold: bool = False) -> BlobInfo:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FixedClock:
@@ -45,10 +45,11 @@ class FollowingClock:
         self._offset = 0.0
         self._frozen_at: float | None = None
         self._read_at = -1e9
+        self._http = httpx.Client(timeout=2)  # one kept-alive loopback connection, not one per read
 
     def _sync(self) -> None:
         try:
-            body = httpx.get(self.url, timeout=2).json()
+            body = self._http.get(self.url).json()
         except (httpx.HTTPError, ValueError):
             return  # keep the last known offset
         remote = body["epoch_ms"] / 1000.0
@@ -60,7 +61,7 @@ class FollowingClock:
         if time.monotonic() - self._read_at > self.refresh:
             self._sync()
         ts = self._frozen_at if self._frozen_at is not None else time.time() + self._offset
-        return datetime.fromtimestamp(ts, timezone.utc)
+        return datetime.fromtimestamp(ts, UTC)
 
 
 def make_clock(clock_url: str) -> Clock:

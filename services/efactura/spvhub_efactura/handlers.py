@@ -3,8 +3,8 @@ download, archive, parse), reconciliation and expiry checks. The routing table i
 from __future__ import annotations
 
 import asyncio
-import time
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
+from prometheus_client import Counter, Gauge, Histogram
 from spvhub_common.anaf.errors import AnafError, LimitReached, MessageExpired, NoRights, NotFound, Unauthorized
 from spvhub_common.blobs import BlobStore, RetentionConflict
 from spvhub_common.events import Event
@@ -29,8 +30,8 @@ from spvhub_common.events.efactura import (
 )
 from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
 from spvhub_common.logging import get_logger
+from spvhub_common.telemetry import tracer
 from spvhub_common.uow import SqlUnitOfWork
-from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -483,7 +484,16 @@ class SyncEngine:
                     raise r
 
     async def download_one(self, cif: str, connection_id: str, msg: dict[str, Any]) -> str:
-        """Download, archive and parse one message; returns archived | lost | failed | quota | paused."""
+        """Download, archive and parse one message; returns archived | lost | failed | quota | paused.
+        One span per message: the ANAF call, the outbox row and every consumer of its event share its trace."""
+        with tracer("spvhub.efactura").start_as_current_span(
+                "efactura archive-message", attributes={"efactura.cif": cif,
+                                                        "efactura.message_id": str(msg["message_id"])}) as span:
+            outcome = await self._download_one(cif, connection_id, msg)
+            span.set_attribute("efactura.outcome", outcome)
+            return outcome
+
+    async def _download_one(self, cif: str, connection_id: str, msg: dict[str, Any]) -> str:
         mid = msg["message_id"]
         now = self.clock.now()
         # A previous run may have archived the ZIP and died before its row committed: reuse it rather than
