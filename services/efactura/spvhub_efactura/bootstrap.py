@@ -39,6 +39,9 @@ from spvhub_efactura.handlers import EVENT_ROUTES, Clock, SyncEngine
 from spvhub_efactura.pdf import render_pdf
 from spvhub_efactura.processing import process_zip
 from spvhub_efactura.settings import Settings, get_settings
+from spvhub_efactura.adapters.submissions_anaf import CommonSubmissionAnaf, SubmissionAnaf
+from spvhub_efactura.submissions import SubmissionService, SubmissionSettings
+from spvhub_efactura.submissions_api import router as submissions_router
 
 
 class Services:
@@ -116,6 +119,7 @@ def budget_limits(settings: Settings) -> BudgetLimits:
 def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTransport | None = None,
           anaf: EfacturaAnaf | None = None, tokens: TokenProvider | None = None, blobs: BlobStore | None = None,
           clock: Clock | None = None, budget: AnafBudget | None = None,
+          submission_anaf: SubmissionAnaf | None = None, submission_settings: SubmissionSettings | None = None,
           **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
@@ -147,6 +151,15 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
                                  retries=urllib3.Retry(total=5, backoff_factor=0.2,
                                                        status_forcelist=[500, 502, 503, 504])))
     engine = SyncEngine(settings, runtime.uow, anaf, tokens, blobs, clock)
+    # issue 10: outgoing submissions share the sync's connections, tokens, ledger and ANAF client
+    if submission_anaf is None:
+        if not isinstance(anaf, CommonEfacturaAnaf):
+            raise ValueError("pass submission_anaf= when anaf= is not the common adapter")
+        submission_anaf = CommonSubmissionAnaf(anaf.client, timeout=settings.anaf_timeout * 2 + 30,
+                                               retries=settings.anaf_retries, backoff=settings.anaf_backoff)
+    submission_settings = submission_settings or SubmissionSettings()
+    submissions_svc = SubmissionService(submission_settings, runtime.uow, engine, submission_anaf, blobs, clock,
+                                        budget)
 
     async def on_access_changed(ev, _env, uow) -> None:  # type: ignore[no-untyped-def]
         await apply_access_changed(uow.session, access_grants, ev)
@@ -158,6 +171,8 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
     runtime.add_job(PeriodicJob("sync-scheduler", settings.scheduler_tick_seconds, engine.tick, singleton=False,
                                 initial_delay=0.5))
     runtime.add_job(PeriodicJob("expiry-scan", 3600, engine.expiry_scan, singleton=True, initial_delay=30))
+    runtime.add_job(PeriodicJob("submissions", submission_settings.worker_interval_seconds, submissions_svc.tick,
+                                singleton=False, initial_delay=0.5))
 
     async def startup(app: FastAPI) -> None:
         # The blob store client is synchronous (threads): size the default pool for I/O, not for CPUs.
@@ -191,8 +206,9 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
 
     app = create_app(settings, title="spvhub efactura",
                      description="e-Factura inbox: per-CIF sync, ANAF message ledger, archived invoices, PDFs, "
-                                 "exports and submissions.", routers=[router], lifespan=lifespan)
+                                 "exports and submissions.", routers=[router, submissions_router], lifespan=lifespan)
     app.state.efactura = Services(settings, runtime, engine, blobs, clock)
+    app.state.submissions = submissions_svc
     return app, runtime
 
 

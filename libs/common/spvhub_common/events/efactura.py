@@ -116,3 +116,63 @@ class DocumentFlagged(Event):
     problem: str  # unparseable | hostile | signature_invalid
     detail: str = ""
     blob_keys: dict[str, str] = {}
+
+
+# --- issue 10: outgoing submissions ---------------------------------------------------------------
+
+@register
+class InvoiceSubmitted(Event):
+    """ANAF accepted the upload of a submission (it has an `index_incarcare`); once per submission."""
+
+    topic = "efactura.invoice-submitted"
+    key_field = "cif"
+    cif: str
+    submission_id: str
+    upload_index: str
+    kind: str = "invoice"  # invoice | buyer_message
+    standard: str = "UBL"  # UBL | CN | RASP
+    document_type: str | None = None
+    number: str | None = None
+    issue_date: date | None = None
+    buyer_cif: str | None = None
+    b2c: bool = False
+    submitted_by: str | None = None
+
+
+@register
+class InvoiceAccepted(Event):
+    """stareMesaj answered `ok` for a submission: ANAF validated it and the buyer receives it."""
+
+    topic = "efactura.invoice-accepted"
+    key_field = "cif"
+    cif: str
+    submission_id: str
+    upload_index: str
+    id_descarcare: str | None = None
+    kind: str = "invoice"
+    document_type: str | None = None
+    number: str | None = None
+    issue_date: date | None = None
+    buyer_cif: str | None = None
+    submitted_by: str | None = None
+
+
+@register
+class InvoiceRejected(Event):
+    """A submission was refused: by ANAF's validation before filing (`stage=validation`), at upload
+    (`upload`) or after processing (`processing`, stareMesaj `nok`). `errors` are the explained errors:
+    dicts with `code`, `field`, `message` (ANAF's text), `explanation_ro`, `explanation_en`."""
+
+    topic = "efactura.invoice-rejected"
+    key_field = "cif"
+    cif: str
+    submission_id: str
+    stage: str
+    upload_index: str | None = None
+    kind: str = "invoice"
+    document_type: str | None = None
+    number: str | None = None
+    issue_date: date | None = None
+    error_codes: list[str] = []
+    errors: list[dict[str, str | None]] = []
+    submitted_by: str | None = None

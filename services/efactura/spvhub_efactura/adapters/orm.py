@@ -157,3 +157,66 @@ quota_ledger = Table(
     Column("text", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# --------------------------------------------------------------------------------------------------
+# Issue 10: outgoing submissions (invoices, credit notes, buyer messages). See submissions.py.
+
+# The sent invoice / error report row that answers a submission (set when linked; migration 0003).
+invoices.append_column(Column("submission_id", String(64)))
+Index("ix_invoices_cif_upload_index", invoices.c.cif, invoices.c.upload_index)
+
+submissions = Table(
+    "submissions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("cif", String(16), nullable=False),  # the uploading company (ANAF `cif` parameter)
+    Column("kind", String(16), nullable=False),  # invoice | buyer_message
+    Column("idempotency_key", String(200), nullable=False),
+    Column("key_source", String(10), nullable=False),  # client | derived
+    Column("xml_sha256", String(64), nullable=False),
+    Column("xml_key", Text, nullable=False),
+    Column("xml_size", Integer, nullable=False),
+    Column("standard", String(8), nullable=False),  # UBL | CN | RASP
+    Column("document_type", String(20)),  # invoice | credit_note | buyer_message
+    Column("extern", Boolean, nullable=False, server_default=text("false")),
+    Column("autofactura", Boolean, nullable=False, server_default=text("false")),
+    Column("b2c", Boolean, nullable=False, server_default=text("false")),
+    Column("validate_first", Boolean, nullable=False, server_default=text("false")),
+    Column("number", Text),
+    Column("issue_date", Date),
+    Column("seller_cif", String(32)),
+    Column("buyer_cif", String(32)),
+    Column("invoice_id", BigInteger),  # buyer message: the received invoice it answers
+    Column("ref_upload_index", String(32)),  # buyer message: that invoice's index_incarcare
+    Column("submitted_by", String(64)),
+    Column("state", String(16), nullable=False, server_default="received"),
+    Column("lease_owner", String(64)),
+    Column("lease_until", DateTime(timezone=True)),  # database time
+    Column("next_attempt_at", DateTime(timezone=True)),  # platform clock
+    Column("upload_attempts", Integer, nullable=False, server_default="0"),
+    Column("upload_started_at", DateTime(timezone=True)),  # set (committed) right before the upload call
+    Column("uploaded_at", DateTime(timezone=True)),
+    Column("anaf_index", String(32)),
+    Column("upload_response_key", Text),
+    Column("anaf_state", String(64)),  # last stareMesaj answer
+    Column("id_descarcare", String(32)),
+    Column("state_checks", Integer, nullable=False, server_default="0"),
+    Column("next_check_at", DateTime(timezone=True)),
+    Column("last_checked_at", DateTime(timezone=True)),
+    Column("validation", JSONB),
+    Column("error_stage", String(16)),  # validation | upload | processing
+    Column("errors", JSONB),  # explained errors
+    Column("error_report_key", Text),
+    Column("error_report_invoice_id", BigInteger),
+    Column("sent_invoice_id", BigInteger),
+    Column("last_error", Text),
+    Column("reconcile_note", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    UniqueConstraint("cif", "idempotency_key", name="uq_submissions_cif_key"),
+    Index("ix_submissions_cif_created", "cif", text("created_at DESC")),
+    Index("ix_submissions_cif_index", "cif", "anaf_index"),
+    Index("ix_submissions_active", "state",
+          postgresql_where=text("state IN ('received','uploading','processing','unknown') "
+                                "OR (state = 'accepted' AND sent_invoice_id IS NULL)")),
+)

@@ -1,0 +1,674 @@
+"""Outgoing e-Factura submissions (issue 10): checks before filing, idempotency keys, exactly one upload per key,
+validation first, stareMesaj followed to `ok`/`nok`, the error report explained, the inbox rows linked, buyer
+messages (RASP).
+
+Exactly one upload per (cif, idempotency key), across concurrent requests, retries, crashes and replicas:
+1. The row is inserted first under UNIQUE (cif, idempotency_key) in state `received`; concurrent requests with the
+   same key all get that one row (a different XML under the key is refused: `idempotency_key_reused`).
+2. One worker claims it (`received -> uploading`, conditional UPDATE with SKIP LOCKED, lease in database time,
+   renewed by a heartbeat while the worker lives).
+3. Right before calling ANAF it commits `upload_started_at`. The upload itself is never retried.
+4. The answer is committed at once (`processing` + `index_incarcare`, the response blob written first).
+5. If the worker dies (or the call times out / answers 5xx) after step 3 and before step 4, nobody knows whether
+   ANAF filed the document. Such a submission becomes `unknown` and is *never uploaded blindly*: the inbox sync of
+   the company is requested and the ledger is searched for the upload's trace - a `FACTURA TRIMISA` whose parsed
+   invoice has the same number/issue date (and seller) and whose `id_solicitare` no submission claims, or an
+   `ERORI FACTURA` when this is the company's only unknown submission. Found: the index is adopted and followed as
+   usual. Only when the sync has listed ANAF's messages up to `upload_started_at + unknown_grace_seconds` with no
+   trace (and nothing listed is still waiting to be downloaded) is the submission uploaded again.
+An upload that never left (our budget refused, ANAF's daily RASP cap, connection refused, WAF page, 401/403) is
+known not to be filed and is retried later.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import defusedxml.ElementTree as DET
+from defusedxml import DefusedXmlException
+from lxml import etree
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from spvhub_common.anaf.budget import AnafBudget, BudgetKind
+from spvhub_common.anaf.errors import (
+    AnafError,
+    AnafUnavailable,
+    InvalidDocument,
+    LimitReached,
+    NoRights,
+    NotFound,
+    Unauthorized,
+    ValidationError,
+    WafRejected,
+)
+from spvhub_common.anaf.models import STATE_NOK, STATE_OK, STATE_PROCESSING, STATE_REJECTED
+from spvhub_common.blobs import BlobStore
+from spvhub_common.errors import AppError, Conflict
+from spvhub_common.events.efactura import InvoiceAccepted, InvoiceRejected, InvoiceSubmitted
+from spvhub_common.logging import get_logger
+from spvhub_common.uow import SqlUnitOfWork
+from xml.etree.ElementTree import ParseError
+
+from spvhub_efactura import domain
+from spvhub_efactura.adapters import submissions_repo as repo
+from spvhub_efactura.adapters.anaf import resets_at_of
+from spvhub_efactura.adapters.submissions_anaf import SubmissionAnaf, Uploaded
+from spvhub_efactura.anaf_errors import explain_all
+from spvhub_efactura.archive import HostileArchive, UnreadableArchive, parse_xml
+from spvhub_efactura.handlers import Clock, SyncEngine, SyncPaused, UowFactory
+from spvhub_efactura.ubl import NS_CREDIT, NS_INVOICE, NS_RASP, Document, read
+
+log = get_logger(__name__)
+
+MAX_XML_BYTES = 10 * 1024 * 1024  # ANAF's upload limit
+ACTIVE = ("received", "uploading", "processing", "unknown")
+FINAL = ("accepted", "rejected")
+
+
+class SubmissionSettings(BaseSettings):
+    """Env `SPVHUB_SUBMISSION_*`."""
+
+    model_config = SettingsConfigDict(env_prefix="SPVHUB_SUBMISSION_", extra="ignore")
+
+    lease_seconds: float = 60.0
+    worker_interval_seconds: float = 2.0
+    batch: int = 20
+    first_check_seconds: float = 2.0
+    check_base_seconds: float = 5.0
+    check_max_seconds: float = 3600.0
+    retry_seconds: float = 60.0
+    unknown_check_seconds: float = 10.0
+    # How long after an interrupted upload ANAF's lists must show no trace of it before it is uploaded again
+    # (ANAF's processing plus its indexing lag, seconds to ~15 min live; generous on purpose).
+    unknown_grace_seconds: float = 6 * 3600.0
+    max_xml_bytes: int = MAX_XML_BYTES
+
+
+# --------------------------------------------------------------------------------------------------
+# Domain: what is checked before anything is stored
+
+@dataclass(frozen=True)
+class Inspected:
+    standard: str  # UBL | CN
+    document_type: str  # invoice | credit_note
+    number: str | None
+    issue_date: date | None
+    seller_cif: str | None
+    buyer_cif: str | None
+
+
+def inspect_invoice_xml(data: bytes, max_bytes: int = MAX_XML_BYTES) -> Inspected:
+    """Size, well-formedness (no DTD, no entities), UBL 2.1 Invoice/CreditNote root; raises a 4xx AppError."""
+    if len(data) > max_bytes:
+        raise AppError(f"The XML is {len(data)} bytes; ANAF accepts at most {max_bytes // (1024 * 1024)} MB.",
+                       code="xml_too_large", status=413, details={"size": len(data), "max": max_bytes})
+    if not data.strip():
+        raise AppError("The request has no XML document.", code="xml_malformed", status=400)
+    try:
+        DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = parse_xml(data)
+    except (DefusedXmlException, HostileArchive) as e:
+        raise AppError("The XML declares a DTD or entities; ANAF documents never do, so it is refused.",
+                       code="xml_malformed", status=400, details={"reason": str(e)[:300]}) from e
+    except (ParseError, UnreadableArchive, ValueError) as e:
+        raise AppError(f"The XML is not well formed: {str(e)[:300]}", code="xml_malformed", status=400) from e
+    q = etree.QName(root)
+    if (q.namespace, q.localname) not in ((NS_INVOICE, "Invoice"), (NS_CREDIT, "CreditNote")):
+        raise AppError(f"The root element is {{{q.namespace}}}{q.localname}; e-Factura takes a UBL 2.1 Invoice "
+                       f"({NS_INVOICE}) or CreditNote ({NS_CREDIT}).", code="xml_not_ubl_invoice", status=422)
+    doc = read(root)
+    assert isinstance(doc, Document)
+    return Inspected(standard="CN" if doc.document_type == "credit_note" else "UBL",
+                     document_type=doc.document_type, number=doc.number, issue_date=doc.issue_date,
+                     seller_cif=doc.seller.cif, buyer_cif=doc.buyer.cif)
+
+
+_KEY_OK = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def idempotency_key(client_key: str | None, seller_cif: str | None, number: str | None,
+                    issue_date: date | None) -> tuple[str, str]:
+    """(key, source): the client's key, else derived from seller CIF + series/number + issue date."""
+    if client_key is not None and client_key.strip():
+        key = client_key.strip()
+        if not _KEY_OK.match(key):
+            raise AppError("Idempotency-Key must be 1-200 printable ASCII characters without spaces.",
+                           code="invalid_idempotency_key", status=422)
+        return key, "client"
+    if not (seller_cif and number and issue_date):
+        raise AppError("No Idempotency-Key header, and the XML lacks the seller CIF, number (cbc:ID) or issue date "
+                       "to derive one from.", code="idempotency_key_required", status=422)
+    return f"derived:{seller_cif}:{number.strip()[:120]}:{issue_date.isoformat()}", "derived"
+
+
+def check_backoff(checks: int, base: float, cap: float) -> float:
+    """Seconds until the next stareMesaj: base, 2*base, 4*base ... capped (stays far under 100/index/day)."""
+    return float(min(cap, base * (2 ** max(0, checks - 1))))
+
+
+def rasp_xml(upload_index: str, message: str) -> bytes:
+    """The buyer message document (standard RASP)."""
+    root = etree.Element(f"{{{NS_RASP}}}header", nsmap={None: NS_RASP})
+    root.set("index_incarcare", upload_index)
+    root.set("message", message)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+@dataclass
+class SubmitCommand:
+    cif: str
+    xml: bytes
+    user_id: str | None
+    client_key: str | None = None
+    extern: bool = False
+    autofactura: bool = False
+    b2c: bool = False
+    validate_first: bool = False
+    standard: str | None = None  # optional; must match the root
+
+
+class QuotaExhaustedError(AppError):
+    status, code = 429, "quota_exhausted"
+
+
+# --------------------------------------------------------------------------------------------------
+# Use cases
+
+class SubmissionService:
+    """Submit, claim/upload, follow, reconcile, link. Safe with many replicas (leases + conditional updates)."""
+
+    def __init__(self, settings: SubmissionSettings, uow: UowFactory, engine: SyncEngine, anaf: SubmissionAnaf,
+                 blobs: BlobStore, clock: Clock, budget: AnafBudget | None = None, *,
+                 instance_id: str | None = None) -> None:
+        self.settings = settings
+        self.uow = uow
+        self.engine = engine
+        self.anaf = anaf
+        self.blobs = blobs
+        self.clock = clock
+        self.budget = budget
+        self.me = instance_id or f"sub-{uuid.uuid4().hex[:12]}"
+        self._inline: set[asyncio.Task[Any]] = set()
+
+    # -- commands ----------------------------------------------------------------------------------
+    async def submit(self, cmd: SubmitCommand) -> tuple[dict[str, Any], bool]:
+        """Create (or find) the submission for the key and try to file it now. Returns (row, created)."""
+        ins = inspect_invoice_xml(cmd.xml, self.settings.max_xml_bytes)
+        if cmd.standard and cmd.standard.upper() != ins.standard:
+            raise AppError(f"standard={cmd.standard} does not match the document ({ins.document_type}: "
+                           f"{ins.standard}).", code="standard_mismatch", status=422)
+        own = ins.buyer_cif if cmd.autofactura else ins.seller_cif
+        if domain.normalize_cif(own or "") != cmd.cif:
+            who = "buyer (self-billing)" if cmd.autofactura else "seller"
+            raise AppError(f"The {who} CIF in the XML ({own or 'missing'}) is not {cmd.cif}, the company filing it.",
+                           code="seller_mismatch", status=422, details={"xml_cif": own, "cif": cmd.cif})
+        key, source = idempotency_key(cmd.client_key, ins.seller_cif, ins.number, ins.issue_date)
+        values = dict(standard=ins.standard, document_type=ins.document_type, number=ins.number,
+                      issue_date=ins.issue_date, seller_cif=ins.seller_cif, buyer_cif=ins.buyer_cif,
+                      extern=cmd.extern, autofactura=cmd.autofactura, b2c=cmd.b2c, validate_first=cmd.validate_first)
+        return await self._create(cmd.cif, "invoice", key, source, cmd.xml, cmd.user_id, values)
+
+    async def submit_buyer_message(self, invoice: dict[str, Any], message: str, user_id: str | None,
+                                   client_key: str | None) -> tuple[dict[str, Any], bool]:
+        """A RASP about a received invoice, filed by the buyer (the invoice's company), within 1000/day per CUI."""
+        if invoice["direction"] != "received" or invoice["document_type"] not in ("invoice", "credit_note"):
+            raise AppError("Buyer messages can only be sent about a received invoice.", code="not_a_received_invoice",
+                           status=409)
+        if not invoice.get("upload_index"):
+            raise AppError("The invoice has no ANAF upload index to refer to.", code="no_upload_index", status=409)
+        text_ = " ".join(message.split())
+        if not text_:
+            raise AppError("The message is empty.", code="validation_error", status=422)
+        cif = invoice["cif"]
+        if self.budget is not None:
+            left = await self.budget.remaining(BudgetKind.EF_UPLOAD_RASP, cif)
+            if left is not None and left <= 0:
+                raise self._quota_error(cif, None)
+        xml = rasp_xml(str(invoice["upload_index"]), text_)
+        if client_key:
+            key, source = idempotency_key(client_key, None, None, None)
+        else:
+            key = "rasp:{}:{}".format(invoice["id"], hashlib.sha256(text_.encode()).hexdigest()[:32])
+            source = "derived"
+        values = dict(standard="RASP", document_type="buyer_message", invoice_id=invoice["id"],
+                      ref_upload_index=str(invoice["upload_index"]), seller_cif=invoice.get("seller_cif"),
+                      buyer_cif=cif, number=invoice.get("number"), issue_date=invoice.get("issue_date"))
+        row, created = await self._create(cif, "buyer_message", key, source, xml, user_id, values)
+        if created and row.get("_outcome") == "quota":
+            raise self._quota_error(cif, row.get("next_attempt_at"))
+        return row, created
+
+    def _quota_error(self, cif: str, at: datetime | None) -> AppError:
+        from spvhub_common.anaf.clock import next_local_midnight
+        now = self.clock.now()
+        reset = at or next_local_midnight(now)
+        return QuotaExhaustedError(
+            f"ANAF allows 1000 buyer messages (RASP) per day for CUI {cif}; today's are spent. Try again after "
+            f"{reset.isoformat()}.", details={"cif": cif, "resets_at": reset.isoformat(),
+                                               "retry_after_seconds": max(1, int((reset - now).total_seconds()))})
+
+    async def _create(self, cif: str, kind: str, key: str, source: str, xml: bytes, user_id: str | None,
+                      values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        sha = hashlib.sha256(xml).hexdigest()
+        xml_key = f"efactura/{cif}/submissions/xml/{sha}.xml"
+        await self.blobs.put(xml_key, xml, "application/xml")  # blob before the row that points at it
+        sid = uuid.uuid4().hex
+        async with self.uow() as uow:
+            row, created = await repo.insert_or_get(uow.session, dict(
+                id=sid, cif=cif, kind=kind, idempotency_key=key, key_source=source, xml_sha256=sha, xml_key=xml_key,
+                xml_size=len(xml), submitted_by=user_id, state="received", **values))
+            await uow.commit()
+        if not created:
+            if row["xml_sha256"] != sha:
+                raise Conflict(
+                    f"Idempotency key {key!r} was already used for a different document (submission {row['id']}, "
+                    f"state {row['state']}). Resend the same XML to get that submission, or use a new key for a "
+                    "new document.", code="idempotency_key_reused",
+                    details={"submission_id": row["id"], "idempotency_key": key, "state": row["state"]})
+            return row, False
+        outcome = await self.advance(sid)
+        fresh = await self.get(sid)
+        if fresh is not None and outcome == "quota" and kind == "buyer_message":
+            # The caller is told 429: the message must not go out later behind their back.
+            async with self.uow() as uow:
+                deleted = await repo.delete_unsent(uow.session, sid)
+                await uow.commit()
+            if deleted:
+                return {**fresh, "_outcome": outcome}, True
+        if fresh is None:
+            return {**row, "_outcome": outcome}, True
+        fresh["_outcome"] = outcome
+        return fresh, True
+
+    async def get(self, submission_id: str) -> dict[str, Any] | None:
+        async with self.uow() as uow:
+            return await repo.get(uow.session, submission_id)
+
+    # -- claim and upload --------------------------------------------------------------------------
+    async def advance(self, submission_id: str | None = None) -> str | None:
+        """Claim one `received` submission (this one, or any due) and file it. Returns the outcome or None."""
+        async with self.uow() as uow:
+            rows = await repo.claim_received(uow.session, self.me, self.settings.lease_seconds, self.clock.now(), 1,
+                                             submission_id)
+            await uow.commit()
+        if not rows:
+            return None
+        return await self._run(rows[0])
+
+    async def _heartbeat(self, sid: str) -> None:
+        every = max(self.settings.lease_seconds / 3, 0.2)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                async with self.uow() as uow:
+                    await repo.renew(uow.session, sid, self.me, self.settings.lease_seconds)
+                    await uow.commit()
+            except Exception:  # noqa: BLE001 - the lease just runs shorter
+                log.warning("submission lease renewal failed", submission_id=sid)
+
+    async def _run(self, row: dict[str, Any]) -> str:
+        hb = asyncio.create_task(self._heartbeat(row["id"]))
+        try:
+            return await self._file(row)
+        finally:
+            hb.cancel()
+
+    async def _release(self, row: dict[str, Any], error: str, at: datetime) -> None:
+        """Not filed (known): back to `received`, retried at `at`."""
+        async with self.uow() as uow:
+            await repo.transition(uow.session, row["id"], {"state": "uploading", "lease_owner": self.me},
+                                  state="received", lease_owner=None, lease_until=None, upload_started_at=None,
+                                  next_attempt_at=at, last_error=error[:1000])
+            await uow.commit()
+
+    async def _file(self, row: dict[str, Any]) -> str:
+        sid, cif = row["id"], row["cif"]
+        now = self.clock.now()
+        retry_at = now + timedelta(seconds=self.settings.retry_seconds)
+        try:
+            conn = await self.engine._connection_for(cif)
+        except SyncPaused as e:
+            await self._release(row, f"no connection: {e}", retry_at)
+            return "paused"
+        xml = await self.blobs.get(row["xml_key"])
+        if row["validate_first"] and row["validation"] is None:
+            try:
+                res = await self.engine._with_token(conn, lambda tok: self.anaf.validate(tok, xml, row["standard"]))
+            except SyncPaused as e:
+                await self._release(row, f"no connection: {e}", retry_at)
+                return "paused"
+            except LimitReached as e:
+                await self._release(row, f"validare limit: {e.text}", resets_at_of(e, now))
+                return "quota"
+            except AnafError as e:
+                await self._release(row, f"validare failed: {type(e).__name__}: {e.text}", retry_at)
+                return "retry"
+            validation = {"ok": res.ok, "messages": res.messages, "trace_id": res.trace_id}
+            if not res.ok:
+                await self._reject(row, "validation", res.messages, None, validation=validation,
+                                   where={"state": "uploading", "lease_owner": self.me})
+                return "rejected"
+            async with self.uow() as uow:
+                await repo.transition(uow.session, sid, {"lease_owner": self.me}, validation=validation)
+                await uow.commit()
+        # From here on a crash leaves a submission whose upload may have happened: commit that fact first.
+        async with self.uow() as uow:
+            started = await repo.transition(uow.session, sid, {"state": "uploading", "lease_owner": self.me},
+                                            upload_started_at=self.clock.now(),
+                                            upload_attempts=row["upload_attempts"] + 1)
+            await uow.commit()
+        if started is None:
+            return "lost_lease"
+        try:
+            up: Uploaded = await self.engine._with_token(conn, lambda tok: self.anaf.upload(
+                tok, xml, cif, row["standard"], extern=row["extern"], autofactura=row["autofactura"],
+                b2c=row["b2c"]))
+        except asyncio.CancelledError:
+            raise
+        except SyncPaused as e:
+            await self._release(row, f"no connection: {e}", retry_at)
+            return "paused"
+        except LimitReached as e:  # our budget or ANAF's daily RASP cap: refused before filing
+            await self._release(row, f"limit: {e.text}", resets_at_of(e, now))
+            return "quota"
+        except (InvalidDocument, ValidationError, NoRights) as e:  # ANAF refused synchronously: not filed
+            resp = getattr(e, "response", None)
+            key = None
+            if resp:
+                key = f"efactura/{cif}/submissions/{sid}/upload-response.xml"
+                await self.blobs.put(key, resp, "application/xml")
+            await self._reject(row, "upload", [e.text], None, upload_response_key=key,
+                               where={"state": "uploading", "lease_owner": self.me})
+            return "rejected"
+        except (WafRejected, Unauthorized) as e:  # blocked before ANAF's application saw it
+            await self._release(row, f"{type(e).__name__}: {e.text}", retry_at)
+            return "retry"
+        except AnafUnavailable as e:
+            if "ConnectError" in e.text or "ConnectTimeout" in e.text:  # never connected: not filed
+                await self._release(row, f"unavailable: {e.text}", retry_at)
+                return "retry"
+            await self._unknown(row, f"upload outcome unknown: {e.text}")
+            return "unknown"
+        except Exception as e:  # noqa: BLE001 - timeouts, unexpected answers: ANAF may have filed it
+            log.warning("upload outcome unknown", submission_id=sid, error=str(e)[:300])
+            await self._unknown(row, f"upload outcome unknown: {type(e).__name__}: {str(e)[:300]}")
+            return "unknown"
+        await self._record_uploaded(row, up)
+        return "uploaded"
+
+    async def _unknown(self, row: dict[str, Any], note: str) -> None:
+        async with self.uow() as uow:
+            await repo.transition(uow.session, row["id"], {"state": "uploading", "anaf_index": None},
+                                  state="unknown", lease_owner=None, lease_until=None, reconcile_note=note[:1000],
+                                  next_check_at=self.clock.now() + timedelta(seconds=self.settings.unknown_check_seconds))
+            await uow.commit()
+
+    async def _record_uploaded(self, row: dict[str, Any], up: Uploaded) -> None:
+        sid, cif = row["id"], row["cif"]
+        key = f"efactura/{cif}/submissions/{sid}/upload-response.xml"
+        await self.blobs.put(key, up.response, "application/xml")
+        now = self.clock.now()
+        async with self.uow() as uow:
+            # Accepted also from `unknown`: the answer is authoritative whenever it arrives.
+            done = await repo.transition(
+                uow.session, sid, {"state": ["uploading", "unknown"], "anaf_index": None},
+                state="processing", anaf_index=up.index, uploaded_at=now, upload_response_key=key,
+                lease_owner=None, lease_until=None, last_error=None,
+                next_check_at=now + timedelta(seconds=self.settings.first_check_seconds))
+            if done is not None:
+                uow.publish(self._submitted_event(done))
+            await uow.commit()
+
+    def _submitted_event(self, r: dict[str, Any]) -> InvoiceSubmitted:
+        return InvoiceSubmitted(cif=r["cif"], submission_id=r["id"], upload_index=r["anaf_index"], kind=r["kind"],
+                                standard=r["standard"], document_type=r["document_type"], number=r["number"],
+                                issue_date=r["issue_date"], buyer_cif=r["buyer_cif"], b2c=r["b2c"],
+                                submitted_by=r["submitted_by"])
+
+    async def _reject(self, row: dict[str, Any], stage: str, texts: list[str], index: str | None, *,
+                      where: dict[str, Any], **values: Any) -> dict[str, Any] | None:
+        explained = explain_all(texts) or explain_all([f"ANAF a respins documentul ({stage})."])
+        async with self.uow() as uow:
+            done = await repo.transition(uow.session, row["id"], where, state="rejected", error_stage=stage,
+                                         errors=explained, finished_at=self.clock.now(), lease_owner=None,
+                                         lease_until=None, next_check_at=None, **values)
+            if done is not None:
+                uow.publish(InvoiceRejected(
+                    cif=done["cif"], submission_id=done["id"], stage=stage, upload_index=index or done["anaf_index"],
+                    kind=done["kind"], document_type=done["document_type"], number=done["number"],
+                    issue_date=done["issue_date"], submitted_by=done["submitted_by"],
+                    error_codes=[str(e["code"]) for e in explained if e.get("code")][:50],
+                    errors=[{k: (None if e.get(k) is None else str(e[k])[:1000]) for k in
+                             ("code", "field", "message", "explanation_ro", "explanation_en")} for e in explained[:50]]))
+            await uow.commit()
+        return done
+
+    # -- the worker --------------------------------------------------------------------------------
+    async def tick(self) -> dict[str, int]:
+        """One round: recover dead claims, file received ones, follow processing ones, reconcile unknown ones,
+        link accepted ones to their inbox row."""
+        stats = {"recovered": 0, "filed": 0, "checked": 0, "reconciled": 0, "linked": 0}
+        now = self.clock.now()
+        async with self.uow() as uow:
+            stats["recovered"] = len(await repo.recover_expired(uow.session))
+            await uow.commit()
+        for _ in range(self.settings.batch):
+            if await self.advance() is None:
+                break
+            stats["filed"] += 1
+        for state, fn in (("processing", self.check), ("unknown", self.reconcile), ("link", self.link)):
+            async with self.uow() as uow:
+                rows = await repo.claim_due(uow.session, state, self.me, self.settings.lease_seconds, now,
+                                            self.settings.batch)
+                await uow.commit()
+            for r in rows:
+                try:
+                    await fn(r)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the row is retried after its lease
+                    log.exception("submission step failed", submission_id=r["id"], step=state)
+                    await self._later(r, self.settings.retry_seconds)
+            stats[{"processing": "checked", "unknown": "reconciled", "link": "linked"}[state]] += len(rows)
+        return stats
+
+    async def _later(self, row: dict[str, Any], seconds: float, *, owned: bool = True, **values: Any) -> None:
+        async with self.uow() as uow:
+            await repo.transition(uow.session, row["id"], {"lease_owner": self.me} if owned else {},
+                                  lease_owner=None, lease_until=None,
+                                  next_check_at=self.clock.now() + timedelta(seconds=seconds), **values)
+            await uow.commit()
+
+    # -- following stareMesaj ----------------------------------------------------------------------
+    async def check(self, row: dict[str, Any]) -> None:
+        """One stareMesaj (or, after `nok`, fetching the error report)."""
+        now = self.clock.now()
+        if row["anaf_state"] == STATE_NOK and row["id_descarcare"]:
+            await self._finish_nok(row)
+            return
+        try:
+            conn = await self.engine._connection_for(row["cif"])
+            st = await self.engine._with_token(conn, lambda tok: self.anaf.state(tok, row["anaf_index"]))
+        except LimitReached as e:  # 100/index/day: wait for the reset, never loop
+            await self._later(row, max(1.0, (resets_at_of(e, now) - now).total_seconds()),
+                              last_error=f"stareMesaj limit: {e.text}"[:1000])
+            return
+        except (SyncPaused, NotFound, AnafError) as e:
+            await self._later(row, self.settings.retry_seconds, last_error=f"stareMesaj: {e}"[:1000])
+            return
+        checks = row["state_checks"] + 1
+        if st.stare == STATE_PROCESSING:
+            await self._later(row, check_backoff(checks, self.settings.check_base_seconds,
+                                                 self.settings.check_max_seconds),
+                              state_checks=checks, anaf_state=st.stare, last_checked_at=now)
+        elif st.stare == STATE_OK:
+            async with self.uow() as uow:
+                done = await repo.transition(uow.session, row["id"], {"state": "processing"}, state="accepted",
+                                             anaf_state=st.stare, id_descarcare=st.id_descarcare,
+                                             state_checks=checks, last_checked_at=now, finished_at=now,
+                                             lease_owner=None, lease_until=None, next_check_at=now, last_error=None)
+                if done is not None:
+                    uow.publish(InvoiceAccepted(
+                        cif=done["cif"], submission_id=done["id"], upload_index=done["anaf_index"],
+                        id_descarcare=st.id_descarcare, kind=done["kind"], document_type=done["document_type"],
+                        number=done["number"], issue_date=done["issue_date"], buyer_cif=done["buyer_cif"],
+                        submitted_by=done["submitted_by"]))
+                await uow.commit()
+            if done is not None:
+                await self.link(done, eager=True)
+        elif st.stare == STATE_NOK:
+            async with self.uow() as uow:
+                done = await repo.transition(uow.session, row["id"], {"state": "processing"}, anaf_state=st.stare,
+                                             id_descarcare=st.id_descarcare, state_checks=checks, last_checked_at=now)
+                await uow.commit()
+            if done is not None:
+                await self._finish_nok(done)
+        elif st.stare == STATE_REJECTED:
+            await self._reject(row, "upload", [st.stare], row["anaf_index"], where={"state": "processing"},
+                               anaf_state=st.stare, state_checks=checks, last_checked_at=now)
+        else:
+            await self._later(row, self.settings.retry_seconds, anaf_state=st.stare[:64], state_checks=checks)
+
+    async def _archived_message(self, row: dict[str, Any], message_id: str, tip: str, kind: str) -> dict[str, Any]:
+        """The ANAF message answering the submission, in the inbox ledger (inserted if the sync has not listed it
+        yet) and archived through the sync's own path - so the inbox has it once, whoever gets there first."""
+        cif = row["cif"]
+        now = self.clock.now()
+        async with self.uow() as uow:
+            await repo.ensure_ledger_message(uow.session, cif, message_id, tip, kind, row["anaf_index"], now,
+                                             domain.purge_at(now), row["id"])
+            msg = await repo.ledger_message(uow.session, cif, message_id)
+            await uow.commit()
+        assert msg is not None
+        due = msg["next_attempt_at"] is None or msg["next_attempt_at"] <= now
+        if msg["state"] in ("listed", "failed") and due:
+            conn = await self.engine._connection_for(cif)
+            await self.engine.download_one(cif, conn, msg)
+            async with self.uow() as uow:
+                msg = await repo.ledger_message(uow.session, cif, message_id)
+            assert msg is not None
+        return msg
+
+    async def _finish_nok(self, row: dict[str, Any]) -> None:
+        """Download the error report (via id_descarcare), explain each error, link the inbox row."""
+        mid = row["id_descarcare"]
+        try:
+            msg = await self._archived_message(row, mid, "ERORI FACTURA", domain.MessageKind.ERRORS.value)
+        except SyncPaused as e:
+            await self._later(row, self.settings.retry_seconds, last_error=str(e)[:1000])
+            return
+        if msg["state"] != "archived":
+            await self._later(row, self.settings.retry_seconds,
+                              last_error=f"error report not downloaded yet: {msg.get('last_error')}"[:1000])
+            return
+        async with self.uow() as uow:
+            inv = await repo.invoice_by_message(uow.session, row["cif"], mid)
+            report_id = await repo.link_inbox(uow.session, row["cif"], row["anaf_index"], row["id"], True)
+            await uow.commit()
+        texts = list(((inv or {}).get("details") or {}).get("errors") or [])
+        await self._reject(row, "processing", texts, row["anaf_index"], where={"state": "processing"},
+                           error_report_key=(inv or {}).get("xml_key") or msg.get("zip_key"),
+                           error_report_invoice_id=report_id or (inv or {}).get("id"))
+
+    async def link(self, row: dict[str, Any], eager: bool = False) -> None:
+        """An accepted submission -> its sent invoice in the inbox (same row, `submission_id` set)."""
+        cif, index = row["cif"], row["anaf_index"]
+        async with self.uow() as uow:
+            inv_id = await repo.link_inbox(uow.session, cif, index, row["id"], False)
+            if inv_id is not None:
+                await repo.transition(uow.session, row["id"], {}, sent_invoice_id=inv_id, lease_owner=None,
+                                      lease_until=None, next_check_at=None)
+            await uow.commit()
+        if inv_id is not None:
+            return
+        # Not in the inbox yet: fetch it now when its message id and kind are certain (the seller filed it), else
+        # let the inbox sync bring it and try again later.
+        if row["kind"] == "invoice" and not row["autofactura"] and row["id_descarcare"]:
+            try:
+                await self._archived_message(row, row["id_descarcare"], "FACTURA TRIMISA",
+                                             domain.MessageKind.SENT.value)
+                async with self.uow() as uow:
+                    inv_id = await repo.link_inbox(uow.session, cif, index, row["id"], False)
+                    if inv_id is not None:
+                        await repo.transition(uow.session, row["id"], {}, sent_invoice_id=inv_id, lease_owner=None,
+                                              lease_until=None, next_check_at=None)
+                    await uow.commit()
+                if inv_id is not None:
+                    return
+            except SyncPaused:
+                pass
+        else:
+            await self.engine.request_sync(cif)
+        await self._later(row, self.settings.retry_seconds, owned=False)
+
+    # -- reconciling an interrupted upload ---------------------------------------------------------
+    async def reconcile(self, row: dict[str, Any]) -> None:
+        """`unknown`: find the upload's trace in the inbox; adopt its index, or upload again only when ANAF's lists
+        were read well past the grace period with no trace."""
+        cif = row["cif"]
+        now = self.clock.now()
+        started = row["upload_started_at"] or row["updated_at"]
+        since = started - timedelta(minutes=5)
+        await self.engine.request_sync(cif)
+        async with self.uow() as uow:
+            evidence = await repo.reconcile_evidence(uow.session, cif, since)
+            unknowns = await repo.unknown_count(uow.session, cif)
+            listed_until = await repo.watermark(uow.session, cif)
+        match = None
+        waiting = [e for e in evidence if e["state"] not in ("archived", "lost")]
+        for e in evidence:
+            if e["state"] != "archived":
+                continue
+            if row["kind"] == "invoice" and e["kind"] in ("sent", "received") and e["number"] is not None:
+                if (e["number"] == row["number"] and e["issue_date"] == row["issue_date"]
+                        and domain.normalize_cif(e["seller_cif"] or "") == domain.normalize_cif(
+                            row["seller_cif"] or "")):
+                    match = e
+                    break
+            elif e["kind"] == "errors" and unknowns == 1:
+                match = match or e
+            elif row["kind"] == "buyer_message" and e["kind"] == "buyer_message" and unknowns == 1:
+                match = match or e
+        if match is not None:
+            note = (f"interrupted upload found at ANAF: message {match['message_id']} ({match['tip']}) answers "
+                    f"id_incarcare={match['upload_index']}")
+            async with self.uow() as uow:
+                done = await repo.transition(uow.session, row["id"], {"state": "unknown", "anaf_index": None},
+                                             state="processing", anaf_index=match["upload_index"], uploaded_at=started,
+                                             reconcile_note=note, lease_owner=None, lease_until=None, next_check_at=now)
+                if done is not None:
+                    uow.publish(self._submitted_event(done))
+                await uow.commit()
+            log.info("interrupted upload reconciled", submission_id=row["id"], index=match["upload_index"])
+            return
+        grace_end = started + timedelta(seconds=self.settings.unknown_grace_seconds)
+        if not waiting and now >= grace_end and listed_until is not None and listed_until >= grace_end:
+            async with self.uow() as uow:
+                await repo.transition(
+                    uow.session, row["id"], {"state": "unknown", "anaf_index": None}, state="received",
+                    upload_started_at=None, lease_owner=None, lease_until=None, next_attempt_at=now,
+                    reconcile_note=f"no trace at ANAF of the interrupted upload of {started.isoformat()} in the "
+                                   f"messages listed up to {listed_until.isoformat()}: uploading again")
+                await uow.commit()
+            return
+        await self._later(row, self.settings.unknown_check_seconds)
+
+
+def error_links(row: dict[str, Any]) -> dict[str, str]:
+    base = f"/api/efactura/submissions/{row['id']}"
+    links = {"self": base, "xml": f"{base}/xml"}
+    if row.get("upload_response_key"):
+        links["anaf_response"] = f"{base}/anaf-response"
+    if row.get("error_report_key") or row.get("error_report_invoice_id"):
+        links["error_report"] = f"{base}/error-report"
+    if row.get("error_report_invoice_id"):
+        links["error_report_invoice"] = f"/api/efactura/invoices/{row['error_report_invoice_id']}"
+    if row.get("sent_invoice_id"):
+        links["sent_invoice"] = f"/api/efactura/invoices/{row['sent_invoice_id']}"
+    if row.get("invoice_id"):
+        links["invoice"] = f"/api/efactura/invoices/{row['invoice_id']}"
+    return links

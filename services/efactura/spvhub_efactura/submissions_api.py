@@ -1,0 +1,204 @@
+"""HTTP API of outgoing submissions (issue 10): submit an invoice/credit note, list and read submissions with their
+explained errors and links, send a buyer message (RASP) about a received invoice. Every route is scoped by the
+access read model."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from spvhub_common.access import require_access
+from spvhub_common.errors import AppError, Forbidden, NotFound
+from spvhub_common.security import CurrentUser
+
+from spvhub_efactura.adapters import queries
+from spvhub_efactura.adapters.orm import access_grants
+from spvhub_efactura.api import _cif
+from spvhub_efactura.submissions import SubmissionService, SubmitCommand, error_links
+
+router = APIRouter(prefix="/api/efactura", tags=["efactura submissions"])
+_XML_TYPES = ("application/xml", "text/xml", "text/plain", "application/octet-stream", "")
+
+
+def _svc(request: Request) -> SubmissionService:
+    return request.app.state.submissions  # type: ignore[no-any-return]
+
+
+class SubmissionOut(BaseModel):
+    id: str
+    cif: str
+    kind: str
+    state: str = Field(description="received | uploading | processing | accepted | rejected | unknown")
+    idempotency_key: str
+    key_source: str
+    standard: str
+    document_type: str | None = None
+    number: str | None = None
+    issue_date: date | None = None
+    seller_cif: str | None = None
+    buyer_cif: str | None = None
+    extern: bool = False
+    autofactura: bool = False
+    b2c: bool = False
+    validate_first: bool = False
+    anaf_index: str | None = Field(None, description="ANAF's index_incarcare")
+    anaf_state: str | None = Field(None, description="last stareMesaj answer")
+    id_descarcare: str | None = None
+    state_checks: int = 0
+    upload_attempts: int = 0
+    uploaded_at: datetime | None = None
+    error_stage: str | None = None
+    errors: list[dict[str, Any]] = Field(default_factory=list, description="code, field, message (ANAF), "
+                                         "explanation_ro, explanation_en")
+    validation: dict[str, Any] | None = None
+    last_error: str | None = None
+    reconcile_note: str | None = None
+    submitted_by: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+    links: dict[str, str] = {}
+
+
+def out(row: dict[str, Any]) -> SubmissionOut:
+    data = {k: row.get(k) for k in SubmissionOut.model_fields if k not in ("links", "errors")}
+    return SubmissionOut(**data, errors=row.get("errors") or [], links=error_links(row))
+
+
+async def _scoped_cif(request: Request, user_id: str, raw: str) -> str:
+    cif = _cif(raw)
+    async with _svc(request).uow() as uow:
+        await require_access(uow.session, access_grants, user_id, cif)
+    return cif
+
+
+async def _read_body(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
+    """Raw XML body (streamed, stops past the limit) or multipart (`file` + optional form fields)."""
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=20)
+        item = form.get("file")
+        if item is None or isinstance(item, str):
+            raise AppError("The multipart body needs the XML in a part named 'file'.", code="xml_malformed",
+                           status=400)
+        data = await item.read(limit + 1)
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return data, fields
+    if ctype not in _XML_TYPES:
+        raise AppError(f"Send the XML as application/xml (or multipart/form-data), not {ctype}.",
+                       code="unsupported_media_type", status=415)
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            break  # enough to refuse it as too large
+    return bytes(buf), {}
+
+
+def _flag(query: bool | None, form: dict[str, str], name: str) -> bool:
+    if query is not None:
+        return query
+    return form.get(name, "").strip().lower() in ("1", "true", "da", "yes", "on")
+
+
+@router.post("/companies/{cif}/submissions", status_code=202, response_model=SubmissionOut,
+             summary="File a UBL 2.1 / CIUS-RO invoice or credit note (idempotent)",
+             responses={200: {"description": "the existing submission for this Idempotency-Key"},
+                        409: {"description": "idempotency_key_reused"},
+                        413: {"description": "xml_too_large"}})
+async def submit(request: Request, user: CurrentUser, cif: str,
+                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+                 standard: Annotated[str | None, Query(description="UBL or CN; inferred from the root")] = None,
+                 extern: Annotated[bool | None, Query(description="buyer outside Romania")] = None,
+                 autofactura: Annotated[bool | None, Query(description="self-billing")] = None,
+                 b2c: Annotated[bool | None, Query(description="file through uploadb2c")] = None,
+                 validate_first: Annotated[bool | None, Query(description="ANAF validare before upload")] = None,
+                 ) -> Response:
+    c = await _scoped_cif(request, user.user_id, cif)
+    svc = _svc(request)
+    data, form = await _read_body(request, svc.settings.max_xml_bytes)
+    cmd = SubmitCommand(cif=c, xml=data, user_id=user.user_id, client_key=idempotency_key or form.get("idempotency_key"),
+                        extern=_flag(extern, form, "extern"), autofactura=_flag(autofactura, form, "autofactura"),
+                        b2c=_flag(b2c, form, "b2c"), validate_first=_flag(validate_first, form, "validate_first"),
+                        standard=standard or form.get("standard") or None)
+    row, created = await svc.submit(cmd)
+    return JSONResponse(out(row).model_dump(mode="json"), status_code=202 if created else 200)
+
+
+@router.get("/companies/{cif}/submissions", summary="Submissions of a company, newest first")
+async def list_submissions(request: Request, user: CurrentUser, cif: str, state: str | None = None,
+                           limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                           before: datetime | None = None) -> dict[str, Any]:
+    c = await _scoped_cif(request, user.user_id, cif)
+    from spvhub_efactura.adapters import submissions_repo as repo
+    async with _svc(request).uow() as uow:
+        rows = await repo.list_for(uow.session, c, state, limit, before)
+    items = [out(r) for r in rows]
+    return {"items": [i.model_dump(mode="json") for i in items],
+            "next_before": items[-1].created_at.isoformat() if len(items) == limit else None}
+
+
+async def _submission(request: Request, user: Any, submission_id: str) -> dict[str, Any]:
+    svc = _svc(request)
+    row = await svc.get(submission_id)
+    if row is None:
+        raise NotFound(f"No submission {submission_id}.", code="submission_not_found")
+    async with svc.uow() as uow:
+        try:
+            await require_access(uow.session, access_grants, user.user_id, row["cif"])
+        except Forbidden as e:  # do not reveal that it exists
+            raise NotFound(f"No submission {submission_id}.", code="submission_not_found") from e
+    return row
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionOut,
+            summary="A submission: state, ANAF index, explained errors, links")
+async def get_submission(request: Request, user: CurrentUser, submission_id: str) -> SubmissionOut:
+    return out(await _submission(request, user, submission_id))
+
+
+@router.get("/submissions/{submission_id}/xml", summary="The submitted XML")
+async def submission_xml(request: Request, user: CurrentUser, submission_id: str) -> Response:
+    row = await _submission(request, user, submission_id)
+    return Response(await _svc(request).blobs.get(row["xml_key"]), media_type="application/xml")
+
+
+@router.get("/submissions/{submission_id}/anaf-response", summary="ANAF's answer to the upload")
+async def submission_response(request: Request, user: CurrentUser, submission_id: str) -> Response:
+    row = await _submission(request, user, submission_id)
+    if not row.get("upload_response_key"):
+        raise NotFound("ANAF has not answered this upload (yet).", code="no_anaf_response")
+    return Response(await _svc(request).blobs.get(row["upload_response_key"]), media_type="application/xml")
+
+
+@router.get("/submissions/{submission_id}/error-report", summary="ANAF's error report (mesajEroriFactuta)")
+async def submission_error_report(request: Request, user: CurrentUser, submission_id: str) -> Response:
+    row = await _submission(request, user, submission_id)
+    key = row.get("error_report_key")
+    if not key:
+        raise NotFound("This submission has no error report.", code="no_error_report")
+    data = await _svc(request).blobs.get(key)
+    return Response(data, media_type="application/zip" if key.endswith(".zip") else "application/xml")
+
+
+class BuyerMessageIn(BaseModel):
+    message: str = Field(min_length=1, max_length=2000, description="text sent to the seller through ANAF (RASP)")
+
+
+@router.post("/invoices/{invoice_id}/buyer-messages", status_code=202, response_model=SubmissionOut,
+             summary="Send a buyer message (RASP) about a received invoice (1000/day per CUI)",
+             responses={429: {"description": "quota_exhausted (with resets_at and Retry-After)"}})
+async def buyer_message(request: Request, user: CurrentUser, invoice_id: int, body: BuyerMessageIn,
+                        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Response:
+    svc = _svc(request)
+    async with svc.uow() as uow:
+        inv = await queries.get_invoice(uow.session, invoice_id)
+        if inv is None:
+            raise NotFound(f"No invoice {invoice_id}.", code="invoice_not_found")
+        try:
+            await require_access(uow.session, access_grants, user.user_id, inv["cif"])
+        except Forbidden as e:
+            raise NotFound(f"No invoice {invoice_id}.", code="invoice_not_found") from e
+    row, created = await svc.submit_buyer_message(inv, body.message, user.user_id, idempotency_key)
+    return JSONResponse(out(row).model_dump(mode="json"), status_code=202 if created else 200)
