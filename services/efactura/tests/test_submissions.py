@@ -174,3 +174,42 @@ async def test_submissions_end_to_end(fresh_database: str, topic_prefix: str, mi
             assert r.status_code == 429 and r.json()["error"]["code"] == "quota_exhausted", r.text
             assert r.json()["error"]["details"]["resets_at"] and int(r.headers["Retry-After"]) >= 1
             assert await _count(h, submissions) == n
+
+
+async def test_filed_upload_whose_answer_was_lost_is_found_in_the_inbox_not_uploaded_again(
+        fresh_database: str, topic_prefix: str, minio_up: None, kafka_up: str) -> None:
+    emulator = new_emulator(2)
+    seller, buyer = company_cifs(2)
+    settings = efactura_settings(fresh_database, topic_prefix)
+    async with Harness(settings, emulator) as h:
+        await h.grant("acc", [seller, buyer])
+        svc = h.app.state.submissions
+        real_upload = svc.anaf.upload
+
+        async def filed_then_lost(*a, **kw):  # type: ignore[no-untyped-def]
+            await real_upload(*a, **kw)
+            raise TimeoutError("the answer never arrived")
+        svc.anaf.upload = filed_then_lost
+        minter = TokenMinter()
+        h.app.state.jwks = minter.verifier()
+        await grant_access(h.runtime, "alice", [seller])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=h.app), base_url="http://efactura",
+                                     timeout=60) as api:
+            r = await api.post(f"{API}/companies/{seller}/submissions", content=invoice_xml(seller, buyer, "LOST-1"),
+                               headers={**minter.headers("alice"), "Content-Type": "application/xml",
+                                        "Idempotency-Key": "lost-1"})
+            assert r.status_code == 202 and r.json()["state"] == "unknown", r.text
+            svc.anaf.upload = real_upload
+            await h.admin("clock", {"advance_seconds": 120})
+            row = None
+            for _ in range(40):  # the worker asks for a sync; the sync archives FACTURA TRIMISA; the index is adopted
+                await svc.tick()
+                await h.engine.tick()
+                await h.engine.wait_idle()
+                row = await svc.get(r.json()["id"])
+                if row["state"] == "accepted" and row["sent_invoice_id"]:
+                    break
+                await h.admin("clock", {"advance_seconds": 5})
+            assert row and row["state"] == "accepted" and row["sent_invoice_id"], row
+            assert "found at ANAF" in row["reconcile_note"]
+            assert await _uploads(h, seller) == 1
