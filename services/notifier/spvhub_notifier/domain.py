@@ -29,6 +29,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("authorization_renewed", "/companies/{cif}/authorization"),
     Kind("invoice_digest", "/companies/{cif}/invoices"),
     Kind("invoice_error", "/companies/{cif}/invoices/errors"),
+    Kind("invoice_rejected", "/companies/{cif}/submissions/{submission_id}"),  # to the sender
     Kind("message_expiring", "/companies/{cif}/invoices"),
     Kind("transport_assigned", "/companies/{cif}/transports"),
     Kind("uit_expiring", "/companies/{cif}/transports"),

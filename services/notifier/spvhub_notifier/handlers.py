@@ -17,7 +17,7 @@ from spvhub_common.clock import Clock
 from spvhub_common.errors import AppError, NotFound
 from spvhub_common.events import CloudEvent, Event
 from spvhub_common.events.auth import ReauthorizationRequired, TokenExpiring, TokenRefreshed, UserRegistered
-from spvhub_common.events.efactura import InvoiceDownloaded, InvoiceErrorReceived, MessageExpiring
+from spvhub_common.events.efactura import InvoiceDownloaded, InvoiceErrorReceived, InvoiceRejected, MessageExpiring
 from spvhub_common.events.etransport import TransportAssigned, UitExpiring
 from spvhub_common.events.invitations import (
     InvitationAccepted,
@@ -237,6 +237,17 @@ async def on_invoice_downloaded(ev: InvoiceDownloaded, env: CloudEvent, uow: Sql
 async def on_invoice_error(ev: InvoiceErrorReceived, env: CloudEvent, uow: SqlUnitOfWork) -> None:
     await _to_company("invoice_error", ev.cif, env, uow, {
         "message_id": ev.message_id, "upload_index": ev.upload_index, "errors": list(ev.errors)[:20]})
+
+
+async def on_invoice_rejected(ev: InvoiceRejected, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    """A submission was rejected: tell the person who submitted it (while they can still see the company), with
+    each error explained; without a known sender, everyone with access to the company."""
+    users = await _users_for_cif(uow.session, ev.cif)
+    recipients = [ev.submitted_by] if ev.submitted_by in users else users
+    params = {"cif": ev.cif, "company_name": await _company_name(uow.session, ev.cif),
+              "submission_id": ev.submission_id, "number": ev.number, "stage": ev.stage,
+              "upload_index": ev.upload_index, "errors": [dict(e) for e in ev.errors[:20]]}
+    await deliver(uow, Notice("invoice_rejected", params, cif=ev.cif, users=recipients), env.id)
 
 
 async def on_message_expiring(ev: MessageExpiring, env: CloudEvent, uow: SqlUnitOfWork) -> None:
@@ -537,6 +548,7 @@ EVENT_HANDLERS: dict[type[Event], Callable[..., Any]] = {
     TokenRefreshed: on_token_refreshed,
     InvoiceDownloaded: on_invoice_downloaded,
     InvoiceErrorReceived: on_invoice_error,
+    InvoiceRejected: on_invoice_rejected,
     MessageExpiring: on_message_expiring,
     TransportAssigned: on_transport_assigned,
     UitExpiring: on_uit_expiring,
