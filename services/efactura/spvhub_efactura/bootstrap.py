@@ -33,13 +33,13 @@ from sqlalchemy import update
 from spvhub_efactura.adapters.anaf import BudgetClock, CommonEfacturaAnaf, EfacturaAnaf
 from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
 from spvhub_efactura.adapters.orm import access_grants, companies, outbox
+from spvhub_efactura.adapters.submissions_anaf import CommonSubmissionAnaf, SubmissionAnaf
 from spvhub_efactura.api import router
 from spvhub_efactura.archive import parse_xml
 from spvhub_efactura.handlers import EVENT_ROUTES, Clock, SyncEngine
 from spvhub_efactura.pdf import render_pdf
 from spvhub_efactura.processing import process_zip
 from spvhub_efactura.settings import Settings, get_settings
-from spvhub_efactura.adapters.submissions_anaf import CommonSubmissionAnaf, SubmissionAnaf
 from spvhub_efactura.submissions import SubmissionService, SubmissionSettings
 from spvhub_efactura.submissions_api import router as submissions_router
 

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
+from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
@@ -50,8 +51,6 @@ from spvhub_common.blobs import BlobStore
 from spvhub_common.errors import AppError, Conflict
 from spvhub_common.events.efactura import InvoiceAccepted, InvoiceRejected, InvoiceSubmitted
 from spvhub_common.logging import get_logger
-from spvhub_common.uow import SqlUnitOfWork
-from xml.etree.ElementTree import ParseError
 
 from spvhub_efactura import domain
 from spvhub_efactura.adapters import submissions_repo as repo
@@ -65,6 +64,7 @@ from spvhub_efactura.ubl import NS_CREDIT, NS_INVOICE, NS_RASP, Document, read
 log = get_logger(__name__)
 
 MAX_XML_BYTES = 10 * 1024 * 1024  # ANAF's upload limit
+_EVENT_FIELDS = ("code", "field", "message", "explanation_ro", "explanation_en")
 ACTIVE = ("received", "uploading", "processing", "unknown")
 FINAL = ("accepted", "rejected")
 
@@ -404,7 +404,8 @@ class SubmissionService:
         async with self.uow() as uow:
             await repo.transition(uow.session, row["id"], {"state": "uploading", "anaf_index": None},
                                   state="unknown", lease_owner=None, lease_until=None, reconcile_note=note[:1000],
-                                  next_check_at=self.clock.now() + timedelta(seconds=self.settings.unknown_check_seconds))
+                                  next_check_at=self.clock.now()
+                                  + timedelta(seconds=self.settings.unknown_check_seconds))
             await uow.commit()
 
     async def _record_uploaded(self, row: dict[str, Any], up: Uploaded) -> None:
@@ -442,8 +443,8 @@ class SubmissionService:
                     kind=done["kind"], document_type=done["document_type"], number=done["number"],
                     issue_date=done["issue_date"], submitted_by=done["submitted_by"],
                     error_codes=[str(e["code"]) for e in explained if e.get("code")][:50],
-                    errors=[{k: (None if e.get(k) is None else str(e[k])[:1000]) for k in
-                             ("code", "field", "message", "explanation_ro", "explanation_en")} for e in explained[:50]]))
+                    errors=[{k: (None if e.get(k) is None else str(e[k])[:1000]) for k in _EVENT_FIELDS}
+                            for e in explained[:50]]))
             await uow.commit()
         return done
 

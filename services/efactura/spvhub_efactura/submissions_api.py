@@ -118,7 +118,8 @@ async def submit(request: Request, user: CurrentUser, cif: str,
     c = await _scoped_cif(request, user.user_id, cif)
     svc = _svc(request)
     data, form = await _read_body(request, svc.settings.max_xml_bytes)
-    cmd = SubmitCommand(cif=c, xml=data, user_id=user.user_id, client_key=idempotency_key or form.get("idempotency_key"),
+    cmd = SubmitCommand(cif=c, xml=data, user_id=user.user_id,
+                        client_key=idempotency_key or form.get("idempotency_key"),
                         extern=_flag(extern, form, "extern"), autofactura=_flag(autofactura, form, "autofactura"),
                         b2c=_flag(b2c, form, "b2c"), validate_first=_flag(validate_first, form, "validate_first"),
                         standard=standard or form.get("standard") or None)
