@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from spvhub_common import contracts
-from spvhub_common.events import CATALOGUE
+from spvhub_common.events import catalogue
 
 
 def test_committed_contracts_match_the_code() -> None:
@@ -52,7 +52,7 @@ def test_asyncapi_covers_every_catalogue_event_with_key_and_envelope() -> None:
     doc = json.loads((contracts.CONTRACTS / contracts.ASYNCAPI_FILE).read_text())
     assert doc["asyncapi"] == "3.0.0"
     messages = doc["components"]["messages"]
-    for event_type, cls in CATALOGUE.items():
+    for event_type, cls in catalogue().items():
         name = f"{cls.topic}.v{cls.version}"
         assert name in messages, f"{event_type} missing from asyncapi"
         assert f"{name}" in doc["channels"][cls.topic]["messages"]

@@ -209,10 +209,11 @@ def consumers_by_service() -> dict[str, list[tuple[str, list[Any]]]]:
 def build_asyncapi(consumers: dict[str, list[tuple[str, list[Any]]]] | None = None) -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
-    from spvhub_common.events import CATALOGUE, CloudEvent
+    from spvhub_common.events import CloudEvent, catalogue
 
     consumers = consumers if consumers is not None else consumers_by_service()
-    classes = [CATALOGUE[t] for t in sorted(CATALOGUE)]
+    published = catalogue()
+    classes = [published[t] for t in sorted(published)]
     keyed, defs = models_json_schema([(c, "serialization") for c in classes] + [(CloudEvent, "serialization")],
                                      ref_template="#/components/schemas/{model}")
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))

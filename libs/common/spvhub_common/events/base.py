@@ -41,5 +41,10 @@ def event_class_for(event_type: str) -> type[Event] | None:
     return CATALOGUE.get(event_type)
 
 
+def catalogue() -> dict[str, type[Event]]:
+    """The published catalogue: events defined in `spvhub_common.events.*`, never classes a test registered."""
+    return {t: c for t, c in CATALOGUE.items() if c.__module__.startswith("spvhub_common.events.")}
+
+
 def topics() -> list[str]:
-    return sorted({c.topic for c in CATALOGUE.values()})
+    return sorted({c.topic for c in catalogue().values()})
