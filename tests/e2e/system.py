@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
 from spvhub_common.testing import ROOT, STACK
 
 SERVICES = ["auth", "portfolio", "invitations", "efactura", "etransport", "notifier"]
@@ -121,11 +120,11 @@ class System:
         out.write_text(json.dumps(data))
         return out
 
-    def start(self, services: list[str] | None = None) -> "System":
+    def start(self, services: list[str] | None = None) -> System:
         for name in ["emulator", "smtp", "mailhttp", "gateway", *SERVICES]:
             self.ports[name] = free_port()
-        self._spawn("emulator", [PY, "-m", "anaf_emulator", "--scenario", str(self.scenario_file()),
-                                 "--host", "127.0.0.1", "--port", str(self.ports["emulator"]), "--admin"], dict(os.environ))
+        self._spawn("emulator", [PY, "-m", "anaf_emulator", "--scenario", str(self.scenario_file()), "--host",
+                                 "127.0.0.1", "--port", str(self.ports["emulator"]), "--admin"], dict(os.environ))
         self._wait_http("emulator", "/__admin/health")
         self._spawn("mailbox", [PY, "-m", "spvhub_common.devmail", "--smtp-port", str(self.ports["smtp"]),
                                 "--http-port", str(self.ports["mailhttp"]),
@@ -136,7 +135,8 @@ class System:
             rc = subprocess.run([PY, "-m", f"spvhub_{s}", "migrate"], cwd=ROOT, env=self.env(s),
                                 capture_output=True, timeout=120)
             if rc.returncode != 0:
-                raise RuntimeError(f"migrations of {s} failed: {rc.stdout.decode()[-2000:]} {rc.stderr.decode()[-2000:]}")
+                out = rc.stdout.decode()[-2000:] + rc.stderr.decode()[-2000:]
+                raise RuntimeError(f"migrations of {s} failed: {out}")
             self._spawn(s, [PY, "-m", f"spvhub_{s}"], self.env(s))
         for s in services or SERVICES:
             self._wait_http(s, "/health/ready", timeout=90)
@@ -166,7 +166,7 @@ class System:
         self._wait_http(name, "/health/ready", timeout=90)
 
     def stop(self) -> None:
-        for name, proc in list(self.procs.items())[::-1]:
+        for proc in list(self.procs.values())[::-1]:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:

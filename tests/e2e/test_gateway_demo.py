@@ -10,7 +10,6 @@ import sys
 
 import httpx
 import pytest
-
 from spvhub_common.testing import ROOT
 from system import System
 
@@ -55,7 +54,7 @@ def test_readme_demo_works_through_the_gateway_alone(demo: System, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     answers = {int(m.group(1)): body for m, body in
-               zip(re.finditer(r"@@(\d+)", out.stdout), re.split(r"@@\d+\n?", out.stdout)[1:])}
+               zip(re.finditer(r"@@(\d+)", out.stdout), re.split(r"@@\d+\n?", out.stdout)[1:], strict=True)}
     assert answers and all('"error"' not in a for a in answers.values()), answers
     assert (tmp_path / "invoice.pdf").read_bytes().startswith(b"%PDF")
 

@@ -8,7 +8,6 @@ import zipfile
 
 import httpx
 import pytest
-
 from e2ekit import authorize_at_anaf, eventually, link_token, signup
 from system import System
 
@@ -98,10 +97,26 @@ def test_portfolio_journey_discovery_invitation_signup_accept(system: System, fi
     assert len(accepted_mail) == 1
 
 
+def metric(system: System, service: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` on a service's /metrics whose labels include `labels`."""
+    total = 0.0
+    for line in httpx.get(f"{system.url(service)}/metrics", timeout=30).text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
 def test_invoices_are_archived_and_downloadable(system: System, firm):
     efactura = system.url("efactura")
     listed = {m["id"] for m in system.admin("GET", f"messages?cif={FIRM}").json()}
     assert listed
+    before = {"downloads": metric(system, "efactura", "anaf_calls_total", endpoint="efactura.descarcare"),
+              "published": metric(system, "efactura", "outbox_published_total"),
+              "consumed": metric(system, "notifier", "consumer_messages_total",
+                                 topic=f"{system.prefix}efactura.invoice-downloaded")}
     r = firm.post(f"{efactura}/api/efactura/companies/{FIRM}/sync")
     assert r.status_code in (200, 202), r.text
 
@@ -111,6 +126,17 @@ def test_invoices_are_archived_and_downloadable(system: System, firm):
         return st if st.get("last_success_at") and done >= len(listed) else None
     st = eventually(synced, "the sync of every listed message", timeout=120)
     assert st["first_sync"]["reaches_back_days"] == 60 and st["messages"]["failed"] == 0
+
+    # the series SRE watches moved during the sync, on every hop
+    assert metric(system, "efactura", "anaf_calls_total", endpoint="efactura.descarcare") > before["downloads"]
+    assert metric(system, "efactura", "efactura_sync_last_success_timestamp", cif=FIRM) > 0
+    assert metric(system, "efactura", "outbox_published_total") > before["published"]
+    eventually(lambda: metric(system, "notifier", "consumer_messages_total",
+                              topic=f"{system.prefix}efactura.invoice-downloaded") > before["consumed"],
+               "the notifier to consume the invoice events")
+    for service in ("auth", "portfolio", "invitations", "efactura", "etransport", "notifier"):
+        body = httpx.get(f"{system.url(service)}/metrics", timeout=30).text
+        assert "http_requests_total{" in body and "outbox_backlog{" in body, service
 
     items = firm.get(f"{efactura}/api/efactura/invoices", params={"company": FIRM, "limit": 500}).json()["items"]
     ids = [i["message_id"] for i in items]

@@ -23,7 +23,7 @@ class SecretBox:
         self.active_key_id = active_key_id
 
     @classmethod
-    def from_config(cls, spec: str, active: str) -> "SecretBox":
+    def from_config(cls, spec: str, active: str) -> SecretBox:
         """`spec` is `kid1:base64key1,kid2:base64key2` (from a Secret, never from git)."""
         keys = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):

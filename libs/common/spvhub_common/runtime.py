@@ -130,7 +130,7 @@ class ServiceRuntime:
                 log.exception("periodic job failed", job=job.name, error=str(exc)[:300])
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=job.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def check_database(self) -> None:

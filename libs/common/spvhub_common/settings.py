@@ -67,7 +67,7 @@ class ServiceSettings(BaseSettings):
         return {k: v for k, v in self.__dict__.items() if isinstance(v, SecretStr)}
 
     @model_validator(mode="after")
-    def _refuse_placeholders(self) -> "ServiceSettings":
+    def _refuse_placeholders(self) -> ServiceSettings:
         if self.env in ("dev", "test"):
             return self
         bad = [k for k, v in self.secret_fields().items() if v.get_secret_value().strip().lower() in PLACEHOLDERS

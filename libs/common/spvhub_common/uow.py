@@ -28,7 +28,7 @@ class SqlUnitOfWork:
         self._events: list[tuple[Event, str | None]] = []
         self.published: list[dict[str, Any]] = []
 
-    async def __aenter__(self) -> "SqlUnitOfWork":
+    async def __aenter__(self) -> SqlUnitOfWork:
         self.session = self._sessions()
         self._events = []
         return self

@@ -5,12 +5,11 @@ import asyncio
 import sys
 from pathlib import Path
 
+from _kit import WidgetCreated, outbox
 from spvhub_common.broker import EventConsumer, create_broker
 from spvhub_common.db import create_engine, session_factory
 from spvhub_common.testing import make_settings
 from spvhub_common.uow import SqlUnitOfWork
-
-from _kit import WidgetCreated, outbox
 
 
 async def main(database: str, prefix: str, group: str, marker: str) -> None:

@@ -5,12 +5,10 @@ import asyncio
 import uuid
 
 from aiokafka import AIOKafkaConsumer
-
-from sqlalchemy import Column, Integer, MetaData, String, Table, text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from spvhub_common.events import Event, register
 from spvhub_common.messaging import add_messaging_tables
+from sqlalchemy import Column, Integer, MetaData, String, Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 metadata = MetaData()
 outbox, inbox = add_messaging_tables(metadata)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from minio.error import S3Error
-
 from spvhub_common.blobs import InMemoryBlobStore, RetentionConflict, S3BlobStore
 from spvhub_common.testing import STACK
 
@@ -30,7 +29,7 @@ async def any_store(request, minio_up):
 
 
 async def test_object_under_compliance_retention_cannot_be_deleted(store):
-    until = datetime.now(timezone.utc) + timedelta(days=1)
+    until = datetime.now(UTC) + timedelta(days=1)
     info = await store.put("efactura/123/1.zip", b"signed original", "application/zip", retain_until=until)
     assert info.version_id
     with pytest.raises(S3Error) as exc:
@@ -41,7 +40,7 @@ async def test_object_under_compliance_retention_cannot_be_deleted(store):
 
 
 async def test_rewriting_same_key_with_same_content_is_harmless(store):
-    until = datetime.now(timezone.utc) + timedelta(days=1)
+    until = datetime.now(UTC) + timedelta(days=1)
     first = await store.put("k/same.zip", b"abc", retain_until=until)
     again = await store.put("k/same.zip", b"abc", retain_until=until)
     assert again.version_id == first.version_id  # no second version was written
@@ -50,7 +49,7 @@ async def test_rewriting_same_key_with_same_content_is_harmless(store):
 
 
 async def test_locked_key_refuses_different_content(store):
-    until = datetime.now(timezone.utc) + timedelta(days=1)
+    until = datetime.now(UTC) + timedelta(days=1)
     await store.put("k/locked.zip", b"original", retain_until=until)
     with pytest.raises(RetentionConflict):
         await store.put("k/locked.zip", b"tampered", retain_until=until)

@@ -10,18 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from _kit import WidgetCreated, count_applied, create_schema, outbox, read_topic
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
-
 from spvhub_common.broker import EventConsumer, create_broker
 from spvhub_common.db import create_engine, session_factory
 from spvhub_common.events import encode, to_envelope
 from spvhub_common.testing import make_settings
 from spvhub_common.uow import SqlUnitOfWork
-
-from _kit import WidgetCreated, count_applied, create_schema, outbox, read_topic
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 HERE = Path(__file__).parent
 

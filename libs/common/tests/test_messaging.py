@@ -4,16 +4,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import func, insert, select, text
-
+from _kit import WidgetCreated, count_applied, create_schema, outbox, read_topic, widgets
 from spvhub_common.broker import EventConsumer, create_broker
 from spvhub_common.db import create_engine, session_factory
 from spvhub_common.events import decode
 from spvhub_common.outbox import KafkaPublisher, OutboxRelay
 from spvhub_common.testing import make_settings
 from spvhub_common.uow import SqlUnitOfWork
-
-from _kit import WidgetCreated, count_applied, create_schema, outbox, read_topic, widgets
+from sqlalchemy import func, insert, select, text
 
 
 class Boom(Exception):

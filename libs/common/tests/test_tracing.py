@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from _kit import WidgetCreated, count_applied, create_schema, outbox
 from opentelemetry.trace import SpanKind
-
 from spvhub_common.broker import EventConsumer, create_broker
 from spvhub_common.db import create_engine, session_factory
 from spvhub_common.outbox import KafkaPublisher, OutboxRelay
 from spvhub_common.telemetry import capture_spans, tracer
 from spvhub_common.testing import make_settings
 from spvhub_common.uow import SqlUnitOfWork
-
-from _kit import WidgetCreated, count_applied, create_schema, outbox
 
 
 @pytest.fixture

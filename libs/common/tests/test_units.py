@@ -8,7 +8,6 @@ import os
 
 import pytest
 from pydantic import ValidationError
-
 from spvhub_common.crypto import SecretBox
 from spvhub_common.events import CATALOGUE, decode, encode, to_envelope
 from spvhub_common.events.auth import ConnectionRevoked
@@ -24,7 +23,8 @@ def test_secret_box_round_trip_rotation_and_tamper_detection():
     rotated = SecretBox({"k1": k1, "k2": k2}, "k2")
     assert rotated.decrypt(blob, aad="conn-1") == "refresh-token-value"
     assert rotated.needs_rotation(blob) and not rotated.needs_rotation(rotated.encrypt("x"))
-    with pytest.raises(Exception):
+    from cryptography.exceptions import InvalidTag
+    with pytest.raises(InvalidTag):
         rotated.decrypt(blob, aad="conn-2")  # bound to its row
     spec = f"k1:{base64.b64encode(k1).decode()},k2:{base64.b64encode(k2).decode()}"
     from_config = SecretBox.from_config(spec, "k2")
@@ -89,7 +89,6 @@ def test_one_time_codes_in_logged_urls_are_redacted():
 async def test_rate_limit_errors_carry_retry_after():
     import httpx
     from fastapi import FastAPI
-
     from spvhub_common.errors import TooManyRequests, install_error_handlers
     app = FastAPI()
     install_error_handlers(app)

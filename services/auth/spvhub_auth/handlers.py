@@ -21,6 +21,7 @@ from typing import Any
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from prometheus_client import Gauge
 from spvhub_common.access import accessible_cifs, require_access
 from spvhub_common.anaf import errors as E
 from spvhub_common.clock import Clock, SystemClock
@@ -37,7 +38,6 @@ from spvhub_common.events.auth import (
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
-from prometheus_client import Gauge
 from sqlalchemy import and_, case, cast, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert

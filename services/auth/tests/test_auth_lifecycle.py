@@ -2,12 +2,11 @@
 horizon warnings then re-authorization, a renewed certificate detected."""
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
-
 import asyncio
 from datetime import datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from spvhub_auth import handlers as H
 from spvhub_auth.adapters.orm import anaf_connections
 from sqlalchemy import select

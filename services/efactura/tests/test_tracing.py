@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from opentelemetry.trace import SpanKind
-from sqlalchemy import select
-
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
+from opentelemetry.trace import SpanKind
 from spvhub_common.broker import EventConsumer, create_broker
 from spvhub_common.events import decode
 from spvhub_common.events.efactura import InvoiceDownloaded
 from spvhub_common.telemetry import capture_spans
 from spvhub_efactura.adapters.orm import outbox
+from sqlalchemy import select
 
 
 async def test_one_invoice_is_one_trace_from_anaf_to_every_consumer(fresh_database: str, topic_prefix: str,

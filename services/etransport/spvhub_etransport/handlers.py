@@ -12,7 +12,6 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from prometheus_client import Gauge
-
 from spvhub_common.access import accessible_cifs, require_access
 from spvhub_common.anaf.errors import (
     AnafError,

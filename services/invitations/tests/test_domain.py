@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from spvhub_invitations import domain
 from spvhub_invitations.domain import InvalidInput, InvitationView, Status
 

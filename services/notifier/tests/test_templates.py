@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from spvhub_notifier.adapters.templates import Renderer, ro_count
 from spvhub_notifier.domain import KINDS, action_url, inbox_actions, retry_delay
 

@@ -5,7 +5,7 @@ from typing import ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-CATALOGUE: dict[str, type["Event"]] = {}
+CATALOGUE: dict[str, type[Event]] = {}
 
 
 class Event(BaseModel):

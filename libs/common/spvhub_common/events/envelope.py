@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -38,7 +38,7 @@ def to_envelope(event: Event, source: str, *, event_id: str | None = None,
     key = event.partition_key()
     return CloudEvent(
         id=event_id or str(uuid.uuid4()), source=f"/spvhub/{source}", type=event.event_type(),
-        subject=key or None, time=time or datetime.now(timezone.utc),
+        subject=key or None, time=time or datetime.now(UTC),
         dataschema=f"urn:spvhub:events:{event.topic}:v{event.version}",
         data=event.model_dump(mode="json"), traceparent=traceparent, partitionkey=key or None)
 
