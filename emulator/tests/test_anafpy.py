@@ -22,12 +22,15 @@ VENV = CACHE / "anafpy-venv-0.13.3"
 
 
 def _python312() -> str:
-    candidates = [shutil.which(n) for n in ("python3.13", "python3.12")]
-    candidates += sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.1[23]*/bin/python")), reverse=True)
-    candidates += sorted(glob.glob("/root/.pyenv/versions/3.1[23]*/bin/python"), reverse=True)
+    """A Python >= 3.12 that really runs: real pyenv installs first (a pyenv *shim* for a version that is not
+    active exits 127), then whatever is on PATH."""
+    candidates = sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.1[2-9]*/bin/python")), reverse=True)
+    candidates += sorted(glob.glob("/root/.pyenv/versions/3.1[2-9]*/bin/python"), reverse=True)
+    candidates += [shutil.which(n) for n in ("python3.13", "python3.12")]
     for c in candidates:
-        if c and os.path.exists(c):
-            return c
+        probe = [c, "-c", "import sys, venv; assert sys.version_info >= (3, 12)"] if c else None
+        if probe and os.path.exists(probe[0]) and subprocess.run(probe, check=False, capture_output=True).returncode == 0:
+            return probe[0]
     raise AssertionError("anafpy needs Python >= 3.12: none found (python3.12 on PATH or a pyenv 3.12/3.13)")
 
 
