@@ -116,6 +116,14 @@ def _env_ok(env: str) -> bool:
     return env in ENVS
 
 
+def _authorized(env: str, request: Request) -> Principal | Response:
+    """What every e-Factura call checks first, in ANAF's order: a known environment (else Spring's 404),
+    then a valid Bearer token for e-Factura (else the token refusal)."""
+    if not _env_ok(env):
+        return spring_404(request.url.path, _now(st(request)))
+    return authenticate(request, "efactura")
+
+
 # -- upload ----------------------------------------------------------------------------------------
 
 
@@ -131,9 +139,7 @@ async def upload_b2c(env: str, request: Request) -> Response:
 
 async def _upload(env: str, request: Request, b2c: bool) -> Response:
     state = st(request)
-    if not _env_ok(env):
-        return spring_404(request.url.path, _now(state))
-    principal = authenticate(request, "efactura")
+    principal = _authorized(env, request)
     if isinstance(principal, Response):
         return principal
     q = request.query_params
@@ -209,9 +215,7 @@ async def _upload(env: str, request: Request, b2c: bool) -> Response:
 @router.get("/{env}/FCTEL/rest/stareMesaj")
 async def stare_mesaj(env: str, request: Request) -> Response:
     state = st(request)
-    if not _env_ok(env):
-        return spring_404(request.url.path, _now(state))
-    principal = authenticate(request, "efactura")
+    principal = _authorized(env, request)
     if isinstance(principal, Response):
         return principal
     raw = request.query_params.get("id_incarcare")
@@ -274,9 +278,7 @@ def _filtered(state: EmulatorState, cif: str, start: float, end: float, filtru: 
 @router.get("/{env}/FCTEL/rest/listaMesajeFactura")
 async def lista_mesaje(env: str, request: Request) -> Response:
     state = st(request)
-    if not _env_ok(env):
-        return spring_404(request.url.path, _now(state))
-    principal = authenticate(request, "efactura")
+    principal = _authorized(env, request)
     if isinstance(principal, Response):
         return principal
     q = request.query_params
@@ -316,9 +318,7 @@ async def lista_mesaje(env: str, request: Request) -> Response:
 @router.get("/{env}/FCTEL/rest/listaMesajePaginatieFactura")
 async def lista_paginata(env: str, request: Request) -> Response:
     state = st(request)
-    if not _env_ok(env):
-        return spring_404(request.url.path, _now(state))
-    principal = authenticate(request, "efactura")
+    principal = _authorized(env, request)
     if isinstance(principal, Response):
         return principal
     q = request.query_params
@@ -386,9 +386,7 @@ async def lista_paginata(env: str, request: Request) -> Response:
 @router.get("/{env}/FCTEL/rest/descarcare")
 async def descarcare(env: str, request: Request) -> Response:
     state = st(request)
-    if not _env_ok(env):
-        return spring_404(request.url.path, _now(state))
-    principal = authenticate(request, "efactura")
+    principal = _authorized(env, request)
     if isinstance(principal, Response):
         return principal
     raw = request.query_params.get("id")
