@@ -319,32 +319,28 @@ class PostgresBudget(_BudgetBase):
         self._keep_days = keep_days
         self._last_prune: datetime | None = None
 
-    async def _incr_window(self, kind: str, key: str, start_ms: int, limit: int) -> int | None:
+    async def _incr(self, table: str, bucket_column: str, kind: str, key: str, bucket: object,
+                    limit: int) -> int | None:
+        """Take one slot of a counter row in a single statement; None when the row is already at `limit`.
+        `table` and `bucket_column` are this module's constants, never input."""
         stmt = self._text(
-            f"""INSERT INTO {SCHEMA}.window_counter AS c (kind, key, window_start_ms, n)
-                VALUES (:kind, :key, :start, 1)
-                ON CONFLICT (kind, key, window_start_ms) DO UPDATE SET n = c.n + 1 WHERE c.n < :limit
+            f"""INSERT INTO {SCHEMA}.{table} AS c (kind, key, {bucket_column}, n)
+                VALUES (:kind, :key, :bucket, 1)
+                ON CONFLICT (kind, key, {bucket_column}) DO UPDATE SET n = c.n + 1 WHERE c.n < :limit
                 RETURNING c.n"""
         )
         async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt, {"kind": kind, "key": key, "start": start_ms, "limit": limit})).first()
+            row = (await conn.execute(stmt, {"kind": kind, "key": key, "bucket": bucket, "limit": limit})).first()
         # A limit of 0 must refuse even the first insert.
         if row is None or int(row[0]) > limit:
             return None
         return int(row[0])
 
+    async def _incr_window(self, kind: str, key: str, start_ms: int, limit: int) -> int | None:
+        return await self._incr("window_counter", "window_start_ms", kind, key, start_ms, limit)
+
     async def _incr_daily(self, kind: str, key: str, day: date, limit: int) -> int | None:
-        stmt = self._text(
-            f"""INSERT INTO {SCHEMA}.daily_counter AS c (kind, key, day, n)
-                VALUES (:kind, :key, :day, 1)
-                ON CONFLICT (kind, key, day) DO UPDATE SET n = c.n + 1 WHERE c.n < :limit
-                RETURNING c.n"""
-        )
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt, {"kind": kind, "key": key, "day": day, "limit": limit})).first()
-        if row is None or int(row[0]) > limit:
-            return None
-        return int(row[0])
+        return await self._incr("daily_counter", "day", kind, key, day, limit)
 
     async def _fill_windows(self, kind: str, key: str, starts: list[int], limit: int) -> None:
         if not starts:
