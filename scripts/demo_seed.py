@@ -48,7 +48,8 @@ class Api:
 
     def __init__(self) -> None:
         self.gateway = port_open(PORT["gateway"])
-        self.http = httpx.Client(timeout=30, follow_redirects=False)
+        # 90 s: the ANAF callback spends the ANAF budget shared with the sync, which may wait for the next minute
+        self.http = httpx.Client(timeout=90, follow_redirects=False)
 
     def url(self, path: str) -> str:
         if self.gateway:

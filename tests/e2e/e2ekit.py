@@ -11,6 +11,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 T = TypeVar("T")
+# The ANAF callback makes ANAF calls (code exchange, rights check) through the budget shared with every
+# service; when a sync has filled the current minute's window the call waits for the next one (< 60 s).
+CALLBACK_TIMEOUT = 90
 PASSWORD = "parola-de-test-2026"
 
 

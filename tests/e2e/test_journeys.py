@@ -8,7 +8,7 @@ import zipfile
 
 import httpx
 import pytest
-from e2ekit import authorize_at_anaf, eventually, link_token, signup
+from e2ekit import CALLBACK_TIMEOUT, authorize_at_anaf, eventually, link_token, signup
 from system import System
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def firm(system: System):
         "the authorization to start (access read model)")
     back_at = authorize_at_anaf(start["authorize_url"], "contabil")
     assert back_at.startswith(f"{system.url('auth')}/api/auth/anaf/callback?code=")
-    conn = httpx.get(back_at, timeout=30)
+    conn = httpx.get(back_at, timeout=CALLBACK_TIMEOUT)
     assert conn.status_code in (200, 201), conn.text
     user.connection = conn.json()
     return user
@@ -178,7 +178,8 @@ def test_carrier_sees_its_transports_and_the_declarant_does_not(system: System):
     start = eventually(lambda: (lambda r: r.json() if r.status_code in (200, 201) else None)(
         carrier.post(f"{system.url('auth')}/api/auth/anaf/authorizations", json={"company_cif": CARRIER})),
         "the authorization to start")
-    assert httpx.get(authorize_at_anaf(start["authorize_url"], "transportator"), timeout=30).status_code in (200, 201)
+    callback = httpx.get(authorize_at_anaf(start["authorize_url"], "transportator"), timeout=CALLBACK_TIMEOUT)
+    assert callback.status_code in (200, 201), callback.text
     expected = {t["uit"] for t in system.admin("GET", f"transports?carrier={CARRIER}").json()
                 if t["active"] and not t["deleted"]}
     assert expected
