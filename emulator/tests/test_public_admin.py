@@ -143,6 +143,17 @@ async def test_admin_data_endpoints(emu):
     assert all(len(a["client_id"]) == 48 and len(a["client_secret"]) == 64 for a in scen["applications"])
 
 
+async def test_generate_presign_builds_every_zip_before_any_download(emu):
+    state = emu.app.state.emulator
+    r = await emu.client.post("/__admin/invoices/generate", json={"cuis": [B], "per_company_per_day": 1, "days": 2,
+                                                                  "presign": True})
+    assert r.json()["uploads"] >= 2
+    generated = [u for u in state.uploads.values() if u.message_ids and B in (u.seller, u.buyer)]
+    assert generated and all(u.index in state.zip_cache for u in generated)
+    cached = dict(state.zip_cache)
+    assert all(state.zip_for(u) is cached[u.index] for u in generated)  # downloads serve the pre-built ZIP
+
+
 async def test_admin_disabled():
     import httpx
 
