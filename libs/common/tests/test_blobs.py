@@ -1,6 +1,7 @@
 """The S3 blob store against the real MinIO: Object Lock retention, idempotent rewrites, legal hold."""
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -46,6 +47,23 @@ async def test_rewriting_same_key_with_same_content_is_harmless(store):
     assert again.version_id == first.version_id  # no second version was written
     versions = list(store.client.list_objects(store.bucket, prefix="k/same.zip", include_version=True))
     assert len(versions) == 1
+
+
+async def test_new_key_costs_one_request_and_a_mutable_key_can_be_replaced(store):
+    sent: list[str] = []
+    real = store.client._url_open
+
+    def counting(method, *args, **kwargs):
+        sent.append(method)
+        return real(method, *args, **kwargs)
+
+    store.client._url_open = counting
+    await store.put("k/new.zip", b"first", retain_until=datetime.now(UTC) + timedelta(days=1))
+    assert sent == ["PUT"]  # one conditional PUT, no stat before it
+    await store.put("k/cache.pdf", b"v1", "application/pdf")
+    await store.put("k/cache.pdf", b"v2", "application/pdf")  # no retention asked: replaced
+    assert await store.get("k/cache.pdf") == b"v2"
+    assert (await store.stat("k/cache.pdf")).sha256 == hashlib.sha256(b"v2").hexdigest()
 
 
 async def test_locked_key_refuses_different_content(store):
