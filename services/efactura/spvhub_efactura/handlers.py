@@ -448,8 +448,17 @@ class SyncEngine:
                 .order_by(text("(purge_at <= :ub) DESC, CASE WHEN purge_at <= :ub THEN purge_at END ASC, "
                                "listed_at DESC"))
                 .limit(limit))
-            rows = (await uow.session.execute(q, {"ub": urgent_before})).mappings().all()
-        return [dict(r) for r in rows if r["message_id"] not in exclude][:limit]
+            rows = [dict(r) for r in (await uow.session.execute(q, {"ub": urgent_before})).mappings().all()
+                    if r["message_id"] not in exclude][:limit]
+            # Mark the downloads as started before any of them goes out: a later run knows which messages may
+            # already have their ZIP archived (this run dying between the blob and the row) and only those pay
+            # for a blob lookup first. Rows keep the previous value, which is what _download_one looks at.
+            fresh = [r["message_id"] for r in rows if r["download_started_at"] is None]
+            if fresh:
+                await uow.session.execute(update(messages).where(
+                    messages.c.cif == cif, messages.c.message_id.in_(fresh)).values(download_started_at=now))
+                await uow.commit()
+        return rows
 
     async def _download_pending(self, cif: str, connection_id: str, report: SyncReport) -> None:
         sem = asyncio.Semaphore(self.settings.downloads_per_company)
@@ -497,16 +506,17 @@ class SyncEngine:
         mid = msg["message_id"]
         now = self.clock.now()
         # A previous run may have archived the ZIP and died before its row committed: reuse it rather than
-        # spend one of the message's 10 daily downloads again.
-        try:
-            zip_key = f"{blob_prefix(cif, mid)}/{mid}.zip"
-            if await self.blobs.stat(zip_key) is not None:
-                await self.archive(cif, msg, await self.blobs.get(zip_key), stored=True)
-                return "archived"
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - fall back to downloading
-            log.warning("reusing an archived ZIP failed", cif=cif, message_id=mid)
+        # spend one of the message's 10 daily downloads again (only a message whose download started before can).
+        if msg.get("download_started_at") is not None:
+            try:
+                zip_key = f"{blob_prefix(cif, mid)}/{mid}.zip"
+                if await self.blobs.stat(zip_key) is not None:
+                    await self.archive(cif, msg, await self.blobs.get(zip_key), stored=True)
+                    return "archived"
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - fall back to downloading
+                log.warning("reusing an archived ZIP failed", cif=cif, message_id=mid)
         try:
             data = await self._with_token(connection_id, lambda tok: self.anaf.download(tok, mid))
         except SyncPaused:
@@ -598,14 +608,9 @@ class SyncEngine:
                 data = await self.blobs.get(zip_key)  # the archive never changes: keep the first original
         processed: Processed = await self.run_cpu(process_zip, data, self.limits,
                                                   self.settings.trusted_signer_sha256)
+        # The signed ZIP is the archive: it holds the invoice XML and ANAF's signature XML, and the API serves the
+        # XML from it. One object per message keeps the archive at one (conditional) PUT per invoice.
         keys = {"zip": zip_key}
-        if processed.content is not None and processed.content_name:
-            xml_key = f"{prefix}/{processed.content_name}"
-            try:
-                await self.blobs.put(xml_key, processed.content, "application/xml", retain_until=retain)
-            except RetentionConflict:
-                pass
-            keys["xml"] = xml_key
         return await self._commit_archive(cif, msg, data, processed, keys, reprocess)
 
     async def _commit_archive(self, cif: str, msg: dict[str, Any], data: bytes, p: Processed,

@@ -179,8 +179,10 @@ async def submission_error_report(request: Request, user: CurrentUser, submissio
     key = row.get("error_report_key")
     if not key:
         raise NotFound("This submission has no error report.", code="no_error_report")
-    data = await _svc(request).blobs.get(key)
-    return Response(data, media_type="application/zip" if key.endswith(".zip") else "application/xml")
+    # the report lives inside ANAF's signed ZIP (the archive); serve its XML
+    data = await (request.app.state.efactura.xml_of({"zip_key": key}) if key.endswith(".zip")
+                  else _svc(request).blobs.get(key))
+    return Response(data, media_type="application/xml")
 
 
 class BuyerMessageIn(BaseModel):

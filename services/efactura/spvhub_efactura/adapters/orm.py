@@ -100,6 +100,7 @@ messages = Table(
     Column("signer_sha256", String(64)),
     Column("expiring_notified_at", DateTime(timezone=True)),
     Column("submission_id", String(64)),  # issue 10: an outgoing submission this message answers
+    Column("download_started_at", DateTime(timezone=True)),  # a download began: its ZIP may be archived already
     Index("ix_messages_pending", "cif", "purge_at", postgresql_where=text("state IN ('listed','failed')")),
     Index("ix_messages_upload_index", "upload_index"),
     Index("ix_messages_reprocess", "cif", postgresql_where=text("needs_reprocess")),
