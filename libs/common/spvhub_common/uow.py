@@ -25,7 +25,7 @@ class SqlUnitOfWork:
         self.source = source
         self._on_commit = on_commit
         self.session: AsyncSession
-        self._events: list[tuple[Event, str | None]] = []
+        self._events: list[tuple[Event, str | None, str | None]] = []
         self.published: list[dict[str, Any]] = []
 
     async def __aenter__(self) -> SqlUnitOfWork:
@@ -40,18 +40,18 @@ class SqlUnitOfWork:
         finally:
             await self.session.close()
 
-    def publish(self, event: Event, event_id: str | None = None) -> None:
+    def publish(self, event: Event, event_id: str | None = None, *, traceparent: str | None = None) -> None:
         """Queue an event; `event_id` (the CloudEvents id) may be chosen by the caller, e.g. to record it
-        in a ledger of its own. Ids are unique in the outbox."""
-        self._events.append((event, event_id))
+        in a ledger of its own. Ids are unique in the outbox. The event carries the trace context current
+        here (or `traceparent`, for a transaction that commits the work of several traces at once)."""
+        self._events.append((event, event_id, traceparent or current_traceparent()))
 
     async def flush_events(self) -> None:
         """Write queued events as outbox rows inside the current transaction."""
         if not self._events:
             return
-        tp = current_traceparent()
         rows = []
-        for ev, event_id in self._events:
+        for ev, event_id, tp in self._events:
             env = to_envelope(ev, self.source, traceparent=tp, event_id=event_id)
             rows.append({"event_id": env.id, "topic": ev.topic, "key": ev.partition_key(),
                          "payload": encode(env), "headers": {"traceparent": tp} if tp else {}})

@@ -3,6 +3,7 @@ download, archive, parse), reconciliation and expiry checks. The routing table i
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 from spvhub_common.anaf.errors import AnafError, LimitReached, MessageExpired, NoRights, NotFound, Unauthorized
 from spvhub_common.blobs import BlobStore, RetentionConflict
+from spvhub_common.coalesce import Coalescer
 from spvhub_common.events import Event
 from spvhub_common.events.auth import ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired, TokenRefreshed
 from spvhub_common.events.efactura import (
@@ -30,9 +32,9 @@ from spvhub_common.events.efactura import (
 )
 from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
 from spvhub_common.logging import get_logger
-from spvhub_common.telemetry import tracer
+from spvhub_common.telemetry import current_traceparent, tracer
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from spvhub_efactura import domain
@@ -163,6 +165,18 @@ class SyncReport:
     listed_ids: set[str] = field(default_factory=set)
 
 
+@dataclass
+class _ArchiveItem:
+    """One archived message waiting for its row (group commit)."""
+    cif: str
+    message_id: str
+    sha256: str
+    size: int
+    processed: Processed
+    keys: dict[str, str]
+    traceparent: str | None  # the message's trace: its events carry it, whatever batch commits them
+
+
 def blob_prefix(cif: str, message_id: str) -> str:
     return f"efactura/{cif}/{message_id}"
 
@@ -194,6 +208,8 @@ class SyncEngine:
         self.cpu_pool: Executor | None = None
         self.cpu_pool_factory: Callable[[], Executor] | None = None
         self._company_slots = asyncio.Semaphore(settings.max_concurrent_companies)
+        self._committer: Coalescer[_ArchiveItem, bool] = Coalescer(self._commit_archives, max_batch=100,
+                                                                    name="efactura-archive-commit")
 
     async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
         """CPU-bound work (unzip, parse, XML-DSig) off the event loop: in a process pool when configured, so
@@ -242,6 +258,7 @@ class SyncEngine:
         for t in list(self._running.values()):
             t.cancel()
         await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+        await self._committer.aclose()
 
     async def wait_idle(self) -> None:
         while self._running:
@@ -615,57 +632,93 @@ class SyncEngine:
 
     async def _commit_archive(self, cif: str, msg: dict[str, Any], data: bytes, p: Processed,
                               keys: dict[str, str], reprocess: bool) -> bool:
-        import hashlib
-        mid = msg["message_id"]
-        now = self.clock.now()
-        sig = p.signature
-        flagged = p.status != "ok"
-        async with self.uow() as uow:
-            cond = [messages.c.cif == cif, messages.c.message_id == mid]
-            cond.append(messages.c.needs_reprocess if reprocess else messages.c.state != "archived")
-            res = await uow.session.execute(update(messages).where(and_(*cond)).values(
-                state="archived", archived_at=func.coalesce(messages.c.archived_at, now),
-                attempts=messages.c.attempts + (0 if reprocess else 1), last_attempt_at=now,
-                next_attempt_at=None, last_error=None, zip_key=keys["zip"],
-                zip_sha256=hashlib.sha256(data).hexdigest(), zip_size=len(data), parse_status=p.status,
-                parse_error=p.error, needs_reprocess=flagged,
-                signature_status=sig.status if sig else None,
-                signature_detail=(sig.detail[:1000] if sig and sig.detail else None),
-                signer_subject=sig.signer_subject if sig else None,
-                signer_sha256=sig.signer_sha256 if sig else None).returning(messages.c.tip, messages.c.listed_at,
-                                                                             messages.c.upload_index,
-                                                                             messages.c.detalii))
-            row = res.first()
-            if row is None:
-                return False  # someone else (another replica, an earlier run) archived it already
-            if flagged:
-                uow.publish(DocumentFlagged(cif=cif, message_id=mid, problem=p.status, detail=(p.error or "")[:500],
-                                            blob_keys=keys))
-                log.warning("archived document flagged", cif=cif, message_id=mid, problem=p.status,
-                            detail=(p.error or "")[:200])
-            elif sig is not None and sig.status != "valid":
-                uow.publish(DocumentFlagged(cif=cif, message_id=mid, problem="signature_" + sig.status,
-                                            detail=sig.detail[:500], blob_keys=keys))
-            if p.parsed is not None:
-                await self._record_document(uow, cif, mid, row, p, keys)
-            await uow.commit()
-        return True
+        item = _ArchiveItem(cif, msg["message_id"], hashlib.sha256(data).hexdigest(), len(data), p, keys,
+                            current_traceparent())
+        if reprocess:
+            return (await self._commit_archives([item], reprocess=True))[0]
+        # Concurrent downloads share transactions (group commit): one ledger UPDATE, one invoice INSERT and one
+        # outbox INSERT for the whole batch.
+        return await self._committer.submit(item)
 
-    async def _record_document(self, uow: SqlUnitOfWork, cif: str, mid: str, row: Any, p: Processed,
-                               keys: dict[str, str]) -> None:
-        tip, listed_at, upload_index, detalii = row
+    async def _commit_archives(self, items: list[_ArchiveItem], reprocess: bool = False) -> list[bool]:
+        """The ledger transitions + invoice rows + events of archived messages, in one transaction. Returns, per
+        item, whether this call made the transition (so events are published exactly once)."""
+        now = self.clock.now()
+        cols: dict[str, list[Any]] = {k: [] for k in (
+            "cif", "mid", "zip_key", "sha", "size", "parse_status", "parse_error", "flagged", "sig_status",
+            "sig_detail", "signer_subject", "signer_sha")}
+        for it in items:
+            sig = it.processed.signature
+            for k, v in (("cif", it.cif), ("mid", it.message_id), ("zip_key", it.keys["zip"]), ("sha", it.sha256),
+                         ("size", it.size), ("parse_status", it.processed.status),
+                         ("parse_error", it.processed.error), ("flagged", it.processed.status != "ok"),
+                         ("sig_status", sig.status if sig else None),
+                         ("sig_detail", sig.detail[:1000] if sig and sig.detail else None),
+                         ("signer_subject", sig.signer_subject if sig else None),
+                         ("signer_sha", sig.signer_sha256 if sig else None)):
+                cols[k].append(v)
+        async with self.uow() as uow:
+            res = await uow.session.execute(text(f"""
+                UPDATE messages m SET state = 'archived', archived_at = COALESCE(m.archived_at, :now),
+                    attempts = m.attempts + :inc, last_attempt_at = :now, next_attempt_at = NULL,
+                    last_error = NULL, zip_key = v.zip_key, zip_sha256 = v.sha, zip_size = v.size,
+                    parse_status = v.parse_status, parse_error = v.parse_error, needs_reprocess = v.flagged,
+                    signature_status = v.sig_status, signature_detail = v.sig_detail,
+                    signer_subject = v.signer_subject, signer_sha256 = v.signer_sha
+                FROM unnest(CAST(:cif AS text[]), CAST(:mid AS text[]), CAST(:zip_key AS text[]),
+                            CAST(:sha AS text[]), CAST(:size AS integer[]), CAST(:parse_status AS text[]),
+                            CAST(:parse_error AS text[]), CAST(:flagged AS boolean[]), CAST(:sig_status AS text[]),
+                            CAST(:sig_detail AS text[]), CAST(:signer_subject AS text[]),
+                            CAST(:signer_sha AS text[]))
+                     AS v(cif, mid, zip_key, sha, size, parse_status, parse_error, flagged, sig_status,
+                          sig_detail, signer_subject, signer_sha)
+                WHERE m.cif = v.cif AND m.message_id = v.mid
+                  AND {"m.needs_reprocess" if reprocess else "m.state <> 'archived'"}
+                RETURNING m.cif, m.message_id, m.tip, m.listed_at, m.upload_index, m.detalii"""),
+                {"now": now, "inc": 0 if reprocess else 1, **cols})
+            made = {(r.cif, r.message_id): r for r in res}
+            done: list[bool] = []
+            rows: list[dict[str, Any]] = []
+            pending: list[tuple[_ArchiveItem, Document | ErrorReport | BuyerMessage, dict[str, Any]]] = []
+            for it in items:
+                row = made.pop((it.cif, it.message_id), None)  # a duplicate item in the batch: the first wins
+                done.append(row is not None)
+                if row is None:
+                    continue  # someone else (another replica, an earlier run) archived it already
+                p = it.processed
+                sig = p.signature
+                if p.status != "ok":
+                    uow.publish(DocumentFlagged(cif=it.cif, message_id=it.message_id, problem=p.status,
+                                                detail=(p.error or "")[:500], blob_keys=it.keys),
+                                traceparent=it.traceparent)
+                    log.warning("archived document flagged", cif=it.cif, message_id=it.message_id,
+                                problem=p.status, detail=(p.error or "")[:200])
+                elif sig is not None and sig.status != "valid":
+                    uow.publish(DocumentFlagged(cif=it.cif, message_id=it.message_id, problem="signature_" + sig.status,
+                                                detail=sig.detail[:500], blob_keys=it.keys),
+                                traceparent=it.traceparent)
+                if p.parsed is not None:
+                    values = self._invoice_values(it, row)
+                    rows.append(values)
+                    pending.append((it, p.parsed, values))
+            if rows:
+                await self._insert_documents(uow, rows, pending)
+            await uow.commit()
+        return done
+
+    def _invoice_values(self, it: _ArchiveItem, row: Any) -> dict[str, Any]:
+        """The invoices row of one archived, parsed message."""
+        cif, mid, p, keys = it.cif, it.message_id, it.processed, it.keys
+        tip, listed_at, upload_index, detalii = row.tip, row.listed_at, row.upload_index, row.detalii
         kind = domain.kind_of(tip)
-        sig_status = p.signature.status if p.signature else None
         doc = p.parsed
         base: dict[str, Any] = {"cif": cif, "message_id": mid, "message_type": tip, "listed_at": listed_at,
                                 "upload_index": upload_index, "zip_key": keys["zip"], "xml_key": keys.get("xml"),
-                                "signature_status": sig_status}
-        event: Event | None = None
+                                "signature_status": p.signature.status if p.signature else None}
         if isinstance(doc, Document):
             parties = domain.parse_detalii(detalii or "")
             direction = domain.direction_for(cif, kind, doc.seller.cif, doc.buyer.cif)
             partner = doc.seller if direction == "received" else doc.buyer
-            self_billing = doc.self_billing or parties.self_billing
             base.update(
                 direction=direction, document_type=doc.document_type, type_code=doc.type_code, number=doc.number,
                 issue_date=doc.issue_date, due_date=doc.due_date, currency=(doc.currency or "")[:3] or None,
@@ -673,7 +726,7 @@ class SyncEngine:
                 seller_cif=(doc.seller.cif or parties.seller), seller_name=doc.seller.name,
                 buyer_cif=(doc.buyer.cif or parties.buyer), buyer_name=doc.buyer.name,
                 partner_cif=partner.cif or (parties.seller if direction == "received" else parties.buyer),
-                partner_name=partner.name, self_billing=self_billing,
+                partner_name=partner.name, self_billing=doc.self_billing or parties.self_billing,
                 net_amount=_money(doc.tax_exclusive if doc.tax_exclusive is not None else doc.line_extension),
                 vat_amount=_money(doc.vat_amount), total_amount=_money(doc.tax_inclusive),
                 payable_amount=_money(doc.payable),
@@ -692,26 +745,38 @@ class SyncEngine:
             base.update(direction=direction, document_type="buyer_message",
                         details=_jsonable({"message": doc.message, "invoice_upload_index": doc.upload_index}),
                         partner_cif=parties.seller if direction == "received" else parties.buyer)
-        res = await uow.session.execute(insert(invoices).values(**base).on_conflict_do_nothing(
-            constraint="uq_invoices_cif_message").returning(invoices.c.id))
-        new_id = res.scalar()
-        if new_id is None:
-            return
-        if isinstance(doc, Document):
-            event = InvoiceDownloaded(
-                cif=cif, message_id=mid, direction=base["direction"], document_type=doc.document_type,
-                number=doc.number, issue_date=doc.issue_date, partner_cif=base["partner_cif"],
-                partner_name=base["partner_name"], currency=base["currency"], total_amount=base["total_amount"],
-                blob_keys=keys, invoice_id=new_id, type_code=doc.type_code, due_date=doc.due_date,
-                seller_cif=base["seller_cif"], buyer_cif=base["buyer_cif"], self_billing=base["self_billing"],
-                net_amount=base["net_amount"], vat_amount=base["vat_amount"], upload_index=upload_index,
-                listed_at=listed_at, message_type=tip,
-                signature_valid=(sig_status == "valid") if sig_status else None)
-        elif isinstance(doc, ErrorReport):
-            event = InvoiceErrorReceived(cif=cif, message_id=mid, upload_index=doc.upload_index or upload_index,
-                                         errors=doc.errors[:50], listed_at=listed_at, blob_keys=keys)
-        if event is not None:
-            uow.publish(event)
+        return base
+
+    async def _insert_documents(self, uow: SqlUnitOfWork, rows: list[dict[str, Any]],
+                                pending: list[tuple[_ArchiveItem, Any, dict[str, Any]]]) -> None:
+        """One multi-row INSERT for the batch's documents, then an event for each document inserted now."""
+        keys = sorted({k for r in rows for k in r})
+        full = [{k: r.get(k, False if k == "self_billing" else None) for k in keys} for r in rows]
+        res = await uow.session.execute(insert(invoices).values(full).on_conflict_do_nothing(
+            constraint="uq_invoices_cif_message").returning(invoices.c.id, invoices.c.cif, invoices.c.message_id))
+        ids = {(r.cif, r.message_id): r.id for r in res}
+        for it, doc, base in pending:
+            new_id = ids.get((it.cif, it.message_id))
+            if new_id is None:
+                continue
+            event: Event | None = None
+            sig_status = base["signature_status"]
+            if isinstance(doc, Document):
+                event = InvoiceDownloaded(
+                    cif=it.cif, message_id=it.message_id, direction=base["direction"],
+                    document_type=doc.document_type, number=doc.number, issue_date=doc.issue_date,
+                    partner_cif=base["partner_cif"], partner_name=base["partner_name"], currency=base["currency"],
+                    total_amount=base["total_amount"], blob_keys=it.keys, invoice_id=new_id,
+                    type_code=doc.type_code, due_date=doc.due_date, seller_cif=base["seller_cif"],
+                    buyer_cif=base["buyer_cif"], self_billing=base["self_billing"], net_amount=base["net_amount"],
+                    vat_amount=base["vat_amount"], upload_index=base["upload_index"],
+                    listed_at=base["listed_at"], message_type=base["message_type"],
+                    signature_valid=(sig_status == "valid") if sig_status else None)
+            elif isinstance(doc, ErrorReport):
+                event = InvoiceErrorReceived(cif=it.cif, message_id=it.message_id, upload_index=base["upload_index"],
+                                             errors=doc.errors[:50], listed_at=base["listed_at"], blob_keys=it.keys)
+            if event is not None:
+                uow.publish(event, traceparent=it.traceparent)
 
     # -- completion --------------------------------------------------------------------------------
     async def _finish(self, cif: str, report: SyncReport) -> None:

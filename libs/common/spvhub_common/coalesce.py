@@ -1,0 +1,81 @@
+"""Group commit: many concurrent callers, one flush. `Coalescer.submit(item)` waits for the result of `item`;
+items submitted while a flush is running are served together by the next flush, so a lone caller is never
+delayed and a busy process pays one round trip per batch instead of one per item.
+
+If a batch flush fails, its items are retried one by one, so one bad item cannot fail the others.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from spvhub_common.logging import get_logger
+
+I = TypeVar("I")  # noqa: E741 - item
+R = TypeVar("R")  # result
+
+log = get_logger(__name__)
+
+
+class Coalescer(Generic[I, R]):
+    def __init__(self, flush: Callable[[list[I]], Awaitable[Sequence[R]]], *, max_batch: int = 200,
+                 name: str = "coalescer") -> None:
+        self._flush = flush
+        self.max_batch = max(1, max_batch)
+        self.name = name
+        self._queue: list[tuple[I, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.flushes = 0  # batches flushed (observability and tests)
+
+    async def submit(self, item: I) -> R:
+        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieve)  # a caller cancelled meanwhile must not leave an unretrieved error
+        self._queue.append((item, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name=f"{self.name}-drain")
+        # shield: a cancelled caller stops waiting, the flush its item is part of still completes for the others
+        return await asyncio.shield(fut)
+
+    async def aclose(self) -> None:
+        """Wait for queued items to be flushed."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._queue[:self.max_batch]
+            del self._queue[:self.max_batch]
+            try:
+                await self._run(batch)
+            except BaseException as e:  # cancelled mid-flush: nobody may wait forever
+                for _, fut in batch + self._queue:
+                    if not fut.done():
+                        fut.set_exception(e if isinstance(e, Exception) else asyncio.CancelledError())
+                self._queue.clear()
+                raise
+
+    async def _run(self, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
+        self.flushes += 1
+        try:
+            results = await self._flush([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{self.name}: flush returned {len(results)} results for {len(batch)} items")
+        except Exception as e:  # noqa: BLE001 - retried item by item below
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(e)
+                return
+            log.warning("batch flush failed; retrying its items one by one", coalescer=self.name,
+                        items=len(batch), error=f"{type(e).__name__}: {str(e)[:200]}")
+            for one in batch:
+                await self._run([one])
+            return
+        for (_, fut), res in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(res)
+
+
+def _retrieve(fut: asyncio.Future[object]) -> None:
+    if not fut.cancelled():
+        fut.exception()
