@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import json  # noqa: E402
+import os  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 
@@ -25,6 +26,46 @@ import httpx  # noqa: E402
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator, scenario  # noqa: E402
 from spvhub_common.db import drop_database, ensure_database  # noqa: E402
 from spvhub_common.logging import configure_logging  # noqa: E402
+
+
+def _cpu_of(pid: int) -> float:
+    """utime + stime (+ reaped children) of a process in seconds, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_part(emulator_pid: int | None) -> dict[str, float]:
+    """CPU seconds used so far by each part of the system on this machine (Linux /proc)."""
+    me = os.getpid()
+    out: Counter[str] = Counter()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        pid = int(d.name)
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if pid == me:
+            part = "sync service (event loop + threads)"
+        elif pid == emulator_pid:
+            part = "ANAF emulator"
+        elif ppid == me:
+            part = "sync service (parse workers)"
+        elif "minio" in cmd.split(" ")[0]:
+            part = "MinIO"
+        elif cmd.startswith("postgres"):
+            part = "PostgreSQL"
+        elif "kafka" in cmd and "java" in cmd.split(" ")[0]:
+            part = "Kafka"
+        else:
+            continue
+        out[part] += _cpu_of(pid)
+    return dict(out)
 
 
 def free_port() -> int:
@@ -76,15 +117,24 @@ async def main() -> None:
                 await h.admin("faults", {"family": "efactura", "latency_ms": [50, 200], "error_rate": 0.05,
                                          "error_status": 503, "timeout_rate": 0.01, "timeout_seconds": 3})
             await h.grant("acc", cifs)
+            cpu0 = cpu_by_part(proc.pid if proc else None)
             t0 = time.perf_counter()
             await h.sync_until_settled(rounds=500)
             dt = time.perf_counter() - t0
+            cpu1 = cpu_by_part(proc.pid if proc else None)
             ledger = await h.ledger()
             states = Counter(r["state"] for r in ledger.values())
             archived = states.get("archived", 0)
             print(f"companies={args.companies} messages={len(ledger)} states={dict(states)}")
             print(f"sync wall time {dt:.1f}s -> throughput {archived / dt:.0f} invoices/s "
                   f"(ANAF calls {h.engine.anaf.calls}, transient failures {h.engine.anaf.transient_failures})")
+            print("CPU per archived invoice during the sync (ms; 2 cores = 10 ms per invoice at 200/s):")
+            total = 0.0
+            for part in sorted(cpu1, key=lambda k: -(cpu1[k] - cpu0.get(k, 0.0))):
+                used = cpu1[part] - cpu0.get(part, 0.0)
+                total += used
+                print(f"  {part:<38} {1000 * used / max(archived, 1):6.2f}")
+            print(f"  {'total':<38} {1000 * total / max(archived, 1):6.2f}  ({total / dt:.2f} cores busy)")
     finally:
         if proc is not None:
             proc.terminate()
