@@ -136,33 +136,51 @@ class SignatureCheck:
     trusted: bool | None = None  # None: no trust anchors configured
 
 
-def verify_signature(content: bytes, signature: bytes | None, trusted_sha256: list[str] | None = None
-                     ) -> SignatureCheck:
+_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+
+def _ds(name: str) -> str:
+    return f"{{{DS_NS}}}{name}"
+
+
+def verify_signature(content: bytes, signature: bytes | None, trusted_sha256: list[str] | None = None,
+                     content_root: Any = None) -> SignatureCheck:
     """Verify the enveloped XML-DSig of `semnatura_*.xml` with the certificate it carries, and that the signed
-    document is exactly the content member. Never raises."""
+    document is exactly the content member. Never raises. `content_root`: the content already parsed.
+
+    The usual shape of ANAF's signature (exc-c14n, rsa-sha256, one reference to the whole document with the
+    enveloped-signature and exc-c14n transforms, sha256) is checked directly: the digest of the canonical
+    content member must be the signed DigestValue, and SignedInfo must verify with the certificate's key. What
+    is signed is then the very document we parse, so no wrapping trick in the signature file can matter. Any
+    other shape, and every failure (to explain it), goes through signxml's general verifier."""
     if not signature:
         return SignatureCheck("missing", "no semnatura_*.xml member")
     try:
-        from signxml import XMLVerifier  # imported lazily: heavy
         root = parse_xml(signature)
-        cert_el = root.find(f".//{{{DS_NS}}}X509Certificate")
+        cert_el = root.find(f".//{_ds('X509Certificate')}")
         if cert_el is None or not (cert_el.text or "").strip():
             return SignatureCheck("invalid", "no X509Certificate in the signature")
         der = base64.b64decode("".join((cert_el.text or "").split()))
         cert = x509.load_der_x509_certificate(der)
         fp = cert.fingerprint(hashes.SHA256()).hex()
         subject = cert.subject.rfc4514_string()
+        trusted = None if not trusted_sha256 else fp.lower() in {t.lower().replace(":", "") for t in trusted_sha256}
+        if _fast_valid(root, cert, content, content_root):
+            return SignatureCheck("valid", "", subject, fp, trusted)
+        from signxml import XMLVerifier  # imported lazily: heavy
         pem = cert.public_bytes(encoding=_pem_encoding()).decode("ascii")
         result = XMLVerifier().verify(root, x509_cert=pem, expect_references=1)
         signed = result.signed_xml
         if signed is None:
             return SignatureCheck("invalid", "nothing signed", subject, fp)
-        sig = signed.find(f"{{{DS_NS}}}Signature")
+        sig = signed.find(_ds("Signature"))
         if sig is not None:
             signed.remove(sig)
         if _c14n(signed) != _c14n(parse_xml(content)):
             return SignatureCheck("invalid", "signed document differs from the content member", subject, fp)
-        trusted = None if not trusted_sha256 else fp.lower() in {t.lower().replace(":", "") for t in trusted_sha256}
         return SignatureCheck("valid", "", subject, fp, trusted)
     except (HostileArchive, UnreadableArchive) as e:
         return SignatureCheck("invalid", f"signature file: {e}")
@@ -170,6 +188,62 @@ def verify_signature(content: bytes, signature: bytes | None, trusted_sha256: li
         name = type(e).__name__
         status = "invalid" if "Invalid" in name or "Signature" in name else "error"
         return SignatureCheck(status, f"{name}: {str(e)[:300]}")
+
+
+def _fast_valid(sig_root: Any, cert: Any, content: bytes, content_root: Any) -> bool:
+    """True only when the usual ANAF signature shape verifies over exactly `content`; False means "ask the
+    general verifier" (another shape, or not valid)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    sigs = sig_root.findall(_ds("Signature"))
+    if len(sigs) != 1:
+        return False
+    si = sigs[0].find(_ds("SignedInfo"))
+    value = sigs[0].find(_ds("SignatureValue"))
+    if si is None or value is None:
+        return False
+    c14n = si.find(_ds("CanonicalizationMethod"))
+    method = si.find(_ds("SignatureMethod"))
+    refs = si.findall(_ds("Reference"))
+    if c14n is None or c14n.get("Algorithm") != _EXC_C14N or len(c14n) or method is None \
+            or method.get("Algorithm") != _RSA_SHA256 or len(refs) != 1 or refs[0].get("URI") != "":
+        return False
+    ref = refs[0]
+    transforms = [t.get("Algorithm") for t in ref.findall(f"{_ds('Transforms')}/{_ds('Transform')}")]
+    if transforms != [_ENVELOPED, _EXC_C14N] or any(len(t) for t in ref.iter(_ds("Transform"))):
+        return False  # e.g. InclusiveNamespaces: the general verifier handles it
+    dm, dv = ref.find(_ds("DigestMethod")), ref.find(_ds("DigestValue"))
+    if dm is None or dm.get("Algorithm") != _SHA256 or dv is None or not (dv.text or "").strip():
+        return False
+    doc = content_root if content_root is not None else parse_xml(content)
+    canonical = etree.tostring(doc.getroottree(), method="c14n", exclusive=True, with_comments=False)
+    if hashlib.sha256(canonical).digest() != base64.b64decode("".join((dv.text or "").split())):
+        return False
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        return False
+    signed_info = etree.tostring(si, method="c14n", exclusive=True, with_comments=False)
+    try:
+        key.verify(base64.b64decode("".join((value.text or "").split())), signed_info, padding.PKCS1v15(),
+                   hashes.SHA256())
+    except InvalidSignature:
+        return False
+    # The signature file is itself the signed document: it must be the content member plus the signature.
+    _remove_keeping_tail(sigs[0])
+    return etree.tostring(sig_root.getroottree(), method="c14n", exclusive=True, with_comments=False) == canonical
+
+
+def _remove_keeping_tail(el: Any) -> None:
+    """Remove an element as the enveloped-signature transform does: the node goes, the text after it stays."""
+    parent, tail = el.getparent(), el.tail
+    if tail:
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    parent.remove(el)
 
 
 def _pem_encoding() -> Any:

@@ -624,7 +624,7 @@ class SyncEngine:
             except RetentionConflict:
                 data = await self.blobs.get(zip_key)  # the archive never changes: keep the first original
         processed: Processed = await self.run_cpu(process_zip, data, self.limits,
-                                                  self.settings.trusted_signer_sha256)
+                                                  self.settings.trusted_signer_sha256, True, False)
         # The signed ZIP is the archive: it holds the invoice XML and ANAF's signature XML, and the API serves the
         # XML from it. One object per message keeps the archive at one (conditional) PUT per invoice.
         keys = {"zip": zip_key}

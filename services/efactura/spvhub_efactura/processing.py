@@ -27,7 +27,9 @@ class Processed:
 
 
 def process_zip(data: bytes, limits: Limits, trusted_sha256: list[str] | None = None,
-                verify: bool = True) -> Processed:
+                verify: bool = True, keep_content: bool = True) -> Processed:
+    """`keep_content=False`: leave the XML out of the result (the sync archives the ZIP, it needs only the
+    parsed fields; this keeps what crosses back from a worker process small)."""
     try:
         unpacked = unpack(data, limits)
     except HostileArchive as e:
@@ -36,9 +38,8 @@ def process_zip(data: bytes, limits: Limits, trusted_sha256: list[str] | None = 
         return Processed("unparseable", str(e)[:500])
     except Exception as e:  # noqa: BLE001 - a malformed archive must never crash the sync
         return Processed("unparseable", f"{type(e).__name__}: {str(e)[:400]}")
-    out = Processed("ok", content_name=unpacked.content_name, content=unpacked.content)
-    if verify:
-        out.signature = verify_signature(unpacked.content, unpacked.signature, trusted_sha256)
+    out = Processed("ok", content_name=unpacked.content_name, content=unpacked.content if keep_content else None)
+    root = None
     try:
         root = parse_xml(unpacked.content)
         out.parsed = read(root)
@@ -48,4 +49,6 @@ def process_zip(data: bytes, limits: Limits, trusted_sha256: list[str] | None = 
         out.status, out.error = "unparseable", str(e)[:500]
     except Exception as e:  # noqa: BLE001
         out.status, out.error = "unparseable", f"{type(e).__name__}: {str(e)[:400]}"
+    if verify:
+        out.signature = verify_signature(unpacked.content, unpacked.signature, trusted_sha256, content_root=root)
     return out

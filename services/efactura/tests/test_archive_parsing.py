@@ -78,6 +78,38 @@ def test_tampered_document_fails_signature() -> None:
     assert p.signature and p.signature.status == "invalid"
 
 
+def test_usual_anaf_signature_is_verified_without_the_general_verifier(monkeypatch) -> None:
+    import signxml
+
+    class Refuse:
+        def verify(self, *a: object, **k: object) -> None:
+            raise AssertionError("the general verifier was used")
+
+    xml = render(spec())
+    monkeypatch.setattr(signxml, "XMLVerifier", Refuse)
+    p = process_zip(make_zip(xml), Limits())
+    assert p.signature and p.signature.status == "valid" and p.signature.signer_subject.startswith("CN=ANAF TEST")
+
+
+def test_fast_path_refuses_what_the_general_verifier_refuses() -> None:
+    import base64
+    import re
+
+    xml = render(spec())
+    signed = sign_document(xml)
+    # a forged digest value (the content no longer matches what SignedInfo says was signed)
+    forged = re.sub(rb"<DigestValue>[^<]+</DigestValue>",
+                    b"<DigestValue>" + base64.b64encode(b"x" * 32) + b"</DigestValue>", signed)
+    # a broken signature value over an untouched SignedInfo
+    broken = re.sub(rb"<SignatureValue>([A-Za-z0-9+/]{8})", b"<SignatureValue>AAAAAAAA", signed)
+    # an extra element wrapped into the signature file beside the signed document
+    wrapped = signed.replace(b"</Invoice>", b"<Extra xmlns='urn:x'/></Invoice>")
+    for bad in (forged, broken, wrapped):
+        assert bad != signed
+        p = process_zip(make_zip(xml, sign=False, extra={"semnatura_5001.xml": bad}), Limits())
+        assert p.signature and p.signature.status == "invalid", p.signature
+
+
 def test_hostile_inputs_are_reported_not_raised() -> None:
     bomb_xml = b"""<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>
 <Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2">&lol2;</Invoice>"""
