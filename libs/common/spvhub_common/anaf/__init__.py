@@ -10,6 +10,7 @@ from .budget import (
     BudgetLimits,
     InMemoryBudget,
     PostgresBudget,
+    Priority,
     ensure_schema,
 )
 from .client import AnafClient, TokenSource
@@ -106,6 +107,7 @@ __all__ = [
     "OAuthError",
     "PageOutOfRange",
     "PostgresBudget",
+    "Priority",
     "RateLimited",
     "RegistryCompany",
     "RegistryResult",
