@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from spvhub_common.telemetry import tracer
 
-from .budget import DEFAULT_DAILY, AnafBudget, BudgetKind
+from .budget import DEFAULT_DAILY, AnafBudget, BudgetKind, Priority
 from .clock import Clock, SystemClock, local_date, next_local_midnight
 from .config import AnafConfig
 from .errors import (
@@ -137,6 +137,9 @@ class AnafClient:
     Bearer calls take the access token from `token=` on the call, else from the client's bound token
     (a string, SecretStr, or an async callable, e.g. one asking the auth service). Build one client per
     process in the composition root and `with_token()` per connection; all share one connection pool.
+    `priority` is what every call of this client spends from the shared budget: `Priority.BULK` (default,
+    syncs and jobs) or `Priority.INTERACTIVE` (a person waits; may use the budget's interactive reserve);
+    `with_priority()` gives a view with another priority.
     """
 
     def __init__(
@@ -148,9 +151,11 @@ class AnafClient:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
+        priority: Priority = Priority.BULK,
     ) -> None:
         self.config = config
         self.budget = budget
+        self.priority = Priority(priority)
         self.clock: Clock = clock or SystemClock()
         self._token_source = token
         self._owns_http = http is None
@@ -169,9 +174,16 @@ class AnafClient:
     def __repr__(self) -> str:
         return f"AnafClient(api_base={self.config.api_base!r}, env={self.config.env!r})"
 
-    def with_token(self, token: TokenSource) -> AnafClient:
-        """A view of this client bound to `token`, sharing its connection pool, budget and clock."""
-        return AnafClient(self.config, self.budget, token=token, clock=self.clock, http=self._http)
+    def with_token(self, token: TokenSource, *, priority: Priority | None = None) -> AnafClient:
+        """A view of this client bound to `token`, sharing its connection pool, budget and clock (and its
+        priority unless `priority` is given)."""
+        return AnafClient(self.config, self.budget, token=token, clock=self.clock, http=self._http,
+                          priority=self.priority if priority is None else priority)
+
+    def with_priority(self, priority: Priority) -> AnafClient:
+        """A view of this client (same token, pool, budget and clock) whose calls spend the budget at `priority`."""
+        return AnafClient(self.config, self.budget, token=self._token_source, clock=self.clock, http=self._http,
+                          priority=priority)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -236,7 +248,10 @@ class AnafClient:
         ok_statuses: Iterable[int] = (),
     ) -> T:
         """Spend the budget, send, apply the generic checks, parse; observe the call whatever happens."""
-        await self.budget.acquire(call.kind, call.key)
+        if self.priority == Priority.BULK:
+            await self.budget.acquire(call.kind, call.key)  # the default: also fits budgets without priorities
+        else:
+            await self.budget.acquire(call.kind, call.key, priority=self.priority)
         hdrs = dict(headers or {})
         if bearer:
             hdrs["Authorization"] = f"Bearer {await self._bearer(token)}"

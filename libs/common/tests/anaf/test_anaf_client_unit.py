@@ -37,6 +37,7 @@ from spvhub_common.anaf import (
     NoRights,
     NotFound,
     PageOutOfRange,
+    Priority,
     RateLimited,
     TooManyMessages,
     Unauthorized,
@@ -852,3 +853,27 @@ async def test_metrics_and_logs_never_carry_tokens(h: Harness, caplog: pytest.Lo
     blob = json.dumps(captured, default=str) + caplog.text + logging.getLogger().name
     for secret in (ACCESS_JWT, REFRESH_JWT, "cd" * 32):
         assert secret not in blob
+
+
+async def test_priority_interactive_views_use_the_budget_reserve(clock: ManualClock) -> None:
+    h = Harness(clock, BudgetLimits(per_minute=5, interactive_reserve=2))
+    h.reply(**eroare("Nu exista mesaje in ultimele 1 zile"))
+    assert h.client.priority == Priority.BULK
+    for _ in range(3):  # a sync fills the bulk share of the window
+        await h.client.list_messages("8000000000", 1)
+    bulk = asyncio.create_task(h.client.list_messages("8000000000", 1))
+    for _ in range(200):
+        if clock.sleepers == 1:
+            break
+        await asyncio.sleep(0)
+    assert clock.sleepers == 1 and not bulk.done()
+    interactive = h.client.with_priority(Priority.INTERACTIVE)
+    await asyncio.wait_for(interactive.list_messages("8000000000", 1), 5)
+    # with_token keeps the view's priority
+    await asyncio.wait_for(interactive.with_token("other-token").list_messages("8000000000", 1), 5)
+    assert h.requests[-1].headers["Authorization"] == "Bearer other-token"
+    assert await h.budget.remaining(BudgetKind.API) == 0 and len(h.requests) == 5
+    assert h.client.with_token("t").priority == Priority.BULK
+    assert h.client.with_token("t", priority=Priority.INTERACTIVE).priority == Priority.INTERACTIVE
+    clock.advance(60)
+    await asyncio.wait_for(bulk, 5)
