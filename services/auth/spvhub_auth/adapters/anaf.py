@@ -100,8 +100,7 @@ class HttpAnafGateway:
 
     async def check_rights(self, access_token: str, cif: str) -> None:
         endpoint = "efactura.listaMesajeFactura"
-        await self._spend(BudgetKind.EF_LIST, cif)
-        await self._spend(BudgetKind.API)
+        await self._spend(BudgetKind.EF_LIST, cif)  # its daily cap per CIF and one slot of the api.anaf.ro window
         try:
             resp = await self._client.get(f"/{self.env}/FCTEL/rest/listaMesajeFactura", params={"zile": 1, "cif": cif},
                                           headers={"Authorization": f"Bearer {access_token}"})
