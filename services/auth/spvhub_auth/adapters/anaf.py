@@ -3,6 +3,10 @@ after an authorization. Spends the shared ANAF budget and raises the typed error
 
 Until the shared ANAF client (spvhub_common.anaf) exposes OAuth calls, this adapter speaks the wire protocol
 itself (anaf-api.md §1.2-1.3, §2.3); the HTTP transport is injectable so tests mount the emulator in-process.
+
+Its calls spend the budget at `Priority.INTERACTIVE`: a person waits on the OAuth callback (code exchange,
+rights check), and a service waits on the internal token endpoints (refresh), so they may use the budget's
+interactive reserve instead of waiting for the next minute behind a sync that filled its share.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from urllib.parse import urlencode
 
 import httpx
 from spvhub_common.anaf import errors as E
-from spvhub_common.anaf.budget import AnafBudget, BudgetKind
+from spvhub_common.anaf.budget import AnafBudget, BudgetKind, Priority
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,14 @@ class AnafGateway(Protocol):
 class HttpAnafGateway:
     def __init__(self, *, base_url: str, client_id: str, client_secret: str, redirect_uri: str, env: str = "test",
                  budget: AnafBudget | None = None, transport: httpx.AsyncBaseTransport | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, priority: Priority = Priority.INTERACTIVE) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self._secret = client_secret
         self.redirect_uri = redirect_uri
         self.env = env
         self.budget = budget
+        self.priority = Priority(priority)
         self._client = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout,
                                          follow_redirects=False)
 
@@ -59,7 +64,7 @@ class HttpAnafGateway:
 
     async def _spend(self, kind: str, key: str | None = None) -> None:
         if self.budget is not None:
-            await self.budget.acquire(kind, key)
+            await self.budget.acquire(kind, key, priority=self.priority)
 
     async def _token(self, form: dict[str, str]) -> TokenSet:
         await self._spend(BudgetKind.OAUTH)
