@@ -20,27 +20,32 @@ log = get_logger(__name__)
 
 class Coalescer(Generic[I, R]):
     def __init__(self, flush: Callable[[list[I]], Awaitable[Sequence[R]]], *, max_batch: int = 200,
-                 name: str = "coalescer") -> None:
+                 concurrency: int = 1, name: str = "coalescer") -> None:
+        """`concurrency`: flushes that may run at once (e.g. the workers of a process pool)."""
         self._flush = flush
         self.max_batch = max(1, max_batch)
+        self.concurrency = max(1, concurrency)
         self.name = name
         self._queue: list[tuple[I, asyncio.Future[R]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.flushes = 0  # batches flushed (observability and tests)
 
     async def submit(self, item: I) -> R:
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_retrieve)  # a caller cancelled meanwhile must not leave an unretrieved error
         self._queue.append((item, fut))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name=f"{self.name}-drain")
+        self._tasks.difference_update([t for t in self._tasks if t.done()])  # drains that found the queue empty
+        if len(self._tasks) < self.concurrency:
+            task = asyncio.create_task(self._drain(), name=f"{self.name}-drain")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         # shield: a cancelled caller stops waiting, the flush its item is part of still completes for the others
         return await asyncio.shield(fut)
 
     async def aclose(self) -> None:
         """Wait for queued items to be flushed."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _drain(self) -> None:
         while self._queue:
@@ -49,10 +54,15 @@ class Coalescer(Generic[I, R]):
             try:
                 await self._run(batch)
             except BaseException as e:  # cancelled mid-flush: nobody may wait forever
-                for _, fut in batch + self._queue:
+                for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(e if isinstance(e, Exception) else asyncio.CancelledError())
-                self._queue.clear()
+                if not any(t is not asyncio.current_task() and not t.done() for t in self._tasks):
+                    # no other drain will serve the queue
+                    for _, fut in self._queue:
+                        if not fut.done():
+                            fut.set_exception(asyncio.CancelledError())
+                    self._queue.clear()
                 raise
 
     async def _run(self, batch: list[tuple[I, asyncio.Future[R]]]) -> None:

@@ -58,3 +58,20 @@ async def test_a_cancelled_caller_does_not_cancel_the_flush_of_others() -> None:
         await waiting[0]
     await c.aclose()
     assert sorted(i for b in rec.batches for i in b) == [1, 2, 3]  # the cancelled caller's item was still flushed
+
+
+async def test_concurrent_flushes_run_side_by_side() -> None:
+    running = 0
+    peak = 0
+
+    async def flush(items: list[int]) -> list[int]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        return items
+
+    c = Coalescer(flush, max_batch=10, concurrency=2)
+    assert await asyncio.gather(*(c.submit(i) for i in range(50))) == list(range(50))
+    assert peak == 2 and c.flushes < 50

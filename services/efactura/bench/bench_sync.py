@@ -82,12 +82,14 @@ async def main() -> None:
     ap.add_argument("--faults", action="store_true")
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--downloads", type=int, default=16)
+    ap.add_argument("--parse-processes", type=int, default=None, help="worker processes for parsing (0: threads)")
     ap.add_argument("--in-process", action="store_true", help="emulator in this process (default: its own process)")
     args = ap.parse_args()
     configure_logging("efactura", "WARNING")
     db = f"bench_{uuid.uuid4().hex[:10]}"
     settings = efactura_settings(db, f"b{uuid.uuid4().hex[:8]}.", max_concurrent_companies=args.concurrency,
-                                 downloads_per_company=args.downloads, anaf_timeout=2.0)
+                                 downloads_per_company=args.downloads, anaf_timeout=2.0,
+                                 **({} if args.parse_processes is None else {"parse_processes": args.parse_processes}))
     await ensure_database(settings, db)
     cifs = company_cifs(args.companies)
     proc = None
