@@ -66,6 +66,7 @@ from .models import (
     as_str,
     normalize_cif,
 )
+from .transport import default_transport
 
 log = structlog.get_logger("spvhub_common.anaf")
 
@@ -160,7 +161,7 @@ class AnafClient:
         self._token_source = token
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
-            transport=transport,
+            transport=transport or default_transport(),
             timeout=httpx.Timeout(
                 connect=config.connect_timeout,
                 read=config.read_timeout,
