@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from minio.error import S3Error
-from spvhub_common.blobs import InMemoryBlobStore, RetentionConflict, S3BlobStore
+from spvhub_common.blobs import BlobStoreError, InMemoryBlobStore, RetentionConflict, S3BlobStore
 from spvhub_common.testing import STACK
 
 
@@ -16,17 +16,20 @@ async def store(minio_up):
     s = S3BlobStore(f"127.0.0.1:{STACK['SPVHUB_MINIO_PORT']}", STACK["SPVHUB_MINIO_USER"],
                     STACK["SPVHUB_MINIO_PASSWORD"], f"test-{uuid.uuid4().hex[:12]}")
     await s.ensure_bucket(object_lock=True)
-    return s
+    yield s
+    await s.aclose()
 
 
 @pytest.fixture(params=["minio", "memory"])
 async def any_store(request, minio_up):
     if request.param == "memory":
-        return InMemoryBlobStore()
+        yield InMemoryBlobStore()
+        return
     s = S3BlobStore(f"127.0.0.1:{STACK['SPVHUB_MINIO_PORT']}", STACK["SPVHUB_MINIO_USER"],
                     STACK["SPVHUB_MINIO_PASSWORD"], f"test-{uuid.uuid4().hex[:12]}")
     await s.ensure_bucket()
-    return s
+    yield s
+    await s.aclose()
 
 
 async def test_object_under_compliance_retention_cannot_be_deleted(store):
@@ -58,8 +61,12 @@ async def test_new_key_costs_one_request_and_a_mutable_key_can_be_replaced(store
         return real(method, *args, **kwargs)
 
     store.client._url_open = counting
+    await store.put("k/warm.zip", b"warm")  # the first put learns the bucket's region
+    sent.clear()
+    before = store.requests_sent
     await store.put("k/new.zip", b"first", retain_until=datetime.now(UTC) + timedelta(days=1))
-    assert sent == ["PUT"]  # one conditional PUT, no stat before it
+    assert store.requests_sent - before == 1 and sent == []  # one conditional PUT, no stat before it
+    assert await store.get("k/new.zip") == b"first"
     await store.put("k/cache.pdf", b"v1", "application/pdf")
     await store.put("k/cache.pdf", b"v2", "application/pdf")  # no retention asked: replaced
     assert await store.get("k/cache.pdf") == b"v2"
@@ -91,6 +98,21 @@ async def test_contract_put_get_stat_stream(any_store):
     assert await any_store.get("a/b.bin") == data
     assert await any_store.exists("a/b.bin") and not await any_store.exists("a/missing")
     st = await any_store.stat("a/b.bin")
-    assert st is not None and st.sha256 == info.sha256
+    assert st is not None and st.sha256 == info.sha256 and st.content_type == "application/octet-stream"
     chunks = [c async for c in any_store.stream("a/b.bin", chunk_size=10000)]
     assert b"".join(chunks) == data and len(chunks) > 1
+
+
+async def test_a_refused_put_is_a_clear_error_without_the_secret(store, minio_up):
+    wrong = S3BlobStore(f"127.0.0.1:{STACK['SPVHUB_MINIO_PORT']}", STACK["SPVHUB_MINIO_USER"], "not-the-secret",
+                        store.bucket)
+    wrong._region = "us-east-1"  # skip the region lookup, which the wrong key would fail too
+    try:
+        with pytest.raises(BlobStoreError) as exc:
+            await wrong.put("k/refused.zip", b"x", "application/zip")
+    finally:
+        await wrong.aclose()
+    assert exc.value.status == 403 and exc.value.code == "SignatureDoesNotMatch"
+    assert wrong.requests_sent == 1  # a 4xx is not retried
+    assert "not-the-secret" not in str(exc.value)
+    assert not await store.exists("k/refused.zip")

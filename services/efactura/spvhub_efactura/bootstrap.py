@@ -203,6 +203,8 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
                     engine.cpu_pool.shutdown(wait=False, cancel_futures=True)
                 if budget_engine is not None:
                     await budget_engine.dispose()
+                if isinstance(blobs, S3BlobStore):
+                    await blobs.aclose()
 
     app = create_app(settings, title="spvhub efactura",
                      description="e-Factura inbox: per-CIF sync, ANAF message ledger, archived invoices, PDFs, "
