@@ -43,7 +43,7 @@ from spvhub_efactura.adapters.auth import AuthUnavailable, NoConnection, TokenPr
 from spvhub_efactura.adapters.auth import ReauthorizationRequired as AuthReauth
 from spvhub_efactura.adapters.orm import companies, connection_rights, connections, invoices, messages, quota_ledger
 from spvhub_efactura.archive import Limits
-from spvhub_efactura.processing import Processed, process_zip
+from spvhub_efactura.processing import Processed, process_many
 from spvhub_efactura.settings import Settings
 from spvhub_efactura.ubl import BuyerMessage, Document, ErrorReport
 
@@ -208,6 +208,11 @@ class SyncEngine:
         self.cpu_pool: Executor | None = None
         self.cpu_pool_factory: Callable[[], Executor] | None = None
         self._company_slots = asyncio.Semaphore(settings.max_concurrent_companies)
+        # Downloaded ZIPs reach the parse workers in batches: one pool round trip (pickling, queue, wake-up) for many
+        # ZIPs when the sync is busy, none of the waiting when it is not.
+        self._parser: Coalescer[bytes, Processed] = Coalescer(self._process_batch, max_batch=16,
+                                                               concurrency=max(1, settings.parse_processes),
+                                                               name="efactura-parse")
         self._committer: Coalescer[_ArchiveItem, bool] = Coalescer(self._commit_archives, max_batch=100,
                                                                     name="efactura-archive-commit")
 
@@ -258,6 +263,7 @@ class SyncEngine:
         for t in list(self._running.values()):
             t.cancel()
         await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+        await self._parser.aclose()
         await self._committer.aclose()
 
     async def wait_idle(self) -> None:
@@ -623,12 +629,14 @@ class SyncEngine:
                 await self.blobs.put(zip_key, data, "application/zip", retain_until=retain)
             except RetentionConflict:
                 data = await self.blobs.get(zip_key)  # the archive never changes: keep the first original
-        processed: Processed = await self.run_cpu(process_zip, data, self.limits,
-                                                  self.settings.trusted_signer_sha256, True, False)
+        processed = await self._parser.submit(data)
         # The signed ZIP is the archive: it holds the invoice XML and ANAF's signature XML, and the API serves the
         # XML from it. One object per message keeps the archive at one (conditional) PUT per invoice.
         keys = {"zip": zip_key}
         return await self._commit_archive(cif, msg, data, processed, keys, reprocess)
+
+    async def _process_batch(self, zips: list[bytes]) -> list[Processed]:
+        return await self.run_cpu(process_many, zips, self.limits, self.settings.trusted_signer_sha256, True, False)
 
     async def _commit_archive(self, cif: str, msg: dict[str, Any], data: bytes, p: Processed,
                               keys: dict[str, str], reprocess: bool) -> bool:
@@ -752,8 +760,10 @@ class SyncEngine:
         """One multi-row INSERT for the batch's documents, then an event for each document inserted now."""
         keys = sorted({k for r in rows for k in r})
         full = [{k: r.get(k, False if k == "self_billing" else None) for k in keys} for r in rows]
-        res = await uow.session.execute(insert(invoices).values(full).on_conflict_do_nothing(
-            constraint="uq_invoices_cif_message").returning(invoices.c.id, invoices.c.cif, invoices.c.message_id))
+        # executemany form: the statement compiles once and is cached (a multi-row .values() compiles anew for every
+        # batch); SQLAlchemy still sends it as multi-row INSERTs ("insertmanyvalues") with RETURNING.
+        res = await uow.session.execute(insert(invoices).on_conflict_do_nothing(constraint="uq_invoices_cif_message")
+                                        .returning(invoices.c.id, invoices.c.cif, invoices.c.message_id), full)
         ids = {(r.cif, r.message_id): r.id for r in res}
         for it, doc, base in pending:
             new_id = ids.get((it.cif, it.message_id))
