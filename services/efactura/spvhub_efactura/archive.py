@@ -8,6 +8,7 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cryptography import x509
@@ -163,10 +164,7 @@ def verify_signature(content: bytes, signature: bytes | None, trusted_sha256: li
         cert_el = root.find(f".//{_ds('X509Certificate')}")
         if cert_el is None or not (cert_el.text or "").strip():
             return SignatureCheck("invalid", "no X509Certificate in the signature")
-        der = base64.b64decode("".join((cert_el.text or "").split()))
-        cert = x509.load_der_x509_certificate(der)
-        fp = cert.fingerprint(hashes.SHA256()).hex()
-        subject = cert.subject.rfc4514_string()
+        cert, fp, subject = _certificate(base64.b64decode("".join((cert_el.text or "").split())))
         trusted = None if not trusted_sha256 else fp.lower() in {t.lower().replace(":", "") for t in trusted_sha256}
         if _fast_valid(root, cert, content, content_root):
             return SignatureCheck("valid", "", subject, fp, trusted)
@@ -188,6 +186,14 @@ def verify_signature(content: bytes, signature: bytes | None, trusted_sha256: li
         name = type(e).__name__
         status = "invalid" if "Invalid" in name or "Signature" in name else "error"
         return SignatureCheck(status, f"{name}: {str(e)[:300]}")
+
+
+@lru_cache(maxsize=64)
+def _certificate(der: bytes) -> tuple[Any, str, str]:
+    """(certificate, SHA-256 fingerprint, subject) of a DER certificate. ANAF signs every message with the same
+    few certificates: parse each once per process, not once per invoice."""
+    cert = x509.load_der_x509_certificate(der)
+    return cert, cert.fingerprint(hashes.SHA256()).hex(), cert.subject.rfc4514_string()
 
 
 def _fast_valid(sig_root: Any, cert: Any, content: bytes, content_root: Any) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from lxml import etree
@@ -113,8 +114,41 @@ class BuyerMessage:
     message: str | None
 
 
+@lru_cache(maxsize=256)
+def _steps(path: str) -> tuple[str, ...]:
+    """"cac:Party/cbc:Name" -> Clark tags, once per path."""
+    out = []
+    for step in path.split("/"):
+        prefix, _, local = step.rpartition(":")
+        out.append(f"{{{NS[prefix]}}}{local}" if prefix else local)
+    return tuple(out)
+
+
+def _find(el: Any, path: str) -> Any:
+    """`el.find(path, NS)` for a plain child path, walking lxml's C-level child iterators (ElementPath costs
+    several microseconds per call, and a document takes about a hundred lookups)."""
+    return _walk(el, _steps(path), 0)
+
+
+def _walk(el: Any, steps: tuple[str, ...], i: int) -> Any:
+    last = i == len(steps) - 1
+    for child in el.iterchildren(steps[i]):
+        found = child if last else _walk(child, steps, i + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _findall(el: Any, path: str) -> list[Any]:
+    """`el.findall(path, NS)` for a plain child path, in document order."""
+    level = [el]
+    for tag in _steps(path):
+        level = [child for parent in level for child in parent.iterchildren(tag)]
+    return level
+
+
 def _t(el: Any, path: str) -> str | None:
-    found = el.find(path, NS)
+    found = _find(el, path)
     if found is None or found.text is None:
         return None
     v = found.text.strip()
@@ -147,7 +181,7 @@ def _party(el: Any) -> PartyInfo:
         return p
     vat = None
     other = None
-    for scheme in el.findall("cac:PartyTaxScheme", NS):
+    for scheme in _findall(el, "cac:PartyTaxScheme"):
         cid = _t(scheme, "cbc:CompanyID")
         sid = (_t(scheme, "cac:TaxScheme/cbc:ID") or "").upper()
         if cid and sid == "VAT" and vat is None:
@@ -200,12 +234,12 @@ def _document(root: Any, credit: bool) -> Document:
     d.type_code = _t(root, "cbc:CreditNoteTypeCode" if credit else "cbc:InvoiceTypeCode")
     d.currency = _t(root, "cbc:DocumentCurrencyCode")
     d.tax_currency = _t(root, "cbc:TaxCurrencyCode")
-    d.notes = [n.text.strip() for n in root.findall("cbc:Note", NS) if n.text and n.text.strip()]
-    d.seller = _party(root.find("cac:AccountingSupplierParty/cac:Party", NS))
-    d.buyer = _party(root.find("cac:AccountingCustomerParty/cac:Party", NS))
+    d.notes = [n.text.strip() for n in _findall(root, "cbc:Note") if n.text and n.text.strip()]
+    d.seller = _party(_find(root, "cac:AccountingSupplierParty/cac:Party"))
+    d.buyer = _party(_find(root, "cac:AccountingCustomerParty/cac:Party"))
     d.preceding_number = _t(root, "cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID")
     d.payment_iban = _t(root, "cac:PaymentMeans/cac:PayeeFinancialAccount/cbc:ID")
-    lmt = root.find("cac:LegalMonetaryTotal", NS)
+    lmt = _find(root, "cac:LegalMonetaryTotal")
     if lmt is not None:
         d.line_extension = _d(lmt, "cbc:LineExtensionAmount")
         d.tax_exclusive = _d(lmt, "cbc:TaxExclusiveAmount")
@@ -215,13 +249,13 @@ def _document(root: Any, credit: bool) -> Document:
         d.prepaid = _d(lmt, "cbc:PrepaidAmount")
         d.rounding = _d(lmt, "cbc:PayableRoundingAmount")
         d.payable = _d(lmt, "cbc:PayableAmount")
-    for tt in root.findall("cac:TaxTotal", NS):
-        amount_el = tt.find("cbc:TaxAmount", NS)
+    for tt in _findall(root, "cac:TaxTotal"):
+        amount_el = _find(tt, "cbc:TaxAmount")
         cur = amount_el.get("currencyID") if amount_el is not None else None
         amount = _d(tt, "cbc:TaxAmount")
-        if d.vat_amount is None and (cur in (None, d.currency) or tt.find("cac:TaxSubtotal", NS) is not None):
+        if d.vat_amount is None and (cur in (None, d.currency) or _find(tt, "cac:TaxSubtotal") is not None):
             d.vat_amount = amount
-            for sub in tt.findall("cac:TaxSubtotal", NS):
+            for sub in _findall(tt, "cac:TaxSubtotal"):
                 d.vat_breakdown.append(VatInfo(
                     category=_t(sub, "cac:TaxCategory/cbc:ID"), percent=_d(sub, "cac:TaxCategory/cbc:Percent"),
                     taxable=_d(sub, "cbc:TaxableAmount"), amount=_d(sub, "cbc:TaxAmount"),
@@ -231,8 +265,8 @@ def _document(root: Any, credit: bool) -> Document:
             d.vat_amount_accounting = amount
     line_tag, qty_tag = ("cac:CreditNoteLine", "cbc:CreditedQuantity") if credit else \
         ("cac:InvoiceLine", "cbc:InvoicedQuantity")
-    for ln in root.findall(line_tag, NS):
-        qty_el = ln.find(qty_tag, NS)
+    for ln in _findall(root, line_tag):
+        qty_el = _find(ln, qty_tag)
         d.lines.append(LineInfo(
             id=_t(ln, "cbc:ID"), name=_t(ln, "cac:Item/cbc:Name"), quantity=_d(ln, qty_tag),
             unit=qty_el.get("unitCode") if qty_el is not None else None,
