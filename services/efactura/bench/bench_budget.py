@@ -21,6 +21,7 @@ import subprocess  # noqa: E402
 import httpx  # noqa: E402
 from bench_sync import free_port  # noqa: E402
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator, scenario  # noqa: E402
+from spvhub_common.anaf.budget import BudgetLimits  # noqa: E402
 from spvhub_common.db import drop_database, ensure_database  # noqa: E402
 from spvhub_common.logging import configure_logging  # noqa: E402
 
@@ -81,8 +82,10 @@ async def main() -> None:
             calls = sum(v for k, v in counters["endpoints"].items() if "/FCTEL/" in k)
             rejected = counters["rejected"].get("429", 0)
             print(f"run {elapsed:.0f}s, ANAF e-Factura calls {calls}, HTTP 429: {rejected}")
-            print(f"budget share used: {calls / (1000 * elapsed / 60):.3f} of 1000/min "
-                  f"(our shared budget is configured at 950/min = 0.95)")
+            bulk = settings.anaf_calls_per_minute - BudgetLimits().interactive_reserve
+            print(f"budget share used: {calls / (1000 * elapsed / 60):.3f} of 1000/min (target >= 0.9; the sync's "
+                  f"ceiling is {bulk}/min = {bulk / 1000:.3f}: our budget of {settings.anaf_calls_per_minute}/min "
+                  f"minus {BudgetLimits().interactive_reserve} kept for interactive calls)")
     finally:
         if proc is not None:
             proc.terminate()
