@@ -34,7 +34,7 @@ from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
 from spvhub_common.logging import get_logger
 from spvhub_common.telemetry import current_traceparent, tracer
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import delete, func, literal_column, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from spvhub_efactura import domain
@@ -460,11 +460,13 @@ class SyncEngine:
             return
         report.listed += len(rows)
         report.listed_ids.update(rows)
-        stmt = insert(messages).values(list(rows.values()))
+        # executemany form: compiled once and cached; sent as multi-row INSERTs (insertmanyvalues)
+        stmt = insert(messages)
         stmt = stmt.on_conflict_do_update(index_elements=["cif", "message_id"],
                                           set_={"last_seen_at": stmt.excluded.last_seen_at})
         async with self.uow() as uow:
-            res = await uow.session.execute(stmt.returning(text("(xmax = 0) AS inserted")))
+            res = await uow.session.execute(stmt.returning(literal_column("(xmax = 0)").label("inserted")),
+                                            list(rows.values()))
             report.new_messages += sum(1 for r in res if r[0])
             await uow.commit()
 
