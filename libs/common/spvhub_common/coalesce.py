@@ -36,9 +36,7 @@ class Coalescer(Generic[I, R]):
         self._queue.append((item, fut))
         self._tasks.difference_update([t for t in self._tasks if t.done()])  # drains that found the queue empty
         if len(self._tasks) < self.concurrency:
-            task = asyncio.create_task(self._drain(), name=f"{self.name}-drain")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.add(asyncio.create_task(self._drain(), name=f"{self.name}-drain"))
         # shield: a cancelled caller stops waiting, the flush its item is part of still completes for the others
         return await asyncio.shield(fut)
 
