@@ -82,10 +82,11 @@ async def main() -> None:
             calls = sum(v for k, v in counters["endpoints"].items() if "/FCTEL/" in k)
             rejected = counters["rejected"].get("429", 0)
             print(f"run {elapsed:.0f}s, ANAF e-Factura calls {calls}, HTTP 429: {rejected}")
-            bulk = settings.anaf_calls_per_minute - BudgetLimits().interactive_reserve
+            reserve = BudgetLimits().interactive_reserve
+            bulk = settings.anaf_calls_per_minute - reserve
             print(f"budget share used: {calls / (1000 * elapsed / 60):.3f} of 1000/min (target >= 0.9; the sync's "
                   f"ceiling is {bulk}/min = {bulk / 1000:.3f}: our budget of {settings.anaf_calls_per_minute}/min "
-                  f"minus {BudgetLimits().interactive_reserve} kept for interactive calls)")
+                  f"minus {reserve} kept for interactive calls)")
     finally:
         if proc is not None:
             proc.terminate()

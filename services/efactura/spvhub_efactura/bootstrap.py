@@ -184,7 +184,7 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
                                            mp_context=multiprocessing.get_context("spawn"))
             engine.cpu_pool_factory = make_pool
             engine.cpu_pool = make_pool()
-            await engine.start_workers(settings.parse_processes)
+            await engine.start_workers()
         if isinstance(blobs, S3BlobStore):
             await blobs.ensure_bucket(object_lock=True)
         if budget_engine is not None:

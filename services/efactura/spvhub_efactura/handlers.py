@@ -216,13 +216,13 @@ class SyncEngine:
         self._committer: Coalescer[_ArchiveItem, bool] = Coalescer(self._commit_archives, max_batch=100,
                                                                     name="efactura-archive-commit")
 
-    async def start_workers(self, workers: int) -> None:
+    async def start_workers(self) -> None:
         """Start the parse workers now: each imports lxml, cryptography and the parsers (a second or so of CPU),
         at startup rather than on the first sync's clock."""
-        if self.cpu_pool is not None and workers > 0:
+        if self.cpu_pool is not None:
             loop = asyncio.get_running_loop()
             await asyncio.gather(*(loop.run_in_executor(self.cpu_pool, process_many, [], self.limits)
-                                   for _ in range(workers)))
+                                   for _ in range(self.settings.parse_processes)))
 
     async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
         """CPU-bound work (unzip, parse, XML-DSig) off the event loop: in a process pool when configured, so
