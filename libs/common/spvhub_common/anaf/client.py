@@ -66,7 +66,7 @@ from .models import (
     as_str,
     normalize_cif,
 )
-from .transport import default_transport
+from .transport import AiohttpPool
 
 log = structlog.get_logger("spvhub_common.anaf")
 
@@ -153,6 +153,7 @@ class AnafClient:
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
         priority: Priority = Priority.BULK,
+        _direct: AiohttpPool | None = None,
     ) -> None:
         self.config = config
         self.budget = budget
@@ -160,16 +161,25 @@ class AnafClient:
         self.clock: Clock = clock or SystemClock()
         self._token_source = token
         self._owns_http = http is None
+        timeout = httpx.Timeout(
+            connect=config.connect_timeout,
+            read=config.read_timeout,
+            write=config.write_timeout,
+            pool=config.pool_timeout,
+        )
+        headers = {"User-Agent": config.user_agent}
+        # The default wire is one aiohttp pool: plain GETs (list, download, state) go to it directly, the rest through
+        # httpx over the same pool. A transport or client given by the caller (tests, the in-process emulator) is
+        # used for every call.
+        self._direct = _direct
+        if http is None and transport is None:
+            self._direct = AiohttpPool(timeout=timeout, headers=headers)
+            transport = self._direct.transport()
         self._http = http or httpx.AsyncClient(
-            transport=transport or default_transport(),
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout,
-                read=config.read_timeout,
-                write=config.write_timeout,
-                pool=config.pool_timeout,
-            ),
+            transport=transport,
+            timeout=timeout,
             follow_redirects=False,
-            headers={"User-Agent": config.user_agent},
+            headers=headers,
         )
 
     def __repr__(self) -> str:
@@ -179,16 +189,18 @@ class AnafClient:
         """A view of this client bound to `token`, sharing its connection pool, budget and clock (and its
         priority unless `priority` is given)."""
         return AnafClient(self.config, self.budget, token=token, clock=self.clock, http=self._http,
-                          priority=self.priority if priority is None else priority)
+                          priority=self.priority if priority is None else priority, _direct=self._direct)
 
     def with_priority(self, priority: Priority) -> AnafClient:
         """A view of this client (same token, pool, budget and clock) whose calls spend the budget at `priority`."""
         return AnafClient(self.config, self.budget, token=self._token_source, clock=self.clock, http=self._http,
-                          priority=priority)
+                          priority=priority, _direct=self._direct)
 
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
+            if self._direct is not None:
+                await self._direct.aclose()
 
     async def __aenter__(self) -> AnafClient:
         return self
@@ -261,16 +273,20 @@ class AnafClient:
         error: BaseException | None = None
         try:
             try:
-                resp = await self._http.request(
-                    method,
-                    url,
-                    params=params,
-                    content=content,
-                    data=data,
-                    json=json_body,
-                    headers=hdrs,
-                    auth=auth,
-                )
+                if self._direct is not None and method == "GET" and content is None and data is None \
+                        and json_body is None and auth is None:
+                    resp = await self._direct.get(url, params, hdrs)
+                else:
+                    resp = await self._http.request(
+                        method,
+                        url,
+                        params=params,
+                        content=content,
+                        data=data,
+                        json=json_body,
+                        headers=hdrs,
+                        auth=auth,
+                    )
             except httpx.TimeoutException as exc:
                 raise AnafUnavailable(f"timeout: {type(exc).__name__}", endpoint=call.endpoint) from None
             except httpx.TransportError as exc:

@@ -1,14 +1,18 @@
-"""The ANAF client's default transport (httpx over aiohttp) against a real HTTP server on loopback: bodies and
-headers go through intact, faults surface as the httpx exceptions the client classifies, no cookie is kept."""
+"""The ANAF client's default wire (one aiohttp pool, through httpx or directly for plain GETs) against real HTTP
+servers on loopback: bodies and headers go through intact, faults surface as the exceptions the client classifies,
+no cookie is kept."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from aiohttp import web
+from spvhub_common.anaf import AnafClient, AnafConfig, AnafUnavailable, InMemoryBudget, MessageExpired, Unauthorized
 from spvhub_common.anaf.transport import default_transport
 
 
@@ -75,3 +79,110 @@ async def test_a_refused_connection_is_a_transport_error() -> None:
     async with httpx.AsyncClient(transport=default_transport(), timeout=2) as http:
         with pytest.raises(httpx.TransportError):
             await http.get(f"http://127.0.0.1:{port}/")
+
+
+# --- the ANAF client's direct path: its plain GETs go to the aiohttp pool without httpx's client layers ---------
+
+ZIP = b"PK\x03\x04" + bytes(range(256)) * 40
+EXPIRED = "Fisierul nu mai poate fi descarcat pentru ca a trecut perioada de 60 de zile in care este disponibil"
+
+
+@pytest.fixture
+async def anaf() -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """A loopback stand-in for ANAF's e-Factura host, recording each request it answers."""
+    seen: list[web.Request] = []
+
+    async def descarcare(request: web.Request) -> web.Response:
+        seen.append(request)
+        mid = request.query.get("id")
+        if mid == "1":
+            return web.Response(body=ZIP, content_type="application/zip", headers={"Set-Cookie": "F5=abc; Path=/"})
+        if mid == "2":  # ANAF's JSON error, gzip-encoded on the wire
+            body = gzip.compress(json.dumps({"eroare": EXPIRED}).encode())
+            return web.Response(body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        if mid == "3":
+            return web.Response(status=503, text="Service Unavailable")
+        if mid == "4":
+            raise web.HTTPFound("/my.policy")
+        if mid == "5":
+            await asyncio.sleep(2)
+        return web.Response(status=500)
+
+    async def lista(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.json_response({"mesaje": [{"data_creare": "202603101200", "cif": "8000000000", "id_solicitare":
+                                              "5001", "detalii": "Factura cu id_incarcare=5001 emisa de cif_emitent="
+                                              "8000000000 pentru cif_beneficiar=123", "tip": "FACTURA PRIMITA",
+                                              "id": "3001"}],
+                                  "numar_inregistrari_in_pagina": 1, "numar_total_inregistrari_per_pagina": 500,
+                                  "numar_total_inregistrari": 1, "numar_total_pagini": 1, "index_pagina_curenta": 1,
+                                  "serial": "x", "cui": "8000000000", "titlu": "Lista Mesaje"})
+
+    app = web.Application()
+    app.add_routes([web.get("/test/FCTEL/rest/descarcare", descarcare),
+                    web.get("/test/FCTEL/rest/listaMesajePaginatieFactura", lista)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
+    finally:
+        await runner.cleanup()
+
+
+def _client(base: str, **cfg: float) -> AnafClient:
+    return AnafClient(AnafConfig.for_emulator(base, **cfg), InMemoryBudget(), token="tok-secret")
+
+
+async def test_the_direct_path_downloads_lists_and_sends_what_httpx_sent(
+        anaf: tuple[str, list[web.Request]]) -> None:
+    base, seen = anaf
+    client = _client(base)
+    try:
+        assert client._direct is not None  # noqa: SLF001 - the default wire has the direct path
+        assert await client.download("1") == ZIP
+        page = await client.list_messages_paginated("RO8000000000", 1_773_000_000_000, 1_773_100_000_000, 2)
+        assert [m.id for m in page.messages] == ["3001"] and page.numar_total_pagini == 1
+        dl, ls = seen
+        assert dl.headers["Authorization"] == "Bearer tok-secret"
+        assert dl.headers["User-Agent"] == client.config.user_agent
+        assert dict(ls.query) == {"startTime": "1773000000000", "endTime": "1773100000000", "cif": "8000000000",
+                                  "pagina": "2"}
+        await client.download("1")
+        assert "Cookie" not in seen[-1].headers  # the F5 cookie of the first answer is not kept
+    finally:
+        await client.aclose()
+    assert client._direct._session is not None and client._direct._session.closed  # noqa: SLF001
+
+
+async def test_the_direct_path_classifies_answers_like_the_httpx_path(anaf: tuple[str, list[web.Request]]) -> None:
+    base, _ = anaf
+    client = _client(base, read_timeout=0.3)
+    try:
+        with pytest.raises(MessageExpired):  # decoded from gzip, then classified by ANAF's wording
+            await client.download("2")
+        with pytest.raises(AnafUnavailable) as e503:
+            await client.download("3")
+        assert e503.value.status == 503
+        with pytest.raises(Unauthorized, match="my.policy"):  # a redirect is never followed
+            await client.download("4")
+        with pytest.raises(AnafUnavailable, match="timeout"):
+            await client.download("5")
+        view = client.with_token("other")  # views share the pool
+        assert view._direct is client._direct  # noqa: SLF001
+        assert await view.download("1") == ZIP
+    finally:
+        await client.aclose()
+
+
+async def test_the_direct_path_reports_a_refused_connection_as_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = _client(f"http://127.0.0.1:{port}", connect_timeout=2)
+    try:
+        with pytest.raises(AnafUnavailable, match="connection error"):
+            await client.download("1")
+    finally:
+        await client.aclose()
