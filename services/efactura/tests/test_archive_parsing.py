@@ -10,6 +10,7 @@ from anaf_emulator.signing import sign_document
 from anaf_emulator.ubl import InvoiceSpec, Line, Party, error_file, render, render_rasp
 from spvhub_efactura import domain
 from spvhub_efactura.archive import Limits
+from spvhub_efactura.handlers import _jsonable
 from spvhub_efactura.pdf import render_pdf
 from spvhub_efactura.processing import process_zip
 from spvhub_efactura.ubl import BuyerMessage, Document, ErrorReport
@@ -157,3 +158,11 @@ def test_domain_rules() -> None:
     urgent = domain.priority_key(now, now + timedelta(days=2), now - timedelta(days=58), timedelta(days=7))
     fresh = domain.priority_key(now, now + timedelta(days=59), now - timedelta(days=1), timedelta(days=7))
     assert urgent < fresh
+
+
+def test_invoice_details_become_json_values_as_json_dumps_with_str_would_write_them() -> None:
+    import json
+    value = {"total": Decimal("1190.50"), "issued": date(2026, 3, 1), "rates": (Decimal("19"), None),
+             "seller": {"cif": "123", "vat": True, "lines": 3, "ratio": 0.5}, 7: "int key"}
+    assert _jsonable(value) == json.loads(json.dumps(value, default=str))
+    assert _jsonable(value)["rates"] == ["19", None] and _jsonable(value)["7"] == "int key"
