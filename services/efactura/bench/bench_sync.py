@@ -103,7 +103,10 @@ async def main() -> None:
     args = ap.parse_args()
     configure_logging("efactura", "WARNING")
     db = f"bench_{uuid.uuid4().hex[:10]}"
+    from spvhub_efactura.settings import Settings
+    # the service's own lease (the test kit's 5 s lease is for the kill -9 tests: it renews 24 times as often)
     settings = efactura_settings(db, f"b{uuid.uuid4().hex[:8]}.", max_concurrent_companies=args.concurrency,
+                                 lease_seconds=Settings.model_fields["lease_seconds"].default,
                                  downloads_per_company=args.downloads, anaf_timeout=2.0,
                                  **({} if args.parse_processes is None else {"parse_processes": args.parse_processes}))
     await ensure_database(settings, db)
