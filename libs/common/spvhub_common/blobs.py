@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import io
+import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,13 +22,14 @@ import aiohttp
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, ENABLED, GOVERNANCE
+from minio.credentials import Credentials
 from minio.error import S3Error
-from minio.helpers import genheaders
+from minio.helpers import quote as minio_quote
 from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
-from minio.signer import sign_v4_s3
-from minio.time import to_amz_date, utcnow
+from minio.time import to_iso8601utc
 from minio.versioningconfig import VersioningConfig
+from yarl import URL
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,60 @@ def _s3_code(body: bytes) -> str:
     return body[start + 6:end].decode(errors="replace")[:64] if 0 <= start < end else "Unknown"
 
 
+_SPACES = re.compile(" +")
+
+
+class _PutSigner:
+    """AWS Signature V4 for the store's own PUTs, as minio's signer computes it (canonical request of the signed
+    headers, empty query, the payload's SHA-256), with the per-day signing key derived once rather than by four
+    HMACs per request: at one PUT per archived invoice minio's general-purpose path cost ~0.18 ms a request."""
+
+    def __init__(self, scheme: str, netloc: str, path_prefix: str, region: str) -> None:
+        self.scheme, self.netloc, self.path_prefix, self.region = scheme, netloc, path_prefix, region
+        self._keys: dict[tuple[str, str], bytes] = {}
+
+    @classmethod
+    def for_bucket(cls, client: Minio, bucket: str, region: str) -> _PutSigner:
+        """Object URLs as minio builds them (path or virtual-host style): built once for a probe name."""
+        probe = client._base_url.build(method="PUT", region=region, bucket_name=bucket,  # noqa: SLF001
+                                       object_name="o")
+        if not probe.path.endswith("/o"):
+            raise ValueError(f"unexpected object URL shape {probe.path!r}")
+        return cls(probe.scheme, probe.netloc, probe.path[:-1], region)
+
+    def _signing_key(self, secret: str, day: str) -> bytes:
+        k = self._keys.get((secret, day))
+        if k is None:
+            k = hmac.new(f"AWS4{secret}".encode(), day.encode(), hashlib.sha256).digest()
+            for part in (self.region, "s3", "aws4_request"):
+                k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+            self._keys = {(secret, day): k}  # one day (and one secret) at a time
+        return k
+
+    def sign(self, key: str, headers: dict[str, str], length: int, digest: str, creds: Credentials | None, *,
+             amz_date: str | None = None) -> tuple[URL, dict[str, str]]:
+        """The URL and the headers (with Authorization when there are credentials) of a PUT of `key`."""
+        path = self.path_prefix + minio_quote(key)
+        amz_date = amz_date or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        signed = {**headers, "Host": self.netloc, "Content-Length": str(length), "x-amz-content-sha256": digest,
+                  "x-amz-date": amz_date}
+        url = URL(f"{self.scheme}://{self.netloc}{path}", encoded=True)
+        if creds is None:
+            return url, signed
+        if creds.session_token:
+            signed["X-Amz-Security-Token"] = creds.session_token
+        canon = sorted((k.lower(), _SPACES.sub(" ", v).strip()) for k, v in signed.items())
+        names = ";".join(k for k, _ in canon)
+        request = "PUT\n{}\n\n{}\n\n{}\n{}".format(path, "\n".join(f"{k}:{v}" for k, v in canon), names, digest)
+        scope = f"{amz_date[:8]}/{self.region}/s3/aws4_request"
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
+        signature = hmac.new(self._signing_key(creds.secret_key, amz_date[:8]), to_sign.encode(),
+                             hashlib.sha256).hexdigest()
+        signed["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+                                   f"SignedHeaders={names}, Signature={signature}")
+        return url, signed
+
+
 class S3BlobStore:
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str, *, secure: bool = False,
                  default_retention_days: int = 3650, mode: str = COMPLIANCE, pool_size: int = 10) -> None:
@@ -80,7 +138,7 @@ class S3BlobStore:
         self.default_retention_days = default_retention_days
         self.mode = mode
         self.pool_size = pool_size
-        self._region: str | None = None
+        self._signer: _PutSigner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self.requests_sent = 0  # requests of the async path (observability and tests)
@@ -132,35 +190,28 @@ class S3BlobStore:
                              retention: Retention | None, legal_hold: bool) -> str | None:
         """PutObject with `If-None-Match: *` (S3 conditional write). Returns the version id written ("" when the
         bucket is unversioned), None when the key already exists (412 PreconditionFailed). minio-py's public
-        put_object cannot send that header, so the request is built here from minio's own header builder, URL
-        builder and SigV4 signer (pinned minio version; covered by the blob tests) and sent with aiohttp.
-        Connection errors and 5xx answers are retried (as the urllib3 pool does for the other calls): a PUT
-        that landed before its answer was lost then meets 412 and the caller's digest check."""
-        if self._region is None:
-            self._region = await asyncio.to_thread(self.client._get_region, self.bucket)  # noqa: SLF001
-        headers = genheaders({"x-amz-meta-sha256": digest}, None, None, retention, legal_hold)
-        headers["Content-Type"] = content_type
-        headers["If-None-Match"] = "*"
-        url = self.client._base_url.build(method="PUT", region=self._region,  # noqa: SLF001
-                                          bucket_name=self.bucket, object_name=key)
+        put_object cannot send that header, so the request is built here: the object URL from minio's own URL
+        builder (once per store), the headers minio's `genheaders` writes, SigV4 by `_PutSigner` (checked against
+        minio's signer in the tests), sent with aiohttp. Connection errors and 5xx answers are retried (as the
+        urllib3 pool does for the other calls): a PUT that landed before its answer was lost then meets 412 and
+        the caller's digest check."""
+        if self._signer is None:
+            region = await asyncio.to_thread(self.client._get_region, self.bucket)  # noqa: SLF001
+            self._signer = _PutSigner.for_bucket(self.client, self.bucket, region)
+        headers = {"x-amz-meta-sha256": digest, "Content-Type": content_type, "If-None-Match": "*"}
+        if retention is not None and retention.mode:
+            headers["x-amz-object-lock-mode"] = retention.mode
+            headers["x-amz-object-lock-retain-until-date"] = to_iso8601utc(retention.retain_until_date) or ""
+        if legal_hold:
+            headers["x-amz-object-lock-legal-hold"] = "ON"
         creds = self.client._provider.retrieve() if self.client._provider else None  # noqa: SLF001
         attempt = 0
         while True:
             attempt += 1
-            signed = dict(headers)
-            signed["Host"] = url.netloc
-            signed["Content-Length"] = str(len(data))
-            signed["x-amz-content-sha256"] = digest  # the payload's SHA-256, which is also the object's digest
-            date = utcnow()
-            signed["x-amz-date"] = to_amz_date(date)
-            if creds is not None:
-                if creds.session_token:
-                    signed["X-Amz-Security-Token"] = creds.session_token
-                signed = sign_v4_s3(method="PUT", url=url, region=self._region, headers=signed,
-                                    credentials=creds, content_sha256=digest, date=date)
+            url, signed = self._signer.sign(key, headers, len(data), digest, creds)
             try:
                 self.requests_sent += 1
-                async with self._http().put(url.geturl(), data=data, headers=signed) as resp:
+                async with self._http().put(url, data=data, headers=signed) as resp:
                     body = await resp.read()
                     if resp.status == 412:
                         return None

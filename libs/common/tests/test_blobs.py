@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from minio.error import S3Error
-from spvhub_common.blobs import BlobStoreError, InMemoryBlobStore, RetentionConflict, S3BlobStore
+from spvhub_common.blobs import BlobStoreError, InMemoryBlobStore, RetentionConflict, S3BlobStore, _PutSigner
 from spvhub_common.testing import STACK
 
 
@@ -106,7 +106,8 @@ async def test_contract_put_get_stat_stream(any_store):
 async def test_a_refused_put_is_a_clear_error_without_the_secret(store, minio_up):
     wrong = S3BlobStore(f"127.0.0.1:{STACK['SPVHUB_MINIO_PORT']}", STACK["SPVHUB_MINIO_USER"], "not-the-secret",
                         store.bucket)
-    wrong._region = "us-east-1"  # skip the region lookup, which the wrong key would fail too
+    # skip the region lookup, which the wrong key would fail too
+    wrong._signer = _PutSigner.for_bucket(wrong.client, store.bucket, "us-east-1")
     try:
         with pytest.raises(BlobStoreError) as exc:
             await wrong.put("k/refused.zip", b"x", "application/zip")
@@ -116,3 +117,35 @@ async def test_a_refused_put_is_a_clear_error_without_the_secret(store, minio_up
     assert wrong.requests_sent == 1  # a 4xx is not retried
     assert "not-the-secret" not in str(exc.value)
     assert not await store.exists("k/refused.zip")
+
+
+@pytest.mark.parametrize("endpoint,secure,key,token", [
+    ("127.0.0.1:19000", False, "efactura/12345678/3001/3001.zip", None),
+    ("s3.eu-central-1.amazonaws.com", True, "a key/with spaces~and+plus/ț.zip", "session-tok"),
+])
+def test_the_put_signer_signs_as_minios_own_signer(endpoint, secure, key, token):
+    from minio import Minio
+    from minio.credentials import Credentials
+    from minio.signer import sign_v4_s3
+    from minio.time import to_amz_date
+    client = Minio(endpoint, access_key="AKIAEXAMPLE", secret_key="wJalrXUtnFEMI/K7MDENG", secure=secure,
+                   region="eu-central-1")
+    creds = Credentials("AKIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG", token)
+    data = b"PK\x03\x04 zip bytes"
+    digest = hashlib.sha256(data).hexdigest()
+    headers = {"x-amz-meta-sha256": digest, "Content-Type": "application/zip", "If-None-Match": "*",
+               "x-amz-object-lock-mode": "COMPLIANCE",
+               "x-amz-object-lock-retain-until-date": "2036-12-03T03:12:45.182Z"}
+    when = datetime(2026, 12, 6, 3, 4, 5, tzinfo=UTC)
+    signer = _PutSigner.for_bucket(client, "bucket-1", "eu-central-1")
+    for _ in range(2):  # the second request uses the cached signing key
+        url, ours = signer.sign(key, headers, len(data), digest, creds, amz_date=to_amz_date(when))
+        minio_url = client._base_url.build(method="PUT", region="eu-central-1", bucket_name="bucket-1", object_name=key)
+        theirs = {**headers, "Host": minio_url.netloc, "Content-Length": str(len(data)),
+                  "x-amz-content-sha256": digest, "x-amz-date": to_amz_date(when)}
+        if token:
+            theirs["X-Amz-Security-Token"] = token
+        theirs = sign_v4_s3(method="PUT", url=minio_url, region="eu-central-1", headers=theirs, credentials=creds,
+                            content_sha256=digest, date=when)
+        assert str(url) == minio_url.geturl()
+        assert ours == theirs
