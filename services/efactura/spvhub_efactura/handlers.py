@@ -760,7 +760,7 @@ class SyncEngine:
                 payable_amount=_money(doc.payable),
                 vat_breakdown=_jsonable([v.__dict__ for v in doc.vat_breakdown]),
                 details=_jsonable({"seller": doc.seller.__dict__, "buyer": doc.buyer.__dict__, "notes": doc.notes,
-                                   "customization": doc.customization, "lines": len(doc.lines),
+                                   "customization": doc.customization, "lines": doc.line_count,
                                    "vat_amount_accounting": doc.vat_amount_accounting,
                                    "signature": p.signature.__dict__ if p.signature else None}),
                 preceding_number=doc.preceding_number)

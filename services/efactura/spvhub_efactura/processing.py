@@ -28,8 +28,8 @@ class Processed:
 
 def process_zip(data: bytes, limits: Limits, trusted_sha256: list[str] | None = None,
                 verify: bool = True, keep_content: bool = True) -> Processed:
-    """`keep_content=False`: leave the XML out of the result (the sync archives the ZIP, it needs only the
-    parsed fields; this keeps what crosses back from a worker process small)."""
+    """`keep_content=False`: leave the XML and the invoice lines out of the result (the sync archives the ZIP, it
+    needs only the header fields; this keeps the work, and what crosses back from a worker process, small)."""
     try:
         unpacked = unpack(data, limits)
     except HostileArchive as e:
@@ -42,7 +42,7 @@ def process_zip(data: bytes, limits: Limits, trusted_sha256: list[str] | None = 
     root = None
     try:
         root = parse_xml(unpacked.content)
-        out.parsed = read(root)
+        out.parsed = read(root, lines=keep_content)
     except HostileArchive as e:
         out.status, out.error = "hostile", str(e)[:500]
     except (UnreadableArchive, NotUbl) as e:

@@ -86,7 +86,8 @@ class Document:
     vat_amount: Decimal | None = None
     vat_amount_accounting: Decimal | None = None
     vat_breakdown: list[VatInfo] = field(default_factory=list)
-    lines: list[LineInfo] = field(default_factory=list)
+    lines: list[LineInfo] = field(default_factory=list)  # empty when read with lines=False
+    line_count: int = 0
     preceding_number: str | None = None
     notes: list[str] = field(default_factory=list)
     payment_iban: str | None = None
@@ -210,8 +211,9 @@ def _party(el: Any) -> PartyInfo:
     return p
 
 
-def read(root: Any) -> Document | ErrorReport | BuyerMessage:
-    """Dispatch on the root's namespace + local name; raises NotUbl for anything else."""
+def read(root: Any, *, lines: bool = True) -> Document | ErrorReport | BuyerMessage:
+    """Dispatch on the root's namespace + local name; raises NotUbl for anything else. `lines=False`: count the
+    invoice lines without reading them (the sync records header fields only; the PDF reads the lines)."""
     q = etree.QName(root)
     if q.namespace == NS_ERRORS:
         errors = [e.get("errorMessage", "").strip() for e in root if etree.QName(e).localname == "Error"]
@@ -219,13 +221,13 @@ def read(root: Any) -> Document | ErrorReport | BuyerMessage:
     if q.namespace == NS_RASP:
         return BuyerMessage(root.get("index_incarcare"), root.get("message"))
     if (q.namespace, q.localname) == (NS_INVOICE, "Invoice"):
-        return _document(root, credit=False)
+        return _document(root, credit=False, lines=lines)
     if (q.namespace, q.localname) == (NS_CREDIT, "CreditNote"):
-        return _document(root, credit=True)
+        return _document(root, credit=True, lines=lines)
     raise NotUbl(f"unknown document root {{{q.namespace}}}{q.localname}")
 
 
-def _document(root: Any, credit: bool) -> Document:
+def _document(root: Any, credit: bool, lines: bool = True) -> Document:
     d = Document(document_type="credit_note" if credit else "invoice")
     d.customization = _t(root, "cbc:CustomizationID")
     d.number = _t(root, "cbc:ID")
@@ -265,7 +267,9 @@ def _document(root: Any, credit: bool) -> Document:
             d.vat_amount_accounting = amount
     line_tag, qty_tag = ("cac:CreditNoteLine", "cbc:CreditedQuantity") if credit else \
         ("cac:InvoiceLine", "cbc:InvoicedQuantity")
-    for ln in _findall(root, line_tag):
+    line_els = _findall(root, line_tag)
+    d.line_count = len(line_els)
+    for ln in line_els if lines else ():
         qty_el = _find(ln, qty_tag)
         d.lines.append(LineInfo(
             id=_t(ln, "cbc:ID"), name=_t(ln, "cac:Item/cbc:Name"), quantity=_d(ln, qty_tag),

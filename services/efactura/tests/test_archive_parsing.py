@@ -43,7 +43,16 @@ def test_invoice_is_read_and_signature_verifies() -> None:
     assert doc.number == "FCT-42" and doc.type_code == "380" and doc.seller.cif == "12340170"
     assert doc.buyer.cif == "14399840" and doc.tax_exclusive == Decimal("3249.00")
     assert doc.vat_amount == Decimal("630.00") and doc.tax_inclusive == Decimal("3879.00")
-    assert {v.category for v in doc.vat_breakdown} == {"S", "Z"} and len(doc.lines) == 2
+    assert {v.category for v in doc.vat_breakdown} == {"S", "Z"} and len(doc.lines) == 2 and doc.line_count == 2
+    assert doc.lines[0].net is not None and doc.lines[0].vat_category
+
+
+def test_the_sync_reads_header_fields_and_counts_lines_without_reading_them() -> None:
+    full = process_zip(make_zip(render(spec())), Limits())
+    lean = process_zip(make_zip(render(spec())), Limits(), keep_content=False)
+    assert isinstance(lean.parsed, Document) and isinstance(full.parsed, Document)
+    assert lean.content is None and lean.parsed.lines == [] and lean.parsed.line_count == 2
+    assert lean.parsed.summary() == full.parsed.summary()
 
 
 def test_other_namespace_prefixes_and_credit_note() -> None:
