@@ -78,8 +78,10 @@ class CommonEfacturaAnaf:
         for attempt in range(self.retries):
             self.calls += 1
             try:
-                # wait_for as well: an in-process transport (tests) does not enforce httpx timeouts
-                return await asyncio.wait_for(fn(), self.timeout)
+                # a deadline as well: an in-process transport (tests) does not enforce httpx timeouts
+                # (asyncio.timeout rather than wait_for: no extra task per call)
+                async with asyncio.timeout(self.timeout):
+                    return await fn()
             except TimeoutError:
                 err: AnafError = AnafUnavailable("timeout")
             except (AnafUnavailable, RateLimited, WafRejected) as e:
