@@ -12,6 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -197,6 +198,20 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_jsonable(v) for v in obj]
     return str(obj)
+
+
+@lru_cache(maxsize=4)
+def _invoice_insert(dialect: Any) -> tuple[Any, list[tuple[str, Any, Callable[[Any], Any] | None]]]:
+    """INSERT INTO invoices ... SELECT FROM unnest(one typed array per column) ON CONFLICT DO NOTHING RETURNING; with
+    each column's default and SQLAlchemy bind processor (JSONB serialization), so values land as the ORM would
+    write them."""
+    cols = [c for c in invoices.columns if c.name not in ("id", "created_at")]
+    columns = [(c.name, False if c.name == "self_billing" else None, c.type.bind_processor(dialect)) for c in cols]
+    arrays = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in cols)
+    names = ", ".join(c.name for c in cols)
+    stmt = text(f"INSERT INTO invoices ({names}) SELECT * FROM unnest({arrays}) "
+                "ON CONFLICT ON CONSTRAINT uq_invoices_cif_message DO NOTHING RETURNING id, cif, message_id")
+    return stmt, columns
 
 
 class SyncEngine:
@@ -777,13 +792,15 @@ class SyncEngine:
 
     async def _insert_documents(self, uow: SqlUnitOfWork, rows: list[dict[str, Any]],
                                 pending: list[tuple[_ArchiveItem, Any, dict[str, Any]]]) -> None:
-        """One multi-row INSERT for the batch's documents, then an event for each document inserted now."""
-        keys = sorted({k for r in rows for k in r})
-        full = [{k: r.get(k, False if k == "self_billing" else None) for k in keys} for r in rows]
-        # executemany form: the statement compiles once and is cached (a multi-row .values() compiles anew for every
-        # batch); SQLAlchemy still sends it as multi-row INSERTs ("insertmanyvalues") with RETURNING.
-        res = await uow.session.execute(insert(invoices).on_conflict_do_nothing(constraint="uq_invoices_cif_message")
-                                        .returning(invoices.c.id, invoices.c.cif, invoices.c.message_id), full)
+        """One INSERT for the batch's documents, then an event for each document inserted now."""
+        stmt, columns = _invoice_insert(uow.session.get_bind().dialect)
+        # one array per column: one statement text whatever the batch size (prepared once per connection), and
+        # asyncpg encodes arrays in C rather than SQLAlchemy binding rows x columns parameters one by one
+        params: dict[str, list[Any]] = {}
+        for name, default, process in columns:
+            values = [r.get(name, default) for r in rows]
+            params[name] = [process(v) for v in values] if process is not None else values
+        res = await uow.session.execute(stmt, params)
         ids = {(r.cif, r.message_id): r.id for r in res}
         for it, doc, base in pending:
             new_id = ids.get((it.cif, it.message_id))
