@@ -802,6 +802,8 @@ class SyncEngine:
             params[name] = [process(v) for v in values] if process is not None else values
         res = await uow.session.execute(stmt, params)
         ids = {(r.cif, r.message_id): r.id for r in res}
+        submitted = await self._submissions_of(uow, [(it.cif, base["upload_index"]) for it, doc, base in pending
+                                                     if isinstance(doc, ErrorReport) and base["upload_index"]])
         for it, doc, base in pending:
             new_id = ids.get((it.cif, it.message_id))
             if new_id is None:
@@ -821,9 +823,22 @@ class SyncEngine:
                     signature_valid=(sig_status == "valid") if sig_status else None)
             elif isinstance(doc, ErrorReport):
                 event = InvoiceErrorReceived(cif=it.cif, message_id=it.message_id, upload_index=base["upload_index"],
-                                             errors=doc.errors[:50], listed_at=base["listed_at"], blob_keys=it.keys)
+                                             errors=doc.errors[:50], listed_at=base["listed_at"], blob_keys=it.keys,
+                                             submission_id=submitted.get((it.cif, base["upload_index"])))
             if event is not None:
                 uow.publish(event, traceparent=it.traceparent)
+
+    @staticmethod
+    async def _submissions_of(uow: SqlUnitOfWork, uploads: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The spvhub submissions behind these (cif, upload index) pairs: error reports that answer them are
+        explained by the submission's own rejection event."""
+        if not uploads:
+            return {}
+        rows = await uow.session.execute(text(
+            "SELECT s.cif, s.anaf_index, s.id FROM submissions s JOIN unnest(CAST(:cifs AS text[]), "
+            "CAST(:idx AS text[])) AS u(cif, idx) ON s.cif = u.cif AND s.anaf_index = u.idx"),
+            {"cifs": [c for c, _ in uploads], "idx": [i for _, i in uploads]})
+        return {(r.cif, r.anaf_index): r.id for r in rows}
 
     # -- completion --------------------------------------------------------------------------------
     async def _finish(self, cif: str, report: SyncReport) -> None:

@@ -148,6 +148,9 @@ async def test_submissions_end_to_end(fresh_database: str, topic_prefix: str, mi
             assert {e.submission_id for e in rejected} == {nok_id, r.json()["id"]}
             ev = next(e for e in rejected if e.submission_id == nok_id)
             assert set(ev.error_codes) == {"BR-RO-001", "BR-RO-110"} and ev.submitted_by == "alice"
+            # its error report says whose it is (the notifier then tells the sender once, by the rejection)
+            reports = await _events(h, "efactura.invoice-error-received")
+            assert [(e.upload_index, e.submission_id) for e in reports] == [(row["anaf_index"], nok_id)]
             assert {e.submission_id for e in await _events(h, "efactura.invoice-accepted")} == {sid, sid2}
             assert len(await _events(h, "efactura.invoice-submitted")) == 3
 

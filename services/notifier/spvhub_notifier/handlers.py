@@ -235,6 +235,10 @@ async def on_invoice_downloaded(ev: InvoiceDownloaded, env: CloudEvent, uow: Sql
 
 
 async def on_invoice_error(ev: InvoiceErrorReceived, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    """An upload made outside spvhub was rejected: tell the company. A submission made through spvhub is told once,
+    by its `invoice_rejected` notice (to the sender, each error explained)."""
+    if ev.submission_id:
+        return
     await _to_company("invoice_error", ev.cif, env, uow, {
         "message_id": ev.message_id, "upload_index": ev.upload_index, "errors": list(ev.errors)[:20]})
 

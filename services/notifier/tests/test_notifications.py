@@ -38,6 +38,9 @@ def company_events() -> list:
                        after_warning=True),
         InvoiceErrorReceived(cif=CIF, message_id="3001", upload_index="5001",
                              errors=["E: BR-RO-010 lipsește codul de identificare"]),
+        # the error report of a submission made through spvhub: its rejection notice tells the sender (no 2nd notice)
+        InvoiceErrorReceived(cif=CIF, message_id="3003", upload_index="5003", submission_id="sub-1",
+                             errors=["E: BR-RO-110 județul"]),
         MessageExpiring(cif=CIF, message_id="3002", purge_at=T),
         TransportAssigned(carrier_cif=CIF, uit="UIT1234567890ABC", declarant_cif="33333330", vehicle="B-123-ABC",
                           transport_date=date(2025, 3, 2), uit_expires_at=T, route_start="București",

@@ -41,7 +41,8 @@ class InvoiceDownloaded(Event):
 
 @register
 class InvoiceErrorReceived(Event):
-    """ANAF rejected an uploaded invoice: the error report (`mesajEroriFactuta`) was archived."""
+    """ANAF rejected an uploaded invoice: the error report (`mesajEroriFactuta`) was archived. `submission_id` is set
+    when the upload was a submission made through spvhub, whose `efactura.invoice-rejected` explains the errors."""
 
     topic = "efactura.invoice-error-received"
     key_field = "cif"
@@ -51,6 +52,7 @@ class InvoiceErrorReceived(Event):
     errors: list[str] = []
     listed_at: datetime | None = None
     blob_keys: dict[str, str] = {}
+    submission_id: str | None = None
 
 
 @register
