@@ -28,7 +28,7 @@ from spvhub_common.logging import configure_logging  # noqa: E402
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--minutes", type=int, default=5, help="whole minutes, measured from a minute boundary")
     ap.add_argument("--companies", type=int, default=20)
     ap.add_argument("--in-process", action="store_true", help="emulator in this process (default: its own process)")
     args = ap.parse_args()
@@ -65,8 +65,12 @@ async def main() -> None:
                     if up.message_ids:
                         st.zip_for(up)
             await h.admin("faults", {"family": "efactura", "latency_ms": [100, 100]})
-            await h.admin("counters", method="DELETE")
             await h.grant("acc", cifs)
+            # ANAF's limit (and the emulator's) counts per clock minute, and so does our budget: measure whole
+            # minutes from a boundary, or a run's two partial minutes each add up to a minute's worth of calls
+            now = h.clock.now()
+            await asyncio.sleep(60 - now.second - now.microsecond / 1e6)
+            await h.admin("counters", method="DELETE")
             t0 = time.perf_counter()
 
             async def drive() -> None:
@@ -74,17 +78,20 @@ async def main() -> None:
                     await h.engine.tick()
                     await asyncio.sleep(0.2)
             task = asyncio.create_task(drive())
-            await asyncio.sleep(args.minutes * 60)
-            counters = await h.admin("counters", method="GET")
-            elapsed = time.perf_counter() - t0
+            minutes = max(1, round(args.minutes))
+            # stop a second before the last boundary: calls of the next minute must not land in this count
+            await asyncio.sleep(minutes * 60 - 1 - (time.perf_counter() - t0))
             task.cancel()
             await h.engine.shutdown()
+            elapsed = time.perf_counter() - t0
+            counters = await h.admin("counters", method="GET")
             calls = sum(v for k, v in counters["endpoints"].items() if "/FCTEL/" in k)
             rejected = counters["rejected"].get("429", 0)
             print(f"run {elapsed:.0f}s, ANAF e-Factura calls {calls}, HTTP 429: {rejected}")
             reserve = BudgetLimits().interactive_reserve
             bulk = settings.anaf_calls_per_minute - reserve
-            print(f"budget share used: {calls / (1000 * elapsed / 60):.3f} of 1000/min (target >= 0.9; the sync's "
+            print(f"budget share used: {calls / (1000 * minutes):.3f} of 1000/min over {minutes} whole minutes "
+                  f"(target >= 0.9; the sync's "
                   f"ceiling is {bulk}/min = {bulk / 1000:.3f}: our budget of {settings.anaf_calls_per_minute}/min "
                   f"minus {reserve} kept for interactive calls)")
     finally:
