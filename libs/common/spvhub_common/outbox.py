@@ -188,8 +188,11 @@ class OutboxRelay:
         await conn.commit()
         for r in rows:
             PUBLISHED.labels(self.service, r.topic).inc()
-        backlog = (await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar()
-        await conn.commit()
+        if len(rows) < self.batch_size:
+            backlog = 0  # the SELECT saw every unpublished row, and all of them are out now
+        else:
+            backlog = (await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar()
+            await conn.commit()
         BACKLOG.labels(self.service).set(backlog or 0)
         return len(rows)
 

@@ -172,3 +172,24 @@ async def test_relay_recovers_after_a_failed_batch_and_publishes_later(env):
     assert sent == ["testkit.widget-created"]
     async with sessions() as session:
         assert (await session.execute(select(outbox.c.published_at))).scalar() is not None
+
+
+async def test_the_backlog_gauge_follows_full_and_partial_batches(env):
+    from spvhub_common.outbox import BACKLOG
+    s, engine, sessions = env
+    async with SqlUnitOfWork(sessions, outbox, "testkit") as uow:
+        for i in range(5):
+            uow.publish(WidgetCreated(widget_id=f"b{i}", n=i))
+        await uow.commit()
+    publisher = KafkaPublisher(s.kafka_bootstrap, "test-backlog")
+    await publisher.start()
+    try:
+        relay = OutboxRelay(engine, publisher, "testkit", topic_prefix=s.kafka_topic_prefix, batch_size=2)
+        gauge = BACKLOG.labels("testkit")
+        seen = []
+        async with engine.connect() as conn:
+            while await relay.publish_batch(conn):
+                seen.append(gauge._value.get())  # noqa: SLF001 - the gauge's current value
+    finally:
+        await publisher.stop()
+    assert seen == [3, 1, 0]  # counted after each full batch; a partial batch emptied the outbox
