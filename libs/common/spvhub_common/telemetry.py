@@ -1,8 +1,9 @@
 """OpenTelemetry setup (OTLP when configured, otherwise a no-op exporter) and W3C context in Kafka headers."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -29,8 +30,18 @@ def setup_tracing(service: str, otlp_endpoint: str = "", exporter: SpanExporter 
     _configured = True
 
 
+@lru_cache(maxsize=64)
 def tracer(name: str = "spvhub") -> trace.Tracer:
+    """One tracer per name for the process (hot paths open a span per invoice; `get_tracer` builds a new tracer
+    each call, and reads the environment while no provider is set). One taken before `setup_tracing` is OTel's
+    proxy, which follows the provider installed later."""
     return trace.get_tracer(name)
+
+
+def children(metric: Any) -> Callable[..., Any]:
+    """`metric.labels(*values)` remembered per label values (a Prometheus metric's children are never removed
+    here): `labels()` checks and locks on every call, and a sync makes several labelled observations per invoice."""
+    return lru_cache(maxsize=4096)(metric.labels)
 
 
 def current_traceparent() -> str | None:
