@@ -21,11 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from spvhub_common.logging import get_logger
-from spvhub_common.telemetry import tracer
+from spvhub_common.telemetry import children, tracer
 
 log = get_logger(__name__)
 PUBLISHED = Counter("outbox_published_total", "Events published from the outbox", ["service", "topic"])
 BACKLOG = Gauge("outbox_backlog", "Outbox rows not yet published", ["service"])
+_PUBLISHED_OF = children(PUBLISHED)  # (service, topic)
 
 
 class Publisher(Protocol):
@@ -187,7 +188,7 @@ class OutboxRelay:
         await conn.execute(text("UPDATE outbox SET published_at = now() WHERE seq = ANY(:s)"), {"s": seqs})
         await conn.commit()
         for r in rows:
-            PUBLISHED.labels(self.service, r.topic).inc()
+            _PUBLISHED_OF(self.service, r.topic).inc()
         if len(rows) < self.batch_size:
             backlog = 0  # the SELECT saw every unpublished row, and all of them are out now
         else:

@@ -32,7 +32,7 @@ from spvhub_common.events.efactura import (
 )
 from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
 from spvhub_common.logging import get_logger
-from spvhub_common.telemetry import current_traceparent, tracer
+from spvhub_common.telemetry import children, current_traceparent, tracer
 from spvhub_common.uow import SqlUnitOfWork
 from sqlalchemy import delete, func, literal_column, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -58,6 +58,7 @@ SYNC_SECONDS = Histogram("efactura_sync_duration_seconds", "Duration of one comp
                          buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800))
 MESSAGES = Counter("efactura_messages_total", "Message outcomes (archived, lost, failed, quota, flagged)",
                    ["outcome"])
+MESSAGES_OF = children(MESSAGES)  # (outcome,)
 
 
 class Clock(Protocol):
@@ -528,7 +529,7 @@ class SyncEngine:
                 if stop.is_set():
                     return
                 outcome = await self.download_one(cif, connection_id, msg)
-                MESSAGES.labels(outcome).inc()
+                MESSAGES_OF(outcome).inc()
                 if outcome == "archived":
                     report.archived += 1
                 elif outcome == "lost":

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from prometheus_client import Counter, Gauge
 
+from ..telemetry import children
 from .clock import Clock, SystemClock, local_date, local_midnight, next_local_midnight
 from .errors import BudgetExhausted
 
@@ -34,6 +35,7 @@ BUDGET_REMAINING = Gauge(
 BUDGET_EXHAUSTED = Counter(
     "anaf_budget_exhausted_total", "Calls refused by the shared budget before reaching ANAF", ["kind"]
 )
+_REMAINING_OF = children(BUDGET_REMAINING)  # (kind,)
 
 
 class BudgetKind(StrEnum):
@@ -243,15 +245,15 @@ class _BudgetBase:
                 if got.daily_n is not None and cap is not None:
                     held = got.day
                     ask = replace(ask, cap=None)  # retries wait for the window only: never a second daily slot
-                    BUDGET_REMAINING.labels(kind=kind).set(max(cap - got.daily_n, 0))
+                    _REMAINING_OF(kind).set(max(cap - got.daily_n, 0))
                 if w is None or wkind is None:
                     done = True
                     return
                 if got.window_n is not None:
                     done = True
-                    BUDGET_REMAINING.labels(kind=wkind).set(max(w.limit - got.window_n, 0))
+                    _REMAINING_OF(wkind).set(max(w.limit - got.window_n, 0))
                     return
-                BUDGET_REMAINING.labels(kind=wkind).set(0)
+                _REMAINING_OF(wkind).set(0)
                 # Window full (for this priority): wait for the next one (our own budget; ANAF is not called).
                 start = got.window_start if got.window_start is not None else _window_start_ms(got.now, w)
                 end_ms = start + int(w.seconds * 1000)
@@ -272,7 +274,7 @@ class _BudgetBase:
             while local_midnight(days[-1] + timedelta(days=1)) < until and len(days) < 366:
                 days.append(days[-1] + timedelta(days=1))
             await self._fill_daily(kind, key or "", days, cap)
-            BUDGET_REMAINING.labels(kind=kind).set(0)
+            _REMAINING_OF(kind).set(0)
             return
         wkind = kind if kind in WINDOW_KINDS else self.limits.window_kind(kind)
         w = self.limits.window(wkind) if wkind else None
@@ -283,7 +285,7 @@ class _BudgetBase:
         last = first if resets_at is None else max(first, ((_ms(resets_at) - 1) // width) * width)
         starts = list(range(first, last + 1, width))[:100_000]
         await self._fill_windows(wkind, "", starts, w.limit)
-        BUDGET_REMAINING.labels(kind=wkind).set(0)
+        _REMAINING_OF(wkind).set(0)
 
     async def remaining(self, kind: str, key: str | None = None) -> int | None:
         """Calls left now: in the day for daily kinds (per `key`), in the window otherwise; None = unlimited."""
@@ -292,14 +294,14 @@ class _BudgetBase:
         cap = self.limits.daily_cap(kind)
         if cap is not None:
             left = max(cap - await self._get_daily(kind, key or "", local_date(now)), 0)
-            BUDGET_REMAINING.labels(kind=kind).set(left)
+            _REMAINING_OF(kind).set(left)
             return left
         wkind = kind if kind in WINDOW_KINDS else self.limits.window_kind(kind)
         w = self.limits.window(wkind) if wkind else None
         if wkind is None or w is None:
             return None
         left = max(w.limit - await self._get_window(wkind, "", _window_start_ms(now, w)), 0)
-        BUDGET_REMAINING.labels(kind=wkind).set(left)
+        _REMAINING_OF(wkind).set(left)
         return left
 
 

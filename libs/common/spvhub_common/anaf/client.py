@@ -48,7 +48,7 @@ from .errors import (
     oauth_error,
     waf_error,
 )
-from .metrics import ANAF_CALLS, ANAF_LATENCY
+from .metrics import ANAF_CALLS_OF, ANAF_LATENCY_OF
 from .models import (
     AuthorizeCallback,
     EfacturaRegisterEntry,
@@ -304,8 +304,8 @@ class AnafClient:
         finally:
             elapsed = time.perf_counter() - started
             outcome = _outcome(error)
-            ANAF_CALLS.labels(endpoint=call.endpoint, outcome=outcome).inc()
-            ANAF_LATENCY.labels(endpoint=call.endpoint).observe(elapsed)
+            ANAF_CALLS_OF(call.endpoint, outcome).inc()
+            ANAF_LATENCY_OF(call.endpoint).observe(elapsed)
             fields: dict[str, Any] = {
                 "endpoint": call.endpoint,
                 "status": status,
