@@ -167,4 +167,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import uvloop  # the service's loop: uvicorn runs it on uvloop (spvhub_common.runtime)
+    uvloop.run(main())
