@@ -34,7 +34,7 @@ from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
 from spvhub_common.logging import get_logger
 from spvhub_common.telemetry import children, current_traceparent, tracer
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy import delete, func, literal_column, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from spvhub_efactura import domain
@@ -201,18 +201,36 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def _unnest(dialect: Any, cols: list[Any]) -> str:
+    """`unnest(CAST(:col AS type[]), ...)` over these columns: one typed array parameter per column, so a statement
+    has one text whatever the number of rows (prepared once per connection) and asyncpg encodes the arrays in C,
+    rather than SQLAlchemy binding rows x columns parameters one by one."""
+    return "unnest({})".format(", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in cols))
+
+
 @lru_cache(maxsize=4)
 def _invoice_insert(dialect: Any) -> tuple[Any, list[tuple[str, Any, Callable[[Any], Any] | None]]]:
-    """INSERT INTO invoices ... SELECT FROM unnest(one typed array per column) ON CONFLICT DO NOTHING RETURNING; with
-    each column's default and SQLAlchemy bind processor (JSONB serialization), so values land as the ORM would
-    write them."""
+    """INSERT INTO invoices ... SELECT FROM unnest ON CONFLICT DO NOTHING RETURNING; with each column's default and
+    SQLAlchemy bind processor (JSONB serialization), so values land as the ORM would write them."""
     cols = [c for c in invoices.columns if c.name not in ("id", "created_at")]
     columns = [(c.name, False if c.name == "self_billing" else None, c.type.bind_processor(dialect)) for c in cols]
-    arrays = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in cols)
-    names = ", ".join(c.name for c in cols)
-    stmt = text(f"INSERT INTO invoices ({names}) SELECT * FROM unnest({arrays}) "
+    stmt = text(f"INSERT INTO invoices ({', '.join(c.name for c in cols)}) SELECT * FROM {_unnest(dialect, cols)} "
                 "ON CONFLICT ON CONSTRAINT uq_invoices_cif_message DO NOTHING RETURNING id, cif, message_id")
     return stmt, columns
+
+
+_LISTED = ("cif", "message_id", "tip", "kind", "upload_index", "detalii", "listed_at", "purge_at", "first_seen_at",
+           "last_seen_at", "state")
+
+
+@lru_cache(maxsize=4)
+def _listed_upsert(dialect: Any) -> Any:
+    """Listed messages into the ledger: new ones inserted, known ones only get last_seen_at; RETURNING whether each
+    row was inserted now (xmax = 0)."""
+    cols = [messages.c[n] for n in _LISTED]
+    return text(f"INSERT INTO messages ({', '.join(_LISTED)}) SELECT * FROM {_unnest(dialect, cols)} "
+                "ON CONFLICT (cif, message_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at "
+                "RETURNING (xmax = 0) AS inserted")
 
 
 class SyncEngine:
@@ -486,13 +504,9 @@ class SyncEngine:
             return
         report.listed += len(rows)
         report.listed_ids.update(rows)
-        # executemany form: compiled once and cached; sent as multi-row INSERTs (insertmanyvalues)
-        stmt = insert(messages)
-        stmt = stmt.on_conflict_do_update(index_elements=["cif", "message_id"],
-                                          set_={"last_seen_at": stmt.excluded.last_seen_at})
+        params = {name: [r[name] for r in rows.values()] for name in _LISTED}  # ids are unique: rows is keyed by id
         async with self.uow() as uow:
-            res = await uow.session.execute(stmt.returning(literal_column("(xmax = 0)").label("inserted")),
-                                            list(rows.values()))
+            res = await uow.session.execute(_listed_upsert(uow.session.get_bind().dialect), params)
             report.new_messages += sum(1 for r in res if r[0])
             await uow.commit()
 
