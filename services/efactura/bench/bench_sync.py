@@ -76,11 +76,21 @@ def free_port() -> int:
 
 async def drive_like_the_service(h: Harness, n_companies: int) -> None:
     """The service's scheduler: a tick every 0.1 s claims due companies up to the free slots (no waiting for a
-    whole wave to finish), until every company has synced once and nothing is due."""
+    whole wave to finish), until every company has synced once and nothing is due. Prints progress every 5 s."""
     from spvhub_efactura.adapters.orm import companies
+    from spvhub_efactura.handlers import MESSAGES_OF
     from sqlalchemy import func, select
+
+    def archived() -> float:
+        return float(MESSAGES_OF("archived")._value.get())  # noqa: SLF001 - the counter's current value
+    t0 = last = time.perf_counter()
+    base = last_n = archived()
     while True:
         await h.engine.tick()
+        if time.perf_counter() - last >= 5:  # progress: archived so far, and the rate over the last interval
+            n, now = archived(), time.perf_counter()
+            print(f"  {now - t0:4.0f}s  archived {n - base:5.0f}  ({(n - last_n) / (now - last):.0f}/s)", flush=True)
+            last, last_n = now, n
         if not h.engine._running:  # noqa: SLF001
             async with h.runtime.sessions() as s:
                 synced = (await s.execute(select(func.count()).select_from(companies).where(
