@@ -1,8 +1,8 @@
 """S3 blob store on the `minio` client: versioned bucket with Object Lock, retention and legal hold.
 
 The minio client is synchronous (urllib3); its calls run in a worker thread, except the hot path, `put`: its
-conditional PUT goes out on the event loop over aiohttp, signed by minio's own SigV4 signer (a thread hop plus
-urllib3 cost about 2 ms of CPU per object, several times the async request). Keys are deterministic (derived from
+conditional PUT goes out on the event loop over aiohttp, signed by `_PutSigner` (a thread hop plus urllib3 cost
+about 2 ms of CPU per object, several times the async request). Keys are deterministic (derived from
 ANAF identifiers) so a retried write lands on the same key.
 """
 from __future__ import annotations
@@ -30,6 +30,8 @@ from minio.retention import Retention
 from minio.time import to_iso8601utc
 from minio.versioningconfig import VersioningConfig
 from yarl import URL
+
+from spvhub_common.aiosession import LoopSession
 
 
 @dataclass(frozen=True)
@@ -139,14 +141,14 @@ class S3BlobStore:
         self.mode = mode
         self.pool_size = pool_size
         self._signer: _PutSigner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._sessions = LoopSession(lambda: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(self.pool_size, 32)),
+            timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=120), cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("Content-Type",)))
         self.requests_sent = 0  # requests of the async path (observability and tests)
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        await self._sessions.aclose()
 
     async def ensure_bucket(self, object_lock: bool = True) -> None:
         def _do() -> None:
@@ -191,7 +193,7 @@ class S3BlobStore:
         """PutObject with `If-None-Match: *` (S3 conditional write). Returns the version id written ("" when the
         bucket is unversioned), None when the key already exists (412 PreconditionFailed). minio-py's public
         put_object cannot send that header, so the request is built here: the object URL from minio's own URL
-        builder (once per store), the headers minio's `genheaders` writes, SigV4 by `_PutSigner` (checked against
+        builder (once per store), the headers minio's `genheaders` would write, SigV4 by `_PutSigner` (checked against
         minio's signer in the tests), sent with aiohttp. Connection errors and 5xx answers are retried (as the
         urllib3 pool does for the other calls): a PUT that landed before its answer was lost then meets 412 and
         the caller's digest check."""
@@ -211,7 +213,7 @@ class S3BlobStore:
             url, signed = self._signer.sign(key, headers, len(data), digest, creds)
             try:
                 self.requests_sent += 1
-                async with self._http().put(url, data=data, headers=signed) as resp:
+                async with self._sessions.get().put(url, data=data, headers=signed) as resp:
                     body = await resp.read()
                     if resp.status == 412:
                         return None
@@ -223,16 +225,6 @@ class S3BlobStore:
                 if attempt >= 6:
                     raise
             await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-
-    def _http(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max(self.pool_size, 32)),
-                timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=120), cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("Content-Type",))
-            self._session_loop = loop
-        return self._session
 
     def _stat_sync(self, key: str) -> BlobInfo | None:
         try:

@@ -12,7 +12,6 @@ may ride along with another's request.
 """
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Mapping
 from urllib.parse import urlencode
@@ -21,6 +20,8 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from yarl import URL
+
+from spvhub_common.aiosession import LoopSession
 
 __all__ = ["AiohttpPool", "default_transport"]
 
@@ -38,18 +39,15 @@ class AiohttpPool:
         # the mapping httpx-aiohttp uses for httpx's timeouts
         self.timeout = aiohttp.ClientTimeout(sock_connect=t.connect, sock_read=t.read, connect=t.pool)
         self.headers = dict(headers or {})
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sessions = LoopSession(self._new_session)
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=self.keepalive_expiry,
+                                         ssl=self.ssl_context)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
 
     def session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=self.keepalive_expiry,
-                                             ssl=self.ssl_context)
-            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                                  auto_decompress=False)
-            self._loop = loop
-        return self._session
+        return self.sessions.get()
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport over this pool."""
@@ -70,8 +68,7 @@ class AiohttpPool:
         return httpx.Response(resp.status, headers=resp.raw_headers, content=body)
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        await self.sessions.aclose()
 
 
 def _httpx_error(exc: BaseException) -> httpx.TransportError:
