@@ -78,7 +78,7 @@ async def main() -> None:
                     await h.engine.tick()
                     await asyncio.sleep(0.2)
             task = asyncio.create_task(drive())
-            minutes = max(1, round(args.minutes))
+            minutes = max(1, args.minutes)
             # stop a second before the last boundary: calls of the next minute must not land in this count
             await asyncio.sleep(minutes * 60 - 1 - (time.perf_counter() - t0))
             task.cancel()

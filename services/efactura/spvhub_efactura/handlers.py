@@ -809,8 +809,6 @@ class SyncEngine:
                                 pending: list[tuple[_ArchiveItem, Any, dict[str, Any]]]) -> None:
         """One INSERT for the batch's documents, then an event for each document inserted now."""
         stmt, columns = _invoice_insert(uow.session.get_bind().dialect)
-        # one array per column: one statement text whatever the batch size (prepared once per connection), and
-        # asyncpg encodes arrays in C rather than SQLAlchemy binding rows x columns parameters one by one
         params: dict[str, list[Any]] = {}
         for name, default, process in columns:
             values = [r.get(name, default) for r in rows]
