@@ -17,7 +17,7 @@ COPY emulator emulator
 COPY services services
 # Runtime packages only: requirements.txt without the editable installs and the test/CI tooling.
 RUN sed -e '/^-e /d' -e '/^#/d' -e '/^$/d' requirements.txt \
-      | grep -vxE 'pytest|pytest-asyncio|ruff|mypy|kubernetes-validate|promql-parser' > /tmp/runtime.txt \
+      | grep -vxE 'pytest|pytest-asyncio|aiohttp|ruff|mypy|kubernetes-validate|promql-parser' > /tmp/runtime.txt \
  && /opt/spvhub/bin/pip install -c constraints.txt -r /tmp/runtime.txt \
       ./libs/common ./emulator ./services/auth ./services/portfolio ./services/invitations \
       ./services/efactura ./services/etransport ./services/notifier \

@@ -1,9 +1,9 @@
 """S3 blob store on the `minio` client: versioned bucket with Object Lock, retention and legal hold.
 
 The minio client is synchronous (urllib3); its calls run in a worker thread, except the hot path, `put`: its
-conditional PUT goes out on the event loop over aiohttp, signed by `_PutSigner` (a thread hop plus urllib3 cost
-about 2 ms of CPU per object, several times the async request). Keys are deterministic (derived from
-ANAF identifiers) so a retried write lands on the same key.
+conditional PUT goes out from the event loop over pyreqwest (`spvhub_common.httpclient`), signed by `_PutSigner`
+(a thread hop plus urllib3 cost about 2 ms of CPU per object, several times the async request). Keys are
+deterministic (derived from ANAF identifiers) so a retried write lands on the same key.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import aiohttp
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, ENABLED, GOVERNANCE
@@ -29,9 +28,9 @@ from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
 from minio.time import to_iso8601utc
 from minio.versioningconfig import VersioningConfig
-from yarl import URL
+from pyreqwest.client import Client
 
-from spvhub_common.aiosession import LoopSession
+from spvhub_common.httpclient import ClientBuilder, LazyClient, RequestFault
 
 
 @dataclass(frozen=True)
@@ -105,13 +104,13 @@ class _PutSigner:
         return k
 
     def sign(self, key: str, headers: dict[str, str], length: int, digest: str, creds: Credentials | None, *,
-             amz_date: str | None = None) -> tuple[URL, dict[str, str]]:
+             amz_date: str | None = None) -> tuple[str, dict[str, str]]:
         """The URL and the headers (with Authorization when there are credentials) of a PUT of `key`."""
         path = self.path_prefix + minio_quote(key)
         amz_date = amz_date or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         signed = {**headers, "Host": self.netloc, "Content-Length": str(length), "x-amz-content-sha256": digest,
                   "x-amz-date": amz_date}
-        url = URL(f"{self.scheme}://{self.netloc}{path}", encoded=True)
+        url = f"{self.scheme}://{self.netloc}{path}"
         if creds is None:
             return url, signed
         if creds.session_token:
@@ -141,14 +140,15 @@ class S3BlobStore:
         self.mode = mode
         self.pool_size = pool_size
         self._signer: _PutSigner | None = None
-        self._sessions = LoopSession(lambda: aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max(self.pool_size, 32)),
-            timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=120), cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("Content-Type",)))
+        self._http = LazyClient(self._build_http)
         self.requests_sent = 0  # requests of the async path (observability and tests)
 
+    def _build_http(self) -> Client:
+        return (ClientBuilder().max_connections(max(self.pool_size, 32)).connect_timeout(timedelta(seconds=10))
+                .read_timeout(timedelta(seconds=120)).follow_redirects(False).default_cookie_store(False).build())
+
     async def aclose(self) -> None:
-        await self._sessions.aclose()
+        await self._http.aclose()
 
     async def ensure_bucket(self, object_lock: bool = True) -> None:
         def _do() -> None:
@@ -194,7 +194,7 @@ class S3BlobStore:
         bucket is unversioned), None when the key already exists (412 PreconditionFailed). minio-py's public
         put_object cannot send that header, so the request is built here: the object URL from minio's own URL
         builder (once per store), the headers minio's `genheaders` would write, SigV4 by `_PutSigner` (checked against
-        minio's signer in the tests), sent with aiohttp. Connection errors and 5xx answers are retried (as the
+        minio's signer in the tests), sent with pyreqwest. Connection errors and 5xx answers are retried (as the
         urllib3 pool does for the other calls): a PUT that landed before its answer was lost then meets 412 and
         the caller's digest check."""
         if self._signer is None:
@@ -211,19 +211,21 @@ class S3BlobStore:
         while True:
             attempt += 1
             url, signed = self._signer.sign(key, headers, len(data), digest, creds)
+            del signed["Content-Length"]  # signed as the length of `data`, which is what the client sends
             try:
                 self.requests_sent += 1
-                async with self._sessions.get().put(url, data=data, headers=signed) as resp:
-                    body = await resp.read()
-                    if resp.status == 412:
-                        return None
-                    if resp.status < 300:
-                        return resp.headers.get("x-amz-version-id", "")
-                    if resp.status < 500 or attempt >= 6:
-                        raise BlobStoreError(resp.status, _s3_code(body), key)
-            except (TimeoutError, aiohttp.ClientConnectionError):
+                resp = await self._http.get().put(url).headers(signed).body_bytes(data).build().send()
+                body = bytes(await resp.bytes())
+            except RequestFault:
                 if attempt >= 6:
                     raise
+            else:
+                if resp.status == 412:
+                    return None
+                if resp.status < 300:
+                    return resp.headers.get("x-amz-version-id") or ""
+                if resp.status < 500 or attempt >= 6:
+                    raise BlobStoreError(resp.status, _s3_code(body), key)
             await asyncio.sleep(0.2 * 2 ** (attempt - 1))
 
     def _stat_sync(self, key: str) -> BlobInfo | None:

@@ -66,7 +66,7 @@ from .models import (
     as_str,
     normalize_cif,
 )
-from .transport import AiohttpPool
+from .transport import HttpPool
 
 log = structlog.get_logger("spvhub_common.anaf")
 
@@ -153,7 +153,7 @@ class AnafClient:
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
         priority: Priority = Priority.BULK,
-        _direct: AiohttpPool | None = None,
+        _direct: HttpPool | None = None,
     ) -> None:
         self.config = config
         self.budget = budget
@@ -168,12 +168,12 @@ class AnafClient:
             pool=config.pool_timeout,
         )
         headers = {"User-Agent": config.user_agent}
-        # The default wire is one aiohttp pool: plain GETs (list, download, state) go to it directly, the rest through
-        # httpx over the same pool. A transport or client given by the caller (tests, the in-process emulator) is
-        # used for every call.
+        # The default wire is one pyreqwest pool (spvhub_common.httpclient): plain GETs (list, download, state) go to
+        # it directly, the rest through httpx over the same pool. A transport or client given by the caller (tests,
+        # the in-process emulator) is used for every call.
         self._direct = _direct
         if http is None and transport is None:
-            self._direct = AiohttpPool(timeout=timeout, headers=headers)
+            self._direct = HttpPool(timeout=timeout, headers=headers)
             transport = self._direct.transport()
         self._http = http or httpx.AsyncClient(
             transport=transport,

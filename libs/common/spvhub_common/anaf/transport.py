@@ -1,93 +1,109 @@
-"""The HTTP transport the ANAF client uses by default: one aiohttp connection pool, reached two ways.
+"""The HTTP transport the ANAF client uses by default: one pyreqwest connection pool (`spvhub_common.httpclient`),
+reached two ways.
 
-- Through httpx (`AiohttpPool.transport()`, via `httpx-aiohttp`, by an httpx maintainer): every httpx type the client
-  and its tests rely on (`httpx.Response`, `httpx.TimeoutException`, `httpx.TransportError`, ...) stays, only the
-  wire changes. httpx's own pool (httpcore) costs 2-3 ms of CPU per request on the event loop, aiohttp about 0.3.
-- Directly (`AiohttpPool.get()`), for the plain GETs a sync makes by the thousand (list, download): httpx's request
-  and response layers still cost more CPU than aiohttp's whole request, so these skip them and come back as an
+- Through httpx (`HttpPool.transport()`): every httpx type the client and its tests rely on (`httpx.Response`,
+  `httpx.TimeoutException`, `httpx.TransportError`, ...) stays, only the wire changes. httpx's own pool (httpcore)
+  costs 2-3 ms of CPU per request on the event loop.
+- Directly (`HttpPool.get()`), for the plain GETs a sync makes by the thousand (list, download): httpx's request
+  and response layers still cost more CPU than the whole request, so these skip them and come back as an
   `httpx.Response` built from the bytes read, with the same exceptions.
 
-Cookies are never kept by the pool: one client serves every tenant, and nothing a server sets for one token
-may ride along with another's request.
+The pool's timeouts (connect, read between bytes, waiting for a free connection) apply to every request; a
+per-request httpx timeout is not looked at (the ANAF client sets its timeouts once, on the pool). Redirects are
+never followed, bodies come back as sent (httpx decodes a content encoding), and cookies are never kept: one client
+serves every tenant, and nothing a server sets for one token may ride along with another's request.
 """
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
+from datetime import timedelta
 from urllib.parse import urlencode
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
-from yarl import URL
+from pyreqwest.client import Client
 
-from spvhub_common.aiosession import LoopSession
+from spvhub_common.httpclient import ClientBuilder, LazyClient, RequestFault, httpx_error
 
-__all__ = ["AiohttpPool", "default_transport"]
+__all__ = ["HttpPool", "default_transport"]
 
 
-class AiohttpPool:
-    """One aiohttp session (created lazily, on the running loop) shared by the httpx transport and `get()`."""
+class HttpPool:
+    """One pyreqwest client (made lazily, again after `aclose()`) shared by the httpx transport and `get()`."""
 
-    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 5.0,
-                 verify: ssl.SSLContext | bool = True, timeout: httpx.Timeout | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        self.ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 5.0, verify: bool = True,
+                 timeout: httpx.Timeout | None = None, headers: Mapping[str, str] | None = None) -> None:
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
-        t = timeout or httpx.Timeout(30.0)
-        # the mapping httpx-aiohttp uses for httpx's timeouts
-        self.timeout = aiohttp.ClientTimeout(sock_connect=t.connect, sock_read=t.read, connect=t.pool)
+        self.verify = verify
+        self.timeout = timeout or httpx.Timeout(30.0)
         self.headers = dict(headers or {})
-        self.sessions = LoopSession(self._new_session)
+        self._client = LazyClient(self._build)
 
-    def _new_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=self.keepalive_expiry,
-                                         ssl=self.ssl_context)
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+    def _build(self) -> Client:
+        t = self.timeout
+        b = (ClientBuilder().max_connections(self.max_connections)
+             .pool_idle_timeout(timedelta(seconds=self.keepalive_expiry))
+             .follow_redirects(False).default_cookie_store(False)
+             .gzip(False).deflate(False).brotli(False).zstd(False))  # bodies as sent: httpx decodes them
+        for value, setter in ((t.connect, b.connect_timeout), (t.read, b.read_timeout), (t.pool, b.pool_timeout)):
+            if value is not None:
+                b = setter(timedelta(seconds=value))
+        if not self.verify:
+            b = b.danger_accept_invalid_certs(True)
+        return b.build()
 
-    def session(self) -> aiohttp.ClientSession:
-        return self.sessions.get()
+    def client(self) -> Client:
+        return self._client.get()
+
+    @property
+    def closed(self) -> bool:
+        return self._client.closed
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport over this pool."""
-        limits = httpx.Limits(max_connections=self.max_connections, keepalive_expiry=self.keepalive_expiry)
-        return AiohttpTransport(verify=self.ssl_context, limits=limits, client=self.session)
+        return _PoolTransport(self)
 
     async def get(self, url: str, params: Mapping[str, str | int] | None = None,
                   headers: Mapping[str, str] | None = None) -> httpx.Response:
         """GET without httpx's client layers: the body read whole, redirects not followed, content-encoding decoded
         as httpx would; faults raise `httpx.TimeoutException` / `httpx.TransportError` subclasses."""
-        target = URL(f"{url}?{urlencode(params)}" if params else url, encoded=True)
-        hdrs = {**self.headers, **headers} if headers else self.headers
+        target = f"{url}?{urlencode(params)}" if params else url
+        hdrs = {**self.headers, "Accept-Encoding": "gzip, deflate", **(headers or {})}
         try:
-            async with self.session().get(target, headers=hdrs, allow_redirects=False, timeout=self.timeout) as resp:
-                body = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _httpx_error(exc) from exc
-        return httpx.Response(resp.status, headers=resp.raw_headers, content=body)
+            resp = await self.client().get(target).headers(hdrs).build().send()
+            body = await resp.bytes()
+        except RequestFault as exc:
+            raise httpx_error(exc) from exc
+        return httpx.Response(resp.status, headers=list(resp.headers.items()), content=bytes(body))
 
     async def aclose(self) -> None:
-        await self.sessions.aclose()
+        await self._client.aclose()
 
 
-def _httpx_error(exc: BaseException) -> httpx.TransportError:
-    """The httpx exception for an aiohttp/asyncio fault (a refused connection is a ConnectError, not a timeout)."""
-    msg = str(exc) or type(exc).__name__
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(msg)
-    if isinstance(exc, TimeoutError):  # aiohttp's read timeouts subclass it too
-        return httpx.ReadTimeout(msg)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(msg)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return httpx.RemoteProtocolError(msg)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return httpx.ReadError(msg)
-    return httpx.NetworkError(msg)
+class _PoolTransport(httpx.AsyncBaseTransport):
+    """httpx over the pool: the request body sent whole (ANAF's are one document), the answer read whole."""
+
+    def __init__(self, pool: HttpPool) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        builder = self._pool.client().request(request.method, str(request.url)).headers(request.headers.multi_items())
+        if body:
+            builder = builder.body_bytes(body)
+        try:
+            resp = await builder.build().send()
+            content = await resp.bytes()
+        except RequestFault as exc:
+            raise httpx_error(exc) from exc
+        return httpx.Response(resp.status, headers=list(resp.headers.items()), content=bytes(content))
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
-def default_transport(*, max_connections: int = 100, keepalive_expiry: float = 5.0,
-                      verify: ssl.SSLContext | bool = True) -> httpx.AsyncBaseTransport:
-    """A transport for `httpx.AsyncClient`; its aiohttp session is created lazily on the running loop."""
-    return AiohttpPool(max_connections=max_connections, keepalive_expiry=keepalive_expiry, verify=verify).transport()
+def default_transport(*, max_connections: int = 100, keepalive_expiry: float = 5.0, verify: bool = True,
+                      timeout: httpx.Timeout | None = None) -> httpx.AsyncBaseTransport:
+    """A transport for `httpx.AsyncClient` over its own pool, with the pool's `timeout`."""
+    return HttpPool(max_connections=max_connections, keepalive_expiry=keepalive_expiry, verify=verify,
+                    timeout=timeout).transport()

@@ -1,6 +1,6 @@
-"""The ANAF client's default wire (one aiohttp pool, through httpx or directly for plain GETs) against real HTTP
-servers on loopback: bodies and headers go through intact, faults surface as the exceptions the client classifies,
-no cookie is kept."""
+"""The ANAF client's default wire (one pyreqwest pool, through httpx or directly for plain GETs) against real HTTP
+servers on loopback (aiohttp's test server): bodies and headers go through intact, faults surface as the exceptions
+the client classifies (by the phase they happened in), no cookie is kept."""
 from __future__ import annotations
 
 import asyncio
@@ -67,8 +67,8 @@ async def test_the_transport_keeps_no_cookie_between_requests(server: str) -> No
 
 
 async def test_a_slow_answer_is_a_read_timeout(server: str) -> None:
-    async with httpx.AsyncClient(transport=default_transport(), timeout=httpx.Timeout(5, read=0.2)) as http:
-        with pytest.raises(httpx.TimeoutException):
+    async with httpx.AsyncClient(transport=default_transport(timeout=httpx.Timeout(5, read=0.2))) as http:
+        with pytest.raises(httpx.ReadTimeout):
             await http.get(f"{server}/slow")
 
 
@@ -81,7 +81,57 @@ async def test_a_refused_connection_is_a_transport_error() -> None:
             await http.get(f"http://127.0.0.1:{port}/")
 
 
-# --- the ANAF client's direct path: its plain GETs go to the aiohttp pool without httpx's client layers ---------
+@pytest.fixture
+async def raw_server() -> AsyncIterator[str]:
+    """A server that reads each request and then misbehaves: /drop closes the connection without an answer,
+    /cut answers 200 with half the announced body."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" /cut " in head.split(b"\r\n", 1)[0] + b" ":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")
+            await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+    finally:
+        srv.close()
+
+
+async def test_a_connection_lost_after_sending_is_never_a_connect_error(raw_server: str) -> None:
+    """A ConnectError or ConnectTimeout tells the upload it was never filed (and may be retried): only a fault
+    before any byte of the request left may say so, whatever class the HTTP library gives it."""
+    async with httpx.AsyncClient(transport=default_transport(timeout=httpx.Timeout(2))) as http:
+        with pytest.raises(httpx.TransportError) as dropped:
+            await http.post(f"{raw_server}/drop", content=b"<Invoice/>")
+        assert not isinstance(dropped.value, httpx.ConnectError | httpx.ConnectTimeout)
+        assert isinstance(dropped.value, httpx.RemoteProtocolError)
+        with pytest.raises(httpx.ReadError):
+            await http.get(f"{raw_server}/cut")
+
+
+async def test_a_connection_never_accepted_is_a_connect_timeout() -> None:
+    with socket.socket() as listener:  # listening, never accepting, its backlog filled: connecting hangs
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(8):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        try:
+            async with httpx.AsyncClient(transport=default_transport(timeout=httpx.Timeout(5, connect=0.5))) as http:
+                with pytest.raises(httpx.ConnectTimeout):
+                    await http.post(f"http://127.0.0.1:{port}/", content=b"<Invoice/>")
+        finally:
+            for s in fillers:
+                s.close()
+
+
+# --- the ANAF client's direct path: its plain GETs go to the pool without httpx's client layers -----------------
 
 ZIP = b"PK\x03\x04" + bytes(range(256)) * 40
 EXPIRED = "Fisierul nu mai poate fi descarcat pentru ca a trecut perioada de 60 de zile in care este disponibil"
@@ -151,10 +201,11 @@ async def test_the_direct_path_downloads_lists_and_sends_what_httpx_sent(
                                   "pagina": "2"}
         await client.download("1")
         assert "Cookie" not in seen[-1].headers  # the F5 cookie of the first answer is not kept
-        session = client._direct.session()  # noqa: SLF001 - the pool's session, the one the calls used
+        pool = client._direct  # noqa: SLF001 - the pool the calls used
+        assert not pool.closed
     finally:
         await client.aclose()
-    assert session.closed
+    assert pool.closed
 
 
 async def test_the_direct_path_classifies_answers_like_the_httpx_path(anaf: tuple[str, list[web.Request]]) -> None:
