@@ -125,39 +125,60 @@ def _steps(path: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _find(el: Any, path: str) -> Any:
-    """`el.find(path, NS)` for a plain child path, walking lxml's C-level child iterators (ElementPath costs
-    several microseconds per call, and a document takes about a hundred lookups)."""
-    return _walk(el, _steps(path), 0)
+class _Node:
+    """An element with its children grouped by tag, grouped on first lookup and kept: a document takes about a
+    hundred lookups, mostly below the same few elements (the parties, the totals), and walking lxml's children
+    again for each (ElementPath or iterchildren) cost most of the reading."""
+
+    __slots__ = ("el", "_kids")
+
+    def __init__(self, el: Any) -> None:
+        self.el = el
+        self._kids: dict[Any, list[_Node]] | None = None
+
+    def kids(self, tag: str) -> list[_Node]:
+        if self._kids is None:
+            kids: dict[Any, list[_Node]] = {}
+            for child in self.el:
+                kids.setdefault(child.tag, []).append(_Node(child))
+            self._kids = kids
+        return self._kids.get(tag) or []
 
 
-def _walk(el: Any, steps: tuple[str, ...], i: int) -> Any:
-    last = i == len(steps) - 1
-    for child in el.iterchildren(steps[i]):
-        found = child if last else _walk(child, steps, i + 1)
+def _find(node: _Node, path: str) -> _Node | None:
+    """`el.find(path, NS)` for a plain child path: the first match in document order."""
+    return _walk(node, _steps(path), 0)
+
+
+def _walk(node: _Node, steps: tuple[str, ...], i: int) -> _Node | None:
+    kids = node.kids(steps[i])
+    if i == len(steps) - 1:
+        return kids[0] if kids else None
+    for child in kids:
+        found = _walk(child, steps, i + 1)
         if found is not None:
             return found
     return None
 
 
-def _findall(el: Any, path: str) -> list[Any]:
+def _findall(node: _Node, path: str) -> list[_Node]:
     """`el.findall(path, NS)` for a plain child path, in document order."""
-    level = [el]
+    level = [node]
     for tag in _steps(path):
-        level = [child for parent in level for child in parent.iterchildren(tag)]
+        level = [child for parent in level for child in parent.kids(tag)]
     return level
 
 
-def _t(el: Any, path: str) -> str | None:
-    found = _find(el, path)
-    if found is None or found.text is None:
+def _t(node: _Node, path: str) -> str | None:
+    found = _find(node, path)
+    text = found.el.text if found is not None else None
+    if text is None:
         return None
-    v = found.text.strip()
-    return v or None
+    return text.strip() or None
 
 
-def _d(el: Any, path: str) -> Decimal | None:
-    v = _t(el, path)
+def _d(node: _Node, path: str) -> Decimal | None:
+    v = _t(node, path)
     if v is None:
         return None
     try:
@@ -166,8 +187,8 @@ def _d(el: Any, path: str) -> Decimal | None:
         return None
 
 
-def _date(el: Any, path: str) -> date | None:
-    v = _t(el, path)
+def _date(node: _Node, path: str) -> date | None:
+    v = _t(node, path)
     if not v:
         return None
     try:
@@ -176,7 +197,7 @@ def _date(el: Any, path: str) -> date | None:
         return None
 
 
-def _party(el: Any) -> PartyInfo:
+def _party(el: _Node | None) -> PartyInfo:
     p = PartyInfo()
     if el is None:
         return p
@@ -227,8 +248,9 @@ def read(root: Any, *, lines: bool = True) -> Document | ErrorReport | BuyerMess
     raise NotUbl(f"unknown document root {{{q.namespace}}}{q.localname}")
 
 
-def _document(root: Any, credit: bool, lines: bool = True) -> Document:
+def _document(root_el: Any, credit: bool, lines: bool = True) -> Document:
     d = Document(document_type="credit_note" if credit else "invoice")
+    root = _Node(root_el)
     d.customization = _t(root, "cbc:CustomizationID")
     d.number = _t(root, "cbc:ID")
     d.issue_date = _date(root, "cbc:IssueDate")
@@ -236,7 +258,7 @@ def _document(root: Any, credit: bool, lines: bool = True) -> Document:
     d.type_code = _t(root, "cbc:CreditNoteTypeCode" if credit else "cbc:InvoiceTypeCode")
     d.currency = _t(root, "cbc:DocumentCurrencyCode")
     d.tax_currency = _t(root, "cbc:TaxCurrencyCode")
-    d.notes = [n.text.strip() for n in _findall(root, "cbc:Note") if n.text and n.text.strip()]
+    d.notes = [n.el.text.strip() for n in _findall(root, "cbc:Note") if n.el.text and n.el.text.strip()]
     d.seller = _party(_find(root, "cac:AccountingSupplierParty/cac:Party"))
     d.buyer = _party(_find(root, "cac:AccountingCustomerParty/cac:Party"))
     d.preceding_number = _t(root, "cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID")
@@ -253,7 +275,7 @@ def _document(root: Any, credit: bool, lines: bool = True) -> Document:
         d.payable = _d(lmt, "cbc:PayableAmount")
     for tt in _findall(root, "cac:TaxTotal"):
         amount_el = _find(tt, "cbc:TaxAmount")
-        cur = amount_el.get("currencyID") if amount_el is not None else None
+        cur = amount_el.el.get("currencyID") if amount_el is not None else None
         amount = _d(tt, "cbc:TaxAmount")
         if d.vat_amount is None and (cur in (None, d.currency) or _find(tt, "cac:TaxSubtotal") is not None):
             d.vat_amount = amount
@@ -273,7 +295,7 @@ def _document(root: Any, credit: bool, lines: bool = True) -> Document:
         qty_el = _find(ln, qty_tag)
         d.lines.append(LineInfo(
             id=_t(ln, "cbc:ID"), name=_t(ln, "cac:Item/cbc:Name"), quantity=_d(ln, qty_tag),
-            unit=qty_el.get("unitCode") if qty_el is not None else None,
+            unit=qty_el.el.get("unitCode") if qty_el is not None else None,
             price=_d(ln, "cac:Price/cbc:PriceAmount"), net=_d(ln, "cbc:LineExtensionAmount"),
             vat_category=_t(ln, "cac:Item/cac:ClassifiedTaxCategory/cbc:ID"),
             vat_percent=_d(ln, "cac:Item/cac:ClassifiedTaxCategory/cbc:Percent")))
