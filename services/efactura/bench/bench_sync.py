@@ -108,6 +108,7 @@ async def main() -> None:
     ap.add_argument("--faults", action="store_true")
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--downloads", type=int, default=16)
+    ap.add_argument("--list-ahead", type=int, default=None, help="companies listed ahead of a free download slot")
     ap.add_argument("--parse-processes", type=int, default=None, help="worker processes for parsing (0: threads)")
     ap.add_argument("--in-process", action="store_true", help="emulator in this process (default: its own process)")
     args = ap.parse_args()
@@ -118,7 +119,8 @@ async def main() -> None:
     settings = efactura_settings(db, f"b{uuid.uuid4().hex[:8]}.", max_concurrent_companies=args.concurrency,
                                  lease_seconds=Settings.model_fields["lease_seconds"].default,
                                  downloads_per_company=args.downloads, anaf_timeout=2.0,
-                                 **({} if args.parse_processes is None else {"parse_processes": args.parse_processes}))
+                                 **({} if args.parse_processes is None else {"parse_processes": args.parse_processes}),
+                                 **({} if args.list_ahead is None else {"list_ahead_companies": args.list_ahead}))
     await ensure_database(settings, db)
     cifs = company_cifs(args.companies)
     proc = None

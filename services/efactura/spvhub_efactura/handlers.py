@@ -251,6 +251,9 @@ class SyncEngine:
         self._running: dict[str, asyncio.Task[SyncReport]] = {}
         self.cpu_pool: Executor | None = None
         self.cpu_pool_factory: Callable[[], Executor] | None = None
+        # Download slots. A claimed company lists without one (listing is one cheap ANAF call a page), so up to
+        # list_ahead_companies more are claimed than there are slots: when a company finishes, the next one is
+        # already listed and its downloads start at once, instead of every slot idling through a listing.
         self._company_slots = asyncio.Semaphore(settings.max_concurrent_companies)
         # Downloaded ZIPs reach the parse workers in batches: one pool round trip (pickling, queue, wake-up) for many
         # ZIPs when the sync is busy, none of the waiting when it is not.
@@ -285,8 +288,10 @@ class SyncEngine:
 
     # -- scheduling --------------------------------------------------------------------------------
     async def tick(self) -> list[str]:
-        """Claim due companies up to the free slots and start their syncs (returns the claimed CIFs)."""
-        free = self.settings.max_concurrent_companies - len(self._running)
+        """Claim due companies up to the free slots (download slots plus list-ahead) and start their syncs (returns
+        the claimed CIFs)."""
+        free = self.settings.max_concurrent_companies + max(0, self.settings.list_ahead_companies) \
+            - len(self._running)
         if free <= 0:
             return []
         now = self.clock.now()
@@ -346,8 +351,7 @@ class SyncEngine:
         report = SyncReport(cif)
         started = time.perf_counter()
         try:
-            async with self._company_slots:
-                report = await self.sync_company(cif)
+            report = await self.sync_company(cif)
             SYNCS.labels("ok").inc()
             SYNC_LAST_SUCCESS.labels(cif).set(time.time())
             SYNC_PENDING.labels(cif).set(report.pending)
@@ -464,7 +468,8 @@ class SyncEngine:
                 watermark=window.end, blocked_until=None,
                 first_sync_completed_at=func.coalesce(companies.c.first_sync_completed_at, now)))
             await uow.commit()
-        await self._download_pending(cif, connection_id, report)
+        async with self._company_slots:
+            await self._download_pending(cif, connection_id, report)
         await self._finish(cif, report)
         return report
 

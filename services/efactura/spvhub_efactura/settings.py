@@ -28,8 +28,11 @@ class Settings(ServiceSettings):
     # sync
     sync_interval_seconds: int = Field(900, description="default per-company sync interval (15 min)")
     scheduler_tick_seconds: float = 2.0
-    max_concurrent_companies: int = 8
+    max_concurrent_companies: int = Field(8, description="companies downloading at once (their download slots)")
     downloads_per_company: int = 8
+    list_ahead_companies: int = Field(
+        8, description="companies that may list while every download slot is taken: a freed slot goes to a "
+                       "company already listed, rather than waiting for its listing")
     window_start_margin_seconds: int = Field(600, description="start = now - 60d + margin (clock skew)")
     window_end_margin_seconds: int = Field(60, description="end = now - margin")
     overlap_seconds: int = Field(3600, description="re-list this much before the watermark (late indexing)")
