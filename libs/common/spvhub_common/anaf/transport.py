@@ -30,8 +30,10 @@ __all__ = ["HttpPool", "default_transport"]
 class HttpPool:
     """One pyreqwest client (made lazily, again after `aclose()`) shared by the httpx transport and `get()`."""
 
-    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 5.0, verify: bool = True,
+    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 4.0, verify: bool = True,
                  timeout: httpx.Timeout | None = None, headers: Mapping[str, str] | None = None) -> None:
+        # keepalive_expiry under the usual 5 s of servers (uvicorn's, the emulator's): an idle connection is dropped
+        # here before the server closes it just as a request goes out on it
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self.verify = verify
@@ -102,7 +104,7 @@ class _PoolTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-def default_transport(*, max_connections: int = 100, keepalive_expiry: float = 5.0, verify: bool = True,
+def default_transport(*, max_connections: int = 100, keepalive_expiry: float = 4.0, verify: bool = True,
                       timeout: httpx.Timeout | None = None) -> httpx.AsyncBaseTransport:
     """A transport for `httpx.AsyncClient` over its own pool, with the pool's `timeout`."""
     return HttpPool(max_connections=max_connections, keepalive_expiry=keepalive_expiry, verify=verify,
