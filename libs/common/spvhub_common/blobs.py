@@ -30,7 +30,7 @@ from minio.time import to_iso8601utc
 from minio.versioningconfig import VersioningConfig
 from pyreqwest.client import Client
 
-from spvhub_common.httpclient import ClientBuilder, LazyClient, RequestFault
+from spvhub_common.httpclient import LazyClient, RequestFault, client_builder
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,8 @@ class S3BlobStore:
         self.requests_sent = 0  # requests of the async path (observability and tests)
 
     def _build_http(self) -> Client:
-        return (ClientBuilder().max_connections(max(self.pool_size, 32)).connect_timeout(timedelta(seconds=10))
-                .read_timeout(timedelta(seconds=120)).follow_redirects(False).default_cookie_store(False).build())
+        return (client_builder().max_connections(max(self.pool_size, 32)).connect_timeout(timedelta(seconds=10))
+                .read_timeout(timedelta(seconds=120)).build())
 
     async def aclose(self) -> None:
         await self._http.aclose()

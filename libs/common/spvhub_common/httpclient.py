@@ -15,10 +15,16 @@ import httpx
 from pyreqwest import exceptions as rq
 from pyreqwest.client import Client, ClientBuilder
 
-__all__ = ["ClientBuilder", "LazyClient", "httpx_error", "RequestFault"]
+__all__ = ["LazyClient", "RequestFault", "client_builder", "httpx_error"]
 
 # What a request can raise for a fault of the network or the peer (never for an HTTP status: statuses are answers).
 RequestFault = rq.PyreqwestError
+
+
+def client_builder() -> ClientBuilder:
+    """A client builder with what every spvhub client wants: redirects never followed (an answer is taken as given,
+    and a login page is no download) and no cookie kept (one client serves every tenant)."""
+    return ClientBuilder().follow_redirects(False).default_cookie_store(False)
 
 
 def _causes(exc: rq.PyreqwestError) -> list[str]:

@@ -116,11 +116,11 @@ async def main() -> None:
     db = f"bench_{uuid.uuid4().hex[:10]}"
     from spvhub_efactura.settings import Settings
     # the service's own lease (the test kit's 5 s lease is for the kill -9 tests: it renews 24 times as often)
+    given = {"parse_processes": args.parse_processes, "list_ahead_companies": args.list_ahead}
     settings = efactura_settings(db, f"b{uuid.uuid4().hex[:8]}.", max_concurrent_companies=args.concurrency,
                                  lease_seconds=Settings.model_fields["lease_seconds"].default,
                                  downloads_per_company=args.downloads, anaf_timeout=2.0,
-                                 **({} if args.parse_processes is None else {"parse_processes": args.parse_processes}),
-                                 **({} if args.list_ahead is None else {"list_ahead_companies": args.list_ahead}))
+                                 **{k: v for k, v in given.items() if v is not None})
     await ensure_database(settings, db)
     cifs = company_cifs(args.companies)
     proc = None

@@ -290,8 +290,7 @@ class SyncEngine:
     async def tick(self) -> list[str]:
         """Claim due companies up to the free slots (download slots plus list-ahead) and start their syncs (returns
         the claimed CIFs)."""
-        free = self.settings.max_concurrent_companies + max(0, self.settings.list_ahead_companies) \
-            - len(self._running)
+        free = self.settings.max_concurrent_companies + self.settings.list_ahead_companies - len(self._running)
         if free <= 0:
             return []
         now = self.clock.now()

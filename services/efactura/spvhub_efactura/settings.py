@@ -31,7 +31,7 @@ class Settings(ServiceSettings):
     max_concurrent_companies: int = Field(8, description="companies downloading at once (their download slots)")
     downloads_per_company: int = 8
     list_ahead_companies: int = Field(
-        8, description="companies that may list while every download slot is taken: a freed slot goes to a "
+        8, ge=0, description="companies that may list while every download slot is taken: a freed slot goes to a "
                        "company already listed, rather than waiting for its listing")
     window_start_margin_seconds: int = Field(600, description="start = now - 60d + margin (clock skew)")
     window_end_margin_seconds: int = Field(60, description="end = now - margin")

@@ -21,8 +21,9 @@ from urllib.parse import urlencode
 
 import httpx
 from pyreqwest.client import Client
+from pyreqwest.request import RequestBuilder
 
-from spvhub_common.httpclient import ClientBuilder, LazyClient, RequestFault, httpx_error
+from spvhub_common.httpclient import LazyClient, RequestFault, client_builder, httpx_error
 
 __all__ = ["HttpPool", "default_transport"]
 
@@ -43,9 +44,8 @@ class HttpPool:
 
     def _build(self) -> Client:
         t = self.timeout
-        b = (ClientBuilder().max_connections(self.max_connections)
+        b = (client_builder().max_connections(self.max_connections)
              .pool_idle_timeout(timedelta(seconds=self.keepalive_expiry))
-             .follow_redirects(False).default_cookie_store(False)
              .gzip(False).deflate(False).brotli(False).zstd(False))  # bodies as sent: httpx decodes them
         for value, setter in ((t.connect, b.connect_timeout), (t.read, b.read_timeout), (t.pool, b.pool_timeout)):
             if value is not None:
@@ -71,15 +71,20 @@ class HttpPool:
         as httpx would; faults raise `httpx.TimeoutException` / `httpx.TransportError` subclasses."""
         target = f"{url}?{urlencode(params)}" if params else url
         hdrs = {**self.headers, "Accept-Encoding": "gzip, deflate", **(headers or {})}
-        try:
-            resp = await self.client().get(target).headers(hdrs).build().send()
-            body = await resp.bytes()
-        except RequestFault as exc:
-            raise httpx_error(exc) from exc
-        return httpx.Response(resp.status, headers=list(resp.headers.items()), content=bytes(body))
+        return await _send(self.client().get(target).headers(hdrs))
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+async def _send(request: RequestBuilder) -> httpx.Response:
+    """Send, read the answer whole, and give it as an `httpx.Response` (faults as httpx exceptions)."""
+    try:
+        resp = await request.build().send()
+        body = await resp.bytes()
+    except RequestFault as exc:
+        raise httpx_error(exc) from exc
+    return httpx.Response(resp.status, headers=list(resp.headers.items()), content=bytes(body))
 
 
 class _PoolTransport(httpx.AsyncBaseTransport):
@@ -93,12 +98,7 @@ class _PoolTransport(httpx.AsyncBaseTransport):
         builder = self._pool.client().request(request.method, str(request.url)).headers(request.headers.multi_items())
         if body:
             builder = builder.body_bytes(body)
-        try:
-            resp = await builder.build().send()
-            content = await resp.bytes()
-        except RequestFault as exc:
-            raise httpx_error(exc) from exc
-        return httpx.Response(resp.status, headers=list(resp.headers.items()), content=bytes(content))
+        return await _send(builder)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
