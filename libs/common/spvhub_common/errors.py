@@ -19,9 +19,11 @@ class AppError(Exception):
     code = "bad_request"
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+                 details: dict[str, Any] | None = None, messages: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # Translations of `message` by language ("ro"); `message` itself is the English text.
+        self.messages = messages or {}
         if code:
             self.code = code
         if status:
@@ -53,14 +55,31 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def preferred_language(request: Request, default: str = "ro") -> str:
+    """`ro` or `en` from Accept-Language (the first of the two it names); Romanian when it names neither."""
+    for part in request.headers.get("accept-language", "").split(","):
+        lang = part.split(";")[0].strip().lower()[:2]
+        if lang in ("ro", "en"):
+            return lang
+    return default
+
+
+def localized_message(exc: AppError, request: Request) -> str:
+    if not exc.messages:
+        return exc.message
+    lang = preferred_language(request)
+    return exc.messages.get(lang, exc.message) if lang != "en" else exc.message
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
-    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         headers: dict[str, str] | None = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         retry_after = exc.details.get("retry_after_seconds")
         if exc.status in (423, 429, 503) and retry_after is not None:
             headers = {"Retry-After": str(max(int(float(retry_after)), 1))}
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers)
+        return JSONResponse(error_body(exc.code, localized_message(exc, request), exc.details), status_code=exc.status,
+                            headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -45,3 +45,15 @@ def drop_messaging_tables_v1() -> None:
     op.drop_table("access_grants")
     op.drop_table("inbox")
     op.drop_table("outbox")
+
+
+def access_grants_verification_v2() -> None:
+    """access_grants gains `verified` and `can_file` (proof of control, filing permission)."""
+    op.add_column("access_grants", sa.Column("verified", sa.Boolean(), nullable=False, server_default=sa.text("true")))
+    op.add_column("access_grants", sa.Column("can_file", sa.Boolean(), nullable=False,
+                                             server_default=sa.text("false")))
+
+
+def drop_access_grants_verification_v2() -> None:
+    op.drop_column("access_grants", "can_file")
+    op.drop_column("access_grants", "verified")

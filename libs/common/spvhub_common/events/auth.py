@@ -33,6 +33,9 @@ class ConnectionAuthorized(Event):
     must_act_by: datetime
     via_delegation: bool = False
     next_renewal_at: datetime | None = None
+    # ANAF confirmed right after the callback that the certificate has SPV rights on `company_cif`; the
+    # authorizing member is then verified for the company. False when the check could not complete.
+    rights_confirmed: bool = True
 
 
 @register

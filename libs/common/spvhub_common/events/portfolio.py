@@ -1,6 +1,8 @@
 """Events published by the portfolio service, including who may see which CIF (access scoping)."""
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from spvhub_common.events.base import Event, register
 
 
@@ -71,6 +73,12 @@ class AccessChanged(Event):
     role: str  # owner | admin | member | accountant
     granted: bool
     via_firm_cif: str | None = None
+    # False: the user registered or claimed the company but has not proven control yet; such a member sees the
+    # public registry data and nothing that came from ANAF (403 `company_not_verified`).
+    verified: bool = True
+    # May act at ANAF in the company's name (file invoices, send buyer messages): owners and admins, and a
+    # firm's users when the client allowed filing on the collaboration.
+    can_file: bool = False
 
 
 @register
@@ -79,6 +87,8 @@ class CollaborationStarted(Event):
     key_field = "client_cif"
     firm_cif: str
     client_cif: str
+    may_file: bool = False  # the client allowed the firm to file invoices in its name
+    accepted_by: str | None = None
 
 
 @register
@@ -88,3 +98,64 @@ class CollaborationEnded(Event):
     firm_cif: str
     client_cif: str
     reason: str = ""
+
+
+@register
+class CollaborationPermissionsChanged(Event):
+    """The client changed what the firm may do in its name."""
+
+    topic = "portfolio.collaboration-permissions-changed"
+    key_field = "client_cif"
+    firm_cif: str
+    client_cif: str
+    may_file: bool
+    changed_by: str | None = None
+
+
+class EntitledConnection(BaseModel):
+    connection_id: str
+    holder_cif: str
+    services: list[str] = ["efactura"]
+    may_file: bool = False
+
+
+@register
+class EntitlementsChanged(Event):
+    """The ANAF connections that may act for a CIF, best first (a full snapshot that replaces the previous one).
+
+    A connection is entitled for CIF X when its certificate has SPV rights on X, it is active, and X is its holder
+    company or a client in an active collaboration with the holder. Services that call ANAF for X use the first
+    entitled connection that serves their purpose and never any other; an empty list means X is not synced.
+    """
+
+    topic = "portfolio.entitlements-changed"
+    key_field = "cif"
+    cif: str
+    connections: list[EntitledConnection] = []
+
+
+@register
+class MembershipVerified(Event):
+    """A member proved control of a company (ANAF authorization with rights, a grant by a verified owner or
+    administrator, or an invitation from a firm whose certificate covers the company)."""
+
+    topic = "portfolio.membership-verified"
+    key_field = "cif"
+    cif: str
+    user_id: str
+    role: str
+    via: str  # authorization | grant | invitation | migration
+
+
+@register
+class JoinRequested(Event):
+    """Someone asked to join a company that already has a verified owner; its owners and admins decide."""
+
+    topic = "portfolio.join-requested"
+    key_field = "cif"
+    cif: str
+    user_id: str
+    via: str  # registration | invitation
+    invitation_id: str | None = None
+    firm_cif: str | None = None
+    notify_user_ids: list[str] = []
