@@ -22,7 +22,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from prometheus_client import Gauge
-from spvhub_common.access import accessible_cifs, require_access
+from spvhub_common.access import MANAGERS, accessible_cifs, require_grant
 from spvhub_common.anaf import errors as E
 from spvhub_common.clock import Clock, SystemClock
 from spvhub_common.crypto import SecretBox
@@ -40,9 +40,9 @@ from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
 from sqlalchemy import and_, case, cast, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from spvhub_auth import domain as D
+from spvhub_auth import throttle
 from spvhub_auth.adapters.anaf import AnafGateway, TokenSet
 from spvhub_auth.adapters.keys import KeyRing
 from spvhub_auth.adapters.orm import (
@@ -50,7 +50,6 @@ from spvhub_auth.adapters.orm import (
     access_token_grants,
     anaf_connections,
     delegation_links,
-    login_throttle,
     oauth_states,
     refresh_tokens,
     users,
@@ -143,29 +142,35 @@ async def sign_up(deps: Deps, *, email: str, password: str, name: str, locale: s
 
 
 _DUMMY_HASH: str | None = None
+_SLOW_DOWN = ("Prea multe cereri într-un timp scurt. Încercați din nou peste {retry} secunde. / "
+              "Too many requests in a short time. Try again in {retry} seconds.")
 
 
 async def log_in(deps: Deps, *, email: str, password: str, client: str = "unknown") -> dict[str, Any]:
-    """Password login with a per-account lockout (423 `account_locked`) and a per-client-address rate limit on
-    failures (429 `too_many_login_attempts`)."""
+    """Password login. Failures slow the e-mail down (429 `login_throttled` for 1, 2, 4 ... s, capped; never a
+    lockout, so the owner gets in from anywhere after the short delay) and are limited per client address
+    (429 `too_many_login_attempts`). Both are checked before the password, so a delayed guess learns nothing."""
     global _DUMMY_HASH
     s = deps.settings
     email = (email or "").strip().lower()
     now = deps.wall.now()
-    window = timedelta(seconds=s.login_ip_window_seconds)
     key = f"ip:{client}"[:200]
     async with deps.uow() as uow:
-        thr = (await uow.session.execute(select(login_throttle).where(login_throttle.c.key == key)
-                                         .with_for_update())).first()
-        if thr and thr.window_start > now - window and thr.failures >= s.login_ip_max_failures:
-            retry = int((thr.window_start + window - now).total_seconds()) + 1
-            raise TooManyRequests(f"Too many failed sign-ins from this address. Try again in {retry} seconds.",
-                                  code="too_many_login_attempts", details={"retry_after_seconds": retry})
-        user = (await uow.session.execute(select(users).where(users.c.email == email).with_for_update())).first()
-        if user is not None and user.locked_until and user.locked_until > now:
-            retry = int((user.locked_until - now).total_seconds()) + 1
-            raise AppError(f"This account is locked after too many failed sign-ins. Try again in {retry} seconds.",
-                           code="account_locked", status=423, details={"retry_after_seconds": retry})
+        ip_failures, ip_start = await throttle.failures_of(uow, key, now, s.login_ip_window_seconds)
+        if ip_failures >= s.login_ip_max_failures and ip_start is not None:
+            retry = int((ip_start + timedelta(seconds=s.login_ip_window_seconds) - now).total_seconds()) + 1
+            raise TooManyRequests(f"Prea multe autentificări eșuate de la această adresă. Încercați din nou peste "
+                                  f"{retry} secunde. / Too many failed sign-ins from this address. Try again in "
+                                  f"{retry} seconds.", code="too_many_login_attempts",
+                                  details={"retry_after_seconds": retry})
+        acct = await throttle.account_state(uow, email)
+        if acct is not None and acct.window_start > now:
+            retry = max(1, int((acct.window_start - now).total_seconds() + 0.999))
+            raise TooManyRequests(f"După mai multe parole greșite, următoarea încercare pentru acest cont este "
+                                  f"posibilă peste {retry} secunde. / After several wrong passwords, the next attempt "
+                                  f"for this account is possible in {retry} seconds.", code="login_throttled",
+                                  details={"retry_after_seconds": retry})
+        user = (await uow.session.execute(select(users).where(users.c.email == email))).first()
         ok = False
         if user is None:
             if _DUMMY_HASH is None:
@@ -180,46 +185,41 @@ async def log_in(deps: Deps, *, email: str, password: str, client: str = "unknow
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 ok = False
         if not ok:
-            if thr is None or thr.window_start <= now - window:
-                stmt = pg_insert(login_throttle).values(key=key, window_start=now, failures=1).on_conflict_do_update(
-                    index_elements=["key"], set_={"window_start": now, "failures": 1})
-                await uow.session.execute(stmt)
-            else:
-                await uow.session.execute(update(login_throttle).where(login_throttle.c.key == key)
-                                          .values(failures=login_throttle.c.failures + 1))
-            locked = False
-            if user is not None:
-                failures = user.failed_logins + 1
-                values: dict[str, Any] = {"failed_logins": failures}
-                if failures >= s.login_max_failures:
-                    values.update(locked_until=now + timedelta(seconds=s.login_lockout_seconds), failed_logins=0)
-                    locked = True
-                await uow.session.execute(update(users).where(users.c.id == user.id).values(**values))
+            await throttle.hit(uow, key, now, s.login_ip_window_seconds)
+            delay = await throttle.account_failed(uow, email, acct, now, free=s.login_free_failures,
+                                                  base=s.login_delay_base_seconds, cap=s.login_delay_max_seconds,
+                                                  memory_seconds=s.login_failure_memory_seconds)
             await uow.commit()
-            if locked:
-                raise AppError(f"Too many failed sign-ins: this account is locked for "
-                               f"{s.login_lockout_seconds // 60} minutes.", code="account_locked", status=423,
-                               details={"retry_after_seconds": s.login_lockout_seconds})
-            raise Unauthorized("Wrong e-mail or password.", code="invalid_credentials")
+            raise Unauthorized("Wrong e-mail or password.", code="invalid_credentials",
+                               details={"retry_after_seconds": max(1, int(delay + 0.999))} if delay else None)
         if deps.hasher.check_needs_rehash(user.password_hash):
             new_hash = await asyncio.to_thread(deps.hasher.hash, password)
             await uow.session.execute(update(users).where(users.c.id == user.id).values(password_hash=new_hash))
-        await uow.session.execute(update(users).where(users.c.id == user.id)
-                                  .values(failed_logins=0, locked_until=None))
+        await throttle.account_succeeded(uow, email)
         session = await _issue_session(deps, uow, user)
         await uow.commit()
     return session
 
 
-async def refresh_session(deps: Deps, *, refresh_token: str) -> dict[str, Any]:
-    """Rotate a platform refresh token; presenting a used one revokes its whole family (theft detection)."""
+async def refresh_session(deps: Deps, *, refresh_token: str, client: str = "unknown") -> dict[str, Any]:
+    """Rotate a platform refresh token; presenting a used one revokes its whole family (theft detection).
+    Rate limited per client address (every attempt) and per user (rotations): 429 `rate_limited`."""
+    s = deps.settings
     now = deps.wall.now()
     rid = (refresh_token or "").split(".", 1)[0]
+    await throttle.limit(deps.uow, now, [(f"refresh-ip:{client}", s.refresh_ip_max, s.refresh_window_seconds)],
+                         message=_SLOW_DOWN)
     async with deps.uow() as uow:
         row = (await uow.session.execute(select(refresh_tokens).where(refresh_tokens.c.id == rid)
                                          .with_for_update())).first()
         if row is None or not hmac.compare_digest(row.token_hash, _sha256(refresh_token or "")):
             raise Unauthorized("The refresh token is not valid; sign in again.", code="invalid_refresh_token")
+        rotations, start = await throttle.hit(uow, f"refresh-user:{row.user_id}", now, s.refresh_window_seconds)
+        if rotations > s.refresh_user_max:
+            retry = max(1, int((start + timedelta(seconds=s.refresh_window_seconds) - now).total_seconds() + 0.999))
+            await uow.commit()  # the count, nothing else: the token is not rotated
+            raise TooManyRequests(_SLOW_DOWN.format(retry=retry), code="rate_limited",
+                                  details={"retry_after_seconds": retry})
         if row.revoked_at is not None:
             raise Unauthorized("This session was ended; sign in again.", code="session_revoked")
         if row.used_at is not None:
@@ -301,26 +301,33 @@ async def _new_state(deps: Deps, uow: SqlUnitOfWork, *, user_id: str, cif: str, 
     return token, expires_at
 
 
-async def _require_access_soon(deps: Deps, user_id: str, cif: str) -> None:
-    """`require_access`, allowing the read model a moment to catch up: a company registered a second ago reaches
-    auth as `portfolio.access-changed` through Kafka, and its owner's first authorization must not fail on that."""
+async def _require_manager_soon(deps: Deps, user_id: str, cif: str) -> None:
+    """The caller must be a direct owner or administrator of `cif`, verified or not (authorizing and delegating is
+    how a company's people get verified). The read model gets a moment to catch up: a company registered a second
+    ago reaches auth as `portfolio.access-changed` through Kafka, and its owner's first authorization must not fail
+    on that. Only a missing row is waited for; a wrong role is final at once."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deps.settings.access_wait_seconds
     while True:
         async with deps.uow() as uow:
             try:
-                await require_access(uow.session, access_grants, user_id, cif)
+                await _require_manager(uow, user_id, cif)
                 return
-            except Forbidden:
-                if loop.time() >= deadline:
+            except Forbidden as exc:
+                if exc.code != "no_access_to_company" or loop.time() >= deadline:
                     raise
         await asyncio.sleep(0.2)
+
+
+async def _require_manager(uow: SqlUnitOfWork, user_id: str, cif: str) -> None:
+    await require_grant(uow.session, access_grants, user_id, cif, roles=MANAGERS, direct_only=True,
+                        allow_unverified=True)
 
 
 async def start_authorization(deps: Deps, principal: Principal, company_cif: str) -> dict[str, Any]:
     """Return ANAF's authorize URL with a signed, single-use `state` bound to the user and the company."""
     cif = _cif(company_cif)
-    await _require_access_soon(deps, principal.user_id, cif)
+    await _require_manager_soon(deps, principal.user_id, cif)
     async with deps.uow() as uow:
         name = principal.name or principal.email or principal.user_id
         state, expires_at = await _new_state(deps, uow, user_id=principal.user_id, cif=cif, holder_name=name,
@@ -463,7 +470,8 @@ async def _store_connection(deps: Deps, st: Any, facts: D.TokenFacts, tokens: To
             connection_id=cid, company_cif=cif, user_id=st.user_id, holder_name=holder,
             certificate_serial=facts.serial, services=facts.services, authorized_at=now,
             access_expires_at=facts.access_expires_at, refresh_expires_at=facts.refresh_expires_at,
-            must_act_by=act_by, via_delegation=bool(st.delegation_id), next_renewal_at=renew_at))
+            must_act_by=act_by, via_delegation=bool(st.delegation_id), next_renewal_at=renew_at,
+            rights_confirmed=rights_checked))
         conn = (await uow.session.execute(select(anaf_connections).where(anaf_connections.c.id == cid))).one()
         await uow.commit()
     log.info("anaf connection authorized", connection_id=cid, cif=cif, serial=facts.serial)
@@ -497,23 +505,30 @@ def connection_view(c: Any, now: datetime | None = None) -> dict[str, Any]:
 # ================================================================================================
 
 async def _visible_connection(uow: SqlUnitOfWork, principal: Principal, connection_id: str) -> Any:
+    """The connection, when the caller holds a verified grant on its company. No grant at all answers 404 (the id
+    says nothing to a stranger); an unverified member gets 403 `company_not_verified`. Having authorized the
+    connection gives no access by itself: a person who left the company no longer sees it."""
     c = (await uow.session.execute(select(anaf_connections).where(anaf_connections.c.id == connection_id))).first()
     if c is None:
         raise NotFound("No such ANAF connection.", code="no_connection")
-    if c.user_id != principal.user_id:
-        cifs = await accessible_cifs(uow.session, access_grants, principal.user_id)
-        if c.company_cif not in cifs:
-            raise NotFound("No such ANAF connection.", code="no_connection")
+    try:
+        await require_grant(uow.session, access_grants, principal.user_id, c.company_cif)
+    except Forbidden as exc:
+        if exc.code == "no_access_to_company":
+            raise NotFound("No such ANAF connection.", code="no_connection") from None
+        raise
     return c
 
 
 async def list_connections(deps: Deps, principal: Principal, company_cif: str | None = None) -> list[dict[str, Any]]:
+    """The connections of the companies the caller is verified for (of one company: 403 without a verified grant)."""
     async with deps.uow() as uow:
-        cifs = await accessible_cifs(uow.session, access_grants, principal.user_id)
-        q = select(anaf_connections).where(or_(anaf_connections.c.company_cif.in_(cifs),
-                                               anaf_connections.c.user_id == principal.user_id))
         if company_cif:
-            q = q.where(anaf_connections.c.company_cif == _cif(company_cif))
+            cifs = [_cif(company_cif)]
+            await require_grant(uow.session, access_grants, principal.user_id, cifs[0])
+        else:
+            cifs = await accessible_cifs(uow.session, access_grants, principal.user_id)
+        q = select(anaf_connections).where(anaf_connections.c.company_cif.in_(cifs))
         rows = (await uow.session.execute(q.order_by(anaf_connections.c.company_cif,
                                                      anaf_connections.c.updated_at.desc()))).all()
     now = deps.clock.now()
@@ -531,6 +546,10 @@ async def revoke_connection(deps: Deps, principal: Principal, connection_id: str
     now = deps.clock.now()
     async with deps.uow() as uow:
         c = await _visible_connection(uow, principal, connection_id)
+        # Only the company's own verified owners and administrators: not a plain member, not a firm's accountant,
+        # and not the person who authorized it unless they still are one.
+        await require_grant(uow.session, access_grants, principal.user_id, c.company_cif, roles=MANAGERS,
+                            direct_only=True)
         if c.state == D.REVOKED:
             return connection_view(c, now)
         await uow.session.execute(update(anaf_connections).where(anaf_connections.c.id == c.id).values(
@@ -561,7 +580,7 @@ async def create_delegation(deps: Deps, principal: Principal, company_cif: str) 
     now = deps.clock.now()
     token = secrets.token_urlsafe(32)
     did = str(uuid.uuid4())
-    await _require_access_soon(deps, principal.user_id, cif)
+    await _require_manager_soon(deps, principal.user_id, cif)
     async with deps.uow() as uow:
         await uow.session.execute(insert(delegation_links).values(
             id=did, token_hash=_sha256(token), company_cif=cif, created_by=principal.user_id, created_at=now,
@@ -577,7 +596,7 @@ async def create_delegation(deps: Deps, principal: Principal, company_cif: str) 
 async def list_delegations(deps: Deps, principal: Principal, company_cif: str) -> list[dict[str, Any]]:
     cif = _cif(company_cif)
     async with deps.uow() as uow:
-        await require_access(uow.session, access_grants, principal.user_id, cif)
+        await _require_manager(uow, principal.user_id, cif)
         rows = (await uow.session.execute(select(delegation_links).where(delegation_links.c.company_cif == cif)
                                           .order_by(delegation_links.c.created_at.desc()))).all()
     now = deps.clock.now()
@@ -590,7 +609,7 @@ async def revoke_delegation(deps: Deps, principal: Principal, delegation_id: str
         d = (await uow.session.execute(select(delegation_links).where(delegation_links.c.id == delegation_id))).first()
         if d is None:
             raise NotFound("No such delegation link.", code="no_delegation")
-        await require_access(uow.session, access_grants, principal.user_id, d.company_cif)
+        await _require_manager(uow, principal.user_id, d.company_cif)
         if d.used_at is None and d.revoked_at is None:
             await uow.session.execute(update(delegation_links).where(delegation_links.c.id == d.id)
                                       .values(revoked_at=now))
@@ -599,8 +618,15 @@ async def revoke_delegation(deps: Deps, principal: Principal, delegation_id: str
     return _delegation_view(d, now)
 
 
-async def open_delegation(deps: Deps, *, token: str, name: str | None, principal: Principal | None) -> dict[str, Any]:
-    """The delegate opens the link: start an authorization for the link's company with their own certificate."""
+async def open_delegation(deps: Deps, *, token: str, name: str | None, principal: Principal | None,
+                          client: str = "unknown") -> dict[str, Any]:
+    """The delegate opens the link: start an authorization for the link's company with their own certificate.
+    Rate limited per client address and per link (429 `rate_limited`), before the link is even looked up."""
+    s = deps.settings
+    await throttle.limit(deps.uow, deps.wall.now(), [
+        (f"deleg-ip:{client}", s.delegation_open_ip_max, s.delegation_open_window_seconds),
+        (f"deleg:{_sha256(token or '')[:40]}", s.delegation_open_link_max, s.delegation_open_window_seconds)],
+        message=_SLOW_DOWN)
     now = deps.clock.now()
     async with deps.uow() as uow:
         d = (await uow.session.execute(select(delegation_links).where(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from anaf_emulator import create_app as create_emulator
+from anaf_emulator.hosts import PREFIXES, FamilyHosts, family_settings
 from anaf_emulator.scenario import _load_raw
 from argon2 import PasswordHasher
 from spvhub_auth.adapters.orm import access_grants, outbox
@@ -68,8 +70,9 @@ class _FormParser(HTMLParser):
 
 
 class Harness:
-    def __init__(self, settings: Settings, emu_app: Any, **build_kw: Any) -> None:
+    def __init__(self, settings: Settings, emu_app: Any, *, families: bool = False, **build_kw: Any) -> None:
         self.settings = settings
+        self.families = families
         self.emu_app = emu_app
         self.emu_state = emu_app.state.emulator
         self.emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emu_app), base_url="http://emulator")
@@ -107,11 +110,13 @@ class Harness:
         body["headers"] = {"Authorization": f"Bearer {body['access_token']}"}
         return body
 
-    async def grant(self, user_id: str, cif: str, role: str = "owner") -> None:
+    async def grant(self, user_id: str, cif: str, role: str = "owner", *, verified: bool = True,
+                    via_firm_cif: str | None = None) -> None:
         """What portfolio's `portfolio.access-changed` does to the local read model."""
         async with self.runtime.uow() as uow:
-            await apply_access_changed(uow.session, access_grants,
-                                       AccessChanged(cif=cif, user_id=user_id, role=role, granted=True))
+            await apply_access_changed(uow.session, access_grants, AccessChanged(
+                cif=cif, user_id=user_id, role=role, granted=True, verified=verified, via_firm_cif=via_firm_cif,
+                can_file=verified and role in ("owner", "admin") and via_firm_cif is None))
             await uow.commit()
 
     # --- the browser at ANAF --------------------------------------------------------------------
@@ -191,7 +196,8 @@ class Harness:
         return token
 
     async def anaf_list(self, access_token: str, cif: str) -> httpx.Response:
-        return await self.emu.get("/test/FCTEL/rest/listaMesajeFactura", params={"zile": 1, "cif": cif},
+        api = PREFIXES["api"] if self.families else ""
+        return await self.emu.get(f"{api}/test/FCTEL/rest/listaMesajeFactura", params={"zile": 1, "cif": cif},
                                   headers={"Authorization": f"Bearer {access_token}"})
 
     async def events(self, topic: str | None = None) -> list[tuple[str, Any]]:
@@ -216,10 +222,20 @@ class Harness:
         await self.emu.aclose()
 
 
-def auth_settings(database: str, topic_prefix: str, **overrides: Any) -> Settings:
+def families_mode(param: dict[str, Any]) -> bool:
+    """Each ANAF host family on its own emulator prefix (anaf_emulator.hosts): asked by a test, or for the whole
+    run with SPVHUB_TEST_ANAF_FAMILIES=1."""
+    return bool(param.get("families")) or os.environ.get("SPVHUB_TEST_ANAF_FAMILIES", "") == "1"
+
+
+def auth_settings(database: str, topic_prefix: str, *, families: bool = False, **overrides: Any) -> Settings:
     base = make_settings("auth", database=database, kafka_topic_prefix=topic_prefix)
     values = {k: getattr(base, k) for k in type(base).model_fields}
-    values.update(service_name="auth", public_base_url=PUBLIC, anaf_base="http://emulator",
+    if families:
+        values.update(family_settings("http://emulator"))
+    else:
+        values.update(anaf_emulator_url="http://emulator")
+    values.update(service_name="auth", public_base_url=PUBLIC,
                   anaf_client_id=scenario()["applications"][0]["client_id"],
                   anaf_client_secret=scenario()["applications"][0]["client_secret"], access_wait_seconds=0.3)
     values.update(overrides)
@@ -231,9 +247,12 @@ async def harness(request: pytest.FixtureRequest, fresh_database: str, kafka_up:
                   topic_prefix: str):
     """`@pytest.mark.parametrize("harness", [{"settings": {...}, "build": {...}}], indirect=True)` tunes it."""
     param = getattr(request, "param", {}) or {}
-    settings = auth_settings(fresh_database, topic_prefix, **param.get("settings", {}))
+    families = families_mode(param)
+    settings = auth_settings(fresh_database, topic_prefix, families=families, **param.get("settings", {}))
     await upgrade_async(settings, MIGRATIONS)
-    h = Harness(settings, create_emulator(scenario()), **param.get("build", {}))
+    emu_app = create_emulator(scenario())
+    h = Harness(settings, FamilyHosts(emu_app) if families else emu_app, families=families,
+                **param.get("build", {}))
     async with h.app.router.lifespan_context(h.app):
         yield h
     await h.aclose()
