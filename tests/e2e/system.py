@@ -38,6 +38,7 @@ class System:
     logdir: Path = field(default_factory=lambda: ROOT / ".stack" / "logs" / "e2e")
     service_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     gateway: bool = False
+    web: bool = False  # spvhub web behind the gateway (implies gateway); ANAF then returns to the web's callback
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -54,6 +55,7 @@ class System:
     def port_env(self) -> dict[str, str]:
         """This system's ports in the SPVHUB_<NAME>_PORT form that ./dev, the gateway and the seed read."""
         env = {f"SPVHUB_{s.upper()}_PORT": str(self.ports[s]) for s in SERVICES}
+        env.update(SPVHUB_WEB_PORT=str(self.ports["web"]))
         env.update(SPVHUB_GATEWAY_PORT=str(self.ports["gateway"]), SPVHUB_EMULATOR_PORT=str(self.ports["emulator"]),
                    SPVHUB_SMTP_PORT=str(self.ports["smtp"]), SPVHUB_MAILBOX_HTTP_PORT=str(self.ports["mailhttp"]))
         return env
@@ -87,7 +89,16 @@ class System:
             "SPVHUB_ANAF_BUDGET_DATABASE": f"e2e_{self.run_id}_budget",
             "SPVHUB_OUTBOX_POLL_INTERVAL": "0.05", "SPVHUB_LOG_LEVEL": "INFO",
         })
+        if self.web:
+            env["SPVHUB_ANAF_REDIRECT_URI"] = f"{self.public_url}/anaf/callback"
         env.update(self.extra_env)
+        return env
+
+    def web_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPVHUB_")}
+        env.update({"SPVHUB_ENV": "test", "SPVHUB_WEB_HTTP_PORT": str(self.ports["web"]),
+                    "SPVHUB_WEB_GATEWAY_URL": self.url("gateway"),
+                    "SPVHUB_WEB_SESSION_KEY": secrets.token_urlsafe(32)})
         return env
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
@@ -115,13 +126,15 @@ class System:
         data = json.loads(src.read_text())
         for app in data.get("applications", []):
             app["redirect_uris"].append(f"{self.public_url}/api/auth/anaf/callback")
+            app["redirect_uris"].append(f"{self.public_url}/anaf/callback")
         out = self.logdir / f"{self.run_id}-scenario.json"
         self.logdir.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data))
         return out
 
     def start(self, services: list[str] | None = None) -> System:
-        for name in ["emulator", "smtp", "mailhttp", "gateway", *SERVICES]:
+        self.gateway = self.gateway or self.web
+        for name in ["emulator", "smtp", "mailhttp", "gateway", "web", *SERVICES]:
             self.ports[name] = free_port()
         self._spawn("emulator", [PY, "-m", "anaf_emulator", "--scenario", str(self.scenario_file()), "--host",
                                  "127.0.0.1", "--port", str(self.ports["emulator"]), "--admin"], dict(os.environ))
@@ -142,6 +155,9 @@ class System:
             self._wait_http(s, "/health/ready", timeout=90)
         if self.gateway:
             self._start_gateway()
+        if self.web:
+            self._spawn("web", [PY, "-m", "spvhub_web"], self.web_env())
+            self._wait_http("web", "/health/ready", timeout=60)
         return self
 
     def _start_gateway(self) -> None:

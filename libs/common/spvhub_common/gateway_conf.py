@@ -39,6 +39,22 @@ class RateLimit:
     zone: str
 
 
+# spvhub web (services/web): the screens people use, routed by the same gateway. Its paths are the person-facing
+# URLs the platform writes in e-mails and notifications (`/join`, `/inbox`, `/companies/...`); nothing under /api.
+WEB = "web"
+WEB_DEFAULT_PORT = 18110
+WEB_PATHS: tuple[str, ...] = ("/login", "/signup", "/logout", "/lang", "/companies", "/invoices", "/transports",
+                              "/inbox", "/preferences", "/join", "/delegation", "/anaf", "/static")
+WEB_EXACT: tuple[str, ...] = ("/", "/invoices-export.zip")
+WEB_UPLOAD_REGEX = "^/companies/[^/]+/submissions$"   # the invoice upload form: XML up to 10 MB, multipart
+WEB_UPLOAD_MAX = "11m"
+
+
+def web_routes() -> list[Route]:
+    """The web's routes (the same element-wise prefix sense as `routes()`)."""
+    return [Route(p, WEB, exact=True) for p in WEB_EXACT] + [Route(p, WEB) for p in WEB_PATHS]
+
+
 def routes() -> list[Route]:
     """Every public route: `/api/<service>/` for each service, and the JWKS of auth."""
     return [Route(f"/api/{s}", s) for s in SERVICES] + [Route("/.well-known/jwks.json", "auth", exact=True)]
@@ -80,12 +96,14 @@ def stack_values(env_file: Path = STACK_ENV) -> dict[str, str]:
 
 
 def service_port(name: str, values: dict[str, str]) -> int:
+    if name == WEB:
+        return int(values.get("SPVHUB_WEB_PORT", WEB_DEFAULT_PORT))
     return int(values[f"SPVHUB_{name.upper()}_PORT"])
 
 
 def _upstreams(values: dict[str, str], upstream_host: str, upstream_port: int | None) -> str:
     blocks = []
-    for s in SERVICES:
+    for s in [*SERVICES, WEB]:
         host = upstream_host.format(name=s)
         port = upstream_port or service_port(s, values)
         blocks.append(f"    upstream {s} {{\n        server {host}:{port} max_fails=0;\n        keepalive 16;\n    }}")
@@ -107,6 +125,17 @@ def _rate_locations(values: dict[str, str]) -> str:
         out.append(f"        location ^~ {rl.path} {{\n"
                    f"            limit_req zone={rl.zone} burst={burst} nodelay;\n"
                    f"            proxy_pass http://{rl.service};\n        }}")
+    return "\n".join(out)
+
+
+def _web_locations() -> str:
+    """The web's pages, and its invoice upload with a body limit of its own (the default is for JSON)."""
+    out = [f'        location ~ "{WEB_UPLOAD_REGEX}" {{\n            client_max_body_size {WEB_UPLOAD_MAX};\n'
+           f"            proxy_pass http://{WEB};\n        }}"]
+    for r in web_routes():
+        paths = [f"= {r.path}"] if r.exact else [f"= {r.path}", f"{r.path}/"]
+        for p in paths:
+            out.append(f"        location {p} {{\n            proxy_pass http://{WEB};\n        }}")
     return "\n".join(out)
 
 
@@ -205,6 +234,7 @@ def render(template: str, *, values: dict[str, str], listen: str, upstream_host:
         "@@RATE_ZONES@@": _rate_zones(values),
         "@@RATE_LOCATIONS@@": _rate_locations(values),
         "@@ROUTE_LOCATIONS@@": _route_locations(),
+        "@@WEB_LOCATIONS@@": _web_locations(),
         "@@HEALTH_LOCATIONS@@": _health_locations(),
     }
     out = template

@@ -2,13 +2,14 @@
 routing table of consumed events at the bottom."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from spvhub_common.access import require_access
+from spvhub_common.access import MANAGERS, require_access, require_grant
 from spvhub_common.clock import Clock
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events import CloudEvent, Event
@@ -49,6 +50,7 @@ class Deps:
     token_key: bytes
     public_base_url: str
     max_bulk: int = 500
+    access_wait_seconds: float = 3.0  # how long an answer waits for the access read model to catch up
 
 
 @dataclass
@@ -107,9 +109,14 @@ def _sent_event(row: RowMapping, names: dict[str, str], resent: bool) -> Invitat
 
 # ---------------------------------------------------------------- the firm: send, resend, revoke, list
 
+async def _require_firm_manager(uow: SqlUnitOfWork, user: Principal, firm_cif: str) -> None:
+    """Inviting, re-sending and withdrawing speak for the firm: its own verified owners and administrators."""
+    await require_grant(uow.session, access_grants, user.user_id, firm_cif, roles=MANAGERS, direct_only=True)
+
+
 async def _check_firm(uow: SqlUnitOfWork, user: Principal, firm_cif: str) -> None:
     """The three preconditions of journey 2, each with its own code so the client knows what is missing."""
-    await require_access(uow.session, access_grants, user.user_id, firm_cif)
+    await _require_firm_manager(uow, user, firm_cif)
     firm = await repo.company(uow.session, firm_cif)
     if firm is None or not firm["provides_accounting_services"]:
         raise Conflict(f"Company {firm_cif} is not marked as providing accounting services; set the flag on "
@@ -208,7 +215,7 @@ async def _firm_invitation(uow: SqlUnitOfWork, user: Principal, invitation_id: s
     row = await repo.get(uow.session, invitation_id, for_update=True)
     if row is None:
         raise NotFound("No such invitation.", code="invitation_not_found")
-    await require_access(uow.session, access_grants, user.user_id, row["firm_cif"])
+    await _require_firm_manager(uow, user, row["firm_cif"])
     return row
 
 
@@ -219,6 +226,13 @@ async def resend(deps: Deps, user: Principal, invitation_id: str, *, name: str |
     async with deps.uow() as uow:
         row = await _firm_invitation(uow, user, invitation_id)
         st = domain.effective_status(domain.InvitationView(row["status"], row["expires_at"]), now)
+        if st == Status.DECLINED:
+            # The client's "no" is final for this invitation: a new link, perhaps to another address, must not
+            # give anyone a second chance to answer in the company's name.
+            raise Conflict(
+                "The client company declined this invitation, so it cannot be sent again.",
+                code="invitation_declined", details={"status": st.value},
+                messages={"ro": "Compania client a refuzat această invitație, așa că nu mai poate fi retrimisă."})
         if st not in (Status.PENDING, Status.EXPIRED):
             raise Conflict(f"This invitation is {st.value}; only a pending or expired invitation can be re-sent.",
                            code="invitation_not_resendable", details={"status": st.value})
@@ -310,7 +324,12 @@ async def get_for_user(deps: Deps, user: Principal, invitation_id: str) -> dict[
         if row is None:
             raise NotFound("No such invitation.", code="invitation_not_found")
         if row["claimed_by"] != user.user_id:
-            await require_access(uow.session, access_grants, user.user_id, row["firm_cif"])
+            try:
+                await require_access(uow.session, access_grants, user.user_id, row["firm_cif"])
+            except Forbidden:
+                # the client's own verified owners and administrators, who answer it
+                await require_grant(uow.session, access_grants, user.user_id, row["client_cif"], roles=MANAGERS,
+                                    direct_only=True)
         names = await repo.company_names(uow.session, [row["firm_cif"], row["client_cif"]])
     return view(row, now, names)
 
@@ -370,16 +389,38 @@ async def claim(deps: Deps, user: Principal, token: str) -> dict[str, Any]:
         return view(fresh, now, names)
 
 
+async def _require_client_manager_soon(deps: Deps, user: Principal, client_cif: str) -> None:
+    """Only a verified owner or administrator of the client company answers for it. The read model gets a moment
+    to catch up: the claimer's membership (and its verification) reaches this service through Kafka a little
+    after the claim. A role that is not enough is final at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deps.access_wait_seconds
+    while True:
+        async with deps.uow() as uow:
+            try:
+                await require_grant(uow.session, access_grants, user.user_id, client_cif, roles=MANAGERS,
+                                    direct_only=True)
+                return
+            except Forbidden as exc:
+                if exc.code not in ("no_access_to_company", "company_not_verified") or loop.time() >= deadline:
+                    raise
+        await asyncio.sleep(0.2)
+
+
 async def _answer(deps: Deps, user: Principal, invitation_id: str, accept: bool) -> dict[str, Any]:
     now = deps.clock.now()
     target = Status.ACCEPTED if accept else Status.DECLINED
     async with deps.uow() as uow:
+        row = await repo.get(uow.session, invitation_id)
+    if row is None:
+        raise NotFound("No such invitation.", code="invitation_not_found")
+    if row["claimed_by"] is None and row["status"] == Status.PENDING:
+        raise Forbidden("Open the invitation link and create your account first.", code="invitation_not_claimed")
+    # The collaboration changes only with the client's consent: whoever claimed the link does not matter here.
+    await _require_client_manager_soon(deps, user, row["client_cif"])
+    async with deps.uow() as uow:
         row = await repo.get(uow.session, invitation_id, for_update=True)
-        if row is None or row["claimed_by"] != user.user_id:
-            if row is not None and row["claimed_by"] is None and row["status"] == Status.PENDING:
-                raise Forbidden("Open the invitation link and create your account first.",
-                                code="invitation_not_claimed")
-            raise NotFound("No such invitation for this account.", code="invitation_not_found")
+        assert row is not None
         names = await repo.company_names(uow.session, [row["firm_cif"], row["client_cif"]])
         if row["status"] == target:  # a repeated click: same answer, nothing new
             return view(row, now, names)

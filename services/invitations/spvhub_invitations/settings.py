@@ -14,6 +14,8 @@ class Settings(ServiceSettings):
         description="HMAC key from which invitation link tokens are derived (a Secret; rotate = old links die)")
     expiry_job_interval: float = Field(60.0, description="seconds between scans for expired invitations")
     max_bulk: int = Field(500, description="most invitations in one POST /api/invitations")
+    access_wait_seconds: float = Field(3.0, description="how long accept/decline waits for the access read model "
+                                                        "(the claimer's verification arrives through Kafka)")
 
     @model_validator(mode="after")
     def _refuse_dev_token_key(self) -> Settings:

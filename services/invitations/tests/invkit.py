@@ -26,6 +26,7 @@ FIRM, CLIENT_A, CLIENT_B, OTHER = "11111110", "22222220", "33333330", "44444440"
 def settings_for(database: str, **kw: Any) -> Settings:
     base = make_settings(service="invitations", database=database, **kw).model_dump()
     base.pop("service_name", None)
+    base.setdefault("access_wait_seconds", 0.3)
     return Settings(**base)
 
 

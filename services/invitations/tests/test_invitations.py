@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlparse
 
 from invkit import CLIENT_A, CLIENT_B, FIRM, OTHER, Env, setup_firm
-from spvhub_common.events.portfolio import CompanyUpdated, RightsDiscovered
+from spvhub_common.events.portfolio import AccessChanged, CompanyUpdated, RightsDiscovered
 from spvhub_invitations import handlers
 from spvhub_invitations.adapters.orm import invitations
 from sqlalchemy import select
@@ -61,8 +61,11 @@ async def test_full_flow_send_link_preview_claim_accept(env: Env):
     assert (await env.client.get("/api/invitations/preview", params={"token": token})).status_code == 409
     assert (await env.client.get(f"/internal/invitations/{inv['id']}/link", headers=SVC)).status_code == 410
 
-    # only the claiming user answers
-    assert (await env.client.post(f"/api/invitations/{inv['id']}/accept", headers=env.h("intruder"))).status_code == 404
+    # only a verified owner or administrator of the client answers: portfolio made the claimer one (the client had
+    # no verified owner and the firm's certificate covers it), which reaches this service as access-changed
+    r = await env.client.post(f"/api/invitations/{inv['id']}/accept", headers=env.h("intruder"))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "no_access_to_company"
+    await env.feed(AccessChanged(cif=CLIENT_A, user_id="client-user", role="owner", granted=True))
     a = await env.client.post(f"/api/invitations/{inv['id']}/accept", headers=env.h("client-user"))
     assert a.status_code == 200 and a.json()["status"] == "accepted"
     a2 = await env.client.post(f"/api/invitations/{inv['id']}/accept", headers=env.h("client-user"))
@@ -137,7 +140,7 @@ async def test_bulk_reports_each_item_and_writes_only_the_good_ones(env: Env):
 
 
 async def test_firm_preconditions_each_have_their_own_error(env: Env):
-    from spvhub_common.events.portfolio import AccessChanged, CompanyRegistered
+    from spvhub_common.events.portfolio import CompanyRegistered
     # no access to the firm at all
     r = await send(env, item(CLIENT_A), user="stranger")
     assert r.status_code == 403 and r.json()["error"]["code"] == "no_access_to_company"
@@ -177,6 +180,7 @@ async def test_candidates_revoke_and_decline(env: Env):
 
     token_b = await token_of(env, b["id"])
     await env.client.post("/api/invitations/claim", json={"token": token_b}, headers=env.h("ion"))
+    await env.feed(AccessChanged(cif=CLIENT_B, user_id="ion", role="owner", granted=True))
     d = await env.client.post(f"/api/invitations/{b['id']}/decline", headers=env.h("ion"))
     assert d.status_code == 200 and d.json()["status"] == "declined"
     topics = [t for t, _ in await env.outbox()]
