@@ -70,7 +70,8 @@ class Services:
 
     async def pdf_of(self, row: dict[str, Any]) -> bytes:
         """Rendered locally from the archived XML; cached beside it (re-derivable, so no retention)."""
-        key = f"efactura/{row['cif']}/{row['message_id']}/rendered.pdf"
+        # the name carries the layout's version: a PDF cached by an older renderer is not served again
+        key = f"efactura/{row['cif']}/{row['message_id']}/rendered-v2.pdf"
         try:
             return await self.blobs.get(key)
         except BlobNotFound:
@@ -80,7 +81,7 @@ class Services:
         xml = await self.xml_of(row)
         try:
             data = await asyncio.to_thread(render_pdf, xml, message_id=row["message_id"],
-                                           listed_at=row["listed_at"].strftime("%d.%m.%Y %H:%M"))
+                                           listed_at=row["listed_at"])
         except Exception as e:  # noqa: BLE001
             raise AppError(f"The invoice XML cannot be rendered: {str(e)[:200]}", code="unrenderable",
                            status=409) from e
