@@ -13,13 +13,14 @@ WORKDIR /src
 RUN python -m venv /opt/spvhub
 COPY constraints.txt requirements.txt ./
 COPY libs/common libs/common
+COPY libs/einvoice libs/einvoice
 COPY emulator emulator
 COPY services services
 # Runtime packages only: requirements.txt without the editable installs and the test/CI tooling.
 RUN sed -e '/^-e /d' -e '/^#/d' -e '/^$/d' requirements.txt \
       | grep -vxE 'pytest|pytest-asyncio|aiohttp|ruff|mypy|kubernetes-validate|promql-parser' > /tmp/runtime.txt \
  && /opt/spvhub/bin/pip install -c constraints.txt -r /tmp/runtime.txt \
-      ./libs/common ./emulator ./services/auth ./services/portfolio ./services/invitations \
+      ./libs/common ./libs/einvoice ./emulator ./services/auth ./services/portfolio ./services/invitations \
       ./services/efactura ./services/etransport ./services/notifier \
  && /opt/spvhub/bin/python -m compileall -q /opt/spvhub/lib
 

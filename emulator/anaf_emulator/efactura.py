@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import datetime
@@ -17,7 +18,16 @@ from .pdf import render_pdf
 from .responses import dumps, json_response, raw_json, spring_400, spring_404, xml_header, xml_response
 from .signing import verify_signature
 from .state import DAY, FILTER_TIP, EmulatorState, Upload
-from .ubl import NS_CII, NS_CREDIT, NS_INVOICE, NS_RASP, business_errors, read_document
+from .ubl import (
+    NS_CII,
+    NS_CREDIT,
+    NS_INVOICE,
+    NS_RASP,
+    business_errors,
+    offline_report,
+    read_document,
+    schema_error,
+)
 
 router = APIRouter()
 
@@ -173,6 +183,10 @@ async def _upload(env: str, request: Request, b2c: bool) -> Response:
     if sax is not None:
         return _upload_xml(state, error=sax)
     doc = read_document(root)
+    # off the event loop: the Schematron takes tens of milliseconds on a large invoice
+    report = await asyncio.to_thread(offline_report, doc, body)
+    if (xsd := schema_error(report)) is not None:
+        return _upload_xml(state, error=xsd)
     _count_cui(state, cif, "upload")
     with state.lock:
         if standard == "RASP" and not state.daily.take("rasp", cif, state.switches.rasp_cap_per_cui):
@@ -192,7 +206,7 @@ async def _upload(env: str, request: Request, b2c: bool) -> Response:
             ]
             outcome = "nok" if errors else "ok"
         else:
-            errors = business_errors(doc, state.known_cif)
+            errors = business_errors(doc, state.known_cif, report)
             outcome = "nok" if errors else "ok"
         up = state.record_upload(
             cif=cif,
@@ -437,7 +451,10 @@ def _validate(state: EmulatorState, std: str, body: bytes) -> tuple[Any, list[st
     if sax is not None:
         return None, [sax]
     doc = read_document(root)
-    return doc, business_errors(doc, state.known_cif)
+    report = offline_report(doc, body)
+    if (xsd := schema_error(report)) is not None:
+        return doc, [xsd]
+    return doc, business_errors(doc, state.known_cif, report)
 
 
 def _nok(messages: list[str]) -> Response:

@@ -10,6 +10,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from lxml import etree
+from spvhub_einvoice import Report, default_validator
 
 CIUS_RO = "urn:cen.eu:en16931:2017#compliant#urn:efactura.mfinante.ro:CIUS-RO:1.0.1"
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -363,45 +364,33 @@ def read_document(root: Any) -> ReadDocument:
     return doc
 
 
-def business_errors(doc: ReadDocument, known_cif: Any) -> list[str]:
-    """The subset of CIUS-RO rules the emulator applies asynchronously; [] means `ok`."""
+def offline_report(doc: ReadDocument, xml: bytes) -> Report | None:
+    """The UBL 2.1 schema + EN 16931/CIUS-RO Schematron verdict on an Invoice/CreditNote (None for RASP/CII):
+    the same validator the platform runs before filing, so `nok` here is what the platform predicts."""
+    if doc.kind in ("rasp", "cii"):
+        return None
+    return default_validator().validate(xml)
+
+
+def business_errors(doc: ReadDocument, known_cif: Any, report: Report | None) -> list[str]:
+    """What ANAF's asynchronous processing reports; [] means `ok`. The Schematron's errors (warnings and the
+    platform's own VAT-rate hints never make a document `nok`), then ANAF's register check of the seller (R6.1)."""
     if doc.kind in ("rasp", "cii"):
         return []
-    errors: list[str] = []
-    if doc.customization != CIUS_RO:
-        errors.append(
-            "E: validari globale  SCHEMATRON   eroare: [BR-RO-001]-Codul de specificatie (BT-24) trebuie sa "
-            f"fie {CIUS_RO}"
-        )
+    errors = [f.message for f in report.errors] if report is not None else []
     if not doc.seller_cif or not known_cif(doc.seller_cif):
         errors.append(
             "E: validari globale\n eroare regula: R6.1: CIF-ul vanzatorului nu figureaza in baza de date:"
             f"{doc.seller_cif or ''}"
         )
-    for who, bt in (("seller", "BT-39"), ("buyer", "BT-54")):
-        country = getattr(doc, f"{who}_country")
-        county = getattr(doc, f"{who}_county") or ""
-        if country == "RO" and (not county.startswith("RO-") or county[3:] not in COUNTIES):
-            rule = "BR-RO-110" if who == "seller" else "BR-RO-111"
-            label = "vanzatorului" if who == "seller" else "cumparatorului"
-            errors.append(
-                f"E: validari globale  SCHEMATRON   eroare: [{rule}]-Daca Codul tarii {label} este \"RO\", atunci "
-                f"Subdiviziunea tarii {label} ({bt}) trebuie sa fie codificata folosind lista de coduri ISO 3166-2:RO "
-                "(ex. \"RO-B\" pentru Municipiul Bucuresti, \"RO-AB\" pentru judetul Alba...)."
-            )
-    if doc.line_extension is not None and doc.line_sum is not None and doc.line_extension != doc.line_sum:
-        errors.append(
-            "E: validari globale  SCHEMATRON   eroare: [BR-CO-10]-Sum of Invoice line net amount (BT-106) = "
-            "Σ Invoice line net amount (BT-131)."
-        )
-    if None not in (doc.tax_inclusive, doc.tax_exclusive, doc.tax_amount):
-        assert doc.tax_inclusive is not None and doc.tax_exclusive is not None and doc.tax_amount is not None
-        if doc.tax_inclusive != doc.tax_exclusive + doc.tax_amount:
-            errors.append(
-                "E: validari globale  SCHEMATRON   eroare: [BR-CO-15]-Invoice total amount with VAT (BT-112) = "
-                "Invoice total amount without VAT (BT-109) + Invoice total VAT amount (BT-110)."
-            )
     return errors
+
+
+def schema_error(report: Report | None) -> str | None:
+    """ANAF refuses an upload that fails the UBL 2.1 schema synchronously, with the first SAX error."""
+    if report is None or not report.schema_failed:
+        return None
+    return report.errors[0].message + " "
 
 
 def error_file(index: int, cif_emitent: str, errors: list[str]) -> bytes:

@@ -130,8 +130,7 @@ async def test_async_processing_creates_messages_for_both_parties(emu):
 
 
 async def test_nok_creates_error_message_and_error_file(emu):
-    bad = invoice().replace(b"<cbc:PayableAmount", b"<cbc:Note>x</cbc:Note><cbc:PayableAmount", 0)
-    bad = bad.replace(b"RO-B<", b"RO-XX<")
+    bad = invoice().replace(b"RO-B<", b"RO-XX<")
     index = header_attrs((await upload(emu, bad)).text)["index_incarcare"]
     emu.advance(2)
     attrs, _ = await stare(emu, index)
@@ -145,7 +144,27 @@ async def test_nok_creates_error_message_and_error_file(emu):
     root = etree.fromstring(member)
     assert root.tag == "{mfp:anaf:dgti:efactura:mesajEroriFactuta:v1}header"
     assert root.get("Index_incarcare") == index and root.get("Cif_emitent") == A
-    assert any("BR-RO-111" in e.get("errorMessage") for e in root)
+    # CIUS-RO 1.0.9's rule BR-RO-111 (buyer's county) carries the text "[BR-RO-110]-Daca Codul tarii Cumparatorului"
+    assert any("Cumparatorului (BT-54)" in e.get("errorMessage") for e in root)
+
+
+async def test_upload_failing_the_ubl_schema_is_refused_at_once(emu):
+    bad = invoice().replace(b"<cbc:PayableAmount", b"<cbc:Note>x</cbc:Note><cbc:PayableAmount", 1)
+    before = len(emu.state.uploads)
+    attrs = header_attrs((await upload(emu, bad)).text)
+    assert attrs["ExecutionStatus"] == "1" and "index_incarcare" not in attrs
+    assert attrs["errors"][0].startswith("Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber:")
+    assert "Note" in attrs["errors"][0] and len(emu.state.uploads) == before
+
+
+async def test_business_rules_are_the_platforms_offline_rules(emu):
+    """The emulator's `nok` is the shared validator's verdict: an EN 16931 calculation error is reported by id."""
+    bad = invoice().replace(b'<cbc:TaxExclusiveAmount currencyID="RON">200.00<',
+                            b'<cbc:TaxExclusiveAmount currencyID="RON">201.00<')
+    index = header_attrs((await upload(emu, bad)).text)["index_incarcare"]
+    emu.advance(2)
+    assert (await stare(emu, index))[0]["stare"] == "nok"
+    assert any("[BR-CO-13]" in e for e in emu.state.uploads[int(index)].errors)
 
 
 async def test_unknown_seller_is_nok_r61(emu):
@@ -416,7 +435,7 @@ async def test_validare_and_transformare_prod_only(emu):
     assert r.json()["stare"] == "ok" and re.fullmatch(r"[0-9a-f-]{36}", r.json()["trace_id"])
     bad = ok.replace(b"RO-B<", b"B<")
     r = await emu.client.post(f"{EF}/validare/FACT1", content=bad, headers=await emu.bearer())
-    assert r.json()["stare"] == "nok" and "BR-RO-111" in r.json()["Messages"][0]["message"]
+    assert r.json()["stare"] == "nok" and "Cumparatorului (BT-54)" in r.json()["Messages"][0]["message"]
     r = await emu.client.post(f"{EF}/validare/XYZ", content=ok)
     assert r.json()["Messages"] == [{"message": "Valorile acceptate pentru parametrul standard sunt FACT1 si FCN"}]
     r = await emu.client.post(f"{EF}/validare/FACT1", content=b"<" * (5 * 1024 * 1024 + 1))
