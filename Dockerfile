@@ -26,7 +26,7 @@ RUN sed -e '/^-e /d' -e '/^#/d' -e '/^$/d' requirements.txt \
 
 # ---------------------------------------------------------------- gateway config, generated from the code
 FROM build AS gateway-config
-COPY infra/nginx/nginx.conf.tmpl infra/stack.env /src/infra/
+COPY infra/nginx/nginx.conf.tmpl infra/nginx/security_headers.conf infra/stack.env /src/infra/
 COPY contracts/openapi.json /src/contracts/
 # The committed merged OpenAPI is served (CI proves it equals what the code generates).
 # In containers every service listens on :8000 under its own name; the gateway listens on :8080 unprivileged.

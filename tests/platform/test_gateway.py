@@ -1,8 +1,12 @@
 """The nginx gateway rendered by spvhub_common.gateway_conf, run for real in front of fake services:
-routes, internal endpoints hidden, request ids, rate limits, the health view, OpenAPI and the docs page."""
+routes, internal endpoints hidden, request ids, rate limits, the health view, OpenAPI and the docs page, and the
+hardening: an access log without secrets, security headers, CORS, no Host reflection, request-body limits."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 import subprocess
 import threading
 import time
@@ -32,26 +36,39 @@ class FakeService:
     def __init__(self, name: str) -> None:
         self.name = name
         self.ready = True
+        self.hits = 0
         outer = self
 
         class H(BaseHTTPRequestHandler):
             def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received = len(self.rfile.read(length)) if length else 0
+                if self.path != "/health/ready":
+                    outer.hits += 1
+                extra: dict[str, str] = {"Access-Control-Allow-Origin": "*"}  # the gateway must not pass it on
+                if self.path.startswith("/api/notifier/page"):
+                    extra["Content-Security-Policy"] = "default-src 'self'"
+                if self.path == "/.well-known/jwks.json":
+                    extra["Cache-Control"] = "public, max-age=60"
                 if self.path == "/health/ready":
                     code = 200 if outer.ready else 503
                     body = {"status": "ok" if outer.ready else "unavailable", "service": outer.name,
                             "failures": {} if outer.ready else {"db": "OperationalError: down"}}
                 else:
                     code, body = 200, {"service": outer.name, "path": self.path,
-                                       "request_id": self.headers.get("X-Request-ID")}
+                                       "request_id": self.headers.get("X-Request-ID"),
+                                       "host": self.headers.get("Host"), "received": received}
                 raw = json.dumps(body, separators=(",", ":")).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("X-Request-ID", str(self.headers.get("X-Request-ID")))
                 self.send_header("Content-Length", str(len(raw)))
+                for k, v in extra.items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(raw)
 
-            do_GET = do_POST = do_PATCH = do_DELETE = _answer
+            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_OPTIONS = _answer
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -61,13 +78,41 @@ class FakeService:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def call(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
-    req = urllib.request.Request(url, method=method, headers=headers or {}, data=b"" if method == "POST" else None)
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def call(url: str, method: str = "GET", headers: dict[str, str] | None = None,
+         data: bytes | None = None) -> tuple[int, dict, bytes]:
+    if data is None and method == "POST":
+        data = b""
+    req = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with _OPENER.open(req, timeout=30) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
+
+
+def headers_of(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """Every response header line, repeated ones included (a dict would hide a duplicate)."""
+    req = urllib.request.Request(url, method=method, headers=headers or {}, data=b"" if method == "POST" else None)
+    try:
+        with _OPENER.open(req, timeout=30) as r:
+            r.read()
+            return list(r.headers.items())
+    except urllib.error.HTTPError as e:
+        e.read()
+        return list(e.headers.items())
+
+
+ALLOWED_ORIGIN = "https://app.example.ro"
+PUBLIC_HOST = "spvhub.example.ro"
+LOGS: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +121,9 @@ def gateway(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     prefix: Path = tmp_path_factory.mktemp("gateway")
     port = free_port()
     env = {f"SPVHUB_{s.upper()}_PORT": str(f.port) for s, f in fakes.items()}
-    env.update({"SPVHUB_GATEWAY_RATE_LOGIN": "6r/m", "SPVHUB_GATEWAY_BURST_LOGIN": "3"})
+    env.update({"SPVHUB_GATEWAY_RATE_LOGIN": "6r/m", "SPVHUB_GATEWAY_BURST_LOGIN": "3",
+                "SPVHUB_CORS_ALLOWED_ORIGINS": f"{ALLOWED_ORIGIN}, http://localhost:5173",
+                "SPVHUB_PUBLIC_BASE_URL": f"https://{PUBLIC_HOST}"})
     mp = pytest.MonkeyPatch()
     for k, v in env.items():
         mp.setenv(k, v)
@@ -90,6 +137,7 @@ def gateway(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     check = subprocess.run([nginx_bin, "-t", "-p", str(prefix), "-c", conf], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     log = open(prefix / "nginx.log", "w")
+    LOGS["access"] = prefix / "nginx.log"
     proc = subprocess.Popen([nginx_bin, "-p", str(prefix), "-c", conf, "-g", "daemon off;"], stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
@@ -210,3 +258,155 @@ def test_the_dev_script_invocation_renders_a_valid_config(nginx_bin: str, tmp_pa
     assert check.returncode == 0, check.stderr
     for f in ("openapi.json", "health.json", "docs/index.html", "docs/swagger-ui-bundle.js"):
         assert (prefix / "html" / f).exists(), f
+
+
+# ---------------------------------------------------------------------------------------------- hardening
+
+SECRETS = {
+    "/api/auth/anaf/callback?code=OAUTHCODE9f8e7d&state=STATEJWT.abc.def": ("OAUTHCODE9f8e7d", "STATEJWT.abc.def"),
+    "/api/invitations/preview?token=INVTOKEN_x1y2z3": ("INVTOKEN_x1y2z3",),
+    "/api/auth/anaf/delegations/open?token=DELEGTOKEN_q9w8&name=Ion": ("DELEGTOKEN_q9w8",),
+    "/api/efactura/invoices?cif=RO14399840&access_token=BEARERLEAK77&limit=5": ("BEARERLEAK77",),
+    "/api/auth/anaf/callback?co%64e=ENCODEDNAME55&x=1": ("ENCODEDNAME55",),
+    "/api/auth/anaf/callback?State=UPPERSTATE33": ("UPPERSTATE33",),
+    "/api/efactura/invoices?" + "&".join(f"k{i}_token=MANYSECRET{i}" for i in range(9)):
+        tuple(f"MANYSECRET{i}" for i in range(9)),
+}
+
+
+def _log_lines() -> list[dict]:
+    out = []
+    for line in LOGS["access"].read_text().splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def test_access_log_never_contains_secrets_from_query_strings(gateway: tuple[str, dict[str, FakeService]]) -> None:
+    base, _ = gateway
+    for path in SECRETS:
+        rid = "redact-" + hashlib.sha1(path.encode()).hexdigest()
+        status, _, body = call(base + path, headers={"X-Request-ID": rid})
+        assert status == 200, path
+        # the service itself still receives the query untouched
+        assert json.loads(body)["path"] == path
+    time.sleep(0.3)
+    text = LOGS["access"].read_text()
+    for secrets in SECRETS.values():
+        for secret in secrets:
+            assert secret not in text, secret
+    entries = {e["request_id"]: e for e in _log_lines()}
+    logged = {p: entries["redact-" + hashlib.sha1(p.encode()).hexdigest()]["uri"] for p in SECRETS}
+    # the path is logged as is; harmless parameters are kept, sensitive values are replaced
+    assert logged["/api/auth/anaf/callback?code=OAUTHCODE9f8e7d&state=STATEJWT.abc.def"] == \
+        "/api/auth/anaf/callback?code=[REDACTED]&state=[REDACTED]"
+    assert logged["/api/auth/anaf/delegations/open?token=DELEGTOKEN_q9w8&name=Ion"] == \
+        "/api/auth/anaf/delegations/open?token=[REDACTED]&name=Ion"
+    assert logged["/api/efactura/invoices?cif=RO14399840&access_token=BEARERLEAK77&limit=5"] == \
+        "/api/efactura/invoices?cif=RO14399840&access_token=[REDACTED]&limit=5"
+    assert logged["/api/auth/anaf/callback?co%64e=ENCODEDNAME55&x=1"] == "/api/auth/anaf/callback?[REDACTED]"
+    # a harmless query is logged whole
+    call(base + "/api/efactura/invoices?cif=RO1&limit=2", headers={"X-Request-ID": "plain-query"})
+    time.sleep(0.2)
+    assert {e["request_id"]: e for e in _log_lines()}["plain-query"]["uri"] == "/api/efactura/invoices?cif=RO1&limit=2"
+
+
+def test_security_headers_on_every_kind_of_answer(gateway: tuple[str, dict[str, FakeService]]) -> None:
+    base, _ = gateway
+    for path, method in [("/api/efactura/invoices", "GET"), ("/api/nowhere", "GET"), ("/health", "GET"),
+                         ("/health/live", "GET"), ("/openapi.json", "GET"), ("/docs/", "GET"),
+                         ("/internal/x", "GET")]:
+        lines = headers_of(base + path, method)
+        h = {k.lower(): v for k, v in lines}
+        names = [k.lower() for k, _ in lines]
+        assert h["x-content-type-options"] == "nosniff", path
+        assert h["referrer-policy"] == "no-referrer", path
+        assert h["x-frame-options"] == "DENY", path
+        assert "frame-ancestors 'none'" in h["content-security-policy"], path
+        assert names.count("content-security-policy") == 1 and names.count("x-request-id") == 1, path
+        assert names.count("cache-control") <= 1, path
+        assert "strict-transport-security" not in h, path  # plain http: no HSTS
+        assert "access-control-allow-origin" not in h, path  # no Origin: nothing, and the service's "*" is dropped
+    # API answers are not stored; the service's own choice (the public JWKS) is kept
+    assert dict(headers_of(base + "/api/auth/login", "POST"))["Cache-Control"] == "no-store"
+    assert dict(headers_of(base + "/api/efactura/invoices"))["Cache-Control"] == "no-store"
+    assert dict(headers_of(base + "/.well-known/jwks.json"))["Cache-Control"] == "public, max-age=60"
+    # the strict API CSP everywhere except where the service set its own
+    api_csp = dict(headers_of(base + "/api/efactura/invoices"))["Content-Security-Policy"]
+    assert api_csp.startswith("default-src 'none'")
+    assert dict(headers_of(base + "/api/notifier/page"))["Content-Security-Policy"] == "default-src 'self'"
+    # HSTS when TLS terminated in front of the gateway
+    h = dict(headers_of(base + "/api/efactura/invoices", headers={"X-Forwarded-Proto": "https"}))
+    assert h["Strict-Transport-Security"].startswith("max-age=31536000")
+    # the 429 and 413 the gateway produces carry them too
+    status, headers, _ = call(base + "/api/efactura/invoices", "POST", data=b"x" * (2 * 1024 * 1024))
+    assert status == 413 and headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_docs_page_csp_allows_exactly_its_inline_script(gateway: tuple[str, dict[str, FakeService]]) -> None:
+    base, _ = gateway
+    status, headers, page = call(base + "/docs/")
+    assert status == 200
+    csp = headers["Content-Security-Policy"]
+    scripts = re.findall(rb"<script>(.*?)</script>", page, re.S)
+    assert len(scripts) == 1
+    digest = "sha256-" + base64.b64encode(hashlib.sha256(scripts[0]).digest()).decode()
+    assert f"script-src 'self' '{digest}'" in csp and "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+    js = dict(headers_of(base + "/docs/swagger-ui-bundle.js"))
+    assert js["Content-Security-Policy"] == csp and js["Cache-Control"] == "no-cache"
+
+
+def test_cors_answers_only_the_configured_origins(gateway: tuple[str, dict[str, FakeService]]) -> None:
+    base, fakes = gateway
+    before = fakes["portfolio"].hits
+    pre = {"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization, content-type"}
+    status, headers, _ = call(base + "/api/portfolio/companies", "OPTIONS", headers=pre)
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in headers["Access-Control-Allow-Headers"] and headers["Vary"] == "Origin"
+    assert fakes["portfolio"].hits == before  # answered by the gateway
+    status, headers, _ = call(base + "/api/portfolio/companies", headers={"Origin": ALLOWED_ORIGIN})
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    assert "X-Request-ID" in headers["Access-Control-Expose-Headers"]
+    assert "Access-Control-Allow-Credentials" not in headers
+    for evil in ("https://evil.example", "https://app.example.ro.evil.example", "null", ALLOWED_ORIGIN + ":443"):
+        status, headers, _ = call(base + "/api/portfolio/companies", "OPTIONS", headers={**pre, "Origin": evil})
+        assert "Access-Control-Allow-Origin" not in headers and "Access-Control-Allow-Methods" not in headers, evil
+        status, headers, _ = call(base + "/api/portfolio/companies", headers={"Origin": evil})
+        assert "Access-Control-Allow-Origin" not in headers, evil
+
+
+def test_no_host_header_reflection(gateway: tuple[str, dict[str, FakeService]]) -> None:
+    base, _ = gateway
+    evil = {"Host": "evil.example", "X-Forwarded-Host": "evil2.example"}
+    status, headers, body = call(base + "/api/auth/me", headers=evil)
+    assert json.loads(body)["host"] == PUBLIC_HOST
+    status, headers, body = call(base + "/docs", headers=evil)
+    assert status == 302 and headers["Location"] == "/docs/"
+    assert b"evil" not in body and "evil" not in json.dumps(headers)
+    status, headers, body = call(base + "/api/nowhere", headers=evil)
+    assert b"evil" not in body and "evil" not in json.dumps(headers)
+
+
+def test_request_bodies_are_capped_per_endpoint(gateway: tuple[str, dict[str, FakeService]]) -> None:
+    base, fakes = gateway
+    mib = 1024 * 1024
+    before = fakes["efactura"].hits
+    status, _, body = call(base + "/api/efactura/invoices", "POST", data=b"x" * (mib + 1))
+    assert status == 413 and json.loads(body)["error"]["code"] == "body_too_large"
+    status, _, body = call(base + "/api/efactura/companies/RO1/submissions", "POST", data=b"x" * (12 * mib))
+    assert status == 413 and json.loads(body)["error"]["code"] == "body_too_large"
+    assert fakes["efactura"].hits == before  # refused at the gateway
+    # the endpoints that take files get their larger limit, and a small body passes anywhere
+    status, _, body = call(base + "/api/efactura/companies/RO1/submissions", "POST", data=b"x" * (5 * mib))
+    assert status == 200 and json.loads(body)["received"] == 5 * mib
+    status, _, body = call(base + "/api/portfolio/companies/RO1/candidates", "POST", data=b"x" * (2 * mib))
+    assert status == 200 and json.loads(body)["received"] == 2 * mib
+    status, _, body = call(base + "/api/efactura/invoices", "POST", data=b"x" * 1000)
+    assert status == 200
+    conf = (LOGS["access"].parent / "nginx.conf").read_text()
+    for b in gateway_conf.BODY_LIMITS:
+        assert f"client_max_body_size {b.max_bytes // 1024}k;" in conf
+    assert f"client_max_body_size {gateway_conf.DEFAULT_BODY_LIMIT // 1024}k;" in conf

@@ -8,12 +8,16 @@ Ingress is checked against (tests/platform), so the gateway and the cluster cann
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SERVICES: tuple[str, ...] = ("auth", "portfolio", "invitations", "efactura", "etransport", "notifier")
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -71,6 +75,50 @@ RATE_LIMITS: tuple[RateLimit, ...] = (
 RATE_ZONES: dict[str, tuple[str, int]] = {"login": ("30r/m", 30), "signup": ("10r/m", 10), "public": ("60r/m", 30)}
 
 
+@dataclass(frozen=True)
+class BodyLimit:
+    """An endpoint that takes a file and so accepts a larger request body than the default. `path` is the route
+    template (`{cif}` = one path segment); the service and the gateway both enforce `max_bytes`."""
+
+    method: str
+    path: str
+    service: str
+    max_bytes: int
+
+    @property
+    def regex(self) -> str:
+        return "^" + re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(self.path)) + "$"
+
+
+MIB = 1024 * 1024
+DEFAULT_BODY_LIMIT = 1 * MIB   # JSON bodies: the largest (a bulk of 500 invitations) is well under it
+BODY_LIMITS: tuple[BodyLimit, ...] = (
+    # ANAF accepts invoice XML up to 10 MB; the margin is for a multipart envelope and its form fields.
+    BodyLimit("POST", "/api/efactura/companies/{cif}/submissions", "efactura", 11 * MIB),
+    # The candidates CSV is refused past 2 MB by the endpoint itself (payload_too_large).
+    BodyLimit("POST", "/api/portfolio/companies/{cif}/candidates", "portfolio", 2 * MIB + 64 * 1024),
+)
+
+
+def body_limits_of(service: str) -> list[BodyLimit]:
+    return [b for b in BODY_LIMITS if b.service == service]
+
+
+# Query parameters whose value is never written to the access log: OAuth `code`/`state`, invitation and delegation
+# tokens, and anything else that looks like a credential (matched anywhere in the parameter name).
+SENSITIVE_QUERY_NAMES = ("token", "code", "state", "secret", "password", "passwd", "key", "sig", "session",
+                         "auth", "credential", "ticket", "jwt", "nonce", "otp")
+REDACTED = "[REDACTED]"
+REDACTION_PASSES = 6   # sensitive parameters redacted one by one; a query with more is logged as REDACTED whole
+
+# Security headers. HSTS only where TLS terminates (scheme or X-Forwarded-Proto https; browsers ignore it on http).
+DEFAULT_HSTS_MAX_AGE = 31536000
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID, traceparent, tracestate"
+CORS_EXPOSE = "X-Request-ID, Retry-After, Location, Content-Disposition"
+
+
 def route_matches(route: Route, path: str) -> bool:
     return path == route.path or (not route.exact and path.startswith(route.path + "/"))
 
@@ -126,6 +174,108 @@ def _rate_locations(values: dict[str, str]) -> str:
                    f"            limit_req zone={rl.zone} burst={burst} nodelay;\n"
                    f"            proxy_pass http://{rl.service};\n        }}")
     return "\n".join(out)
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024}k"
+
+
+def _body_limit_locations() -> str:
+    out = []
+    for b in BODY_LIMITS:
+        out.append(f'        location ~ "{b.regex}" {{\n'
+                   f"            client_max_body_size {_size(b.max_bytes)};\n"
+                   f"            proxy_pass http://{b.service};\n        }}")
+    return "\n".join(out)
+
+
+def _redaction_maps() -> str:
+    """Chained `map`s over $args: each pass replaces the value of one more sensitive parameter (the last one not yet
+    redacted); the final map drops the whole query if anything sensitive is left, or if a parameter name is
+    percent-encoded (a service would decode `%63ode` to `code`)."""
+    names = "|".join(SENSITIVE_QUERY_NAMES)
+    param = rf"[^&=]*(?:{names})[^&=]*"
+    one = rf"~*^(?<spv_qa>(?:.*&)?)(?<spv_qn>{param})=(?!\[REDACTED\])[^&]*(?<spv_qb>.*)$"
+    lines = []
+    prev = "$args"
+    for i in range(1, REDACTION_PASSES + 1):
+        var = f"$spv_q{i}"
+        lines.append(f'    map {prev} {var} {{\n        "{one}" "${{spv_qa}}${{spv_qn}}={REDACTED}${{spv_qb}}";\n'
+                     f"        default {prev};\n    }}")
+        prev = var
+    left = rf"~*(?:^|&){param}=(?!\[REDACTED\])"
+    lines.append(f'    map {prev} $spv_log_query {{\n        "{left}" "{REDACTED}";\n'
+                 f'        "~(?:^|&)[^&=]*%" "{REDACTED}";\n        default {prev};\n    }}')
+    return "\n".join(lines)
+
+
+def docs_script_hash() -> str:
+    """CSP hash of the docs page's one inline script (Swagger UI's bootstrap), so /docs needs no 'unsafe-inline'."""
+    script = DOCS_PAGE.split("<script>", 1)[1].split("</script>", 1)[0]
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+
+
+def docs_csp() -> str:
+    return (f"default-src 'none'; script-src 'self' '{docs_script_hash()}'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'none'")
+
+
+def cors_origins(values: dict[str, str]) -> list[str]:
+    """SPVHUB_CORS_ALLOWED_ORIGINS: comma-separated origins (`https://app.example.ro`); empty = same origin only."""
+    out = []
+    for raw in values.get("SPVHUB_CORS_ALLOWED_ORIGINS", "").split(","):
+        origin = raw.strip().rstrip("/")
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query or "*" in origin:
+            raise ValueError(f"SPVHUB_CORS_ALLOWED_ORIGINS: {raw.strip()!r} is not an origin like https://host[:port]")
+        out.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return out
+
+
+def public_host(values: dict[str, str]) -> str:
+    """The Host services see and the gateway's server_name: from SPVHUB_PUBLIC_BASE_URL, never the client's Host."""
+    base = values.get("SPVHUB_PUBLIC_BASE_URL") or f"http://127.0.0.1:{values.get('SPVHUB_GATEWAY_PORT', '18000')}"
+    netloc = urlsplit(base).netloc
+    if not netloc or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", netloc):
+        raise ValueError(f"SPVHUB_PUBLIC_BASE_URL: {base!r} has no usable host")
+    return netloc
+
+
+def _header_maps(values: dict[str, str]) -> str:
+    hsts_age = int(values.get("SPVHUB_GATEWAY_HSTS_MAX_AGE", DEFAULT_HSTS_MAX_AGE))
+    hsts = f'"max-age={hsts_age}; includeSubDomains"' if hsts_age > 0 else '""'
+    origins = "".join(f'        "{o}" $http_origin;\n' for o in cors_origins(values))
+    return (
+        '    map "$scheme:$http_x_forwarded_proto" $spv_hsts {\n'
+        f'        "~^https:" {hsts};\n        "~:https$" {hsts};\n        default "";\n    }}\n'
+        "    # A CSP set by the service (an HTML page of its own) is kept; the docs page gets the one Swagger UI\n"
+        "    # needs; everything else the strict API one.\n"
+        '    map "$upstream_http_content_security_policy|$uri" $spv_csp {\n'
+        f'        "~^\\|/docs/" "{docs_csp()}";\n'
+        f'        "~^\\|" "{API_CSP}";\n        default "";\n    }}\n'
+        "    # Responses carry private data or tokens: not stored anywhere unless the service says otherwise\n"
+        "    # (the JWKS is public); the docs assets may be cached and revalidated.\n"
+        '    map "$upstream_http_cache_control|$uri" $spv_cache_control {\n'
+        '        "~^\\|/docs/" "no-cache";\n        "~^\\|" "no-store";\n        default "";\n    }\n'
+        "    # CORS: only the configured origins are answered (exact match); nothing else is reflected.\n"
+        "    map $http_origin $spv_cors_origin {\n"
+        f'        default "";\n{origins}    }}\n'
+        '    map "$request_method|$spv_cors_origin|$http_access_control_request_method" $spv_cors_preflight {\n'
+        '        "~^OPTIONS\\|[^|]+\\|.+$" 1;\n        default 0;\n    }\n'
+        "    map $spv_cors_preflight $spv_cors_methods {\n"
+        f'        1 "{CORS_METHODS}";\n        default "";\n    }}\n'
+        "    map $spv_cors_preflight $spv_cors_headers {\n"
+        f'        1 "{CORS_HEADERS}";\n        default "";\n    }}\n'
+        "    map $spv_cors_preflight $spv_cors_max_age {\n"
+        '        1 "600";\n        default "";\n    }\n'
+        "    map $spv_cors_origin $spv_cors_expose {\n"
+        f'        "" "";\n        default "{CORS_EXPOSE}";\n    }}\n'
+        "    map $spv_cors_origin $spv_cors_vary {\n"
+        '        "" "";\n        default "Origin";\n    }'
+    )
 
 
 def _web_locations() -> str:
@@ -236,6 +386,12 @@ def render(template: str, *, values: dict[str, str], listen: str, upstream_host:
         "@@ROUTE_LOCATIONS@@": _route_locations(),
         "@@WEB_LOCATIONS@@": _web_locations(),
         "@@HEALTH_LOCATIONS@@": _health_locations(),
+        "@@BODY_LIMIT_LOCATIONS@@": _body_limit_locations(),
+        "@@DEFAULT_BODY_LIMIT@@": _size(DEFAULT_BODY_LIMIT),
+        "@@REDACTION_MAPS@@": _redaction_maps(),
+        "@@HEADER_MAPS@@": _header_maps(values),
+        "@@PUBLIC_HOST@@": public_host(values),
+        "@@SERVER_NAME@@": urlsplit("//" + public_host(values)).hostname or "_",
     }
     out = template
     for k, v in repl.items():
@@ -275,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     (prefix / "tmp").mkdir(exist_ok=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(conf)
+    # Snippets the config includes (relative includes resolve next to nginx.conf).
+    for snippet in sorted(a.template.parent.glob("*.conf")):
+        shutil.copyfile(snippet, a.out.parent / snippet.name)
+    for name in re.findall(r"^\s*include\s+([^\s;/][^\s;]*);", conf, re.M):
+        if not (a.out.parent / name).exists():
+            raise SystemExit(f"gateway_conf: nginx.conf includes {name}, which is not next to the template")
     (html / "health.json").write_text(health_page())
     write_docs(html)
     how = write_openapi(html, from_code=a.openapi_from == "code", contracts_dir=a.contracts_dir)
