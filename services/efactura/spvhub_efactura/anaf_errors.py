@@ -61,7 +61,8 @@ def explain(message: str) -> Explained:
         lookup = code or ""
     entry = CATALOGUE.get(lookup)
     bt = _BT.search(text)
-    field = _path(text) or (bt.group(1) if bt else None) or (entry[0] if entry else None)
+    # the catalogue knows which term a rule is about; the text may name the condition's term first (BR-RO-110)
+    field = _path(text) or (entry[0] if entry and entry[0] else None) or (bt.group(1) if bt else None)
     if entry is not None:
         return Explained(code, field, text, entry[1], entry[2], severity, True)
     detail = re.sub(r"^[EW]:\s*", "", text)

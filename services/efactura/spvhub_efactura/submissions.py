@@ -51,6 +51,7 @@ from spvhub_common.blobs import BlobStore
 from spvhub_common.errors import AppError, Conflict
 from spvhub_common.events.efactura import InvoiceAccepted, InvoiceRejected, InvoiceSubmitted
 from spvhub_common.logging import get_logger
+from spvhub_einvoice import Report, Validator, default_validator
 
 from spvhub_efactura import domain
 from spvhub_efactura.adapters import submissions_repo as repo
@@ -86,6 +87,9 @@ class SubmissionSettings(BaseSettings):
     # (ANAF's processing plus its indexing lag, seconds to ~15 min live; generous on purpose).
     unknown_grace_seconds: float = 6 * 3600.0
     max_xml_bytes: int = MAX_XML_BYTES
+    # Validate offline (UBL 2.1 schema + EN 16931/CIUS-RO Schematron) before anything is stored or sent; a
+    # request may turn it off (`offline_validation=false`) to let ANAF judge the document.
+    offline_validation: bool = True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,10 +173,27 @@ class SubmitCommand:
     b2c: bool = False
     validate_first: bool = False
     standard: str | None = None  # optional; must match the root
+    offline_validation: bool | None = None  # None: the deployment's default (on)
 
 
 class QuotaExhaustedError(AppError):
     status, code = 429, "quota_exhausted"
+
+
+def invalid_document_error(report: Report) -> AppError:
+    """422 `invoice_invalid`: the rule ids, each finding in ANAF's validare shape, nothing stored, nothing sent."""
+    codes = list(dict.fromkeys(report.codes()))
+    shown = ", ".join(codes[:10]) + (" …" if len(codes) > 10 else "")
+    return AppError(
+        f"The document fails the e-Factura rules (UBL 2.1, EN 16931, CIUS-RO {report.cius_ro_version}) checked "
+        f"before filing: {shown}. Nothing was sent to ANAF.",
+        messages={"ro": f"Documentul nu respectă regulile RO e-Factura (UBL 2.1, EN 16931, CIUS-RO "
+                        f"{report.cius_ro_version}) verificate înainte de trimitere: {shown}. Nu s-a trimis nimic "
+                        "la ANAF."},
+        code="invoice_invalid", status=422,
+        details={"stare": "nok", "rules": codes, "errors": [f.as_dict() for f in report.errors[:100]],
+                 "warnings": [f.as_dict() for f in report.warnings[:100]],
+                 "cius_ro_version": report.cius_ro_version})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,7 +204,7 @@ class SubmissionService:
 
     def __init__(self, settings: SubmissionSettings, uow: UowFactory, engine: SyncEngine, anaf: SubmissionAnaf,
                  blobs: BlobStore, clock: Clock, budget: AnafBudget | None = None, *,
-                 instance_id: str | None = None) -> None:
+                 instance_id: str | None = None, validator: Validator | None = None) -> None:
         self.settings = settings
         self.uow = uow
         self.engine = engine
@@ -192,6 +213,7 @@ class SubmissionService:
         self.clock = clock
         self.budget = budget
         self.me = instance_id or f"sub-{uuid.uuid4().hex[:12]}"
+        self.validator = validator or default_validator()
         self._inline: set[asyncio.Task[Any]] = set()
 
     # -- commands ----------------------------------------------------------------------------------
@@ -206,6 +228,12 @@ class SubmissionService:
             who = "buyer (self-billing)" if cmd.autofactura else "seller"
             raise AppError(f"The {who} CIF in the XML ({own or 'missing'}) is not {cmd.cif}, the company filing it.",
                            code="seller_mismatch", status=422, details={"xml_cif": own, "cif": cmd.cif})
+        offline = self.settings.offline_validation if cmd.offline_validation is None else cmd.offline_validation
+        if offline:
+            report = await self.validator.validate_async(cmd.xml)
+            if not report.ok:
+                log.info("submission refused offline", cif=cmd.cif, rules=report.codes()[:20])
+                raise invalid_document_error(report)
         key, source = idempotency_key(cmd.client_key, ins.seller_cif, ins.number, ins.issue_date)
         values = dict(standard=ins.standard, document_type=ins.document_type, number=ins.number,
                       issue_date=ins.issue_date, seller_cif=ins.seller_cif, buyer_cif=ins.buyer_cif,

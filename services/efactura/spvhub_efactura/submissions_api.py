@@ -106,6 +106,8 @@ def _flag(query: bool | None, form: dict[str, str], name: str) -> bool:
              summary="File a UBL 2.1 / CIUS-RO invoice or credit note (idempotent)",
              responses={200: {"description": "the existing submission for this Idempotency-Key"},
                         409: {"description": "idempotency_key_reused"},
+                        422: {"description": "invoice_invalid (offline validation: rule ids and findings in "
+                                             "details), seller_mismatch, xml_not_ubl_invoice ..."},
                         413: {"description": "xml_too_large"}})
 async def submit(request: Request, user: CurrentUser, cif: str,
                  idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -114,6 +116,9 @@ async def submit(request: Request, user: CurrentUser, cif: str,
                  autofactura: Annotated[bool | None, Query(description="self-billing")] = None,
                  b2c: Annotated[bool | None, Query(description="file through uploadb2c")] = None,
                  validate_first: Annotated[bool | None, Query(description="ANAF validare before upload")] = None,
+                 offline_validation: Annotated[bool | None, Query(
+                     description="validate offline (schema, EN 16931, CIUS-RO) before storing or sending; "
+                                 "on by default, refused with 422 invoice_invalid")] = None,
                  ) -> Response:
     c = await _scoped_cif(request, user.user_id, cif)
     svc = _svc(request)
@@ -122,9 +127,27 @@ async def submit(request: Request, user: CurrentUser, cif: str,
                         client_key=idempotency_key or form.get("idempotency_key"),
                         extern=_flag(extern, form, "extern"), autofactura=_flag(autofactura, form, "autofactura"),
                         b2c=_flag(b2c, form, "b2c"), validate_first=_flag(validate_first, form, "validate_first"),
-                        standard=standard or form.get("standard") or None)
+                        standard=standard or form.get("standard") or None,
+                        offline_validation=offline_validation if offline_validation is not None else (
+                            _flag(None, form, "offline_validation") if "offline_validation" in form else None))
     row, created = await svc.submit(cmd)
     return JSONResponse(out(row).model_dump(mode="json"), status_code=202 if created else 200)
+
+
+@router.post("/validation", summary="Validate a UBL 2.1 invoice or credit note offline (no ANAF call, no budget)",
+             responses={413: {"description": "xml_too_large"}})
+async def validate_offline(request: Request, user: CurrentUser) -> dict[str, Any]:
+    """The UBL 2.1 schema, the EN 16931 and CIUS-RO rules and the VAT rates by date, applied locally; answers in
+    the shape of ANAF's `validare` (`stare`, `Messages`) with each finding's rule id, field, ANAF's text and the
+    explanation in Romanian and English. Works while ANAF is down; reads no company data."""
+    svc = _svc(request)
+    data, _ = await _read_body(request, svc.settings.max_xml_bytes)
+    if len(data) > svc.settings.max_xml_bytes:
+        raise AppError(f"The XML is larger than {svc.settings.max_xml_bytes // (1024 * 1024)} MB.",
+                       code="xml_too_large", status=413)
+    if not data.strip():
+        raise AppError("The request has no XML document.", code="xml_malformed", status=400)
+    return (await svc.validator.validate_async(data)).validare()
 
 
 @router.get("/companies/{cif}/submissions", summary="Submissions of a company, newest first")

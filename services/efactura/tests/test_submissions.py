@@ -81,7 +81,7 @@ async def test_submissions_end_to_end(fresh_database: str, topic_prefix: str, mi
             r = await api.post(url, content=xml, headers={**alice, "Content-Type": "application/xml"})
             assert r.status_code == 200 and r.json()["id"] == sid
             # same key, different XML
-            r = await api.post(url, content=invoice_xml(seller, buyer, "SPV-0001", customization_ok=False),
+            r = await api.post(url, content=invoice_xml(seller, buyer, "SPV-0001", seller_county="BV"),
                                headers={**alice, "Content-Type": "application/xml"})
             assert r.status_code == 409 and r.json()["error"]["code"] == "idempotency_key_reused"
             assert sid in r.json()["error"]["message"]
@@ -102,7 +102,9 @@ async def test_submissions_end_to_end(fresh_database: str, topic_prefix: str, mi
 
             # rejected by ANAF's processing (county code, CustomizationID): explained, error report once
             nok_xml = invoice_xml(seller, buyer, "SPV-0003", seller_county="ZZ", customization_ok=False)
-            r = await api.post(url, content=nok_xml, headers={**alice, "Content-Type": "application/xml"})
+            # (offline validation would refuse it before ANAF: turned off to exercise ANAF's own verdict)
+            r = await api.post(url, content=nok_xml, params={"offline_validation": "false"},
+                               headers={**alice, "Content-Type": "application/xml"})
             assert r.status_code == 202
             nok_id = r.json()["id"]
             row = await drive(h, nok_id, ("rejected",))
@@ -118,7 +120,7 @@ async def test_submissions_end_to_end(fresh_database: str, topic_prefix: str, mi
 
             # validation first: ANAF's validare refuses, nothing is uploaded
             before = await _uploads(h, seller)
-            r = await api.post(url, params={"validate_first": "true"},
+            r = await api.post(url, params={"validate_first": "true", "offline_validation": "false"},
                                content=invoice_xml(seller, buyer, "SPV-0004", seller_county="ZZ"),
                                headers={**alice, "Content-Type": "application/xml"})
             assert r.status_code == 202 and r.json()["state"] == "rejected", r.text
