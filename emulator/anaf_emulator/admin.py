@@ -226,7 +226,7 @@ async def generate_invoices(request: Request) -> Response:
         # Build (zip + sign) every generated upload now, as ANAF has its ZIPs ready before anyone downloads:
         # benchmarks then measure the client, not the emulator's signing. Outside the lock: signing is slow.
         for up in list(state.uploads.values()):
-            if up.message_ids and up.index not in state.zip_cache:
+            if up.message_ids and (up.index, state.switches.signature_shape) not in state.zip_cache:
                 state.zip_for(up)
     return json_response({"uploads": uploads, "messages": msgs})
 

@@ -31,6 +31,9 @@ class Switches:
     end_time_quotes_clock: bool = True
     et_lista_includes_carrier: bool = False
     no_certificate_page: bool = True
+    # semnatura_<index>.xml: ANAF production's detached signature, or its test environment's enveloped copy
+    # pretty-printed after signing (../shared/anaf-api.md 2.6)
+    signature_shape: str = "production"  # production | test
 
     _CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
         "list_cui_field": ("inventory", "echo"),
@@ -39,6 +42,7 @@ class Switches:
         "forced_outcome": (None, "ok", "nok", "rejected"),
         "revoke_mode": ("my_policy", "ok"),
         "public_rate_limit": ("enforce", "ignore"),
+        "signature_shape": ("production", "test"),
     }
 
     def as_dict(self) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import re
 import zipfile
@@ -324,20 +326,41 @@ async def test_paged_list_validation(emu):
     assert r.json()["message"] == "Parametrii startTime, endTime, cif si pagina sunt obligatorii"
 
 
-async def test_download_zip_signature_and_signature_endpoint(emu):
-    body = await list_msgs(emu, A, 60)
-    msg = body["mesaje"][0]
+async def _download_members(emu, msg):
     r = await emu.client.get(f"{EF}/descarcare", params={"id": msg["id"]}, headers=await emu.bearer())
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip" and r.content[:2] == b"PK"
     zf = zipfile.ZipFile(io.BytesIO(r.content))
     index = msg["id_solicitare"]
     assert sorted(zf.namelist()) == sorted([f"{index}.xml", f"semnatura_{index}.xml"])
-    content, signature = zf.read(f"{index}.xml"), zf.read(f"semnatura_{index}.xml")
+    return zf.read(f"{index}.xml"), zf.read(f"semnatura_{index}.xml")
+
+
+async def test_download_zip_signature_and_signature_endpoint(emu):
+    body = await list_msgs(emu, A, 60)
+    msg = body["mesaje"][0]
+    content, signature = await _download_members(emu, msg)
+    # production shape (default): a lone detached Signature over the raw member bytes, RSA-SHA1, c14n 1.0
     sig_root = etree.fromstring(signature)
-    last = sig_root[-1]
-    assert last.tag == "{http://www.w3.org/2000/09/xmldsig#}Signature" and last.prefix is None
-    assert b"rsa-sha256" in signature and b"xml-exc-c14n" in signature and b"X509Certificate" in signature
+    assert sig_root.tag == "{http://www.w3.org/2000/09/xmldsig#}Signature" and sig_root.prefix is None
+    assert b"xmldsig#rsa-sha1" in signature and b"REC-xml-c14n-20010315" in signature
+    assert b"<Transforms" not in signature and b"X509Certificate" in signature and b"X509SubjectName" in signature
+    digest = sig_root.findtext(".//{http://www.w3.org/2000/09/xmldsig#}DigestValue")
+    assert base64.b64decode(digest) == hashlib.sha256(content).digest()
     assert verify_signature(content, signature)
+    assert not verify_signature(content + b" ", signature)
+    # test-environment shape behind the switch: the document with an enveloped Signature, pretty-printed after
+    r = await emu.client.post("/__admin/switches", json={"signature_shape": "test"})
+    assert r.status_code == 200 and r.json()["signature_shape"] == "test"
+    content2, enveloped = await _download_members(emu, msg)
+    assert content2 == content
+    last = etree.fromstring(enveloped)[-1]
+    assert last.tag == "{http://www.w3.org/2000/09/xmldsig#}Signature" and last.prefix is None
+    assert b"rsa-sha256" in enveloped and b"xml-exc-c14n" in enveloped and b"enveloped-signature" in enveloped
+    assert b"<SignedInfo>\n" in enveloped  # whitespace added between elements after signing
+    assert verify_signature(content, enveloped)
+    assert not verify_signature(content.replace(b"H87", b"C62", 1), enveloped)
+    assert (await emu.client.post("/__admin/switches", json={"signature_shape": "other"})).status_code == 400
+    await emu.client.post("/__admin/switches", json={"signature_shape": "production"})
     files = {"file": ("f.xml", content), "signature": ("s.xml", signature)}
     r = await emu.client.post("/api/validate/signature", files=files)
     assert r.status_code == 200 and "au fost validate cu succes" in r.json()["msg"]

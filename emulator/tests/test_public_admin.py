@@ -149,9 +149,10 @@ async def test_generate_presign_builds_every_zip_before_any_download(emu):
                                                                   "presign": True})
     assert r.json()["uploads"] >= 2
     generated = [u for u in state.uploads.values() if u.message_ids and B in (u.seller, u.buyer)]
-    assert generated and all(u.index in state.zip_cache for u in generated)
+    assert generated and all((u.index, "production") in state.zip_cache for u in generated)
     cached = dict(state.zip_cache)
-    assert all(state.zip_for(u) is cached[u.index] for u in generated)  # downloads serve the pre-built ZIP
+    # downloads serve the pre-built ZIP
+    assert all(state.zip_for(u) is cached[(u.index, "production")] for u in generated)
 
 
 async def test_admin_disabled():

@@ -145,7 +145,13 @@ async def invoice_detail(request: Request, user: CurrentUser, invoice_id: int) -
                         "signature_status": msg and msg["signature_status"],
                         "signature_detail": msg and msg["signature_detail"],
                         "signer_subject": msg and msg["signer_subject"],
-                        "purge_at": msg and msg["purge_at"], "parse_status": msg and msg["parse_status"]})
+                        "signer_serial": msg and msg["signer_serial"],
+                        "signer_sha256": msg and msg["signer_sha256"],
+                        "signer_trusted": msg and msg["signer_trusted"],
+                        "signature_shape": msg and msg["signature_shape"],
+                        "problem": msg and msg["problem"],
+                        "purge_at": msg and msg["purge_at"], "parse_status": msg and msg["parse_status"]},
+               problem=row.get("problem"))
     return out
 
 

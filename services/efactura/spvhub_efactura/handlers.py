@@ -11,7 +11,7 @@ from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
@@ -34,7 +34,7 @@ from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
 from spvhub_common.logging import get_logger
 from spvhub_common.telemetry import children, current_traceparent, tracer
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import Numeric, String, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from spvhub_efactura import domain
@@ -182,8 +182,60 @@ def blob_prefix(cif: str, message_id: str) -> str:
     return f"efactura/{cif}/{message_id}"
 
 
+_CENTS = Decimal("0.01")
+_WIDE = Context(prec=60)
+
+
 def _money(v: Decimal | None) -> Decimal | None:
-    return None if v is None else v.quantize(Decimal("0.01"))
+    """To cents; a value no column holds (infinite, NaN, too many digits) is returned as is, for _fit to report."""
+    if v is None or not v.is_finite():
+        return v
+    try:
+        return v.quantize(_CENTS, context=_WIDE)
+    except InvalidOperation:
+        return v
+
+
+def _archive_problem(p: Processed) -> str | None:
+    """What the ledger says is wrong with an archived document (None: nothing); the flagged count of the sync
+    health counts these."""
+    if p.status != "ok":
+        return f"{p.status}: {p.error or ''}"[:2000]
+    sig = p.signature
+    if sig is not None and sig.status != "valid":
+        return f"signature_{sig.status}: {sig.detail}"[:2000]
+    return None
+
+
+# Text columns under a btree index: PostgreSQL refuses an index entry over ~2700 bytes.
+_INDEXED_TEXT = {"number": 500}
+
+
+def _fit(values: dict[str, Any]) -> list[str]:
+    """Empty, in place, each value its invoices column cannot hold as parsed; `column: why` for each."""
+    problems: list[str] = []
+    for name, value in values.items():
+        if value is None or name not in invoices.c:
+            continue
+        col_type = invoices.c[name].type
+        why = None
+        if isinstance(value, Decimal) and isinstance(col_type, Numeric):
+            digits = (col_type.precision or 38) - (col_type.scale or 0)
+            if not value.is_finite() or value.adjusted() >= digits:
+                shown = str(value)
+                if value.is_finite():  # as written, about: 1E+30, 123456789012345678901234567890
+                    n = value.normalize(context=_WIDE)
+                    shown = min(str(n), format(n, "f"), key=len)
+                why = f"{shown} does not fit numeric({col_type.precision},{col_type.scale})"
+        elif isinstance(value, str) and isinstance(col_type, String) and col_type.length \
+                and len(value) > col_type.length:
+            why = f"{len(value)} characters, the column holds {col_type.length}"
+        elif isinstance(value, str) and name in _INDEXED_TEXT and len(value) > _INDEXED_TEXT[name]:
+            why = f"{len(value)} characters, at most {_INDEXED_TEXT[name]} are kept"
+        if why:
+            values[name] = None
+            problems.append(f"{name}: {why}")
+    return problems
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
@@ -257,9 +309,8 @@ class SyncEngine:
         self._company_slots = asyncio.Semaphore(settings.max_concurrent_companies)
         # Downloaded ZIPs reach the parse workers in batches: one pool round trip (pickling, queue, wake-up) for many
         # ZIPs when the sync is busy, none of the waiting when it is not.
-        self._parser: Coalescer[bytes, Processed] = Coalescer(self._process_batch, max_batch=16,
-                                                               concurrency=max(1, settings.parse_processes),
-                                                               name="efactura-parse")
+        self._parser: Coalescer[tuple[bytes, datetime | None], Processed] = Coalescer(
+            self._process_batch, max_batch=16, concurrency=max(1, settings.parse_processes), name="efactura-parse")
         self._committer: Coalescer[_ArchiveItem, bool] = Coalescer(self._commit_archives, max_batch=100,
                                                                     name="efactura-archive-commit")
 
@@ -683,14 +734,15 @@ class SyncEngine:
                 await self.blobs.put(zip_key, data, "application/zip", retain_until=retain)
             except RetentionConflict:
                 data = await self.blobs.get(zip_key)  # the archive never changes: keep the first original
-        processed = await self._parser.submit(data)
+        processed = await self._parser.submit((data, msg.get("listed_at")))
         # The signed ZIP is the archive: it holds the invoice XML and ANAF's signature XML, and the API serves the
         # XML from it. One object per message keeps the archive at one (conditional) PUT per invoice.
         keys = {"zip": zip_key}
         return await self._commit_archive(cif, msg, data, processed, keys, reprocess)
 
-    async def _process_batch(self, zips: list[bytes]) -> list[Processed]:
-        return await self.run_cpu(process_many, zips, self.limits, self.settings.trusted_signer_sha256, True, False)
+    async def _process_batch(self, items: list[tuple[bytes, datetime | None]]) -> list[Processed]:
+        return await self.run_cpu(process_many, [d for d, _ in items], self.limits,
+                                  self.settings.trusted_signers, True, False, [at for _, at in items])
 
     async def _commit_archive(self, cif: str, msg: dict[str, Any], data: bytes, p: Processed,
                               keys: dict[str, str], reprocess: bool) -> bool:
@@ -708,7 +760,7 @@ class SyncEngine:
         now = self.clock.now()
         cols: dict[str, list[Any]] = {k: [] for k in (
             "cif", "mid", "zip_key", "sha", "size", "parse_status", "parse_error", "flagged", "sig_status",
-            "sig_detail", "signer_subject", "signer_sha")}
+            "sig_detail", "signer_subject", "signer_sha", "sig_shape", "signer_serial", "signer_trusted", "problem")}
         for it in items:
             sig = it.processed.signature
             for k, v in (("cif", it.cif), ("mid", it.message_id), ("zip_key", it.keys["zip"]), ("sha", it.sha256),
@@ -717,7 +769,11 @@ class SyncEngine:
                          ("sig_status", sig.status if sig else None),
                          ("sig_detail", sig.detail[:1000] if sig and sig.detail else None),
                          ("signer_subject", sig.signer_subject if sig else None),
-                         ("signer_sha", sig.signer_sha256 if sig else None)):
+                         ("signer_sha", sig.signer_sha256 if sig else None),
+                         ("sig_shape", sig.shape if sig else None),
+                         ("signer_serial", sig.signer_serial if sig else None),
+                         ("signer_trusted", sig.trusted if sig else None),
+                         ("problem", _archive_problem(it.processed))):
                 cols[k].append(v)
         async with self.uow() as uow:
             res = await uow.session.execute(text(f"""
@@ -726,14 +782,16 @@ class SyncEngine:
                     last_error = NULL, zip_key = v.zip_key, zip_sha256 = v.sha, zip_size = v.size,
                     parse_status = v.parse_status, parse_error = v.parse_error, needs_reprocess = v.flagged,
                     signature_status = v.sig_status, signature_detail = v.sig_detail,
-                    signer_subject = v.signer_subject, signer_sha256 = v.signer_sha
+                    signer_subject = v.signer_subject, signer_sha256 = v.signer_sha, signature_shape = v.sig_shape,
+                    signer_serial = v.signer_serial, signer_trusted = v.signer_trusted, problem = v.problem
                 FROM unnest(CAST(:cif AS text[]), CAST(:mid AS text[]), CAST(:zip_key AS text[]),
                             CAST(:sha AS text[]), CAST(:size AS integer[]), CAST(:parse_status AS text[]),
                             CAST(:parse_error AS text[]), CAST(:flagged AS boolean[]), CAST(:sig_status AS text[]),
                             CAST(:sig_detail AS text[]), CAST(:signer_subject AS text[]),
-                            CAST(:signer_sha AS text[]))
+                            CAST(:signer_sha AS text[]), CAST(:sig_shape AS text[]), CAST(:signer_serial AS text[]),
+                            CAST(:signer_trusted AS boolean[]), CAST(:problem AS text[]))
                      AS v(cif, mid, zip_key, sha, size, parse_status, parse_error, flagged, sig_status,
-                          sig_detail, signer_subject, signer_sha)
+                          sig_detail, signer_subject, signer_sha, sig_shape, signer_serial, signer_trusted, problem)
                 WHERE m.cif = v.cif AND m.message_id = v.mid
                   AND {"m.needs_reprocess" if reprocess else "m.state <> 'archived'"}
                 RETURNING m.cif, m.message_id, m.tip, m.listed_at, m.upload_index, m.detalii"""),
@@ -742,6 +800,7 @@ class SyncEngine:
             done: list[bool] = []
             rows: list[dict[str, Any]] = []
             pending: list[tuple[_ArchiveItem, Document | ErrorReport | BuyerMessage, dict[str, Any]]] = []
+            unstored: dict[tuple[str, str], str] = {}
             for it in items:
                 row = made.pop((it.cif, it.message_id), None)  # a duplicate item in the batch: the first wins
                 done.append(row is not None)
@@ -750,23 +809,36 @@ class SyncEngine:
                 p = it.processed
                 sig = p.signature
                 if p.status != "ok":
-                    uow.publish(DocumentFlagged(cif=it.cif, message_id=it.message_id, problem=p.status,
-                                                detail=(p.error or "")[:500], blob_keys=it.keys),
-                                traceparent=it.traceparent)
-                    log.warning("archived document flagged", cif=it.cif, message_id=it.message_id,
-                                problem=p.status, detail=(p.error or "")[:200])
+                    self._flag(uow, it, p.status, p.error or "")
                 elif sig is not None and sig.status != "valid":
-                    uow.publish(DocumentFlagged(cif=it.cif, message_id=it.message_id, problem="signature_" + sig.status,
-                                                detail=sig.detail[:500], blob_keys=it.keys),
-                                traceparent=it.traceparent)
+                    self._flag(uow, it, "signature_" + sig.status, sig.detail)
                 if p.parsed is not None:
                     values = self._invoice_values(it, row)
+                    if values.get("problem"):
+                        # kept, with the fields it names left empty: a document is never refused for its values
+                        self._flag(uow, it, "fields_not_stored", values["problem"])
+                        unstored[(it.cif, it.message_id)] = values["problem"]
                     rows.append(values)
                     pending.append((it, p.parsed, values))
             if rows:
                 await self._insert_documents(uow, rows, pending)
+            if unstored:
+                await uow.session.execute(text(
+                    "UPDATE messages m SET problem = concat_ws('; ', m.problem, 'fields_not_stored: ' || v.problem) "
+                    "FROM unnest(CAST(:cif AS text[]), CAST(:mid AS text[]), CAST(:problem AS text[])) "
+                    "AS v(cif, mid, problem) WHERE m.cif = v.cif AND m.message_id = v.mid"),
+                    {"cif": [k[0] for k in unstored], "mid": [k[1] for k in unstored],
+                     "problem": list(unstored.values())})
             await uow.commit()
         return done
+
+    @staticmethod
+    def _flag(uow: SqlUnitOfWork, it: _ArchiveItem, problem: str, detail: str) -> None:
+        """An archived document someone should look at: told once, with the message's trace."""
+        uow.publish(DocumentFlagged(cif=it.cif, message_id=it.message_id, problem=problem, detail=detail[:500],
+                                    blob_keys=it.keys), traceparent=it.traceparent)
+        log.warning("archived document flagged", cif=it.cif, message_id=it.message_id, problem=problem,
+                    detail=detail[:200])
 
     def _invoice_values(self, it: _ArchiveItem, row: Any) -> dict[str, Any]:
         """The invoices row of one archived, parsed message."""
@@ -783,8 +855,8 @@ class SyncEngine:
             partner = doc.seller if direction == "received" else doc.buyer
             base.update(
                 direction=direction, document_type=doc.document_type, type_code=doc.type_code, number=doc.number,
-                issue_date=doc.issue_date, due_date=doc.due_date, currency=(doc.currency or "")[:3] or None,
-                tax_currency=(doc.tax_currency or "")[:3] or None,
+                issue_date=doc.issue_date, due_date=doc.due_date, currency=doc.currency,
+                tax_currency=doc.tax_currency,
                 seller_cif=(doc.seller.cif or parties.seller), seller_name=doc.seller.name,
                 buyer_cif=(doc.buyer.cif or parties.buyer), buyer_name=doc.buyer.name,
                 partner_cif=partner.cif or (parties.seller if direction == "received" else parties.buyer),
@@ -807,6 +879,8 @@ class SyncEngine:
             base.update(direction=direction, document_type="buyer_message",
                         details=_jsonable({"message": doc.message, "invoice_upload_index": doc.upload_index}),
                         partner_cif=parties.seller if direction == "received" else parties.buyer)
+        problems = list(p.problems) + _fit(base)
+        base["problem"] = "; ".join(problems)[:2000] if problems else None
         return base
 
     async def _insert_documents(self, uow: SqlUnitOfWork, rows: list[dict[str, Any]],

@@ -73,6 +73,9 @@ COUNTRIES = {"RO": "România", "DE": "Germania", "FR": "Franța", "IT": "Italia"
              "IE": "Irlanda", "PT": "Portugalia", "LU": "Luxemburg", "NO": "Norvegia", "TR": "Turcia"}
 
 _PAGE_W = 182 * mm  # A4 less 14 mm margins
+# The lines shown stop at pdfmodel.MAX_LINES or when their text passes this many characters (about 40 dense
+# pages), whichever comes first: the rendering time follows the text drawn.
+LINES_TEXT_BUDGET = 80_000
 _CELL_PAD = 12       # reportlab's default 6 pt left + 6 pt right in a table cell
 _MIN_SIZE = 5.5
 _SWAP = str.maketrans(",.", ".,")
@@ -197,6 +200,8 @@ _SIZES = {"n": 8.5, "b": 8.5, "r": 8.5, "rb": 8.5, "s": 7.0, "h": 15.0, "th": 7.
 class _Ctx:
     ellipsized: bool = False
     notes: list[str] = field(default_factory=list)
+    bad_lines: list[str] = field(default_factory=list)
+    shown_lines: int = 0
 
 
 class _OneLine(Flowable):
@@ -282,6 +287,9 @@ def reconcile(d: PdfDocument) -> list[str]:
         return f"{ro_decimal(v, 2)} {cur}".strip()
 
     main = d.vat_document
+    if main is not None and main.amount is not None and main.amount.currency not in (None, d.currency):
+        out.append(f"TVA este exprimată doar în {main.amount.currency}, nu în moneda facturii ({cur}).")
+        main = None  # sums across two currencies would be meaningless
     named = [("Total valoare linii", d.line_extension, True), ("Total fără TVA", d.tax_exclusive, True),
              ("Total TVA", main.amount if main is not None else None, False),
              ("Total cu TVA", d.tax_inclusive, True), ("Total de plată", d.payable, True),
@@ -347,7 +355,8 @@ def _line_check(ln: Line) -> tuple[str | None, bool]:
             return None, False
         word = "taxă" if ac.charge else "reducere"
         pct = f" {fmt_percent(ac.percent)}" if ac.percent is not None else ""
-        why = " ".join(x for x in (ac.reason, f"cod {ac.reason_code}" if ac.reason_code else None) if x)
+        why = " ".join(x for x in (_short(ac.reason), f"cod {_short(ac.reason_code)}" if ac.reason_code
+                                   else None) if x)
         why = f" ({why})" if why else ""
         text += f" {'+' if ac.charge else '-'} {word}{pct}{why} {ro_decimal(ac.amount.value, 2)}"
         result += ac.amount.value if ac.charge else -ac.amount.value
@@ -417,6 +426,7 @@ def _lines_table(ctx: _Ctx, d: PdfDocument) -> Table:
     suffix = f" ({cur})" if cur else ""
     head = ["Nr.", "Denumire", "U.M.", "Cantitate", f"Preț unitar{suffix}", "Cota TVA", f"Valoare{suffix}"]
     rows: list[list[Any]] = [[_fit(ctx, h, "th" if i < 3 else "thr", w[i]) for i, h in enumerate(head)]]
+    budget = LINES_TEXT_BUDGET
     for ln in d.lines:
         desc: list[Any] = [_fit(ctx, ln.name or "-", "n", w[1])]
         extra = []
@@ -436,9 +446,13 @@ def _lines_table(ctx: _Ctx, d: PdfDocument) -> Table:
             extra.append(check)
         else:  # amounts that cannot be computed with: each allowance/charge as written
             extra += [_ac_sentence(ac, cur) for ac in ln.allowances_charges]
+        budget -= len(ln.name or "") + sum(len(x) for x in extra)
+        if budget < 0 and ctx.shown_lines:
+            break
+        ctx.shown_lines += 1
         desc += [_fit(ctx, x, "s", w[1]) for x in extra]
         if bad:
-            ctx.notes.append(f"Linia {ln.id or '?'}: cantitate × preț nu corespunde valorii liniei.")
+            ctx.bad_lines.append(ln.id or "?")
         price = fmt_price(ln.price)
         if ln.base_quantity is not None and ln.base_quantity.value != 1:
             price_cell: Any = [_fit(ctx, price, "r", w[4]),
@@ -455,12 +469,17 @@ def _lines_table(ctx: _Ctx, d: PdfDocument) -> Table:
     return _grid(rows, w)
 
 
+def _short(text: str | None, cap: int = 60) -> str | None:
+    """Reasons inside a line's cell stay short: a row must always fit on one page."""
+    return text if text is None or len(text) <= cap else text[: cap - 1] + "…"
+
+
 def _ac_sentence(ac: AllowanceCharge, cur: str | None) -> str:
     word = "Taxă suplimentară" if ac.charge else "Reducere"
     parts = [word]
     if ac.reason or ac.reason_code:
-        parts.append(": " + " ".join(x for x in (ac.reason, f"(cod {ac.reason_code})" if ac.reason_code else None)
-                                     if x))
+        parts.append(": " + " ".join(x for x in (_short(ac.reason), f"(cod {_short(ac.reason_code)})"
+                                                 if ac.reason_code else None) if x))
     if ac.percent is not None and ac.base is not None:
         parts.append(f", {fmt_percent(ac.percent)} din {fmt_amount(ac.base)}")
     elif ac.base is not None:
@@ -597,9 +616,14 @@ def render_document(d: PdfDocument, *, message_id: str | None = None,
     parties.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOX", (0, 0), (0, 0), 0.5, colors.grey),
                                  ("BOX", (1, 0), (1, 0), 0.5, colors.grey)]))
     story += [parties, Spacer(1, 5 * mm), _lines_table(ctx, d)]
-    if d.line_count > len(d.lines):
+    if ctx.bad_lines:  # one note, whatever the number of lines
+        ids = ", ".join(ctx.bad_lines[:12]) + (f" și încă {len(ctx.bad_lines) - 12}" if len(ctx.bad_lines) > 12
+                                               else "")
+        ctx.notes.append(f"{'Liniile' if len(ctx.bad_lines) > 1 else 'Linia'} {ids}: cantitate × preț nu "
+                         "corespunde valorii liniei.")
+    if d.line_count > ctx.shown_lines:
         ctx.notes.append(f"Factura are {ro_decimal(Decimal(d.line_count))} linii; sunt afișate primele "
-                         f"{ro_decimal(Decimal(len(d.lines)))}. Totalurile sunt cele din XML.")
+                         f"{ro_decimal(Decimal(ctx.shown_lines))}. Totalurile sunt cele din XML.")
     if d.allowances_charges:
         story += [Spacer(1, 4 * mm), _fit(ctx, "Reduceri și taxe suplimentare la nivelul documentului", "b"),
                   Spacer(1, 1 * mm), _allowances_table(ctx, d)]

@@ -171,21 +171,26 @@ class PdfDocument:
 
     @property
     def vat_document(self) -> TaxTotal | None:
-        """The TaxTotal in the document currency (the one with the breakdown when the currency is absent)."""
-        for tt in self.tax_totals:
-            if tt.amount is not None and tt.amount.currency == self.currency:
-                return tt
-        for tt in self.tax_totals:
-            if tt.subtotals:
-                return tt
-        return self.tax_totals[0] if self.tax_totals and (
-            self.tax_totals[0].amount is None or self.tax_totals[0].amount.currency is None) else None
+        """The TaxTotal in the document currency, preferring the one with the breakdown (a RON invoice with
+        TaxCurrencyCode RON carries two RON TaxTotals, in either order); else the one with the breakdown."""
+        def cur(tt: TaxTotal) -> str | None:
+            return tt.amount.currency if tt.amount is not None else None
+        ranked = [tt for tt in self.tax_totals if cur(tt) == self.currency and tt.subtotals] + \
+                 [tt for tt in self.tax_totals if cur(tt) == self.currency] + \
+                 [tt for tt in self.tax_totals if tt.subtotals] + \
+                 [tt for tt in self.tax_totals if cur(tt) is None]
+        return ranked[0] if ranked else None
 
     @property
     def vat_other(self) -> list[TaxTotal]:
-        """Every other TaxTotal (the accounting-currency VAT, BT-111), each printed in its own currency."""
+        """Every other TaxTotal (the accounting-currency VAT, BT-111), each printed in its own currency; a repeat
+        of the document VAT in the same currency and amount is not printed twice."""
         main = self.vat_document
-        return [tt for tt in self.tax_totals if tt is not main]
+        if main is None:
+            return list(self.tax_totals)
+        return [tt for tt in self.tax_totals if tt is not main and not (
+            tt.amount is not None and main.amount is not None and tt.amount.currency == main.amount.currency
+            and tt.amount.value == main.amount.value)]
 
 
 _WS = re.compile(r"\s+")

@@ -1,10 +1,17 @@
 """Settings of the efactura service (env prefix SPVHUB_, see spvhub_common.settings)."""
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 from spvhub_common.settings import ServiceSettings
+
+# The ANAF emulator's stand-in signing certificate (emulator/anaf_emulator/keys/xmldsig_cert.pem, CN=ANAF TEST): its
+# key is published in the repository, so it is trusted only against the emulator (dev, test).
+EMULATOR_SIGNER_SHA256 = "564da1a341dec7a9c9a757be8ce6fbae80c2e9312e786d15c8f07822714506a3"
 
 
 class Settings(ServiceSettings):
@@ -49,14 +56,49 @@ class Settings(ServiceSettings):
     max_member_bytes: int = 60 * 1024 * 1024
     max_zip_ratio: int = 200
     max_zip_members: int = 8
-    trusted_signer_sha256: list[str] = Field(default_factory=list,
-                                             description="SHA-256 fingerprints of ANAF signing certificates")
+    trusted_signer_sha256: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="SHA-256 fingerprints (hex, colons allowed) of the ANAF certificates whose signatures are `valid`; "
+                    "a signature that verifies with any other certificate is `valid_untrusted_signer`. Production: "
+                    "ANAF's current production signer(s), and the earlier ones to keep older messages `valid`")
+    trust_emulator_signer: bool | None = Field(
+        None, description="also trust the ANAF emulator's public test certificate (default: in env dev/test only; "
+                          "refused in prod, where anyone could sign with its published key)")
 
     parse_processes: int = Field(2, description="worker processes for unzip/parse/signature checks (0: threads)")
     io_threads: int = Field(48, description="worker threads for the (synchronous) blob store client and parsing")
 
     # API
     export_max_items: int = 100_000
+
+    @field_validator("trusted_signer_sha256", mode="before")
+    @classmethod
+    def _split_fingerprints(cls, v: object) -> object:
+        # env: a JSON list or a plain comma-separated list
+        if isinstance(v, str):
+            return json.loads(v) if v.strip().startswith("[") else [x for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("trusted_signer_sha256")
+    @classmethod
+    def _valid_fingerprints(cls, v: list[str]) -> list[str]:
+        out = [x.strip().lower().replace(":", "") for x in v]
+        for fp in out:
+            if len(fp) != 64 or any(c not in "0123456789abcdef" for c in fp):
+                raise ValueError(f"{fp!r} is not a SHA-256 fingerprint (64 hex digits)")
+        return out
+
+    @model_validator(mode="after")
+    def _emulator_signer_outside_prod(self) -> Settings:
+        if self.trust_emulator_signer and self.env == "prod":
+            raise ValueError("trust_emulator_signer: the emulator's signing key is public; never trusted in prod")
+        return self
+
+    @property
+    def trusted_signers(self) -> list[str]:
+        """The fingerprints a signature must come from to be `valid`."""
+        emulator = self.env in ("dev", "test") if self.trust_emulator_signer is None else self.trust_emulator_signer
+        return [*self.trusted_signer_sha256, *([EMULATOR_SIGNER_SHA256] if emulator else [])]
 
 
 @lru_cache

@@ -4,6 +4,7 @@ credit note referring to two invoices, and hostile documents."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from xml.sax.saxutils import escape
 
 CIUS_RO = "urn:cen.eu:en16931:2017#compliant#urn:efactura.mfinante.ro:CIUS-RO:1.0.1"
@@ -128,7 +129,7 @@ def document(*, number: str, issue: str, seller: P, buyer: P, lines: list[L], va
              vat_ron: str | None = None, due: str | None = "2026-03-31", type_code: str | None = None,
              credit: bool = False, notes: tuple[str, ...] = (), refs: tuple[tuple[str, str | None], ...] = (),
              allowances: tuple[str, ...] = (), iban: str = "RO49AAAA1B31007593840000", order: str | None = None,
-             extra_lines_xml: str = "") -> bytes:
+             extra_lines_xml: str = "", accounting_vat_first: bool = False) -> bytes:
     root = "CreditNote" if credit else "Invoice"
     cur = currency
     out = ['<?xml version="1.0" encoding="UTF-8"?>\n',
@@ -157,11 +158,12 @@ def document(*, number: str, issue: str, seller: P, buyer: P, lines: list[L], va
     out.append(f"<cac:PayeeFinancialAccount><cbc:ID>{e(iban)}</cbc:ID></cac:PayeeFinancialAccount>"
                "</cac:PaymentMeans>")
     out += list(allowances)
-    out.append(f'<cac:TaxTotal><cbc:TaxAmount currencyID="{cur}">{vat}</cbc:TaxAmount>{"".join(subs)}'
-               "</cac:TaxTotal>")
+    totals_xml = [f'<cac:TaxTotal><cbc:TaxAmount currencyID="{cur}">{vat}</cbc:TaxAmount>{"".join(subs)}'
+                  "</cac:TaxTotal>"]
     if vat_ron is not None:
-        out.append(f'<cac:TaxTotal><cbc:TaxAmount currencyID="{tax_currency}">{vat_ron}</cbc:TaxAmount>'
-                   "</cac:TaxTotal>")
+        totals_xml.append(f'<cac:TaxTotal><cbc:TaxAmount currencyID="{tax_currency}">{vat_ron}</cbc:TaxAmount>'
+                          "</cac:TaxTotal>")
+    out += reversed(totals_xml) if accounting_vat_first else totals_xml
     out.append("<cac:LegalMonetaryTotal>")
     for tag in ("LineExtensionAmount", "TaxExclusiveAmount", "TaxInclusiveAmount", "AllowanceTotalAmount",
                 "ChargeTotalAmount", "PrepaidAmount", "PayableRoundingAmount", "PayableAmount"):
@@ -179,7 +181,7 @@ BUYER = P("Cumpărător Țuică SA", vat="RO14399840", legal_id="RO14399840", st
           city="SECTOR3", county="RO-B", zone="030823")
 
 
-def ron_with_allowances(*, with_document_allowance: bool = True) -> bytes:
+def ron_with_allowances(*, with_document_allowance: bool = True, **kw: Any) -> bytes:
     """Lines 330,77; a 21,20 commercial discount on the document; 309,57 without VAT; prepaid and rounding."""
     lines = [
         L("Hârtie copiator A4 80g", "10", "H87", "24.90", "224.10", seller_id="HA4-80",
@@ -197,7 +199,7 @@ def ron_with_allowances(*, with_document_allowance: bool = True) -> bytes:
         totals={"LineExtensionAmount": "330.77", "TaxExclusiveAmount": "309.57", "TaxInclusiveAmount": "372.67",
                 "AllowanceTotalAmount": "21.20", "PrepaidAmount": "100.00", "PayableRoundingAmount": "0.33",
                 "PayableAmount": "273.00"},
-        notes=("Marfa se livrează la sediul cumpărătorului.",), order="CMD-7781")
+        notes=("Marfa se livrează la sediul cumpărătorului.",), order="CMD-7781", **kw)
 
 
 def eur_with_ron_vat() -> bytes:
@@ -263,3 +265,19 @@ def hostile(line_count: int = 50_000) -> bytes:
         totals={"LineExtensionAmount": str(line_count) + ".00", "TaxExclusiveAmount": big,
                 "TaxInclusiveAmount": "1E+30", "PayableAmount": "Infinity"},
         iban="RO49AAAA1B31007593840000" * 200, notes=("N" * 100_000,) * 30, extra_lines_xml=extra)
+
+
+def heaviest_lines(count: int = 600) -> bytes:
+    """Every line at the caps (name, description, note, item code, eight allowances with long reasons) and not
+    tying to its amount: each row must still fit on a page and the warnings stay one note."""
+    words = " ".join(["cuvânt"] * 400)
+    allowances = [ac(i % 2 == 1, "1.00", words, "95", "RON") for i in range(12)]
+    lines = [L(words, "1", "H87", "10.00", "1.00", description=words, seller_id="C" * 500, allowances=allowances)
+             for _ in range(count)]
+    xml = document(number="GREU-1", issue="2026-03-01", seller=SELLER, buyer=BUYER, lines=lines, vat="0.21",
+                   subs=[sub("RON", "1.00", "0.21", "S", "21")],
+                   totals={"LineExtensionAmount": f"{count}.00", "TaxExclusiveAmount": f"{count}.00",
+                           "TaxInclusiveAmount": f"{count}.21", "PayableAmount": f"{count}.21"})
+    return xml.replace(b"<cbc:LineExtensionAmount currencyID=\"RON\">1.00</cbc:LineExtensionAmount>",
+                       b"<cbc:Note>" + words.encode() + b"</cbc:Note>"
+                       b"<cbc:LineExtensionAmount currencyID=\"RON\">1.00</cbc:LineExtensionAmount>")

@@ -22,6 +22,7 @@ from pdf_invoices import (
     credit_note_two_refs,
     document,
     eur_with_ron_vat,
+    heaviest_lines,
     hostile,
     ron_with_allowances,
     sek_with_ron_vat,
@@ -105,6 +106,21 @@ def test_foreign_currency_invoice_prints_each_vat_in_its_own_currency(case, doc_
     assert "(ora României)" in t and "16.07.2026 00:05" in t
 
 
+def test_ron_invoice_with_tax_currency_ron_prints_its_vat_once() -> None:
+    """TaxCurrencyCode RON on a RON invoice: two RON TaxTotals (here the one without breakdown first)."""
+    t = flat(render_pdf(ron_with_allowances(tax_currency="RON", vat_ron="63.10", accounting_vat_first=True)))
+    assert "Total TVA 63,10 RON" in t and t.count("Total TVA") == 1
+    assert "S - cota standard 21% 290,46 61,00" in t and "Totaluri verificate" in t
+
+
+def test_vat_only_in_another_currency_is_not_summed_with_the_totals() -> None:
+    xml = eur_with_ron_vat().replace(b'<cbc:TaxAmount currencyID="EUR">289.53</cbc:TaxAmount>',
+                                     b'<cbc:TaxAmount currencyID="RON">1477.47</cbc:TaxAmount>')
+    t = flat(render_pdf(xml))
+    assert "Total TVA 1.477,47 RON" in t and "Total TVA 1.477,47 EUR" not in t
+    assert "TVA este exprimată doar în RON, nu în moneda facturii (EUR)." in t
+
+
 def test_eur_invoice_amounts_and_units() -> None:
     t = flat(render_pdf(eur_with_ron_vat()))
     for s in ("Moneda: EUR", "Preț unitar (EUR)", "Valoare (EUR)",
@@ -173,6 +189,20 @@ def test_hostile_invoice_renders_in_bounded_time_with_visible_notes() -> None:
     assert "X" * 100 not in t  # the 100,000-character number is cut
     d = read_document(xml)
     assert d.line_count == 50_000 and d.lines_total == Decimal("50000.00") and len(d.lines) == 500
+
+
+def test_heaviest_lines_stop_at_a_text_budget_and_warn_once() -> None:
+    xml = heaviest_lines(200)
+    started = time.perf_counter()
+    pdf = render_pdf(xml)
+    assert time.perf_counter() - started < 60
+    text = pages(pdf)
+    t = " ".join(" ".join(text).split())
+    shown = len(text)  # each of these rows takes about a page: never more than one, never split mid-row
+    assert 20 <= shown <= 60
+    assert "Factura are 200 linii; sunt afișate primele" in t
+    assert t.count("cantitate × preț nu corespunde valorii liniei") == 1
+    assert "Liniile 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 și încă" in t
 
 
 def test_registration_numbers() -> None:

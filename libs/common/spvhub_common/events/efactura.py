@@ -109,13 +109,16 @@ class MessageLost(Event):
 
 @register
 class DocumentFlagged(Event):
-    """An archived document could not be read (unparseable or hostile): kept as received, flagged for review."""
+    """An archived document someone should look at, kept as received: unreadable or hostile, a signature that is not
+    `valid`, or fields its invoice row could not store as parsed (left empty, named in `detail`)."""
 
     topic = "efactura.document-flagged"
     key_field = "cif"
     cif: str
     message_id: str
-    problem: str  # unparseable | hostile | signature_invalid
+    # unparseable | hostile | signature_invalid | signature_missing | signature_valid_untrusted_signer |
+    # fields_not_stored
+    problem: str
     detail: str = ""
     blob_keys: dict[str, str] = {}
 

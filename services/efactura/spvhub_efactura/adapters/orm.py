@@ -94,16 +94,21 @@ messages = Table(
     Column("parse_status", String(20)),  # ok | unparseable | hostile
     Column("parse_error", Text),
     Column("needs_reprocess", Boolean, nullable=False, server_default=text("false")),
-    Column("signature_status", String(16)),  # valid | invalid | missing | error
+    Column("signature_status", String(32)),  # valid | valid_untrusted_signer | invalid | missing | error
     Column("signature_detail", Text),
     Column("signer_subject", Text),
     Column("signer_sha256", String(64)),
+    Column("signature_shape", String(16)),  # detached (ANAF production) | enveloped (ANAF test)
+    Column("signer_serial", String(64)),  # hex
+    Column("signer_trusted", Boolean),
+    Column("problem", Text),  # why the archived document is flagged (parse, signature, fields not stored); NULL: none
     Column("expiring_notified_at", DateTime(timezone=True)),
     Column("submission_id", String(64)),  # issue 10: an outgoing submission this message answers
     Column("download_started_at", DateTime(timezone=True)),  # a download began: its ZIP may be archived already
     Index("ix_messages_pending", "cif", "purge_at", postgresql_where=text("state IN ('listed','failed')")),
     Index("ix_messages_upload_index", "upload_index"),
     Index("ix_messages_reprocess", "cif", postgresql_where=text("needs_reprocess")),
+    Index("ix_messages_flagged", "cif", text("archived_at DESC"), postgresql_where=text("problem IS NOT NULL")),
 )
 
 # Parsed documents (invoices, credit notes, error reports, buyer messages), one per archived message.
@@ -139,7 +144,8 @@ invoices = Table(
     Column("listed_at", DateTime(timezone=True), nullable=False),
     Column("zip_key", Text, nullable=False),
     Column("xml_key", Text),
-    Column("signature_status", String(16)),
+    Column("signature_status", String(32)),
+    Column("problem", Text),  # fields present in the document but not stored (left empty), and why
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("cif", "message_id", name="uq_invoices_cif_message"),
     Index("ix_invoices_cif_listed", "cif", text("listed_at DESC"), text("id DESC")),

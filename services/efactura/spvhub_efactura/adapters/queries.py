@@ -128,12 +128,15 @@ async def list_messages(session: AsyncSession, cif: str, state: str | None, limi
     q = select(messages.c.message_id, messages.c.tip, messages.c.kind, messages.c.upload_index,
                messages.c.listed_at, messages.c.purge_at, messages.c.state, messages.c.attempts,
                messages.c.next_attempt_at, messages.c.last_error, messages.c.lost_reason, messages.c.archived_at,
-               messages.c.parse_status, messages.c.signature_status, messages.c.needs_reprocess
+               messages.c.parse_status, messages.c.signature_status, messages.c.needs_reprocess, messages.c.problem
                ).where(messages.c.cif == cif)
     if state:
         q = q.where(messages.c.state == state)
     q = q.order_by(messages.c.listed_at.desc()).limit(limit)
     return [dict(r) for r in (await session.execute(q)).mappings().all()]
+
+
+FLAGGED_SHOWN = 20
 
 
 async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, interval_default: int
@@ -150,9 +153,21 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
     purge = dict((await session.execute(
         select(messages.c.cif, func.min(messages.c.purge_at)).where(
             messages.c.cif.in_(cifs), messages.c.state.in_(["listed", "failed"])).group_by(messages.c.cif))).all())
+    flagged_where = (messages.c.cif.in_(cifs), or_(messages.c.problem.is_not(None), messages.c.needs_reprocess))
     flagged = dict((await session.execute(
-        select(messages.c.cif, func.count()).where(messages.c.cif.in_(cifs), messages.c.needs_reprocess)
-        .group_by(messages.c.cif))).all())
+        select(messages.c.cif, func.count()).where(*flagged_where).group_by(messages.c.cif))).all())
+    recent_flagged: dict[str, list[dict[str, Any]]] = {}
+    if flagged:
+        # the latest few per company, to name them (the count says how many there are)
+        ranked = select(messages.c.cif, messages.c.message_id, messages.c.archived_at, messages.c.problem,
+                        messages.c.parse_status, messages.c.signature_status,
+                        func.row_number().over(partition_by=messages.c.cif,
+                                               order_by=messages.c.archived_at.desc()).label("n")
+                        ).where(*flagged_where).subquery()
+        for r in (await session.execute(select(ranked).where(ranked.c.n <= FLAGGED_SHOWN))).mappings():
+            recent_flagged.setdefault(r["cif"], []).append({
+                "message_id": r["message_id"], "archived_at": r["archived_at"],
+                "problem": r["problem"] or f"{r['parse_status']}", "signature_status": r["signature_status"]})
     conn_rows = (await session.execute(
         select(connection_rights.c.cif, connections.c.connection_id, connections.c.status,
                connections.c.status_reason)
@@ -184,6 +199,7 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
             "messages": {"archived": cnt.get("archived", 0), "pending": cnt.get("listed", 0) + cnt.get("failed", 0),
                          "failed": cnt.get("failed", 0), "lost": cnt.get("lost", 0),
                          "flagged": int(flagged.get(cif, 0))},
+            "flagged_documents": recent_flagged.get(cif, []),
             "errors": {"last_error": c["last_error"] if c else None, "last_error_at": c["last_error_at"] if c else None,
                        "consecutive_failures": c["consecutive_failures"] if c else 0},
             "blocked_until": c["blocked_until"] if c else None,
