@@ -56,6 +56,19 @@ class SetMember(BaseModel):
     role: Literal["owner", "admin", "member"]
 
 
+class AddMember(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(..., min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+$",
+                       description="The e-mail address of an existing platform account")
+    role: Literal["owner", "admin", "member"] = "member"
+
+
+class CollaborationPermissions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    may_file: bool = Field(..., description="The accounting firm may file invoices and send messages at ANAF in the "
+                                            "client's name")
+
+
 class EndCollaboration(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("", max_length=500)
@@ -93,11 +106,19 @@ async def list_members(cif: str, user: CurrentUser, uow: Uow) -> dict[str, Any]:
     return {"cif": cif, "members": await h.list_members(uow, user.user_id, cif)}
 
 
-@router.put("/companies/{cif}/members/{member_id}", summary="Add a member or change a role (owner/admin)")
-async def set_member(cif: str, member_id: str, body: SetMember, user: CurrentUser, uow: Uow) -> dict[str, Any]:
+@router.post("/companies/{cif}/members", status_code=201,
+             summary="Add an existing platform user, by e-mail (verified owner/admin); the member is verified")
+async def add_member(cif: str, body: AddMember, user: CurrentUser, uow: Uow, deps: PortfolioDeps) -> dict[str, Any]:
+    return await _commit(uow, lambda: h.add_member(uow, deps, user.user_id, cif, body.email, body.role))
+
+
+@router.put("/companies/{cif}/members/{member_id}",
+            summary="Change a member's role, or approve a pending member with a role (verified owner/admin)")
+async def set_member(cif: str, member_id: str, body: SetMember, user: CurrentUser, uow: Uow,
+                     deps: PortfolioDeps) -> dict[str, Any]:
     if not member_id or len(member_id) > 64:
         raise AppError("member id must be 1-64 characters.", code="invalid_user_id", status=422)
-    return await _commit(uow, lambda: h.set_member(uow, user.user_id, cif, member_id, body.role))
+    return await _commit(uow, lambda: h.set_member(uow, deps, user.user_id, cif, member_id, body.role))
 
 
 @router.delete("/companies/{cif}/members/{member_id}", status_code=204, summary="Remove a member (or leave)")
@@ -146,6 +167,14 @@ async def portfolio_status(cif: str, user: CurrentUser, uow: Uow) -> dict[str, A
 @router.get("/companies/{cif}/collaborations", summary="Collaborations of the company (as firm or client)")
 async def list_collaborations(cif: str, user: CurrentUser, uow: Uow) -> dict[str, Any]:
     return {"cif": cif, "collaborations": await h.list_collaborations(uow, user.user_id, cif)}
+
+
+@router.patch("/companies/{cif}/collaborations/{firm_cif}",
+              summary="The client decides what the accounting firm may do in its name (verified owner/admin)")
+async def set_collaboration_permissions(cif: str, firm_cif: str, body: CollaborationPermissions, user: CurrentUser,
+                                        uow: Uow) -> dict[str, Any]:
+    return await _commit(uow, lambda: h.set_collaboration_permissions(uow, user.user_id, cif, firm_cif,
+                                                                      body.may_file))
 
 
 @router.post("/companies/{cif}/collaborations/{other_cif}/end", summary="End a collaboration (either side)")

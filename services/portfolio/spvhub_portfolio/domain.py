@@ -85,15 +85,76 @@ class Grant:
 
     role: str
     via_firm_cif: str | None = None
+    verified: bool = True
+    can_file: bool = False
 
 
-def effective_grant(direct_role: str | None, firms_with_active_collaboration: list[str]) -> Grant | None:
-    """A direct membership wins; otherwise an active collaboration through a firm the user belongs to."""
-    if direct_role:
-        return Grant(direct_role)
-    if firms_with_active_collaboration:
-        return Grant(Role.ACCOUNTANT.value, sorted(firms_with_active_collaboration)[0])
+@dataclass(frozen=True)
+class Membership:
+    role: str
+    verified: bool
+
+
+@dataclass(frozen=True)
+class FirmLink:
+    """A firm the user is a verified member of, in an active collaboration with the client."""
+
+    firm_cif: str
+    may_file: bool = False
+
+
+def effective_grant(direct: Membership | None, firms: list[FirmLink]) -> Grant | None:
+    """A direct membership wins (verified or not: an unverified member sees the registry data and can work towards
+    verification); otherwise an active collaboration through a firm the user is a verified member of."""
+    if direct is not None:
+        return Grant(direct.role, None, direct.verified, direct.verified and direct.role in MANAGERS)
+    if firms:
+        best = sorted(firms, key=lambda f: (not f.may_file, f.firm_cif))[0]
+        return Grant(Role.ACCOUNTANT.value, best.firm_cif, True, best.may_file)
     return None
+
+
+@dataclass(frozen=True)
+class ConnectionFacts:
+    """What portfolio knows of one ANAF connection when deciding whom it may act for."""
+
+    connection_id: str
+    holder_cif: str
+    active: bool
+    services: tuple[str, ...]
+    rights: frozenset[str]
+    authorized_at: str = ""  # ISO text: only for a stable order
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    connection_id: str
+    holder_cif: str
+    services: tuple[str, ...]
+    may_file: bool
+
+
+def entitled_connections(cif: str, connections: list[ConnectionFacts],
+                         clients_of: dict[str, dict[str, bool]]) -> list[Entitlement]:
+    """The connections that may act for `cif`, best first.
+
+    A connection acts for its holder company and for the clients in an active collaboration with the holder, and
+    only where its certificate has SPV rights (the holder itself counts as covered: auth checked the rights on it
+    when the connection was authorized, and e-Transport connections are never probed). `clients_of[firm][client]`
+    is the collaboration's filing permission. Own connections come first, then the oldest authorization, so the
+    choice is the same on every replica and every run.
+    """
+    out: list[tuple[tuple[int, str, str], Entitlement]] = []
+    for c in connections:
+        if not c.active:
+            continue
+        own = c.holder_cif == cif
+        if not own and (cif not in c.rights or cif not in clients_of.get(c.holder_cif, {})):
+            continue
+        may_file = own or clients_of[c.holder_cif][cif]
+        out.append(((0 if own else 1, c.authorized_at, c.connection_id),
+                    Entitlement(c.connection_id, c.holder_cif, c.services, may_file)))
+    return [e for _, e in sorted(out, key=lambda t: t[0])]
 
 
 def can_assign(actor_role: str, target_role: str, current_role: str | None = None) -> bool:

@@ -12,11 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from spvhub_common.access import insufficient_role, no_access, not_verified
 from spvhub_common.anaf.errors import AnafError, BudgetExhausted, LimitReached, Unauthorized
 from spvhub_common.clock import Clock
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events import Event
-from spvhub_common.events.auth import ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired, TokenRefreshed
+from spvhub_common.events.auth import (
+    ConnectionAuthorized,
+    ConnectionRevoked,
+    ReauthorizationRequired,
+    TokenRefreshed,
+    UserRegistered,
+)
 from spvhub_common.events.envelope import CloudEvent
 from spvhub_common.events.invitations import (
     InvitationAccepted,
@@ -30,9 +37,14 @@ from spvhub_common.events.portfolio import (
     AccessChanged,
     AccessLost,
     CollaborationEnded,
+    CollaborationPermissionsChanged,
     CollaborationStarted,
     CompanyRegistered,
     CompanyUpdated,
+    EntitledConnection,
+    EntitlementsChanged,
+    JoinRequested,
+    MembershipVerified,
     RightsDiscovered,
 )
 from spvhub_common.logging import get_logger
@@ -71,34 +83,31 @@ class Deps:
 
 # -- access ---------------------------------------------------------------------------------------------
 async def role_on(uow: SqlUnitOfWork, user_id: str, cif: str) -> domain.Grant | None:
-    direct = await repo.direct_role(uow.session, user_id, cif)
+    direct = await repo.direct_membership(uow.session, user_id, cif)
     firms = [] if direct else await repo.firms_of_user_with_active_collaboration(uow.session, user_id, cif)
     return domain.effective_grant(direct, firms)
 
 
-def _no_access(cif: str) -> Forbidden:
-    return Forbidden(f"You have no access to company CIF {cif}.", code="no_access_to_company", details={"cif": cif})
-
-
 async def require_role(uow: SqlUnitOfWork, user_id: str, cif: str, allowed: tuple[str, ...] | None = None,
-                       *, direct_only: bool = False) -> str:
-    """The caller's role on `cif` (direct membership, or accountant through an active collaboration), or 403.
+                       *, direct_only: bool = False, allow_unverified: bool = False) -> domain.Grant:
+    """The caller's grant on `cif` (direct membership, or accountant through an active collaboration), or 403.
 
-    `allowed` restricts the roles; `direct_only` refuses firm users reaching a client (company administration).
+    `allowed` restricts the roles; `direct_only` refuses firm users reaching a client (company administration);
+    only a verified membership passes unless `allow_unverified`.
     """
     grant = await role_on(uow, user_id, cif)
     if grant is None or (direct_only and grant.via_firm_cif):
-        raise _no_access(cif)
+        raise no_access(cif)
+    if not grant.verified and not allow_unverified:
+        raise not_verified(cif)
     if allowed is not None and grant.role not in allowed:
-        raise Forbidden(f"Your role ({grant.role}) on CIF {cif} does not allow this; an owner or administrator "
-                        "of the company can do it.", code="insufficient_role",
-                        details={"cif": cif, "role": grant.role, "required": list(allowed)})
-    return grant.role
+        raise insufficient_role(cif, grant.role, tuple(allowed))
+    return grant
 
 
 async def sync_access(uow: SqlUnitOfWork, cifs: set[str] | list[str]) -> None:
     """Publish `portfolio.access-changed` for every (user, CIF) whose effective access differs from what
-    portfolio last published: grants, role changes and revokes, all explicit and idempotent."""
+    portfolio last published: grants, role changes, verification and revokes, all explicit and idempotent."""
     for cif in sorted(set(cifs)):
         direct, via = await repo.desired_access(uow.session, cif)
         current = await repo.published_access(uow.session, cif)
@@ -108,17 +117,81 @@ async def sync_access(uow: SqlUnitOfWork, cifs: set[str] | list[str]) -> None:
             if want is None and have is not None:
                 await repo.delete_published(uow.session, user_id, cif)
                 uow.publish(AccessChanged(cif=cif, user_id=user_id, role=have["role"], granted=False,
-                                          via_firm_cif=have["via_firm_cif"]))
-            elif want is not None and (have is None or (have["role"], have["via_firm_cif"]) !=
-                                       (want.role, want.via_firm_cif)):
-                await repo.set_published(uow.session, user_id, cif, want.role, want.via_firm_cif)
+                                          via_firm_cif=have["via_firm_cif"], verified=bool(have["verified"])))
+            elif want is not None and (have is None or (have["role"], have["via_firm_cif"], have["verified"],
+                                                        have["can_file"]) !=
+                                       (want.role, want.via_firm_cif, want.verified, want.can_file)):
+                await repo.set_published(uow.session, user_id, cif, want.role, want.via_firm_cif, want.verified,
+                                         want.can_file)
                 uow.publish(AccessChanged(cif=cif, user_id=user_id, role=want.role, granted=True,
-                                          via_firm_cif=want.via_firm_cif))
+                                          via_firm_cif=want.via_firm_cif, verified=want.verified,
+                                          can_file=want.can_file))
 
 
 async def sync_access_of_firm(uow: SqlUnitOfWork, cif: str) -> None:
     """After a membership change: the company itself and every client it reaches as a firm."""
     await sync_access(uow, {cif, *await repo.active_client_cifs(uow.session, cif)})
+
+
+async def verify_member(uow: SqlUnitOfWork, deps: Deps, cif: str, user_id: str, via: str) -> bool:
+    """Verify an existing membership (proof of control). The first verified member of a company is its owner; a
+    later one keeps the role asked for, never above administrator. Returns whether anything changed."""
+    m = await repo.direct_membership(uow.session, user_id, cif)
+    if m is None or m.verified:
+        return False
+    has_owner = await repo.has_verified_owner(uow.session, cif)
+    role = Role.OWNER.value if not has_owner else (Role.ADMIN.value if m.role == Role.OWNER else m.role)
+    await repo.upsert_member(uow.session, cif, user_id, role, verified_via=via, at=deps.clock.now())
+    uow.publish(MembershipVerified(cif=cif, user_id=user_id, role=role, via=via))
+    await sync_access_of_firm(uow, cif)
+    log.info("membership verified", cif=cif, user_id=user_id, via=via, role=role)
+    return True
+
+
+# -- entitlements ----------------------------------------------------------------------------------------
+async def sync_entitlements(uow: SqlUnitOfWork, cifs: set[str] | list[str], *, reason: str = "",
+                            message: str = "", quiet: bool = False) -> None:
+    """Publish `portfolio.entitlements-changed` for every CIF whose entitled connections changed. When the last one
+    goes, the company's sync stops: its own verified people (and, for a client, the managers of the firm whose
+    connection it was) are told once, with the reason — unless `quiet` (another notice already tells them)."""
+    for cif in sorted(set(cifs)):
+        facts = await repo.connection_facts_for(uow.session, cif)
+        firms = await repo.active_firms_of_client(uow.session, cif)
+        now = [{"connection_id": e.connection_id, "holder_cif": e.holder_cif, "services": list(e.services),
+                "may_file": e.may_file} for e in domain.entitled_connections(cif, facts, firms)]
+        before = await repo.published_entitlements(uow.session, cif)
+        if before == now:
+            continue
+        await repo.set_published_entitlements(uow.session, cif, now)
+        if before is None and not now:
+            continue  # nobody was ever told anything about this CIF: nothing to say now either
+        uow.publish(EntitlementsChanged(cif=cif, connections=[EntitledConnection(**c) for c in now]))
+        if before and not now and not quiet:
+            holders = sorted({c["holder_cif"] for c in before} - {cif})
+            notify = set(await repo.verified_people(uow.session, cif))
+            for h in holders:
+                notify |= set(await repo.verified_people(uow.session, h, domain.MANAGERS))
+            last = before[0]
+            uow.publish(AccessLost(
+                cif=cif, connection_id=last["connection_id"], reason=reason or "no_entitled_connection",
+                holder_cif=last["holder_cif"], notify_user_ids=sorted(notify),
+                message=message or f"No ANAF authorization may act for CIF {cif} any more, so its e-Factura invoices "
+                                   "are no longer downloaded. Authorize ANAF access again for the company (or ask "
+                                   "the accounting firm to) to resume."))
+
+
+async def connection_scope(uow: SqlUnitOfWork, connection_id: str, holder_cif: str) -> set[str]:
+    """The CIFs whose entitlements a change of this connection may affect."""
+    return {holder_cif, *await repo.rights_of(uow.session, connection_id)}
+
+
+async def reconcile(uow: SqlUnitOfWork, limit: int = 200) -> int:
+    """Publish again what was published before verification and entitlements existed (after an upgrade)."""
+    stale = await repo.stale_access_cifs(uow.session, limit)
+    await sync_access(uow, stale)
+    missing = await repo.cifs_needing_entitlements(uow.session, limit)
+    await sync_entitlements(uow, missing)
+    return len(stale) + len(missing)
 
 
 # -- registry ------------------------------------------------------------------------------------------
@@ -163,80 +236,106 @@ def company_view(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 # -- companies --------------------------------------------------------------------------------------------
+def _verification(verified: bool) -> dict[str, Any]:
+    if verified:
+        return {"verification": "verified"}
+    return {"verification": "unverified",
+            "verification_hint": "Authorize ANAF access for the company with a certificate that has SPV rights on it "
+                                 "(or send your accountant a delegation link), or ask a verified owner or "
+                                 "administrator to add you. Until then only the public registry data is shown.",
+            "verification_hint_ro": "Autorizați accesul ANAF pentru companie cu un certificat care are drepturi SPV "
+                                    "pe ea (sau trimiteți contabilului un link de delegare), ori cereți unui "
+                                    "proprietar sau administrator verificat să vă adauge. Până atunci vedeți doar "
+                                    "datele publice din registrul ANAF."}
+
+
 async def register_company(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str) -> tuple[dict[str, Any], bool]:
-    """Register a company by CIF alone; the caller becomes its owner. Returns (company, created)."""
+    """Register a company by CIF alone. Registering proves nothing: the caller becomes an *unverified* member
+    (owner once verified, if nobody was verified before) and sees the registry data only. A CIF is never locked by
+    an unverified registration; when the company already has a verified owner, the registration is a join request
+    its owners and administrators are told about. Returns (company, created)."""
     cif = domain.normalize_cif(raw_cif)
     existing = await repo.get_company(uow.session, cif, lock=True)
     if existing is not None:
-        role = await repo.direct_role(uow.session, user_id, cif)
-        if role is not None:
-            return company_view(existing, role=role, relation="own"), False
-        if await repo.members(uow.session, cif):
-            raise Conflict(f"Company CIF {cif} is already registered on the platform; ask one of its owners or "
-                           "administrators to add you.", code="company_already_registered", details={"cif": cif})
+        m = await repo.direct_membership(uow.session, user_id, cif)
+        if m is not None:
+            return company_view(existing, role=m.role, relation="own", **_verification(m.verified)), False
     reg = (await registry_data(uow, deps, [cif])).get(cif)
     if reg is None or not reg["found"]:
         raise AppError(f"CIF {cif} is valid but ANAF's public registry has no company with it. Check the number.",
-                       code="cif_not_in_registry", status=422, details={"cif": cif})
+                       code="cif_not_in_registry", status=422, details={"cif": cif},
+                       messages={"ro": f"CIF {cif} este valid, dar registrul public ANAF nu are nicio companie cu "
+                                       "acest cod. Verificați numărul."})
     now = deps.clock.now()
     fields = _company_fields(reg)
     if existing is None:
-        created = await repo.insert_company(uow.session, {"cif": cif, **fields, "registry_checked_at": now,
-                                                          "registered_by": user_id, "created_at": now,
-                                                          "updated_at": now})
-        if not created:
-            raise Conflict(f"Company CIF {cif} was registered a moment ago by someone else.",
-                           code="company_already_registered", details={"cif": cif})
+        if not await repo.insert_company(uow.session, {"cif": cif, **fields, "registry_checked_at": now,
+                                                       "registered_by": user_id, "created_at": now,
+                                                       "updated_at": now}):
+            raise Conflict(f"Company CIF {cif} is being registered right now; try again in a moment.",
+                           code="registration_in_progress", details={"cif": cif})
+        row = await repo.get_company(uow.session, cif)
+        assert row is not None
+        uow.publish(CompanyRegistered(cif=cif, registered_by=user_id,
+                                      provides_accounting_services=row["provides_accounting_services"], **fields))
     else:
-        await repo.update_company(uow.session, cif, {**fields, "registry_checked_at": now, "registered_by": user_id,
-                                                     "updated_at": now})
-    await repo.upsert_member(uow.session, cif, user_id, Role.OWNER)
+        await repo.update_company(uow.session, cif, {**fields, "registry_checked_at": now, "updated_at": now})
+    role = Role.OWNER.value
+    if await repo.has_verified_owner(uow.session, cif):
+        role = Role.MEMBER.value  # asks to join; the owners decide the role when they approve
+        managers = await repo.verified_people(uow.session, cif, domain.MANAGERS)
+        uow.publish(JoinRequested(cif=cif, user_id=user_id, via="registration", notify_user_ids=managers))
+    await repo.upsert_member(uow.session, cif, user_id, role)
     row = await repo.get_company(uow.session, cif)
     assert row is not None
-    uow.publish(CompanyRegistered(cif=cif, registered_by=user_id,
-                                  provides_accounting_services=row["provides_accounting_services"], **fields))
     await sync_access(uow, {cif})
-    return company_view(row, role=Role.OWNER.value, relation="own"), True
+    return company_view(row, role=role, relation="own", **_verification(False)), True
 
 
 async def get_company(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> dict[str, Any]:
     cif = domain.normalize_cif(raw_cif)
-    grant = await role_on(uow, user_id, cif)
-    if grant is None:
-        raise _no_access(cif)
+    grant = await require_role(uow, user_id, cif, allow_unverified=True)
     row = await repo.get_company(uow.session, cif)
     if row is None:
         raise NotFound(f"Company CIF {cif} is not registered.", code="company_not_found")
-    extra: dict[str, Any] = {"role": grant.role, "relation": "client" if grant.via_firm_cif else "own"}
+    extra: dict[str, Any] = {"role": grant.role, "relation": "client" if grant.via_firm_cif else "own",
+                             "can_file": grant.can_file, **_verification(grant.verified)}
     if grant.via_firm_cif:
         extra["via_firm_cif"] = grant.via_firm_cif
     return company_view(row, **extra)
 
 
 async def list_companies(uow: SqlUnitOfWork, user_id: str) -> list[dict[str, Any]]:
-    """The caller's own companies, then the clients of the firms the caller belongs to, each marked."""
+    """The caller's own companies (verified or not), then the clients of the firms the caller is a verified member
+    of, each marked."""
     own = await repo.user_memberships(uow.session, user_id)
     own_roles = {m["cif"]: m["role"] for m in own}
-    collabs = await repo.open_collaborations_of_firms(uow.session, list(own_roles))
+    own_verified = {m["cif"]: m["verified_at"] is not None for m in own}
+    firms = [c for c, v in own_verified.items() if v]
+    collabs = await repo.open_collaborations_of_firms(uow.session, firms)
     rows = await repo.company_rows(uow.session, set(own_roles) | {c["client_cif"] for c in collabs})
     out: list[dict[str, Any]] = []
     for cif in sorted(own_roles, key=lambda c: (rows.get(c, {}).get("name", ""), c)):
         if cif in rows:
-            out.append(company_view(rows[cif], relation="own", role=own_roles[cif]))
+            out.append(company_view(rows[cif], relation="own", role=own_roles[cif],
+                                    can_file=own_verified[cif] and own_roles[cif] in domain.MANAGERS,
+                                    **_verification(own_verified[cif])))
     for c in sorted(collabs, key=lambda c: (rows.get(c["client_cif"], {}).get("name", ""), c["client_cif"])):
         if c["client_cif"] in own_roles or c["client_cif"] not in rows:
             continue
+        active = c["status"] == "active"
         out.append(company_view(rows[c["client_cif"]], relation="client",
-                                role=Role.ACCOUNTANT.value if c["status"] == "active" else None,
+                                role=Role.ACCOUNTANT.value if active else None,
                                 via_firm_cif=c["firm_cif"], collaboration_status=c["status"],
-                                collaboration_id=c["id"], accessible=c["status"] == "active"))
+                                collaboration_id=c["id"], accessible=active, can_file=active and c["may_file"],
+                                verification="verified" if active else "not_applicable"))
     return out
 
 
 async def update_company_profile(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str,
                                  provides_accounting_services: bool | None) -> dict[str, Any]:
     cif = domain.normalize_cif(raw_cif)
-    role = await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
+    role = (await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)).role
     row = await repo.get_company(uow.session, cif, lock=True)
     if row is None:
         raise NotFound(f"Company CIF {cif} is not registered.", code="company_not_found")
@@ -258,67 +357,108 @@ def _publish_updated(uow: SqlUnitOfWork, row: dict[str, Any]) -> None:
 
 # -- members ----------------------------------------------------------------------------------------------
 async def list_members(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
+    """Members with their role and verification; unverified ones are requests an owner or admin approves (by
+    setting their role) or drops (by removing them)."""
     cif = domain.normalize_cif(raw_cif)
     await require_role(uow, user_id, cif, direct_only=True)
-    return [{"user_id": m["user_id"], "role": m["role"], "since": m["created_at"]}
-            for m in await repo.members(uow.session, cif)]
+    rows = await repo.members(uow.session, cif)
+    people = await repo.users_by_id(uow.session, [m["user_id"] for m in rows])
+    return [{"user_id": m["user_id"], "email": people.get(m["user_id"], {}).get("email"),
+             "name": people.get(m["user_id"], {}).get("name"), "role": m["role"], "since": m["created_at"],
+             "verified": m["verified_at"] is not None, "verified_via": m["verified_via"],
+             "status": "active" if m["verified_at"] is not None else "pending_approval"}
+            for m in rows]
 
 
-async def set_member(uow: SqlUnitOfWork, actor: str, raw_cif: str, member_id: str, role: str) -> dict[str, Any]:
-    """Add a member or change a member's role (owner/admin only; admins never touch owners)."""
+async def add_member(uow: SqlUnitOfWork, deps: Deps, actor: str, raw_cif: str, email: str,
+                     role: str) -> dict[str, Any]:
+    """A verified owner or administrator adds an existing platform user, named by e-mail; the new member is
+    verified by that grant."""
+    cif = domain.normalize_cif(raw_cif)
+    await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)
+    user = await repo.user_by_email(uow.session, email)
+    if user is None:
+        raise NotFound("No platform account uses this e-mail address. Ask the person to sign up first, then add "
+                       "them again.", code="user_not_found",
+                       messages={"ro": "Nicio cont de pe platformă nu folosește această adresă de e-mail. Rugați "
+                                       "persoana să își creeze un cont, apoi adăugați-o din nou."})
+    return await set_member(uow, deps, actor, cif, user["user_id"], role, adding=True)
+
+
+async def set_member(uow: SqlUnitOfWork, deps: Deps, actor: str, raw_cif: str, member_id: str, role: str, *,
+                     adding: bool = False) -> dict[str, Any]:
+    """Change a member's role, or approve a pending (unverified) member with a role (owner/admin only; admins never
+    touch owners). Only `add_member` adds someone new."""
     cif = domain.normalize_cif(raw_cif)
     if role not in [r.value for r in domain.MEMBER_ROLES]:
         raise AppError("role must be owner, admin or member.", code="invalid_role", status=422)
-    actor_role = await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)
+    actor_role = (await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)).role
     await repo.get_company(uow.session, cif, lock=True)  # serialise membership changes of one company
-    current = await repo.direct_role(uow.session, member_id, cif)
-    if not domain.can_assign(actor_role, role, current):
+    current = await repo.direct_membership(uow.session, member_id, cif)
+    if current is None and not adding:
+        raise NotFound(f"User {member_id} is not a member of CIF {cif}; add people by their e-mail address.",
+                       code="member_not_found")
+    current_role = current.role if current and current.verified else None
+    if not domain.can_assign(actor_role, role, current_role):
         raise Forbidden("Only an owner can make or change owners.", code="insufficient_role",
                         details={"cif": cif, "role": actor_role})
-    if current == Role.OWNER and role != Role.OWNER:
+    if current_role == Role.OWNER and role != Role.OWNER:
         await _keep_one_owner(uow, cif, member_id)
-    await repo.upsert_member(uow.session, cif, member_id, role)
+    newly_verified = current is None or not current.verified
+    await repo.upsert_member(uow.session, cif, member_id, role, verified_via="grant", at=deps.clock.now())
+    if newly_verified:
+        uow.publish(MembershipVerified(cif=cif, user_id=member_id, role=role, via="grant"))
     await sync_access_of_firm(uow, cif)
-    return {"user_id": member_id, "role": role}
+    return {"user_id": member_id, "role": role, "verified": True}
 
 
 async def remove_member(uow: SqlUnitOfWork, actor: str, raw_cif: str, member_id: str) -> None:
     cif = domain.normalize_cif(raw_cif)
     if actor == member_id:
-        await require_role(uow, actor, cif, direct_only=True)  # anyone may leave
+        await require_role(uow, actor, cif, direct_only=True, allow_unverified=True)  # anyone may leave
         actor_role = Role.OWNER.value
     else:
-        actor_role = await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)
+        actor_role = (await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)).role
     await repo.get_company(uow.session, cif, lock=True)
-    current = await repo.direct_role(uow.session, member_id, cif)
+    current = await repo.direct_membership(uow.session, member_id, cif)
     if current is None:
         raise NotFound(f"User {member_id} is not a member of CIF {cif}.", code="member_not_found")
-    if not domain.can_assign(actor_role, Role.MEMBER.value, current):
+    current_role = current.role if current.verified else None
+    if not domain.can_assign(actor_role, Role.MEMBER.value, current_role):
         raise Forbidden("Only an owner can remove an owner.", code="insufficient_role")
-    if current == Role.OWNER:
+    if current_role == Role.OWNER:
         await _keep_one_owner(uow, cif, member_id)
     await repo.delete_member(uow.session, cif, member_id)
     await sync_access_of_firm(uow, cif)
 
 
 async def _keep_one_owner(uow: SqlUnitOfWork, cif: str, leaving: str) -> None:
-    owners = [m for m in await repo.members(uow.session, cif) if m["role"] == Role.OWNER and m["user_id"] != leaving]
+    owners = [u for u in await repo.verified_people(uow.session, cif, [Role.OWNER.value]) if u != leaving]
     if not owners:
         raise Conflict("A company needs at least one owner: make someone else owner first.", code="last_owner")
+
+
+async def on_user_registered(ev: UserRegistered, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    """Keep the account directory that lets owners add people by e-mail."""
+    await repo.upsert_user(uow.session, ev.user_id, ev.email, ev.name)
 
 
 # -- connections (auth events) --------------------------------------------------------------------------
 async def on_connection_authorized(ev: ConnectionAuthorized, _env: CloudEvent, uow: SqlUnitOfWork,
                                    deps: Deps) -> None:
-    """Record the connection and discover the rights of its certificate holder right away."""
+    """Record the connection, verify the member who authorized it when ANAF confirmed the certificate's rights on
+    the company, and discover the rights of its certificate holder right away."""
     holder = domain.normalize_cif(ev.company_cif)
     services = domain.services_of(ev.services)
     await repo.upsert_connection(uow.session, {
         "connection_id": ev.connection_id, "holder_cif": holder, "user_id": ev.user_id,
         "holder_name": ev.holder_name, "certificate_serial": ev.certificate_serial, "services": services,
         "status": ConnectionStatus.ACTIVE.value, "status_reason": "", "authorized_at": ev.authorized_at})
+    if ev.rights_confirmed:
+        await verify_member(uow, deps, holder, ev.user_id, "authorization")
     if "efactura" in services:
         await discover_recording_errors(uow, deps, ev.connection_id, trigger="authorized")
+    await sync_entitlements(uow, await connection_scope(uow, ev.connection_id, holder))
 
 
 async def on_token_refreshed(ev: TokenRefreshed, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
@@ -326,44 +466,46 @@ async def on_token_refreshed(ev: TokenRefreshed, _env: CloudEvent, uow: SqlUnitO
     if conn is not None and conn["status"] == ConnectionStatus.REAUTHORIZATION_REQUIRED:
         await repo.set_connection(uow.session, ev.connection_id, {"status": ConnectionStatus.ACTIVE.value,
                                                                    "status_reason": ""})
+        await sync_entitlements(uow, await connection_scope(uow, ev.connection_id, conn["holder_cif"]))
 
 
 async def on_reauthorization_required(ev: ReauthorizationRequired, _env: CloudEvent, uow: SqlUnitOfWork,
                                       deps: Deps) -> None:
+    """The connection acts for nobody until someone authorizes again. Its holder's people hear about it from auth;
+    a collaborating client is told only if no other connection covers it."""
     conn = await repo.get_connection(uow.session, ev.connection_id, lock=True)
     if conn is not None and conn["status"] != ConnectionStatus.REVOKED:
         await repo.set_connection(uow.session, ev.connection_id, {
             "status": ConnectionStatus.REAUTHORIZATION_REQUIRED.value, "status_reason": ev.message or ev.reason})
+        who = conn["holder_name"] or conn["holder_cif"]
+        scope = await connection_scope(uow, ev.connection_id, conn["holder_cif"])
+        await sync_entitlements(uow, scope - {conn["holder_cif"]}, reason="reauthorization_required",
+                                message=f"The ANAF authorization of {who} (CIF {conn['holder_cif']}) must be renewed "
+                                        "by a person; until then your e-Factura invoices are not downloaded.")
+        await sync_entitlements(uow, {conn["holder_cif"]}, quiet=True)
 
 
 async def on_connection_revoked(ev: ConnectionRevoked, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
-    """A revoked connection acts for nobody: every right it had is lost."""
+    """A revoked connection acts for nobody: every right it had is lost. Only the companies whose sync stops (no
+    other entitled connection) hear about it, each its own people."""
     conn = await repo.get_connection(uow.session, ev.connection_id, lock=True)
     if conn is None or conn["status"] == ConnectionStatus.REVOKED:
         return
     await repo.set_connection(uow.session, ev.connection_id, {"status": ConnectionStatus.REVOKED.value,
                                                                "status_reason": ev.reason})
+    scope = await connection_scope(uow, ev.connection_id, conn["holder_cif"])
     previous = await repo.rights_of(uow.session, ev.connection_id)
-    if not previous:
-        return
-    lost = sorted(previous, key=int)
-    await repo.replace_rights(uow.session, ev.connection_id, [], lost, [], deps.clock.now())
-    uow.publish(RightsDiscovered(connection_id=ev.connection_id, holder_cif=conn["holder_cif"], cifs=[], gained=[],
-                                 lost=lost, services=conn["services"] or ["efactura"], mode="revoked", complete=True))
-    notify = await _people_concerned(uow, conn)
-    for cif in lost:
-        uow.publish(AccessLost(cif=cif, connection_id=ev.connection_id, reason="connection_revoked",
-                               holder_cif=conn["holder_cif"], notify_user_ids=notify,
-                               message=f"The ANAF authorization of {conn['holder_name'] or conn['holder_cif']} was "
-                                       f"revoked ({ev.reason}); CIF {cif} is no longer synchronised through it. "
-                                       "Authorize e-Factura again to resume."))
-
-
-async def _people_concerned(uow: SqlUnitOfWork, conn: dict[str, Any]) -> list[str]:
-    people = {conn["user_id"]}
-    people |= {m["user_id"] for m in await repo.members(uow.session, conn["holder_cif"])
-               if m["role"] in (Role.OWNER, Role.ADMIN)}
-    return sorted(p for p in people if p)
+    if previous:
+        lost = sorted(previous, key=int)
+        await repo.replace_rights(uow.session, ev.connection_id, [], lost, [], deps.clock.now())
+        uow.publish(RightsDiscovered(connection_id=ev.connection_id, holder_cif=conn["holder_cif"], cifs=[],
+                                     gained=[], lost=lost, services=conn["services"] or ["efactura"], mode="revoked",
+                                     complete=True))
+    who = conn["holder_name"] or conn["holder_cif"]
+    await sync_entitlements(uow, scope, reason="connection_revoked",
+                            message=f"The ANAF authorization of {who} (CIF {conn['holder_cif']}) was revoked, and no "
+                                    "other authorization covers this company: its e-Factura invoices are no longer "
+                                    "downloaded. Authorize ANAF access again to resume.")
 
 
 # -- discovery --------------------------------------------------------------------------------------------
@@ -497,17 +639,17 @@ async def _record_discovery(uow: SqlUnitOfWork, deps: Deps, conn: dict[str, Any]
     if trigger != "recheck" or d.gained or d.lost:
         uow.publish(RightsDiscovered(connection_id=connection_id, holder_cif=holder, cifs=d.cifs, gained=d.gained,
                                      lost=d.lost, services=services, mode=mode, complete=complete, names=names))
-    if d.lost:
-        notify = await _people_concerned(uow, conn)
+    if holder in d.cifs and conn["user_id"]:
+        # ANAF's own answer names the holder: the member who authorized has proven control.
+        await verify_member(uow, deps, holder, conn["user_id"], "authorization")
+    if d.gained or d.lost:
         who = conn["holder_name"] or f"the certificate holder of CIF {holder}"
-        for cif in d.lost:
-            uow.publish(AccessLost(
-                cif=cif, connection_id=connection_id, reason="spv_rights_removed", holder_cif=holder,
-                notify_user_ids=notify,
-                message=f"The certificate of {who} no longer has SPV rights on CIF {cif} (ANAF: \"Nu aveti drept in "
-                        f"SPV pentru CIF={cif}\"), so e-Factura for CIF {cif} is no longer synchronised through this "
-                        "authorization. The company must grant the rights again in SPV (a new enrolment takes about "
-                        "a day), or authorize with a certificate that has them."))
+        await sync_entitlements(uow, set(d.gained) | set(d.lost), reason="spv_rights_removed",
+                                message=f"The certificate of {who} no longer has SPV rights on this company (ANAF: "
+                                        "\"Nu aveti drept in SPV\"), and no other authorization covers it: its "
+                                        "e-Factura invoices are no longer downloaded. The company must grant the "
+                                        "rights again in SPV (a new enrolment takes about a day), or authorize with a "
+                                        "certificate that has them.")
     log.info("rights discovered", connection_id=connection_id, holder=holder, mode=mode, count=len(d.cifs),
              gained=len(d.gained), lost=len(d.lost), unknown=len(unknown), trigger=trigger)
     return DiscoveryResult(connection_id, holder, mode, complete, d.cifs, d.gained, d.lost,
@@ -686,18 +828,34 @@ async def on_invitation_sent(ev: InvitationSent, _env: CloudEvent, uow: SqlUnitO
                                  domain.normalize_cif(ev.client_cif), "sent", deps.clock.now())
 
 
+async def _firm_covers(uow: SqlUnitOfWork, firm: str, client: str) -> bool:
+    """The firm holds an active authorization whose certificate has SPV rights on the client."""
+    return any(f.active and client in f.rights and f.holder_cif == firm
+               for f in await repo.connection_facts_for(uow.session, client))
+
+
 async def on_invitation_claimed(ev: InvitationClaimed, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
-    """The client's representative created an account from the link: the client company joins that account at
-    once (pre-filled from the registry, owner when the company has nobody yet) and a pending collaboration opens."""
+    """The client's representative created an account from the link. A link proves only that the firm chose this
+    e-mail address, so: when the company has no verified owner yet and the firm's certificate has SPV rights on it,
+    the claimant becomes its verified owner; when it has one, the claim is a join request its owners decide on;
+    otherwise the claimant is an unverified member until they prove control. A pending collaboration opens."""
     firm, client = domain.normalize_cif(ev.firm_cif), domain.normalize_cif(ev.client_cif)
     now = deps.clock.now()
     await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, "claimed", now)
     await _ensure_company(uow, deps, client, ev.user_id)
-    if not await repo.members(uow.session, client):
-        await repo.upsert_member(uow.session, client, ev.user_id, Role.OWNER)
+    existing = await repo.direct_membership(uow.session, ev.user_id, client)
+    if await repo.has_verified_owner(uow.session, client):
+        if existing is None:
+            await repo.upsert_member(uow.session, client, ev.user_id, Role.MEMBER.value)
+            uow.publish(JoinRequested(cif=client, user_id=ev.user_id, via="invitation", invitation_id=ev.invitation_id,
+                                      firm_cif=firm,
+                                      notify_user_ids=await repo.verified_people(uow.session, client, domain.MANAGERS)))
+            log.info("claim on a company with a verified owner became a join request", cif=client, user_id=ev.user_id)
     else:
-        # The company already has people: never hand ownership to whoever holds a link; its owners add them.
-        log.warning("claimed company already has members; no membership added", cif=client, user_id=ev.user_id)
+        if existing is None:
+            await repo.upsert_member(uow.session, client, ev.user_id, Role.OWNER.value)
+        if await _firm_covers(uow, firm, client):
+            await verify_member(uow, deps, client, ev.user_id, "invitation")
     if await repo.open_collaboration(uow.session, firm, client, lock=True) is None:
         await repo.insert_collaboration(uow.session, {
             "id": str(uuid.uuid4()), "firm_cif": firm, "client_cif": client, "status": "pending",
@@ -706,11 +864,17 @@ async def on_invitation_claimed(ev: InvitationClaimed, _env: CloudEvent, uow: Sq
 
 
 async def on_invitation_accepted(ev: InvitationAccepted, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
-    """The client accepted: the collaboration is active and the firm's users reach the client's data."""
+    """The client accepted: the collaboration is active and the firm's users reach the client's data. Only a
+    verified owner or administrator of the client can consent; anything else is refused here too, whatever the
+    invitations service let through."""
     firm, client = domain.normalize_cif(ev.firm_cif), domain.normalize_cif(ev.client_cif)
     now = deps.clock.now()
+    accepter = await repo.direct_membership(uow.session, ev.user_id, client)
+    if accepter is None or not accepter.verified or accepter.role not in domain.MANAGERS:
+        log.warning("acceptance by someone who cannot consent for the client ignored", cif=client,
+                    user_id=ev.user_id, invitation_id=ev.invitation_id)
+        return
     await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, "accepted", now)
-    await _ensure_company(uow, deps, client, ev.user_id)
     c = await repo.open_collaboration(uow.session, firm, client, lock=True)
     if c is None:
         await repo.insert_collaboration(uow.session, {
@@ -721,8 +885,9 @@ async def on_invitation_accepted(ev: InvitationAccepted, _env: CloudEvent, uow: 
                                                             "invitation_id": ev.invitation_id})
     else:
         return  # already active
-    uow.publish(CollaborationStarted(firm_cif=firm, client_cif=client))
+    uow.publish(CollaborationStarted(firm_cif=firm, client_cif=client, may_file=False, accepted_by=ev.user_id))
     await sync_access(uow, {client})
+    await sync_entitlements(uow, {client})
 
 
 async def _close_pending(ev: InvitationDeclined | InvitationExpired | InvitationRevoked, uow: SqlUnitOfWork, deps: Deps,
@@ -754,7 +919,8 @@ def collaboration_view(c: dict[str, Any], names: dict[str, Any], perspective: st
     return {"id": c["id"], "firm_cif": c["firm_cif"], "client_cif": c["client_cif"], "status": c["status"],
             "side": "firm" if perspective == c["firm_cif"] else "client", "counterpart_cif": other,
             "counterpart_name": (names.get(other) or {}).get("name", ""), "created_at": c["created_at"],
-            "activated_at": c["activated_at"], "ended_at": c["ended_at"], "end_reason": c["end_reason"]}
+            "activated_at": c["activated_at"], "ended_at": c["ended_at"], "end_reason": c["end_reason"],
+            "may_file": bool(c.get("may_file"))}
 
 
 async def list_collaborations(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
@@ -780,8 +946,31 @@ async def end_collaboration(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_ci
                                                         "end_reason": why})
     uow.publish(CollaborationEnded(firm_cif=c["firm_cif"], client_cif=c["client_cif"], reason=why))
     await sync_access(uow, {c["client_cif"]})
+    await sync_entitlements(uow, {c["client_cif"]}, reason="collaboration_ended",
+                            message=f"The collaboration with the accounting firm (CIF {c['firm_cif']}) ended and no "
+                                    "other ANAF authorization covers this company: its e-Factura invoices are no "
+                                    "longer downloaded. Authorize ANAF access for the company to resume.")
     names = await repo.company_rows(uow.session, {c["firm_cif"], c["client_cif"]})
     return collaboration_view({**c, "status": "ended", "ended_at": now, "end_reason": why}, names, cif)
+
+
+async def set_collaboration_permissions(uow: SqlUnitOfWork, user_id: str, raw_cif: str, raw_firm: str,
+                                        may_file: bool) -> dict[str, Any]:
+    """The client's verified owner or administrator decides whether the firm may file in the client's name."""
+    client, firm = domain.normalize_cif(raw_cif), domain.normalize_cif(raw_firm)
+    await require_role(uow, user_id, client, domain.MANAGERS, direct_only=True)
+    c = await repo.open_collaboration(uow.session, firm, client, lock=True)
+    if c is None or c["status"] != CollaborationStatus.ACTIVE:
+        raise NotFound(f"CIF {client} has no active collaboration with the accounting firm CIF {firm}.",
+                       code="collaboration_not_found")
+    if c["may_file"] != may_file:
+        await repo.set_collaboration(uow.session, c["id"], {"may_file": may_file})
+        uow.publish(CollaborationPermissionsChanged(firm_cif=firm, client_cif=client, may_file=may_file,
+                                                    changed_by=user_id))
+        await sync_access(uow, {client})
+        await sync_entitlements(uow, {client})
+    names = await repo.company_rows(uow.session, {firm, client})
+    return collaboration_view({**c, "may_file": may_file}, names, client)
 
 
 # -- jobs --------------------------------------------------------------------------------------------------
@@ -825,6 +1014,7 @@ async def refresh_registry(uow: SqlUnitOfWork, deps: Deps, limit: int = 500) -> 
 
 # -- routing table: consumed events -> handlers ------------------------------------------------------------
 EVENT_HANDLERS: dict[type[Event], Any] = {
+    UserRegistered: on_user_registered,
     ConnectionAuthorized: on_connection_authorized,
     TokenRefreshed: on_token_refreshed,
     ReauthorizationRequired: on_reauthorization_required,

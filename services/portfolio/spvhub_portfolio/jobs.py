@@ -38,6 +38,19 @@ async def refresh_registry(runtime: ServiceRuntime, deps: h.Deps) -> int:
             return total
 
 
+async def reconcile(runtime: ServiceRuntime) -> int:
+    """Publish again access and entitlements published before proof of control existed (after an upgrade)."""
+    total = 0
+    while True:
+        async with runtime.uow() as uow:
+            n = await h.reconcile(uow)
+            await uow.commit()
+        total += n
+        if n == 0:
+            return total
+
+
 def register_jobs(runtime: ServiceRuntime, deps: h.Deps, tick: float) -> None:
+    runtime.add_job(PeriodicJob("access-reconcile", tick, lambda: reconcile(runtime)))
     runtime.add_job(PeriodicJob("rights-recheck", tick, lambda: recheck_rights(runtime, deps)))
     runtime.add_job(PeriodicJob("registry-refresh", tick, lambda: refresh_registry(runtime, deps)))

@@ -154,10 +154,31 @@ class Env:
         assert r.status_code == 200, r.text
         return r.json()
 
-    async def register(self, user: str, cif: str) -> dict[str, Any]:
+    async def register(self, user: str, cif: str, *, verify: bool = True) -> dict[str, Any]:
+        """Register the company through the API; `verify` then marks the membership verified as a proof of control
+        would (an ANAF authorization with rights, done by the tests that are about it)."""
         r = await self.api.post("/api/portfolio/companies", json={"cif": cif}, headers=self.headers(user))
         assert r.status_code in (200, 201), r.text
+        if verify:
+            await self.verify(user, cif)
         return r.json()  # type: ignore[no-any-return]
+
+    async def verify(self, user: str, cif: str, via: str = "authorization") -> None:
+        async with self.runtime.uow() as uow:
+            await h.verify_member(uow, self.deps, cif, user, via)
+            await uow.commit()
+
+    async def user(self, user_id: str, email: str | None = None) -> str:
+        """A platform account as auth announces it (so owners can add the person by e-mail)."""
+        from spvhub_common.events.auth import UserRegistered
+        email = email or f"{user_id}@example.test"
+        await self.handle(UserRegistered(user_id=user_id, email=email, name=user_id.upper()))
+        return email
+
+    async def add_member(self, actor: str, cif: str, user_id: str, role: str = "member") -> httpx.Response:
+        email = await self.user(user_id)
+        return await self.api.post(f"/api/portfolio/companies/{cif}/members", json={"email": email, "role": role},
+                                   headers=self.headers(actor))
 
 
 async def make_env(database: str, topic_prefix: str, *, live: bool = False, **switches: Any) -> Env:

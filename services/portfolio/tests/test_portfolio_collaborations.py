@@ -11,13 +11,16 @@ CLIENT = CLIENTS_A[4]
 
 async def _firm_with_two_users(env: Env) -> None:
     await env.register("fa", FIRM_A)
-    r = await env.api.put(f"/api/portfolio/companies/{FIRM_A}/members/fa2", json={"role": "member"},
-                          headers=env.headers("fa"))
-    assert r.status_code == 200
+    r = await env.add_member("fa", FIRM_A, "fa2", "member")
+    assert r.status_code == 201
 
 
 async def _claim_and_accept(env: Env) -> None:
+    """The firm's certificate covers the client, so the claimant becomes its verified owner and may accept."""
     from datetime import timedelta
+    if "conn-a" not in env.connections:
+        await env.admin("/__admin/invoices", {"seller": FIRM_A, "buyer": CLIENTS_A[0]})  # lists carry the inventory
+        await env.connect("conn-a", "firm_a", FIRM_A, "fa")
     now = env.deps.clock.now()
     await env.handle(InvitationSent(invitation_id="inv1", firm_cif=FIRM_A, client_cif=CLIENT, email="c@x.ro",
                                     name="Client Rep", expires_at=now + timedelta(days=15)))
@@ -52,7 +55,7 @@ async def test_accept_gives_firm_users_access_and_end_takes_it_away(env: Env) ->
     await _claim_and_accept(env)
     evs = await env.events()
     started = [d for t, d in evs if t == "portfolio.collaboration-started"]
-    assert started == [{"firm_cif": FIRM_A, "client_cif": CLIENT}]
+    assert started == [{"firm_cif": FIRM_A, "client_cif": CLIENT, "may_file": False, "accepted_by": "cl"}]
     grants = sorted((d["user_id"], d["role"], d["via_firm_cif"]) for t, d in evs
                     if t == "portfolio.access-changed" and d["cif"] == CLIENT and d["granted"])
     assert grants == [("cl", "owner", None), ("fa", "accountant", FIRM_A), ("fa2", "accountant", FIRM_A)]
@@ -63,8 +66,7 @@ async def test_accept_gives_firm_users_access_and_end_takes_it_away(env: Env) ->
     marks = {c["cif"]: (c["relation"], c.get("collaboration_status")) for c in r.json()["companies"]}
     assert marks == {FIRM_A: ("own", None), CLIENT: ("client", "active")}
     # a member who joins the firm later reaches its active clients too
-    await env.api.put(f"/api/portfolio/companies/{FIRM_A}/members/fa3", json={"role": "member"},
-                      headers=env.headers("fa"))
+    await env.add_member("fa", FIRM_A, "fa3", "member")
     assert (await env.api.get(f"/api/portfolio/companies/{CLIENT}", headers=env.headers("fa3"))).status_code == 200
     # a firm user cannot administer the client
     r = await env.api.patch(f"/api/portfolio/companies/{CLIENT}", json={"provides_accounting_services": True},
@@ -139,13 +141,37 @@ async def test_declined_invitation_ends_the_pending_collaboration(env: Env) -> N
     assert (await env.api.get(f"/api/portfolio/companies/{CLIENT}", headers=env.headers("cl"))).status_code == 200
 
 
-async def test_claim_of_a_company_that_already_has_people_grants_nothing(env: Env) -> None:
+async def test_claim_of_a_company_with_a_verified_owner_is_only_a_join_request(env: Env) -> None:
     await env.register("real-owner", CLIENT)
     await _firm_with_two_users(env)
+    await env.admin("/__admin/invoices", {"seller": FIRM_A, "buyer": CLIENTS_A[0]})
+    await env.connect("conn-a", "firm_a", FIRM_A, "fa")  # the firm's certificate even covers the client
     await env.handle(InvitationClaimed(invitation_id="inv1", firm_cif=FIRM_A, client_cif=CLIENT, user_id="stranger"))
-    assert (await env.api.get(f"/api/portfolio/companies/{CLIENT}", headers=env.headers("stranger"))).status_code == 403
+    r = await env.api.get(f"/api/portfolio/companies/{CLIENT}", headers=env.headers("stranger"))
+    assert r.status_code == 200 and r.json()["verification"] == "unverified"  # registry data only
+    for path in ("members", "collaborations/x/end"):
+        r = await env.api.get(f"/api/portfolio/companies/{CLIENT}/members", headers=env.headers("stranger"))
+        assert r.status_code == 403 and r.json()["error"]["code"] == "company_not_verified", path
+    # the stranger cannot accept for the client: the collaboration stays pending
+    await env.handle(InvitationAccepted(invitation_id="inv1", firm_cif=FIRM_A, client_cif=CLIENT, user_id="stranger"))
+    r = await env.api.get(f"/api/portfolio/companies/{CLIENT}/collaborations", headers=env.headers("real-owner"))
+    assert [c["status"] for c in r.json()["collaborations"]] == ["pending"]
+    assert [d for _, d in await env.events("portfolio.collaboration-started")] == []
+    # the owner sees the request and is told about it
     r = await env.api.get(f"/api/portfolio/companies/{CLIENT}/members", headers=env.headers("real-owner"))
-    assert [m["user_id"] for m in r.json()["members"]] == ["real-owner"]
+    assert {m["user_id"]: m["status"] for m in r.json()["members"]} == {"real-owner": "active",
+                                                                        "stranger": "pending_approval"}
+    [req] = [d for _, d in await env.events("portfolio.join-requested")]
+    assert req["user_id"] == "stranger" and req["notify_user_ids"] == ["real-owner"] and req["via"] == "invitation"
+    grants = {d["user_id"]: d["verified"] for _, d in await env.events("portfolio.access-changed")
+              if d["cif"] == CLIENT and d["granted"]}
+    assert grants == {"real-owner": True, "stranger": False}
+    # the owner approves: the stranger becomes a verified member
+    r = await env.api.put(f"/api/portfolio/companies/{CLIENT}/members/stranger", json={"role": "member"},
+                          headers=env.headers("real-owner"))
+    assert r.status_code == 200
+    r = await env.api.get(f"/api/portfolio/companies/{CLIENT}/members", headers=env.headers("stranger"))
+    assert r.status_code == 200
 
 
 async def test_revoked_connection_loses_every_right(env: Env) -> None:
@@ -156,8 +182,11 @@ async def test_revoked_connection_loses_every_right(env: Env) -> None:
     await env.handle(ConnectionRevoked(connection_id="conn-a", company_cif=FIRM_A, user_id="fa", reason="revoked"))
     ev = [d for _, d in await env.events("portfolio.rights-discovered")][-1]
     assert ev["cifs"] == [] and len(ev["lost"]) == 40
+    # only the holder's own sync stops (no client collaborates): one notice, to its own people
     lost = [d for _, d in await env.events("portfolio.access-lost")]
-    assert len(lost) == 40 and {d["reason"] for d in lost} == {"connection_revoked"}
+    assert [(d["cif"], d["reason"], d["notify_user_ids"]) for d in lost] == [(FIRM_A, "connection_revoked", ["fa"])]
+    ent = [d for _, d in await env.events("portfolio.entitlements-changed")]
+    assert [(d["cif"], len(d["connections"])) for d in ent] == [(FIRM_A, 1), (FIRM_A, 0)]
     disc = (await env.api.get(f"/api/portfolio/companies/{FIRM_A}/discovered", headers=env.headers("fa"))).json()
     assert disc["count"] == 0
     st = (await env.api.get(f"/api/portfolio/companies/{FIRM_A}/portfolio-status", headers=env.headers("fa"))).json()

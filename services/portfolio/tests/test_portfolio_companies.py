@@ -25,7 +25,10 @@ async def test_register_with_ro_fills_every_field_from_registry(env: Env) -> Non
     assert reg["name"] == "FIRMA 00 SRL" and reg["trade_register_no"] == "J12/1000/2015"
     assert reg["registered_by"] == "u1"
     acc = [d for t, d in evs if t == "portfolio.access-changed"]
-    assert acc == [{"cif": FIRM_A, "user_id": "u1", "role": "owner", "granted": True, "via_firm_cif": None}]
+    # registering proves nothing: the grant is unverified until the user proves control
+    assert acc == [{"cif": FIRM_A, "user_id": "u1", "role": "owner", "granted": True, "via_firm_cif": None,
+                    "verified": False, "can_file": False}]
+    assert c["verification"] == "unverified" and c["verification_hint"]
 
 
 async def test_invalid_cifs_get_clear_4xx_and_nothing_written(env: Env) -> None:
@@ -45,10 +48,34 @@ async def test_invalid_cifs_get_clear_4xx_and_nothing_written(env: Env) -> None:
     assert await env.events() == []
 
 
-async def test_someone_elses_company_is_a_conflict(env: Env) -> None:
-    await env.register("u1", FIRM_A)
-    r = await env.api.post("/api/portfolio/companies", json={"cif": FIRM_A}, headers=env.headers("intruder"))
-    assert r.status_code == 409 and r.json()["error"]["code"] == "company_already_registered"
+async def test_an_unverified_registration_does_not_lock_the_cif(env: Env) -> None:
+    # the first registrant never proves control; a second person registers too, and verifies first
+    await env.register("first", FIRM_A, verify=False)
+    r = await env.api.post("/api/portfolio/companies", json={"cif": FIRM_A}, headers=env.headers("real"))
+    assert r.status_code == 201 and r.json()["verification"] == "unverified" and r.json()["role"] == "owner"
+    assert [d for _, d in await env.events("portfolio.join-requested")] == []
+    await env.verify("real", FIRM_A)
+    r = await env.api.get(f"/api/portfolio/companies/{FIRM_A}/members", headers=env.headers("real"))
+    assert {m["user_id"]: (m["role"], m["status"]) for m in r.json()["members"]} == {
+        "first": ("owner", "pending_approval"), "real": ("owner", "active")}
+    # the unverified first registrant sees registry data only, and cannot manage anything
+    r = await env.api.get(f"/api/portfolio/companies/{FIRM_A}", headers=env.headers("first"))
+    assert r.status_code == 200 and r.json()["verification"] == "unverified"
+    r = await env.api.patch(f"/api/portfolio/companies/{FIRM_A}", json={"provides_accounting_services": True},
+                            headers=env.headers("first"))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "company_not_verified"
+    assert "verificat" in r.json()["error"]["message"]  # Romanian by default
+    r = await env.api.get(f"/api/portfolio/companies/{FIRM_A}/discovered", headers={
+        **env.headers("first"), "Accept-Language": "en"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "company_not_verified"
+    assert "not verified" in r.json()["error"]["message"]
+    # the owner drops the stale claim; a registration after that is a join request the owner hears about
+    r = await env.api.delete(f"/api/portfolio/companies/{FIRM_A}/members/first", headers=env.headers("real"))
+    assert r.status_code == 204
+    r = await env.api.post("/api/portfolio/companies", json={"cif": FIRM_A}, headers=env.headers("late"))
+    assert r.status_code == 201 and r.json()["role"] == "member" and r.json()["verification"] == "unverified"
+    [req] = [d for _, d in await env.events("portfolio.join-requested")]
+    assert req["user_id"] == "late" and req["notify_user_ids"] == ["real"] and req["via"] == "registration"
 
 
 async def test_unauthenticated_is_401(env: Env) -> None:
@@ -58,9 +85,8 @@ async def test_unauthenticated_is_401(env: Env) -> None:
 
 async def test_accounting_flag_owner_admin_only(env: Env) -> None:
     await env.register("owner", FIRM_A)
-    r = await env.api.put(f"/api/portfolio/companies/{FIRM_A}/members/m1", json={"role": "member"},
-                          headers=env.headers("owner"))
-    assert r.status_code == 200
+    r = await env.add_member("owner", FIRM_A, "m1", "member")
+    assert r.status_code == 201
     r = await env.api.patch(f"/api/portfolio/companies/{FIRM_A}", json={"provides_accounting_services": True},
                             headers=env.headers("m1"))
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_role"
@@ -74,21 +100,22 @@ async def test_accounting_flag_owner_admin_only(env: Env) -> None:
 async def test_members_roles_and_access_events(env: Env) -> None:
     await env.register("owner", FIRM_A)
     H = env.headers
-    assert (await env.api.put(f"/api/portfolio/companies/{FIRM_A}/members/adm", json={"role": "admin"},
-                              headers=H("owner"))).status_code == 200
+    assert (await env.add_member("owner", FIRM_A, "adm", "admin")).status_code == 201
     # an admin cannot create owners
-    r = await env.api.put(f"/api/portfolio/companies/{FIRM_A}/members/x", json={"role": "owner"}, headers=H("adm"))
+    r = await env.add_member("adm", FIRM_A, "x", "owner")
     assert r.status_code == 403
-    assert (await env.api.put(f"/api/portfolio/companies/{FIRM_A}/members/m", json={"role": "member"},
-                              headers=H("adm"))).status_code == 200
+    assert (await env.add_member("adm", FIRM_A, "m", "member")).status_code == 201
     # the last owner cannot leave
     r = await env.api.delete(f"/api/portfolio/companies/{FIRM_A}/members/owner", headers=H("owner"))
     assert r.status_code == 409 and r.json()["error"]["code"] == "last_owner"
     r = await env.api.get(f"/api/portfolio/companies/{FIRM_A}/members", headers=H("m"))
     assert {m["user_id"]: m["role"] for m in r.json()["members"]} == {"owner": "owner", "adm": "admin", "m": "member"}
     assert (await env.api.delete(f"/api/portfolio/companies/{FIRM_A}/members/m", headers=H("adm"))).status_code == 204
-    acc = [(d["user_id"], d["role"], d["granted"]) for _, d in await env.events("portfolio.access-changed")]
-    assert acc == [("owner", "owner", True), ("adm", "admin", True), ("m", "member", True), ("m", "member", False)]
+    acc = [(d["user_id"], d["role"], d["granted"], d["verified"], d["can_file"])
+           for _, d in await env.events("portfolio.access-changed")]
+    assert acc == [("owner", "owner", True, False, False), ("owner", "owner", True, True, True),
+                   ("adm", "admin", True, True, True), ("m", "member", True, True, False),
+                   ("m", "member", False, True, False)]
     r = await env.api.get(f"/api/portfolio/companies/{FIRM_A}", headers=H("m"))
     assert r.status_code == 403
 

@@ -1,6 +1,8 @@
 """Unit tests of the portfolio rules: CIF normalisation, the rights inventory, the rights diff, CSV candidates."""
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from spvhub_portfolio import domain
 from spvhub_portfolio.domain import InvalidCif
@@ -40,9 +42,39 @@ def test_diff_keeps_unknown_state() -> None:
 
 
 def test_effective_grant_direct_wins() -> None:
-    assert domain.effective_grant("member", ["1000017"]) == domain.Grant("member")
-    assert domain.effective_grant(None, ["2000023", "1000017"]) == domain.Grant("accountant", "1000017")
+    links = [domain.FirmLink("1000017")]
+    assert domain.effective_grant(domain.Membership("member", True), links) == domain.Grant("member", None, True, False)
+    assert domain.effective_grant(domain.Membership("admin", True), links) == domain.Grant("admin", None, True, True)
+    # an unverified member is still a member (registry data) but may not file, even as owner
+    assert domain.effective_grant(domain.Membership("owner", False), links) == domain.Grant("owner", None, False, False)
+    both = [domain.FirmLink("2000023"), domain.FirmLink("1000017")]
+    assert domain.effective_grant(None, both) == domain.Grant("accountant", "1000017", True, False)
+    filing = [domain.FirmLink("1000017"), domain.FirmLink("2000023", may_file=True)]
+    assert domain.effective_grant(None, filing) == domain.Grant("accountant", "2000023", True, True)
     assert domain.effective_grant(None, []) is None
+
+
+def _conn(cid: str, holder: str, rights: set[str], *, active: bool = True, at: str = "2026-01-01") -> Any:
+    return domain.ConnectionFacts(cid, holder, active, ("efactura",), frozenset(rights), at)
+
+
+def test_entitled_connections_serve_only_the_holder_and_its_active_clients() -> None:
+    client, firm, stranger_firm = "2000023", "1000017", "3000015"
+    own = _conn("own", client, {client}, at="2026-03-01")
+    firm_conn = _conn("firm", firm, {firm, client}, at="2026-01-01")
+    other = _conn("other", stranger_firm, {stranger_firm, client})  # rights on the client, no collaboration
+    inactive = _conn("old", client, {client}, active=False)
+    # no collaboration: only the client's own connection, never another tenant's that happens to have rights
+    got = domain.entitled_connections(client, [other, firm_conn, inactive, own], {})
+    assert [(e.connection_id, e.may_file) for e in got] == [("own", True)]
+    # an active collaboration without filing permission: the firm's connection comes after the own one
+    got = domain.entitled_connections(client, [firm_conn, other, own], {firm: {client: False}})
+    assert [(e.connection_id, e.may_file) for e in got] == [("own", True), ("firm", False)]
+    got = domain.entitled_connections(client, [firm_conn, other], {firm: {client: True}})
+    assert [(e.connection_id, e.may_file) for e in got] == [("firm", True)]
+    # a collaboration is no use without the certificate's rights on the client
+    got = domain.entitled_connections(client, [_conn("firm", firm, {firm})], {firm: {client: True}})
+    assert got == []
 
 
 def test_csv_with_header_and_separators() -> None:

@@ -22,8 +22,7 @@ async def two_firms(fresh_database: str, topic_prefix: str, kafka_up: str) -> As
     firms = (("a", FIRM_A, CA, "conn-a", "firm_a"), ("b", FIRM_B, CB, "conn-b", "firm_b"))
     for user, firm, client, conn, cert in firms:
         await env.register(user, firm)
-        await env.api.put(f"/api/portfolio/companies/{firm}/members/{user}-member", json={"role": "member"},
-                          headers=env.headers(user))
+        await env.add_member(user, firm, f"{user}-member", "member")
         await env.api.patch(f"/api/portfolio/companies/{firm}", json={"provides_accounting_services": True},
                             headers=env.headers(user))
         await env.admin("/__admin/invoices", {"seller": firm, "buyer": client})
@@ -105,8 +104,14 @@ async def test_registering_b_cif_gives_a_nothing(two_firms: Env) -> None:
     env = two_firms
     for cif in (FIRM_B, CB):
         r = await env.api.post("/api/portfolio/companies", json={"cif": f"RO{cif}"}, headers=env.headers("a"))
-        assert r.status_code == 409 and r.json()["error"]["code"] == "company_already_registered"
-        assert (await env.api.get(f"/api/portfolio/companies/{cif}", headers=env.headers("a"))).status_code == 403
+        # a join request at most: registry data, nothing from ANAF, no say in the company
+        assert r.status_code == 201 and r.json()["verification"] == "unverified" and r.json()["role"] == "member"
+        for path in ("members", "discovered", "portfolio-status", "collaborations", "candidates"):
+            r = await env.api.get(f"/api/portfolio/companies/{cif}/{path}", headers=env.headers("a"))
+            assert r.status_code == 403 and r.json()["error"]["code"] == "company_not_verified", path
+    grants = [d for _, d in await env.events("portfolio.access-changed") if d["user_id"] == "a" and d["granted"]
+              and d["cif"] in (FIRM_B, CB)]
+    assert grants and all(not g["verified"] and not g["can_file"] for g in grants)
 
 
 async def test_a_cannot_end_b_collaboration_through_its_own_cif(two_firms: Env) -> None:

@@ -59,8 +59,23 @@ memberships = Table(
     Column("user_id", String(64), primary_key=True),
     Column("role", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Proof of control: NULL while the member only registered or claimed the company (they then see registry data
+    # and nothing from ANAF); set when verified by an ANAF authorization with rights, a grant by a verified owner or
+    # administrator, or an invitation from a firm whose certificate covers the company.
+    Column("verified_at", DateTime(timezone=True)),
+    Column("verified_via", String(16)),  # authorization | grant | invitation | migration
     Index("ix_memberships_user", "user_id"),
 )
+
+# Platform accounts as auth announces them (auth.user-registered): a member is added by e-mail, never by a free id.
+users = Table(
+    "users", metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("ux_users_email", func.lower(users.c.email), unique=True)
 
 # ANAF connections as auth announces them (no token here: tokens stay in auth).
 connections = Table(
@@ -114,6 +129,8 @@ collaborations = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("ended_by", String(64)),
     Column("end_reason", Text),
+    # The client allowed the firm to file invoices and send messages at ANAF in its name.
+    Column("may_file", Boolean, nullable=False, server_default=text("false")),
     # at most one open (pending or active) collaboration per firm and client
     Index("ux_collaborations_open", "firm_cif", "client_cif", unique=True,
           postgresql_where=text("status <> 'ended'")),
@@ -139,6 +156,16 @@ access_published = Table(
     Column("cif", String(16), primary_key=True),
     Column("role", String(32), nullable=False),
     Column("via_firm_cif", String(16)),
+    Column("verified", Boolean),  # NULL: published before verification existed, to be published again
+    Column("can_file", Boolean),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_access_published_cif", "cif"),
+)
+
+# The entitled connections portfolio last published per CIF (portfolio.entitlements-changed), as the diff base.
+entitlements_published = Table(
+    "entitlements_published", metadata,
+    Column("cif", String(16), primary_key=True),
+    Column("connections", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -17,10 +17,13 @@ from spvhub_portfolio.adapters.orm import (
     companies,
     connection_rights,
     connections,
+    entitlements_published,
     invitations_seen,
     memberships,
     registry_entries,
+    users,
 )
+from spvhub_portfolio.domain import ConnectionFacts, FirmLink, Membership
 
 Row = dict[str, Any]
 
@@ -91,14 +94,41 @@ async def direct_role(s: AsyncSession, user_id: str, cif: str) -> str | None:
                                                               memberships.c.cif == cif))).scalar()
 
 
+async def direct_membership(s: AsyncSession, user_id: str, cif: str) -> Membership | None:
+    r = (await s.execute(select(memberships.c.role, memberships.c.verified_at).where(
+        memberships.c.user_id == user_id, memberships.c.cif == cif))).first()
+    return Membership(r.role, r.verified_at is not None) if r else None
+
+
 async def members(s: AsyncSession, cif: str) -> list[Row]:
     q = select(memberships).where(memberships.c.cif == cif).order_by(memberships.c.created_at, memberships.c.user_id)
     return _rows(await s.execute(q))
 
 
-async def upsert_member(s: AsyncSession, cif: str, user_id: str, role: str) -> None:
-    stmt = insert(memberships).values(cif=cif, user_id=user_id, role=role)
-    await s.execute(stmt.on_conflict_do_update(index_elements=["cif", "user_id"], set_={"role": role}))
+async def verified_people(s: AsyncSession, cif: str, roles: Iterable[str] | None = None) -> list[str]:
+    q = select(memberships.c.user_id).where(memberships.c.cif == cif, memberships.c.verified_at.is_not(None))
+    if roles is not None:
+        q = q.where(memberships.c.role.in_(list(roles)))
+    return [r[0] for r in await s.execute(q.order_by(memberships.c.user_id))]
+
+
+async def has_verified_owner(s: AsyncSession, cif: str) -> bool:
+    q = select(memberships.c.user_id).where(memberships.c.cif == cif, memberships.c.role == "owner",
+                                            memberships.c.verified_at.is_not(None)).limit(1)
+    return (await s.execute(q)).first() is not None
+
+
+async def upsert_member(s: AsyncSession, cif: str, user_id: str, role: str, *, verified_via: str | None = None,
+                        at: datetime | None = None) -> None:
+    """Add or change a membership; `verified_via` verifies it (a verified membership never becomes unverified)."""
+    values: Row = {"cif": cif, "user_id": user_id, "role": role}
+    update_set: Row = {"role": role}
+    if verified_via:
+        values |= {"verified_at": at, "verified_via": verified_via}
+        update_set |= {"verified_at": func.coalesce(memberships.c.verified_at, at),
+                       "verified_via": func.coalesce(memberships.c.verified_via, verified_via)}
+    stmt = insert(memberships).values(**values)
+    await s.execute(stmt.on_conflict_do_update(index_elements=["cif", "user_id"], set_=update_set))
 
 
 async def delete_member(s: AsyncSession, cif: str, user_id: str) -> None:
@@ -106,28 +136,49 @@ async def delete_member(s: AsyncSession, cif: str, user_id: str) -> None:
 
 
 async def user_memberships(s: AsyncSession, user_id: str) -> list[Row]:
-    q = select(memberships.c.cif, memberships.c.role).where(memberships.c.user_id == user_id)
+    q = select(memberships.c.cif, memberships.c.role, memberships.c.verified_at).where(memberships.c.user_id == user_id)
     return _rows(await s.execute(q))
 
 
-async def firms_of_user_with_active_collaboration(s: AsyncSession, user_id: str, client_cif: str) -> list[str]:
-    q = select(collaborations.c.firm_cif).join(memberships, memberships.c.cif == collaborations.c.firm_cif).where(
-        memberships.c.user_id == user_id, collaborations.c.client_cif == client_cif,
-        collaborations.c.status == "active")
-    return [r[0] for r in await s.execute(q)]
+def _verified_firm_links() -> Any:
+    return (select(memberships.c.user_id, collaborations.c.firm_cif, collaborations.c.may_file,
+                   collaborations.c.client_cif)
+            .join(collaborations, collaborations.c.firm_cif == memberships.c.cif)
+            .where(collaborations.c.status == "active", memberships.c.verified_at.is_not(None)))
+
+
+async def firms_of_user_with_active_collaboration(s: AsyncSession, user_id: str, client_cif: str) -> list[FirmLink]:
+    """The firms the user is a verified member of that have an active collaboration with the client."""
+    q = _verified_firm_links().where(memberships.c.user_id == user_id, collaborations.c.client_cif == client_cif)
+    return [FirmLink(r.firm_cif, r.may_file) for r in await s.execute(q)]
+
+
+# -- users ------------------------------------------------------------------------------------------------
+async def upsert_user(s: AsyncSession, user_id: str, email: str, name: str) -> None:
+    stmt = insert(users).values(user_id=user_id, email=email, name=name)
+    await s.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"email": email, "name": name}))
+
+
+async def user_by_email(s: AsyncSession, email: str) -> Row | None:
+    r = (await s.execute(select(users).where(func.lower(users.c.email) == email.strip().lower()))).first()
+    return dict(r._mapping) if r else None
+
+
+async def users_by_id(s: AsyncSession, user_ids: Iterable[str]) -> dict[str, Row]:
+    ids = list(user_ids)
+    if not ids:
+        return {}
+    return {r["user_id"]: r for r in _rows(await s.execute(select(users).where(users.c.user_id.in_(ids))))}
 
 
 # -- access as published ----------------------------------------------------------------------------------
-async def desired_access(s: AsyncSession, cif: str) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """(direct roles by user, firms with an active collaboration by user) for one CIF."""
-    direct = {r["user_id"]: r["role"] for r in _rows(await s.execute(
-        select(memberships.c.user_id, memberships.c.role).where(memberships.c.cif == cif)))}
-    via: dict[str, list[str]] = {}
-    q = select(memberships.c.user_id, collaborations.c.firm_cif).join(
-        collaborations, collaborations.c.firm_cif == memberships.c.cif).where(
-        collaborations.c.client_cif == cif, collaborations.c.status == "active")
-    for r in await s.execute(q):
-        via.setdefault(r[0], []).append(r[1])
+async def desired_access(s: AsyncSession, cif: str) -> tuple[dict[str, Membership], dict[str, list[FirmLink]]]:
+    """(direct memberships by user, verified firm links with an active collaboration by user) for one CIF."""
+    direct = {r.user_id: Membership(r.role, r.verified_at is not None) for r in await s.execute(
+        select(memberships.c.user_id, memberships.c.role, memberships.c.verified_at).where(memberships.c.cif == cif))}
+    via: dict[str, list[FirmLink]] = {}
+    for r in await s.execute(_verified_firm_links().where(collaborations.c.client_cif == cif)):
+        via.setdefault(r.user_id, []).append(FirmLink(r.firm_cif, r.may_file))
     return direct, via
 
 
@@ -136,15 +187,67 @@ async def published_access(s: AsyncSession, cif: str) -> dict[str, Row]:
     return {r["user_id"]: r for r in _rows(await s.execute(q))}
 
 
-async def set_published(s: AsyncSession, user_id: str, cif: str, role: str, via: str | None) -> None:
-    stmt = insert(access_published).values(user_id=user_id, cif=cif, role=role, via_firm_cif=via)
+async def set_published(s: AsyncSession, user_id: str, cif: str, role: str, via: str | None, verified: bool,
+                        can_file: bool) -> None:
+    values = {"role": role, "via_firm_cif": via, "verified": verified, "can_file": can_file}
+    stmt = insert(access_published).values(user_id=user_id, cif=cif, **values)
     await s.execute(stmt.on_conflict_do_update(index_elements=["user_id", "cif"],
-                                               set_={"role": role, "via_firm_cif": via, "updated_at": func.now()}))
+                                               set_={**values, "updated_at": func.now()}))
 
 
 async def delete_published(s: AsyncSession, user_id: str, cif: str) -> None:
     await s.execute(delete(access_published).where(access_published.c.user_id == user_id,
                                                    access_published.c.cif == cif))
+
+
+async def stale_access_cifs(s: AsyncSession, limit: int) -> list[str]:
+    """CIFs whose access was published before verification existed (to be published again)."""
+    q = select(access_published.c.cif).where(access_published.c.verified.is_(None)).distinct().limit(limit)
+    return [r[0] for r in await s.execute(q)]
+
+
+# -- entitlements -----------------------------------------------------------------------------------------
+async def connection_facts_for(s: AsyncSession, cif: str) -> list[ConnectionFacts]:
+    """The connections held by `cif` or whose certificate has rights on it (rights reduced to `cif`)."""
+    covering = select(connection_rights.c.connection_id).where(connection_rights.c.cif == cif)
+    q = select(connections).where(or_(connections.c.holder_cif == cif, connections.c.connection_id.in_(covering)))
+    rows = _rows(await s.execute(q))
+    with_right = {r[0] for r in await s.execute(covering)}
+    return [ConnectionFacts(connection_id=r["connection_id"], holder_cif=r["holder_cif"],
+                            active=r["status"] == "active", services=tuple(r["services"] or ["efactura"]),
+                            rights=frozenset({cif} if r["connection_id"] in with_right else ()),
+                            authorized_at=r["authorized_at"].isoformat() if r["authorized_at"] else "")
+            for r in rows]
+
+
+async def active_firms_of_client(s: AsyncSession, client_cif: str) -> dict[str, dict[str, bool]]:
+    q = select(collaborations.c.firm_cif, collaborations.c.may_file).where(
+        collaborations.c.client_cif == client_cif, collaborations.c.status == "active")
+    return {r.firm_cif: {client_cif: r.may_file} for r in await s.execute(q)}
+
+
+async def published_entitlements(s: AsyncSession, cif: str) -> list[Row] | None:
+    q = select(entitlements_published.c.connections).where(entitlements_published.c.cif == cif).with_for_update()
+    r = (await s.execute(q)).first()
+    return list(r[0]) if r else None
+
+
+async def set_published_entitlements(s: AsyncSession, cif: str, snapshot: list[Row]) -> None:
+    stmt = insert(entitlements_published).values(cif=cif, connections=snapshot)
+    await s.execute(stmt.on_conflict_do_update(index_elements=["cif"],
+                                               set_={"connections": snapshot, "updated_at": func.now()}))
+
+
+async def cifs_needing_entitlements(s: AsyncSession, limit: int) -> list[str]:
+    """CIFs a connection holds or covers for which no entitlement was ever published (after an upgrade)."""
+    known = select(entitlements_published.c.cif)
+    q = (select(connection_rights.c.cif).where(connection_rights.c.cif.not_in(known))
+         .union(select(connections.c.holder_cif).where(connections.c.holder_cif.not_in(known)))).limit(limit)
+    return [r[0] for r in await s.execute(q)]
+
+
+def connection_cifs_query(connection_id: str) -> Any:
+    return select(connection_rights.c.cif).where(connection_rights.c.connection_id == connection_id)
 
 
 # -- connections and rights ----------------------------------------------------------------------------
