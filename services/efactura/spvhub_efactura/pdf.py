@@ -96,7 +96,7 @@ def ro_decimal(value: Decimal, min_dp: int = 0) -> str:
 def fmt_amount(n: Num | None, currency: str | None = None, *, sign: int = 1, column: str | None = None) -> str:
     """The amount with its own currencyID (else `currency`); in a column headed with `column`, the currency is
     printed only when it differs from it."""
-    if n is None:
+    if n is None or (n.value is None and not n.raw):
         return "-"
     cur = n.currency or currency
     text = n.raw if n.value is None else ro_decimal(n.value * sign, 2)
