@@ -71,6 +71,14 @@ def localized_message(exc: AppError, request: Request) -> str:
     return exc.messages.get(lang, exc.message) if lang != "en" else exc.message
 
 
+def body_too_large_body(limit: int) -> dict[str, Any]:
+    mib = limit / (1024 * 1024)
+    size = f"{mib:.0f} MiB" if mib >= 1 else f"{limit // 1024} KiB"
+    return error_body("body_too_large", f"Corpul cererii depășește {size}, cât acceptă această operație. / "
+                                        f"The request body is larger than the {size} this endpoint accepts.",
+                      {"max_bytes": limit})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -91,6 +99,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413 and isinstance(getattr(exc, "limit", None), int):
+            return JSONResponse(body_too_large_body(exc.limit), status_code=413,  # type: ignore[attr-defined]
+                                headers={"Connection": "close"})
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
             exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,

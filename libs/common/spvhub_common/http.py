@@ -1,6 +1,8 @@
-"""FastAPI app factory shared by services: error bodies, request ids, Prometheus metrics, health probes."""
+"""FastAPI app factory shared by services: error bodies, request ids, Prometheus metrics, health probes,
+request-body caps and no-store on API answers."""
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -11,8 +13,10 @@ import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from spvhub_common.errors import install_error_handlers
+from spvhub_common.errors import body_too_large_body, install_error_handlers
 from spvhub_common.settings import ServiceSettings
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
@@ -20,6 +24,78 @@ LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["s
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` when a body without (or with a lying) Content-Length passes the limit. A Starlette
+    HTTPException, so FastAPI's body parsing lets it through to the error handler (413 body_too_large)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"body larger than {limit} bytes")
+        self.limit = limit
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over the limit of their endpoint with 413 `body_too_large`: from Content-Length before
+    anything is read, otherwise as soon as the streamed body passes the limit (the rest is never buffered).
+
+    `limits`: (method, path regex, bytes) for the endpoints that take files; every other request gets `default`."""
+
+    def __init__(self, app: ASGIApp, *, default: int, limits: list[tuple[str, str, int]] | None = None) -> None:
+        self.app = app
+        self.default = default
+        self.limits = [(m.upper(), re.compile(rx), n) for m, rx, n in (limits or [])]
+
+    def limit_for(self, method: str, path: str) -> int:
+        for m, rx, n in self.limits:
+            if m == method and rx.match(path):
+                return n
+        return self.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["method"], scope["path"])
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None:
+            try:
+                too_large = int(declared) > limit
+            except ValueError:
+                too_large = False  # the server refuses a malformed Content-Length before we run
+            if too_large:
+                await _send_too_large(send, limit)
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _send_too_large(send, limit)
+
+
+async def _send_too_large(send: Send, limit: int) -> None:
+    response = JSONResponse(body_too_large_body(limit), status_code=413, headers={"Connection": "close"})
+    await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def create_app(settings: ServiceSettings, *, title: str, description: str, routers: list[APIRouter],
@@ -31,6 +107,10 @@ def create_app(settings: ServiceSettings, *, title: str, description: str, route
     app.state.settings = settings
     app.state.readiness = []
     install_error_handlers(app)
+    from spvhub_common.gateway_conf import body_limits_of  # the gateway enforces the same table
+
+    app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes,
+                       limits=[(b.method, b.regex, b.max_bytes) for b in body_limits_of(service)])
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -42,6 +122,10 @@ def create_app(settings: ServiceSettings, *, title: str, description: str, route
             response = await call_next(request)
             status = response.status_code
             response.headers["X-Request-ID"] = rid
+            # API answers carry personal data and tokens (sessions, ANAF access tokens): no cache keeps them,
+            # unless the endpoint chose otherwise (the public JWKS).
+            if request.url.path.startswith(("/api/", "/internal/")) and "cache-control" not in response.headers:
+                response.headers["Cache-Control"] = "no-store"
             return response
         finally:
             route = request.scope.get("route")

@@ -1,24 +1,42 @@
 """Typed settings blocks every service composes (pydantic-settings, env prefix `SPVHUB_`).
 
-A service subclasses `ServiceSettings`; outside `env=dev|test` placeholder secrets are refused.
+A service subclasses `ServiceSettings`. The default `env` is the strict one (`prod`): ./dev, the tests and the
+demo say `dev`/`test` explicitly, so a deployment that forgets SPVHUB_ENV cannot start on the public dev secrets.
+Outside `env=dev|test` every placeholder secret (the repository's public dev values, MinIO's factory password,
+anything starting with `dev-` or naming itself a placeholder) is refused at start.
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDERS = {"", "changeme", "change-me", "secret", "dev", "spvhub-dev-secret", "dev-only-key"}
+# Values published in this repository (stack.env, docker-compose, code defaults) or shipped as factory defaults.
+PLACEHOLDERS = {"", "changeme", "change-me", "changeit", "secret", "password", "dev", "test", "spvhub-dev",
+                "spvhub-dev-secret", "dev-only-key", "dev-service-token", "minioadmin", "postgres", "admin"}
+PLACEHOLDER_MARKERS = ("dev-only", "placeholder", "changeme", "change-me", "replace-me", "example")
+MIN_SERVICE_TOKEN_LENGTH = 16
+# Credentials a deployment may leave empty (PostgreSQL by certificate or peer, an SMTP relay without login);
+# when set, they must not be placeholders either.
+OPTIONAL_SECRETS = frozenset({"pg_password", "smtp_password"})
+
+
+def is_placeholder(value: str) -> bool:
+    """A secret that anyone can read in this repository or in a vendor's manual."""
+    v = value.strip().lower()
+    return v in PLACEHOLDERS or v.startswith("dev-") or any(m in v for m in PLACEHOLDER_MARKERS)
 
 
 class ServiceSettings(BaseSettings):
     """Settings shared by all services; each service adds its own fields."""
 
-    model_config = SettingsConfigDict(env_prefix="SPVHUB_", extra="ignore")
+    # A refused configuration must not print the values it was given (pydantic echoes the input otherwise).
+    model_config = SettingsConfigDict(env_prefix="SPVHUB_", extra="ignore", hide_input_in_errors=True)
 
     service_name: str = "spvhub"
-    env: Literal["dev", "test", "prod", "staging"] = "dev"
+    env: Literal["dev", "test", "prod", "staging"] = "prod"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
@@ -54,6 +72,29 @@ class ServiceSettings(BaseSettings):
 
     outbox_poll_interval: float = Field(0.2, description="seconds between outbox relay polls when idle")
 
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of the reverse proxies (the gateway, the ingress) whose X-Forwarded-For is believed; "
+                    "from any other peer the direct address is the client's")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024,
+                                description="request bodies larger than this are refused (413 body_too_large); "
+                                            "endpoints that take files declare their own larger limit")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v: object) -> object:
+        # env: a JSON list or a plain comma-separated list
+        if isinstance(v, str) and not v.strip().startswith("["):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
+        return v
+
     @property
     def database_name(self) -> str:
         return self.pg_database or f"spvhub_{self.service_name}"
@@ -70,8 +111,10 @@ class ServiceSettings(BaseSettings):
     def _refuse_placeholders(self) -> ServiceSettings:
         if self.env in ("dev", "test"):
             return self
-        bad = [k for k, v in self.secret_fields().items() if v.get_secret_value().strip().lower() in PLACEHOLDERS
-               and k != "pg_password"]
+        bad = [k for k, v in self.secret_fields().items()
+               if is_placeholder(v.get_secret_value()) and not (k in OPTIONAL_SECRETS and not v.get_secret_value())]
+        if "service_token" not in bad and len(self.service_token.get_secret_value()) < MIN_SERVICE_TOKEN_LENGTH:
+            bad.append("service_token")
         if bad:
             raise ValueError(f"placeholder secrets are refused outside dev/test: {', '.join(sorted(bad))}")
         return self

@@ -16,6 +16,9 @@ import pytest
 from spvhub_common.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[3]
+# The settings' default env is the strict one (prod); tests run as `test`, and so do the services, helper
+# processes and scripts they start (they inherit this environment).
+os.environ.setdefault("SPVHUB_ENV", "test")
 
 
 def stack_env() -> dict[str, str]:

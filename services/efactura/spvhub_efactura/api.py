@@ -12,13 +12,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
-from spvhub_common.access import accessible_cifs, require_access
+from spvhub_common.access import MANAGERS, accessible_cifs, require_access, require_grant
 from spvhub_common.errors import AppError, Forbidden, NotFound
 from spvhub_common.security import CurrentUser
 
 from spvhub_efactura.adapters import queries
 from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.domain import normalize_cif
+from spvhub_efactura.handlers import SyncPaused
 from spvhub_efactura.pdf import render_pdf
 from spvhub_efactura.zipstream import ZipStream
 
@@ -36,12 +37,15 @@ def _cif(raw: str) -> str:
     return cif
 
 
-async def _scope(request: Request, user_id: str, cif: str | None) -> list[str]:
+async def _scope(request: Request, user_id: str, cif: str | None, *,
+                 roles: tuple[str, ...] | None = None) -> list[str]:
+    """The CIFs the request may read: the one named (a verified grant on it, else 403 `no_access_to_company` /
+    `company_not_verified` / `insufficient_role`), or every CIF the caller is verified for."""
     svc = _svc(request)
     async with svc.sessions() as s:
         if cif:
             c = _cif(cif)
-            await require_access(s, access_grants, user_id, c)
+            await require_grant(s, access_grants, user_id, c, roles=roles)
             return [c]
         return await accessible_cifs(s, access_grants, user_id)
 
@@ -238,10 +242,29 @@ async def sync_status(request: Request, user: CurrentUser, cif: str) -> dict[str
 @router.post("/companies/{cif}/sync", status_code=202, summary="Sync this company now")
 async def trigger_sync(request: Request, user: CurrentUser, cif: str) -> dict[str, Any]:
     (c,) = await _scope(request, user.user_id, cif)
-    if not await _svc(request).engine.request_sync(c):
-        raise AppError(f"CIF {c} has no e-Factura authorization to sync with yet.", code="no_connection",
-                       status=409, details={"cif": c})
+    engine = _svc(request).engine
+    try:
+        await engine._connection_for(c)
+    except SyncPaused as e:
+        raise _not_syncable(c, e.code) from e
+    if not await engine.request_sync(c):
+        raise _not_syncable(c, "no_entitled_connection")
     return {"cif": c, "sync_requested": True}
+
+
+def _not_syncable(cif: str, reason: str) -> AppError:
+    if reason == "no_entitled_connection":
+        return AppError(
+            f"No ANAF authorization may sync CIF {cif}: authorize ANAF access for the company (or let your "
+            "accounting firm's authorization cover it through an active collaboration).",
+            code="no_entitled_connection", status=409, details={"cif": cif, "reason": reason},
+            messages={"ro": f"Nicio autorizare ANAF nu poate sincroniza CIF {cif}: autorizați accesul ANAF pentru "
+                            "companie (sau lăsați autorizarea firmei de contabilitate să o acopere printr-o "
+                            "colaborare activă)."})
+    return AppError(f"The ANAF authorization that syncs CIF {cif} must be renewed before it can sync.",
+                    code="connection_paused", status=409, details={"cif": cif, "reason": reason},
+                    messages={"ro": f"Autorizarea ANAF care sincronizează CIF {cif} trebuie reînnoită înainte de "
+                                    "sincronizare."})
 
 
 class SyncSettings(BaseModel):
@@ -250,7 +273,7 @@ class SyncSettings(BaseModel):
 
 @router.put("/companies/{cif}/sync-settings", summary="Per-company sync interval")
 async def put_sync_settings(request: Request, user: CurrentUser, cif: str, body: SyncSettings) -> dict[str, Any]:
-    (c,) = await _scope(request, user.user_id, cif)
+    (c,) = await _scope(request, user.user_id, cif, roles=MANAGERS)
     ok = await _svc(request).set_interval(c, None if body.interval_minutes is None else body.interval_minutes * 60)
     if not ok:
         raise NotFound(f"CIF {c} is not synced.", code="company_not_synced")

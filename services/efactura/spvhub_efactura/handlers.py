@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,7 +31,7 @@ from spvhub_common.events.efactura import (
     QuotaExhausted,
     SyncCompleted,
 )
-from spvhub_common.events.portfolio import AccessLost, RightsDiscovered
+from spvhub_common.events.portfolio import EntitlementsChanged
 from spvhub_common.logging import get_logger
 from spvhub_common.telemetry import children, current_traceparent, tracer
 from spvhub_common.uow import SqlUnitOfWork
@@ -41,7 +42,7 @@ from spvhub_efactura import domain
 from spvhub_efactura.adapters.anaf import EfacturaAnaf, resets_at_of
 from spvhub_efactura.adapters.auth import AuthUnavailable, NoConnection, TokenProvider
 from spvhub_efactura.adapters.auth import ReauthorizationRequired as AuthReauth
-from spvhub_efactura.adapters.orm import companies, connection_rights, connections, invoices, messages, quota_ledger
+from spvhub_efactura.adapters.orm import companies, connections, entitlements, invoices, messages, quota_ledger
 from spvhub_efactura.archive import Limits
 from spvhub_efactura.processing import Processed, process_many
 from spvhub_efactura.settings import Settings
@@ -72,8 +73,12 @@ class UowFactory(Protocol):
 # --------------------------------------------------------------------------------------------------
 # Read models fed by events (run inside the consumer's transaction; never commit here)
 
-def _wants_efactura(services: list[str]) -> bool:
-    return not services or any("factura" in s.lower() for s in services)
+EFACTURA = "efactura"
+
+
+def service_name(raw: str) -> str:
+    """`E-Factura`, `efactura`, `e_factura` -> `efactura` (how the entitlements store service names)."""
+    return re.sub(r"[^a-z]", "", raw.lower())
 
 
 async def _upsert_connection(uow: SqlUnitOfWork, connection_id: str, holder_cif: str | None, status: str | None,
@@ -90,32 +95,26 @@ async def _upsert_connection(uow: SqlUnitOfWork, connection_id: str, holder_cif:
     await uow.session.execute(stmt.on_conflict_do_update(index_elements=["connection_id"], set_=set_))
 
 
-async def _ensure_companies(uow: SqlUnitOfWork, cifs: list[str]) -> None:
-    if cifs:
-        await uow.session.execute(insert(companies).values([{"cif": c} for c in cifs]).on_conflict_do_nothing())
-
-
-async def on_rights_discovered(ev: RightsDiscovered, _env: Any, uow: SqlUnitOfWork) -> None:
-    """The connection's full set of CIFs replaces what we knew; new CIFs get a company sync row (due now)."""
-    if not _wants_efactura(ev.services):
+async def on_entitlements_changed(ev: EntitlementsChanged, _env: Any, uow: SqlUnitOfWork) -> None:
+    """The CIF's entitled connections, best first, replace what we knew. A CIF with an e-Factura one is synced
+    (due now when it had none); with none, its sync stops (the company row and its archive stay)."""
+    cif = domain.normalize_cif(ev.cif)
+    if not cif:
         return
-    cifs = sorted({domain.normalize_cif(c) for c in ev.cifs if domain.normalize_cif(c)})
-    lost = {domain.normalize_cif(c) for c in ev.lost}
-    await _upsert_connection(uow, ev.connection_id, ev.holder_cif, None)
-    await uow.session.execute(delete(connection_rights).where(
-        connection_rights.c.connection_id == ev.connection_id,
-        or_(connection_rights.c.cif.not_in(cifs) if cifs else text("true"), connection_rights.c.cif.in_(lost))))
-    keep = [c for c in cifs if c not in lost]
-    if keep:
-        await uow.session.execute(insert(connection_rights).values(
-            [{"connection_id": ev.connection_id, "cif": c} for c in keep]).on_conflict_do_nothing())
-    await _ensure_companies(uow, keep)
-
-
-async def on_access_lost(ev: AccessLost, _env: Any, uow: SqlUnitOfWork) -> None:
-    await uow.session.execute(delete(connection_rights).where(
-        connection_rights.c.connection_id == ev.connection_id,
-        connection_rights.c.cif == domain.normalize_cif(ev.cif)))
+    s = uow.session
+    had = (await s.execute(select(func.count()).select_from(entitlements).where(
+        entitlements.c.cif == cif, entitlements.c.services.any(EFACTURA)))).scalar()
+    await s.execute(delete(entitlements).where(entitlements.c.cif == cif))
+    rows = [{"cif": cif, "rank": i, "connection_id": c.connection_id,
+             "holder_cif": domain.normalize_cif(c.holder_cif),
+             "services": sorted({service_name(x) for x in c.services} - {""}), "may_file": c.may_file}
+            for i, c in enumerate(ev.connections)]
+    if rows:
+        await s.execute(insert(entitlements).values(rows))
+    if any(EFACTURA in r["services"] for r in rows):
+        await s.execute(insert(companies).values(cif=cif).on_conflict_do_nothing())
+        if not had:
+            await s.execute(update(companies).where(companies.c.cif == cif).values(next_sync_at=None))
 
 
 async def on_reauthorization_required(ev: ReauthorizationRequired, _env: Any, uow: SqlUnitOfWork) -> None:
@@ -132,12 +131,9 @@ async def on_token_refreshed(ev: TokenRefreshed, _env: Any, uow: SqlUnitOfWork) 
 
 
 async def on_connection_authorized(ev: ConnectionAuthorized, _env: Any, uow: SqlUnitOfWork) -> None:
+    """Active again (a paused or revoked connection authorized anew). Which CIFs it serves is portfolio's call
+    (entitlements), never inferred from the authorization itself."""
     await _upsert_connection(uow, ev.connection_id, ev.company_cif, "active")
-    if _wants_efactura(ev.services):
-        cif = domain.normalize_cif(ev.company_cif)
-        await uow.session.execute(insert(connection_rights).values(
-            connection_id=ev.connection_id, cif=cif).on_conflict_do_nothing())
-        await _ensure_companies(uow, [cif])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -145,7 +141,12 @@ async def on_connection_authorized(ev: ConnectionAuthorized, _env: Any, uow: Sql
 
 
 class SyncPaused(Exception):
-    """No active connection with rights on the CIF, or a person must authorize again."""
+    """No entitled connection active here for the CIF, or a person must authorize again. `code` is stable:
+    no_entitled_connection | no_filing_connection | reauthorization_required | connection_revoked."""
+
+    def __init__(self, message: str, code: str = "reauthorization_required") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -353,9 +354,10 @@ class SyncEngine:
                     WHERE (c.lease_until IS NULL OR c.lease_until < now())
                       AND (c.sync_requested OR c.next_sync_at IS NULL OR c.next_sync_at <= :now)
                       AND (c.blocked_until IS NULL OR c.blocked_until <= :now OR c.sync_requested)
-                      AND EXISTS (SELECT 1 FROM connection_rights r JOIN connections k
-                                  ON k.connection_id = r.connection_id
-                                  WHERE r.cif = c.cif AND k.status = 'active')
+                      AND EXISTS (SELECT 1 FROM entitlements e LEFT JOIN connections k
+                                  ON k.connection_id = e.connection_id
+                                  WHERE e.cif = c.cif AND 'efactura' = ANY(e.services)
+                                    AND COALESCE(k.status, 'active') = 'active')
                     ORDER BY c.sync_requested DESC, c.next_sync_at ASC NULLS FIRST
                     LIMIT :n FOR UPDATE SKIP LOCKED)
                 RETURNING cif"""), {"me": self.instance_id, "lease": self.settings.lease_seconds, "now": now,
@@ -445,17 +447,29 @@ class SyncEngine:
             await uow.commit()
 
     # -- tokens ------------------------------------------------------------------------------------
-    async def _connection_for(self, cif: str) -> str:
+    async def _connection_for(self, cif: str, *, filing: bool = False) -> str:
+        """The first connection portfolio entitles for `cif` on e-Factura (its rank order) that is active here;
+        to file, the first that may also file. Never any other connection: a certificate's rights alone do not
+        make a connection serve a company."""
         async with self.uow() as uow:
-            rows = (await uow.session.execute(
-                select(connections.c.connection_id, connections.c.holder_cif)
-                .join(connection_rights, connection_rights.c.connection_id == connections.c.connection_id)
-                .where(connection_rights.c.cif == cif, connections.c.status == "active")
-                .order_by(connections.c.connection_id))).all()
+            q = (select(entitlements.c.connection_id, entitlements.c.may_file,
+                        func.coalesce(connections.c.status, "active").label("status"))
+                 .select_from(entitlements.outerjoin(
+                     connections, connections.c.connection_id == entitlements.c.connection_id))
+                 .where(entitlements.c.cif == cif, entitlements.c.services.any(EFACTURA))
+                 .order_by(entitlements.c.rank))
+            rows = (await uow.session.execute(q)).all()
+        usable = [r for r in rows if r.may_file] if filing else rows
+        for r in usable:
+            if r.status == "active":
+                return str(r.connection_id)
         if not rows:
-            raise SyncPaused(f"no active e-Factura connection with rights on CIF {cif}")
-        own = [r for r in rows if r.holder_cif == cif]
-        return str((own or rows)[0].connection_id)
+            raise SyncPaused(f"no connection is entitled to act for CIF {cif} on e-Factura",
+                             code="no_entitled_connection")
+        if not usable:
+            raise SyncPaused(f"no entitled connection may file for CIF {cif}", code="no_filing_connection")
+        code = "connection_revoked" if usable[0].status == "revoked" else "reauthorization_required"
+        raise SyncPaused(f"the connection entitled for CIF {cif} needs a new authorization", code=code)
 
     async def _pause_connection(self, connection_id: str, reason: str) -> None:
         async with self.uow() as uow:
@@ -469,7 +483,7 @@ class SyncEngine:
             tok = await self.tokens.token(connection_id)
         except (AuthReauth, NoConnection) as e:
             await self._pause_connection(connection_id, f"auth: {type(e).__name__}")
-            raise SyncPaused(f"connection {connection_id} needs authorization") from e
+            raise SyncPaused("the connection needs a new ANAF authorization") from e
         try:
             return await call(tok.token)
         except Unauthorized:
@@ -477,7 +491,7 @@ class SyncEngine:
                 tok = await self.tokens.refresh(connection_id)
             except (AuthReauth, NoConnection) as e:
                 await self._pause_connection(connection_id, f"auth: {type(e).__name__}")
-                raise SyncPaused(f"connection {connection_id} needs authorization") from e
+                raise SyncPaused("the connection needs a new ANAF authorization") from e
             return await call(tok.token)
 
     # -- one company -------------------------------------------------------------------------------
@@ -593,11 +607,11 @@ class SyncEngine:
         tried: set[str] = set()
         stop = asyncio.Event()
 
-        async def one(msg: dict[str, Any]) -> None:
+        async def one(msg: dict[str, Any], cid: str) -> None:
             async with sem:
                 if stop.is_set():
                     return
-                outcome = await self.download_one(cif, connection_id, msg)
+                outcome = await self.download_one(cif, cid, msg)
                 MESSAGES_OF(outcome).inc()
                 if outcome == "archived":
                     report.archived += 1
@@ -608,12 +622,18 @@ class SyncEngine:
                 else:
                     report.failed += 1
 
+        first = True
         while not stop.is_set():
             batch = await self._pending_batch(cif, tried)
             if not batch:
                 break
+            if not first:
+                # A long sync follows the entitlements as they change: the next batch goes through the connection
+                # entitled now, and stops (SyncPaused) when none is left.
+                connection_id = await self._connection_for(cif)
+            first = False
             tried.update(m["message_id"] for m in batch)
-            results = await asyncio.gather(*(one(m) for m in batch), return_exceptions=True)
+            results = await asyncio.gather(*(one(m, connection_id) for m in batch), return_exceptions=True)
             for r in results:
                 if isinstance(r, SyncPaused):
                     raise r
@@ -1000,8 +1020,7 @@ class SyncEngine:
 # Routing table: event -> handler (consumer group efactura.read-models)
 
 EVENT_ROUTES: dict[type[Event], Callable[[Any, Any, SqlUnitOfWork], Awaitable[None]]] = {
-    RightsDiscovered: on_rights_discovered,
-    AccessLost: on_access_lost,
+    EntitlementsChanged: on_entitlements_changed,
     ReauthorizationRequired: on_reauthorization_required,
     ConnectionRevoked: on_connection_revoked,
     TokenRefreshed: on_token_refreshed,

@@ -358,7 +358,8 @@ class SubmissionService:
         now = self.clock.now()
         retry_at = now + timedelta(seconds=self.settings.retry_seconds)
         try:
-            conn = await self.engine._connection_for(cif)
+            # only a connection entitled to file for the company (its own, or a firm the client allowed to)
+            conn = await self.engine._connection_for(cif, filing=True)
         except SyncPaused as e:
             await self._release(row, f"no connection: {e}", retry_at)
             return "paused"

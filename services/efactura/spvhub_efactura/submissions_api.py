@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from spvhub_common.access import require_access
+from spvhub_common.access import require_access, require_grant
 from spvhub_common.errors import AppError, Forbidden, NotFound
 from spvhub_common.security import CurrentUser
 
@@ -66,10 +66,11 @@ def out(row: dict[str, Any]) -> SubmissionOut:
     return SubmissionOut(**data, errors=row.get("errors") or [], links=error_links(row))
 
 
-async def _scoped_cif(request: Request, user_id: str, raw: str) -> str:
+async def _scoped_cif(request: Request, user_id: str, raw: str, *, file: bool = False) -> str:
+    """A verified grant on the CIF; to file, one that may act at ANAF in its name (`filing_not_allowed`)."""
     cif = _cif(raw)
     async with _svc(request).uow() as uow:
-        await require_access(uow.session, access_grants, user_id, cif)
+        await require_grant(uow.session, access_grants, user_id, cif, file=file)
     return cif
 
 
@@ -120,7 +121,7 @@ async def submit(request: Request, user: CurrentUser, cif: str,
                      description="validate offline (schema, EN 16931, CIUS-RO) before storing or sending; "
                                  "on by default, refused with 422 invoice_invalid")] = None,
                  ) -> Response:
-    c = await _scoped_cif(request, user.user_id, cif)
+    c = await _scoped_cif(request, user.user_id, cif, file=True)  # before the body is read or anything stored
     svc = _svc(request)
     data, form = await _read_body(request, svc.settings.max_xml_bytes)
     cmd = SubmitCommand(cif=c, xml=data, user_id=user.user_id,
@@ -226,5 +227,7 @@ async def buyer_message(request: Request, user: CurrentUser, invoice_id: int, bo
             await require_access(uow.session, access_grants, user.user_id, inv["cif"])
         except Forbidden as e:
             raise NotFound(f"No invoice {invoice_id}.", code="invoice_not_found") from e
+        # the caller may read the invoice; sending at ANAF in the company's name needs more
+        await require_grant(uow.session, access_grants, user.user_id, inv["cif"], file=True)
     row, created = await svc.submit_buyer_message(inv, body.message, user.user_id, idempotency_key)
     return JSONResponse(out(row).model_dump(mode="json"), status_code=202 if created else 200)

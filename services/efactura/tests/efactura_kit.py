@@ -14,14 +14,14 @@ from anaf_emulator import create_app as create_emulator
 from anaf_emulator.cif import make_cif
 from spvhub_common.anaf.budget import PostgresBudget, ensure_schema
 from spvhub_common.db import create_engine
-from spvhub_common.events.portfolio import RightsDiscovered
+from spvhub_common.events.portfolio import EntitledConnection, EntitlementsChanged
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.testing import make_settings
 from spvhub_efactura.adapters.anaf import BudgetClock
 from spvhub_efactura.adapters.auth import AccessToken
 from spvhub_efactura.adapters.orm import messages
 from spvhub_efactura.bootstrap import budget_limits, build
-from spvhub_efactura.handlers import on_rights_discovered
+from spvhub_efactura.handlers import on_entitlements_changed
 from sqlalchemy import func, select
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "spvhub_efactura" / "migrations"
@@ -132,13 +132,14 @@ class Harness:
         await self.budget_engine.dispose()
         await self.emu.aclose()
 
-    async def grant(self, connection_id: str, cifs: list[str], holder: str | None = None) -> None:
-        """What portfolio's rights-discovered does, applied directly as the consumer would."""
-        ev = RightsDiscovered(connection_id=connection_id, holder_cif=holder or cifs[0], cifs=cifs, gained=cifs,
-                              services=["efactura"])
-        async with self.runtime.uow() as uow:
-            await on_rights_discovered(ev, None, uow)
-            await uow.commit()
+    async def grant(self, connection_id: str, cifs: list[str], holder: str | None = None,
+                    may_file: bool = True) -> None:
+        """Portfolio's entitlements: the connection (alone) may act for each CIF, applied as the consumer would."""
+        await apply_entitlements(self.runtime, {c: [(connection_id, holder or cifs[0], may_file)] for c in cifs})
+
+    async def entitle(self, cif: str, *connections: tuple[str, str, bool]) -> None:
+        """One CIF's snapshot: (connection id, holder CIF, may file), best first; none = nobody may act for it."""
+        await apply_entitlements(self.runtime, {cif: list(connections)})
 
     async def sync_until_settled(self, cifs: list[str] | None = None, rounds: int = 50) -> None:
         """Drive the scheduler until every ledger row is terminal or waiting for a future retry."""
@@ -176,6 +177,19 @@ class Harness:
         r = await self.emu.request(method, f"/__admin/{path}", json=body)
         r.raise_for_status()
         return r.json()
+
+
+async def apply_entitlements(runtime: Any, snapshots: dict[str, list[tuple[str, str, bool]]],
+                             services: tuple[str, ...] = ("efactura",)) -> None:
+    """portfolio.entitlements-changed per CIF as the consumer applies it; `runtime` has `uow()` or is the factory."""
+    make_uow = getattr(runtime, "uow", runtime)
+    async with make_uow() as uow:
+        for cif, conns in snapshots.items():
+            ev = EntitlementsChanged(cif=cif, connections=[
+                EntitledConnection(connection_id=cid, holder_cif=holder, services=list(services), may_file=mf)
+                for cid, holder, mf in conns])
+            await on_entitlements_changed(ev, None, uow)
+        await uow.commit()
 
 
 def new_emulator(n_companies: int, **switches: Any) -> Any:

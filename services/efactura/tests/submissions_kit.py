@@ -24,11 +24,14 @@ def invoice_xml(seller: str, buyer: str, number: str = "SPV-0001", issue: date =
     return xml
 
 
-async def grant_access(runtime: Any, user_id: str, cifs: list[str]) -> None:
+async def grant_access(runtime: Any, user_id: str, cifs: list[str], *, role: str = "owner", verified: bool = True,
+                       can_file: bool | None = None, via_firm_cif: str | None = None) -> None:
+    """portfolio's access-changed as the consumer applies it (a verified owner may file by default)."""
     async with runtime.uow() as uow:
         for c in cifs:
-            await apply_access_changed(uow.session, access_grants,
-                                       AccessChanged(cif=c, user_id=user_id, role="owner", granted=True))
+            await apply_access_changed(uow.session, access_grants, AccessChanged(
+                cif=c, user_id=user_id, role=role, granted=True, verified=verified, via_firm_cif=via_firm_cif,
+                can_file=(verified and role in ("owner", "admin")) if can_file is None else can_file))
         await uow.commit()
 
 

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from efactura_kit import MIGRATIONS, company_cifs, efactura_settings, scenario
+from efactura_kit import MIGRATIONS, apply_entitlements, company_cifs, efactura_settings, scenario
 from spvhub_common.db import create_engine, session_factory
 from spvhub_common.events import decode
-from spvhub_common.events.portfolio import RightsDiscovered
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.uow import SqlUnitOfWork
 from spvhub_efactura.adapters.orm import invoices, messages, outbox
-from spvhub_efactura.handlers import on_rights_discovered
 from sqlalchemy import func, select
 
 pytestmark = pytest.mark.e2e
@@ -96,10 +94,8 @@ async def test_kill_9_mid_sync_then_restart_reaches_the_same_final_state(
             expected = {(m["cif"], m["id"]) for c in cifs for m in (await emu.get(
                 "/__admin/messages", params={"cif": c})).json()}
             await upgrade_async(settings, MIGRATIONS)
-            async with SqlUnitOfWork(sessions, outbox, "efactura") as uow:
-                await on_rights_discovered(RightsDiscovered(connection_id="acc", holder_cif=cifs[0], cifs=cifs,
-                                                            services=["efactura"]), None, uow)
-                await uow.commit()
+            await apply_entitlements(lambda: SqlUnitOfWork(sessions, outbox, "efactura"),
+                                     {c: [("acc", cifs[0], True)] for c in cifs})
             first = start_service()
             deadline = time.time() + 120
             while time.time() < deadline:

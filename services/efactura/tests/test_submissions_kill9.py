@@ -19,13 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from efactura_kit import MIGRATIONS, company_cifs, efactura_settings, scenario
+from efactura_kit import MIGRATIONS, apply_entitlements, company_cifs, efactura_settings, scenario
 from spvhub_common.db import create_engine, session_factory
-from spvhub_common.events.portfolio import RightsDiscovered
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.uow import SqlUnitOfWork
 from spvhub_efactura.adapters.orm import outbox
-from spvhub_efactura.handlers import on_rights_discovered
 from submissions_kit import grant_access, invoice_xml
 from test_kill9 import free_port, wait_http
 
@@ -85,10 +83,7 @@ async def test_kill_9_mid_upload_then_resubmit_uploads_exactly_once(
         wait_http(f"{emu_url}/__admin/health")
         wait_http(f"{auth_url}/docs")
         await upgrade_async(settings, MIGRATIONS)
-        async with runtime.uow() as uow:
-            await on_rights_discovered(RightsDiscovered(connection_id="acc", holder_cif=seller, cifs=cifs,
-                                                        services=["efactura"]), None, uow)
-            await uow.commit()
+        await apply_entitlements(runtime, {c: [("acc", seller, True)] for c in cifs})
         await grant_access(runtime, "alice", [seller])
         async with httpx.AsyncClient(base_url=emu_url, timeout=60) as emu, \
                 httpx.AsyncClient(base_url=svc_url, timeout=60) as api:

@@ -1,4 +1,4 @@
-"""Use cases of the etransport service: which companies to poll (rights, authorizations, pauses), polling ANAF's
+"""Use cases of the etransport service: which companies to poll (entitlements, authorizations, pauses), polling ANAF's
 carrier view and the declarant list, merging into transports, expiry, and the scoped reads behind the API.
 The routing table of consumed events is at the bottom."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ from spvhub_common.events.auth import (
     TokenRefreshed,
 )
 from spvhub_common.events.etransport import TransportAssigned, TransportUpdated, UitExpiring
-from spvhub_common.events.portfolio import RightsDiscovered
+from spvhub_common.events.portfolio import EntitlementsChanged
 from spvhub_common.logging import get_logger
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -46,8 +46,9 @@ T = TypeVar("T")
 LEDGER_NS = uuid.UUID("5b0c4a52-8f7e-4b8a-9a61-3d1f0e7c2a11")
 
 
-def has_etransport(services: list[str]) -> bool:
-    return any(re.sub(r"[^a-z]", "", s.lower()) == "etransport" for s in services)
+def service_name(raw: str) -> str:
+    """`E-Transport`, `etransport` -> `etransport` (how the entitlements store service names)."""
+    return re.sub(r"[^a-z]", "", raw.lower())
 
 
 
@@ -115,38 +116,36 @@ class EtransportService:
 
     # ------------------------------------------------------------------------------ consumed events
 
-    async def on_rights_discovered(self, ev: RightsDiscovered, _env: Any, uow: SqlUnitOfWork) -> None:
-        """Track every CIF the connection can act for with e-Transport; forget the ones it lost."""
+    async def on_entitlements_changed(self, ev: EntitlementsChanged, _env: Any, uow: SqlUnitOfWork) -> None:
+        """The CIF's entitled connections (best first) replace what we knew. A CIF with an e-Transport one is
+        polled; with none, its polling stops (status `stopped`, reason `no_entitled_connection`); its transports
+        stay readable by its verified people."""
+        cif = domain.as_cif(ev.cif)
+        if not cif:
+            return
         now = self.now()
         s = uow.session
-        before = dict(await repo.connections_of(s, ev.connection_id))
-        affected = set(before)
-        if not has_etransport(ev.services):
-            await repo.set_connection_status(s, ev.connection_id, "no_service",
-                                             "the connection is not authorized for e-Transport")
-        else:
-            current = {c for c in (domain.as_cif(x) for x in ev.cifs) if c} - {
-                c for c in (domain.as_cif(x) for x in ev.lost) if c}
-            for cif in sorted(current):
-                await repo.ensure_company(s, cif, now)
-                await repo.upsert_connection(s, cif, ev.connection_id, "rights", "active")
-            for cif in sorted(set(before) - current):
-                await repo.set_connection_status(s, ev.connection_id, "lost", "rights no longer discovered", cif=cif)
-            affected |= current
-        for cif in sorted(affected):
+        rows = [{"rank": i, "connection_id": c.connection_id, "holder_cif": domain.as_cif(c.holder_cif) or c.holder_cif,
+                 "services": sorted({service_name(x) for x in c.services} - {""}), "may_file": c.may_file}
+                for i, c in enumerate(ev.connections)]
+        await repo.replace_entitlements(s, cif, rows)
+        entitled: list[str] = []
+        for r in rows:
+            if "etransport" in r["services"] and r["connection_id"] not in entitled:
+                entitled.append(r["connection_id"])
+        await repo.sync_company_connections(s, cif, entitled)
+        if entitled:
+            await repo.ensure_company(s, cif, now)
+        if await repo.get_company(s, cif) is not None:
             await repo.refresh_company_status(s, cif, now)
 
     async def on_connection_authorized(self, ev: ConnectionAuthorized, _env: Any, uow: SqlUnitOfWork) -> None:
-        """A (re)authorized connection: its own company is tracked when e-Transport is among its services."""
+        """A paused or revoked connection authorized anew is usable again where it is entitled. Which companies
+        it serves is portfolio's call (entitlements), never inferred from the authorization itself."""
         now = self.now()
         s = uow.session
         affected = set(await repo.set_connection_status(s, ev.connection_id, "active", None,
                                                         only_from=["paused", "revoked"]))
-        cif = domain.as_cif(ev.company_cif)
-        if cif and has_etransport(ev.services):
-            await repo.ensure_company(s, cif, now)
-            await repo.upsert_connection(s, cif, ev.connection_id, "authorized", "active")
-            affected.add(cif)
         for c in sorted(affected):
             await repo.refresh_company_status(s, c, now)
 
@@ -320,13 +319,13 @@ class EtransportService:
                     await self._set_connection(cif, conn, status, exc.reason)
                     conns.remove(conn)
                     continue
-                raise NoUsableConnection(str(exc)) from exc
+                raise NoUsableConnection(_describe(exc)) from exc
             except NoRights as exc:
                 last = exc
                 await self._set_connection(cif, conn, "no_rights", exc.text[:300])
                 conns.remove(conn)
                 continue
-        raise NoUsableConnection(f"no usable connection for CIF {cif}: {last}") from last
+        raise NoUsableConnection(f"no usable connection for CIF {cif}: {_describe(last)}") from last
 
     async def _set_connection(self, cif: str, conn: str, status: str, reason: str) -> None:
         async with self.uow() as uow:
@@ -459,11 +458,31 @@ class EtransportService:
         async with self.uow() as uow:
             cifs = await accessible_cifs(uow.session, access_grants, user_id)
             rows = await repo.list_companies(uow.session, cifs)
+            routes_ = await repo.entitled_routes(uow.session, [r.cif for r in rows])
         return [{"cif": r.cif, "status": r.status, "status_reason": r.status_reason,
+                 "synced_through": _through(r.cif, routes_.get(r.cif)),
                  "last_info_poll_at": r.last_info_poll_at, "last_lista_poll_at": r.last_lista_poll_at,
                  "last_success_at": r.last_success_at, "next_info_due": r.next_info_due,
                  "last_error": r.last_error, "last_error_at": r.last_error_at,
                  "consecutive_errors": r.consecutive_errors} for r in rows]
+
+
+def _describe(exc: Exception | None) -> str:
+    """An error for the company's health (shown to its people): never the connection id, which may be another
+    tenant's."""
+    if isinstance(exc, ConnectionUnavailable):
+        return f"{exc.reason} {exc.message}".strip()
+    return str(exc) if exc is not None else "no entitled connection"
+
+
+def _through(cif: str, route: tuple[str, bool] | None) -> dict[str, Any] | None:
+    """Whose authorization polls the company: its own or its accounting firm's (with the firm's CIF); never
+    connection ids, which may belong to another tenant."""
+    if route is None:
+        return None
+    holder, active = route
+    own = holder == cif
+    return {"kind": "own" if own else "accounting_firm", "firm_cif": None if own else holder, "active": active}
 
 
 def _at_version(t: Transport, version: int) -> Transport:
@@ -519,7 +538,7 @@ def transport_view(r: Any, detail: bool = False) -> dict[str, Any]:
 def routes(svc: EtransportService) -> dict[type[Event], Callable[..., Awaitable[None]]]:
     """Consumed events -> handlers (consumer group `etransport.connections`)."""
     return {
-        RightsDiscovered: svc.on_rights_discovered,
+        EntitlementsChanged: svc.on_entitlements_changed,
         ConnectionAuthorized: svc.on_connection_authorized,
         ReauthorizationRequired: svc.on_reauthorization_required,
         TokenRefreshed: svc.on_token_refreshed,

@@ -21,7 +21,7 @@ from spvhub_common.access import apply_access_changed
 from spvhub_common.anaf import PostgresBudget, ensure_schema
 from spvhub_common.db import create_engine
 from spvhub_common.events import decode
-from spvhub_common.events.portfolio import AccessChanged, RightsDiscovered
+from spvhub_common.events.portfolio import AccessChanged, EntitledConnection, EntitlementsChanged
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.testing import STACK
 from spvhub_common.testtokens import TokenMinter
@@ -126,16 +126,24 @@ class Harness:
             await uow.commit()
 
     async def track(self, cif: str, connection_id: str | None = None) -> str:
-        """portfolio.rights-discovered for a connection of the carrier's own certificate."""
+        """portfolio.entitlements-changed: the carrier's own connection (its own certificate) alone serves it."""
         cid = connection_id or f"conn-{cif}"
         self.auth.certificates[cid] = f"cert-{cif}"
-        ev = RightsDiscovered(connection_id=cid, holder_cif=cif, cifs=[cif], gained=[cif],
-                              services=["efactura", "etransport"])
-        await self.uow_run(lambda uow: self.svc.on_rights_discovered(ev, None, uow))
+        await self.entitle(cif, (cid, cif))
         return cid
 
-    async def grant(self, user_id: str, cif: str) -> None:
-        ev = AccessChanged(cif=cif, user_id=user_id, role="owner", granted=True)
+    async def entitle(self, cif: str, *connections: tuple[str, str], services: tuple[str, ...] = (
+            "efactura", "etransport")) -> None:
+        """One CIF's entitlements snapshot: (connection id, holder CIF), best first; none = nobody may act."""
+        ev = EntitlementsChanged(cif=cif, connections=[
+            EntitledConnection(connection_id=cid, holder_cif=holder, services=list(services), may_file=cif == holder)
+            for cid, holder in connections])
+        await self.uow_run(lambda uow: self.svc.on_entitlements_changed(ev, None, uow))
+
+    async def grant(self, user_id: str, cif: str, *, verified: bool = True, role: str = "owner",
+                    via_firm_cif: str | None = None) -> None:
+        ev = AccessChanged(cif=cif, user_id=user_id, role=role, granted=True, verified=verified,
+                           via_firm_cif=via_firm_cif, can_file=verified and role == "owner")
         await self.uow_run(lambda uow: apply_access_changed(uow.session, access_grants, ev))
 
     def headers(self, user_id: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from sqlalchemy import (
                         func,
                         text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 outbox, inbox = add_messaging_tables(metadata)
@@ -36,13 +36,18 @@ connections = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-# Read model of portfolio's discovered rights: which connection can act for which CIF on e-Factura.
-connection_rights = Table(
-    "connection_rights", metadata,
-    Column("connection_id", String(64), primary_key=True),
+# Read model of portfolio's entitlements: the connections that may act for a CIF, best first (`rank`), one full
+# snapshot per CIF from portfolio.entitlements-changed. The sync and filing use the first of them that is active
+# here (and, to file, may file), never any other connection, whatever rights its certificate has.
+entitlements = Table(
+    "entitlements", metadata,
     Column("cif", String(16), primary_key=True),
+    Column("rank", Integer, primary_key=True),
+    Column("connection_id", String(64), nullable=False),
+    Column("holder_cif", String(16), nullable=False),
+    Column("services", ARRAY(String(32)), nullable=False, server_default=text("'{}'")),  # normalized: efactura
+    Column("may_file", Boolean, nullable=False, server_default=text("false")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index("ix_connection_rights_cif", "cif"),
 )
 
 # Per-company sync state, watermark and health.

@@ -3,6 +3,7 @@ the CIFs the caller may see."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -12,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from spvhub_efactura.adapters.orm import companies, connection_rights, connections, invoices, messages
+from spvhub_efactura.adapters.orm import companies, connections, entitlements, invoices, messages
 
 LIST_COLUMNS = [invoices.c.id, invoices.c.cif, invoices.c.message_id, invoices.c.direction, invoices.c.document_type,
                 invoices.c.message_type, invoices.c.type_code, invoices.c.number, invoices.c.issue_date,
@@ -168,21 +169,20 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
             recent_flagged.setdefault(r["cif"], []).append({
                 "message_id": r["message_id"], "archived_at": r["archived_at"],
                 "problem": r["problem"] or f"{r['parse_status']}", "signature_status": r["signature_status"]})
-    conn_rows = (await session.execute(
-        select(connection_rights.c.cif, connections.c.connection_id, connections.c.status,
-               connections.c.status_reason)
-        .join(connections, connections.c.connection_id == connection_rights.c.connection_id)
-        .where(connection_rights.c.cif.in_(cifs)))).all()
-    conns: dict[str, list[dict[str, Any]]] = {}
-    for cif, cid, status, reason in conn_rows:
-        conns.setdefault(cif, []).append({"connection_id": cid, "status": status, "reason": reason})
+    entitled: dict[str, list[Any]] = {}
+    for r in (await session.execute(
+            select(entitlements.c.cif, entitlements.c.holder_cif, entitlements.c.may_file,
+                   func.coalesce(connections.c.status, "active").label("status"))
+            .select_from(entitlements.outerjoin(
+                connections, connections.c.connection_id == entitlements.c.connection_id))
+            .where(entitlements.c.cif.in_(cifs), entitlements.c.services.any("efactura"))
+            .order_by(entitlements.c.cif, entitlements.c.rank))).all():
+        entitled.setdefault(r.cif, []).append(r)
     out = []
     for cif in cifs:
         c = comp.get(cif)
         cnt = counts.get(cif, {})
-        active = any(x["status"] == "active" for x in conns.get(cif, []))
-        status = "not_synced" if c is None else ("active" if active else
-                                                 ("paused" if conns.get(cif) else "no_connection"))
+        status, stop_reason, through = _sync_route(cif, c is not None, entitled.get(cif, []))
         wm = c["watermark"] if c else None
         first_purge = purge.get(cif)
         out.append({
@@ -200,7 +200,8 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
                          "failed": cnt.get("failed", 0), "lost": cnt.get("lost", 0),
                          "flagged": int(flagged.get(cif, 0))},
             "flagged_documents": recent_flagged.get(cif, []),
-            "errors": {"last_error": c["last_error"] if c else None, "last_error_at": c["last_error_at"] if c else None,
+            "errors": {"last_error": _scrub(c["last_error"]) if c else None,
+                       "last_error_at": c["last_error_at"] if c else None,
                        "consecutive_failures": c["consecutive_failures"] if c else 0},
             "blocked_until": c["blocked_until"] if c else None,
             "reconciliation": {"last_at": c["last_reconciled_at"] if c else None,
@@ -209,9 +210,35 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
                 "next_purge_at": first_purge,
                 "seconds_left": max(0, int((first_purge - now).total_seconds())),
                 "days_left": max(0, (first_purge - now) // timedelta(days=1))},
-            "connections": conns.get(cif, []),
+            "stop_reason": stop_reason,
+            "synced_through": through,
         })
     return out
+
+
+def _sync_route(cif: str, known: bool, entitled: list[Any]) -> tuple[str, str | None, dict[str, Any] | None]:
+    """(status, stop_reason, synced_through) of a company. Which connection serves it is told as whose
+    authorization it is (the company's own or its accounting firm's, with the firm's CIF), never as connection
+    ids: those may belong to another tenant."""
+    if not entitled:
+        return ("stopped" if known else "not_synced"), "no_entitled_connection", None
+    active = [e for e in entitled if e.status == "active"]
+    first = (active or entitled)[0]
+    own = first.holder_cif == cif
+    through = {"kind": "own" if own else "accounting_firm", "firm_cif": None if own else first.holder_cif,
+               "active": bool(active), "may_file": any(e.may_file for e in active)}
+    if active:
+        return "active", None, through
+    reason = "connection_revoked" if first.status == "revoked" else "reauthorization_required"
+    return "paused", reason, through
+
+
+_CONNECTION_ID = re.compile(r"connection \S+ needs")
+
+
+def _scrub(error: str | None) -> str | None:
+    """Errors recorded before connection ids were kept out of them."""
+    return _CONNECTION_ID.sub("the connection needs", error) if error else error
 
 
 _ = (case, or_)

@@ -5,6 +5,7 @@ from spvhub_common.access import access_table
 from spvhub_common.messaging import add_messaging_tables
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -45,13 +46,27 @@ companies = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-# Which connection can act for which CIF with e-Transport (from portfolio.rights-discovered and
-# auth.connection-authorized), and whether it may be used now.
+# The connections portfolio entitles to act for a CIF, best first (`rank`): one full snapshot per CIF from
+# portfolio.entitlements-changed. Polling uses the first of them with e-Transport that is usable here, never any
+# other connection, whatever rights its certificate has.
+entitlements = Table(
+    "entitlements", metadata,
+    Column("cif", String(16), primary_key=True),
+    Column("rank", Integer, primary_key=True),
+    Column("connection_id", String(64), nullable=False),
+    Column("holder_cif", String(16), nullable=False),
+    Column("services", ARRAY(String(32)), nullable=False, server_default=text("'{}'")),  # normalized: etransport
+    Column("may_file", Boolean, nullable=False, server_default=text("false")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The entitled e-Transport connections of each CIF (kept in step with `entitlements`) and whether each may be used
+# now (auth's pauses, revocations and resumptions; ANAF's refusals).
 company_connections = Table(
     "company_connections", metadata,
     Column("cif", String(16), primary_key=True),
     Column("connection_id", String(64), primary_key=True),
-    Column("source", String(24), nullable=False),  # rights | authorized
+    Column("source", String(24), nullable=False),  # entitled (rights | authorized before entitlements)
     Column("status", String(24), nullable=False),  # active | paused | revoked | lost | no_service | no_rights
     Column("status_reason", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -6,13 +6,14 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from spvhub_etransport.adapters.orm import (
     companies,
     company_connections,
+    entitlements,
     transport_events,
     transport_history,
     transports,
@@ -51,12 +52,71 @@ async def set_connection_status(session: AsyncSession, connection_id: str, statu
     return [r[0] for r in await session.execute(stmt)]
 
 
+ETRANSPORT = "etransport"
+
+
 async def usable_connections(session: AsyncSession, cif: str) -> list[str]:
+    """The connections entitled for `cif` with e-Transport that may be used now, best first (portfolio's rank)."""
     rows = await session.execute(
         select(company_connections.c.connection_id)
-        .where(company_connections.c.cif == cif, company_connections.c.status == "active")
-        .order_by(company_connections.c.source.desc(), company_connections.c.updated_at.desc()))
-    return [r[0] for r in rows]
+        .join(entitlements, and_(entitlements.c.cif == company_connections.c.cif,
+                                 entitlements.c.connection_id == company_connections.c.connection_id))
+        .where(company_connections.c.cif == cif, company_connections.c.status == "active",
+               entitlements.c.services.any(ETRANSPORT))
+        .order_by(entitlements.c.rank))
+    seen: list[str] = []
+    for (cid,) in rows:
+        if cid not in seen:
+            seen.append(cid)
+    return seen
+
+
+async def replace_entitlements(session: AsyncSession, cif: str, rows: list[dict[str, Any]]) -> None:
+    await session.execute(delete(entitlements).where(entitlements.c.cif == cif))
+    if rows:
+        await session.execute(insert(entitlements).values([{"cif": cif, **r} for r in rows]))
+
+
+async def entitled_routes(session: AsyncSession, cifs: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """CIF -> (holder CIF, usable now) of the connection that polls it (the first usable entitled one, else the
+    first entitled one)."""
+    rows = await session.execute(
+        select(entitlements.c.cif, entitlements.c.holder_cif,
+               func.coalesce(company_connections.c.status, "active").label("status"))
+        .select_from(entitlements.outerjoin(company_connections, and_(
+            company_connections.c.cif == entitlements.c.cif,
+            company_connections.c.connection_id == entitlements.c.connection_id)))
+        .where(entitlements.c.cif.in_(list(cifs)), entitlements.c.services.any(ETRANSPORT))
+        .order_by(entitlements.c.cif, entitlements.c.rank))
+    out: dict[str, tuple[str, bool]] = {}
+    for cif, holder, status in rows:
+        if cif not in out or (not out[cif][1] and status == "active"):
+            out[cif] = (holder, status == "active")
+    return out
+
+
+async def sync_company_connections(session: AsyncSession, cif: str, entitled: list[str]) -> None:
+    """Make the CIF's connection rows the entitled ones: drop the others; a newly entitled connection starts with
+    the state it has for other companies (paused, revoked) or active; one marked lost/no_service is active again
+    (portfolio just named it)."""
+    await session.execute(delete(company_connections).where(
+        company_connections.c.cif == cif,
+        company_connections.c.connection_id.not_in(entitled) if entitled else company_connections.c.cif == cif))
+    if not entitled:
+        return
+    known = dict((await session.execute(
+        select(company_connections.c.connection_id, company_connections.c.status)
+        .where(company_connections.c.cif == cif))).all())
+    elsewhere = dict((await session.execute(
+        select(company_connections.c.connection_id, company_connections.c.status)
+        .where(company_connections.c.connection_id.in_(entitled), company_connections.c.cif != cif,
+               company_connections.c.status.in_(["paused", "revoked"])))).all())
+    for cid in entitled:
+        status = known.get(cid)
+        if status is None:
+            await upsert_connection(session, cif, cid, "entitled", elsewhere.get(cid, "active"))
+        elif status in ("lost", "no_service"):
+            await upsert_connection(session, cif, cid, "entitled", "active")
 
 
 async def ensure_company(session: AsyncSession, cif: str, now: datetime) -> None:
@@ -70,14 +130,17 @@ async def refresh_company_status(session: AsyncSession, cif: str, now: datetime)
     rows = (await session.execute(select(company_connections.c.status, company_connections.c.status_reason)
                                   .where(company_connections.c.cif == cif))).all()
     statuses = [r[0] for r in rows]
-    if "active" in statuses:
+    if not rows:
+        # stable reason code: the company's own people are told by portfolio; the health shows why
+        status, reason = "stopped", "no_entitled_connection"
+    elif "active" in statuses:
         status, reason = "active", None
     elif "paused" in statuses:
         status, reason = "paused", next(r[1] for r in rows if r[0] == "paused")
     elif "no_rights" in statuses:
         status, reason = "no_rights", next(r[1] for r in rows if r[0] == "no_rights")
     else:
-        status, reason = "lost", "no connection with e-Transport rights on this company"
+        status, reason = "lost", next((r[1] for r in rows if r[1]), "no usable e-Transport connection")
     prev = (await session.execute(select(companies.c.status).where(companies.c.cif == cif))).scalar()
     values: dict[str, Any] = {"status": status, "status_reason": reason, "updated_at": func.now()}
     if status == "active" and prev != "active":
