@@ -34,6 +34,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("transport_assigned", "/companies/{cif}/transports"),
     Kind("uit_expiring", "/companies/{cif}/transports"),
     Kind("access_lost", "/companies/{cif}"),
+    Kind("collaboration_started", "/companies/{client_cif}"),  # both companies' owners and administrators
+    Kind("collaboration_ended", "/companies/{client_cif}"),
+    Kind("join_requested", "/companies/{cif}/members"),  # the owners and administrators who decide
+    Kind("company_verified", "/companies/{cif}"),  # the person who just proved control
 )}
 
 

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
 
-from spvhub_common.access import accessible_cifs, require_access
+from spvhub_common.access import MANAGERS, accessible_cifs, require_access, verified_users
 from spvhub_common.clock import Clock
 from spvhub_common.errors import AppError, NotFound
 from spvhub_common.events import CloudEvent, Event
@@ -28,7 +28,15 @@ from spvhub_common.events.invitations import (
     InvitationSent,
 )
 from spvhub_common.events.notifier import NotificationSent
-from spvhub_common.events.portfolio import AccessLost, CompanyRegistered, CompanyUpdated
+from spvhub_common.events.portfolio import (
+    AccessLost,
+    CollaborationEnded,
+    CollaborationStarted,
+    CompanyRegistered,
+    CompanyUpdated,
+    JoinRequested,
+    MembershipVerified,
+)
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
@@ -76,10 +84,11 @@ class Deps:
 
 # ---------------------------------------------------------------- delivery (inbox + e-mail outbox)
 
-async def _users_for_cif(session: AsyncSession, cif: str) -> list[str]:
-    rows = await session.execute(select(access_grants.c.user_id).where(access_grants.c.cif == cif)
-                                 .order_by(access_grants.c.user_id))
-    return [r[0] for r in rows]
+async def _users_for_cif(session: AsyncSession, cif: str, *, direct_only: bool = False,
+                         roles: tuple[str, ...] | None = None) -> list[str]:
+    """Who hears about a company's ANAF data: its verified people only (a registration by CIF alone proves
+    nothing, so an unverified member is told nothing that came from ANAF)."""
+    return await verified_users(session, access_grants, cif, direct_only=direct_only, roles=roles)
 
 
 async def _company_name(session: AsyncSession, cif: str | None) -> str | None:
@@ -163,8 +172,12 @@ async def on_invitation_sent(ev: InvitationSent, env: CloudEvent, uow: SqlUnitOf
 
 
 async def on_invitation_claimed(ev: InvitationClaimed, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    """The claimer, and the client's verified owners and administrators: only they may answer, so they must know
+    (a claim on a company that already has a verified owner does not let the claimer answer)."""
     params = await _with_names(uow.session, _inv_params(ev))
-    await deliver(uow, Notice("invitation_received", params, cif=ev.client_cif, users=[ev.user_id]), env.id)
+    managers = await _users_for_cif(uow.session, ev.client_cif, direct_only=True, roles=MANAGERS)
+    await deliver(uow, Notice("invitation_received", params, cif=ev.client_cif, users=[ev.user_id, *managers]),
+                  env.id)
 
 
 async def _settle_action(session: AsyncSession, invitation_id: str, state: str) -> None:
@@ -177,7 +190,7 @@ async def _settle_action(session: AsyncSession, invitation_id: str, state: str) 
 async def _to_firm(kind: str, ev: Any, env: CloudEvent, uow: SqlUnitOfWork, **extra: Any) -> None:
     params = await _with_names(uow.session, {**_inv_params(ev), **extra})
     await deliver(uow, Notice(kind, params, cif=ev.firm_cif,
-                              users=await _users_for_cif(uow.session, ev.firm_cif)), env.id)
+                              users=await _users_for_cif(uow.session, ev.firm_cif, direct_only=True)), env.id)
 
 
 async def on_invitation_accepted(ev: InvitationAccepted, env: CloudEvent, uow: SqlUnitOfWork) -> None:
@@ -200,30 +213,39 @@ async def on_invitation_revoked(ev: InvitationRevoked, _env: CloudEvent, uow: Sq
 
 
 async def _to_company(kind: str, cif: str, env: CloudEvent, uow: SqlUnitOfWork, params: dict[str, Any],
-                      also: str | None = None) -> None:
-    recipients = await _users_for_cif(uow.session, cif)
-    if also and also not in recipients:
-        recipients.append(also)
+                      recipients: list[str] | None = None) -> None:
+    """A company-scoped notice: to its verified users unless the caller names the recipients."""
+    if recipients is None:
+        recipients = await _users_for_cif(uow.session, cif)
     params = {"cif": cif, "company_name": await _company_name(uow.session, cif), **params}
     await deliver(uow, Notice(kind, params, cif=cif, users=recipients), env.id)
+
+
+async def _holder_people(session: AsyncSession, cif: str) -> list[str]:
+    """About a connection: the holder company's own verified people. Not the firms' accountants reaching it as a
+    client, not the person who authorized it once (unless still one of them), not other tenants whose companies
+    the certificate also covers: whether their sync stops is told by `portfolio.access-lost`."""
+    return await _users_for_cif(session, cif, direct_only=True)
 
 
 async def on_token_expiring(ev: TokenExpiring, env: CloudEvent, uow: SqlUnitOfWork) -> None:
     await _to_company("token_expiring", ev.company_cif, env, uow, {
         "connection_id": ev.connection_id, "days_left": ev.days_left, "must_act_by": ev.must_act_by.isoformat()},
-        also=ev.user_id)
+        recipients=await _holder_people(uow.session, ev.company_cif))
 
 
 async def on_reauthorization_required(ev: ReauthorizationRequired, env: CloudEvent, uow: SqlUnitOfWork) -> None:
     await _to_company("reauthorization_required", ev.company_cif, env, uow, {
-        "connection_id": ev.connection_id, "reason": ev.reason, "message": ev.message}, also=ev.user_id)
+        "connection_id": ev.connection_id, "reason": ev.reason, "message": ev.message},
+        recipients=await _holder_people(uow.session, ev.company_cif))
 
 
 async def on_token_refreshed(ev: TokenRefreshed, env: CloudEvent, uow: SqlUnitOfWork) -> None:
     if not ev.after_warning:  # routine refreshes are silent
         return
     await _to_company("authorization_renewed", ev.company_cif, env, uow, {
-        "connection_id": ev.connection_id, "refresh_expires_at": ev.refresh_expires_at.isoformat()})
+        "connection_id": ev.connection_id, "refresh_expires_at": ev.refresh_expires_at.isoformat()},
+        recipients=await _holder_people(uow.session, ev.company_cif))
 
 
 async def on_invoice_downloaded(ev: InvoiceDownloaded, env: CloudEvent, uow: SqlUnitOfWork) -> None:
@@ -271,7 +293,45 @@ async def on_uit_expiring(ev: UitExpiring, env: CloudEvent, uow: SqlUnitOfWork) 
 
 
 async def on_access_lost(ev: AccessLost, env: CloudEvent, uow: SqlUnitOfWork) -> None:
-    await _to_company("access_lost", ev.cif, env, uow, {"connection_id": ev.connection_id, "reason": ev.reason})
+    """Sent by portfolio only when the company's sync actually stops; it names exactly who must be told."""
+    await _to_company("access_lost", ev.cif, env, uow, {"connection_id": ev.connection_id, "reason": ev.reason},
+                      recipients=list(ev.notify_user_ids))
+
+
+async def _collaboration(kind: str, ev: CollaborationStarted | CollaborationEnded, env: CloudEvent,
+                         uow: SqlUnitOfWork, **extra: Any) -> None:
+    """A collaboration changes only with the client's consent, and both sides' owners and administrators hear
+    of every start and end."""
+    s = uow.session
+    recipients = [*await _users_for_cif(s, ev.firm_cif, direct_only=True, roles=MANAGERS),
+                  *await _users_for_cif(s, ev.client_cif, direct_only=True, roles=MANAGERS)]
+    params = {"firm_cif": ev.firm_cif, "client_cif": ev.client_cif, "firm_name": await _company_name(s, ev.firm_cif),
+              "client_name": await _company_name(s, ev.client_cif), **extra}
+    await deliver(uow, Notice(kind, params, cif=ev.client_cif, users=recipients), env.id)
+
+
+async def on_collaboration_started(ev: CollaborationStarted, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    await _collaboration("collaboration_started", ev, env, uow, may_file=ev.may_file)
+
+
+async def on_collaboration_ended(ev: CollaborationEnded, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    await _collaboration("collaboration_ended", ev, env, uow, reason=ev.reason)
+
+
+async def on_join_requested(ev: JoinRequested, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    """Someone asked to join a company that already has a verified owner: portfolio names who decides."""
+    s = uow.session
+    who = (await s.execute(select(users.c.name, users.c.email).where(users.c.user_id == ev.user_id))).first()
+    await _to_company("join_requested", ev.cif, env, uow, {
+        "user_id": ev.user_id, "requester_name": who.name if who else None,
+        "requester_email": who.email if who else None, "via": ev.via, "invitation_id": ev.invitation_id,
+        "firm_cif": ev.firm_cif, "firm_name": await _company_name(s, ev.firm_cif)},
+        recipients=list(ev.notify_user_ids))
+
+
+async def on_membership_verified(ev: MembershipVerified, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    await _to_company("company_verified", ev.cif, env, uow, {"role": ev.role, "via": ev.via},
+                      recipients=[ev.user_id])
 
 
 # ---------------------------------------------------------------- jobs: digest and e-mail sender
@@ -557,6 +617,10 @@ EVENT_HANDLERS: dict[type[Event], Callable[..., Any]] = {
     TransportAssigned: on_transport_assigned,
     UitExpiring: on_uit_expiring,
     AccessLost: on_access_lost,
+    CollaborationStarted: on_collaboration_started,
+    CollaborationEnded: on_collaboration_ended,
+    JoinRequested: on_join_requested,
+    MembershipVerified: on_membership_verified,
 }
 READ_MODEL_HANDLERS: dict[type[Event], Callable[..., Any]] = {
     UserRegistered: on_user_registered,

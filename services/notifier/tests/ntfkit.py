@@ -143,7 +143,7 @@ async def stack(fresh_database: str, kafka_up: str, topic_prefix: str) -> Any:
     clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
     mail = DevMail().start()
     inv_s = _settings(InvSettings, "invitations", inv_db, public_base_url="https://spv.example.ro",
-                      kafka_topic_prefix=topic_prefix)
+                      kafka_topic_prefix=topic_prefix, access_wait_seconds=0.3)
     await ensure_database(inv_s)
     await upgrade_async(inv_s, INV_MIGRATIONS)
     ntf_s = _settings(Settings, "notifier", fresh_database, smtp_port=mail.smtp_port,

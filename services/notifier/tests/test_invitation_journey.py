@@ -73,12 +73,14 @@ async def test_from_discovery_to_accepted(stack: Stack):
     used = await st.invitations.post("/api/invitations/claim", json={"token": token}, headers=st.h("someone"))
     assert used.status_code == 409 and used.json()["error"]["code"] == "invitation_already_used"
     await st.relay_invitations()
+    # portfolio: the client had no verified owner and the firm's certificate covers it, so the claimer is one now
+    await st.feed_invitations(AccessChanged(cif=CLIENT, user_id="client-user", role="owner", granted=True))
 
     # the bell: one actionable item, in Romanian
     inbox = (await st.notifier.get("/api/notifier/notifications", headers=st.h("client-user"))).json()
     assert inbox["unread"] == 1
     item = inbox["items"][0]
-    assert item["title"] == "Contabil Expert SRL vă invită să colaborați pentru Firma X SRL"
+    assert item["title"] == "Contabil Expert SRL invită Firma X SRL să colaboreze"
     assert [a["action"] for a in item["actions"]] == ["accept", "decline"]
     accept = next(a for a in item["actions"] if a["action"] == "accept")
     r = await st.invitations.post(accept["href"], headers=st.h("client-user"))
@@ -139,3 +141,56 @@ async def test_invitation_email_not_sent_once_revoked(stack: Stack):
     from sqlalchemy import select
     async with st.ntf.sessions() as s:
         assert (await s.execute(select(email_outbox.c.status))).scalars().all() == ["cancelled"]
+
+
+async def test_declined_invitation_is_not_sent_again(stack: Stack):
+    """The re-sent-invitation takeover: the client's owner declines; the firm re-sends to an address of its choosing.
+    The re-send is refused and nothing reaches the SMTP capture; a brand-new invitation claimed by a stranger does
+    not let the stranger answer for the company."""
+    st = stack
+    await setup(st)
+    inv_id = await invite(st)
+    await st.relay_invitations()
+    await st.send_all()
+    token = link_token(st.mails(REP)[0])
+    assert (await st.invitations.post("/api/invitations/claim", json={"token": token},
+                                      headers=st.h("client-user"))).status_code == 200
+    owner = AccessChanged(cif=CLIENT, user_id="client-user", role="owner", granted=True)
+    await st.feed_invitations(owner)
+    await st.feed(owner, consumer="notifier.access-read-model")
+    d = await st.invitations.post(f"/api/invitations/{inv_id}/decline", headers=st.h("client-user"))
+    assert d.status_code == 200 and d.json()["status"] == "declined"
+    await st.relay_invitations()
+    await st.send_all()
+    before = len(st.mail.store.list())
+
+    r = await st.invitations.post(f"/api/invitations/{inv_id}/resend", headers=st.h("firm-user"),
+                                  json={"email": "complice@example.com"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "invitation_declined"
+    assert r.json()["error"]["message"].startswith("Compania client a refuzat această invitație")
+    assert await st.relay_invitations() == []
+    await st.send_all()
+    assert st.mails("complice@example.com") == [] and len(st.mail.store.list()) == before
+
+    # a new invitation to the accomplice: the claim is only a join request (the company has a verified owner)
+    r = await st.invitations.post("/api/invitations", headers=st.h("firm-user"), json={
+        "firm_cif": FIRM, "invitations": [{"client_cif": CLIENT, "name": "Complice", "email": "complice@example.com",
+                                           "phone": "0722123456"}]})
+    assert r.status_code == 201, r.text
+    new_id = r.json()["results"][0]["invitation"]["id"]
+    await st.relay_invitations()
+    await st.send_all()
+    token = link_token(st.mails("complice@example.com")[0])
+    assert (await st.invitations.post("/api/invitations/claim", json={"token": token},
+                                      headers=st.h("complice"))).status_code == 200
+    await st.feed_invitations(AccessChanged(cif=CLIENT, user_id="complice", role="member", granted=True,
+                                            verified=False))
+    r = await st.invitations.post(f"/api/invitations/{new_id}/accept", headers=st.h("complice"))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "company_not_verified"
+    await st.relay_invitations()
+    # the company's owner hears of the claimed invitation and is the one who may answer it
+    items = (await st.notifier.get("/api/notifier/notifications", headers=st.h("client-user"))).json()["items"]
+    pending = [i for i in items if i["kind"] == "invitation_received" and i["data"]["invitation_id"] == new_id]
+    assert len(pending) == 1 and [a["action"] for a in pending[0]["actions"]] == ["accept", "decline"]
+    assert (await st.invitations.get(f"/api/invitations/{new_id}", headers=st.h("client-user"))).json()[
+        "status"] == "claimed"

@@ -45,7 +45,7 @@ async def test_journey_over_kafka(fresh_database: str, kafka_up: str, topic_pref
     clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
     mail = DevMail().start()
     inv_s = _settings(InvSettings, "invitations", inv_db, public_base_url="https://spv.example.ro",
-                      kafka_topic_prefix=topic_prefix)
+                      kafka_topic_prefix=topic_prefix, access_wait_seconds=30.0)
     ntf_s = _settings(Settings, "notifier", fresh_database, smtp_port=mail.smtp_port, email_send_interval=0.2,
                       email_retry_base=0.1, email_retry_max=0.5, kafka_topic_prefix=topic_prefix,
                       public_base_url="https://spv.example.ro")
@@ -94,6 +94,9 @@ async def test_journey_over_kafka(fresh_database: str, kafka_up: str, topic_pref
         token = re.search(r"join\?invitation=([A-Za-z0-9_-]+)", mails[0]["text"]).group(1)
         h_client = minter.headers("client-user")
         assert (await inv.post("/api/invitations/claim", json={"token": token}, headers=h_client)).status_code == 200
+        # portfolio makes the claimer the client's verified owner (no verified owner yet, the firm's certificate
+        # covers it); the answer below waits for that to reach invitations
+        await publish(AccessChanged(cif=CLIENT, user_id="client-user", role="owner", granted=True), "portfolio")
 
         async def actionable() -> Any:
             items = (await ntf.get("/api/notifier/notifications", headers=h_client)).json()["items"]

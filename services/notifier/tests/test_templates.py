@@ -11,7 +11,9 @@ PARAMS = {"cif": "22222220", "company_name": "Firma <X> SRL", "firm_cif": "1", "
           "refresh_expires_at": "2027-01-01T00:00:00+00:00", "count": 2, "received": 1, "sent": 1, "items": [],
           "more": 0, "message_id": "3001", "upload_index": "5001", "errors": ["E1"], "purge_at": "2025-05-01",
           "uit": "UIT1", "declarant_cif": "3", "uit_expires_at": "2025-04-02T00:00:00+00:00",
-          "expires_at": "2025-03-16T09:00:00+00:00", "name": "Ana", "link": "https://x/join?invitation=t"}
+          "expires_at": "2025-03-16T09:00:00+00:00", "name": "Ana", "link": "https://x/join?invitation=t",
+          "may_file": True, "requester_name": "Ion <Ionescu>", "requester_email": "ion@x.ro", "via": "invitation",
+          "role": "owner"}
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
