@@ -1,0 +1,1 @@
+"""spvhub web: server-rendered screens for people, built only on the public gateway API."""

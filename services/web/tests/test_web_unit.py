@@ -1,0 +1,104 @@
+"""spvhub web without a browser: what it may reach, its texts, its links, CSRF, cookie and headers. The platform
+behind the gateway is replaced by a recording transport here; the browser tests (tests/e2e) use the real one."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from spvhub_web import pages
+from spvhub_web.bootstrap import build_app
+from spvhub_web.session import COOKIE
+from spvhub_web.settings import Settings
+
+PKG = Path(pages.__file__).parent
+
+
+def client(calls: list[httpx.Request] | None = None, **kw: object) -> TestClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if calls is not None:
+            calls.append(request)
+        return httpx.Response(401, json={"error": {"code": "invalid_credentials", "message": "no", "details": {}}})
+    settings = Settings(env="test", gateway_url="http://gateway.test", **kw)  # type: ignore[arg-type]
+    return TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test")
+
+
+def test_settings_have_no_database_and_only_the_gateway_as_outbound_base() -> None:
+    fields = set(Settings.model_fields)
+    assert not {f for f in fields if f.startswith(("pg_", "kafka", "s3_", "database", "dsn"))}, fields
+    urls = {f for f in fields if f.endswith(("_url", "_base", "_uri", "_endpoint"))}
+    assert urls == {"gateway_url", "public_url"}, urls
+    # public_url is only where people reach the web (cookie Secure, links it builds); no client is built on it
+    code = "\n".join(p.read_text() for p in PKG.glob("*.py"))
+    assert code.count("httpx.AsyncClient(") == 1 and "base_url=self.base_url" in (PKG / "gateway.py").read_text()
+    assert "/internal" not in code and "service_token" not in code and "X-Service-Token" not in code
+
+
+def test_outside_dev_a_real_session_key_is_required() -> None:
+    with pytest.raises(ValueError, match="session_key"):
+        Settings(env="prod")
+    assert Settings(env="prod", session_key="k" * 40).env == "prod"
+
+
+def test_catalogues_have_the_same_keys_and_cover_every_literal_text() -> None:
+    ro = json.loads((PKG / "locales" / "ro.json").read_text())
+    en = json.loads((PKG / "locales" / "en.json").read_text())
+    assert set(ro) == set(en)
+    used = set()
+    for f in [*PKG.glob("templates/*.html"), *PKG.glob("*.py")]:
+        used |= set(re.findall(r"""\bt\(\s*["']([a-z_][a-z_.0-9]*[a-z0-9_])["']""", f.read_text()))
+    assert not used - set(ro), sorted(used - set(ro))
+
+
+def test_every_link_the_platform_sends_resolves_to_a_screen() -> None:
+    from spvhub_notifier.domain import KINDS
+    sample = {"cif": "39812755", "firm_cif": "39812755", "client_cif": "18453276", "submission_id": "s-1",
+              "invitation_id": "i-1"}
+    paths = [k.link.format(**sample) for k in KINDS.values() if k.link] + ["/join"]
+    regexes = [r.path_regex for r in pages.router.routes if "GET" in getattr(r, "methods", set())]
+    for p in paths:
+        assert any(rx.match(p) for rx in regexes), p
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_reaches_nothing() -> None:
+    calls: list[httpx.Request] = []
+    with client(calls) as c:
+        c.get("/login")
+        r = c.post("/login", data={"email": "a@b.ro", "password": "x" * 12})
+        assert r.status_code == 403 and "csrf_failed" in r.text
+        r = c.post("/login", data={"email": "a@b.ro", "password": "x" * 12, "csrf": "forged"})
+        assert r.status_code == 403
+    assert calls == []
+
+
+def test_session_cookie_and_security_headers() -> None:
+    calls: list[httpx.Request] = []
+    with client(calls) as c:
+        r = c.get("/login")
+        assert r.status_code == 200 and 'lang="ro"' in r.text  # Romanian by default
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["cache-control"] == "no-store"
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith(COOKIE + "=") and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace(
+            "Lax", "lax") and "Secure" not in cookie
+        assert "<script>" not in r.text and " style=" not in r.text  # no inline script or style
+        token = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+        r = c.post("/login", data={"email": "a@b.ro", "password": "wrong-password", "csrf": token})
+        assert r.status_code == 401 and "E-mailul sau parola nu sunt corecte" in r.text
+        assert [str(x.url) for x in calls] == ["http://gateway.test/api/auth/login"]
+        r = c.post("/lang", data={"locale": "en", "next": "//evil.example/", "csrf": token}, follow_redirects=False)
+        assert r.headers["location"] == "/"  # never an open redirect
+        assert 'lang="en"' in c.get("/login").text
+    with client(public_url="https://spv.example.ro") as c:
+        assert "Secure" in c.get("/login").headers["set-cookie"]
+
+
+def test_a_page_that_needs_a_person_sends_to_login_and_back() -> None:
+    with client() as c:
+        r = c.get("/companies/39812755/invoices?type=invoice", follow_redirects=False)
+        assert r.status_code == 303
+        assert r.headers["location"] == "/login?next=/companies/39812755/invoices%3Ftype%3Dinvoice"
