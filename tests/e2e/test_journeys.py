@@ -24,10 +24,7 @@ def firm(system: System):
     assert r.status_code == 201, r.text
     company = r.json()
     assert company["name"] == "CONTABIL EXPERT SRL" and company["trade_register_no"] and company["address"]
-    r = user.patch(f"{system.url('portfolio')}/api/portfolio/companies/{FIRM}",
-                   json={"provides_accounting_services": True})
-    assert r.status_code == 200, r.text
-
+    assert company["verification"] == "unverified"  # registering a CIF proves nothing
     start = eventually(lambda: (lambda r: r.json() if r.status_code in (200, 201) else None)(
         user.post(f"{system.url('auth')}/api/auth/anaf/authorizations", json={"company_cif": FIRM})),
         "the authorization to start (access read model)")
@@ -36,6 +33,12 @@ def firm(system: System):
     conn = httpx.get(back_at, timeout=CALLBACK_TIMEOUT)
     assert conn.status_code in (200, 201), conn.text
     user.connection = conn.json()
+    # the authorization with rights on the firm verified the member: now it may manage the company
+    eventually(lambda: user.get(f"{system.url('portfolio')}/api/portfolio/companies/{FIRM}").json().get(
+        "verification") == "verified", "the firm to be verified")
+    r = user.patch(f"{system.url('portfolio')}/api/portfolio/companies/{FIRM}",
+                   json={"provides_accounting_services": True})
+    assert r.status_code == 200, r.text
     return user
 
 
