@@ -315,6 +315,10 @@ async def on_collaboration_started(ev: CollaborationStarted, env: CloudEvent, uo
 
 
 async def on_collaboration_ended(ev: CollaborationEnded, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    if ev.reason.startswith("invitation_"):
+        # a pending collaboration closed with its invitation (declined, expired, withdrawn): it never started, and
+        # the invitation's own notices tell who needs to know
+        return
     await _collaboration("collaboration_ended", ev, env, uow, reason=ev.reason)
 
 

@@ -88,6 +88,8 @@ async def test_collaboration_start_and_end_reach_both_companies_managers(stack: 
     await people(st)
     await st.feed(CollaborationStarted(firm_cif=FIRM, client_cif=HOLDER, may_file=False, accepted_by="ana"))
     await st.feed(CollaborationEnded(firm_cif=FIRM, client_cif=HOLDER, reason="ended_by_client"))
+    # a pending collaboration closed with its declined invitation never started: the invitation notices tell it
+    await st.feed(CollaborationEnded(firm_cif=FIRM, client_cif=OTHER, reason="invitation_declined"))
     both = ["collaboration_ended", "collaboration_started"]
     # not the firm's plain member, not its unverified admin, not the client's unverified owner or the accountant
     assert await told(st) == {"ana": both, "dan": both, "ion": both}
@@ -96,6 +98,8 @@ async def test_collaboration_start_and_end_reach_both_companies_managers(stack: 
                   "Colaborare încheiată: Contabil SRL și Firma X SRL"]
     started = next(m for m in st.mails(addr("ana")) if "începută" in m["subject"])
     assert "cu acordul companiei client" in started["text"] and "nu este permisă" in started["text"]
+    ended = next(m for m in st.mails(addr("ana")) if "încheiată" in m["subject"])
+    assert "s-a încheiat la cererea clientului" in ended["text"]
     en = sorted(m["subject"] for m in st.mails(addr("dan")))
     assert en == ["Collaboration ended: Contabil SRL and Firma X SRL",
                   "Collaboration started: Contabil SRL for Firma X SRL"]
