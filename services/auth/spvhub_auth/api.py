@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
+from spvhub_common.clientaddr import client_address
 from spvhub_common.errors import AppError, error_body
 from spvhub_common.security import CurrentUser, Principal, ServiceCaller
 
@@ -86,13 +87,17 @@ async def signup(body: SignUp, d: Deps) -> dict[str, Any]:
 
 @router.post("/login")
 async def login(body: LogIn, d: Deps, request: Request) -> dict[str, Any]:
-    client = request.client.host if request.client else "unknown"
-    return await H.log_in(d, email=body.email, password=body.password, client=client)
+    return await H.log_in(d, email=body.email, password=body.password, client=_client(request, d))
+
+
+def _client(request: Request, d: H.Deps) -> str:
+    """The caller's address (X-Forwarded-For only from a configured trusted proxy): what throttling counts by."""
+    return client_address(request, d.settings.trusted_proxies)
 
 
 @router.post("/token/refresh")
-async def refresh(body: RefreshBody, d: Deps) -> dict[str, Any]:
-    return await H.refresh_session(d, refresh_token=body.refresh_token)
+async def refresh(body: RefreshBody, d: Deps, request: Request) -> dict[str, Any]:
+    return await H.refresh_session(d, refresh_token=body.refresh_token, client=_client(request, d))
 
 
 @router.post("/logout", status_code=204)
@@ -182,15 +187,15 @@ async def revoke_delegation(delegation_id: str, user: CurrentUser, d: Deps) -> d
 
 
 @router.post("/anaf/delegations/open")
-async def open_delegation(body: OpenDelegation, d: Deps, user: MaybeUser) -> dict[str, Any]:
-    return await H.open_delegation(d, token=body.token, name=body.name, principal=user)
+async def open_delegation(body: OpenDelegation, d: Deps, user: MaybeUser, request: Request) -> dict[str, Any]:
+    return await H.open_delegation(d, token=body.token, name=body.name, principal=user, client=_client(request, d))
 
 
 @router.get("/anaf/delegations/open")
-async def open_delegation_browser(d: Deps, user: MaybeUser, token: str = Query(max_length=200),
+async def open_delegation_browser(d: Deps, user: MaybeUser, request: Request, token: str = Query(max_length=200),
                                   name: str | None = Query(None, max_length=200)) -> Response:
     """The link itself: opening it in a browser goes straight to ANAF's certificate page."""
-    result = await H.open_delegation(d, token=token, name=name, principal=user)
+    result = await H.open_delegation(d, token=token, name=name, principal=user, client=_client(request, d))
     return RedirectResponse(result["authorize_url"], status_code=302)
 
 

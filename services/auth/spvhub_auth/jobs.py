@@ -5,9 +5,15 @@ from __future__ import annotations
 from spvhub_common.runtime import PeriodicJob
 
 from spvhub_auth import handlers as H
+from spvhub_auth import throttle
+
+THROTTLE_KEEP_SECONDS = 86400  # far beyond any throttle window
 
 
 def lifecycle_job(deps: H.Deps) -> PeriodicJob:
     async def run() -> None:
         await H.run_lifecycle(deps)
+        async with deps.uow() as uow:
+            await throttle.purge(uow, deps.wall.now(), THROTTLE_KEEP_SECONDS)
+            await uow.commit()
     return PeriodicJob("anaf-connection-lifecycle", deps.settings.renewal_interval_seconds, run, singleton=True)

@@ -36,10 +36,22 @@ class Settings(ServiceSettings):
     # Platform tokens and logins.
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_days: int = 30
-    login_max_failures: int = 5          # consecutive failures before the account locks (423)
-    login_lockout_seconds: int = 900
+    # Failed logins slow an account down, never lock it: after `login_free_failures` consecutive failures each
+    # next attempt waits base, 2*base, 4*base ... seconds (429 login_throttled, Retry-After), at most the cap.
+    login_free_failures: int = 3
+    login_delay_base_seconds: float = 1.0
+    login_delay_max_seconds: float = 30.0
+    login_failure_memory_seconds: int = 900  # consecutive failures older than this are forgotten
     login_ip_max_failures: int = 20      # failed logins per client address and window (429)
     login_ip_window_seconds: int = 900
+    # Token refresh: attempts per client address, and rotations per user, per window (429 rate_limited).
+    refresh_ip_max: int = 60
+    refresh_user_max: int = 20
+    refresh_window_seconds: int = 60
+    # Delegation links (public): openings per client address and per link, per window (429 rate_limited).
+    delegation_open_ip_max: int = 20
+    delegation_open_link_max: int = 10
+    delegation_open_window_seconds: int = 600
     password_min_length: int = 10
 
     # ANAF connection lifecycle.

@@ -1,8 +1,7 @@
-"""Platform accounts: sign-up, login with lockout and rate limit, rotating refresh tokens with reuse detection,
-JWKS verification by other services, profile and locale, signing key encrypted at rest."""
+"""Platform accounts: sign-up, login, rotating refresh tokens with reuse detection, JWKS verification by other
+services, profile and locale, signing key encrypted at rest (login throttling: test_auth_throttling.py)."""
 from __future__ import annotations
 
-import pytest
 from spvhub_auth.adapters.orm import signing_keys, users
 from spvhub_common.events.auth import UserRegistered
 from spvhub_common.security import JwksVerifier
@@ -58,28 +57,6 @@ async def test_refresh_rotation_and_reuse_detection(harness) -> None:  # type: i
     assert (await h.client.post("/api/auth/logout", json={"refresh_token": s2["refresh_token"]})).status_code == 204
     r = await h.client.post("/api/auth/token/refresh", json={"refresh_token": s2["refresh_token"]})
     assert r.status_code == 401
-
-
-@pytest.mark.parametrize("harness", [{"settings": {"login_max_failures": 3, "login_ip_max_failures": 6}}],
-                         indirect=True)
-async def test_lockout_and_rate_limit(harness) -> None:  # type: ignore[no-untyped-def]
-    h = harness
-    s = await h.signup(email="lock@example.ro")
-    for _ in range(2):
-        r = await h.client.post("/api/auth/login", json={"email": "lock@example.ro", "password": "wrong password"})
-        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_credentials"
-    r = await h.client.post("/api/auth/login", json={"email": "lock@example.ro", "password": "wrong password"})
-    assert r.status_code == 423 and r.json()["error"]["code"] == "account_locked"
-    # even the right password is refused while locked
-    r = await h.client.post("/api/auth/login", json={"email": "lock@example.ro", "password": "correct horse 1"})
-    assert r.status_code == 423 and r.json()["error"]["details"]["retry_after_seconds"] > 0
-    # failures from one address, over any e-mail, hit the rate limit
-    for i in range(3):
-        r = await h.client.post("/api/auth/login", json={"email": f"ghost{i}@example.ro", "password": "whatever1"})
-        assert r.status_code == 401
-    r = await h.client.post("/api/auth/login", json={"email": "ghost@example.ro", "password": "whatever1"})
-    assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_login_attempts"
-    assert s["user"]["id"]
 
 
 async def test_signing_key_rotation_keeps_issued_tokens_valid(harness) -> None:  # type: ignore[no-untyped-def]
