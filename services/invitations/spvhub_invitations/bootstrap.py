@@ -26,7 +26,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
 
     deps = Deps(uow=runtime.uow, clock=clock or make_clock(settings.clock_url),
                 token_key=settings.invitation_token_key.get_secret_value().encode(),
-                public_base_url=settings.public_base_url, max_bulk=settings.max_bulk,
+                public_base_url=settings.ui_base_url or settings.public_base_url, max_bulk=settings.max_bulk,
+                join_path=settings.ui_join_path,
                 access_wait_seconds=settings.access_wait_seconds)
     consumers.register(runtime)
     jobs.register(runtime, deps, settings.expiry_job_interval)

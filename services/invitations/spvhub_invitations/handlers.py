@@ -50,6 +50,7 @@ class Deps:
     token_key: bytes
     public_base_url: str
     max_bulk: int = 500
+    join_path: str = "/join?invitation={token}"  # the person-facing link: public_base_url + this
     access_wait_seconds: float = 3.0  # how long an answer waits for the access read model to catch up
 
 
@@ -469,7 +470,8 @@ async def link(deps: Deps, invitation_id: str) -> dict[str, Any]:
         names = await repo.company_names(uow.session, [row["firm_cif"], row["client_cif"]])
     token = domain.derive_token(deps.token_key, row["id"], row["token_nonce"])
     base = deps.public_base_url.rstrip("/")
-    return {"invitation_id": row["id"], "link": f"{base}/join?invitation={token}", "expires_at": row["expires_at"],
+    return {"invitation_id": row["id"], "link": base + deps.join_path.format(token=token),
+            "expires_at": row["expires_at"],
             "status": st.value, "email": row["email"], "name": row["name"], "locale": row["locale"],
             "firm_cif": row["firm_cif"], "firm_name": names.get(row["firm_cif"]),
             "client_cif": row["client_cif"], "client_name": names.get(row["client_cif"])}

@@ -35,7 +35,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, sende
         links=links or HttpInvitationLinks(settings.invitations_url, settings.service_token.get_secret_value()),
         links_base=settings.links_base, mail_from=settings.mail_from, retry_base=settings.email_retry_base,
         retry_max=settings.email_retry_max, max_attempts=settings.email_max_attempts, lease=settings.email_lease,
-        batch=settings.email_batch)
+        batch=settings.email_batch, ui_paths=settings.ui_paths)
     consumers.register(runtime)
     jobs.register(runtime, deps, send_interval=settings.email_send_interval,
                   digest_interval=settings.digest_interval)

@@ -41,11 +41,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 )}
 
 
-def action_url(base: str, kind: str, params: dict[str, Any]) -> str:
+def action_url(base: str, kind: str, params: dict[str, Any], paths: dict[str, str] | None = None) -> str:
+    """The person-facing link: the UI base plus the kind's path (`paths` overrides the defaults per kind)."""
     if kind == "invitation":
         return str(params.get("link", ""))
     try:
-        return base.rstrip("/") + KINDS[kind].link.format(**params)
+        return base.rstrip("/") + ((paths or {}).get(kind) or KINDS[kind].link).format(**params)
     except (KeyError, IndexError):
         return base.rstrip("/") + "/inbox"
 

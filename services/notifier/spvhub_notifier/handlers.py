@@ -80,6 +80,7 @@ class Deps:
     lease: float = 120.0
     batch: int = 50
     unknown_recipient_attempts: int = 30
+    ui_paths: dict[str, str] | None = None  # per kind, a path replacing domain.KINDS' default
 
 
 # ---------------------------------------------------------------- delivery (inbox + e-mail outbox)
@@ -422,7 +423,7 @@ async def _send_one(deps: Deps, row: dict[str, Any]) -> None:
         params.update({k: info.get(k) or params.get(k) for k in ("firm_name", "client_name", "expires_at")})
         url = str(info["link"])
     else:
-        url = domain.action_url(deps.links_base, row["kind"], params)
+        url = domain.action_url(deps.links_base, row["kind"], params, deps.ui_paths)
     r = deps.renderer.render(row["kind"], locale, params, url=url, user_name=name or params.get("name"))
     msg = EmailMessage()
     msg["From"] = deps.mail_from
@@ -487,7 +488,7 @@ async def _locale_for(session: AsyncSession, user: Principal) -> str:
 
 def _item(deps: Deps, r: Any, locale: str) -> dict[str, Any]:
     params = dict(r["params"])
-    url = domain.action_url(deps.links_base, r["kind"], params)
+    url = domain.action_url(deps.links_base, r["kind"], params, deps.ui_paths)
     rendered = deps.renderer.render(r["kind"], locale, params, url=url)
     return {"id": r["id"], "kind": r["kind"], "cif": r["cif"], "title": rendered.title, "summary": rendered.summary,
             "created_at": r["created_at"], "read": r["read_at"] is not None, "read_at": r["read_at"],

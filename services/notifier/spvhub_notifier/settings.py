@@ -20,7 +20,12 @@ class Settings(ServiceSettings):
     mail_from: str = "spvhub <notificari@spvhub.local>"
 
     invitations_url: str = Field("http://127.0.0.1:18103", description="internal base URL of invitations")
-    app_base_url: str = Field("", description="where links in e-mails point (default: public_base_url)")
+    # Person-facing links (e-mails, the inbox): the UI base plus a path per notification kind. The defaults are
+    # spvhub web's screens behind the gateway; an integrator with its own front end sets both.
+    ui_base_url: str = Field("", description="where people open links (default: app_base_url, public_base_url)")
+    app_base_url: str = Field("", description="older name of ui_base_url")
+    ui_paths: dict[str, str] = Field(default_factory=dict, description="per kind, a path replacing the default "
+                                     "(domain.KINDS), with {cif}-style placeholders; JSON in SPVHUB_UI_PATHS")
 
     email_send_interval: float = Field(1.0, description="seconds between runs of the e-mail sender")
     email_batch: int = 50
@@ -32,7 +37,7 @@ class Settings(ServiceSettings):
 
     @property
     def links_base(self) -> str:
-        return (self.app_base_url or self.public_base_url).rstrip("/")
+        return (self.ui_base_url or self.app_base_url or self.public_base_url).rstrip("/")
 
 
 @lru_cache

@@ -287,7 +287,12 @@ async def _register(request: Request, raw: str) -> Response:
             "own": [c for c in items if c.get("relation", "own") == "own"],
             "clients": [c for c in items if c.get("relation") == "client"], "add_error": e, "add_cif": raw},
             status=e.status)
-    flash(request, "ok", tr(request)("companies.added", name=c.get("name") or c["cif"]))
+    t = tr(request)
+    if c.get("role") == "member" and c.get("verification") == "unverified":
+        # the company already has a verified owner: this was a request to join, which they decide on
+        flash(request, "ok", t("companies.join_requested", name=c.get("name") or c["cif"]))
+    else:
+        flash(request, "ok", t("companies.added", name=c.get("name") or c["cif"]))
     return see_other(f"/companies/{c['cif']}")
 
 
@@ -668,7 +673,14 @@ async def inbox_answer(request: Request, notification_id: str, action: str) -> R
         await api(request, "POST", f"/api/invitations/{quote(iid)}/{action}")
         flash(request, "ok", t(f"inbox.{action}ed"))
     except ApiError as e:
-        flash(request, "error", err_text(t, e))
+        cif = str(f.get("cif") or "")
+        if e.code == "company_not_verified" and cif:
+            # answering speaks for the company: prove control first (a certificate with SPV rights on it)
+            flash(request, "error", t("inbox.verify_first"), href=f"/companies/{quote(cif)}/authorization",
+                  href_text=t("auth.start"))
+        else:
+            flash(request, "error", err_text(t, e))
+        return see_other("/inbox")
     try:
         await api(request, "POST", f"/api/notifier/notifications/{quote(notification_id)}/read")
     except ApiError:

@@ -102,3 +102,16 @@ def test_a_page_that_needs_a_person_sends_to_login_and_back() -> None:
         r = c.get("/companies/39812755/invoices?type=invoice", follow_redirects=False)
         assert r.status_code == 303
         assert r.headers["location"] == "/login?next=/companies/39812755/invoices%3Ftype%3Dinvoice"
+
+
+def test_person_facing_links_come_from_one_ui_base_and_a_path_per_kind() -> None:
+    from spvhub_invitations.settings import Settings as InvitationSettings
+    from spvhub_notifier.domain import action_url
+    from spvhub_notifier.settings import Settings as NotifierSettings
+    inv = InvitationSettings(env="test")
+    assert inv.ui_join_path.format(token="t") == "/join?invitation=t"  # spvhub web's /join (gateway-routed)
+    n = NotifierSettings(env="test", public_base_url="http://gw.test", ui_base_url="https://app.example.ro")
+    assert n.links_base == "https://app.example.ro"
+    assert action_url(n.links_base, "invoice_digest", {"cif": "1"}) == "https://app.example.ro/companies/1/invoices"
+    assert action_url(n.links_base, "invoice_digest", {"cif": "1"}, {"invoice_digest": "/firme/{cif}/facturi"}) \
+        == "https://app.example.ro/firme/1/facturi"
