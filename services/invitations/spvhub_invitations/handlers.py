@@ -26,6 +26,7 @@ from spvhub_common.events.portfolio import CompanyRegistered, CompanyUpdated, Ri
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
+from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -447,9 +448,14 @@ async def decline(deps: Deps, user: Principal, invitation_id: str) -> dict[str, 
 
 
 async def received(deps: Deps, user: Principal) -> list[dict[str, Any]]:
+    """The invitations the caller claimed, and those claimed for a company the caller answers for (a verified owner
+    or administrator of the client who did not open the link themselves)."""
     now = deps.clock.now()
     async with deps.uow() as uow:
-        rows = await repo.claimed_by(uow.session, user.user_id)
+        g = access_grants.c
+        managed = [r[0] for r in await uow.session.execute(select(g.cif).where(
+            g.user_id == user.user_id, g.verified.is_(True), g.via_firm_cif.is_(None), g.role.in_(MANAGERS)))]
+        rows = await repo.received(uow.session, user.user_id, managed)
         names = await repo.company_names(uow.session, [c for r in rows for c in (r["firm_cif"], r["client_cif"])])
     return [view(r, now, names) for r in rows]
 

@@ -81,6 +81,9 @@ async def test_only_a_verified_manager_of_the_client_answers(env: Env):
 
     # the owner, who never opened the link, sees the invitation and answers for the company
     assert (await env.client.get(f"/api/invitations/{inv['id']}", headers=env.h("real-owner"))).status_code == 200
+    mine = (await env.client.get("/api/invitations/received", headers=env.h("real-owner"))).json()
+    assert [(i["id"], i["status"]) for i in mine] == [(inv["id"], "claimed")]
+    assert (await env.client.get("/api/invitations/received", headers=env.h("employee"))).json() == []
     assert (await env.client.get(f"/api/invitations/{inv['id']}", headers=env.h("employee"))).status_code == 403
     a = await env.client.post(f"/api/invitations/{inv['id']}/accept", headers=env.h("real-owner"))
     assert a.status_code == 200 and a.json()["status"] == "accepted"

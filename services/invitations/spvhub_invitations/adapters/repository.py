@@ -113,8 +113,13 @@ async def latest_per_client(session: AsyncSession, firm_cif: str) -> dict[str, R
     return {r["client_cif"]: r for r in (await session.execute(q)).mappings()}
 
 
-async def claimed_by(session: AsyncSession, user_id: str) -> list[RowMapping]:
-    q = select(invitations).where(invitations.c.claimed_by == user_id).order_by(invitations.c.claimed_at.desc())
+async def received(session: AsyncSession, user_id: str, managed_cifs: Iterable[str]) -> list[RowMapping]:
+    """Claimed invitations the user took, or addressed to a company the user answers for."""
+    cifs = list(managed_cifs)
+    cond = invitations.c.claimed_by == user_id
+    if cifs:
+        cond = or_(cond, and_(invitations.c.client_cif.in_(cifs), invitations.c.claimed_by.is_not(None)))
+    q = select(invitations).where(cond).order_by(invitations.c.claimed_at.desc(), invitations.c.id)
     return list((await session.execute(q)).mappings())
 
 
