@@ -49,11 +49,17 @@ from spvhub_common.anaf.errors import (
 from spvhub_common.anaf.models import STATE_NOK, STATE_OK, STATE_PROCESSING, STATE_REJECTED
 from spvhub_common.blobs import BlobStore
 from spvhub_common.errors import AppError, Conflict
-from spvhub_common.events.efactura import InvoiceAccepted, InvoiceRejected, InvoiceSubmitted
+from spvhub_common.events.efactura import (
+    FiledLate,
+    FilingDeadlineApproaching,
+    InvoiceAccepted,
+    InvoiceRejected,
+    InvoiceSubmitted,
+)
 from spvhub_common.logging import get_logger
 from spvhub_einvoice import Report, Validator, default_validator
 
-from spvhub_efactura import domain
+from spvhub_efactura import domain, filing
 from spvhub_efactura.adapters import submissions_repo as repo
 from spvhub_efactura.adapters.anaf import resets_at_of
 from spvhub_efactura.adapters.submissions_anaf import SubmissionAnaf, Uploaded
@@ -90,6 +96,11 @@ class SubmissionSettings(BaseSettings):
     # Validate offline (UBL 2.1 schema + EN 16931/CIUS-RO Schematron) before anything is stored or sent; a
     # request may turn it off (`offline_validation=false`) to let ANAF judge the document.
     offline_validation: bool = True
+    # The filing clock: `due_soon` and `efactura.filing-deadline-approaching` this many working hours before the
+    # legal deadline (5 working days after the issue date); the scan runs every `deadline_scan_seconds`.
+    deadline_warning_working_hours: float = 24.0
+    deadline_scan_seconds: float = 300.0
+    deadline_scan_days: int = 21  # invoices issued this many days back at most are scanned
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,6 +225,7 @@ class SubmissionService:
         self.budget = budget
         self.me = instance_id or f"sub-{uuid.uuid4().hex[:12]}"
         self.validator = validator or default_validator()
+        self._next_deadline_scan: datetime | None = None
         self._inline: set[asyncio.Task[Any]] = set()
 
     # -- commands ----------------------------------------------------------------------------------
@@ -490,6 +502,12 @@ class SubmissionService:
             if await self.advance() is None:
                 break
             stats["filed"] += 1
+        if self._next_deadline_scan is None or now >= self._next_deadline_scan:
+            self._next_deadline_scan = now + timedelta(seconds=self.settings.deadline_scan_seconds)
+            try:
+                stats["deadline_warnings"] = await self.scan_deadlines()
+            except Exception:  # noqa: BLE001 - the next scan tries again
+                log.exception("filing deadline scan failed")
         for state, fn in (("processing", self.check), ("unknown", self.reconcile), ("link", self.link)):
             async with self.uow() as uow:
                 rows = await repo.claim_due(uow.session, state, self.me, self.settings.lease_seconds, now,
@@ -512,6 +530,49 @@ class SubmissionService:
                                   lease_owner=None, lease_until=None,
                                   next_check_at=self.clock.now() + timedelta(seconds=seconds), **values)
             await uow.commit()
+
+    # -- the filing clock ---------------------------------------------------------------------------
+    def _filed_late(self, row: dict[str, Any]) -> FiledLate | None:
+        issue, filed_at = row.get("issue_date"), row.get("uploaded_at")
+        if row.get("kind") != "invoice" or issue is None or filed_at is None:
+            return None
+        dl = filing.deadline(issue)
+        if filed_at < dl.ends_at:
+            return None
+        cal = filing.default_calendar()
+        late_days, day = 0, dl.last_day
+        while day < filed_at.astimezone(filing.RO_TZ).date():
+            day += timedelta(days=1)
+            late_days += cal.is_working_day(day)
+        return FiledLate(cif=row["cif"], submission_id=row["id"], number=row["number"], issue_date=issue,
+                         deadline=dl.last_day, filed_at=filed_at, upload_index=row.get("anaf_index"),
+                         working_days_late=late_days, submitted_by=row.get("submitted_by"))
+
+    async def scan_deadlines(self) -> int:
+        """Publish `efactura.filing-deadline-approaching` once for each invoice still to be filed whose deadline is
+        at most `deadline_warning_working_hours` working hours away (not for those already late)."""
+        now = self.clock.now()
+        since = now.astimezone(filing.RO_TZ).date() - timedelta(days=self.settings.deadline_scan_days)
+        cal = filing.default_calendar()
+        async with self.uow() as uow:
+            rows = await repo.unwarned_open(uow.session, since, 1000)
+        told = 0
+        for row in rows:
+            dl = filing.deadline(row["issue_date"], cal)
+            if now >= dl.ends_at:
+                continue
+            left = cal.working_seconds_between(now, dl.ends_at)
+            if left > self.settings.deadline_warning_working_hours * 3600:
+                continue
+            async with self.uow() as uow:
+                if await repo.mark_warned(uow.session, row["id"], now):
+                    uow.publish(FilingDeadlineApproaching(
+                        cif=row["cif"], submission_id=row["id"], number=row["number"], issue_date=row["issue_date"],
+                        deadline=dl.last_day, deadline_at=dl.last_moment, working_hours_left=round(left / 3600, 1),
+                        state=row["state"], submitted_by=row["submitted_by"]))
+                    told += 1
+                await uow.commit()
+        return told
 
     # -- following stareMesaj ----------------------------------------------------------------------
     async def check(self, row: dict[str, Any]) -> None:
@@ -547,6 +608,9 @@ class SubmissionService:
                         id_descarcare=st.id_descarcare, kind=done["kind"], document_type=done["document_type"],
                         number=done["number"], issue_date=done["issue_date"], buyer_cif=done["buyer_cif"],
                         submitted_by=done["submitted_by"]))
+                    late = self._filed_late(done)
+                    if late is not None:
+                        uow.publish(late)
                 await uow.commit()
             if done is not None:
                 await self.link(done, eager=True)

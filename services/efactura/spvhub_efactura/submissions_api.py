@@ -3,16 +3,17 @@ explained errors and links, send a buyer message (RASP) about a received invoice
 access read model."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from spvhub_common.access import require_access, require_grant
+from spvhub_common.access import accessible_cifs, require_access, require_grant
 from spvhub_common.errors import AppError, Forbidden, NotFound
 from spvhub_common.security import CurrentUser
 
+from spvhub_efactura import filing
 from spvhub_efactura.adapters import queries
 from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.api import _cif
@@ -58,12 +59,22 @@ class SubmissionOut(BaseModel):
     submitted_by: str | None = None
     created_at: datetime
     finished_at: datetime | None = None
+    filing_deadline: date | None = Field(None, description="last day to file (5 working days after the issue date, "
+                                         "OUG 89/2025; the term ends at 23:59:59 Bucharest time)")
+    filing_deadline_at: datetime | None = None
+    deadline_state: str | None = Field(None, description="on_time | due_soon | late: by the filing moment (ANAF's "
+                                       "acceptance of the upload) once filed, else by now")
+    filed_late: bool | None = Field(None, description="filed after the deadline (None while not filed)")
     links: dict[str, str] = {}
 
 
-def out(row: dict[str, Any]) -> SubmissionOut:
-    data = {k: row.get(k) for k in SubmissionOut.model_fields if k not in ("links", "errors")}
-    return SubmissionOut(**data, errors=row.get("errors") or [], links=error_links(row))
+_CLOCK_FIELDS = ("filing_deadline", "filing_deadline_at", "deadline_state", "filed_late")
+
+
+def out(row: dict[str, Any], now: datetime | None = None, due_soon_hours: float = 24.0) -> SubmissionOut:
+    data = {k: row.get(k) for k in SubmissionOut.model_fields if k not in ("links", "errors", *_CLOCK_FIELDS)}
+    clock = filing.clock_of(row, now or datetime.now(UTC), due_soon_hours)
+    return SubmissionOut(**data, **clock, errors=row.get("errors") or [], links=error_links(row))
 
 
 async def _scoped_cif(request: Request, user_id: str, raw: str, *, file: bool = False) -> str:
@@ -149,6 +160,40 @@ async def validate_offline(request: Request, user: CurrentUser) -> dict[str, Any
     if not data.strip():
         raise AppError("The request has no XML document.", code="xml_malformed", status=400)
     return (await svc.validator.validate_async(data)).validare()
+
+
+async def _deadlines(request: Request, cifs: list[str], open_only: bool, limit: int) -> dict[str, Any]:
+    from spvhub_efactura.adapters import submissions_repo as repo
+    svc = _svc(request)
+    now = svc.clock.now()
+    since = now.astimezone(filing.RO_TZ).date() - timedelta(days=90) if not open_only else None
+    async with svc.uow() as uow:
+        rows = await repo.by_deadline(uow.session, cifs, open_only=open_only, limit=limit, since=since)
+    hours = svc.settings.deadline_warning_working_hours
+    items = [out(r, now, hours) for r in rows]
+    counts = {s: sum(1 for i in items if i.deadline_state == s) for s in (filing.LATE, filing.DUE_SOON, filing.ON_TIME)}
+    return {"items": [i.model_dump(mode="json") for i in items], "counts": counts, "open_only": open_only}
+
+
+@router.get("/companies/{cif}/filing-deadlines",
+            summary="A company's invoices by legal filing deadline, soonest first (on_time / due_soon / late)")
+async def company_deadlines(request: Request, user: CurrentUser, cif: str,
+                            open_only: Annotated[bool, Query(alias="open", description="only those still to be "
+                                                             "filed (default); false: the last 90 days")] = True,
+                            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+    c = await _scoped_cif(request, user.user_id, cif)
+    return await _deadlines(request, [c], open_only, limit)
+
+
+@router.get("/filing-deadlines",
+            summary="Invoices by legal filing deadline across every company the caller may see (an accounting "
+                    "firm: its own and its clients'), soonest first")
+async def all_deadlines(request: Request, user: CurrentUser,
+                        open_only: Annotated[bool, Query(alias="open")] = True,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+    async with _svc(request).uow() as uow:
+        cifs = await accessible_cifs(uow.session, access_grants, user.user_id)
+    return await _deadlines(request, cifs, open_only, limit)
 
 
 @router.get("/companies/{cif}/submissions", summary="Submissions of a company, newest first")

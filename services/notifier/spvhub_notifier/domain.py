@@ -31,6 +31,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("invoice_error", "/companies/{cif}/invoices/errors"),
     Kind("invoice_rejected", "/companies/{cif}/submissions/{submission_id}"),  # to the sender
     Kind("message_expiring", "/companies/{cif}/invoices"),
+    # the filing clock: the company's people and its collaborating accounting firm's
+    Kind("filing_deadline_approaching", "/companies/{cif}/submissions/{submission_id}"),
+    Kind("filed_late", "/companies/{cif}/submissions/{submission_id}"),
     Kind("transport_assigned", "/companies/{cif}/transports"),
     Kind("uit_expiring", "/companies/{cif}/transports"),
     Kind("access_lost", "/companies/{cif}"),

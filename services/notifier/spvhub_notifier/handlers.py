@@ -17,7 +17,14 @@ from spvhub_common.clock import Clock
 from spvhub_common.errors import AppError, NotFound
 from spvhub_common.events import CloudEvent, Event
 from spvhub_common.events.auth import ReauthorizationRequired, TokenExpiring, TokenRefreshed, UserRegistered
-from spvhub_common.events.efactura import InvoiceDownloaded, InvoiceErrorReceived, InvoiceRejected, MessageExpiring
+from spvhub_common.events.efactura import (
+    FiledLate,
+    FilingDeadlineApproaching,
+    InvoiceDownloaded,
+    InvoiceErrorReceived,
+    InvoiceRejected,
+    MessageExpiring,
+)
 from spvhub_common.events.etransport import TransportAssigned, UitExpiring
 from spvhub_common.events.invitations import (
     InvitationAccepted,
@@ -275,6 +282,22 @@ async def on_invoice_rejected(ev: InvoiceRejected, env: CloudEvent, uow: SqlUnit
               "submission_id": ev.submission_id, "number": ev.number, "stage": ev.stage,
               "upload_index": ev.upload_index, "errors": [dict(e) for e in ev.errors[:20]]}
     await deliver(uow, Notice("invoice_rejected", params, cif=ev.cif, users=recipients), env.id)
+
+
+async def on_filing_deadline_approaching(ev: FilingDeadlineApproaching, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    """An invoice still to be filed is close to its legal deadline: everyone who works on the company's invoices
+    (its people and its collaborating firm's), found as for a rejected submission."""
+    await _to_company("filing_deadline_approaching", ev.cif, env, uow, {
+        "submission_id": ev.submission_id, "number": ev.number, "issue_date": ev.issue_date.isoformat(),
+        "deadline": ev.deadline.isoformat(), "working_hours_left": ev.working_hours_left, "state": ev.state})
+
+
+async def on_filed_late(ev: FiledLate, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    """An invoice was filed after its legal deadline: the company and its collaborating firm, once."""
+    await _to_company("filed_late", ev.cif, env, uow, {
+        "submission_id": ev.submission_id, "number": ev.number, "issue_date": ev.issue_date.isoformat(),
+        "deadline": ev.deadline.isoformat(), "filed_at": ev.filed_at.isoformat(), "upload_index": ev.upload_index,
+        "working_days_late": ev.working_days_late})
 
 
 async def on_message_expiring(ev: MessageExpiring, env: CloudEvent, uow: SqlUnitOfWork) -> None:
@@ -619,6 +642,8 @@ EVENT_HANDLERS: dict[type[Event], Callable[..., Any]] = {
     InvoiceErrorReceived: on_invoice_error,
     InvoiceRejected: on_invoice_rejected,
     MessageExpiring: on_message_expiring,
+    FilingDeadlineApproaching: on_filing_deadline_approaching,
+    FiledLate: on_filed_late,
     TransportAssigned: on_transport_assigned,
     UitExpiring: on_uit_expiring,
     AccessLost: on_access_lost,

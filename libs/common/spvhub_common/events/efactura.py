@@ -181,3 +181,39 @@ class InvoiceRejected(Event):
     error_codes: list[str] = []
     errors: list[dict[str, str | None]] = []
     submitted_by: str | None = None
+
+
+@register
+class FilingDeadlineApproaching(Event):
+    """An invoice not filed yet (or rejected and not filed again) is close to its legal filing deadline: 5 working
+    days after its issue date (OUG 89/2025). Once per submission, `working_hours_left` ahead at most."""
+
+    topic = "efactura.filing-deadline-approaching"
+    key_field = "cif"
+    cif: str
+    submission_id: str
+    number: str | None = None
+    issue_date: date
+    deadline: date  # the last day of the term (it ends at 23:59:59 Bucharest time)
+    deadline_at: datetime
+    working_hours_left: float
+    state: str  # the submission's state: received | uploading | unknown | rejected
+    submitted_by: str | None = None
+
+
+@register
+class FiledLate(Event):
+    """An invoice was filed after its legal deadline: ANAF accepted the upload (`filed_at`, the filing moment)
+    after the last day of the 5-working-day term. Once per submission, when ANAF's processing says `ok`."""
+
+    topic = "efactura.filed-late"
+    key_field = "cif"
+    cif: str
+    submission_id: str
+    number: str | None = None
+    issue_date: date
+    deadline: date
+    filed_at: datetime
+    upload_index: str | None = None
+    working_days_late: int = 0
+    submitted_by: str | None = None

@@ -225,10 +225,13 @@ submissions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
+    Column("deadline_warned_at", DateTime(timezone=True)),  # filing-deadline-approaching published
     UniqueConstraint("cif", "idempotency_key", name="uq_submissions_cif_key"),
     Index("ix_submissions_cif_created", "cif", text("created_at DESC")),
     Index("ix_submissions_cif_index", "cif", "anaf_index"),
     Index("ix_submissions_active", "state",
           postgresql_where=text("state IN ('received','uploading','processing','unknown') "
                                 "OR (state = 'accepted' AND sent_invoice_id IS NULL)")),
+    Index("ix_submissions_deadline_unwarned", "issue_date",
+          postgresql_where=text("kind = 'invoice' AND deadline_warned_at IS NULL")),
 )

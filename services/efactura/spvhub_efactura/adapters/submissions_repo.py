@@ -176,3 +176,52 @@ async def unknown_count(session: AsyncSession, cif: str) -> int:
 
 async def watermark(session: AsyncSession, cif: str) -> datetime | None:
     return (await session.execute(select(companies.c.watermark).where(companies.c.cif == cif))).scalar()
+
+
+# -- the filing clock -------------------------------------------------------------------------------
+# An invoice still to be filed: not uploaded yet, interrupted, or rejected with no later submission of the same
+# document (same company, number and issue date) that ANAF took.
+NOT_FILED = ("received", "uploading", "unknown", "rejected")
+
+
+def _not_refiled() -> Any:
+    other = submissions.alias("other")
+    return ~select(other.c.id).where(
+        other.c.cif == submissions.c.cif, other.c.number == submissions.c.number,
+        other.c.issue_date == submissions.c.issue_date, other.c.id != submissions.c.id,
+        other.c.state.in_(("processing", "accepted", "received", "uploading", "unknown"))).exists()
+
+
+async def by_deadline(session: AsyncSession, cifs: list[str], *, open_only: bool, limit: int,
+                      since: Any = None) -> list[dict[str, Any]]:
+    """Invoices of `cifs` by deadline, soonest first (the deadline grows with the issue date, so issue date
+    order is deadline order). `open_only`: those still to be filed."""
+    if not cifs:
+        return []
+    q = select(submissions).where(submissions.c.cif.in_(cifs), submissions.c.kind == "invoice",
+                                  submissions.c.issue_date.is_not(None))
+    if open_only:
+        q = q.where(submissions.c.state.in_(NOT_FILED),
+                    (submissions.c.state != "rejected") | _not_refiled())
+    if since is not None:
+        q = q.where(submissions.c.issue_date >= since)
+    rows = (await session.execute(q.order_by(submissions.c.issue_date, submissions.c.created_at, submissions.c.id)
+                                  .limit(limit))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def unwarned_open(session: AsyncSession, since: Any, limit: int) -> list[dict[str, Any]]:
+    """Invoices still to be filed, issued on or after `since`, not warned about their deadline yet."""
+    q = (select(submissions).where(submissions.c.kind == "invoice", submissions.c.deadline_warned_at.is_(None),
+                                   submissions.c.issue_date >= since, submissions.c.state.in_(NOT_FILED),
+                                   (submissions.c.state != "rejected") | _not_refiled())
+         .order_by(submissions.c.issue_date).limit(limit))
+    return [dict(r) for r in (await session.execute(q)).mappings().all()]
+
+
+async def mark_warned(session: AsyncSession, submission_id: str, at: datetime) -> bool:
+    """Claims the one warning of a submission (a concurrent scan gets False)."""
+    res = await session.execute(update(submissions).where(submissions.c.id == submission_id,
+                                                          submissions.c.deadline_warned_at.is_(None))
+                                .values(deadline_warned_at=at).returning(submissions.c.id))
+    return res.first() is not None
