@@ -642,6 +642,12 @@ async def open_delegation(deps: Deps, *, token: str, name: str | None, principal
         if d.expires_at <= now:
             raise AppError("This delegation link expired (links are valid for 24 hours). Ask for a new link.",
                            code="delegation_link_expired", status=410)
+        try:  # the connection will belong to the link's creator: they must still manage the company
+            await _require_manager(uow, d.created_by, d.company_cif)
+        except Forbidden:
+            raise AppError("This delegation link no longer works: the person who created it no longer manages the "
+                           "company. Ask the company for a new link.", code="delegation_link_revoked", status=410,
+                           details={"reason": "creator_no_longer_manager"}) from None
         holder = (principal.name if principal and principal.name else (name or "").strip()) or "delegate"
         state, expires_at = await _new_state(deps, uow, user_id=d.created_by, cif=d.company_cif, holder_name=holder,
                                              delegation_id=d.id)

@@ -140,3 +140,21 @@ async def test_having_authorized_is_no_access_by_itself(harness) -> None:  # typ
     r = await h.client.post(f"/api/auth/anaf/connections/{c['id']}/revoke", headers=hd)
     assert r.status_code == 404 and r.json()["error"]["code"] == "no_connection"
     assert await _state(h, c["id"]) == "active" and await h.events("auth.connection-revoked") == []
+
+
+async def test_a_link_dies_with_its_creators_role(harness) -> None:  # type: ignore[no-untyped-def]
+    """The connection a link produces belongs to the member who created it: once they no longer manage the company,
+    the link opens nothing."""
+    from spvhub_auth.adapters.orm import oauth_states
+    h = harness
+    owner = await h.signup(name="Fost Administrator")
+    await h.grant(owner["user"]["id"], CIF, role="admin")
+    link = (await h.client.post("/api/auth/anaf/delegations", json={"company_cif": CIF},
+                                headers=owner["headers"])).json()
+    h.secrets.add(link["token"])
+    await h.grant(owner["user"]["id"], CIF, role="member")
+    r = await h.client.post("/api/auth/anaf/delegations/open", json={"token": link["token"], "name": "Contabil"})
+    assert r.status_code == 410 and r.json()["error"]["code"] == "delegation_link_revoked"
+    assert r.json()["error"]["details"]["reason"] == "creator_no_longer_manager"
+    async with h.runtime.uow() as uow:
+        assert (await uow.session.execute(select(func.count()).select_from(oauth_states))).scalar() == 0
