@@ -407,8 +407,13 @@ async def authorization(request: Request, cif: str) -> Response:
     except ApiError:
         pass
     live = [x for x in conns if x.get("state") not in ("revoked",)]
+    if live and sess(request).get("just_authorized") == c["cif"]:
+        sess(request).pop("just_authorized")
     return await page(request, "authorization.html", {"c": c, "connections": live, "delegations": delegations,
                                                       "conn_error": conn_error,
+                                                      "settling": bool(conn_error and not conns
+                                                                       and sess(request).get("just_authorized")
+                                                                       == c["cif"]),
                                                       "is_owner": c.get("role") in ("owner", "admin")})
 
 
@@ -490,7 +495,8 @@ async def anaf_callback(request: Request) -> Response:
         conn = r.json()
         keep = ("id", "company_cif", "state", "authorizing_person", "certificate_serial", "services", "authorized_at",
                 "refresh_expires_at", "must_act_by", "days_until_must_act", "via_delegation")
-        sess(request).set(anaf_result={"ok": True, "conn": {k: conn.get(k) for k in keep}})
+        sess(request).set(anaf_result={"ok": True, "conn": {k: conn.get(k) for k in keep}},
+                          just_authorized=conn.get("company_cif"))
     else:
         from spvhub_web.gateway import error_of
         e = error_of(r)
