@@ -37,6 +37,7 @@ from spvhub_common.telemetry import children, current_traceparent, tracer
 from spvhub_common.uow import SqlUnitOfWork
 from sqlalchemy import Numeric, String, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 
 from spvhub_efactura import domain
 from spvhub_efactura.adapters.anaf import EfacturaAnaf, resets_at_of
@@ -177,6 +178,7 @@ class _ArchiveItem:
     processed: Processed
     keys: dict[str, str]
     traceparent: str | None  # the message's trace: its events carry it, whatever batch commits them
+    bare: str | None = None  # the database refused its parsed row (why): only the essentials are stored
 
 
 def blob_prefix(cif: str, message_id: str) -> str:
@@ -205,6 +207,16 @@ def _archive_problem(p: Processed) -> str | None:
     sig = p.signature
     if sig is not None and sig.status != "valid":
         return f"signature_{sig.status}: {sig.detail}"[:2000]
+    return None
+
+
+def _data_error(e: DBAPIError) -> str | None:
+    """The database's reason when it refused a value (SQLSTATE class 22, data exception; 54000, e.g. an index
+    entry too large), else None (connection trouble and the like: retried later as usual)."""
+    orig = getattr(e, "orig", None)
+    state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    if state.startswith("22") or state == "54000":
+        return f"{state}: {str(orig)[:300]}"
     return None
 
 
@@ -776,7 +788,28 @@ class SyncEngine:
 
     async def _commit_archives(self, items: list[_ArchiveItem], reprocess: bool = False) -> list[bool]:
         """The ledger transitions + invoice rows + events of archived messages, in one transaction. Returns, per
-        item, whether this call made the transition (so events are published exactly once)."""
+        item, whether this call made the transition (so events are published exactly once).
+
+        A value the database refuses (one _fit did not foresee) must not hold back the batch, nor leave its own
+        message to be downloaded again and again: the batch is retried one by one, and the refused document is
+        stored with its parsed fields left empty and the database's reason as its problem."""
+        try:
+            return await self._commit_archives_once(items, reprocess)
+        except DBAPIError as e:
+            reason = _data_error(e)
+            if reason is None:
+                raise
+            if len(items) > 1:
+                return [done for it in items for done in await self._commit_archives([it], reprocess)]
+            it = items[0]
+            if it.bare is not None or it.processed.parsed is None:
+                raise
+            log.warning("parsed row refused by the database; storing it bare", cif=it.cif,
+                        message_id=it.message_id, reason=reason)
+            it.bare = reason
+            return await self._commit_archives_once(items, reprocess)
+
+    async def _commit_archives_once(self, items: list[_ArchiveItem], reprocess: bool = False) -> list[bool]:
         now = self.clock.now()
         cols: dict[str, list[Any]] = {k: [] for k in (
             "cif", "mid", "zip_key", "sha", "size", "parse_status", "parse_error", "flagged", "sig_status",
@@ -791,7 +824,7 @@ class SyncEngine:
                          ("signer_subject", sig.signer_subject if sig else None),
                          ("signer_sha", sig.signer_sha256 if sig else None),
                          ("sig_shape", sig.shape if sig else None),
-                         ("signer_serial", sig.signer_serial if sig else None),
+                         ("signer_serial", (sig.signer_serial or "")[:64] or None if sig else None),
                          ("signer_trusted", sig.trusted if sig else None),
                          ("problem", _archive_problem(it.processed))):
                 cols[k].append(v)
@@ -900,6 +933,13 @@ class SyncEngine:
                         details=_jsonable({"message": doc.message, "invoice_upload_index": doc.upload_index}),
                         partner_cif=parties.seller if direction == "received" else parties.buyer)
         problems = list(p.problems) + _fit(base)
+        if it.bare is not None:
+            kept = {"cif", "message_id", "message_type", "listed_at", "upload_index", "zip_key", "xml_key",
+                    "signature_status", "direction", "document_type"}
+            for k in base:
+                if k not in kept:
+                    base[k] = False if k == "self_billing" else None
+            problems = [f"parsed fields not stored, the database refused them: {it.bare}"]
         base["problem"] = "; ".join(problems)[:2000] if problems else None
         return base
 

@@ -106,3 +106,38 @@ async def test_unstorable_values_are_archived_once_flagged_and_shown(fresh_datab
         await h.sync_until_settled([seller])
         again = await h.admin("counters", method="GET")
         assert all(again["messages"][mid]["descarcare"] == 1 for mid in ids.values())
+
+
+async def test_a_value_the_database_refuses_unforeseen_is_stored_bare_not_retried(
+        fresh_database: str, topic_prefix: str, minio_up: None, kafka_up: str, monkeypatch) -> None:
+    """Should a value slip past the column checks, the database's refusal holds back neither the batch nor the
+    message: the others are stored as parsed, this one with its parsed fields empty and the reason, downloaded once."""
+    from spvhub_efactura import handlers
+
+    monkeypatch.setattr(handlers, "_fit", lambda values: [])  # the checks miss it
+    emulator = new_emulator(2)
+    settings = efactura_settings(fresh_database, topic_prefix)
+    seller, buyer = company_cifs(2)
+    async with Harness(settings, emulator) as h:
+        at = (h.clock.now() - timedelta(hours=2)).isoformat()
+        bad = await h.admin("invoices", {"seller": seller, "buyer": buyer, "at": at, "xml": document(
+            seller, buyer, "BAD-1", TaxInclusiveAmount="1E+30", PayableAmount="1E+30")})
+        bad_id = next(m["id"] for m in bad["messages"] if m["cif"] == seller)
+        good_ids = []
+        for _ in range(3):
+            r = await h.admin("invoices", {"seller": seller, "buyer": buyer, "at": at})
+            good_ids.append(next(m["id"] for m in r["messages"] if m["cif"] == seller))
+        await h.admin("counters", method="DELETE")
+        await h.grant("acc", [seller])
+        await h.sync_until_settled()
+        ledger = await h.ledger()
+        counters = await h.admin("counters", method="GET")
+        assert all(ledger[(seller, m)]["state"] == "archived" for m in [bad_id, *good_ids])
+        assert all(counters["messages"][m]["descarcare"] == 1 for m in [bad_id, *good_ids])
+        assert "database refused" in (ledger[(seller, bad_id)]["problem"] or "")
+        async with h.runtime.sessions() as s:
+            rows = {r["message_id"]: dict(r) for r in (await s.execute(
+                select(invoices).where(invoices.c.cif == seller))).mappings()}
+        assert rows[bad_id]["total_amount"] is None and rows[bad_id]["number"] is None
+        assert rows[bad_id]["document_type"] == "invoice" and "22003" in rows[bad_id]["problem"]
+        assert all(rows[m]["total_amount"] is not None and rows[m]["problem"] is None for m in good_ids)
