@@ -216,9 +216,8 @@ class Validator:
                 root.sourceline, 0, f"cvc-elt.1.a: Cannot find the declaration of element '{q.localname}'."),))
         schema = self._schema(q.localname)
         if not schema.validate(tree):
-            findings = tuple(_schema_finding(err.line, err.column, err.message, err.path)
-                             for err in list(schema.error_log)[:50])
-            return Report(doc_type, findings)
+            return Report(doc_type, tuple(_schema_finding(err.line, err.column, err.message, err.path)
+                                          for err in list(schema.error_log)[:50]))
         svrl = etree.fromstring(self._saxon.svrl(etree.tostring(root, encoding="unicode")).encode("utf-8"),
                                 parser=_PARSER)
         findings: list[Finding] = []

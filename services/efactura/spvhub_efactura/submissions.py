@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -225,6 +226,8 @@ class SubmissionService:
         self.budget = budget
         self.me = instance_id or f"sub-{uuid.uuid4().hex[:12]}"
         self.validator = validator or default_validator()
+        # compile the Schematron (about a second) now rather than in the first submission's request
+        threading.Thread(target=self.validator.warm, name="validator-warm", daemon=True).start()
         self._next_deadline_scan: datetime | None = None
         self._inline: set[asyncio.Task[Any]] = set()
 
