@@ -54,9 +54,9 @@ class _NoResolver(etree.Resolver):
         raise HostileArchive(f"XML asked for an external resource ({str(url)[:100]!r})")
 
 
-def _parser() -> etree.XMLParser:
+def _parser(keep_pis: bool = False) -> etree.XMLParser:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                             attribute_defaults=False, huge_tree=False, remove_pis=True, collect_ids=False)
+                             attribute_defaults=False, huge_tree=False, remove_pis=not keep_pis, collect_ids=False)
     parser.resolvers.add(_NoResolver())
     return parser
 
@@ -67,7 +67,7 @@ def _parser() -> etree.XMLParser:
 _DTD_MARKUP = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)", re.IGNORECASE)
 
 
-def parse_xml(data: bytes) -> Any:
+def parse_xml(data: bytes, keep_pis: bool = False) -> Any:
     """Parse untrusted XML: any DTD or declaration, anywhere in the file, is refused before the parser runs
     (defusedxml's rule, over the whole file); the parser itself loads nothing, resolves nothing and refuses any
     external resource; a DTD that still reached the tree is refused after parsing."""
@@ -77,7 +77,7 @@ def parse_xml(data: bytes) -> Any:
         # UTF-16/32 would hide the markup from the byte scan above; e-Factura documents are UTF-8 (CIUS-RO)
         raise UnreadableArchive("XML not in UTF-8 or an ASCII-compatible encoding is not accepted")
     try:
-        root = etree.fromstring(data, parser=_parser())
+        root = etree.fromstring(data, parser=_parser(keep_pis))
     except etree.XMLSyntaxError as e:
         raise UnreadableArchive(f"XML not well formed: {e}") from e
     doc = root.getroottree().docinfo
@@ -240,7 +240,8 @@ def verify_signature(content: bytes, signature: bytes | None, trusted_sha256: li
                 raise _Refused("unexpected transform parameters")
             if algs not in ([_ENVELOPED], [_ENVELOPED, _C14N_10], [_ENVELOPED, _EXC_C14N]):
                 raise _Refused(f"transforms {algs} not accepted for the enveloped shape")
-            doc = content_root if content_root is not None else parse_xml(content)
+            # the document as signed, processing instructions included (the reader's parse drops them)
+            doc = parse_xml(content, keep_pis=True)
             canonical = etree.tostring(doc.getroottree(), method="c14n", with_comments=False,
                                        exclusive=len(algs) == 2 and algs[1] == _EXC_C14N)
             digest = _DIGESTS[digest_alg](canonical).digest()
