@@ -50,6 +50,7 @@ class FakeService:
                     extra["Content-Security-Policy"] = "default-src 'self'"
                 if self.path == "/.well-known/jwks.json":
                     extra["Cache-Control"] = "public, max-age=60"
+                content_type = "application/pdf" if self.path.endswith("/pdf") else "application/json"
                 if self.path == "/health/ready":
                     code = 200 if outer.ready else 503
                     body = {"status": "ok" if outer.ready else "unavailable", "service": outer.name,
@@ -60,7 +61,7 @@ class FakeService:
                                        "host": self.headers.get("Host"), "received": received}
                 raw = json.dumps(body, separators=(",", ":")).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("X-Request-ID", str(self.headers.get("X-Request-ID")))
                 self.send_header("Content-Length", str(len(raw)))
                 for k, v in extra.items():
@@ -335,6 +336,8 @@ def test_security_headers_on_every_kind_of_answer(gateway: tuple[str, dict[str, 
     api_csp = dict(headers_of(base + "/api/efactura/invoices"))["Content-Security-Policy"]
     assert api_csp.startswith("default-src 'none'")
     assert dict(headers_of(base + "/api/notifier/page"))["Content-Security-Policy"] == "default-src 'self'"
+    pdf = dict(headers_of(base + "/api/efactura/invoices/1/pdf"))  # an inline PDF: the viewer needs no CSP
+    assert "Content-Security-Policy" not in pdf and pdf["X-Content-Type-Options"] == "nosniff"
     # HSTS when TLS terminated in front of the gateway
     h = dict(headers_of(base + "/api/efactura/invoices", headers={"X-Forwarded-Proto": "https"}))
     assert h["Strict-Transport-Security"].startswith("max-age=31536000")

@@ -253,8 +253,10 @@ def _header_maps(values: dict[str, str]) -> str:
         f'        "~^https:" {hsts};\n        "~:https$" {hsts};\n        default "";\n    }}\n'
         "    # A CSP set by the service (an HTML page of its own) is kept; the docs page gets the one Swagger UI\n"
         "    # needs; everything else the strict API one.\n"
-        '    map "$upstream_http_content_security_policy|$uri" $spv_csp {\n'
-        f'        "~^\\|/docs/" "{docs_csp()}";\n'
+        "    # A PDF shown inline gets none: a browser's PDF viewer may not render under default-src 'none'.\n"
+        '    map "$upstream_http_content_security_policy|$upstream_http_content_type|$uri" $spv_csp {\n'
+        f'        "~^\\|[^|]*\\|/docs/" "{docs_csp()}";\n'
+        '        "~*^\\|application/pdf" "";\n'
         f'        "~^\\|" "{API_CSP}";\n        default "";\n    }}\n'
         "    # Responses carry private data or tokens: not stored anywhere unless the service says otherwise\n"
         "    # (the JWKS is public); the docs assets may be cached and revalidated.\n"

@@ -24,6 +24,13 @@ LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["s
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+API_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+}
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -122,10 +129,15 @@ def create_app(settings: ServiceSettings, *, title: str, description: str, route
             response = await call_next(request)
             status = response.status_code
             response.headers["X-Request-ID"] = rid
-            # API answers carry personal data and tokens (sessions, ANAF access tokens): no cache keeps them,
-            # unless the endpoint chose otherwise (the public JWKS).
-            if request.url.path.startswith(("/api/", "/internal/")) and "cache-control" not in response.headers:
-                response.headers["Cache-Control"] = "no-store"
+            if request.url.path.startswith(("/api/", "/internal/")):
+                # API answers carry personal data and tokens (sessions, ANAF access tokens): no cache keeps them,
+                # unless the endpoint chose otherwise (the public JWKS). The security headers are the gateway's
+                # too; set here as well for a route that reaches the service without it (an Ingress).
+                pdf = response.headers.get("content-type", "").startswith("application/pdf")
+                for name, value in API_HEADERS.items():
+                    # a browser's PDF viewer may not render an inline PDF under default-src 'none'
+                    if name.lower() not in response.headers and not (pdf and name == "Content-Security-Policy"):
+                        response.headers[name] = value
             return response
         finally:
             route = request.scope.get("route")

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from spvhub_common.clientaddr import client_address, resolve
 from spvhub_common.gateway_conf import BODY_LIMITS, DEFAULT_BODY_LIMIT
@@ -42,6 +42,10 @@ def _app(service: str, trusted: list[str] | None = None) -> tuple[httpx.AsyncCli
     @router.get("/api/x/public")
     async def public() -> JSONResponse:
         return JSONResponse({"ok": True}, headers={"Cache-Control": "public, max-age=60"})
+
+    @router.get("/api/x/doc.pdf")
+    async def pdf() -> Response:
+        return Response(b"%PDF-1.7", media_type="application/pdf")
 
     @router.get("/api/x/who")
     async def who(request: Request) -> dict[str, str]:
@@ -103,11 +107,16 @@ async def test_file_endpoints_get_their_own_larger_limit() -> None:
     assert r.status_code == 413
 
 
-async def test_api_answers_are_no_store_unless_the_endpoint_says_otherwise() -> None:
+async def test_api_answers_are_no_store_and_hardened_unless_the_endpoint_says_otherwise() -> None:
     client, _ = _app("auth")
     assert (await client.get("/api/x/public")).headers["Cache-Control"] == "public, max-age=60"
-    assert (await client.get("/api/x/who")).headers["Cache-Control"] == "no-store"
+    who = await client.get("/api/x/who")
+    assert who.headers["Cache-Control"] == "no-store" and who.headers["X-Content-Type-Options"] == "nosniff"
+    assert who.headers["X-Frame-Options"] == "DENY" and who.headers["Referrer-Policy"] == "no-referrer"
+    assert who.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert "Cache-Control" not in (await client.get("/health/live")).headers
+    pdf = await client.get("/api/x/doc.pdf")  # an inline PDF: a browser's viewer needs no CSP in its way
+    assert "Content-Security-Policy" not in pdf.headers and pdf.headers["X-Frame-Options"] == "DENY"
 
 
 @pytest.mark.parametrize(("trusted", "xff", "expected"), [
