@@ -560,3 +560,14 @@ async def test_concurrent_uploads_get_unique_increasing_indices(emu):
     emu.advance(2)
     sent = [m for m in (await list_msgs(emu, A, 1))["mesaje"] if int(m["id_solicitare"]) in indices]
     assert len(sent) == 40
+
+
+async def test_admin_seeds_a_document_exactly_as_given_even_one_no_database_holds(emu):
+    """ANAF has accepted documents with values such as `1E+30`; the emulator serves them byte for byte."""
+    xml = re.sub(rb"(<cbc:PayableAmount[^>]*>)[^<]+", rb"\g<1>1E+30", invoice(), count=1)
+    r = await emu.client.post("/__admin/invoices", json={"seller": A, "buyer": B, "xml": xml.decode()})
+    assert r.status_code == 200, r.text
+    mid = next(m["id"] for m in r.json()["messages"] if m["cif"] == A)
+    index = r.json()["index_incarcare"]
+    content, signature = await _download_members(emu, {"id": mid, "id_solicitare": index})
+    assert content == xml and b"1E+30" in content and verify_signature(content, signature)
