@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 from pydantic import SecretStr
-from spvhub_common.gateway_conf import RATE_LIMITS, RATE_ZONES, SERVICES, routes
+from spvhub_common.gateway_conf import BODY_LIMITS, RATE_LIMITS, RATE_ZONES, SERVICES, routes
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -186,7 +186,8 @@ def gateway_docs() -> list[dict[str, Any]]:
 
 
 INGRESS_ANNOTATIONS = {
-    "nginx.ingress.kubernetes.io/proxy-body-size": "20m",
+    # the largest body any endpoint takes (gateway_conf.BODY_LIMITS); each service refuses more for its endpoint
+    "nginx.ingress.kubernetes.io/proxy-body-size": f"{max(b.max_bytes for b in BODY_LIMITS) // 1024}k",
     "nginx.ingress.kubernetes.io/proxy-read-timeout": "120",
 }
 
