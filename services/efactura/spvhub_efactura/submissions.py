@@ -244,16 +244,19 @@ class SubmissionService:
             raise AppError(f"The {who} CIF in the XML ({own or 'missing'}) is not {cmd.cif}, the company filing it.",
                            code="seller_mismatch", status=422, details={"xml_cif": own, "cif": cmd.cif})
         offline = self.settings.offline_validation if cmd.offline_validation is None else cmd.offline_validation
+        warnings: list[dict[str, Any]] = []
         if offline:
             report = await self.validator.validate_async(cmd.xml)
             if not report.ok:
                 log.info("submission refused offline", cif=cmd.cif, rules=report.codes()[:20])
                 raise invalid_document_error(report)
+            warnings = [f.as_dict() for f in report.warnings[:50]]
         key, source = idempotency_key(cmd.client_key, ins.seller_cif, ins.number, ins.issue_date)
         values = dict(standard=ins.standard, document_type=ins.document_type, number=ins.number,
                       issue_date=ins.issue_date, seller_cif=ins.seller_cif, buyer_cif=ins.buyer_cif,
                       extern=cmd.extern, autofactura=cmd.autofactura, b2c=cmd.b2c, validate_first=cmd.validate_first)
-        return await self._create(cmd.cif, "invoice", key, source, cmd.xml, cmd.user_id, values)
+        row, created = await self._create(cmd.cif, "invoice", key, source, cmd.xml, cmd.user_id, values)
+        return {**row, "_warnings": warnings}, created
 
     async def submit_buyer_message(self, invoice: dict[str, Any], message: str, user_id: str | None,
                                    client_key: str | None) -> tuple[dict[str, Any], bool]:

@@ -65,6 +65,9 @@ class SubmissionOut(BaseModel):
     deadline_state: str | None = Field(None, description="on_time | due_soon | late: by the filing moment (ANAF's "
                                        "acceptance of the upload) once filed, else by now")
     filed_late: bool | None = Field(None, description="filed after the deadline (None while not filed)")
+    warnings: list[dict[str, Any]] = Field(default_factory=list, description="on submit only: what the offline "
+                                           "validation pointed out without refusing (e.g. a VAT rate that does not "
+                                           "match the invoice's date, SPVHUB-VAT-01/02); not stored")
     links: dict[str, str] = {}
 
 
@@ -72,9 +75,17 @@ _CLOCK_FIELDS = ("filing_deadline", "filing_deadline_at", "deadline_state", "fil
 
 
 def out(row: dict[str, Any], now: datetime | None = None, due_soon_hours: float = 24.0) -> SubmissionOut:
-    data = {k: row.get(k) for k in SubmissionOut.model_fields if k not in ("links", "errors", *_CLOCK_FIELDS)}
+    """The API view of a submission row; the filing clock is read at `now` (the service's clock)."""
+    data = {k: row.get(k) for k in SubmissionOut.model_fields
+            if k not in ("links", "errors", "warnings", *_CLOCK_FIELDS)}
     clock = filing.clock_of(row, now or datetime.now(UTC), due_soon_hours)
-    return SubmissionOut(**data, **clock, errors=row.get("errors") or [], links=error_links(row))
+    return SubmissionOut(**data, **clock, errors=row.get("errors") or [], warnings=row.get("_warnings") or [],
+                         links=error_links(row))
+
+
+def _out(request: Request, row: dict[str, Any]) -> SubmissionOut:
+    svc = _svc(request)
+    return out(row, svc.clock.now(), svc.settings.deadline_warning_working_hours)
 
 
 async def _scoped_cif(request: Request, user_id: str, raw: str, *, file: bool = False) -> str:
@@ -143,7 +154,7 @@ async def submit(request: Request, user: CurrentUser, cif: str,
                         offline_validation=offline_validation if offline_validation is not None else (
                             _flag(None, form, "offline_validation") if "offline_validation" in form else None))
     row, created = await svc.submit(cmd)
-    return JSONResponse(out(row).model_dump(mode="json"), status_code=202 if created else 200)
+    return JSONResponse(_out(request, row).model_dump(mode="json"), status_code=202 if created else 200)
 
 
 @router.post("/validation", summary="Validate a UBL 2.1 invoice or credit note offline (no ANAF call, no budget)",
@@ -204,7 +215,7 @@ async def list_submissions(request: Request, user: CurrentUser, cif: str, state:
     from spvhub_efactura.adapters import submissions_repo as repo
     async with _svc(request).uow() as uow:
         rows = await repo.list_for(uow.session, c, state, limit, before)
-    items = [out(r) for r in rows]
+    items = [_out(request, r) for r in rows]
     return {"items": [i.model_dump(mode="json") for i in items],
             "next_before": items[-1].created_at.isoformat() if len(items) == limit else None}
 
@@ -225,7 +236,7 @@ async def _submission(request: Request, user: Any, submission_id: str) -> dict[s
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut,
             summary="A submission: state, ANAF index, explained errors, links")
 async def get_submission(request: Request, user: CurrentUser, submission_id: str) -> SubmissionOut:
-    return out(await _submission(request, user, submission_id))
+    return _out(request, await _submission(request, user, submission_id))
 
 
 @router.get("/submissions/{submission_id}/xml", summary="The submitted XML")
@@ -275,4 +286,4 @@ async def buyer_message(request: Request, user: CurrentUser, invoice_id: int, bo
         # the caller may read the invoice; sending at ANAF in the company's name needs more
         await require_grant(uow.session, access_grants, user.user_id, inv["cif"], file=True)
     row, created = await svc.submit_buyer_message(inv, body.message, user.user_id, idempotency_key)
-    return JSONResponse(out(row).model_dump(mode="json"), status_code=202 if created else 200)
+    return JSONResponse(_out(request, row).model_dump(mode="json"), status_code=202 if created else 200)

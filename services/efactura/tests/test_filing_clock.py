@@ -35,14 +35,14 @@ async def _events(h: Harness, topic: str) -> list:  # type: ignore[type-arg]
 
 
 async def test_filing_clock(fresh_database: str, topic_prefix: str, minio_up: None, kafka_up: str) -> None:
-    emulator = new_emulator(4)
-    seller, buyer, client2, unconnected = company_cifs(4)
+    emulator = new_emulator(3)
+    seller, buyer, client2 = company_cifs(3)
     async with Harness(efactura_settings(fresh_database, topic_prefix), emulator) as h:
         await h.grant("acc", [seller, buyer, client2])
         minter = TokenMinter()
         h.app.state.jwks = minter.verifier()
-        await grant_access(h.runtime, "alice", [seller, unconnected])
-        await grant_access(h.runtime, "fay", [unconnected, client2], role="accountant", via_firm_cif="99999990")
+        await grant_access(h.runtime, "alice", [seller, client2])
+        await grant_access(h.runtime, "fay", [seller, client2], role="accountant", via_firm_cif="99999990")
         alice, fay, bob = (minter.headers(u) for u in ("alice", "fay", "bob"))
         svc = h.app.state.submissions
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=h.app), base_url="http://efactura",
@@ -72,35 +72,38 @@ async def test_filing_clock(fresh_database: str, topic_prefix: str, minio_up: No
             assert late[0].deadline == date(2026, 3, 6) and late[0].working_days_late == 2
             assert late[0].issue_date == date(2026, 2, 27) and late[0].cif == seller
 
-            # not filed yet (no connection may act for the company): the clock keeps running
-            r = await api.post(f"{API}/companies/{unconnected}/submissions", headers={**alice, **XML},
-                               content=invoice_xml(unconnected, buyer, "OPEN-1", issue=date(2026, 3, 6)))
-            assert r.status_code == 202 and r.json()["state"] == "received", r.text
-            open1 = r.json()
-            assert open1["filing_deadline"] == "2026-03-13" and open1["filed_late"] is None
-            r = await api.post(f"{API}/companies/{unconnected}/submissions", headers={**fay, **XML},
-                               content=invoice_xml(unconnected, buyer, "OPEN-0", issue=date(2026, 3, 5)))
-            assert r.status_code in (202, 403), r.text  # a firm files only when the client allowed it
+            # rejected by ANAF and not filed again: still to be filed, the clock keeps running
+            opened = {}
+            for number, issued in (("OPEN-1", date(2026, 3, 6)), ("OPEN-0", date(2026, 3, 5))):
+                r = await api.post(f"{API}/companies/{client2}/submissions", headers={**alice, **XML},
+                                   params={"offline_validation": "false"},
+                                   content=invoice_xml(client2, buyer, number, issue=issued, seller_county="ZZ"))
+                assert r.status_code == 202, r.text
+                opened[number] = (await drive(h, r.json()["id"], ("rejected",)))["id"]
+            got = (await api.get(f"{API}/submissions/{opened['OPEN-1']}", headers=alice)).json()
+            assert got["filing_deadline"] == "2026-03-13" and got["filed_late"] is None
+            assert got["deadline_state"] == "on_time"
             real_clock = svc.clock
             try:
-                # Thursday 12 March 12:00: 36 working hours left, more than the 24 h warning window
+                # Thursday 12 March 12:00: OPEN-0 ends tonight (12 working hours left): warned; OPEN-1 has 36
                 svc.clock = FixedClock(datetime(2026, 3, 12, 12, tzinfo=RO_TZ))
-                assert await svc.scan_deadlines() == 0
-                # Friday 13 March 01:00: 23 h left: warned once, however often the scan runs
+                assert await svc.scan_deadlines() == 1
+                # Friday 13 March 01:00: OPEN-1 has 23 h left: warned; OPEN-0 is late now (never "approaching")
                 svc.clock = FixedClock(datetime(2026, 3, 13, 1, tzinfo=RO_TZ))
-                assert await svc.scan_deadlines() >= 1
-                assert await svc.scan_deadlines() == 0
+                assert await svc.scan_deadlines() == 1
+                assert await svc.scan_deadlines() == 0  # once, however often the scan runs
             finally:
                 svc.clock = real_clock
-            soon = [e for e in await _events(h, "efactura.filing-deadline-approaching")
-                    if e.submission_id == open1["id"]]
-            assert len(soon) == 1 and soon[0].deadline == date(2026, 3, 13) and soon[0].working_hours_left == 23.0
-            assert soon[0].state == "received" and soon[0].submitted_by == "alice"
+            soon = {e.submission_id: e for e in await _events(h, "efactura.filing-deadline-approaching")}
+            assert set(soon) == {opened["OPEN-0"], opened["OPEN-1"]}
+            one = soon[opened["OPEN-1"]]
+            assert one.deadline == date(2026, 3, 13) and one.working_hours_left == 23.0
+            assert one.state == "rejected" and one.submitted_by == "alice" and one.cif == client2
+            assert soon[opened["OPEN-0"]].working_hours_left == 12.0
 
-            # per company, soonest first; the accepted one is filed, so not in the open list
-            body = (await api.get(f"{API}/companies/{unconnected}/filing-deadlines", headers=alice)).json()
-            numbers = [i["number"] for i in body["items"]]
-            assert "OPEN-1" in numbers and numbers == sorted(numbers, key=lambda n: {"OPEN-0": 0}.get(n, 1))
+            # per company, soonest first; filed ones are not in the open list
+            body = (await api.get(f"{API}/companies/{client2}/filing-deadlines", headers=alice)).json()
+            assert [i["number"] for i in body["items"]] == ["OPEN-0", "OPEN-1"]
             assert (await api.get(f"{API}/companies/{seller}/filing-deadlines", headers=alice)).json()["items"] == []
             full = (await api.get(f"{API}/companies/{seller}/filing-deadlines", headers=alice,
                                   params={"open": "false"})).json()["items"]
@@ -108,13 +111,16 @@ async def test_filing_clock(fresh_database: str, topic_prefix: str, minio_up: No
                 ("LATE-1", "late", True), ("MAY-1", "on_time", False)]
             assert (await api.get(f"{API}/companies/{seller}/filing-deadlines", headers=bob)).status_code == 403
 
-            # an accounting firm: one list across its clients, soonest first; nothing of other tenants
-            r = await api.post(f"{API}/companies/{client2}/submissions", headers={**alice, **XML},
-                               content=invoice_xml(client2, buyer, "C2-1", issue=date(2026, 3, 2)))
-            assert r.status_code == 403  # alice has no grant on client2
+            # an accounting firm: one list across its clients, soonest first; nobody else's
             everyone = (await api.get(f"{API}/filing-deadlines", headers=fay)).json()
-            assert {i["cif"] for i in everyone["items"]} <= {unconnected, client2}
-            deadlines = [i["filing_deadline"] for i in everyone["items"]]
-            assert "2026-03-13" in deadlines and deadlines == sorted(deadlines)
-            assert sum(everyone["counts"].values()) == len(everyone["items"])
+            assert [(i["cif"], i["number"]) for i in everyone["items"]] == [(client2, "OPEN-0"), (client2, "OPEN-1")]
+            assert sum(everyone["counts"].values()) == 2
             assert (await api.get(f"{API}/filing-deadlines", headers=bob)).json()["items"] == []
+
+            # filed again (a corrected document under a new key): no longer open
+            r = await api.post(f"{API}/companies/{client2}/submissions",
+                               headers={**alice, **XML, "Idempotency-Key": "refile-open-1"},
+                               content=invoice_xml(client2, buyer, "OPEN-1", issue=date(2026, 3, 6)))
+            assert r.status_code == 202, r.text
+            body = (await api.get(f"{API}/companies/{client2}/filing-deadlines", headers=alice)).json()
+            assert [i["number"] for i in body["items"]] == ["OPEN-0"]

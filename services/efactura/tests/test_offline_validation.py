@@ -73,4 +73,7 @@ async def test_invalid_invoice_refused_offline_without_calling_anaf(fresh_databa
             # a valid one is filed as before (the offline check passes, ANAF is called once)
             r = await api.post(url, content=good, headers=alice)
             assert r.status_code == 202, r.text
+            # the kit's 19 % rate on a March 2026 invoice: pointed out, filed all the same
+            assert [w["code"] for w in r.json()["warnings"]] == ["SPVHUB-VAT-01"]
+            assert "21 %" in r.json()["warnings"][0]["explanation_en"]
             assert await _anaf_efactura_calls(h) > calls
