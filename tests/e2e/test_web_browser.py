@@ -28,7 +28,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (requir
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / ".stack" / "screenshots" / "web"
-FIRM, CLIENT, CLIENT2, CLIENT3 = "39812755", "18453276", "25377198", "28904535"
+FIRM, CLIENT, CLIENT2, CLIENT3, CARRIER = "39812755", "18453276", "25377198", "28904535", "36054478"
 PASSWORD = "parola-de-test-2026"
 PHONE_WIDTH = {"width": 390, "height": 844}
 JOIN_LINK = re.compile(r"https?://[^\s\"'<>]+/join\?invitation=[\w\-]+")
@@ -334,10 +334,38 @@ def test_error_path_a_certificate_without_rights(websys: System, browser: Any) -
         p.ctx.close()
 
 
+def test_carrier_sees_its_transports(websys: System, browser: Any) -> None:
+    """Journey 5 on the screens: a carrier authorizes e-Transport and sees the transports where it is the carrier."""
+    p = Person(browser, websys.url("gateway"), "carrier")
+    try:
+        p.sign_up("Andrei Popescu", f"andrei-{uuid.uuid4().hex[:6]}@trans-rapid.ro")
+        p.page.wait_for_url(re.compile(r".*/companies$"))
+        p.page.get_by_label("CIF (cu sau fără RO)").fill(f"RO{CARRIER}")
+        p.page.get_by_role("button", name="Caută în registrul ANAF").click()
+        if "/companies/lookup" in p.page.url:
+            p.page.get_by_role("button", name="Confirmă și adaugă").click()
+        p.page.wait_for_url(re.compile(rf".*/companies/{CARRIER}$"))
+        p.authorize_at_anaf(CARRIER, "transportator", "1234")
+        assert "Autorizare reușită" in p.text(), p.text()
+
+        def polled(page: Any) -> bool:
+            if page.locator("table tbody td.mono").count() > 0:
+                return True
+            button = page.get_by_role("button", name="Verifică acum la ANAF")
+            if button.count():
+                button.first.click()
+            return page.locator("table tbody td.mono").count() > 0
+        p.until(f"/companies/{CARRIER}/transports", polled, "the carrier's transports", timeout=120)
+        main = p.text()
+        assert "UIT" in main and "→" in main
+        p.shot("21-transports")
+    finally:
+        p.ctx.close()
+
+
 def test_screens_in_english_and_the_other_pages_render(websys: System, firm: Person) -> None:
     pg = firm.page
-    for path, marker, name in ((f"/companies/{FIRM}/transports", "Transporturi e-Transport", "21-transports"),
-                               (f"/companies/{FIRM}/submissions", "Trimite factură", "22-send-invoice"),
+    for path, marker, name in ((f"/companies/{FIRM}/submissions", "Trimite factură", "22-send-invoice"),
                                ("/preferences", "Preferințe", "23-preferences"),
                                (f"/companies/{FIRM}/members", "Membri și roluri", "24-members")):
         firm.go(path)

@@ -866,10 +866,26 @@ async def _transports(request: Request, cif: str) -> Response:
         ctx["list_error"] = e
     try:
         ctx["carriers"] = (await api(request, "GET", "/api/etransport/companies")).get("items", [])
+        names = {c["cif"]: c.get("name") for c in await _companies(request)}
+        for c in ctx["carriers"]:
+            c["name"] = c.get("name") or names.get(c.get("cif"))
     except ApiError:
         pass
     ctx["page"] = pg
     return await page(request, "transports.html", ctx)
+
+
+@router.post("/companies/" + CIF_PATH + "/transports/poll")
+async def transports_poll(request: Request, cif: str) -> Response:
+    require_signed_in(request)
+    await form(request)
+    t = tr(request)
+    try:
+        await api(request, "POST", f"/api/etransport/companies/{quote(cif)}/poll", params={"lista": "true"})
+        flash(request, "ok", t("tr.polled"))
+    except ApiError as e:
+        flash(request, "error", err_text(t, e))
+    return see_other(f"/companies/{quote(cif)}/transports")
 
 
 # ---------------------------------------------------------------------------------------------- sending invoices
