@@ -93,6 +93,15 @@ async def _scoped_cif(request: Request, user_id: str, raw: str, *, file: bool = 
     cif = _cif(raw)
     async with _svc(request).uow() as uow:
         await require_grant(uow.session, access_grants, user_id, cif, file=file)
+        if file and not await queries.can_file_through_anaf(uow.session, cif):
+            # Refused now rather than accepted and never sent: no authorization may file for this company.
+            raise AppError(
+                f"No ANAF authorization may file in the name of CIF {cif}: authorize ANAF access for the company, "
+                "or, for an accounting firm's authorization, ask the client to allow filing on the collaboration.",
+                code="no_filing_connection", status=409, details={"cif": cif},
+                messages={"ro": f"Nicio autorizare ANAF nu poate transmite documente în numele CIF {cif}: autorizați "
+                                "accesul ANAF pentru companie sau, pentru autorizarea unei firme de contabilitate, "
+                                "cereți clientului să permită transmiterea în colaborare."})
     return cif
 
 

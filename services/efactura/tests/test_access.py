@@ -176,12 +176,12 @@ async def test_entitlements_choose_the_connection_filing_needs_permission_and_re
             assert _code(r) == (403, "insufficient_role"), r.text
             assert (await _count(h, submissions), await _count(h, outbox)) == (before_subs, before_outbox)
             assert (await _calls(h, client)).get("upload", 0) == 0
-            # the client's owner may file, but no entitled connection may: accepted here, never uploaded through
-            # the firm's connection
+            # the client's owner may file, but no entitled connection may: refused at once, never stored, never
+            # uploaded through the firm's connection
             r = await api.post(f"{API}/companies/{client}/submissions", headers={**cora, **XML},
                                content=invoice_xml(client, buyer, "CORA-1"))
-            assert r.status_code == 202 and r.json()["state"] == "received", r.text
-            assert "may file" in (r.json()["last_error"] or "")
+            assert _code(r) == (409, "no_filing_connection"), r.text
+            assert (await _count(h, submissions), await _count(h, outbox)) == (before_subs, before_outbox)
             assert (await _calls(h, client)).get("upload", 0) == 0
 
             # the client allows filing: the firm's user files through the firm's connection

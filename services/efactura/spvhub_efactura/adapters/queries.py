@@ -242,3 +242,10 @@ def _scrub(error: str | None) -> str | None:
 
 
 _ = (case, or_)
+
+
+async def can_file_through_anaf(session: AsyncSession, cif: str) -> bool:
+    """Some connection portfolio entitles for `cif` on e-Factura may file in its name."""
+    q = select(entitlements.c.connection_id).where(
+        entitlements.c.cif == cif, entitlements.c.may_file.is_(True), entitlements.c.services.any("efactura")).limit(1)
+    return (await session.execute(q)).first() is not None
