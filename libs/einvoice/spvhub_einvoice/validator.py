@@ -4,6 +4,7 @@ checks. Answers in the shape of ANAF's `validare` (each finding: rule id, field,
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -154,9 +155,18 @@ class _Saxon:
 
     def __init__(self, xslt: Path) -> None:
         self.xslt = xslt
+        self._pid = os.getpid()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saxon")
         self._proc: Any = None
         self._exe: Any = None
+
+    def _pool_here(self) -> ThreadPoolExecutor:
+        # a forked child inherits neither the Saxon thread nor a usable processor: start both afresh there
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="saxon")
+            self._proc = self._exe = None
+        return self._pool
 
     def _ensure(self) -> None:
         if self._exe is None:
@@ -174,10 +184,10 @@ class _Saxon:
         return str(out)
 
     def warm(self) -> None:
-        self._pool.submit(self._ensure).result()
+        self._pool_here().submit(self._ensure).result()
 
     def svrl(self, text: str) -> str:
-        return self._pool.submit(self._run, text).result()
+        return self._pool_here().submit(self._run, text).result()
 
 
 class Validator:
