@@ -82,7 +82,8 @@ def company(api: Api, token: str, cif: str) -> None:
 
 def authorize(api: Api, token: str, cif: str, certificate: str) -> dict[str, Any]:
     """Start the authorization and play the person at ANAF: pick the certificate, enter the PIN."""
-    existing = api.call("GET", f"/api/auth/anaf/connections?company_cif={cif}", token).json()
+    # 403 while the caller is not verified for the company yet (registering proves nothing): nothing to reuse
+    existing = api.call("GET", f"/api/auth/anaf/connections?company_cif={cif}", token, ok=(200, 403)).json()
     items = existing if isinstance(existing, list) else existing.get("items", [])
     active = [c for c in items if c.get("state", c.get("status")) == "active"]
     if active:
@@ -100,6 +101,9 @@ def authorize(api: Api, token: str, cif: str, certificate: str) -> dict[str, Any
         raise SystemExit(f"demo seed: the emulator did not redirect back ({at_anaf.status_code})")
     callback = urlparse(at_anaf.headers["location"])
     r = api.call("GET", f"{callback.path}?{callback.query}", ok=(200, 201, 303))
+    # the authorization with rights proves control: wait until portfolio has verified the member
+    wait_for(f"{cif} to be verified", lambda: api.call("GET", f"/api/portfolio/companies/{cif}", token).json().get(
+        "verification") == "verified", timeout=60)
     return dict(r.json()) if r.status_code != 303 else {}
 
 
@@ -133,11 +137,11 @@ def main() -> int:
     step(1, total, f"accounting firm user {FIRM['email']} and company CONTABIL EXPERT SRL ({FIRM['cif']})")
     firm_token = user(api, FIRM)
     company(api, firm_token, FIRM["cif"])
-    api.call("PATCH", f"/api/portfolio/companies/{FIRM['cif']}", firm_token,
-             json={"provides_accounting_services": True})
 
     step(2, total, "e-Factura authorization at the ANAF emulator with the firm's certificate")
     authorize(api, firm_token, FIRM["cif"], FIRM["certificate"])
+    api.call("PATCH", f"/api/portfolio/companies/{FIRM['cif']}", firm_token,
+             json={"provides_accounting_services": True})
 
     step(3, total, "discovering the firm's clients from its certificate")
     discovered = wait_for("discovery", lambda: api.call(
@@ -169,7 +173,10 @@ def main() -> int:
     else:
         inv = received[0]
     if inv.get("status") != "accepted":
-        api.call("POST", f"/api/invitations/{inv['id']}/accept", client_token, ok=(200, 201, 409))
+        # the firm's certificate covers the client, so the claim verified her as its owner: she may consent
+        wait_for("the client to be verified and accept", lambda: api.call(
+            "POST", f"/api/invitations/{inv['id']}/accept", client_token, ok=(200, 201, 403, 409)
+        ).status_code in (200, 201, 409), timeout=60)
 
     step(6, total, f"carrier TRANS RAPID LOGISTIC SRL ({CARRIER['cif']}) authorizes e-Transport")
     carrier_token = user(api, CARRIER)
