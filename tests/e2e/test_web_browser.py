@@ -363,10 +363,39 @@ def test_carrier_sees_its_transports(websys: System, browser: Any) -> None:
         p.ctx.close()
 
 
+def test_sending_an_invoice_and_a_refused_upload(websys: System, firm: Person) -> None:
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    from anaf_emulator.ubl import InvoiceSpec, Line, Party, render
+    pg = firm.page
+    today = date.fromisoformat(websys.admin("GET", "clock").json()["now"][:10])
+    spec = InvoiceSpec(number=f"WEB-{uuid.uuid4().hex[:5]}", issue_date=today - timedelta(days=1),
+                       seller=Party(FIRM, "CONTABIL EXPERT SRL", county="CJ"),
+                       buyer=Party(CLIENT, "BRUTARIA DULCE SRL"),
+                       lines=[Line("Servicii contabile", Decimal("1"), "H87", Decimal("500.00"), "S", Decimal("19"))])
+    firm.go(f"/companies/{FIRM}/submissions")
+    pg.get_by_label("Fișierul XML al facturii (UBL 2.1 / CIUS-RO)").set_input_files(
+        files=[{"name": "factura.xml", "mimeType": "application/xml", "buffer": render(spec)}])
+    pg.get_by_role("button", name="Trimite la ANAF").click()
+    pg.wait_for_url(re.compile(rf".*/companies/{FIRM}/submissions/[^/]+$"))
+    sub = pg.get_by_test_id("submission").inner_text()
+    assert spec.number in sub and CLIENT in sub, sub
+    firm.shot("22-invoice-sent")
+    # a file that is not XML is refused with the reason, and nothing is filed
+    firm.go(f"/companies/{FIRM}/submissions")
+    before = pg.locator("table tbody tr").count()
+    pg.get_by_label("Fișierul XML al facturii (UBL 2.1 / CIUS-RO)").set_input_files(
+        files=[{"name": "factura.xml", "mimeType": "application/xml", "buffer": b"<Invoice><nu"}])
+    pg.get_by_role("button", name="Trimite la ANAF").click()
+    assert "Fișierul nu este un XML valid." in firm.text(), firm.text()
+    assert pg.locator("table tbody tr").count() == before
+    firm.shot("22b-invoice-refused")
+
+
 def test_screens_in_english_and_the_other_pages_render(websys: System, firm: Person) -> None:
     pg = firm.page
-    for path, marker, name in ((f"/companies/{FIRM}/submissions", "Trimite factură", "22-send-invoice"),
-                               ("/preferences", "Preferințe", "23-preferences"),
+    for path, marker, name in (("/preferences", "Preferințe", "23-preferences"),
                                (f"/companies/{FIRM}/members", "Membri și roluri", "24-members")):
         firm.go(path)
         assert marker in firm.text(), (path, firm.text()[:300])

@@ -83,6 +83,11 @@ async def register_company(body: RegisterCompany, user: CurrentUser, uow: Uow, d
     return company
 
 
+@router.get("/registry/{cif}", summary="ANAF's public registry data for a CIF (registers nothing)")
+async def registry_lookup(cif: str, user: CurrentUser, uow: Uow, deps: PortfolioDeps) -> dict[str, Any]:
+    return await _commit(uow, lambda: h.registry_lookup(uow, deps, cif))
+
+
 @router.get("/companies", summary="The caller's companies and the collaborating clients of their firms")
 async def list_companies(user: CurrentUser, uow: Uow) -> dict[str, Any]:
     items = await h.list_companies(uow, user.user_id)

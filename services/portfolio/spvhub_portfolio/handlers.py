@@ -249,6 +249,17 @@ def _verification(verified: bool) -> dict[str, Any]:
                                     "datele publice din registrul ANAF."}
 
 
+async def registry_lookup(uow: SqlUnitOfWork, deps: Deps, raw_cif: str) -> dict[str, Any]:
+    """What typing a CIF gives anyone signed in: ANAF's public registry data, shown before the person confirms
+    the registration. Registers nothing and grants nothing."""
+    cif = domain.normalize_cif(raw_cif)
+    reg = (await registry_data(uow, deps, [cif])).get(cif)
+    if reg is None or not reg["found"]:
+        raise AppError(f"CIF {cif} is valid but ANAF's public registry has no company with it. Check the number.",
+                       code="cif_not_in_registry", status=422, details={"cif": cif})
+    return {"cif": cif, **_company_fields(reg)}
+
+
 async def register_company(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str) -> tuple[dict[str, Any], bool]:
     """Register a company by CIF alone. Registering proves nothing: the caller becomes an *unverified* member
     (owner once verified, if nobody was verified before) and sees the registry data only. A CIF is never locked by

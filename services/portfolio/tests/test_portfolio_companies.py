@@ -31,6 +31,19 @@ async def test_register_with_ro_fills_every_field_from_registry(env: Env) -> Non
     assert c["verification"] == "unverified" and c["verification_hint"]
 
 
+async def test_registry_lookup_shows_public_data_and_registers_nothing(env: Env) -> None:
+    r = await env.api.get(f"/api/portfolio/registry/RO{FIRM_A}", headers=env.headers("u1"))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"cif": FIRM_A, "name": "FIRMA 00 SRL", "address": r.json()["address"],
+                        "trade_register_no": "J12/1000/2015", "vat_payer": True, "efactura_registered": True}
+    bad = await env.api.get("/api/portfolio/registry/12345678", headers=env.headers("u1"))
+    assert bad.status_code == 422 and bad.json()["error"]["code"].startswith("cif_")
+    assert (await env.api.get(f"/api/portfolio/registry/{FIRM_A}")).status_code == 401
+    mine = await env.api.get("/api/portfolio/companies", headers=env.headers("u1"))
+    assert mine.json()["companies"] == []
+    assert [t for t, _ in await env.events()] == []
+
+
 async def test_invalid_cifs_get_clear_4xx_and_nothing_written(env: Env) -> None:
     cases = {"RO 1400018": "cif_bad_control_digit", "RO12A45": "cif_not_numeric", "": "cif_empty",
              "12345678901": "cif_bad_length"}

@@ -894,7 +894,7 @@ async def transports_poll(request: Request, cif: str) -> Response:
 async def submissions(request: Request, cif: str) -> Response:
     require_signed_in(request)
     c = await api(request, "GET", f"/api/portfolio/companies/{quote(cif)}")
-    ctx: dict[str, Any] = {"c": c, "items": []}
+    ctx: dict[str, Any] = {"c": c, "items": [], "idempotency_key": str(uuid.uuid4())}
     try:
         got = await api(request, "GET", f"/api/efactura/companies/{quote(cif)}/submissions", params={"limit": 50})
         ctx["items"] = got.get("items", got) if isinstance(got, dict) else got
@@ -913,7 +913,7 @@ async def submission_upload(request: Request, cif: str) -> Response:
     if not data:
         flash(request, "error", t("send.no_file"))
         return see_other(f"/companies/{cif}/submissions")
-    files = {"xml": (getattr(upload, "filename", None) or "factura.xml", data, "application/xml")}
+    files = {"file": (getattr(upload, "filename", None) or "factura.xml", data, "application/xml")}
     fields = {k: "true" for k in ("extern", "autofactura", "validate_first") if f.get(k) == "on"}
     # one key per form rendering: pressing "send" twice files the invoice once
     key = str(f.get("idempotency_key") or uuid.uuid4())
@@ -932,6 +932,3 @@ async def submission(request: Request, cif: str, submission_id: str) -> Response
     sub = await api(request, "GET", f"/api/efactura/submissions/{quote(submission_id)}")
     return await page(request, "submission.html", {"cif": cif, "sub": sub})
 
-
-def new_idempotency_key() -> str:
-    return str(uuid.uuid4())
