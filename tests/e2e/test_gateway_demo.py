@@ -28,7 +28,7 @@ def demo(postgres_up: None, kafka_up: str, minio_up: None):
 
 def readme_calls() -> str:
     text = (ROOT / "README.md").read_text()
-    block = text.split("## The demo, through the gateway", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    block = text.split("## The demo, through the API", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     assert "GW=http://127.0.0.1:18000" in block
     return block
 
