@@ -2,6 +2,7 @@
 request-body caps and no-store on API answers."""
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -16,7 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from spvhub_common.errors import body_too_large_body, install_error_handlers
+from spvhub_common.errors import body_too_large_body, error_body, install_error_handlers
+from spvhub_common.inputs import InputHygieneMiddleware, data_error_response, is_data_error
 from spvhub_common.settings import ServiceSettings
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
@@ -24,6 +26,8 @@ LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["s
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+REQUEST_ID = re.compile(r"[\w.:-]{1,128}")
+READINESS_TIMEOUT = 3.0  # a dependency that does not answer (a blackholed host) is down, not a hung probe
 API_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -105,6 +109,22 @@ async def _send_too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
+def _unexpected(request: Request, exc: Exception, rid: str) -> Response:
+    """The answer to an exception no handler took: a value the database refused as data is the client's (422);
+    anything else is logged with its traceback and the request id, which the client gets too, to quote."""
+    log = structlog.get_logger(__name__)  # not cached at import: the logging set up at start applies
+    if is_data_error(exc):
+        log.info("value refused by the database", method=request.method, path=request.url.path,
+                 error=type(exc).__name__)
+        return data_error_response()
+    log.error("unexpected error", method=request.method, path=request.url.path, request_id=rid,
+              error=type(exc).__name__, exc_info=exc)
+    return JSONResponse(error_body("internal_error", "A apărut o eroare neprevăzută; citați identificatorul cererii "
+                                                     "dacă o semnalați. / An unexpected error occurred; quote the "
+                                                     "request id if you report it.", {"request_id": rid}),
+                        status_code=500)
+
+
 def create_app(settings: ServiceSettings, *, title: str, description: str, routers: list[APIRouter],
                lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
                version: str = "1.0.0") -> FastAPI:
@@ -116,17 +136,24 @@ def create_app(settings: ServiceSettings, *, title: str, description: str, route
     install_error_handlers(app)
     from spvhub_common.gateway_conf import body_limits_of  # the gateway enforces the same table
 
+    # inside the body cap, so a JSON body it reads whole is already bounded
+    app.add_middleware(InputHygieneMiddleware)
     app.add_middleware(BodyLimitMiddleware, default=settings.max_body_bytes,
                        limits=[(b.method, b.regex, b.max_bytes) for b in body_limits_of(service)])
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        rid = request.headers.get("x-request-id", "")
+        if not REQUEST_ID.fullmatch(rid):  # echoed in headers, bodies and logs: only a plain token is taken
+            rid = uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=rid)
         t0 = time.perf_counter()
         status = 500
         try:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception as exc:
+                response = _unexpected(request, exc, rid)
             status = response.status_code
             response.headers["X-Request-ID"] = rid
             if request.url.path.startswith(("/api/", "/internal/")):
@@ -155,7 +182,9 @@ def create_app(settings: ServiceSettings, *, title: str, description: str, route
         failures = {}
         for check in app.state.readiness:
             try:
-                await check()
+                await asyncio.wait_for(check(), READINESS_TIMEOUT)
+            except TimeoutError:
+                failures[getattr(check, "__name__", "check")] = f"no answer within {READINESS_TIMEOUT:g} s"
             except Exception as exc:  # report which dependency is down, not the stack
                 failures[getattr(check, "__name__", "check")] = f"{type(exc).__name__}: {str(exc)[:200]}"
         body = {"status": "ok" if not failures else "unavailable", "service": service, "failures": failures}
