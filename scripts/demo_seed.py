@@ -69,11 +69,33 @@ class Api:
 
 
 def user(api: Api, who: dict[str, str]) -> str:
+    """Sign up (or in, on a second run) and confirm the address from the verification e-mail: no company is
+    verified for a person whose e-mail is not."""
     r = api.call("POST", "/api/auth/signup", json={"email": who["email"], "password": PASSWORD,
                                                    "name": who["name"], "locale": "ro"}, ok=(201, 409))
     if r.status_code == 409:
         r = api.call("POST", "/api/auth/login", json={"email": who["email"], "password": PASSWORD})
+        if r.json()["user"].get("email_verified") is False:  # a first run stopped before the confirmation
+            api.call("POST", "/api/auth/email/verification/resend", json={"email": who["email"]}, ok=(202,))
+    if r.json()["user"].get("email_verified") is False:
+        def confirmed() -> bool:  # the newest link (after a resend, an older e-mail's link no longer works)
+            token = verification_token(who["email"])
+            return bool(token) and api.call("POST", "/api/auth/email/verify", json={"token": token},
+                                            ok=(200, 400)).status_code == 200
+        wait_for(f"the verification e-mail to {who['email']}", confirmed)
     return str(r.json()["access_token"])
+
+
+def verification_token(email: str) -> str | None:
+    try:
+        mails = httpx.get(f"{MAILBOX}/messages", params={"to": email}, timeout=5).json()
+    except httpx.HTTPError:
+        return None
+    for m in reversed(mails):
+        found = re.search(r"verify-email\?token=([\w\-]+)", m.get("text", ""))
+        if found:
+            return found.group(1)
+    return None
 
 
 def company(api: Api, token: str, cif: str) -> None:

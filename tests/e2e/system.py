@@ -158,6 +158,8 @@ class System:
         if self.web:
             self._spawn("web", [PY, "-m", "spvhub_web"], self.web_env())
             self._wait_http("web", "/health/ready", timeout=60)
+        import e2ekit  # sign-ups through any of this system's URLs read their verification e-mail here
+        e2ekit.MAILBOXES.update({self.url(n): self.url("mailbox") for n in ("auth", "gateway", "web")})
         return self
 
     def _start_gateway(self) -> None:

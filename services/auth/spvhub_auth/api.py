@@ -2,7 +2,7 @@
 
 Public: `/api/auth/...` (accounts, sessions, ANAF connections, delegation links), `/.well-known/jwks.json`.
 Internal (X-Service-Token): `/internal/connections/{id}/access-token`, `/internal/connections/{id}/refresh`,
-`/internal/companies/{cif}/access-token`.
+`/internal/companies/{cif}/access-token`, `/internal/account-links/{id}`.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from spvhub_common.clientaddr import client_address
 from spvhub_common.errors import AppError, error_body
 from spvhub_common.security import CurrentUser, Principal, ServiceCaller
 
+from spvhub_auth import account as A
 from spvhub_auth import handlers as H
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -64,6 +65,29 @@ class ProfilePatch(BaseModel):
     locale: Literal["ro", "en"] | None = None
 
 
+class TokenBody(BaseModel):
+    token: str = Field(max_length=200)
+
+
+class EmailBody(BaseModel):
+    email: str = Field(max_length=320)
+
+
+class ResetPassword(BaseModel):
+    token: str = Field(max_length=200)
+    password: str = Field(max_length=1000)
+
+
+class ChangePassword(BaseModel):
+    current_password: str = Field(max_length=1000)
+    new_password: str = Field(max_length=1000)
+
+
+class ChangeEmail(BaseModel):
+    new_email: str = Field(max_length=320)
+    password: str = Field(max_length=1000, description="the current password")
+
+
 class StartAuthorization(BaseModel):
     company_cif: str = Field(max_length=20)
 
@@ -80,14 +104,20 @@ class CreateDelegation(BaseModel):
 # --- accounts ------------------------------------------------------------------------------------
 
 @router.post("/signup", status_code=201)
-async def signup(body: SignUp, d: Deps) -> dict[str, Any]:
+async def signup(body: SignUp, d: Deps, request: Request) -> dict[str, Any]:
+    """Opens a session at once; the address gets a verification link (`POST /api/auth/email/verify`)."""
     return await H.sign_up(d, email=body.email, password=body.password, name=body.name, locale=body.locale,
-                           invitation_id=body.invitation_id)
+                           invitation_id=body.invitation_id, client=_client(request, d), user_agent=_ua(request))
 
 
 @router.post("/login")
 async def login(body: LogIn, d: Deps, request: Request) -> dict[str, Any]:
-    return await H.log_in(d, email=body.email, password=body.password, client=_client(request, d))
+    return await H.log_in(d, email=body.email, password=body.password, client=_client(request, d),
+                          user_agent=_ua(request))
+
+
+def _ua(request: Request) -> str | None:
+    return request.headers.get("user-agent")
 
 
 def _client(request: Request, d: H.Deps) -> str:
@@ -97,7 +127,8 @@ def _client(request: Request, d: H.Deps) -> str:
 
 @router.post("/token/refresh")
 async def refresh(body: RefreshBody, d: Deps, request: Request) -> dict[str, Any]:
-    return await H.refresh_session(d, refresh_token=body.refresh_token, client=_client(request, d))
+    return await H.refresh_session(d, refresh_token=body.refresh_token, client=_client(request, d),
+                                   user_agent=_ua(request))
 
 
 @router.post("/logout", status_code=204)
@@ -114,6 +145,55 @@ async def me(user: CurrentUser, d: Deps) -> dict[str, Any]:
 @router.patch("/me")
 async def patch_me(body: ProfilePatch, user: CurrentUser, d: Deps) -> dict[str, Any]:
     return await H.update_profile(d, user, name=body.name, locale=body.locale)
+
+
+# --- account lifecycle ---------------------------------------------------------------------------
+
+@router.post("/email/verify")
+async def verify_email(body: TokenBody, d: Deps) -> dict[str, Any]:
+    """Confirm an address with the token of its link (the sign-up address, or the new one of a change)."""
+    return await A.verify_email(d, body.token)
+
+
+@router.post("/email/verification/resend", status_code=202)
+async def resend_verification(body: EmailBody, d: Deps, request: Request) -> dict[str, Any]:
+    """Always 202 with the same body: the answer does not tell whether the address has an account."""
+    return await A.resend_verification(d, email=body.email, client=_client(request, d))
+
+
+@router.post("/email/change", status_code=202)
+async def change_email(body: ChangeEmail, user: CurrentUser, d: Deps) -> dict[str, Any]:
+    """The new address gets a link to confirm (the account moves only then); the current address is told."""
+    return await A.change_email(d, user, new_email=body.new_email, password=body.password)
+
+
+@router.post("/password/forgot", status_code=202)
+async def forgot_password(body: EmailBody, d: Deps, request: Request) -> dict[str, Any]:
+    """E-mails a reset link. Always 202 with the same body, whether or not the address has an account."""
+    return await A.forgot_password(d, email=body.email, client=_client(request, d))
+
+
+@router.post("/password/reset")
+async def reset_password(body: ResetPassword, d: Deps) -> dict[str, Any]:
+    """Set a new password with the token of a reset link; every session of the account ends."""
+    return await A.reset_password(d, token=body.token, password=body.password)
+
+
+@router.post("/password/change")
+async def change_password(body: ChangePassword, user: CurrentUser, d: Deps) -> dict[str, Any]:
+    """The current password is required; every other session ends."""
+    return await A.change_password(d, user, current_password=body.current_password, new_password=body.new_password)
+
+
+@router.get("/sessions")
+async def list_sessions(user: CurrentUser, d: Deps) -> dict[str, Any]:
+    return await A.list_sessions(d, user)
+
+
+@router.post("/sessions/{session_id}/revoke", status_code=204)
+async def revoke_session(session_id: str, user: CurrentUser, d: Deps) -> Response:
+    await A.revoke_session(d, user, session_id)
+    return Response(status_code=204)
 
 
 # --- ANAF authorization ----------------------------------------------------------------------------
@@ -221,6 +301,12 @@ async def internal_refresh(connection_id: str, caller: ServiceCaller, d: Deps) -
 @internal.get("/companies/{cif}/access-token")
 async def internal_access_token_for_cif(cif: str, caller: ServiceCaller, d: Deps) -> dict[str, Any]:
     return await H.access_token_for_cif(d, cif, caller)
+
+
+@internal.get("/account-links/{request_id}")
+async def internal_account_link(request_id: str, caller: ServiceCaller, d: Deps) -> dict[str, Any]:
+    """The link of an account e-mail (notifier, at send time); 410 once used, replaced or expired."""
+    return await A.link_for(d, request_id)
 
 
 @internal.get("/connections/{connection_id}/grants")

@@ -41,8 +41,8 @@ from spvhub_common.uow import SqlUnitOfWork
 from sqlalchemy import and_, case, cast, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
+from spvhub_auth import account, throttle
 from spvhub_auth import domain as D
-from spvhub_auth import throttle
 from spvhub_auth.adapters.anaf import AnafGateway, TokenSet
 from spvhub_auth.adapters.keys import KeyRing
 from spvhub_auth.adapters.orm import (
@@ -89,29 +89,37 @@ def _err(exc: D.DomainError, status: int = 400) -> AppError:
 # ================================================================================================
 
 def _user_view(u: Any) -> dict[str, Any]:
-    return {"id": u.id, "email": u.email, "name": u.name, "locale": u.locale, "created_at": u.created_at}
+    return {"id": u.id, "email": u.email, "name": u.name, "locale": u.locale, "created_at": u.created_at,
+            "email_verified": u.email_verified_at is not None}
 
 
-async def _issue_session(deps: Deps, uow: SqlUnitOfWork, user: Any, family_id: str | None = None) -> dict[str, Any]:
+async def _issue_session(deps: Deps, uow: SqlUnitOfWork, user: Any, family_id: str | None = None, *,
+                         client: str | None = None, user_agent: str | None = None) -> dict[str, Any]:
     s = deps.settings
     now = deps.wall.now()
+    family_id = family_id or uuid.uuid4().hex
+    # `sid` names the session (refresh-token family): the session list marks the current one, and a password
+    # change keeps it while ending the others.
     claims = {"sub": user.id, "email": user.email, "name": user.name, "locale": user.locale, "typ": "access",
               "iss": s.jwt_issuer, "aud": s.jwt_audience, "iat": int(now.timestamp()),
-              "exp": int(now.timestamp()) + s.access_token_ttl_seconds, "jti": uuid.uuid4().hex}
+              "exp": int(now.timestamp()) + s.access_token_ttl_seconds, "jti": uuid.uuid4().hex, "sid": family_id}
     access = deps.ring.sign(claims)
     rid = uuid.uuid4().hex
     secret = secrets.token_urlsafe(32)
     refresh = f"{rid}.{secret}"
     await uow.session.execute(insert(refresh_tokens).values(
-        id=rid, family_id=family_id or uuid.uuid4().hex, user_id=user.id, token_hash=_sha256(refresh),
-        issued_at=now, expires_at=now + timedelta(days=s.refresh_token_ttl_days)))
+        id=rid, family_id=family_id, user_id=user.id, token_hash=_sha256(refresh),
+        issued_at=now, expires_at=now + timedelta(days=s.refresh_token_ttl_days),
+        user_agent=(user_agent or None) and user_agent[:300], client_address=(client or None) and client[:100]))
     return {"access_token": access, "token_type": "Bearer", "expires_in": s.access_token_ttl_seconds,
             "refresh_token": refresh, "user": _user_view(user)}
 
 
 async def sign_up(deps: Deps, *, email: str, password: str, name: str, locale: str = "ro",
-                  invitation_id: str | None = None) -> dict[str, Any]:
-    """Create a platform account (argon2id hash) and open a session; publishes `auth.user-registered`."""
+                  invitation_id: str | None = None, client: str | None = None,
+                  user_agent: str | None = None) -> dict[str, Any]:
+    """Create a platform account (argon2id hash) and open a session; publishes `auth.user-registered` and asks
+    for the e-mail with the address's verification link."""
     try:
         email = D.normalize_email(email)
     except D.DomainError as e:
@@ -134,8 +142,10 @@ async def sign_up(deps: Deps, *, email: str, password: str, name: str, locale: s
         await uow.session.execute(insert(users).values(id=uid, email=email, name=name, locale=locale,
                                                        password_hash=pw_hash, created_at=now, updated_at=now))
         user = (await uow.session.execute(select(users).where(users.c.id == uid))).one()
-        session = await _issue_session(deps, uow, user)
-        uow.publish(UserRegistered(user_id=uid, email=email, name=name, locale=locale, invitation_id=invitation_id))
+        session = await _issue_session(deps, uow, user, client=client, user_agent=user_agent)
+        uow.publish(UserRegistered(user_id=uid, email=email, name=name, locale=locale, invitation_id=invitation_id,
+                                   email_verified=False))
+        await account.request_link(deps, uow, user, account.VERIFY_EMAIL, email, now)
         await uow.commit()
     log.info("user registered", user_id=uid)
     return session
@@ -146,7 +156,8 @@ _SLOW_DOWN = ("Prea multe cereri într-un timp scurt. Încercați din nou peste 
               "Too many requests in a short time. Try again in {retry} seconds.")
 
 
-async def log_in(deps: Deps, *, email: str, password: str, client: str = "unknown") -> dict[str, Any]:
+async def log_in(deps: Deps, *, email: str, password: str, client: str = "unknown",
+                 user_agent: str | None = None) -> dict[str, Any]:
     """Password login. Failures slow the e-mail down (429 `login_throttled` for 1, 2, 4 ... s, capped; never a
     lockout, so the owner gets in from anywhere after the short delay) and are limited per client address
     (429 `too_many_login_attempts`). Both are checked before the password, so a delayed guess learns nothing."""
@@ -196,12 +207,13 @@ async def log_in(deps: Deps, *, email: str, password: str, client: str = "unknow
             new_hash = await asyncio.to_thread(deps.hasher.hash, password)
             await uow.session.execute(update(users).where(users.c.id == user.id).values(password_hash=new_hash))
         await throttle.account_succeeded(uow, email)
-        session = await _issue_session(deps, uow, user)
+        session = await _issue_session(deps, uow, user, client=client, user_agent=user_agent)
         await uow.commit()
     return session
 
 
-async def refresh_session(deps: Deps, *, refresh_token: str, client: str = "unknown") -> dict[str, Any]:
+async def refresh_session(deps: Deps, *, refresh_token: str, client: str = "unknown",
+                          user_agent: str | None = None) -> dict[str, Any]:
     """Rotate a platform refresh token; presenting a used one revokes its whole family (theft detection).
     Rate limited per client address (every attempt) and per user (rotations): 429 `rate_limited`."""
     s = deps.settings
@@ -234,7 +246,8 @@ async def refresh_session(deps: Deps, *, refresh_token: str, client: str = "unkn
             raise Unauthorized("The session expired; sign in again.", code="session_expired")
         await uow.session.execute(update(refresh_tokens).where(refresh_tokens.c.id == rid).values(used_at=now))
         user = (await uow.session.execute(select(users).where(users.c.id == row.user_id))).one()
-        session = await _issue_session(deps, uow, user, family_id=row.family_id)
+        session = await _issue_session(deps, uow, user, family_id=row.family_id, client=client,
+                                       user_agent=user_agent)
         await uow.commit()
     return session
 

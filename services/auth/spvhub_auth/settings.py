@@ -54,6 +54,20 @@ class Settings(ServiceSettings):
     delegation_open_window_seconds: int = 600
     password_min_length: int = 10
 
+    # Account e-mails (verification, change of address, password reset): single-use links to spvhub web's
+    # screens (an integrator with its own front end sets the base and the paths; {token} is the link's token).
+    ui_base_url: str = Field("", description="where people open links (default: public_base_url, spvhub web)")
+    verify_email_path: str = "/verify-email?token={token}"
+    reset_password_path: str = "/reset-password?token={token}"
+    email_verification_ttl_hours: int = 48
+    email_change_ttl_hours: int = 24
+    password_reset_ttl_minutes: int = 60
+    # Requests that e-mail a link (public: resend, forgot password): per client address (429) and per address
+    # asked for (over the limit the answer stays the same 202, only no further e-mail goes out).
+    account_email_ip_max: int = 20
+    account_email_address_max: int = 5
+    account_email_window_seconds: int = 3600
+
     # ANAF connection lifecycle.
     oauth_state_ttl_seconds: int = 600
     access_wait_seconds: float = 3.0     # how long a start waits for the access read model to catch up
@@ -66,6 +80,10 @@ class Settings(ServiceSettings):
     renewal_backoff_max_seconds: int = 3600
     delegation_ttl_hours: int = 24
     callback_result_url: str = ""        # optional: the browser is sent here (303) after the callback
+
+    @property
+    def links_base(self) -> str:
+        return (self.ui_base_url or self.public_base_url).rstrip("/")
 
     @property
     def redirect_uri(self) -> str:

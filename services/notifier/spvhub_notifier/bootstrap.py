@@ -9,6 +9,7 @@ from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
 
 from spvhub_notifier import consumers, jobs
+from spvhub_notifier.adapters.account_links import AccountLinks, HttpAccountLinks
 from spvhub_notifier.adapters.invitations_client import HttpInvitationLinks, InvitationLinks
 from spvhub_notifier.adapters.orm import access_grants, outbox
 from spvhub_notifier.adapters.smtp import EmailSender, SmtpSender
@@ -19,7 +20,8 @@ from spvhub_notifier.settings import Settings, get_settings
 
 
 def build(settings: Settings | None = None, *, clock: Clock | None = None, sender: EmailSender | None = None,
-          links: InvitationLinks | None = None, **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
+          links: InvitationLinks | None = None, account_links: AccountLinks | None = None,
+          **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
 
@@ -35,7 +37,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, sende
         links=links or HttpInvitationLinks(settings.invitations_url, settings.service_token.get_secret_value()),
         links_base=settings.links_base, mail_from=settings.mail_from, retry_base=settings.email_retry_base,
         retry_max=settings.email_retry_max, max_attempts=settings.email_max_attempts, lease=settings.email_lease,
-        batch=settings.email_batch, ui_paths=settings.ui_paths)
+        batch=settings.email_batch, ui_paths=settings.ui_paths,
+        account_links=account_links or HttpAccountLinks(settings.auth_base, settings.service_token.get_secret_value()))
     consumers.register(runtime)
     jobs.register(runtime, deps, send_interval=settings.email_send_interval,
                   digest_interval=settings.digest_interval)

@@ -41,12 +41,21 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("collaboration_ended", "/companies/{client_cif}"),
     Kind("join_requested", "/companies/{cif}/members"),  # the owners and administrators who decide
     Kind("company_verified", "/companies/{cif}"),  # the person who just proved control
+    # the account's own e-mails, sent to an address (not an inbox) and never switched off; the first three carry a
+    # single-use link the notifier fetches from auth when it sends them
+    Kind("email_verification", "", inbox=False),
+    Kind("email_change", "", inbox=False),  # to the new address: confirm it
+    Kind("password_reset", "", inbox=False),
+    Kind("email_changed", "/account", inbox=False),  # to the old address: a change was asked for
+    Kind("password_changed", "/account", inbox=False),
 )}
+LINKED_KINDS = {"invitation", "email_verification", "email_change", "password_reset"}  # the link comes with the send
+ACCOUNT_KINDS = {"email_verification", "email_change", "password_reset", "email_changed", "password_changed"}
 
 
 def action_url(base: str, kind: str, params: dict[str, Any], paths: dict[str, str] | None = None) -> str:
     """The person-facing link: the UI base plus the kind's path (`paths` overrides the defaults per kind)."""
-    if kind == "invitation":
+    if kind in LINKED_KINDS:
         return str(params.get("link", ""))
     try:
         return base.rstrip("/") + ((paths or {}).get(kind) or KINDS[kind].link).format(**params)

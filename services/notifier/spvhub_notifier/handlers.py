@@ -16,7 +16,14 @@ from spvhub_common.access import MANAGERS, accessible_cifs, require_access, veri
 from spvhub_common.clock import Clock
 from spvhub_common.errors import AppError, NotFound
 from spvhub_common.events import CloudEvent, Event
-from spvhub_common.events.auth import ReauthorizationRequired, TokenExpiring, TokenRefreshed, UserRegistered
+from spvhub_common.events.auth import (
+    AccountEmailRequested,
+    EmailVerified,
+    ReauthorizationRequired,
+    TokenExpiring,
+    TokenRefreshed,
+    UserRegistered,
+)
 from spvhub_common.events.efactura import (
     FiledLate,
     FilingDeadlineApproaching,
@@ -52,6 +59,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from spvhub_notifier import domain
+from spvhub_notifier.adapters.account_links import AccountLinks
 from spvhub_notifier.adapters.invitations_client import InvitationLinks, LinkGone, LinkUnavailable
 from spvhub_notifier.adapters.orm import (
     access_grants,
@@ -88,6 +96,7 @@ class Deps:
     batch: int = 50
     unknown_recipient_attempts: int = 30
     ui_paths: dict[str, str] | None = None  # per kind, a path replacing domain.KINDS' default
+    account_links: AccountLinks | None = None  # auth's links of account e-mails
 
 
 # ---------------------------------------------------------------- delivery (inbox + e-mail outbox)
@@ -152,6 +161,23 @@ async def on_user_registered(ev: UserRegistered, _env: CloudEvent, uow: SqlUnitO
     await uow.session.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={
         "email": stmt.excluded.email, "name": stmt.excluded.name, "locale": stmt.excluded.locale,
         "updated_at": func.now()}))
+
+
+async def on_email_verified(ev: EmailVerified, _env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    """A confirmed change of address: e-mails go to the new one from now on."""
+    await uow.session.execute(update(users).where(users.c.user_id == ev.user_id).values(
+        email=ev.email, updated_at=func.now()))
+
+
+async def on_account_email(ev: AccountEmailRequested, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    """The account's own e-mails go to the address named (for a change, the new or the old one), in the
+    account's language; a link is fetched from auth when the e-mail is sent."""
+    if ev.kind not in domain.ACCOUNT_KINDS:
+        log.warning("unknown account e-mail kind ignored", kind=ev.kind)
+        return
+    params = {"request_id": ev.request_id, "name": ev.name, "email": ev.email, "new_email": ev.new_email}
+    await deliver(uow, Notice(ev.kind, params, email_to=ev.email, email_locale=domain.normalize_locale(ev.locale)),
+                  env.id)
 
 
 async def on_company(ev: CompanyRegistered | CompanyUpdated, _env: CloudEvent, uow: SqlUnitOfWork) -> None:
@@ -445,6 +471,17 @@ async def _send_one(deps: Deps, row: dict[str, Any]) -> None:
             return await _record(deps, row, "retry", f"invitations unavailable: {exc}")
         params.update({k: info.get(k) or params.get(k) for k in ("firm_name", "client_name", "expires_at")})
         url = str(info["link"])
+    elif row["kind"] in domain.LINKED_KINDS:
+        if deps.account_links is None:
+            return await _record(deps, row, "retry", "no client of auth's account links configured")
+        try:
+            info = await deps.account_links.link(params["request_id"])
+        except LinkGone as exc:
+            return await _record(deps, row, "cancelled", f"account link no longer usable: {exc}")
+        except LinkUnavailable as exc:
+            return await _record(deps, row, "retry", f"auth unavailable: {exc}")
+        params["expires_at"] = info.get("expires_at")
+        url = str(info["link"])
     else:
         url = domain.action_url(deps.links_base, row["kind"], params, deps.ui_paths)
     r = deps.renderer.render(row["kind"], locale, params, url=url, user_name=name or params.get("name"))
@@ -580,7 +617,8 @@ async def mark_all_read(deps: Deps, user: Principal) -> dict[str, int]:
     return {"marked": res.rowcount or 0, "unread": 0}
 
 
-EMAIL_KINDS = [k for k in KINDS if k != "invitation"]  # the invitation e-mail goes to a person without account
+# the invitation e-mail goes to a person without account; the account's own e-mails cannot be switched off
+EMAIL_KINDS = [k for k in KINDS if k != "invitation" and k not in domain.ACCOUNT_KINDS]
 
 
 async def get_preferences(deps: Deps, user: Principal) -> dict[str, Any]:
@@ -651,9 +689,11 @@ EVENT_HANDLERS: dict[type[Event], Callable[..., Any]] = {
     CollaborationEnded: on_collaboration_ended,
     JoinRequested: on_join_requested,
     MembershipVerified: on_membership_verified,
+    AccountEmailRequested: on_account_email,
 }
 READ_MODEL_HANDLERS: dict[type[Event], Callable[..., Any]] = {
     UserRegistered: on_user_registered,
+    EmailVerified: on_email_verified,
     CompanyRegistered: on_company,
     CompanyUpdated: on_company,
 }

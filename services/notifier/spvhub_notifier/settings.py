@@ -20,6 +20,7 @@ class Settings(ServiceSettings):
     mail_from: str = "spvhub <notificari@spvhub.local>"
 
     invitations_url: str = Field("http://127.0.0.1:18103", description="internal base URL of invitations")
+    auth_url: str = Field("", description="internal base URL of auth (default: the one serving jwks_url)")
     # Person-facing links (e-mails, the inbox): the UI base plus a path per notification kind. The defaults are
     # spvhub web's screens behind the gateway; an integrator with its own front end sets both.
     ui_base_url: str = Field("", description="where people open links (default: app_base_url, public_base_url)")
@@ -34,6 +35,10 @@ class Settings(ServiceSettings):
     email_max_attempts: int = Field(500, description="attempts before an e-mail is given up (failed)")
     email_lease: float = Field(120.0, description="seconds an e-mail being sent is reserved for one sender")
     digest_interval: float = Field(3600.0, description="seconds between invoice digests")
+
+    @property
+    def auth_base(self) -> str:
+        return (self.auth_url or self.jwks_url.split("/.well-known/")[0]).rstrip("/")
 
     @property
     def links_base(self) -> str:

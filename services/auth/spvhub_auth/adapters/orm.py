@@ -33,8 +33,27 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("failed_logins", Integer, nullable=False, server_default="0"),
     Column("locked_until", DateTime(timezone=True)),
+    Column("email_verified_at", DateTime(timezone=True)),  # null until the address is confirmed from its link
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Single-use links e-mailed to a person (verify an address, confirm a new one, reset a password). The token is
+# stored nowhere: it is HMAC(key, "<id>:<nonce>") with a key derived from the token key spec, so the notifier can
+# fetch the link from the internal endpoint when it sends the e-mail, and a database dump alone opens nothing.
+# `token_hash` (SHA-256 of the token) finds the row when the link comes back.
+account_tokens = Table(
+    "account_tokens", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False, index=True),
+    Column("purpose", String(32), nullable=False),   # verify_email | change_email | reset_password
+    Column("email", String(320), nullable=False),    # the address the link was sent to
+    Column("nonce", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),  # a newer link of the same purpose, or the account changed
 )
 
 login_throttle = Table(
@@ -54,6 +73,8 @@ refresh_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("user_agent", String(300)),      # of the request that issued this token (the session's latest use)
+    Column("client_address", String(100)),
 )
 
 signing_keys = Table(

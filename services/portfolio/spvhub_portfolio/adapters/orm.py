@@ -73,9 +73,21 @@ users = Table(
     Column("user_id", String(64), primary_key=True),
     Column("email", String(320), nullable=False),
     Column("name", Text, nullable=False, server_default=""),
+    # auth's `email_verified`: no company is verified for a person whose e-mail is not (the proof waits below)
+    Column("email_verified", Boolean, nullable=False, server_default=text("true")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("ux_users_email", func.lower(users.c.email), unique=True)
+
+# A proof of control (authorization, invitation) that came before the person's e-mail was verified: applied when
+# auth announces the verification, so an authorization done first is not lost.
+pending_verifications = Table(
+    "pending_verifications", metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("cif", String(16), primary_key=True),
+    Column("via", String(16), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
 
 # ANAF connections as auth announces them (no token here: tokens stay in auth).
 connections = Table(

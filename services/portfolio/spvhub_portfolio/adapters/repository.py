@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,7 @@ from spvhub_portfolio.adapters.orm import (
     entitlements_published,
     invitations_seen,
     memberships,
+    pending_verifications,
     registry_entries,
     users,
 )
@@ -154,9 +155,37 @@ async def firms_of_user_with_active_collaboration(s: AsyncSession, user_id: str,
 
 
 # -- users ------------------------------------------------------------------------------------------------
-async def upsert_user(s: AsyncSession, user_id: str, email: str, name: str) -> None:
-    stmt = insert(users).values(user_id=user_id, email=email, name=name)
-    await s.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"email": email, "name": name}))
+async def upsert_user(s: AsyncSession, user_id: str, email: str, name: str, email_verified: bool = True) -> None:
+    stmt = insert(users).values(user_id=user_id, email=email, name=name, email_verified=email_verified)
+    # a verification that arrived first (another topic) is never undone by a late registration event
+    await s.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={
+        "email": case((users.c.email_verified & ~stmt.excluded.email_verified, users.c.email),
+                      else_=stmt.excluded.email),
+        "name": name, "email_verified": users.c.email_verified | stmt.excluded.email_verified}))
+
+
+async def set_email_verified(s: AsyncSession, user_id: str, email: str) -> None:
+    stmt = insert(users).values(user_id=user_id, email=email, name="", email_verified=True)
+    await s.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"email": email,
+                                                                                 "email_verified": True}))
+
+
+async def email_unverified(s: AsyncSession, user_id: str) -> bool:
+    """True only when auth said this person's e-mail is not verified (a person portfolio has not heard of yet, or
+    an account from before e-mail verification, is not held back)."""
+    v = (await s.execute(select(users.c.email_verified).where(users.c.user_id == user_id))).scalar()
+    return v is False
+
+
+async def record_pending_verification(s: AsyncSession, user_id: str, cif: str, via: str, at: datetime) -> None:
+    await s.execute(insert(pending_verifications).values(user_id=user_id, cif=cif, via=via, recorded_at=at)
+                    .on_conflict_do_nothing())
+
+
+async def take_pending_verifications(s: AsyncSession, user_id: str) -> list[tuple[str, str]]:
+    rows = (await s.execute(delete(pending_verifications).where(pending_verifications.c.user_id == user_id)
+                            .returning(pending_verifications.c.cif, pending_verifications.c.via))).all()
+    return sorted((r.cif, r.via) for r in rows)
 
 
 async def user_by_email(s: AsyncSession, email: str) -> Row | None:
@@ -313,11 +342,14 @@ async def discovered_for_holder(s: AsyncSession, holder_cif: str) -> list[Row]:
 
 # -- candidates ------------------------------------------------------------------------------------------
 async def add_candidates(s: AsyncSession, firm_cif: str, cifs: list[str], user_id: str) -> int:
-    if not cifs:
-        return 0
-    res = await s.execute(insert(candidates).values([dict(firm_cif=firm_cif, cif=c, added_by=user_id) for c in cifs])
-                          .on_conflict_do_nothing().returning(candidates.c.cif))
-    return len(res.all())
+    added = 0
+    for i in range(0, len(cifs), 5000):  # 3 parameters a row: one INSERT stays far below PostgreSQL's 32,767
+        chunk = cifs[i:i + 5000]
+        res = await s.execute(insert(candidates).values([dict(firm_cif=firm_cif, cif=c, added_by=user_id)
+                                                         for c in chunk])
+                              .on_conflict_do_nothing().returning(candidates.c.cif))
+        added += len(res.all())
+    return added
 
 
 async def candidates_of(s: AsyncSession, firm_cif: str) -> list[str]:
