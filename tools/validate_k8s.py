@@ -40,6 +40,7 @@ SAFE_DEFAULTS = {
     "pg_database": "spvhub_<service> by convention: one database per service",
     "clock_url": "dev/test only: follow the ANAF emulator's clock (empty = real time)",
     "kafka_topic_prefix": "test isolation only",
+    "ui_base_url": "person-facing links: empty = public_base_url (spvhub web behind the gateway)",
 }
 
 # --- CRDs: not in the Kubernetes schemas; checked here by their required structure --------------------

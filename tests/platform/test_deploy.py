@@ -147,4 +147,5 @@ def test_dockerfile_runtime_requirements_keep_runtime_and_drop_tooling(tmp_path:
     for pkg in re.findall(r"\./(libs/common|emulator|services/\w+)", text):
         assert (ROOT / pkg / "pyproject.toml").exists(), pkg
     services = set(re.findall(r"\./services/(\w+)", text))
-    assert services == set(gen_k8s.SERVICES)
+    # spvhub web is in the image (compose runs it) but not a Kubernetes Deployment yet
+    assert services == set(gen_k8s.SERVICES) | {"web"}
