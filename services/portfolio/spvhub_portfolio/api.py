@@ -15,6 +15,7 @@ from spvhub_common.security import CurrentUser
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio import handlers as h
+from spvhub_portfolio.domain import MAX_CSV_FIELD, MAX_CSV_ROWS
 
 router = APIRouter(prefix="/api/portfolio", tags=["portfolio"])
 
@@ -138,7 +139,11 @@ async def discover(cif: str, user: CurrentUser, uow: Uow, deps: PortfolioDeps) -
 
 
 @router.post("/companies/{cif}/candidates", summary="Upload a CSV of client CIFs to probe (owner/admin)",
-             openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+             description=f"At most {MAX_CSV_BYTES // (1024 * 1024)} MiB and {MAX_CSV_ROWS} rows (20,000 CIFs and "
+                         f"a header); a cell longer than {MAX_CSV_FIELD} characters or a file the CSV reader "
+                         "cannot read is refused with 422 `malformed_csv`, too many rows with 422 `too_many_rows`.",
+             openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {
+                 "type": "string", "maxLength": MAX_CSV_BYTES}}}}})
 async def upload_candidates(cif: str, request: Request, user: CurrentUser, uow: Uow) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel"):

@@ -224,6 +224,13 @@ class CsvCandidates:
 
 
 HEADER_NAMES = {"cif", "cui", "cod fiscal", "codfiscal", "cod_fiscal", "vat", "cod", "tax id"}
+MAX_CSV_ROWS = 20_001  # the most CIFs a firm may hold (20,000) plus a header row
+MAX_CSV_FIELD = 1024  # a CIF is short: a longer cell is not a client list
+
+
+class CandidatesRefused(AppError):
+    status = 422
+    code = "malformed_csv"
 
 
 def parse_candidates_csv(text: str) -> CsvCandidates:
@@ -237,7 +244,27 @@ def parse_candidates_csv(text: str) -> CsvCandidates:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample.strip() else csv.excel
     except csv.Error:
         dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
+    rows: list[list[str]] = []
+    if "\x00" in text:
+        raise CandidatesRefused("The CSV holds NUL bytes: it is not a text file.",
+                                messages={"ro": "Fișierul CSV conține octeți NUL: nu este un fișier text."})
+    try:
+        for row in csv.reader(io.StringIO(text), dialect):
+            if len(rows) >= MAX_CSV_ROWS:
+                raise CandidatesRefused(
+                    f"The CSV has more than {MAX_CSV_ROWS} rows.", code="too_many_rows", details={
+                        "max_rows": MAX_CSV_ROWS},
+                    messages={"ro": f"Fișierul CSV are mai mult de {MAX_CSV_ROWS} rânduri."})
+            if any(len(cell) > MAX_CSV_FIELD for cell in row):
+                raise CandidatesRefused(
+                    f"Row {len(rows) + 1} has a cell longer than {MAX_CSV_FIELD} characters.",
+                    details={"line": len(rows) + 1},
+                    messages={"ro": f"Rândul {len(rows) + 1} are o celulă mai lungă de {MAX_CSV_FIELD} caractere."})
+            rows.append(row)
+    except csv.Error as e:  # NUL bytes, an unclosed quote, a cell past the csv module's own limit
+        raise CandidatesRefused(f"The CSV cannot be read: {e}.", details={"problem": str(e)[:200]},
+                                messages={"ro": f"Fișierul CSV nu poate fi citit: {e}."}) from e
+    seen: set[str] = set()  # the duplicate check is linear in the rows, not quadratic
     col = 0
     start = 0
     if rows:
@@ -258,6 +285,7 @@ def parse_candidates_csv(text: str) -> CsvCandidates:
         except InvalidCif as e:
             out.errors.append({"line": lineno, "value": value, "code": e.code, "problem": e.message})
             continue
-        if cif not in out.cifs:
+        if cif not in seen:
+            seen.add(cif)
             out.cifs.append(cif)
     return out
