@@ -34,6 +34,10 @@ RUN SPVHUB_ENV=test /opt/spvhub/bin/python -m spvhub_common.gateway_conf --templ
       --env-file /src/infra/stack.env --out /gateway/nginx.conf --prefix /gateway --listen 8080 \
       --upstream-host '{name}' --upstream-port 8000 --user none \
       --openapi-from contracts --contracts-dir /src/contracts \
+ && SPVHUB_ENV=test /opt/spvhub/bin/python -m spvhub_common.gateway_conf --template /src/infra/nginx.conf.tmpl \
+      --env-file /src/infra/stack.env --out /gateway/nginx-noweb.conf --prefix /gateway --listen 8080 \
+      --upstream-host '{name}' --upstream-port 8000 --user none --no-web \
+      --openapi-from contracts --contracts-dir /src/contracts \
  && rm -rf /gateway/tmp
 
 FROM ${NGINX_IMAGE} AS gateway

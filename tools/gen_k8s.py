@@ -160,6 +160,9 @@ def gateway_docs() -> list[dict[str, Any]]:
     sec = dict(CONTAINER_SECURITY, runAsUser=101, runAsGroup=101)
     container = {
         "name": name, "image": GATEWAY_IMAGE, "imagePullPolicy": "IfNotPresent",
+        # spvhub web is not a Deployment here yet: the config without its upstream (nginx must resolve every one)
+        "command": ["nginx", "-e", "stderr", "-p", "/etc/spvhub-gateway", "-c", "/etc/spvhub-gateway/nginx-noweb.conf",
+                    "-g", "daemon off;"],
         "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
         "livenessProbe": {"httpGet": {"path": "/health/live", "port": "http"}, "periodSeconds": 15},
         "readinessProbe": {"httpGet": {"path": "/health/live", "port": "http"}, "periodSeconds": 10},

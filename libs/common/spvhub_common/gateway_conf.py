@@ -149,9 +149,9 @@ def service_port(name: str, values: dict[str, str]) -> int:
     return int(values[f"SPVHUB_{name.upper()}_PORT"])
 
 
-def _upstreams(values: dict[str, str], upstream_host: str, upstream_port: int | None) -> str:
+def _upstreams(values: dict[str, str], upstream_host: str, upstream_port: int | None, web: bool = True) -> str:
     blocks = []
-    for s in [*SERVICES, WEB]:
+    for s in [*SERVICES, *([WEB] if web else [])]:
         host = upstream_host.format(name=s)
         port = upstream_port or service_port(s, values)
         blocks.append(f"    upstream {s} {{\n        server {host}:{port} max_fails=0;\n        keepalive 16;\n    }}")
@@ -376,17 +376,21 @@ def write_openapi(html: Path, *, from_code: bool = True, contracts_dir: Path | N
     return f"copied from {committed}"
 
 
+# Without spvhub web (a deployment that has no `web` to resolve): `/` goes to the API docs, as before the web.
+NO_WEB_LOCATIONS = "        location = / { return 302 /docs/; }"
+
+
 def render(template: str, *, values: dict[str, str], listen: str, upstream_host: str = "127.0.0.1",
-           upstream_port: int | None = None, user: str | None = None) -> str:
+           upstream_port: int | None = None, user: str | None = None, web: bool = True) -> str:
     user_line = f"user {user};" if user else "# (no user directive: workers keep the master's user)"
     repl = {
         "@@USER@@": user_line,
         "@@LISTEN@@": listen,
-        "@@UPSTREAMS@@": _upstreams(values, upstream_host, upstream_port),
+        "@@UPSTREAMS@@": _upstreams(values, upstream_host, upstream_port, web),
         "@@RATE_ZONES@@": _rate_zones(values),
         "@@RATE_LOCATIONS@@": _rate_locations(values),
         "@@ROUTE_LOCATIONS@@": _route_locations(),
-        "@@WEB_LOCATIONS@@": _web_locations(),
+        "@@WEB_LOCATIONS@@": _web_locations() if web else NO_WEB_LOCATIONS,
         "@@HEALTH_LOCATIONS@@": _health_locations(),
         "@@BODY_LIMIT_LOCATIONS@@": _body_limit_locations(),
         "@@DEFAULT_BODY_LIMIT@@": _size(DEFAULT_BODY_LIMIT),
@@ -416,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--user", help="nginx `user` directive; default: root when run as root (dev), none otherwise")
     p.add_argument("--openapi-from", choices=["code", "contracts"], default="code")
     p.add_argument("--contracts-dir", type=Path, help="where the committed openapi.json is (default: contracts/)")
+    p.add_argument("--no-web", action="store_true", help="no spvhub web upstream (where it is not deployed)")
     a = p.parse_args(argv)
 
     values = stack_values(a.env_file)
@@ -426,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     if user == "none":
         user = None
     conf = render(a.template.read_text(), values=values, listen=listen, upstream_host=a.upstream_host,
-                  upstream_port=a.upstream_port, user=user)
+                  upstream_port=a.upstream_port, user=user, web=not a.no_web)
     prefix = a.prefix.resolve()
     html = prefix / "html"
     html.mkdir(parents=True, exist_ok=True)
