@@ -32,7 +32,7 @@ TARGETS = ("base", "overlays/dev", "overlays/prod", "infrastructure", "monitorin
 CACHE = Path(os.environ.get("SPVHUB_CACHE", Path.home() / ".cache" / "spvhub"))
 
 # --- settings: which fields a deployment must provide -------------------------------------------------
-ADDRESS = re.compile(r"(^|_)(host|port|url|uri|endpoint|bootstrap|database)$|^anaf_base$")
+ADDRESS = re.compile(r"(^|_)(host|port|url|uri|endpoint|bootstrap|database)$|^anaf_(oauth|api|public|spv)_base$")
 CREDENTIAL = re.compile(r"(^|_)(key|secret|password|username|user|token)$")
 ALWAYS_REQUIRED = {"env", "log_level", "anaf_env", "anaf_client_id", "mail_from", "token_key_active"}
 # Address-like fields whose code default is right in every deployment, and why.
@@ -41,6 +41,7 @@ SAFE_DEFAULTS = {
     "clock_url": "dev/test only: follow the ANAF emulator's clock (empty = real time)",
     "kafka_topic_prefix": "test isolation only",
     "ui_base_url": "person-facing links: empty = public_base_url (spvhub web behind the gateway)",
+    "anaf_emulator_url": "dev/test only: every ANAF host family on the emulator (empty = the four ANAF bases)",
 }
 
 # --- CRDs: not in the Kubernetes schemas; checked here by their required structure --------------------

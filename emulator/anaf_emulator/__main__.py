@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import uvicorn
 
 from .app import create_app
+from .hosts import FamilyHosts
 
 
 def _switch(text: str) -> tuple[str, object]:
@@ -28,8 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--switch", action="append", default=[], type=_switch, metavar="NAME=VALUE")
     parser.add_argument("--clock-start", default=None, help='ISO instant or "now": overrides the scenario clock')
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--family-hosts", action="store_true",
+                        help="serve each ANAF host family only under its own path prefix (hosts.py)")
     args = parser.parse_args(argv)
-    app = create_app(args.scenario, admin=args.admin, clock_start=args.clock_start, **dict(args.switch))
+    app: Any = create_app(args.scenario, admin=args.admin, clock_start=args.clock_start, **dict(args.switch))
+    if args.family_hosts:
+        app = FamilyHosts(app)
     uvicorn.run(
         app,
         host=args.host,

@@ -167,7 +167,7 @@ _PAGE = """<!DOCTYPE html>
 <body>
 <h1>Autentificare cu certificat digital</h1>
 <p>Aplicatia <b>{app}</b> solicita acces la serviciile: {services}.</p>
-<form method="post" action="/anaf-oauth2/v1/authorize" id="certificate-form">
+<form method="post" action="{root}/anaf-oauth2/v1/authorize" id="certificate-form">
 {hidden}
 <fieldset><legend>Select a Certificate</legend>
 {options}
@@ -247,7 +247,9 @@ async def authorize_page(request: Request) -> Response:
         for c in state.certs.values()
     )
     services = ", ".join(sorted(app.services))
-    return HTMLResponse(_PAGE.format(app=escape(app.name or app.client_id), services=services, hidden=hidden, options=options))
+    # root_path: the host prefix when the emulator serves each ANAF host under its own prefix (hosts.py)
+    return HTMLResponse(_PAGE.format(app=escape(app.name or app.client_id), services=services, hidden=hidden,
+                                     options=options, root=escape(request.scope.get("root_path", ""))))
 
 
 def _access_denied(redirect_uri: str, oauth_state: str | None) -> Response:

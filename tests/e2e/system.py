@@ -77,7 +77,7 @@ class System:
             "SPVHUB_S3_ENDPOINT": f"127.0.0.1:{STACK['SPVHUB_MINIO_PORT']}",
             "SPVHUB_S3_ACCESS_KEY": STACK["SPVHUB_MINIO_USER"], "SPVHUB_S3_SECRET_KEY": STACK["SPVHUB_MINIO_PASSWORD"],
             "SPVHUB_S3_BUCKET": f"e2e-{self.run_id}",
-            "SPVHUB_ANAF_BASE": self.emulator, "SPVHUB_CLOCK_URL": f"{self.emulator}/__admin/clock",
+            "SPVHUB_ANAF_EMULATOR_URL": self.emulator, "SPVHUB_CLOCK_URL": f"{self.emulator}/__admin/clock",
             "SPVHUB_JWKS_URL": f"{self.url('auth')}/.well-known/jwks.json",
             "SPVHUB_SERVICE_TOKEN": self.service_token,
             "SPVHUB_PUBLIC_BASE_URL": self.public_url,

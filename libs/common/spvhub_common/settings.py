@@ -8,10 +8,20 @@ anything starting with `dev-` or naming itself a placeholder) is refused at star
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spvhub_common.anaf.config import (
+    FAMILIES,
+    PROD_API_BASE,
+    PROD_OAUTH_BASE,
+    PROD_PUBLIC_BASE,
+    PROD_SPV_BASE,
+    AnafConfig,
+)
 
 # Values published in this repository (stack.env, docker-compose, code defaults) or shipped as factory defaults.
 PLACEHOLDERS = {"", "changeme", "change-me", "changeit", "secret", "password", "dev", "test", "spvhub-dev",
@@ -65,8 +75,14 @@ class ServiceSettings(BaseSettings):
     jwt_audience: str = "spvhub"
     service_token: SecretStr = SecretStr("dev-service-token")
 
-    anaf_base: str = "http://127.0.0.1:18080"
-    anaf_env: str = "test"
+    # ANAF: one base URL per host family (anaf-api.md §0; spvhub_common.anaf.config), each defaulting to the real
+    # host. `anaf_emulator_url`, when set, points all four at the emulator instead (dev/test; refused in prod).
+    anaf_emulator_url: str = Field("", description="dev/test: every ANAF host family on this emulator base URL")
+    anaf_oauth_base: str = Field(PROD_OAUTH_BASE, description="OAuth: authorize, token")
+    anaf_api_base: str = Field(PROD_API_BASE, description="e-Factura / e-Transport with an access token")
+    anaf_public_base: str = Field(PROD_PUBLIC_BASE, description="public registries, validare/transformare")
+    anaf_spv_base: str = Field(PROD_SPV_BASE, description="SPV mailbox web service")
+    anaf_env: Literal["prod", "test"] = Field("test", description="ANAF environment segment of api.anaf.ro paths")
     clock_url: str = Field("", description="dev/test only: follow this clock (the ANAF emulator's /__admin/clock)")
     public_base_url: str = "http://127.0.0.1:18000"
 
@@ -96,6 +112,19 @@ class ServiceSettings(BaseSettings):
         return v
 
     @property
+    def anaf_bases(self) -> dict[str, str]:
+        """The base URL of each ANAF host family: the emulator's when `anaf_emulator_url` is set, else its own."""
+        emulator = self.anaf_emulator_url.rstrip("/")
+        return {family: emulator or str(getattr(self, f"anaf_{family}_base")).rstrip("/") for family in FAMILIES}
+
+    def anaf_config(self, **overrides: object) -> AnafConfig:
+        """The shared ANAF client's configuration for these settings (credentials, timeouts: `overrides`)."""
+        values: dict[str, object] = {f"{family}_base": base for family, base in self.anaf_bases.items()}
+        values["env"] = self.anaf_env
+        values.update(overrides)
+        return AnafConfig.model_validate(values)
+
+    @property
     def database_name(self) -> str:
         return self.pg_database or f"spvhub_{self.service_name}"
 
@@ -106,6 +135,17 @@ class ServiceSettings(BaseSettings):
 
     def secret_fields(self) -> dict[str, SecretStr]:
         return {k: v for k, v in self.__dict__.items() if isinstance(v, SecretStr)}
+
+    @model_validator(mode="after")
+    def _refuse_single_anaf_base(self) -> ServiceSettings:
+        # The one base URL for every ANAF host is gone (OAuth, API, registries and the mailbox are four hosts);
+        # ignoring a leftover silently would send a dev setup to the real ANAF.
+        if os.environ.get("SPVHUB_ANAF_BASE"):
+            raise ValueError("SPVHUB_ANAF_BASE is no longer read: set SPVHUB_ANAF_EMULATOR_URL (dev/test) or the "
+                             "four SPVHUB_ANAF_{OAUTH,API,PUBLIC,SPV}_BASE")
+        if self.env == "prod" and self.anaf_emulator_url:
+            raise ValueError("SPVHUB_ANAF_EMULATOR_URL is for dev/test: production talks to the real ANAF hosts")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> ServiceSettings:

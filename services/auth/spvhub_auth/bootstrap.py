@@ -9,6 +9,7 @@ import httpx
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from spvhub_common.access import apply_access_changed
+from spvhub_common.anaf import AnafClient, Priority, UnlimitedBudget
 from spvhub_common.anaf.budget import AnafBudget, PostgresBudget, ensure_schema
 from spvhub_common.anaf.clock import SystemClock as AnafSystemClock
 from spvhub_common.clock import Clock, make_clock
@@ -18,13 +19,23 @@ from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
 
-from spvhub_auth.adapters.anaf import AnafGateway, HttpAnafGateway
+from spvhub_auth.adapters.anaf import AnafGateway, ClientAnafGateway
 from spvhub_auth.adapters.keys import KeyRing, KeyRingVerifier
 from spvhub_auth.adapters.orm import access_grants, outbox
 from spvhub_auth.api import internal, router, wellknown
 from spvhub_auth.handlers import Deps
 from spvhub_auth.jobs import lifecycle_job
 from spvhub_auth.settings import Settings, get_settings
+
+
+def anaf_gateway(settings: Settings, budget: AnafBudget | None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> ClientAnafGateway:
+    """auth's port to ANAF over the shared client: the four host bases of `settings`, the OAuth application, and
+    interactive priority (a person or a service waits on every call)."""
+    config = settings.anaf_config(client_id=settings.anaf_client_id, client_secret=settings.anaf_client_secret,
+                                  redirect_uri=settings.redirect_uri, read_timeout=settings.anaf_http_timeout)
+    return ClientAnafGateway(AnafClient(config, budget or UnlimitedBudget(), transport=transport,
+                                        priority=Priority.INTERACTIVE))
 
 
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
@@ -46,10 +57,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         shared_budget = PostgresBudget(budget_engine, clock=AnafSystemClock())
     elif budget is not False:
         shared_budget = budget  # type: ignore[assignment]
-    gateway = anaf or HttpAnafGateway(
-        base_url=settings.anaf_base, client_id=settings.anaf_client_id,
-        client_secret=settings.anaf_client_secret.get_secret_value(), redirect_uri=settings.redirect_uri,
-        env=settings.anaf_env, budget=shared_budget, transport=anaf_transport, timeout=settings.anaf_http_timeout)
+    gateway = anaf or anaf_gateway(settings, shared_budget, anaf_transport)
     deps = Deps(settings=settings, uow=runtime.uow, clock=clock, ring=ring, box=box, anaf=gateway,
                 hasher=hasher or PasswordHasher())
 
@@ -66,7 +74,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         app.state.jwks = KeyRingVerifier(ring, settings.jwt_issuer, settings.jwt_audience)
 
     async def shutdown() -> None:
-        if isinstance(gateway, HttpAnafGateway):
+        if isinstance(gateway, ClientAnafGateway):
             await gateway.aclose()
         if budget_engine is not None:
             await budget_engine.dispose()

@@ -18,6 +18,9 @@ async def _connections(h) -> int:  # type: ignore[no-untyped-def]
         return int((await uow.session.execute(select(func.count()).select_from(anaf_connections))).scalar() or 0)
 
 
+# family_hosts: the emulator serves each ANAF host family only under its own prefix and auth is configured with
+# four bases, so an OAuth call sent to the API host (or the reverse) fails here as it would against ANAF.
+@pytest.mark.parametrize("harness", [{}, {"families": True}], indirect=True, ids=["one_base", "family_hosts"])
 async def test_full_authorize_flow_gives_an_active_connection(harness) -> None:  # type: ignore[no-untyped-def]
     h = harness
     user = await h.signup(name="Maria Ionescu")
@@ -73,6 +76,11 @@ async def test_full_authorize_flow_gives_an_active_connection(harness) -> None: 
     assert (await h.client.get("/internal/connections/nope/access-token",
                                headers={"X-Service-Token": "dev-service-token"})).json()["error"]["code"] == \
         "no_connection"
+    if h.families:
+        assert started["authorize_url"].startswith("http://emulator/logincert.anaf.ro/anaf-oauth2/v1/authorize?")
+        refreshed = await h.deps.anaf.refresh(await h.stored_refresh_token(c["id"]))  # the token endpoint, again
+        h.secrets.update({refreshed.access_token, refreshed.refresh_token})
+        assert h.emu_app.refused == []  # no call went to a host that lacks its path
 
 
 async def test_start_requires_access_to_the_company(harness) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,6 @@ from minio import Minio
 from spvhub_common.access import apply_access_changed
 from spvhub_common.anaf.budget import DEFAULT_DAILY, AnafBudget, BudgetKind, BudgetLimits, PostgresBudget, ensure_schema
 from spvhub_common.anaf.client import AnafClient
-from spvhub_common.anaf.config import AnafConfig
 from spvhub_common.anaf.errors import AnafError
 from spvhub_common.blobs import BlobNotFound, BlobStore, S3BlobStore
 from spvhub_common.clock import make_clock
@@ -30,6 +29,7 @@ from spvhub_common.http import create_app
 from spvhub_common.runtime import PeriodicJob, ServiceRuntime
 from sqlalchemy import update
 
+from spvhub_efactura import pdfworker
 from spvhub_efactura.adapters.anaf import BudgetClock, CommonEfacturaAnaf, EfacturaAnaf
 from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
 from spvhub_efactura.adapters.orm import access_grants, companies, outbox
@@ -37,7 +37,6 @@ from spvhub_efactura.adapters.submissions_anaf import CommonSubmissionAnaf, Subm
 from spvhub_efactura.api import router
 from spvhub_efactura.archive import parse_xml
 from spvhub_efactura.handlers import EVENT_ROUTES, Clock, SyncEngine
-from spvhub_efactura.pdf import render_pdf
 from spvhub_efactura.processing import process_zip
 from spvhub_efactura.settings import Settings, get_settings
 from spvhub_efactura.submissions import SubmissionService, SubmissionSettings
@@ -80,8 +79,10 @@ class Services:
             pass
         xml = await self.xml_of(row)
         try:
-            data = await asyncio.to_thread(render_pdf, xml, message_id=row["message_id"],
-                                           listed_at=row["listed_at"])
+            # in a worker process with a deadline: a heavy document holds neither this loop nor its GIL
+            data = await pdfworker.render(xml, message_id=row["message_id"], listed_at=row["listed_at"])
+        except AppError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise AppError(f"The invoice XML cannot be rendered: {str(e)[:200]}", code="unrenderable",
                            status=409) from e
@@ -117,6 +118,19 @@ def budget_limits(settings: Settings) -> BudgetLimits:
     return BudgetLimits(per_minute=settings.anaf_calls_per_minute, daily=daily)
 
 
+def anaf_adapter(settings: Settings, budget: AnafBudget, clock: Clock,
+                 transport: httpx.AsyncBaseTransport | None = None) -> CommonEfacturaAnaf:
+    """The inbox's port over the shared ANAF client (its `.client` also serves the submissions' port), on the four
+    host bases of `settings`, with the service's timeouts and transient-retry settings."""
+    config = settings.anaf_config(
+        read_timeout=settings.anaf_timeout, connect_timeout=min(10.0, settings.anaf_timeout),
+        retries=settings.anaf_retries, backoff=settings.anaf_backoff,
+        # a safety net only (httpx enforces anaf_timeout on real connections); it also covers the budget wait, so
+        # it must be generous
+        attempt_deadline=settings.anaf_timeout * 2 + 30)
+    return CommonEfacturaAnaf(AnafClient(config, budget, clock=BudgetClock(clock), transport=transport))
+
+
 def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTransport | None = None,
           anaf: EfacturaAnaf | None = None, tokens: TokenProvider | None = None, blobs: BlobStore | None = None,
           clock: Clock | None = None, budget: AnafBudget | None = None,
@@ -130,14 +144,7 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
         budget_engine = create_engine(settings, settings.anaf_budget_database)
         budget = PostgresBudget(budget_engine, budget_limits(settings), BudgetClock(clock))
     if anaf is None:
-        config = AnafConfig(api_base=settings.anaf_base, public_base=settings.anaf_public_base or settings.anaf_base,
-                            env="prod" if settings.anaf_env == "prod" else "test",
-                            read_timeout=settings.anaf_timeout, connect_timeout=min(10.0, settings.anaf_timeout))
-        anaf = CommonEfacturaAnaf(AnafClient(config, budget, clock=BudgetClock(clock), transport=anaf_transport),
-                                  # a safety net only (httpx enforces anaf_timeout on real connections); it also
-                                  # covers the budget wait, so it must be generous
-                                  timeout=settings.anaf_timeout * 2 + 30, retries=settings.anaf_retries,
-                                  backoff=settings.anaf_backoff)
+        anaf = anaf_adapter(settings, budget, clock, anaf_transport)
     tokens = tokens or AuthTokenClient(settings.auth_url, settings.service_token.get_secret_value())
     if blobs is None:
         blobs = S3BlobStore(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key.get_secret_value(),
@@ -156,8 +163,7 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
     if submission_anaf is None:
         if not isinstance(anaf, CommonEfacturaAnaf):
             raise ValueError("pass submission_anaf= when anaf= is not the common adapter")
-        submission_anaf = CommonSubmissionAnaf(anaf.client, timeout=settings.anaf_timeout * 2 + 30,
-                                               retries=settings.anaf_retries, backoff=settings.anaf_backoff)
+        submission_anaf = CommonSubmissionAnaf(anaf.client)
     submission_settings = submission_settings or SubmissionSettings()
     submissions_svc = SubmissionService(submission_settings, runtime.uow, engine, submission_anaf, blobs, clock,
                                         budget)

@@ -21,8 +21,7 @@ class Settings(ServiceSettings):
     # auth's internal token endpoint
     auth_url: str = "http://127.0.0.1:18101"
 
-    # ANAF client
-    anaf_public_base: str = Field("", description="webservicesp.anaf.ro base (default: anaf_base, the emulator)")
+    # ANAF client (the four host bases and the environment: spvhub_common.settings)
     anaf_timeout: float = Field(30.0, description="seconds per ANAF HTTP call")
     anaf_retries: int = Field(4, description="attempts per call on 5xx/timeouts (exponential backoff)")
     anaf_backoff: float = 0.3

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from anaf_emulator import create_app as create_emulator
 from anaf_emulator.cif import make_cif
+from anaf_emulator.hosts import FamilyHosts, family_settings
 from spvhub_common.anaf.budget import PostgresBudget, ensure_schema
 from spvhub_common.db import create_engine
 from spvhub_common.events.portfolio import EntitledConnection, EntitlementsChanged
@@ -94,10 +95,15 @@ class Harness:
     """The efactura service in-process against the real stack and the in-process emulator."""
 
     def __init__(self, settings: Any, emulator: Any, *, start_consumers: bool = False, start_relay: bool = True,
-                 start_jobs: bool = False, blobs: Any = None) -> None:
+                 start_jobs: bool = False, blobs: Any = None, families: bool = False) -> None:
+        external = isinstance(emulator, str)  # the URL of an emulator process
+        # families: each ANAF host family only under its own emulator prefix, four bases configured (asked by a
+        # test, or for a whole run with SPVHUB_TEST_ANAF_FAMILIES=1)
+        self.families = not external and (families or os.environ.get("SPVHUB_TEST_ANAF_FAMILIES", "") == "1")
+        if self.families:
+            emulator = FamilyHosts(emulator)
         self.settings = settings
         self.emulator = emulator
-        external = isinstance(emulator, str)  # the URL of an emulator process
         if external:
             from spvhub_common.clock import FollowingClock
             self.emu = httpx.AsyncClient(base_url=emulator, timeout=60)
@@ -110,7 +116,11 @@ class Harness:
         self.tokens = EmulatorTokens(self.emu)
         self.budget_engine = create_engine(settings, settings.anaf_budget_database)
         self.budget = PostgresBudget(self.budget_engine, budget_limits(settings), BudgetClock(self.clock))
-        settings.anaf_base = emulator if external else "http://emulator"
+        if self.families:
+            for name, value in family_settings("http://emulator").items():
+                setattr(settings, name, value)
+        else:
+            settings.anaf_emulator_url = emulator if external else "http://emulator"
         self.app, self.runtime = build(settings,
                                        anaf_transport=None if external else httpx.ASGITransport(app=emulator),
                                        tokens=self.tokens, clock=self.clock,

@@ -1,15 +1,19 @@
 """A small end-to-end sync against the in-process emulator and the real PostgreSQL/MinIO."""
 from __future__ import annotations
 
+import pytest
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 
 
+@pytest.mark.parametrize("families", [False, True], ids=["one_base", "family_hosts"])
 async def test_first_sync_archives_every_listed_message(fresh_database: str, topic_prefix: str, minio_up: None,
-                                                        kafka_up: str) -> None:
+                                                        kafka_up: str, families: bool) -> None:
+    """family_hosts: the emulator serves each ANAF host family only under its own prefix and efactura is configured
+    with four bases, so a list or download sent to another family's host fails here as it would against ANAF."""
     emulator = new_emulator(2)
     settings = efactura_settings(fresh_database, topic_prefix)
     cifs = company_cifs(2)
-    async with Harness(settings, emulator) as h:
+    async with Harness(settings, emulator, families=families) as h:
         await h.admin("invoices/generate", {"cuis": cifs, "per_company_per_day": 1, "days": 20})
         await h.grant("acc", cifs)
         await h.sync_until_settled()
@@ -20,6 +24,9 @@ async def test_first_sync_archives_every_listed_message(fresh_database: str, top
             assert expected and got == expected
         assert all(r["signature_status"] == "valid" for r in ledger.values()), \
             {r["signature_status"] + str(r["signature_detail"]) for r in ledger.values()}
+        if families:
+            assert h.settings.anaf_bases["api"] == "http://emulator/api.anaf.ro"
+            assert h.emulator.refused == []
 
 
 async def test_a_company_waiting_for_a_download_slot_is_listed_meanwhile(fresh_database: str, topic_prefix: str,

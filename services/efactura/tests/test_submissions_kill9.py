@@ -50,7 +50,7 @@ async def test_kill_9_mid_upload_then_resubmit_uploads_exactly_once(
     settings = efactura_settings(fresh_database, topic_prefix)
     env = {**os.environ, "SPVHUB_ENV": "test", "SPVHUB_PG_DATABASE": fresh_database,
            "SPVHUB_ANAF_BUDGET_DATABASE": fresh_database, "SPVHUB_KAFKA_TOPIC_PREFIX": topic_prefix,
-           "SPVHUB_S3_BUCKET": settings.s3_bucket, "SPVHUB_ANAF_BASE": emu_url,
+           "SPVHUB_S3_BUCKET": settings.s3_bucket, "SPVHUB_ANAF_EMULATOR_URL": emu_url,
            "SPVHUB_CLOCK_URL": f"{emu_url}/__admin/clock", "SPVHUB_AUTH_URL": auth_url,
            "SPVHUB_JWKS_URL": f"{auth_url}/.well-known/jwks.json", "SPVHUB_HTTP_PORT": str(svc_port),
            "SPVHUB_SCHEDULER_TICK_SECONDS": "0.3", "SPVHUB_LEASE_SECONDS": "3", "SPVHUB_RETENTION_DAYS": "1",

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from spvhub_common.access import apply_access_changed
-from spvhub_common.anaf import AnafBudget, AnafClient, AnafConfig, PostgresBudget, ensure_schema
+from spvhub_common.anaf import AnafBudget, AnafClient, PostgresBudget, ensure_schema
 from spvhub_common.clock import Clock, make_clock
 from spvhub_common.db import create_engine, ensure_database
 from spvhub_common.events.portfolio import AccessChanged
@@ -43,6 +43,13 @@ class AnafClock:
         await asyncio.sleep(max(0.0, min(seconds, 5.0)))
 
 
+def anaf_api(settings: Settings, budget: AnafBudget, clock: AnafClock,
+             transport: httpx.AsyncBaseTransport | None = None) -> AnafClientEtransportApi:
+    """The e-Transport reads over the shared ANAF client, on the four host bases of `settings`."""
+    return AnafClientEtransportApi(AnafClient(settings.anaf_config(read_timeout=settings.anaf_timeout), budget,
+                                              transport=transport, clock=clock))
+
+
 def build(settings: Settings | None = None, *, clock: Clock | None = None,
           anaf_transport: httpx.AsyncBaseTransport | None = None,
           auth_transport: httpx.AsyncBaseTransport | None = None,
@@ -58,12 +65,9 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         # one budget for every service and replica: ANAF's limits count all of the platform's calls
         budget_engine = create_engine(settings, settings.anaf_budget_database)
         budget = PostgresBudget(budget_engine, clock=anaf_clock)
-    config = AnafConfig(api_base=settings.anaf_base, public_base=settings.anaf_base,
-                        oauth_base=f"{settings.anaf_base.rstrip('/')}/anaf-oauth2/v1",
-                        env="prod" if settings.anaf_env == "prod" else "test", read_timeout=settings.anaf_timeout)
-    anaf_client = AnafClient(config, budget, transport=anaf_transport, clock=anaf_clock)
+    api = anaf_api(settings, budget, anaf_clock, anaf_transport)
     auth_client = httpx.AsyncClient(transport=auth_transport, timeout=10)
-    anaf = anaf or AnafClientEtransportApi(anaf_client)
+    anaf = anaf or api
     tokens = tokens or AuthTokenProvider(auth_client, settings.auth_url, settings.service_token.get_secret_value(),
                                          now=clock.now)
     svc = EtransportService(settings, clock, runtime.uow, anaf, tokens)
@@ -85,7 +89,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with inner(app):
             yield
-        await anaf_client.aclose()
+        await api.client.aclose()
         await auth_client.aclose()
         if budget_engine is not None:
             await budget_engine.dispose()

@@ -219,7 +219,7 @@ async def start_harness(database: str, topic_prefix: str, *, start_relay: bool =
     auth = FakeAuth(emu, {})
     settings = Settings(service_name="etransport", env="test", pg_port=int(STACK["SPVHUB_PG_PORT"]),
                         pg_database=database, kafka_bootstrap=f"127.0.0.1:{STACK['SPVHUB_KAFKA_PORT']}",
-                        kafka_topic_prefix=topic_prefix, outbox_poll_interval=0.05, anaf_base="http://emulator",
+                        kafka_topic_prefix=topic_prefix, outbox_poll_interval=0.05, anaf_emulator_url="http://emulator",
                         auth_url="http://auth", **settings_kw)
     await upgrade_async(settings, MIGRATIONS)
     clock = EmulatorClock(emu_app.state.emulator)

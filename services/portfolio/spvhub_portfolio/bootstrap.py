@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from spvhub_common.access import apply_access_changed
+from spvhub_common.anaf import AnafClient
 from spvhub_common.anaf.budget import AnafBudget, PostgresBudget, ensure_schema
 from spvhub_common.anaf.clock import SystemClock
 from spvhub_common.clock import Clock, make_clock
@@ -21,13 +22,20 @@ from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
 
-from spvhub_portfolio.adapters.anaf import AuthTokens, HttpAnaf, RegistryPort, TokenPort
+from spvhub_portfolio.adapters.anaf import AuthTokens, ClientAnaf, RegistryPort, TokenPort
 from spvhub_portfolio.adapters.orm import access_grants, outbox
 from spvhub_portfolio.api import router
 from spvhub_portfolio.consumers import register_consumers
 from spvhub_portfolio.handlers import Deps
 from spvhub_portfolio.jobs import register_jobs
 from spvhub_portfolio.settings import Settings, get_settings
+
+
+def anaf_adapter(settings: Settings, budget: AnafBudget,
+                 transport: httpx.AsyncBaseTransport | None = None) -> ClientAnaf:
+    """The registry and list ports over the shared ANAF client, on the four host bases of `settings`."""
+    return ClientAnaf(AnafClient(settings.anaf_config(read_timeout=30.0), budget, transport=transport,
+                                 clock=SystemClock()))
 
 
 def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTransport | None = None,
@@ -48,10 +56,8 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
         budget_engine = (create_engine(settings, settings.anaf_budget_database) if settings.anaf_budget_database
                          else runtime.engine)
         budget = PostgresBudget(budget_engine, clock=SystemClock())
-    anaf_http = httpx.AsyncClient(base_url=settings.anaf_base, transport=anaf_transport, timeout=30,
-                                  follow_redirects=False)
+    anaf = anaf_adapter(settings, budget, anaf_transport)
     auth_http = httpx.AsyncClient(base_url=settings.auth_url, transport=auth_transport, timeout=15)
-    anaf = HttpAnaf(anaf_http, budget, SystemClock(), env=settings.anaf_env)
     deps = Deps(registry=registry or anaf, efactura=anaf,
                 tokens=tokens or AuthTokens(auth_http, settings.service_token.get_secret_value()), clock=clock,
                 registry_max_age=timedelta(seconds=settings.registry_max_age_seconds),
@@ -71,7 +77,7 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
             await ensure_schema(budget_engine)
         async with inner(app):
             yield
-        await anaf_http.aclose()
+        await anaf.aclose()
         await auth_http.aclose()
         if budget_engine is not None and budget_engine is not runtime.engine:
             await budget_engine.dispose()
@@ -81,7 +87,7 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
                                  "collaborations and access scoping.", routers=[router], lifespan=lifespan)
     app.state.runtime = runtime
     app.state.portfolio_deps = deps
-    app.state.clients = {"anaf": anaf_http, "auth": auth_http}
+    app.state.clients = {"anaf": anaf.client, "auth": auth_http}
     return app, runtime
 
 

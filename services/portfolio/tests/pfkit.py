@@ -4,6 +4,7 @@ test starts the runtime), and helpers to read the events it wrote to its outbox.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from anaf_emulator import create_app as create_emulator
+from anaf_emulator.hosts import FamilyHosts, family_settings
 from fastapi import FastAPI
 from spvhub_common.anaf.budget import PostgresBudget, ensure_schema
 from spvhub_common.anaf.clock import SystemClock
@@ -181,13 +183,20 @@ class Env:
                                    headers=self.headers(actor))
 
 
-async def make_env(database: str, topic_prefix: str, *, live: bool = False, **switches: Any) -> Env:
-    """`live=True` builds the runtime with Kafka consumers, the outbox relay and the jobs (start it yourself)."""
+async def make_env(database: str, topic_prefix: str, *, live: bool = False, families: bool = False,
+                   **switches: Any) -> Env:
+    """`live=True` builds the runtime with Kafka consumers, the outbox relay and the jobs (start it yourself).
+    `families=True` (or SPVHUB_TEST_ANAF_FAMILIES=1 for a whole run) serves each ANAF host family only under its
+    own emulator prefix and configures portfolio with four bases (anaf_emulator.hosts)."""
+    families = families or os.environ.get("SPVHUB_TEST_ANAF_FAMILIES", "") == "1"
     base = make_settings("portfolio", database=database, kafka_topic_prefix=topic_prefix)
+    anaf = family_settings("http://emulator") if families else {"anaf_emulator_url": "http://emulator"}
     settings = Settings(**{**base.model_dump(), "service_name": "portfolio", "pg_database": database,
-                           "jobs_tick_seconds": 0.2})
+                           "jobs_tick_seconds": 0.2, **anaf})
     await upgrade_async(settings, MIGRATIONS)
-    emulator_app = create_emulator(scenario(), **switches)
+    emulator_app: Any = create_emulator(scenario(), **switches)
+    if families:
+        emulator_app = FamilyHosts(emulator_app)
     emulator = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator_app), base_url="http://emulator")
     connections: dict[str, dict[str, str]] = {}
     auth_app = fake_auth(emulator, connections)

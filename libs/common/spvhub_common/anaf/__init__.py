@@ -11,11 +11,12 @@ from .budget import (
     InMemoryBudget,
     PostgresBudget,
     Priority,
+    UnlimitedBudget,
     ensure_schema,
 )
 from .client import AnafClient, TokenSource
 from .clock import BUCHAREST, Clock, ManualClock, SystemClock, local_date, next_local_midnight
-from .config import AnafConfig
+from .config import FAMILIES, AnafConfig
 from .errors import (
     AccessDenied,
     AnafError,
@@ -61,6 +62,7 @@ from .models import (
     TransportInfo,
     TransportList,
     TransportListItem,
+    UploadAnswer,
     ValidationResult,
     jwt_claims,
     normalize_cif,
@@ -69,6 +71,7 @@ from .models import (
 __all__ = [
     "BUCHAREST",
     "DEFAULT_DAILY",
+    "FAMILIES",
     "STATE_NOK",
     "STATE_OK",
     "STATE_PROCESSING",
@@ -118,6 +121,8 @@ __all__ = [
     "TransportInfo",
     "TransportList",
     "TransportListItem",
+    "UnlimitedBudget",
+    "UploadAnswer",
     "Unauthorized",
     "UnexpectedResponse",
     "ValidationError",

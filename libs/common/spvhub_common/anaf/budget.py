@@ -162,6 +162,20 @@ class AnafBudget(Protocol):
     async def remaining(self, kind: str, key: str | None = None) -> int | None: ...
 
 
+class UnlimitedBudget:
+    """A budget that never refuses nor waits: for a component whose caller does the budgeting (or a test that
+    must not count). Production services use `PostgresBudget`."""
+
+    async def acquire(self, kind: str, key: str | None = None, *, priority: Priority = Priority.BULK) -> None:
+        return None
+
+    async def mark_exhausted(self, kind: str, key: str | None = None, resets_at: datetime | None = None) -> None:
+        return None
+
+    async def remaining(self, kind: str, key: str | None = None) -> int | None:
+        return None
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 

@@ -1,12 +1,20 @@
 """The production ANAF client: OAuth, e-Factura, e-Transport and the public registries over httpx.
 
 Every request first spends the shared `AnafBudget`, then is classified into typed errors; each call is
-counted (`anaf_calls_total`), timed and logged without tokens or secrets.
+counted (`anaf_calls_total`), timed and logged without tokens or secrets. Each URL is built from the base of its
+host family (`AnafConfig`: OAuth, API, public, SPV mailbox), never from another family's.
+
+Transient faults (5xx, timeouts, connection errors, WAF pages, ANAF's "eroare tehnica", HTTP 429) are retried
+here, with jittered exponential backoff, for every call that is safe to repeat. Never retried: a limit (ANAF's
+daily caps, our budget), and a call that changes something at ANAF once the request may have left (an upload
+files a document; a code exchange or refresh spends its grant) - those only when the connection was never made.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -62,6 +70,7 @@ from .models import (
     TransportInfo,
     TransportList,
     TransportListItem,
+    UploadAnswer,
     ValidationResult,
     as_str,
     normalize_cif,
@@ -112,6 +121,17 @@ class _Call:
     key: str | None
 
 
+@dataclass
+class CallStats:
+    """Attempts sent and transient failures met, shared by a client and its views (benchmarks read them)."""
+
+    attempts: int = 0
+    transient_failures: int = 0
+
+
+_TRANSIENT: tuple[type[AnafError], ...] = (AnafUnavailable, RateLimited, WafRejected)
+
+
 def _reject_doctype(body: bytes) -> None:
     if b"<!DOCTYPE" in body[:2048] or b"<!ENTITY" in body[:4096]:
         raise UnexpectedResponse("XML response with a DOCTYPE refused")
@@ -154,12 +174,14 @@ class AnafClient:
         http: httpx.AsyncClient | None = None,
         priority: Priority = Priority.BULK,
         _direct: HttpPool | None = None,
+        _stats: CallStats | None = None,
     ) -> None:
         self.config = config
         self.budget = budget
         self.priority = Priority(priority)
         self.clock: Clock = clock or SystemClock()
         self._token_source = token
+        self.stats = _stats or CallStats()
         self._owns_http = http is None
         timeout = httpx.Timeout(
             connect=config.connect_timeout,
@@ -189,12 +211,13 @@ class AnafClient:
         """A view of this client bound to `token`, sharing its connection pool, budget and clock (and its
         priority unless `priority` is given)."""
         return AnafClient(self.config, self.budget, token=token, clock=self.clock, http=self._http,
-                          priority=self.priority if priority is None else priority, _direct=self._direct)
+                          priority=self.priority if priority is None else priority, _direct=self._direct,
+                          _stats=self.stats)
 
     def with_priority(self, priority: Priority) -> AnafClient:
         """A view of this client (same token, pool, budget and clock) whose calls spend the budget at `priority`."""
         return AnafClient(self.config, self.budget, token=self._token_source, clock=self.clock, http=self._http,
-                          priority=priority, _direct=self._direct)
+                          priority=priority, _direct=self._direct, _stats=self.stats)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -210,11 +233,19 @@ class AnafClient:
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    def _api(self, family: str, name: str, *, env: str | None = None) -> str:
-        return f"{self.config.api_base.rstrip('/')}/{env or self.config.env}/{family}/{name.lstrip('/')}"
+    def url(self, family: str, path: str) -> str:
+        """`path` on the base of host `family` (oauth, api, public, spv)."""
+        return f"{self.config.base(family)}/{path.lstrip('/')}"
+
+    def _api(self, service: str, name: str, *, env: str | None = None) -> str:
+        """An authenticated e-Factura / e-Transport path on api.anaf.ro: /{prod|test}/{service}/{name}."""
+        return self.url("api", f"{env or self.config.env}/{service}/{name.lstrip('/')}")
 
     def _public(self, path: str) -> str:
-        return f"{self.config.public_base.rstrip('/')}/{path.lstrip('/')}"
+        return self.url("public", path)
+
+    def _oauth(self, name: str) -> str:
+        return self.url("oauth", f"anaf-oauth2/v1/{name}")
 
     async def _bearer(self, token: TokenSource | None) -> str:
         source = token if token is not None else self._token_source
@@ -229,9 +260,35 @@ class AnafClient:
     def _resets_at(self) -> datetime:
         return next_local_midnight(self.clock.now())
 
-    async def _call(self, call: _Call, method: str, url: str, parse: Callable[[httpx.Response], T],
-                    **kw: Any) -> T:
-        """One ANAF call as one CLIENT span (the trace of an invoice starts at the ANAF call)."""
+    async def _call(self, call: _Call, method: str, url: str, parse: Callable[[httpx.Response], T], *,
+                    repeatable: bool = True, **kw: Any) -> T:
+        """One ANAF call with the transient-retry policy (module docstring): attempts up to `config.retries`;
+        `repeatable=False` for a call that changes something at ANAF, repeated only when never sent."""
+        cfg = self.config
+        attempts = max(1, cfg.retries)
+        for attempt in range(attempts):
+            self.stats.attempts += 1
+            try:
+                if cfg.attempt_deadline is None:
+                    return await self._attempt(call, method, url, parse, **kw)
+                # a deadline as well: an in-process transport (tests) does not enforce httpx timeouts
+                async with asyncio.timeout(cfg.attempt_deadline):
+                    return await self._attempt(call, method, url, parse, **kw)
+            except TimeoutError:
+                err: AnafError = AnafUnavailable("timeout (attempt deadline)", endpoint=call.endpoint)
+            except _TRANSIENT as exc:
+                err = exc
+            self.stats.transient_failures += 1
+            unsent = isinstance(err, AnafUnavailable) and not err.sent
+            if attempt + 1 >= attempts or not (repeatable or unsent):
+                raise err
+            log.info("anaf.retry", endpoint=call.endpoint, attempt=attempt + 1, error=type(err).__name__)
+            await asyncio.sleep(cfg.backoff * (2 ** attempt) * random.uniform(0.7, 1.3))
+        raise AssertionError("unreachable")
+
+    async def _attempt(self, call: _Call, method: str, url: str, parse: Callable[[httpx.Response], T],
+                       **kw: Any) -> T:
+        """One ANAF request as one CLIENT span (the trace of an invoice starts at the ANAF call)."""
         with tracer("spvhub.anaf").start_as_current_span(
                 f"anaf {call.endpoint}", kind=SpanKind.CLIENT,
                 attributes={"anaf.endpoint": call.endpoint, "http.request.method": method}) as span:
@@ -288,9 +345,13 @@ class AnafClient:
                         auth=auth,
                     )
             except httpx.TimeoutException as exc:
-                raise AnafUnavailable(f"timeout: {type(exc).__name__}", endpoint=call.endpoint) from None
+                unavailable = AnafUnavailable(f"timeout: {type(exc).__name__}", endpoint=call.endpoint)
+                unavailable.sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+                raise unavailable from None
             except httpx.TransportError as exc:
-                raise AnafUnavailable(f"connection error: {type(exc).__name__}", endpoint=call.endpoint) from None
+                unavailable = AnafUnavailable(f"connection error: {type(exc).__name__}", endpoint=call.endpoint)
+                unavailable.sent = not isinstance(exc, httpx.ConnectError)
+                raise unavailable from None
             status = resp.status_code
             self._check_generic(resp, call, set(ok_statuses))
             return parse(resp)
@@ -385,7 +446,7 @@ class AnafClient:
         }
         if state is not None:
             query["state"] = state
-        return f"{self.config.oauth_base.rstrip('/')}/authorize?{urlencode(query)}"
+        return f"{self._oauth('authorize')}?{urlencode(query)}"
 
     @staticmethod
     def parse_authorize_callback(callback: str | Mapping[str, str]) -> AuthorizeCallback:
@@ -456,8 +517,9 @@ class AnafClient:
         return await self._call(
             _Call(endpoint, BudgetKind.OAUTH, None),
             "POST",
-            f"{self.config.oauth_base.rstrip('/')}/token",
+            self._oauth("token"),
             parse_all,
+            repeatable=False,  # a code is single use, a refresh rotates the pair: never sent twice
             bearer=False,
             data=form,
             auth=auth,
@@ -581,10 +643,13 @@ class AnafClient:
         b2c: bool = False,
         *,
         token: TokenSource | None = None,
-    ) -> str:
-        """upload / uploadb2c: returns `index_incarcare`; follow it with `message_state`.
+    ) -> UploadAnswer:
+        """upload / uploadb2c: ANAF's whole answer (`index` to follow with `message_state`, `raw` as received).
 
-        Rejections raise `InvalidDocument` (XSD/SAX), `ValidationError`, `NoRights`, `DailyLimitReached` (RASP).
+        Rejections raise `InvalidDocument` (XSD/SAX), `ValidationError`, `NoRights`, `DailyLimitReached` (RASP),
+        with ANAF's answer as `.response`. Never repeated once the request may have left: after a timeout, a 5xx
+        or ANAF's "A aparut o eroare tehnica" (`AnafUnavailable`) the document may or may not be filed, and only a
+        look at ANAF's lists can tell (anaf-api.md §11.17).
         """
         body = xml.encode("utf-8") if isinstance(xml, str) else xml
         cif = normalize_cif(cif)
@@ -605,20 +670,24 @@ class AnafClient:
         if executare:
             params["executare"] = "DA"
 
-        def parse(resp: httpx.Response) -> str:
+        def parse(resp: httpx.Response) -> UploadAnswer:
             attrs, errors = _xml_header(resp.content, call.endpoint)
             index = attrs.get("index_incarcare")
             if attrs.get("ExecutionStatus") == "0" and index:
-                return index
-            if errors:
-                raise self._classify(errors[0], call, cif)
-            raise UnexpectedResponse("upload answered without index_incarcare or Errors", endpoint=call.endpoint)
+                return UploadAnswer(index=index, date_response=attrs.get("dateResponse"),
+                                    execution_status=attrs.get("ExecutionStatus"), attributes=attrs,
+                                    raw=resp.content)
+            err: AnafError = self._classify(errors[0], call, cif) if errors else UnexpectedResponse(
+                "upload answered without index_incarcare or Errors", endpoint=call.endpoint)
+            err.response = resp.content
+            raise err
 
         return await self._call(
             call,
             "POST",
             self._api("FCTEL/rest", name),
             parse,
+            repeatable=False,
             token=token,
             params=params,
             content=body,
@@ -645,7 +714,7 @@ class AnafClient:
     def _validation_target(self, path: str, token: TokenSource | None) -> tuple[str, str, bool]:
         """validare/transformare exist only under /prod/: Bearer on api.anaf.ro, else the public host."""
         if token is not None or self._token_source is not None:
-            return f"{self.config.api_base.rstrip('/')}/prod/FCTEL/rest/{path}", BudgetKind.EF_VALIDATE, True
+            return self._api("FCTEL/rest", path, env="prod"), BudgetKind.EF_VALIDATE, True
         return self._public(f"prod/FCTEL/rest/{path}"), BudgetKind.PUBLIC, False
 
     async def validate(

@@ -28,6 +28,8 @@ class AnafError(Exception):
     """
 
     transient: bool = False
+    # ANAF's answer as received, when the caller may want to keep it (an upload's rejection `header`).
+    response: bytes | None = None
 
     def __init__(self, text: str, *, endpoint: str | None = None, status: int | None = None) -> None:
         self.text = scrub(text)
@@ -62,7 +64,9 @@ class LimitReached(AnafError):
 
 
 class DailyLimitReached(LimitReached):
-    """ANAF reported a daily cap ("S-au facut deja ... in cursul zilei"); `scope` is `kind:key`."""
+    """ANAF reported a daily cap ("S-au facut deja ... in cursul zilei"); `scope` is `kind:key`. `limit` is the
+    cap ANAF's text names (e.g. 20 in "S-au facut deja 20 descarcari de mesaj"), read rather than assumed: the
+    published values disagree with what ANAF enforces (anaf-api.md §11.16)."""
 
     def __init__(
         self,
@@ -75,6 +79,8 @@ class DailyLimitReached(LimitReached):
     ) -> None:
         super().__init__(text, resets_at=resets_at, endpoint=endpoint, status=status)
         self.scope = scope
+        m = _CAP_RE.search(text)
+        self.limit: int | None = int(m.group(1)) if m else None
 
 
 class BudgetExhausted(LimitReached):
@@ -158,9 +164,14 @@ class NotFound(AnafError):
 
 
 class AnafUnavailable(AnafError):
-    """Transient: 5xx, timeouts, connection errors, ANAF's "A aparut o eroare tehnica"."""
+    """Transient: 5xx, timeouts, connection errors, ANAF's "A aparut o eroare tehnica".
+
+    `sent` is False only when no byte of the request can have reached ANAF (the connection was never made): only
+    then is a call that files something (an upload) safe to repeat.
+    """
 
     transient = True
+    sent: bool = True
 
 
 class UnexpectedResponse(AnafError):
@@ -223,6 +234,7 @@ def oauth_error(error: str, description: str = "", *, status: int | None = None)
 # --- business-text classification ---------------------------------------------------------------
 
 _RIGHTS_CIF_RE = re.compile(r"Nu aveti drept in SPV pentru CIF\s*=\s*(\d+)")
+_CAP_RE = re.compile(r"S-au (?:facut|incarcat) deja (\d+)")
 _DAILY_RE = re.compile(r"S-au (?:facut|incarcat) deja .* in cursul zilei", re.S)
 _SUPPORT_ID_RE = re.compile(r"support ID is:\s*([0-9A-Za-z-]+)", re.I)
 

@@ -165,6 +165,7 @@ class MessageList:
     serial: str | None
     cui: frozenset[str] | None
     titlu: str | None
+    cui_field: str | None = field(default=None, compare=False)  # the `cui` field as sent (its order kept)
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> MessageList:
@@ -173,6 +174,7 @@ class MessageList:
             serial=as_str(body.get("serial")),
             cui=_inventory(body.get("cui")),
             titlu=as_str(body.get("titlu")),
+            cui_field=as_str(body.get("cui")),
         )
 
 
@@ -234,6 +236,18 @@ class MessageState:
     @property
     def final(self) -> bool:
         return self.stare != STATE_PROCESSING
+
+
+@dataclass(frozen=True)
+class UploadAnswer:
+    """ANAF's answer to an accepted upload / uploadb2c: the index to follow with stareMesaj and the answer itself
+    (`raw`, the XML `header` as received, worth archiving with the submission)."""
+
+    index: str
+    date_response: str | None
+    execution_status: str | None
+    attributes: dict[str, str] = field(default_factory=dict, compare=False)
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True)

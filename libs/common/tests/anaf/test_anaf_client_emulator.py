@@ -141,14 +141,34 @@ async def test_upload_and_state(emu: Emu) -> None:
     archive = zipfile.ZipFile(io.BytesIO(await client.download(seller_msg["id"])))
     xml = archive.read(f"{created['index_incarcare']}.xml")
 
-    index = await client.upload(xml, SELLER)
-    assert index.isdigit()
+    answer = await client.upload(xml, SELLER)
+    index = answer.index
+    assert index.isdigit() and answer.execution_status == "0" and answer.date_response
+    assert f'index_incarcare="{index}"'.encode() in answer.raw  # ANAF's whole answer, as received
     state = await client.message_state(index)
     assert state.stare == "in prelucrare" and state.id_descarcare is None
     await emu.advance(5)
     state = await client.message_state(index)
     assert state.stare == "ok" and state.id_descarcare
     assert (await client.download(state.id_descarcare))[:2] == b"PK"
+
+
+async def test_state_cap_is_read_from_anafs_text_and_held_until_midnight(emu: Emu) -> None:
+    """ANAF's per-upload stareMesaj cap is published as 100, 10 and 20 (anaf-api.md §11.16): whatever the number,
+    the client reads it from the refusal and the shared budget stops asking for that upload until midnight."""
+    await emu.post("/__admin/switches", {"stare_cap_per_index": 3})
+    client = emu.client.with_token(await emu.token())
+    created = await emu.post("/__admin/invoices", {"seller": SELLER, "buyer": BUYER, "kind": "invoice"})
+    index = created["index_incarcare"]
+    for _ in range(3):
+        assert (await client.message_state(index)).stare
+    with pytest.raises(DailyLimitReached) as info:
+        await client.message_state(index)
+    assert info.value.limit == 3 and info.value.text == "S-au facut deja 3 descarcari de mesaj in cursul zilei"
+    with pytest.raises(BudgetExhausted):
+        await client.message_state(index)
+    counted = (await emu.admin.get("/__admin/counters")).json()["uploads"][index]["stareMesaj"]
+    assert counted == 3  # the refused fourth was not counted by ANAF, the fifth never reached it
 
 
 async def test_rights_and_token_errors(emu: Emu) -> None:

@@ -87,6 +87,7 @@ class Harness:
         self.requests: list[httpx.Request] = []
         self.handler: Handler = lambda r: httpx.Response(500)
         self.budget = InMemoryBudget(limits, clock)
+        cfg.setdefault("retries", 1)  # one attempt: these tests read how each answer is classified
         config = AnafConfig(
             client_id="ab" * 24,
             client_secret=SecretStr("cd" * 32),
@@ -519,8 +520,9 @@ async def test_upload_success(h: Harness) -> None:
         b'dateResponse="202108051140" ExecutionStatus="0" index_incarcare="3828"/>',
         headers={"Content-Type": "application/xml"},
     )
-    index = await h.client.upload("<Invoice/>", "RO123", autofactura=True, b2c=True)
-    assert index == "3828"
+    answer = await h.client.upload("<Invoice/>", "RO123", autofactura=True, b2c=True)
+    assert answer.index == "3828" and answer.date_response == "202108051140" and answer.execution_status == "0"
+    assert answer.raw.endswith(b'index_incarcare="3828"/>')
     req = h.requests[0]
     assert req.method == "POST" and req.url.path == "/test/FCTEL/rest/uploadb2c"
     assert dict(req.url.params) == {"standard": "UBL", "cif": "123", "autofactura": "DA"}
@@ -552,6 +554,8 @@ async def test_upload_errors(h: Harness, text: str, exc: type[Exception]) -> Non
     with pytest.raises(exc) as info:
         await h.client.upload(b"<Invoice/>", "123", standard="RASP")
     assert info.value.text == text  # type: ignore[attr-defined]
+    assert info.value.response and b"errorMessage" in info.value.response  # type: ignore[attr-defined]
+    assert len(h.requests) == 1  # an upload is never sent twice, not even after "eroare tehnica"
     if isinstance(info.value, NoRights):
         assert info.value.cif == "123"
 

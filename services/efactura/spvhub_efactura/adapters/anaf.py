@@ -1,25 +1,20 @@
 """The e-Factura calls this service makes (paged list, download), behind a port, through the shared ANAF client
-of `spvhub_common.anaf` (shared budget on every attempt, ANAF's answers classified by wording).
-
-Transient failures (5xx, timeouts, connection errors, WAF pages, "eroare tehnica") are retried with exponential
-backoff here; limit errors are never retried: they are raised with their reset time.
+of `spvhub_common.anaf` (shared budget on every attempt, ANAF's answers classified by wording, transient faults
+retried there; limit errors are never retried: they are raised with their reset time).
 """
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from spvhub_common.anaf.client import AnafClient
 from spvhub_common.anaf.clock import next_local_midnight
-from spvhub_common.anaf.errors import AnafError, AnafUnavailable, DailyLimitReached, RateLimited, WafRejected
+from spvhub_common.anaf.errors import AnafError, DailyLimitReached
 from spvhub_common.logging import get_logger
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -60,51 +55,36 @@ def _ms(dt: datetime) -> int:
 
 
 class CommonEfacturaAnaf:
-    """Adapter over `spvhub_common.anaf.AnafClient` (which spends the shared budget on every attempt and
-    classifies ANAF's answers); adds bounded retries with jittered exponential backoff for transient faults."""
+    """Adapter over `spvhub_common.anaf.AnafClient`, which spends the shared budget on every attempt, classifies
+    ANAF's answers and retries transient faults (its `AnafConfig.retries` / `backoff` / `attempt_deadline`)."""
 
-    def __init__(self, client: AnafClient, *, timeout: float = 30.0, retries: int = 4, backoff: float = 0.3) -> None:
+    def __init__(self, client: AnafClient) -> None:
         self.client = client
-        self.timeout = timeout
-        self.retries = max(1, retries)
-        self.backoff = backoff
-        self.calls = 0
-        self.transient_failures = 0
+
+    @property
+    def calls(self) -> int:
+        """Attempts sent to ANAF (retries included)."""
+        return self.client.stats.attempts
+
+    @property
+    def transient_failures(self) -> int:
+        return self.client.stats.transient_failures
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def _retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(self.retries):
-            self.calls += 1
-            try:
-                # a deadline as well: an in-process transport (tests) does not enforce httpx timeouts
-                # (asyncio.timeout rather than wait_for: no extra task per call)
-                async with asyncio.timeout(self.timeout):
-                    return await fn()
-            except TimeoutError:
-                err: AnafError = AnafUnavailable("timeout")
-            except (AnafUnavailable, RateLimited, WafRejected) as e:
-                err = e  # RateLimited: the client already told the budget to stop until the window resets
-            self.transient_failures += 1
-            if attempt + 1 >= self.retries:
-                raise err
-            await asyncio.sleep(self.backoff * (2 ** attempt) * random.uniform(0.7, 1.3))
-        raise AssertionError("unreachable")
-
     async def list_page(self, token: str, cif: str, start: datetime, end: datetime, page: int) -> ListPage:
-        res = await self._retrying(lambda: self.client.list_messages_paginated(
-            cif, _ms(start), _ms(end), page, token=token))
+        res = await self.client.list_messages_paginated(cif, _ms(start), _ms(end), page, token=token)
         return ListPage([m.raw or {"id": m.id, "cif": m.cif, "tip": m.tip, "detalii": m.detalii,
                                    "id_solicitare": m.id_solicitare} for m in res.messages],
                         res.numar_total_pagini, res.numar_total_inregistrari, res.index_pagina_curenta)
 
     async def download(self, token: str, message_id: str) -> bytes:
-        return await self._retrying(lambda: self.client.download(message_id, token=token))
+        return await self.client.download(message_id, token=token)
 
     async def xml_to_pdf(self, xml: bytes, credit_note: bool) -> bytes:
         """ANAF's transformare (public host, no token); optional, the local renderer is the default."""
-        return await self._retrying(lambda: self.client.xml_to_pdf(xml, "FCN" if credit_note else "FACT1"))
+        return await self.client.xml_to_pdf(xml, "FCN" if credit_note else "FACT1")
 
 
 def resets_at_of(err: AnafError, now: datetime) -> datetime:

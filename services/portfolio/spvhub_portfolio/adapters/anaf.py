@@ -1,9 +1,7 @@
-"""Ports and HTTP adapters for what portfolio asks ANAF: the public registry (PlatitorTvaRest v9) and the
-e-Factura list call used to read the rights inventory and to probe rights. Every call spends the shared
-budget (`spvhub_common.anaf.budget`) before it leaves the process.
-
-Until the shared ANAF client lands in `spvhub_common.anaf`, this module speaks HTTP itself with the shared
-budget, clocks and error classifier; swapping it for the shared client changes only `HttpAnaf`.
+"""Ports and adapters for what portfolio asks ANAF: the public VAT registry (v9) and the e-Factura list call
+used to read the rights inventory and to probe rights, implemented over the shared ANAF client
+(`spvhub_common.anaf.AnafClient`: each host family's base, the shared budget, ANAF's answers classified), and
+auth's internal token endpoints.
 """
 from __future__ import annotations
 
@@ -11,26 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
-from spvhub_common.anaf.budget import AnafBudget, BudgetKind
-from spvhub_common.anaf.clock import Clock, local_date, next_local_midnight
-from spvhub_common.anaf.errors import (
-    AnafError,
-    AnafUnavailable,
-    DailyLimitReached,
-    NoMessages,
-    NoRights,
-    RateLimited,
-    Unauthorized,
-    UnexpectedResponse,
-    classify_text,
-    is_waf_page,
-    waf_error,
-)
+from spvhub_common.anaf import AnafBudget, AnafClient
+from spvhub_common.anaf.errors import AnafError, NoRights, Unauthorized
 from spvhub_common.logging import get_logger
 
 log = get_logger(__name__)
-
-REGISTRY_BATCH = 100  # PlatitorTvaRest v9 refuses more than 100 CUIs per request
 
 
 @dataclass(frozen=True)
@@ -74,107 +57,47 @@ def parse_registry_item(item: dict[str, Any]) -> RegistryRecord:
         vat_payer=bool(tva.get("scpTVA")), efactura_registered=bool(g.get("statusRO_e_Factura")), raw=item)
 
 
-class HttpAnaf:
-    """The registry and the e-Factura list call over HTTP (base URL: production ANAF or the emulator)."""
+class ClientAnaf:
+    """`RegistryPort` and `EfacturaListPort` over the shared `spvhub_common.anaf.AnafClient`: the registry on the
+    public host, the list call on the API host, the shared budget spent and ANAF's answers classified there."""
 
-    def __init__(self, client: httpx.AsyncClient, budget: AnafBudget, clock: Clock, *, env: str = "test",
-                 registry_path: str = "/api/PlatitorTvaRest/v9/tva", max_429_retries: int = 3) -> None:
+    def __init__(self, client: AnafClient) -> None:
         self.client = client
-        self.budget = budget
-        self.clock = clock
-        self.env = env
-        self.registry_path = registry_path
-        self.max_429_retries = max_429_retries
+
+    @property
+    def budget(self) -> AnafBudget:
+        return self.client.budget
+
+    @budget.setter
+    def budget(self, budget: AnafBudget) -> None:
+        self.client.budget = budget
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     # -- public registry --------------------------------------------------------------------------
     async def lookup(self, cifs: list[str]) -> dict[str, RegistryRecord]:
-        out: dict[str, RegistryRecord] = {}
         unique = list(dict.fromkeys(cifs))
-        for i in range(0, len(unique), REGISTRY_BATCH):
-            out.update(await self._lookup_batch(unique[i:i + REGISTRY_BATCH]))
-        return out
-
-    async def _lookup_batch(self, cifs: list[str]) -> dict[str, RegistryRecord]:
-        day = local_date(self.clock.now()).isoformat()
-        body = [{"cui": int(c), "data": day} for c in cifs]
-        for attempt in range(self.max_429_retries + 1):
-            await self.budget.acquire(BudgetKind.PUBLIC)
-            try:
-                resp = await self.client.post(self.registry_path, json=body, timeout=30)
-            except httpx.HTTPError as e:
-                raise AnafUnavailable(f"registry unreachable: {type(e).__name__}", endpoint="registry.v9") from e
-            if resp.status_code == 429 and attempt < self.max_429_retries:
-                # Another client behind the same address spent the second: wait for the next window.
-                await self.clock.sleep(float(resp.headers.get("retry-after") or 1.0))
-                continue
-            break
-        if resp.status_code == 429:
-            raise RateLimited("registry: too many requests", retry_after=1.0, endpoint="registry.v9")
-        if resp.status_code >= 500:
-            raise AnafUnavailable(f"registry answered HTTP {resp.status_code}", endpoint="registry.v9",
-                                  status=resp.status_code)
-        text = resp.text
-        if is_waf_page(text):
-            raise waf_error(text, endpoint="registry.v9", status=resp.status_code)
-        try:
-            data = resp.json()
-        except ValueError as e:
-            raise UnexpectedResponse(f"registry answered non-JSON (HTTP {resp.status_code})",
-                                     endpoint="registry.v9", status=resp.status_code) from e
-        if not isinstance(data, dict) or ("cod" in data and data.get("cod") not in (200, "200")
-                                          and "found" not in data):
-            raise UnexpectedResponse(f"registry error: {str(data)[:200]}", endpoint="registry.v9",
-                                     status=resp.status_code)
         out: dict[str, RegistryRecord] = {}
-        for item in data.get("found") or []:
-            rec = parse_registry_item(item)
+        if not unique:
+            return out
+        result = await self.client.registry_lookup(unique)  # batches of <= 100, today in Romania
+        for company in result.found:
+            rec = parse_registry_item(company.raw)
             if rec.cif:
                 out[rec.cif] = rec
-        for c in cifs:
+        for c in unique:
             out.setdefault(c, RegistryRecord(cif=c, found=False))
         return out
 
     # -- e-Factura list ----------------------------------------------------------------------------
     async def list_messages(self, access_token: str, cif: str, days: int) -> ListProbe:
-        endpoint = "efactura.listaMesajeFactura"
-        await self.budget.acquire(BudgetKind.EF_LIST, cif)
         try:
-            resp = await self.client.get(f"/{self.env}/FCTEL/rest/listaMesajeFactura",
-                                         params={"zile": days, "cif": cif},
-                                         headers={"Authorization": f"Bearer {access_token}"}, timeout=30)
-        except httpx.HTTPError as e:
-            raise AnafUnavailable(f"e-Factura unreachable: {type(e).__name__}", endpoint=endpoint) from e
-        if resp.status_code in (401, 403):
-            raise Unauthorized(f"HTTP {resp.status_code}", endpoint=endpoint, status=resp.status_code)
-        if resp.status_code == 302 or "/my.policy" in resp.headers.get("location", ""):
-            raise Unauthorized("redirected to the F5 login wall", endpoint=endpoint, status=resp.status_code)
-        if resp.status_code == 429:
-            ra = resp.headers.get("retry-after")
-            raise RateLimited("HTTP 429", retry_after=float(ra) if ra else None, endpoint=endpoint)
-        if resp.status_code >= 500:
-            raise AnafUnavailable(f"HTTP {resp.status_code}", endpoint=endpoint, status=resp.status_code)
-        text = resp.text
-        if is_waf_page(text):
-            raise waf_error(text, endpoint=endpoint, status=resp.status_code)
-        try:
-            data = resp.json()
-        except ValueError as e:
-            raise UnexpectedResponse(f"non-JSON list answer (HTTP {resp.status_code})", endpoint=endpoint,
-                                     status=resp.status_code) from e
-        if resp.status_code == 400:
-            raise classify_text(str(data.get("message", data)), endpoint=endpoint, status=400, cif=cif)
-        if "eroare" in data:
-            err = classify_text(str(data["eroare"]), endpoint=endpoint, status=resp.status_code, cif=cif,
-                                limit_scope=f"{BudgetKind.EF_LIST.value}:{cif}",
-                                resets_at=next_local_midnight(self.clock.now()))
-            if isinstance(err, NoMessages):
-                return ListProbe(True, data.get("cui"), err.text)
-            if isinstance(err, NoRights):
-                return ListProbe(False, data.get("cui"), err.text)
-            if isinstance(err, DailyLimitReached):
-                await self.budget.mark_exhausted(BudgetKind.EF_LIST, cif, err.resets_at)
-            raise err
-        return ListProbe(True, data.get("cui"), "")
+            listed = await self.client.list_messages(cif, days, token=access_token)
+        except NoRights as err:
+            return ListProbe(False, None, err.text)
+        # "Nu exista mesaje ..." comes back as an empty list: the certificate has rights on `cif`
+        return ListProbe(True, listed.cui_field, "")
 
 
 class ConnectionUnavailable(Exception):
@@ -247,5 +170,5 @@ async def list_with_refresh(anaf: EfacturaListPort, tokens: TokenPort, token: Co
         return await anaf.list_messages(fresh.access_token, cif, days), fresh
 
 
-__all__ = ["AnafError", "AuthTokens", "ConnectionToken", "ConnectionUnavailable", "EfacturaListPort", "HttpAnaf",
+__all__ = ["AnafError", "AuthTokens", "ClientAnaf", "ConnectionToken", "ConnectionUnavailable", "EfacturaListPort",
            "ListProbe", "RegistryPort", "RegistryRecord", "TokenPort", "list_with_refresh"]

@@ -23,7 +23,7 @@ metadata = MetaData()
 outbox, inbox = add_messaging_tables(metadata)
 access_grants = access_table(metadata)
 
-# Cache of ANAF's public registry (PlatitorTvaRest v9), refreshed daily; also covers discovered CIFs that are
+# Cache of ANAF's public VAT registry (v9), refreshed daily; also covers discovered CIFs that are
 # not (yet) companies on the platform.
 registry_entries = Table(
     "registry_entries", metadata,
