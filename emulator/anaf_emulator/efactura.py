@@ -100,6 +100,10 @@ def _now(state: EmulatorState) -> datetime:
     return state.clock.now()
 
 
+# Seen on the test environment for about half of one integrator's uploads (anaf-api.md §11.17)
+TECHNICAL_1814 = "A aparut o eroare tehnica. Cod: 1814"
+
+
 def _upload_xml(state: EmulatorState, attrs: dict[str, str] | None = None, error: str | None = None) -> Response:
     base = {"dateResponse": fmt_minute(_now(state))}
     if error is not None:
@@ -195,6 +199,11 @@ async def _upload(env: str, request: Request, b2c: bool) -> Response:
                 error=f"S-au incarcat deja {state.switches.rasp_cap_per_cui} de mesaje de tip RASP pentru cui={cif} "
                 "in cursul zilei",
             )
+        fail_1814 = state.switches.upload_error_1814 > 0
+        if fail_1814:
+            state.switches.upload_error_1814 -= 1
+            if not state.switches.upload_error_1814_files:
+                return _upload_xml(state, error=TECHNICAL_1814)
         forced = state.switches.forced_outcome
         if forced:
             outcome = forced
@@ -220,6 +229,8 @@ async def _upload(env: str, request: Request, b2c: bool) -> Response:
             serial=principal.serial,
             **flags,
         )
+    if fail_1814:
+        return _upload_xml(state, error=TECHNICAL_1814)
     return _upload_xml(state, {"index_incarcare": str(up.index)})
 
 

@@ -286,6 +286,20 @@ def notification_item(state: EmulatorState, n: Notification) -> dict[str, Any]:
     return item
 
 
+_NUMERIC_LISTA_FIELDS = ("cod_decl", "id_incarcare", "nr_linii", "tip_op")
+
+
+def _numbers(item: dict[str, Any]) -> dict[str, Any]:
+    """The item with the fields e-factura-go decodes as numbers sent as numbers (anaf-api.md §11.14); a value that
+    is not all digits (a foreign `cod_decl`) stays a string."""
+    out = dict(item)
+    for name in _NUMERIC_LISTA_FIELDS:
+        value = out.get(name)
+        if isinstance(value, str) and value.isdigit():
+            out[name] = int(value)
+    return out
+
+
 @router.get("/{env}/ETRANSPORT/ws/v1/lista/{zile}/{cif}")
 async def lista(env: str, zile: str, cif: str, request: Request) -> Response:
     state = st(request)
@@ -342,7 +356,10 @@ async def lista(env: str, zile: str, cif: str, request: Request) -> Response:
     if not items:
         return _errors(state, [f"Nu exista mesaje in ultimele {n_days} zile"])
     items.sort(key=lambda pair: (pair[0] * 7919) % 1_000_003)  # ANAF does not sort this list
-    body = {"mesaje": [item for _, item in items], "serial": principal.serial_plain, "cui": cif,
+    mesaje = [item for _, item in items]
+    if state.switches.et_lista_numbers:
+        mesaje = [_numbers(item) for item in mesaje]
+    body = {"mesaje": mesaje, "serial": principal.serial_plain, "cui": cif,
             "titlu": f"Lista Mesaje disponibile din ultimele {n_days} zile", **_base(state),
             "ExecutionStatus": 0, "trace_id": str(uuid.uuid4())}
     return json_response(body)

@@ -326,8 +326,9 @@ class EmulatorState:
             buyer = upload.buyer
             if autofactura:
                 detalii = f"Factura cu id_incarcare={idx} transmisa de cif={cif}  ca autofactura in numele cif={seller}"
-                self.add_message(cif, TIP_SENT, upload, detalii, created)
-                self.add_message(seller, TIP_RECEIVED, upload, detalii, created)
+                uploader_sent = self.switches.self_billing_uploader_tip == "sent"
+                self.add_message(cif, TIP_SENT if uploader_sent else TIP_RECEIVED, upload, detalii, created)
+                self.add_message(seller, TIP_RECEIVED if uploader_sent else TIP_SENT, upload, detalii, created)
             else:
                 detalii = f"Factura cu id_incarcare={idx} emisa de cif_emitent={seller} pentru cif_beneficiar={buyer}"
                 self.add_message(seller, TIP_SENT, upload, detalii, created)

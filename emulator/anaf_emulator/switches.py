@@ -30,6 +30,16 @@ class Switches:
     public_cod_wrapper: bool = False
     end_time_quotes_clock: bool = True
     et_lista_includes_carrier: bool = False
+    # anaf-api.md §11.14: e-Transport `lista` with `cod_decl`, `id_incarcare`, `nr_linii`, `tip_op` as JSON numbers
+    # (as e-factura-go decodes them) instead of the swagger's strings
+    et_lista_numbers: bool = False
+    # §11.13: which `tip` the uploading buyer's copy of a self-billed invoice gets: "sent" (FACTURA TRIMISA, the
+    # default) or "received" (FACTURA PRIMITA, e-factura-go's fixture); the seller's copy gets the other one
+    self_billing_uploader_tip: str = "sent"
+    # §11.17: the next N uploads are answered "A aparut o eroare tehnica. Cod: 1814" (ExecutionStatus 1) and, when
+    # `upload_error_1814_files`, filed all the same (the answer lies about the outcome)
+    upload_error_1814: int = 0
+    upload_error_1814_files: bool = True
     no_certificate_page: bool = True
     # semnatura_<index>.xml: ANAF production's detached signature, or its test environment's enveloped copy
     # pretty-printed after signing (../shared/anaf-api.md 2.6)
@@ -42,6 +52,7 @@ class Switches:
         "forced_outcome": (None, "ok", "nok", "rejected"),
         "revoke_mode": ("my_policy", "ok"),
         "public_rate_limit": ("enforce", "ignore"),
+        "self_billing_uploader_tip": ("sent", "received"),
         "signature_shape": ("production", "test"),
     }
 

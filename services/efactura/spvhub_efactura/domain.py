@@ -74,18 +74,20 @@ def parse_detalii(detalii: str) -> DetailParties:
 
 
 def direction_for(own_cif: str, kind: MessageKind, seller: str | None, buyer: str | None) -> str:
-    """received or sent, from the company's point of view.
+    """received or sent, from the company's point of view: "sent" when it is the seller, "received" when it is
+    the buyer.
 
-    The list `tip` decides (TRIMISA = the company is the seller's side, PRIMITA = buyer's side); when it is
-    unknown the parties in the document decide. Self-billing: the buyer issues in the seller's name; ANAF lists
-    TRIMISA/PRIMITA from the legal roles, so the same rule holds.
+    The parties decide (callers pass those of `detalii`, else of the document); the list `tip` only when the
+    company is neither. Self-billing is why: the buyer files in the seller's name, and which of the two ANAF lists
+    as FACTURA TRIMISA is not settled (the emulator's default gives the uploading buyer TRIMISA, e-factura-go's
+    fixture PRIMITA; anaf-api.md §11.13), so `tip` alone would file a purchase as a sale.
     """
-    if kind == MessageKind.SENT:
-        return "sent"
-    if kind == MessageKind.RECEIVED:
-        return "received"
     own = normalize_cif(own_cif)
     if seller and normalize_cif(seller) == own:
+        return "sent"
+    if buyer and normalize_cif(buyer) == own:
+        return "received"
+    if kind == MessageKind.SENT:
         return "sent"
     return "received"
 

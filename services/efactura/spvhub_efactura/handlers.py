@@ -904,7 +904,8 @@ class SyncEngine:
                                 "signature_status": p.signature.status if p.signature else None}
         if isinstance(doc, Document):
             parties = domain.parse_detalii(detalii or "")
-            direction = domain.direction_for(cif, kind, doc.seller.cif, doc.buyer.cif)
+            direction = domain.direction_for(cif, kind, parties.seller or doc.seller.cif,
+                                             parties.buyer or doc.buyer.cif)
             partner = doc.seller if direction == "received" else doc.buyer
             base.update(
                 direction=direction, document_type=doc.document_type, type_code=doc.type_code, number=doc.number,
