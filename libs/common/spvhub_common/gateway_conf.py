@@ -48,7 +48,8 @@ class RateLimit:
 WEB = "web"
 WEB_DEFAULT_PORT = 18110
 WEB_PATHS: tuple[str, ...] = ("/login", "/signup", "/logout", "/lang", "/companies", "/invoices", "/transports",
-                              "/inbox", "/preferences", "/join", "/delegation", "/anaf", "/static")
+                              "/inbox", "/preferences", "/join", "/delegation", "/anaf", "/static", "/account",
+                              "/verify-email", "/forgot-password", "/reset-password")
 WEB_EXACT: tuple[str, ...] = ("/", "/invoices-export.zip")
 WEB_UPLOAD_REGEX = "^/companies/[^/]+/submissions$"   # the invoice upload form: XML up to 10 MB, multipart
 WEB_UPLOAD_MAX = "11m"

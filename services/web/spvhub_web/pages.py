@@ -235,6 +235,96 @@ async def logout(request: Request) -> Response:
     return see_other("/login")
 
 
+@router.get("/verify-email")
+async def verify_email_page(request: Request, token: str = "") -> Response:
+    """The link in the verification e-mail. Confirming is a button (POST): mail scanners that open links must not
+    spend the single-use token."""
+    return render(request, "account_token.html", {"token": token, "kind": "verify"})
+
+
+@router.post("/verify-email")
+async def verify_email(request: Request) -> Response:
+    f = await form(request)
+    t = tr(request)
+    try:
+        await public_api(request, "POST", "/api/auth/email/verify", json={"token": str(f.get("token", ""))})
+    except ApiError as e:
+        return render(request, "account_token.html", {"token": "", "kind": "verify", "error": e}, status=e.status)
+    flash(request, "ok", t("account.verified"))
+    return see_other("/account" if sess(request).signed_in else "/login")
+
+
+@router.get("/forgot-password")
+async def forgot_password_page(request: Request) -> Response:
+    return render(request, "account_token.html", {"kind": "forgot"})
+
+
+@router.post("/forgot-password")
+async def forgot_password(request: Request) -> Response:
+    f = await form(request)
+    try:
+        await public_api(request, "POST", "/api/auth/password/forgot", json={"email": str(f.get("email", "")).strip()})
+    except ApiError as e:
+        return render(request, "account_token.html", {"kind": "forgot", "error": e}, status=e.status)
+    # the same answer whether or not the address has an account
+    flash(request, "ok", tr(request)("account.reset_sent"))
+    return see_other("/login")
+
+
+@router.get("/reset-password")
+async def reset_password_page(request: Request, token: str = "") -> Response:
+    return render(request, "account_token.html", {"token": token, "kind": "reset"})
+
+
+@router.post("/reset-password")
+async def reset_password(request: Request) -> Response:
+    f = await form(request)
+    token = str(f.get("token", ""))
+    if f.get("password") != f.get("password2"):
+        e = ApiError(422, "passwords_differ", "The two passwords differ.")
+        return render(request, "account_token.html", {"token": token, "kind": "reset", "error": e}, status=422)
+    try:
+        await public_api(request, "POST", "/api/auth/password/reset",
+                         json={"token": token, "password": str(f.get("password", ""))})
+    except ApiError as e:
+        return render(request, "account_token.html", {"token": token, "kind": "reset", "error": e}, status=e.status)
+    sess(request).sign_out()  # every session of the account ended with the reset
+    flash(request, "ok", tr(request)("account.password_reset"))
+    return see_other("/login")
+
+
+@router.get("/account")
+async def account(request: Request) -> Response:
+    require_signed_in(request)
+    me = await api(request, "GET", "/api/auth/me")
+    return await page(request, "account.html", {"me": me})
+
+
+@router.post("/account/{what}")
+async def account_change(request: Request, what: str) -> Response:
+    require_signed_in(request)
+    _one_of(what, "password", "email", "resend")
+    f = await form(request)
+    t = tr(request)
+    try:
+        if what == "password":
+            if f.get("new_password") != f.get("new_password2"):
+                raise ApiError(422, "passwords_differ", "The two passwords differ.")
+            await api(request, "POST", "/api/auth/password/change",
+                      json={"current_password": str(f.get("current_password", "")),
+                            "new_password": str(f.get("new_password", ""))})
+        elif what == "email":
+            await api(request, "POST", "/api/auth/email/change",
+                      json={"new_email": str(f.get("new_email", "")).strip(), "password": str(f.get("password", ""))})
+        else:
+            me = await api(request, "GET", "/api/auth/me")
+            await public_api(request, "POST", "/api/auth/email/verification/resend", json={"email": me["email"]})
+        flash(request, "ok", t(f"account.{what}_done"))
+    except ApiError as e:
+        flash(request, "error", err_text(t, e))
+    return see_other("/account")
+
+
 # ---------------------------------------------------------------------------------------------- companies
 
 async def _companies(request: Request) -> list[dict[str, Any]]:

@@ -57,10 +57,23 @@ def test_every_link_the_platform_sends_resolves_to_a_screen() -> None:
     from spvhub_notifier.domain import KINDS
     sample = {"cif": "39812755", "firm_cif": "39812755", "client_cif": "18453276", "submission_id": "s-1",
               "invitation_id": "i-1"}
-    paths = [k.link.format(**sample) for k in KINDS.values() if k.link] + ["/join"]
+    from spvhub_auth.settings import Settings as AuthSettings
+    from spvhub_invitations.settings import Settings as InvitationSettings
+    auth = AuthSettings(env="test")
+    paths = [k.link.format(**sample) for k in KINDS.values() if k.link]
+    paths += [InvitationSettings(env="test").ui_join_path.format(token="t"),
+              auth.verify_email_path.format(token="t"), auth.reset_password_path.format(token="t")]
     regexes = [r.path_regex for r in pages.router.routes if "GET" in getattr(r, "methods", set())]
     for p in paths:
-        assert any(rx.match(p) for rx in regexes), p
+        assert any(rx.match(p.split("?")[0]) for rx in regexes), p
+
+
+def test_the_gateway_routes_every_screen_to_the_web() -> None:
+    from spvhub_common.gateway_conf import route_matches, routes, web_routes
+    for r in pages.router.routes:
+        path = r.path.split("{")[0].rstrip("/") or "/"
+        assert any(route_matches(w, path) for w in web_routes()), r.path
+        assert not any(route_matches(a, path) for a in routes()), r.path  # never an API path
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_reaches_nothing() -> None:
