@@ -73,6 +73,7 @@ class Harness:
     def __init__(self, settings: Settings, emu_app: Any, *, families: bool = False, **build_kw: Any) -> None:
         self.settings = settings
         self.families = families
+        self.oauth_prefix = PREFIXES["oauth"] if families else ""  # where the emulator serves OAuth
         self.emu_app = emu_app
         self.emu_state = emu_app.state.emulator
         self.emu = httpx.AsyncClient(transport=httpx.ASGITransport(app=emu_app), base_url="http://emulator")

@@ -164,7 +164,7 @@ async def test_tampered_and_expired_state_replayed_code_wrong_redirect(harness) 
     q = parse_qs(urlsplit(started["authorize_url"]).query)
     other = {k: v[0] for k, v in q.items()}
     other["redirect_uri"] = "https://client.example/cb"
-    page = await h.browse_authorize("/anaf-oauth2/v1/authorize?" + urlencode(other), "acc")
+    page = await h.browse_authorize(f"{h.oauth_prefix}/anaf-oauth2/v1/authorize?" + urlencode(other), "acc")
     loc = urlsplit(page.headers["location"])
     assert loc.netloc == "client.example"
     r = await h.client.get(f"/api/auth/anaf/callback?{loc.query}")
