@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2ekit import confirm_email
 from system import System
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +44,10 @@ def websys(postgres_up: None, kafka_up: str, minio_up: None) -> Iterator[System]
     without web: its API clients keep auth's JSON callback)."""
     attach = os.environ.get("SPVHUB_E2E_WEB_ATTACH")  # a ports JSON of a system already running (iterating)
     if attach:
-        yield System(web=True, ports=json.loads(Path(attach).read_text()))
+        s = System(web=True, ports=json.loads(Path(attach).read_text()))
+        import e2ekit
+        e2ekit.MAILBOXES.update({s.url(n): s.url("mailbox") for n in ("auth", "gateway", "web")})
+        yield s
         return
     s = System(web=True)
     try:
@@ -73,8 +75,8 @@ def browser() -> Iterator[Any]:
 class Person:
     """One person at one browser: a context of their own (cookies), pages on the gateway's address."""
 
-    def __init__(self, browser: Any, base: str, who: str) -> None:
-        self.base, self.who = base, who
+    def __init__(self, browser: Any, system: System, who: str) -> None:
+        self.system, self.base, self.who = system, system.url("gateway"), who
         self.ctx = browser.new_context(viewport={"width": 1280, "height": 860}, locale="ro-RO",
                                        accept_downloads=True)
         self.ctx.set_default_timeout(30_000)
@@ -114,8 +116,19 @@ class Person:
         self.page.get_by_label("Parolă", exact=True).fill(PASSWORD)
         self.page.get_by_label("Repetă parola").fill(PASSWORD)
         self.page.get_by_role("button", name="Creează contul").click()
-        # the person opens the verification e-mail's link (until spvhub web has that screen, through the API)
-        confirm_email(self.base, email)
+        self.confirm_email(email)
+
+    def confirm_email(self, email: str) -> None:
+        """The person opens the verification e-mail's link and confirms on spvhub web's screen (the platform wants
+        a confirmed address before any verified company)."""
+        here = self.page.url
+        link = _mail_match(self.system, email, r"https?://[^\s\"'<>]+/verify-email\?token=[\w\-]+")
+        assert link.startswith(self.base + "/verify-email?token="), link
+        self.page.goto(link)
+        self.shot("29-verify-email")
+        self.page.get_by_role("button", name="Confirmă adresa").click()
+        assert "Adresa de e-mail a fost confirmată." in self.text(), self.text()
+        self.page.goto(here)
 
     def authorize_at_anaf(self, cif: str, certificate: str, pin: str, shot: str | None = None) -> None:
         """From the company's authorization page to the emulator's certificate page and back to the result."""
@@ -132,7 +145,7 @@ class Person:
 
 @pytest.fixture(scope="module")
 def firm(websys: System, browser: Any) -> Iterator[Person]:
-    p = Person(browser, websys.url("gateway"), "firm")
+    p = Person(browser, websys, "firm")
     yield p
     p.ctx.close()
 
@@ -273,7 +286,7 @@ def test_journey2_firm_invites_client_signs_up_from_the_mail_and_accepts(websys:
 
     link = _mail_link(websys, emails[CLIENT])
     assert link.startswith(firm.base + "/join?invitation=")
-    client = Person(browser, websys.url("gateway"), "client")
+    client = Person(browser, websys, "client")
     try:
         cp = client.page
         cp.goto(link)
@@ -289,7 +302,7 @@ def test_journey2_firm_invites_client_signs_up_from_the_mail_and_accepts(websys:
         cp.get_by_label("Repetă parola").fill(PASSWORD)
         cp.get_by_role("button", name="Creează contul").click()
         cp.wait_for_url(re.compile(r".*/inbox$"))
-        confirm_email(client.base, emails[CLIENT])
+        client.confirm_email(emails[CLIENT])
         # the client's company is on the new account at once, pre-filled from the registry
         client.until("/companies", lambda p: "BRUTARIA DULCE SRL" in p.inner_text("main"), "the client company")
         client.until("/inbox", lambda p: p.get_by_role("button", name="Accept").count() > 0, "the bell's invitation")
@@ -317,7 +330,7 @@ def test_journey2_firm_invites_client_signs_up_from_the_mail_and_accepts(websys:
 
 
 def test_error_path_a_certificate_without_rights(websys: System, browser: Any) -> None:
-    p = Person(browser, websys.url("gateway"), "norights")
+    p = Person(browser, websys, "norights")
     try:
         p.sign_up("Dan Georgescu", f"dan-{uuid.uuid4().hex[:6]}@test.ro")
         p.page.wait_for_url(re.compile(r".*/companies$"))
@@ -341,7 +354,7 @@ def test_error_path_a_certificate_without_rights(websys: System, browser: Any) -
 
 def test_carrier_sees_its_transports(websys: System, browser: Any) -> None:
     """Journey 5 on the screens: a carrier authorizes e-Transport and sees the transports where it is the carrier."""
-    p = Person(browser, websys.url("gateway"), "carrier")
+    p = Person(browser, websys, "carrier")
     try:
         p.sign_up("Andrei Popescu", f"andrei-{uuid.uuid4().hex[:6]}@trans-rapid.ro")
         p.page.wait_for_url(re.compile(r".*/companies$"))
@@ -398,6 +411,44 @@ def test_sending_an_invoice_and_a_refused_upload(websys: System, firm: Person) -
     firm.shot("22b-invoice-refused")
 
 
+def _mail_match(websys: System, email: str, pattern: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for m in reversed(websys.mails()):
+            found = re.search(pattern, m.get("text", "") + m.get("html", ""))
+            if email in str(m.get("to")) and found:
+                return found.group(0)
+        time.sleep(1)
+    raise AssertionError(f"no e-mail to {email} matching {pattern}")
+
+
+def test_account_emails_land_on_screens_verify_and_reset_password(websys: System, browser: Any) -> None:
+    p = Person(browser, websys, "account")
+    email = f"ioana-{uuid.uuid4().hex[:6]}@test.ro"
+    try:
+        p.sign_up("Ioana Stan", email)  # confirms the address on the /verify-email screen
+        p.go("/account")
+        assert "confirmată" in p.text()
+        p.shot("30-account")
+        p.page.get_by_role("button", name="Ieșire").click()
+        p.page.get_by_role("link", name="Ai uitat parola?").click()
+        p.page.get_by_label("E-mail").fill(email)
+        p.page.get_by_role("button", name="Trimite linkul").click()
+        link = _mail_match(websys, email, r"https?://[^\s\"'<>]+/reset-password\?token=[\w\-]+")
+        p.page.goto(link)
+        p.page.get_by_label("Parola nouă").fill("parola-noua-2026!")
+        p.page.get_by_label("Repetă parola").fill("parola-noua-2026!")
+        p.shot("31-reset-password")
+        p.page.get_by_role("button", name="Salvează parola").click()
+        assert "Parola a fost schimbată" in p.text(), p.text()
+        p.page.get_by_label("E-mail").fill(email)
+        p.page.get_by_label("Parolă").fill("parola-noua-2026!")
+        p.page.get_by_role("button", name="Autentificare").click()
+        p.page.wait_for_url(re.compile(r".*/companies$"))
+    finally:
+        p.ctx.close()
+
+
 def test_screens_in_english_and_the_other_pages_render(websys: System, firm: Person) -> None:
     pg = firm.page
     for path, marker, name in (("/preferences", "Preferințe", "23-preferences"),
@@ -431,7 +482,7 @@ def test_error_path_an_expired_invitation(websys: System, browser: Any) -> None:
     assert link, "the invitation to the second client (journey 2)"
     websys.admin("POST", "clock", json={"advance_days": 16})
     time.sleep(2.5)  # services follow the emulator's clock within a second or two
-    p = Person(browser, websys.url("gateway"), "expired")
+    p = Person(browser, websys, "expired")
     try:
         p.page.goto(link)
         main = p.text()
