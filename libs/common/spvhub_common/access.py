@@ -7,6 +7,7 @@ anything that came from ANAF; an unverified member may only do what leads to ver
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table, delete, func, select, text
@@ -17,6 +18,26 @@ from spvhub_common.errors import Forbidden
 from spvhub_common.events.portfolio import AccessChanged
 
 MANAGERS = ("owner", "admin")
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """The restrictions of the API key this request came with (spvhub_common.security sets it): the key acts with
+    its creator's grants (`user_id`), only on `companies`, only for `permissions`, and only while the creator still
+    manages the company (a direct owner/admin, or an owner/admin of the firm that reaches it)."""
+
+    key_id: str
+    user_id: str
+    companies: frozenset[str]
+    permissions: frozenset[str]
+
+
+key_scope: ContextVar[KeyScope | None] = ContextVar("spvhub_key_scope", default=None)
+
+
+def _scope_for(user_id: str) -> KeyScope | None:
+    s = key_scope.get()
+    return s if s is not None and s.user_id == user_id else None
 
 
 def access_table(metadata: MetaData) -> Table:
@@ -55,10 +76,29 @@ async def apply_access_changed(session: AsyncSession, table: Table, ev: AccessCh
 
 
 async def accessible_cifs(session: AsyncSession, table: Table, user_id: str) -> list[str]:
-    """The CIFs whose ANAF data the user may see (verified rows only)."""
-    rows = await session.execute(select(table.c.cif).where(table.c.user_id == user_id, table.c.verified.is_(True))
-                                 .order_by(table.c.cif))
-    return [r[0] for r in rows]
+    """The CIFs whose ANAF data the user may see (verified rows only); for an API key, only its companies the
+    creator still manages."""
+    q = select(table.c.cif, table.c.role, table.c.via_firm_cif).where(table.c.user_id == user_id,
+                                                                        table.c.verified.is_(True))
+    scope = _scope_for(user_id)
+    if scope is not None:
+        q = q.where(table.c.cif.in_(sorted(scope.companies)))
+    rows = (await session.execute(q.order_by(table.c.cif))).all()
+    if scope is None:
+        return [r.cif for r in rows]
+    out = []
+    for r in rows:
+        g = Grant(role=str(r.role), via_firm_cif=r.via_firm_cif, verified=True, can_file=False)
+        if await _creator_manages(session, table, user_id, g):
+            out.append(r.cif)
+    return out
+
+
+async def _creator_manages(session: AsyncSession, table: Table, user_id: str, g: Grant) -> bool:
+    if g.direct:
+        return g.role in MANAGERS
+    firm = await grant_of(session, table, user_id, g.via_firm_cif or "")
+    return firm is not None and firm.direct and firm.verified and firm.role in MANAGERS
 
 
 async def verified_users(session: AsyncSession, table: Table, cif: str, *, direct_only: bool = False,
@@ -122,9 +162,19 @@ async def require_grant(session: AsyncSession, table: Table, user_id: str, cif: 
                         allow_unverified: bool = False, file: bool = False) -> Grant:
     """The caller's grant on `cif`, or 403: `no_access_to_company` (no row, or a firm's user where only the
     company's own people may act), `company_not_verified`, `insufficient_role`, `filing_not_allowed`."""
+    scope = _scope_for(user_id)
+    if scope is not None and cif not in scope.companies:
+        raise no_access(cif)
     g = await grant_of(session, table, user_id, cif)
     if g is None or (direct_only and not g.direct):
         raise no_access(cif)
+    if scope is not None and not await _creator_manages(session, table, user_id, g):
+        # The person who made the key no longer manages this company: the key does not outlive that.
+        raise insufficient_role(cif, g.role, MANAGERS)
+    if scope is not None and file and "file" not in scope.permissions:
+        raise Forbidden("This API key lacks the 'file' permission.", code="api_key_permission_missing",
+                        details={"permission": "file", "cif": cif},
+                        messages={"ro": "Această cheie API nu are permisiunea „file”."})
     if not g.verified and not allow_unverified:
         raise not_verified(cif)
     if roles is not None and g.role not in roles:

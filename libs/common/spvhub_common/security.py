@@ -1,25 +1,47 @@
 """Verification of platform JWTs against the auth service's JWKS, and FastAPI dependencies for callers."""
 from __future__ import annotations
 
+import asyncio
 import hmac
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
 import jwt
+import structlog
 from fastapi import Depends, Header, Request
 
-from spvhub_common.errors import Unauthorized
+from spvhub_common.access import KeyScope, key_scope
+from spvhub_common.clientaddr import client_address
+from spvhub_common.errors import AppError, Forbidden, TooManyRequests, Unauthorized
+
+API_KEY_PREFIX = "spvk_"
+KEY_PERMISSIONS = ("read", "sync", "file", "invitations")
 
 
 @dataclass(frozen=True)
 class Principal:
+    """Who calls: a person (platform JWT) or an API key acting for the person who created it. For a key,
+    `user_id` is the creator (whose grants it uses), restricted to `key_companies` and `key_permissions`."""
+
     user_id: str
     email: str = ""
     name: str = ""
     locale: str = "ro"
     claims: dict[str, Any] = field(default_factory=dict)
+    key_id: str | None = None
+    key_companies: tuple[str, ...] = ()
+    key_permissions: tuple[str, ...] = ()
+
+    @property
+    def subject(self) -> str:
+        return f"key:{self.key_id}" if self.key_id else self.user_id
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.key_id is not None
 
 
 class JwksVerifier:
@@ -79,11 +101,146 @@ class JwksVerifier:
                          locale=claims.get("locale", "ro"), claims=claims)
 
 
+# --- API keys ------------------------------------------------------------------------------------------
+# What a key may call, decided before any handler runs: every route a key reaches is named here with the
+# permission it needs; anything else (profile, companies, members, keys themselves, settings) is refused to keys.
+# Tenant rules then apply inside the handler exactly as for a person (spvhub_common.access reads `key_scope`).
+_KEY_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple((m, re.compile(rx), perm) for m, rx, perm in (
+    ("GET", r"^/api/(efactura|etransport)/", "read"),
+    ("POST", r"^/api/efactura/validation$", "read"),
+    ("POST", r"^/api/efactura/companies/[^/]+/sync$", "sync"),
+    ("POST", r"^/api/etransport/companies/[^/]+/poll$", "sync"),
+    ("POST", r"^/api/efactura/companies/[^/]+/submissions$", "file"),
+    ("POST", r"^/api/efactura/invoices/[^/]+/buyer-messages$", "file"),
+    ("GET", r"^/api/invitations(/|$)", "invitations"),
+    ("POST", r"^/api/invitations$", "invitations"),
+    ("POST", r"^/api/invitations/[^/]+/(resend|revoke)$", "invitations"),
+))
+
+
+def key_permission_for(method: str, path: str) -> str | None:
+    """The permission an API key needs for this request, or None when keys may not call it at all."""
+    m = "GET" if method.upper() == "HEAD" else method.upper()
+    for route_method, rx, perm in _KEY_ROUTES:
+        if route_method == m and rx.search(path):
+            return perm
+    return None
+
+
+def key_not_allowed() -> Forbidden:
+    return Forbidden("API keys cannot call this endpoint; sign in as a person.", code="api_key_not_allowed",
+                     messages={"ro": "Cheile API nu pot apela această operație; autentificați-vă ca persoană."})
+
+
+def key_permission_missing(permission: str) -> Forbidden:
+    return Forbidden(f"This API key lacks the '{permission}' permission.", code="api_key_permission_missing",
+                     details={"permission": permission},
+                     messages={"ro": f"Această cheie API nu are permisiunea „{permission}”."})
+
+
+_KEY_ERRORS = {
+    "invalid_api_key": ("The API key is not valid.", "Cheia API nu este validă."),
+    "api_key_revoked": ("The API key was revoked.", "Cheia API a fost revocată."),
+    "api_key_expired": ("The API key has expired.", "Cheia API a expirat."),
+}
+
+
+def key_unauthorized(code: str) -> Unauthorized:
+    en, ro = _KEY_ERRORS.get(code, _KEY_ERRORS["invalid_api_key"])
+    return Unauthorized(en, code=code if code in _KEY_ERRORS else "invalid_api_key", messages={"ro": ro})
+
+
+def key_rate_limited(retry_after: float) -> TooManyRequests:
+    return TooManyRequests("Too many requests with this API key; retry later.", code="api_key_rate_limited",
+                           details={"retry_after_seconds": max(int(retry_after + 0.999), 1)},
+                           messages={"ro": "Prea multe cereri cu această cheie API; reîncercați mai târziu."})
+
+
+class ApiKeyIntrospector:
+    """Asks auth, on every request, what an API key is: no cache, so a revocation takes effect on the next
+    request. Auth counts the use (rate limit, last use, the usage log) in the same call."""
+
+    def __init__(self, url: str, service_token: str, service_name: str, *,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.url = url
+        self._token = service_token
+        self.service_name = service_name
+        self._client = client
+        self._own: tuple[Any, httpx.AsyncClient] | None = None  # (event loop, client) made here
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is not None:
+            return self._client
+        loop = asyncio.get_running_loop()
+        if self._own is None or self._own[0] is not loop:  # one pooled client per event loop
+            self._own = (loop, httpx.AsyncClient(timeout=5))
+        return self._own[1]
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ApiKeyIntrospector:
+        base = settings.jwks_url.split("/.well-known/", 1)[0]
+        return cls(f"{base}/internal/api-keys/introspect", settings.service_token.get_secret_value(),
+                   settings.service_name)
+
+    async def introspect(self, key: str, *, method: str, path: str, request_id: str | None,
+                         client_addr: str | None) -> Principal:
+        try:
+            resp = await self._http().post(self.url, json={
+                "key": key, "method": method, "path": path, "request_id": request_id, "client": client_addr},
+                headers={"X-Service-Token": self._token, "X-Service-Name": self.service_name})
+        except httpx.HTTPError as e:
+            raise AppError("Cannot check the API key right now.", code="auth_unavailable", status=503,
+                           details={"retry_after_seconds": 5},
+                           messages={"ro": "Cheia API nu poate fi verificată acum."}) from e
+        if resp.status_code == 200:
+            b = resp.json()
+            return Principal(user_id=b["user_id"], email=b.get("email", ""), name=b.get("name", ""),
+                             locale=b.get("locale", "ro"), claims={"sub": f"key:{b['key_id']}"},
+                             key_id=b["key_id"], key_companies=tuple(b["companies"]),
+                             key_permissions=tuple(b["permissions"]))
+        code = ""
+        details: dict[str, Any] = {}
+        try:
+            err = resp.json().get("error", {})
+            code, details = err.get("code", ""), err.get("details", {}) or {}
+        except ValueError:
+            pass
+        if resp.status_code == 401:
+            raise key_unauthorized(code)
+        if resp.status_code == 429:
+            raise key_rate_limited(float(details.get("retry_after_seconds", 1)))
+        raise AppError("Cannot check the API key right now.", code="auth_unavailable", status=503,
+                       details={"retry_after_seconds": 5}, messages={"ro": "Cheia API nu poate fi verificată acum."})
+
+
+async def _api_key_principal(request: Request, key: str) -> Principal:
+    needed = key_permission_for(request.method, request.url.path)
+    if needed is None:
+        raise key_not_allowed()
+    introspector: ApiKeyIntrospector | None = getattr(request.app.state, "api_keys", None)
+    if introspector is None:
+        introspector = request.app.state.api_keys = ApiKeyIntrospector.from_settings(request.app.state.settings)
+    trusted = getattr(request.app.state.settings, "trusted_proxies", [])
+    rid = request.headers.get("x-request-id") or structlog.contextvars.get_contextvars().get("request_id")
+    p = await introspector.introspect(key, method=request.method, path=request.url.path, request_id=rid,
+                                      client_addr=client_address(request, trusted))
+    if needed not in p.key_permissions:
+        raise key_permission_missing(needed)
+    key_scope.set(KeyScope(key_id=p.key_id or "", user_id=p.user_id, companies=frozenset(p.key_companies),
+                           permissions=frozenset(p.key_permissions)))
+    return p
+
+
 async def current_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    # Always set: a context that served a key's request must not keep its restrictions for a person's.
+    key_scope.set(None)
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("Sign in: send `Authorization: Bearer <access token>`.", code="missing_token")
+    token = authorization.split(" ", 1)[1].strip()
+    if token.startswith(API_KEY_PREFIX):
+        return await _api_key_principal(request, token)
     verifier: JwksVerifier = request.app.state.jwks
-    return await verifier.verify(authorization.split(" ", 1)[1].strip())
+    return await verifier.verify(token)
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

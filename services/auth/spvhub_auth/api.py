@@ -1,8 +1,10 @@
 """HTTP API of the auth service: request -> command -> handler; no SQL, no business rules.
 
-Public: `/api/auth/...` (accounts, sessions, ANAF connections, delegation links), `/.well-known/jwks.json`.
+Public: `/api/auth/...` (accounts, sessions, ANAF connections, delegation links, API keys),
+`/.well-known/jwks.json`.
 Internal (X-Service-Token): `/internal/connections/{id}/access-token`, `/internal/connections/{id}/refresh`,
-`/internal/companies/{cif}/access-token`, `/internal/account-links/{id}`.
+`/internal/companies/{cif}/access-token`, `/internal/account-links/{id}`,
+`/internal/api-keys/introspect`.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from spvhub_common.errors import AppError, error_body
 from spvhub_common.security import CurrentUser, Principal, ServiceCaller
 
 from spvhub_auth import account as A
+from spvhub_auth import apikeys
 from spvhub_auth import handlers as H
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -312,3 +315,7 @@ async def internal_account_link(request_id: str, caller: ServiceCaller, d: Deps)
 @internal.get("/connections/{connection_id}/grants")
 async def internal_grants(connection_id: str, caller: ServiceCaller, d: Deps) -> dict[str, Any]:
     return {"items": await H.token_grants(d, connection_id)}
+
+
+router.include_router(apikeys.router)
+internal.include_router(apikeys.internal)

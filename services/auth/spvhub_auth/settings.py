@@ -53,6 +53,10 @@ class Settings(ServiceSettings):
     delegation_open_link_max: int = 10
     delegation_open_window_seconds: int = 600
     password_min_length: int = 10
+    # API keys: requests per key and window (429 api_key_rate_limited, Retry-After); the longest validity.
+    api_key_rate_limit: int = 600
+    api_key_rate_window_seconds: int = 60
+    api_key_max_days: int = 730
 
     # Account e-mails (verification, change of address, password reset): single-use links to spvhub web's
     # screens (an integrator with its own front end sets the base and the paths; {token} is the link's token).

@@ -159,3 +159,37 @@ access_token_grants = Table(
     Column("outcome", String(32), nullable=False),
     Column("granted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 of the whole key (a 256-bit secret)
+    Column("prefix", String(24), nullable=False),                  # the key's first characters, to recognize it
+    Column("name", String(200), nullable=False),
+    Column("created_by", String(64), nullable=False, index=True),
+    Column("companies", JSONB, nullable=False),    # ["CIF", ...]
+    Column("permissions", JSONB, nullable=False),  # ["read", "sync", "file", "invitations"]
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_by", String(64)),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("last_used_request_id", String(128)),
+    Column("use_count", BigInteger, nullable=False, server_default="0"),
+    Column("rate_window_start", DateTime(timezone=True)),
+    Column("rate_count", Integer, nullable=False, server_default="0"),
+)
+
+api_key_usage = Table(
+    "api_key_usage", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("key_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("service", String(100), nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("path", String(1000), nullable=False),  # without the query string
+    Column("request_id", String(128)),
+    Column("client", String(64)),
+    Column("outcome", String(32), nullable=False),  # ok | revoked | expired | rate_limited
+    Index("ix_api_key_usage_key_at", "key_id", "at"),
+)
