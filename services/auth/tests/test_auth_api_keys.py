@@ -103,16 +103,20 @@ async def test_revoked_key_stops_at_once(harness, probe) -> None:  # type: ignor
     created = (await _create(h, owner, [A], ["read"])).json()
     assert (await probe.get(f"/api/efactura/companies/{A}/invoices", headers=bearer(created["key"]))).status_code \
         == 200
+    # someone else (even a member of the company) can neither revoke nor see it, and the key keeps working
+    stranger = await h.signup()
+    await h.grant(stranger["user"]["id"], A, "member")
+    r = await h.client.post(f"/api/auth/api-keys/{created['id']}/revoke", headers=stranger["headers"])
+    assert r.status_code == 404 and r.json()["error"]["code"] == "api_key_not_found"
+    assert (await h.client.get("/api/auth/api-keys", headers=stranger["headers"])).json()["items"] == []
+    assert (await probe.get(f"/api/efactura/companies/{A}/invoices", headers=bearer(created["key"]))).status_code \
+        == 200
     rv = await h.client.post(f"/api/auth/api-keys/{created['id']}/revoke", headers=owner["headers"])
     assert rv.status_code == 200 and rv.json()["status"] == "revoked"
     nxt = await probe.get(f"/api/efactura/companies/{A}/invoices", headers=bearer(created["key"]))
     assert nxt.status_code == 401 and nxt.json()["error"]["code"] == "api_key_revoked"
     assert nxt.headers["WWW-Authenticate"] == "Bearer"
-    # someone else cannot revoke (or see) it
-    stranger = await h.signup()
-    r = await h.client.post(f"/api/auth/api-keys/{created['id']}/revoke", headers=stranger["headers"])
-    assert r.status_code == 404
-    assert (await h.client.get("/api/auth/api-keys", headers=stranger["headers"])).json()["items"] == []
+    assert nxt.json()["error"]["message"] == "Cheia API a fost revocată."
     # an unknown key is 401 too
     bad = await probe.get(f"/api/efactura/companies/{A}/invoices", headers=bearer("spvk_" + "x" * 43))
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"
