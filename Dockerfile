@@ -21,7 +21,7 @@ RUN sed -e '/^-e /d' -e '/^#/d' -e '/^$/d' requirements.txt \
       | grep -vxE 'pytest|pytest-asyncio|playwright|aiohttp|ruff|mypy|kubernetes-validate|promql-parser' > /tmp/runtime.txt \
  && /opt/spvhub/bin/pip install -c constraints.txt -r /tmp/runtime.txt \
       ./libs/common ./libs/einvoice ./emulator ./services/auth ./services/portfolio ./services/invitations \
-      ./services/efactura ./services/etransport ./services/notifier ./services/web \
+      ./services/efactura ./services/etransport ./services/notifier ./services/webhooks ./services/web \
  && /opt/spvhub/bin/python -m compileall -q /opt/spvhub/lib
 
 # ---------------------------------------------------------------- gateway config, generated from the code

@@ -29,7 +29,7 @@ PG_CLUSTER = "spvhub-pg"
 OBJECTS = "spvhub-objects"
 EXTRA_DATABASES = ("anaf_budget",)  # the shared ANAF call budget (spvhub_common.anaf.budget)
 # Services that call ANAF (or the public registry) over the internet; the others never leave the cluster
-# except notifier, which talks SMTP.
+# except notifier, which talks SMTP, and webhooks, which posts to integrators' receivers.
 INTERNET_HTTPS = {"auth", "portfolio", "efactura", "etransport"}
 
 # Secret references. Every SecretStr field of a service's Settings is a secret; these fields are too, or
@@ -272,6 +272,10 @@ def networkpolicy_docs() -> list[dict[str, Any]]:
             egress.append({"to": [public_internet], "ports": [{"protocol": "TCP", "port": 443}]})
         if s == "notifier":
             egress.append({"to": [public_internet], "ports": [{"protocol": "TCP", "port": p} for p in (25, 465, 587)]})
+        if s == "webhooks":
+            # integrators' receivers: public addresses on any port (the service itself refuses private, loopback
+            # and link-local targets; the ipBlock keeps the cluster's private ranges out as well)
+            egress.append({"to": [public_internet]})
         docs.append(np(s, {
             "podSelector": {"matchLabels": selector(s)}, "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": [ingress_ctrl, gateway, any_app, monitoring],

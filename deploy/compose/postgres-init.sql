@@ -6,4 +6,5 @@ CREATE DATABASE spvhub_invitations;
 CREATE DATABASE spvhub_efactura;
 CREATE DATABASE spvhub_etransport;
 CREATE DATABASE spvhub_notifier;
+CREATE DATABASE spvhub_webhooks;
 CREATE DATABASE spvhub_anaf_budget;

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from spvhub_common.testing import ROOT, STACK
 
-SERVICES = ["auth", "portfolio", "invitations", "efactura", "etransport", "notifier"]
+SERVICES = ["auth", "portfolio", "invitations", "efactura", "etransport", "notifier", "webhooks"]
 PY = sys.executable
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-SERVICES: tuple[str, ...] = ("auth", "portfolio", "invitations", "efactura", "etransport", "notifier")
+SERVICES: tuple[str, ...] = ("auth", "portfolio", "invitations", "efactura", "etransport", "notifier", "webhooks")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STACK_ENV = REPO_ROOT / "infra" / "stack.env"
 

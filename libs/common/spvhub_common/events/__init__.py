@@ -4,7 +4,7 @@ Rules (see docs/events.md): the topic is `<service>.<event-name>`; the CloudEven
 `ro.spvhub.<topic>.v<N>`; adding an optional field is compatible and keeps N; anything else is a new
 class with N+1, published beside the old one until every consumer has moved.
 """
-from spvhub_common.events import auth, efactura, etransport, invitations, notifier, portfolio  # noqa: F401,E402
+from spvhub_common.events import auth, efactura, etransport, invitations, notifier, portfolio, webhooks  # noqa: F401,E402
 from spvhub_common.events.base import CATALOGUE, Event, catalogue, event_class_for, register, topics
 from spvhub_common.events.envelope import CloudEvent, decode, encode, to_envelope
 

@@ -1,0 +1,1 @@
+"""Adapters of the webhooks service: tables and the HTTP sender."""
