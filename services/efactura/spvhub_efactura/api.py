@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from spvhub_common.access import MANAGERS, accessible_cifs, require_access, require_grant
@@ -93,6 +93,12 @@ def _out(row: dict[str, Any]) -> InvoiceOut:
     return InvoiceOut(**{k: row.get(k) for k in InvoiceOut.model_fields if k != "links"}, links=links)
 
 
+# the column is a bigint: an id past int64 is a 422 at the edge, never a query the driver cannot encode
+InvoiceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# totals are numeric(19,2): a bound beyond what the column holds filters nothing, so it is refused as a mistake
+AMOUNT_BOUND = Decimal("1e17")
+
+
 class Filters(BaseModel):
     cif: str | None = None
     direction: Literal["received", "sent"] | None = None
@@ -100,8 +106,9 @@ class Filters(BaseModel):
     number: str | None = None
     date_from: date | None = Field(None, description="issue date from (inclusive)")
     date_to: date | None = None
-    amount_min: Decimal | None = Field(None, description="total with VAT, from")
-    amount_max: Decimal | None = None
+    amount_min: Decimal | None = Field(None, description="total with VAT, from", ge=-AMOUNT_BOUND, le=AMOUNT_BOUND,
+                                       allow_inf_nan=False)
+    amount_max: Decimal | None = Field(None, ge=-AMOUNT_BOUND, le=AMOUNT_BOUND, allow_inf_nan=False)
     type: Literal["invoice", "credit_note", "error_report", "buyer_message"] | None = None
     type_code: str | None = None
 
@@ -138,7 +145,7 @@ async def _invoice(request: Request, user: Any, invoice_id: int) -> dict[str, An
 
 
 @router.get("/invoices/{invoice_id}", summary="Invoice detail: parsed fields, VAT breakdown, archive status")
-async def invoice_detail(request: Request, user: CurrentUser, invoice_id: int) -> dict[str, Any]:
+async def invoice_detail(request: Request, user: CurrentUser, invoice_id: InvoiceId) -> dict[str, Any]:
     row = await _invoice(request, user, invoice_id)
     async with _svc(request).sessions() as s:
         msg = await queries.get_message(s, row["cif"], row["message_id"])
@@ -165,7 +172,7 @@ def _fname(row: dict[str, Any], ext: str) -> str:
 
 
 @router.get("/invoices/{invoice_id}/xml", summary="The invoice XML exactly as archived")
-async def invoice_xml(request: Request, user: CurrentUser, invoice_id: int) -> Response:
+async def invoice_xml(request: Request, user: CurrentUser, invoice_id: InvoiceId) -> Response:
     row = await _invoice(request, user, invoice_id)
     data = await _svc(request).xml_of(row)
     return Response(data, media_type="application/xml",
@@ -173,14 +180,14 @@ async def invoice_xml(request: Request, user: CurrentUser, invoice_id: int) -> R
 
 
 @router.get("/invoices/{invoice_id}/zip", summary="The signed original ZIP from ANAF")
-async def invoice_zip(request: Request, user: CurrentUser, invoice_id: int) -> StreamingResponse:
+async def invoice_zip(request: Request, user: CurrentUser, invoice_id: InvoiceId) -> StreamingResponse:
     row = await _invoice(request, user, invoice_id)
     return StreamingResponse(_svc(request).blobs.stream(row["zip_key"]), media_type="application/zip",
                              headers={"Content-Disposition": f'attachment; filename="{_fname(row, "zip")}"'})
 
 
 @router.get("/invoices/{invoice_id}/pdf", summary="PDF rendered locally from the archived XML")
-async def invoice_pdf(request: Request, user: CurrentUser, invoice_id: int,
+async def invoice_pdf(request: Request, user: CurrentUser, invoice_id: InvoiceId,
                       source: Literal["local", "anaf"] = "local") -> Response:
     row = await _invoice(request, user, invoice_id)
     if row["document_type"] not in ("invoice", "credit_note"):

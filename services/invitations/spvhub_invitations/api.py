@@ -31,8 +31,13 @@ class InvitationIn(BaseModel):
     locale: Literal["ro", "en"] = "ro"
 
 
+# what domain.normalize_cif accepts: a CIF of 2 to 10 digits, an optional RO, spaces anywhere
+FIRM_CIF = r"^\s*([Rr][Oo])?(\s*[0-9]){2,10}\s*$"
+
+
 class SendIn(BaseModel):
-    firm_cif: str = Field(..., max_length=20, description="the accounting firm (you need access to it)")
+    firm_cif: str = Field(..., max_length=20, pattern=FIRM_CIF,
+                          description="the accounting firm (you need access to it)")
     invitations: list[InvitationIn] = Field(..., min_length=1, description="one or many (bulk)")
 
 
@@ -101,13 +106,14 @@ async def send(body: SendIn, user: CurrentUser, deps: D) -> JSONResponse:
 
 
 @router.get("", response_model=list[InvitationOut], summary="The firm's invitations with their status")
-async def list_for_firm(user: CurrentUser, deps: D, firm_cif: str = Query(..., max_length=20),
+async def list_for_firm(user: CurrentUser, deps: D, firm_cif: str = Query(..., max_length=20, pattern=FIRM_CIF),
                         status: str | None = None) -> list[dict[str, Any]]:
     return await handlers.list_for_firm(deps, user, firm_cif, status)
 
 
 @router.get("/candidates", summary="The firm's discovered clients and the state of their latest invitation")
-async def candidates(user: CurrentUser, deps: D, firm_cif: str = Query(..., max_length=20)) -> dict[str, Any]:
+async def candidates(user: CurrentUser, deps: D,
+                     firm_cif: str = Query(..., max_length=20, pattern=FIRM_CIF)) -> dict[str, Any]:
     return await handlers.candidates(deps, user, firm_cif)
 
 
