@@ -331,6 +331,12 @@ async def introspect(deps: Deps, caller: str, body: Introspect) -> dict[str, Any
             "companies": list(row.companies), "permissions": list(row.permissions)}
 
 
+async def purge_usage(uow: Any, now: datetime, keep_days: int) -> int:
+    """Forget uses older than `keep_days` (the keys themselves, with their counters and last use, stay)."""
+    res = await uow.session.execute(api_key_usage.delete().where(api_key_usage.c.at < now - timedelta(days=keep_days)))
+    return int(res.rowcount or 0)
+
+
 # --- routes --------------------------------------------------------------------------------------
 
 @router.post("", status_code=201, response_model=CreatedKey,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from spvhub_common.runtime import PeriodicJob
 
+from spvhub_auth import apikeys, throttle
 from spvhub_auth import handlers as H
-from spvhub_auth import throttle
 
 THROTTLE_KEEP_SECONDS = 86400  # far beyond any throttle window
 
@@ -15,5 +15,6 @@ def lifecycle_job(deps: H.Deps) -> PeriodicJob:
         await H.run_lifecycle(deps)
         async with deps.uow() as uow:
             await throttle.purge(uow, deps.wall.now(), THROTTLE_KEEP_SECONDS)
+            await apikeys.purge_usage(uow, deps.wall.now(), deps.settings.api_key_usage_keep_days)
             await uow.commit()
     return PeriodicJob("anaf-connection-lifecycle", deps.settings.renewal_interval_seconds, run, singleton=True)

@@ -57,6 +57,7 @@ class Settings(ServiceSettings):
     api_key_rate_limit: int = 600
     api_key_rate_window_seconds: int = 60
     api_key_max_days: int = 730
+    api_key_usage_keep_days: int = 400  # the usage log of every key is kept this long (an audit year and more)
 
     # Account e-mails (verification, change of address, password reset): single-use links to spvhub web's
     # screens (an integrator with its own front end sets the base and the paths; {token} is the link's token).

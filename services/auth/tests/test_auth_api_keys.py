@@ -268,3 +268,23 @@ async def test_secret_never_in_logs_or_answers(harness, probe, caplog, capsys) -
     async with h.runtime.uow() as uow:
         usage = " ".join(str(tuple(r)) for r in (await uow.session.execute(select(api_key_usage))).all())
     assert secret_part not in usage
+
+
+async def test_usage_log_is_purged_after_its_keep_days(harness, probe) -> None:  # type: ignore[no-untyped-def]
+    from spvhub_auth.apikeys import purge_usage
+
+    h = harness
+    wall = FixedClock(h.deps.wall.now())
+    h.deps.wall = wall
+    owner = await _owner(h, A)
+    created = (await _create(h, owner, [A], ["read"])).json()
+    await probe.get(f"/api/efactura/companies/{A}/invoices", headers=bearer(created["key"]))
+    wall.advance(days=h.settings.api_key_usage_keep_days - 1)
+    await probe.get(f"/api/efactura/companies/{A}/invoices", headers=bearer(created["key"]))
+    async with h.runtime.uow() as uow:
+        assert await purge_usage(uow, wall.now() + timedelta(days=2), h.settings.api_key_usage_keep_days) == 1
+        await uow.commit()
+    usage = await h.client.get(f"/api/auth/api-keys/{created['id']}/usage", headers=owner["headers"])
+    assert len(usage.json()["items"]) == 1
+    (item,) = (await h.client.get("/api/auth/api-keys", headers=owner["headers"])).json()["items"]
+    assert item["use_count"] == 2
