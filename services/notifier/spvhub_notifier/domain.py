@@ -37,6 +37,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("transport_assigned", "/companies/{cif}/transports"),
     Kind("uit_expiring", "/companies/{cif}/transports"),
     Kind("access_lost", "/companies/{cif}"),
+    Kind("webhook_disabled", "/companies/{cif}"),  # the tenant company's owners and administrators
     Kind("collaboration_started", "/companies/{client_cif}"),  # both companies' owners and administrators
     Kind("collaboration_ended", "/companies/{client_cif}"),
     Kind("join_requested", "/companies/{cif}/members"),  # the owners and administrators who decide

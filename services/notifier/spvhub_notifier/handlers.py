@@ -51,6 +51,7 @@ from spvhub_common.events.portfolio import (
     JoinRequested,
     MembershipVerified,
 )
+from spvhub_common.events.webhooks import EndpointDisabled
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
@@ -346,6 +347,13 @@ async def on_access_lost(ev: AccessLost, env: CloudEvent, uow: SqlUnitOfWork) ->
     """Sent by portfolio only when the company's sync actually stops; it names exactly who must be told."""
     await _to_company("access_lost", ev.cif, env, uow, {"connection_id": ev.connection_id, "reason": ev.reason},
                       recipients=list(ev.notify_user_ids))
+
+
+async def on_webhook_disabled(ev: EndpointDisabled, env: CloudEvent, uow: SqlUnitOfWork) -> None:
+    """The webhooks service names exactly who is told: the tenant company's verified owners and administrators."""
+    await _to_company("webhook_disabled", ev.tenant_cif, env, uow, {
+        "endpoint_id": ev.endpoint_id, "endpoint_url": ev.url, "failing_since": ev.failing_since.isoformat(),
+        "last_error": ev.last_error[:300]}, recipients=list(ev.notify_user_ids))
 
 
 async def _collaboration(kind: str, ev: CollaborationStarted | CollaborationEnded, env: CloudEvent,
@@ -685,6 +693,7 @@ EVENT_HANDLERS: dict[type[Event], Callable[..., Any]] = {
     TransportAssigned: on_transport_assigned,
     UitExpiring: on_uit_expiring,
     AccessLost: on_access_lost,
+    EndpointDisabled: on_webhook_disabled,
     CollaborationStarted: on_collaboration_started,
     CollaborationEnded: on_collaboration_ended,
     JoinRequested: on_join_requested,

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 import standardwebhooks.webhooks as swh
-from spvhub_common.events import decode, encode, to_envelope
+from spvhub_common.events import decode
 from spvhub_common.events.portfolio import AccessChanged
-from spvhub_common.outbox import KafkaPublisher
 from spvhub_common.testing import STACK
 from spvhub_webhooks import handlers
 from spvhub_webhooks.adapters.sender import PublicOnlyResolver, WebhookSender
@@ -33,24 +32,11 @@ from whkit import (
     invoice,
     local_name,
     make_env,
+    publish_all,
     setup_tenants,
 )
 
 STACK_KAFKA = f"127.0.0.1:{STACK['SPVHUB_KAFKA_PORT']}"
-
-
-async def publish_all(kafka: str, prefix: str, events: list[Any]) -> list[str]:
-    producer = KafkaPublisher(kafka, "test-webhooks-producer")
-    await producer.start()
-    try:
-        ids = []
-        for ev in events:
-            env = to_envelope(ev, "test")
-            await producer.send(prefix + ev.topic, ev.partition_key().encode(), encode(env), [])
-            ids.append(env.id)
-        return ids
-    finally:
-        await producer.stop()
 
 
 async def start_kafka_env(database: str, prefix: str, **kw: Any) -> Env:

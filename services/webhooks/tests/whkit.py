@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from spvhub_common.events import CloudEvent, Event, to_envelope
+from spvhub_common.events import CloudEvent, Event, encode, to_envelope
 from spvhub_common.events.efactura import InvoiceDownloaded
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.migrate import upgrade_async
+from spvhub_common.outbox import KafkaPublisher
 from spvhub_common.runtime import ServiceRuntime
 from spvhub_common.testing import make_settings
 from spvhub_common.testtokens import TokenMinter
@@ -167,6 +168,20 @@ class Receiver:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+async def publish_all(kafka: str, prefix: str, events: list[Any]) -> list[str]:
+    producer = KafkaPublisher(kafka, "test-webhooks-producer")
+    await producer.start()
+    try:
+        ids = []
+        for ev in events:
+            env = to_envelope(ev, "test")
+            await producer.send(prefix + ev.topic, ev.partition_key().encode(), encode(env), [])
+            ids.append(env.id)
+        return ids
+    finally:
+        await producer.stop()
 
 
 async def create_topics(bootstrap: str, prefix: str) -> None:
