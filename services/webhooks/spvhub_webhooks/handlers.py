@@ -95,7 +95,7 @@ async def _check_target(deps: Deps, url: str) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=0)
     except OSError as exc:
         raise domain.target_refused(url, "the host name does not resolve") from exc
-    addrs = {i[4][0] for i in infos}
+    addrs = {str(i[4][0]) for i in infos}
     if not addrs or not all(domain.address_allowed(a) for a in addrs):
         raise domain.target_refused(url, "a private, loopback or link-local address")
 
