@@ -93,7 +93,7 @@ async def _check_target(deps: Deps, url: str) -> None:
         return
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=0)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise domain.target_refused(url, "the host name does not resolve") from exc
     addrs = {str(i[4][0]) for i in infos}
     if not addrs or not all(domain.address_allowed(a) for a in addrs):
@@ -109,7 +109,7 @@ async def _check_subscription(deps: Deps, session: AsyncSession, tenant: str, ev
                    "GET /api/webhooks/event-types.", f"Tipuri de evenimente necunoscute sau lipsă: "
                    f"{', '.join(unknown) or '(niciunul)'}; vedeți GET /api/webhooks/event-types.", unknown=unknown)
     norm = sorted({normalize_cif(c) for c in cifs})
-    if not norm or len(norm) > deps.settings.max_endpoint_cifs or not all(c.isdigit() and len(c) <= 10
+    if not norm or len(norm) > deps.settings.max_endpoint_cifs or not all(c.isascii() and c.isdigit() and len(c) <= 10
                                                                              for c in norm):
         raise _bad("invalid_cifs", f"Give between 1 and {deps.settings.max_endpoint_cifs} valid CIFs.",
                    f"Indicați între 1 și {deps.settings.max_endpoint_cifs} CIF-uri valide.")
@@ -447,6 +447,8 @@ async def replay_range(deps: Deps, user: Principal, endpoint_id: str, *, since: 
                        only_failed: bool) -> dict[str, Any]:
     """Send again every delivery whose event happened in [since, until): all of them, or only those not delivered
     (failed, or skipped while the endpoint was off)."""
+    # a time without a zone is read as UTC
+    since, until = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until))
     if until <= since:
         raise _bad("invalid_range", "`until` must be after `since`.", "`until` trebuie să fie după `since`.")
     async with deps.uow() as uow:

@@ -71,6 +71,20 @@ async def test_refusals_leave_nothing_behind(env: Env) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "webhook_endpoint_not_found"
     r = await env.client.delete(f"/api/webhooks/endpoints/{ep['id']}", headers=env.h("firm-member"))
     assert r.status_code == 403 and await count(env, "endpoints") == 1
+    base = f"/api/webhooks/endpoints/{ep['id']}"
+    r = await env.client.get(f"{base}/deliveries", params={"cursor": "not-a-cursor"}, headers=env.h("firm-owner"))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor"
+    r = await env.client.post(f"{base}/replay", headers=env.h("firm-owner"),
+                              json={"since": "2025-01-02T00:00:00", "until": "2025-01-01T00:00:00"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_range"
+    r = await env.client.post(f"{base}/replay", headers=env.h("firm-owner"),  # no zone: UTC
+                              json={"since": "2025-01-01T00:00:00", "until": "2025-01-02T00:00:00"})
+    assert r.status_code == 202 and r.json() == {"replayed": 0}
+    r = await env.client.post(f"{base}/deliveries/nope/replay", headers=env.h("firm-owner"))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "webhook_delivery_not_found"
+    r = await env.client.post("/api/webhooks/endpoints", headers=env.h("firm-owner"), json={
+        "tenant_cif": FIRM, "url": URL, "event_types": [INVOICE], "cifs": ["١٢٣"]})
+    assert r.status_code == 422 and await count(env, "endpoints") == 1
 
 
 async def test_a_loopback_target_is_refused_with_prod_settings(fresh_database: str) -> None:

@@ -93,5 +93,5 @@ class WebhookSender:
             return done(None, "timeout")
         except aiohttp.ClientError as exc:
             return done(None, f"{type(exc).__name__}: {str(exc)[:300]}")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a URL the HTTP client cannot use
             return done(None, f"{type(exc).__name__}: {str(exc)[:300]}")
