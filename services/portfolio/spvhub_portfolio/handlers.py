@@ -146,7 +146,9 @@ async def verify_member(uow: SqlUnitOfWork, deps: Deps, cif: str, user_id: str, 
         log.info("membership verification waits for the e-mail's", cif=cif, user_id=user_id, via=via)
         return False
     has_owner = await repo.has_verified_owner(uow.session, cif)
-    role = Role.OWNER.value if not has_owner else (Role.ADMIN.value if m.role == Role.OWNER else m.role)
+    # a grant names its role; any other proof makes the first verified member the owner, later ones at most admin
+    role = m.role if via == "grant" else Role.OWNER.value if not has_owner else (
+        Role.ADMIN.value if m.role == Role.OWNER else m.role)
     await repo.upsert_member(uow.session, cif, user_id, role, verified_via=via, at=deps.clock.now())
     uow.publish(MembershipVerified(cif=cif, user_id=user_id, role=role, via=via))
     await sync_access_of_firm(uow, cif)
@@ -421,12 +423,16 @@ async def set_member(uow: SqlUnitOfWork, deps: Deps, actor: str, raw_cif: str, m
                         details={"cif": cif, "role": actor_role})
     if current_role == Role.OWNER and role != Role.OWNER:
         await _keep_one_owner(uow, cif, member_id)
-    newly_verified = current is None or not current.verified
-    await repo.upsert_member(uow.session, cif, member_id, role, verified_via="grant", at=deps.clock.now())
-    if newly_verified:
-        uow.publish(MembershipVerified(cif=cif, user_id=member_id, role=role, via="grant"))
-    await sync_access_of_firm(uow, cif)
-    return {"user_id": member_id, "role": role, "verified": True}
+    if current is not None and current.verified:
+        await repo.upsert_member(uow.session, cif, member_id, role)
+        await sync_access_of_firm(uow, cif)
+        return {"user_id": member_id, "role": role, "verified": True}
+    # a new or pending member: the grant is their proof of control, applied once their e-mail is verified
+    await repo.upsert_member(uow.session, cif, member_id, role)
+    verified = await verify_member(uow, deps, cif, member_id, "grant")
+    if not verified:
+        await sync_access_of_firm(uow, cif)
+    return {"user_id": member_id, "role": role, "verified": verified}
 
 
 async def remove_member(uow: SqlUnitOfWork, actor: str, raw_cif: str, member_id: str) -> None:
