@@ -249,15 +249,14 @@ def _png(pdf: bytes, tmp: Path) -> Path:
     return tmp / "page.png"
 
 
-@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) is not installed")
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_pdf_page_matches_its_golden_image(name: str, tmp_path: Path) -> None:
     """The first page rasterised at 40 dpi in grey, against a golden image that a person looked at (rewrite with
     SPVHUB_UPDATE_GOLDEN=1). A small tolerance absorbs anti-aliasing differences between poppler versions."""
     from PIL import Image, ImageChops
 
-    if not pdfmod._fonts()[2]:
-        pytest.skip("DejaVu Sans is not installed: the golden images are drawn with it")
+    assert shutil.which("pdftoppm"), "poppler-utils (pdftoppm) is not installed: run ./dev install"
+    assert pdfmod._fonts()[2], "DejaVu Sans is not installed (fonts-dejavu-core): the golden images are drawn with it"
     png = _png(render_pdf(CASES[name](), message_id="3001", listed_at=LISTED_WINTER), tmp_path)
     golden = GOLDEN / f"{name}.png"
     if os.environ.get("SPVHUB_UPDATE_GOLDEN") == "1":  # 16 grey levels keep each file near 10 KB
