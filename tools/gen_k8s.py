@@ -16,7 +16,15 @@ from typing import Any
 
 import yaml
 from pydantic import SecretStr
-from spvhub_common.gateway_conf import BODY_LIMITS, RATE_LIMITS, RATE_ZONES, SERVICES, routes
+from spvhub_common.gateway_conf import (
+    BODY_LIMITS,
+    RATE_LIMITS,
+    RATE_ZONES,
+    SERVICES,
+    WEB_UPLOAD_MAX,
+    routes,
+    web_routes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -153,6 +161,66 @@ def service_docs(service: str) -> list[dict[str, Any]]:
     ]
 
 
+WEB = "web"
+# spvhub web's own settings (prefix SPVHUB_WEB_); the shared env, host, port and log level come from spvhub-config.
+WEB_ENV = [
+    {"name": "SPVHUB_SERVICE_NAME", "value": WEB},
+    {"name": "SPVHUB_WEB_GATEWAY_URL", "value": "http://gateway:8080"},
+    # where people reach it (https there makes the session cookie Secure): the Ingress host, set per overlay
+    {"name": "SPVHUB_WEB_PUBLIC_URL", "valueFrom": {"configMapKeyRef": {"name": "spvhub-config",
+                                                                         "key": "SPVHUB_PUBLIC_BASE_URL"}}},
+    {"name": "SPVHUB_WEB_SESSION_KEY", "valueFrom": {"secretKeyRef": {"name": "spvhub-web", "key": "session-key"}}},
+]
+
+
+def web_docs() -> list[dict[str, Any]]:
+    """spvhub web: the screens people use. No database, no Kafka, no migration; it reaches only the gateway."""
+    lab = labels(WEB, "web")
+    container = {
+        "name": WEB, "image": IMAGE, "imagePullPolicy": "IfNotPresent", "args": ["spvhub_web"],
+        "envFrom": [{"configMapRef": {"name": "spvhub-config"}}], "env": WEB_ENV,
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "startupProbe": {"httpGet": {"path": "/health/live", "port": "http"}, "periodSeconds": 2,
+                         "failureThreshold": 30},
+        "livenessProbe": {"httpGet": {"path": "/health/live", "port": "http"}, "periodSeconds": 15,
+                          "timeoutSeconds": 3, "failureThreshold": 4},
+        # ready once the gateway answers (every page goes through it)
+        "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "http"}, "periodSeconds": 10,
+                           "timeoutSeconds": 5, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "384Mi"}},
+    }
+    pod_spec = {
+        "serviceAccountName": WEB, "automountServiceAccountToken": False, "securityContext": POD_SECURITY,
+        "terminationGracePeriodSeconds": 30,
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                       "whenUnsatisfiable": "ScheduleAnyway",
+                                       "labelSelector": {"matchLabels": selector(WEB)}}],
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": WEB, "labels": lab},
+         "automountServiceAccountToken": False},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": WEB, "labels": lab},
+         "spec": {"replicas": 2, "revisionHistoryLimit": 5, "selector": {"matchLabels": selector(WEB)},
+                  "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                  "template": {"metadata": {"labels": lab}, "spec": pod_spec}}},
+        # named `web` on port 8000: the gateway image's nginx.conf resolves the upstream `web:8000`
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": WEB, "labels": lab},
+         "spec": {"type": "ClusterIP", "selector": selector(WEB),
+                  "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}]}},
+        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": WEB, "labels": lab},
+         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": WEB},
+                  "minReplicas": 2, "maxReplicas": 4,
+                  "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                      "type": "Utilization", "averageUtilization": 70}}}]}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": WEB, "labels": lab},
+         "spec": {"minAvailable": 1, "selector": {"matchLabels": selector(WEB)}}},
+    ]
+
+
 def gateway_docs() -> list[dict[str, Any]]:
     """The gateway image in the cluster serves /health (all services), /openapi.json and /docs."""
     name = "gateway"
@@ -160,8 +228,8 @@ def gateway_docs() -> list[dict[str, Any]]:
     sec = dict(CONTAINER_SECURITY, runAsUser=101, runAsGroup=101)
     container = {
         "name": name, "image": GATEWAY_IMAGE, "imagePullPolicy": "IfNotPresent",
-        # spvhub web is not a Deployment here yet: the config without its upstream (nginx must resolve every one)
-        "command": ["nginx", "-e", "stderr", "-p", "/etc/spvhub-gateway", "-c", "/etc/spvhub-gateway/nginx-noweb.conf",
+        # the config with spvhub web's upstream (the Service `web`, generated above)
+        "command": ["nginx", "-e", "stderr", "-p", "/etc/spvhub-gateway", "-c", "/etc/spvhub-gateway/nginx.conf",
                     "-g", "daemon off;"],
         "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
         "livenessProbe": {"httpGet": {"path": "/health/live", "port": "http"}, "periodSeconds": 15},
@@ -222,6 +290,10 @@ def ingress_docs() -> list[dict[str, Any]]:
             docs.append(ingress(f"spvhub-{zone}", limited, {
                 "nginx.ingress.kubernetes.io/limit-rpm": str(_rpm(zone)),
                 "nginx.ingress.kubernetes.io/limit-burst-multiplier": "1"}))
+    # spvhub web's screens (`/`, `/join`, `/companies/...`) through the gateway, which routes them to web exactly as
+    # under ./dev; its invoice upload form takes up to WEB_UPLOAD_MAX
+    docs.append(ingress("spvhub-web", [path(r.path, "gateway", 8080, exact=r.exact) for r in web_routes()],
+                        {"nginx.ingress.kubernetes.io/proxy-body-size": WEB_UPLOAD_MAX}))
     docs.append(ingress("spvhub-gateway", [path("/health", "gateway", 8080, exact=True),
                                            path("/openapi.json", "gateway", 8080, exact=True),
                                            path("/docs", "gateway", 8080)]))
@@ -246,16 +318,21 @@ def networkpolicy_docs() -> list[dict[str, Any]]:
     any_app = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": PART_OF,
                                                "app.kubernetes.io/component": "api"}}}
     gateway = {"podSelector": {"matchLabels": selector("gateway")}}
+    web = {"podSelector": {"matchLabels": selector(WEB)}}
     public_internet = {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]}}
     # Scoped to spvhub's own workloads: the operators (Strimzi, CNPG) manage their pods' policies themselves.
     ours = {"matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "In",
-                                  "values": ["api", "gateway", "migration"]}]}
+                                  "values": ["api", "gateway", "migration", "web"]}]}
     docs = [
         np("default-deny", {"podSelector": ours, "policyTypes": ["Ingress", "Egress"]}),
         np("allow-dns", {"podSelector": ours, "policyTypes": ["Egress"], "egress": [dns]}),
         np("gateway", {"podSelector": {"matchLabels": selector("gateway")}, "policyTypes": ["Ingress", "Egress"],
-                       "ingress": [{"from": [ingress_ctrl], "ports": [{"protocol": "TCP", "port": 8080}]}],
-                       "egress": [{"to": [any_app], "ports": [{"protocol": "TCP", "port": HTTP_PORT}]}]}),
+                       "ingress": [{"from": [ingress_ctrl, web], "ports": [{"protocol": "TCP", "port": 8080}]}],
+                       "egress": [{"to": [any_app, web], "ports": [{"protocol": "TCP", "port": HTTP_PORT}]}]}),
+        # spvhub web: from the gateway only, and out to the gateway only (the public API; no database, no Kafka)
+        np(WEB, {"podSelector": {"matchLabels": selector(WEB)}, "policyTypes": ["Ingress", "Egress"],
+                 "ingress": [{"from": [gateway], "ports": [{"protocol": "TCP", "port": HTTP_PORT}]}],
+                 "egress": [{"to": [gateway], "ports": [{"protocol": "TCP", "port": 8080}]}]}),
     ]
     for s in SERVICES:
         egress = [
@@ -382,6 +459,7 @@ def generate() -> dict[Path, str]:
     out: dict[Path, str] = {}
     for s in SERVICES:
         out[K8S / "base" / "generated" / f"{s}.yaml"] = dump(service_docs(s), f"spvhub_{s}.settings")
+    out[K8S / "base" / "generated" / "web.yaml"] = dump(web_docs(), "spvhub_web.settings")
     out[K8S / "base" / "generated" / "gateway.yaml"] = dump(gateway_docs(), "the gateway image")
     out[K8S / "base" / "generated" / "ingress.yaml"] = dump(ingress_docs(), "spvhub_common.gateway_conf routes")
     out[K8S / "base" / "generated" / "networkpolicies.yaml"] = dump(networkpolicy_docs(), "the service list")

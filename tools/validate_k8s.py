@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from spvhub_common.gateway_conf import SERVICES, read_env_file, routes  # noqa: E402
+from spvhub_common.gateway_conf import SERVICES, read_env_file, routes, web_routes  # noqa: E402
 
 KUSTOMIZE_VERSION = "v5.8.1"
 K8S_VERSION = "1.33.0"
@@ -43,6 +43,9 @@ SAFE_DEFAULTS = {
     "ui_base_url": "person-facing links: empty = public_base_url (spvhub web behind the gateway)",
     "anaf_emulator_url": "dev/test only: every ANAF host family on the emulator (empty = the four ANAF bases)",
 }
+
+# spvhub web's own settings a deployment must set (its other fields are tunables or come from spvhub-config).
+WEB_REQUIRED = ("SPVHUB_WEB_GATEWAY_URL", "SPVHUB_WEB_PUBLIC_URL", "SPVHUB_WEB_SESSION_KEY")
 
 # --- CRDs: not in the Kubernetes schemas; checked here by their required structure --------------------
 CRD_RULES: dict[tuple[str, str], list[str]] = {
@@ -269,6 +272,28 @@ def app_problems(by_kind: dict[str, list[dict[str, Any]]], deployments: dict[str
         same = [gp for gp, gs in gateway_routes if gs == svc]
         if svc in SERVICES and not any(path == gp or path.startswith(gp + "/") for gp in same):
             problems.append(f"{target}: the Ingress routes {path} to {svc}, which the gateway does not")
+
+    # spvhub web: deployed with its settings, the gateway runs the config that routes to it, and the Ingress sends
+    # every screen to the gateway (or to web itself).
+    web = deployments.get("web")
+    if web is None:
+        problems.append(f"{target}: Deployment/web (spvhub web) is missing")
+    else:
+        container = next((c for c in _pod_spec(web)["containers"] if c["name"] == "web"), {})
+        env = {e["name"]: e for e in container.get("env", [])}
+        for var in WEB_REQUIRED:
+            if var not in env:
+                problems.append(f"{target}: Deployment/web does not set {var}")
+        if "secretKeyRef" not in env.get("SPVHUB_WEB_SESSION_KEY", {}).get("valueFrom", {}):
+            problems.append(f"{target}: Deployment/web: SPVHUB_WEB_SESSION_KEY must come from a Secret")
+        for r in web_routes():
+            kind = "Exact" if r.exact else "Prefix"
+            if not {(r.path, "gateway", kind), (r.path, "web", kind)} & ingress_paths:
+                problems.append(f"{target}: the Ingress lacks spvhub web's route {(r.path, kind)}")
+        gw = deployments.get("gateway")
+        command = " ".join(c for cont in (_pod_spec(gw)["containers"] if gw else []) for c in cont.get("command", []))
+        if "noweb" in command:
+            problems.append(f"{target}: Deployment/gateway runs the config without spvhub web")
 
     # Every setting a service reads is provided.
     cm_keys = {c["metadata"]["name"]: set((c.get("data") or {}).keys()) for c in by_kind.get("ConfigMap", [])}

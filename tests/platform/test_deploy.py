@@ -60,6 +60,15 @@ BREAKAGES = {
     "a CRD without its required fields": (lambda k: _edit(k / "infrastructure/generated/topics.yaml",
                                                           "  partitions: 12", "  partitionz: 12"),
                                           "custom resource lacks spec.partitions"),
+    "spvhub web's screens missing on the Ingress": (lambda k: _edit(k / "base/generated/ingress.yaml",
+                                                                   "path: /join", "path: /joinx"),
+                                                    "lacks spvhub web's route ('/join', 'Prefix')"),
+    "spvhub web's session key not from a Secret": (lambda k: _edit(
+        k / "base/generated/web.yaml", "secretKeyRef:\n              name: spvhub-web\n              key: session-key",
+        "configMapKeyRef:\n              name: spvhub-config\n              key: SPVHUB_ENV"),
+        "SPVHUB_WEB_SESSION_KEY must come from a Secret"),
+    "the gateway without spvhub web": (lambda k: _edit(k / "base/generated/gateway.yaml", "/nginx.conf",
+                                                       "/nginx-noweb.conf"), "without spvhub web"),
     "a broken kustomization": (lambda k: _edit(k / "base/kustomization.yaml", "generated/gateway.yaml",
                                                "generated/nope.yaml"), "kustomize build failed"),
 }
@@ -147,5 +156,20 @@ def test_dockerfile_runtime_requirements_keep_runtime_and_drop_tooling(tmp_path:
     for pkg in re.findall(r"\./(libs/common|emulator|services/\w+)", text):
         assert (ROOT / pkg / "pyproject.toml").exists(), pkg
     services = set(re.findall(r"\./services/(\w+)", text))
-    # spvhub web is in the image (compose runs it) but not a Kubernetes Deployment yet
-    assert services == set(gen_k8s.SERVICES) | {"web"}
+    # spvhub web is in the image too (its Deployment is generated apart: no database, no migration)
+    assert services == set(gen_k8s.SERVICES) | {gen_k8s.WEB}
+
+
+def test_web_reaches_only_the_gateway_and_only_the_gateway_reaches_web() -> None:
+    docs = {d["metadata"]["name"]: d for d in gen_k8s.networkpolicy_docs()}
+    web, gateway = docs["web"]["spec"], docs["gateway"]["spec"]
+    only_gateway = [{"podSelector": {"matchLabels": gen_k8s.selector("gateway")}}]
+    assert web["policyTypes"] == ["Ingress", "Egress"]
+    assert [e["to"] for e in web["egress"]] == [only_gateway]
+    assert [i["from"] for i in web["ingress"]] == [only_gateway]
+    assert {"podSelector": {"matchLabels": gen_k8s.selector("web")}} in gateway["egress"][0]["to"]
+    # the web pods fall under the default deny (and the DNS allowance)
+    assert "web" in docs["default-deny"]["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    deployment = next(d for d in gen_k8s.web_docs() if d["kind"] == "Deployment")
+    env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert not any(k.startswith(("SPVHUB_PG_", "SPVHUB_KAFKA", "SPVHUB_S3_")) for k in env)

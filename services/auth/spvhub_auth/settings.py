@@ -27,7 +27,10 @@ class Settings(ServiceSettings):
     # ANAF OAuth application (registered at anaf.ro; emulator: the scenario's application).
     anaf_client_id: str = DEV_ANAF_CLIENT_ID
     anaf_client_secret: SecretStr = SecretStr(DEV_ANAF_CLIENT_SECRET)
-    anaf_redirect_uri: str = ""  # default: {public_base_url}/api/auth/anaf/callback
+    # default: {public_base_url}/anaf/callback, spvhub web's page (it completes the authorization through
+    # /api/auth/anaf/callback; an API client following it without text/html in Accept gets that JSON). Without
+    # spvhub web behind the gateway, set it to {public_base_url}/api/auth/anaf/callback.
+    anaf_redirect_uri: str = ""
     anaf_services: list[str] = Field(default_factory=lambda: ["efactura", "etransport"])
     anaf_http_timeout: float = 30.0
     anaf_budget_database: str = Field("spvhub_anaf_budget",
@@ -92,7 +95,7 @@ class Settings(ServiceSettings):
 
     @property
     def redirect_uri(self) -> str:
-        return self.anaf_redirect_uri or f"{self.public_base_url.rstrip('/')}/api/auth/anaf/callback"
+        return self.anaf_redirect_uri or f"{self.public_base_url.rstrip('/')}/anaf/callback"
 
     @model_validator(mode="after")
     def _refuse_dev_secrets(self) -> Settings:

@@ -236,7 +236,8 @@ def auth_settings(database: str, topic_prefix: str, *, families: bool = False, *
         values.update(family_settings("http://emulator"))
     else:
         values.update(anaf_emulator_url="http://emulator")
-    values.update(service_name="auth", public_base_url=PUBLIC,
+    # auth's own callback (no spvhub web in front of it here)
+    values.update(service_name="auth", public_base_url=PUBLIC, anaf_redirect_uri=CALLBACK,
                   anaf_client_id=scenario()["applications"][0]["client_id"],
                   anaf_client_secret=scenario()["applications"][0]["client_secret"], access_wait_seconds=0.3)
     values.update(overrides)

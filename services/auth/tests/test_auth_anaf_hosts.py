@@ -32,7 +32,7 @@ async def test_production_settings_send_each_call_to_its_documented_host() -> No
         await gateway.aclose()
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == "https://logincert.anaf.ro/anaf-oauth2/v1/authorize"
-    assert parse_qs(parts.query)["redirect_uri"] == ["https://spvhub.example.ro/api/auth/anaf/callback"]
+    assert parse_qs(parts.query)["redirect_uri"] == ["https://spvhub.example.ro/anaf/callback"]  # spvhub web
     assert [f"{r.method} {r.url.copy_with(query=None)}" for r in seen] == [
         "POST https://logincert.anaf.ro/anaf-oauth2/v1/token",
         "POST https://logincert.anaf.ro/anaf-oauth2/v1/token",
