@@ -97,7 +97,7 @@ class System:
     def web_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPVHUB_")}
         env.update({"SPVHUB_ENV": "test", "SPVHUB_WEB_HTTP_PORT": str(self.ports["web"]),
-                    "SPVHUB_WEB_GATEWAY_URL": self.url("gateway"),
+                    "SPVHUB_WEB_GATEWAY_URL": self.url("gateway"), "SPVHUB_ANAF_EMULATOR_URL": self.emulator,
                     "SPVHUB_WEB_SESSION_KEY": secrets.token_urlsafe(32)})
         return env
 

@@ -24,13 +24,20 @@ from spvhub_web.settings import Settings, get_settings
 HERE = Path(__file__).parent
 # No inline script or style anywhere: every script and stylesheet is a static file of this service.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self' {anaf}")
+
+
+def csp(settings: Settings) -> str:
+    """Forms post to the web itself; the authorization and delegation forms answer with a redirect to ANAF's
+    authorize page, which Chrome also checks against form-action: its origin, and no other."""
+    return CSP.format(anaf=settings.anaf_authorize_origin)
 
 
 def build_app(settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     settings = settings or get_settings()
     gateway = Gateway(settings.gateway_url, settings.gateway_timeout, transport=transport)
     codec = SessionCodec(settings.session_key.get_secret_value(), settings.session_max_age_seconds)
+    policy = csp(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
@@ -55,7 +62,7 @@ def build_app(settings: Settings | None = None, *, transport: httpx.AsyncBaseTra
             response.set_cookie(COOKIE, codec.dump(session), httponly=True, samesite="lax",
                                 secure=settings.cookie_secure, path="/")
         h = response.headers
-        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("Content-Security-Policy", policy)
         h.setdefault("X-Content-Type-Options", "nosniff")
         h.setdefault("X-Frame-Options", "DENY")
         # links carry invitation and delegation tokens: never hand them to another site as a referrer

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,12 +31,24 @@ class Settings(BaseSettings):
     session_key: SecretStr = Field(SecretStr(DEV_SESSION_KEY),
                                    description="encrypts and signs the session cookie (a Secret, >= 32 chars)")
     session_max_age_seconds: int = Field(30 * 24 * 3600, description="a session older than this is refused")
+    # Only named in the CSP's form-action (the start and delegation forms redirect the browser to ANAF's authorize
+    # page, and Chrome checks form-action on redirects); the web never calls them. The platform's own settings.
+    anaf_oauth_base: str = Field("https://logincert.anaf.ro", validation_alias=AliasChoices(
+        "SPVHUB_WEB_ANAF_OAUTH_BASE", "SPVHUB_ANAF_OAUTH_BASE"), description="ANAF OAuth (authorize) base")
+    anaf_emulator_url: str = Field("", validation_alias=AliasChoices(
+        "SPVHUB_WEB_ANAF_EMULATOR_URL", "SPVHUB_ANAF_EMULATOR_URL"), description="dev/test: the ANAF emulator")
     default_locale: Literal["ro", "en"] = "ro"
     page_sizes: list[int] = Field(default_factory=lambda: [20, 50, 100])
 
     @property
     def base_url(self) -> str:
         return (self.public_url or self.gateway_url).rstrip("/")
+
+    @property
+    def anaf_authorize_origin(self) -> str:
+        """scheme://host[:port] of the page ANAF's authorization starts on (the emulator's in dev/test)."""
+        parts = urlsplit(self.anaf_emulator_url or self.anaf_oauth_base)
+        return f"{parts.scheme}://{parts.netloc}"
 
     @property
     def cookie_secure(self) -> bool:

@@ -22,6 +22,7 @@ def client(calls: list[httpx.Request] | None = None, **kw: object) -> TestClient
         if calls is not None:
             calls.append(request)
         return httpx.Response(401, json={"error": {"code": "invalid_credentials", "message": "no", "details": {}}})
+    kw.setdefault("anaf_emulator_url", "")  # not whatever the shell exported
     settings = Settings(env="test", gateway_url="http://gateway.test", **kw)  # type: ignore[arg-type]
     return TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test")
 
@@ -30,7 +31,8 @@ def test_settings_have_no_database_and_only_the_gateway_as_outbound_base() -> No
     fields = set(Settings.model_fields)
     assert not {f for f in fields if f.startswith(("pg_", "kafka", "s3_", "database", "dsn"))}, fields
     urls = {f for f in fields if f.endswith(("_url", "_base", "_uri", "_endpoint"))}
-    assert urls == {"gateway_url", "public_url"}, urls
+    # the two ANAF ones only name the authorize page's origin in the CSP's form-action
+    assert urls == {"gateway_url", "public_url", "anaf_oauth_base", "anaf_emulator_url"}, urls
     # public_url is only where people reach the web (cookie Secure, links it builds); no client is built on it
     code = "\n".join(p.read_text() for p in PKG.glob("*.py"))
     assert code.count("httpx.AsyncClient(") == 1 and "base_url=self.base_url" in (PKG / "gateway.py").read_text()
@@ -94,6 +96,8 @@ def test_session_cookie_and_security_headers() -> None:
         assert r.status_code == 200 and 'lang="ro"' in r.text  # Romanian by default
         csp = r.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        # forms go to the web, and redirect only to ANAF's authorize page (Chrome checks redirects too)
+        assert csp.endswith("; form-action 'self' https://logincert.anaf.ro")
         assert r.headers["x-content-type-options"] == "nosniff" and r.headers["cache-control"] == "no-store"
         cookie = r.headers["set-cookie"]
         assert cookie.startswith(COOKIE + "=") and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace(
@@ -128,3 +132,15 @@ def test_person_facing_links_come_from_one_ui_base_and_a_path_per_kind() -> None
     assert action_url(n.links_base, "invoice_digest", {"cif": "1"}) == "https://app.example.ro/companies/1/invoices"
     assert action_url(n.links_base, "invoice_digest", {"cif": "1"}, {"invoice_digest": "/firme/{cif}/facturi"}) \
         == "https://app.example.ro/firme/1/facturi"
+
+
+def test_form_action_names_the_anaf_authorize_origin_the_platform_uses() -> None:
+    emu = Settings(env="test", anaf_emulator_url="http://127.0.0.1:18080/", anaf_oauth_base="https://x.example")
+    assert emu.anaf_authorize_origin == "http://127.0.0.1:18080"
+    real = Settings(env="prod", session_key="k" * 40, anaf_oauth_base="https://logincert.anaf.ro/")
+    assert real.anaf_authorize_origin == "https://logincert.anaf.ro"
+    with client(anaf_emulator_url="http://emulator.test:8080") as c:
+        csp = c.get("/login").headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["form-action"] == "'self' http://emulator.test:8080"
+    assert directives["default-src"] == "'self'" and directives["script-src"] == "'self'"
