@@ -49,6 +49,12 @@ async def api(request: Request, method: str, path: str, **kw: Any) -> Any:
                                   **_lang(request, kw))
 
 
+def _browser(request: Request) -> dict[str, str]:
+    # a session is listed on the account screen by the browser that opened it, not by this server's HTTP client
+    ua = request.headers.get("user-agent", "")[:400]
+    return {"user-agent": ua} if ua else {}
+
+
 async def public_api(request: Request, method: str, path: str, **kw: Any) -> Any:
     """A call without a token (sign-up, log-in, invitation preview, delegation link, ANAF callback)."""
     return await gw(request).call(method, path, None, auth=False, request_id=request.state.request_id,
@@ -171,7 +177,7 @@ async def login(request: Request) -> Response:
     f = await form(request)
     email, nxt = str(f.get("email", "")).strip(), safe_next(str(f.get("next") or ""))
     try:
-        tokens = await public_api(request, "POST", "/api/auth/login",
+        tokens = await public_api(request, "POST", "/api/auth/login", headers=_browser(request),
                                   json={"email": email, "password": str(f.get("password", ""))})
     except ApiError as e:
         return render(request, "login.html", {"next": nxt, "email": email, "error": e}, status=e.status)
@@ -211,7 +217,7 @@ async def signup(request: Request) -> Response:
             ctx["invitation_error"] = e
             return render(request, "signup.html", ctx, status=e.status)
     try:
-        tokens = await public_api(request, "POST", "/api/auth/signup", json=body)
+        tokens = await public_api(request, "POST", "/api/auth/signup", json=body, headers=_browser(request))
     except ApiError as e:
         ctx.update(error=e, preview=preview)
         return render(request, "signup.html", ctx, status=e.status)
@@ -297,7 +303,26 @@ async def reset_password(request: Request) -> Response:
 async def account(request: Request) -> Response:
     require_signed_in(request)
     me = await api(request, "GET", "/api/auth/me")
-    return await page(request, "account.html", {"me": me})
+    ctx: dict[str, Any] = {"me": me, "sessions": []}
+    try:
+        ctx["sessions"] = (await api(request, "GET", "/api/auth/sessions")).get("items", [])
+    except ApiError as e:
+        ctx["sessions_error"] = e
+    return await page(request, "account.html", ctx)
+
+
+@router.post("/account/sessions/{session_id}/revoke")
+async def account_session_revoke(request: Request, session_id: str) -> Response:
+    """Ends one of the person's sessions (another browser, a lost phone): its refresh token stops at once."""
+    require_signed_in(request)
+    await form(request)
+    t = tr(request)
+    try:
+        await api(request, "POST", f"/api/auth/sessions/{quote(session_id, safe='')}/revoke")
+        flash(request, "ok", t("account.session_revoked"))
+    except ApiError as e:
+        flash(request, "error", err_text(t, e))
+    return see_other("/account#sessions")
 
 
 @router.post("/account/{what}")

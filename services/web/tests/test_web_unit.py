@@ -144,3 +144,48 @@ def test_form_action_names_the_anaf_authorize_origin_the_platform_uses() -> None
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
     assert directives["form-action"] == "'self' http://emulator.test:8080"
     assert directives["default-src"] == "'self'" and directives["script-src"] == "'self'"
+
+
+def test_account_lists_sessions_and_ends_another_with_a_csrf_protected_form() -> None:
+    calls: list[httpx.Request] = []
+    revoked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        path = request.url.path
+        if path == "/api/auth/login":
+            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
+                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
+        if path == "/api/auth/me":
+            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
+                                             "email_verified": True})
+        if path == "/api/auth/sessions":
+            items = [{"id": "fam-this", "created_at": "2026-12-01T08:00:00+00:00", "current": True,
+                      "last_used_at": "2026-12-07T08:00:00+00:00", "user_agent": "Firefox", "address": "10.1.1.1"},
+                     {"id": "fam-phone", "created_at": "2026-11-01T08:00:00+00:00", "current": False,
+                      "last_used_at": "2026-11-02T08:00:00+00:00", "user_agent": "Telefon", "address": None}]
+            return httpx.Response(200, json={"items": [i for i in items if i["id"] not in revoked]})
+        if path.startswith("/api/auth/sessions/") and path.endswith("/revoke"):
+            revoked.append(path.split("/")[4])
+            return httpx.Response(204)
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+
+    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
+    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
+        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
+               headers={"user-agent": "Firefox"}, follow_redirects=False)
+        login = next(x for x in calls if x.url.path == "/api/auth/login")
+        assert login.headers["user-agent"] == "Firefox"  # the session is named by the person's browser
+        page = c.get("/account")
+        assert page.status_code == 200 and "Sesiuni deschise" in page.text and "sesiunea aceasta" in page.text
+        assert 'action="/account/sessions/fam-phone/revoke"' in page.text
+        assert 'action="/account/sessions/fam-this/revoke"' not in page.text  # this one ends with "log out"
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        before = len(calls)
+        r = c.post("/account/sessions/fam-phone/revoke", data={"csrf": "forged"})
+        assert r.status_code == 403 and len(calls) == before and revoked == []  # refused before any call
+        r = c.post("/account/sessions/fam-phone/revoke", data={"csrf": token}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/account#sessions" and revoked == ["fam-phone"]
+        page = c.get("/account")
+        assert "Sesiunea a fost închisă" in page.text and "Telefon" not in page.text
