@@ -519,6 +519,7 @@ async def on_rights_discovered(ev: RightsDiscovered, _env: CloudEvent, uow: SqlU
     holder = domain.normalize_cif(ev.holder_cif)
     await repo.replace_discovered(uow.session, ev.connection_id, holder, list(ev.services),
                                   [domain.normalize_cif(c) for c in ev.cifs])
+    await repo.remember_names(uow.session, {domain.normalize_cif(c): n.strip() for c, n in sorted(ev.names.items())})
 
 
 async def on_connection_revoked(ev: ConnectionRevoked, _env: CloudEvent, uow: SqlUnitOfWork) -> None:

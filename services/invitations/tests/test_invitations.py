@@ -194,3 +194,25 @@ async def test_bad_tokens_and_validation(env: Env):
     assert r.status_code == 401
     r = await env.client.post("/api/invitations", json={"firm_cif": FIRM, "invitations": []}, headers=env.h("u"))
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+
+
+async def test_the_preview_names_a_client_known_only_from_the_firms_rights_discovery(env: Env):
+    await setup_firm(env)
+    # OTHER is on the firm's certificate but nobody registered it on the platform yet: only the registry names it
+    await env.feed(RightsDiscovered(connection_id="conn-1", holder_cif=FIRM, cifs=[FIRM, CLIENT_A, CLIENT_B, OTHER],
+                                    gained=[OTHER], services=["efactura"],
+                                    names={OTHER: " NOU VENIT SRL ", CLIENT_A: "NUME DIN REGISTRU"}))
+    r = await send(env, item(OTHER))
+    assert r.status_code == 201, r.text
+    inv = r.json()["results"][0]["invitation"]
+    assert inv["client_name"] == "NOU VENIT SRL"
+    p = await env.client.get("/api/invitations/preview", params={"token": await token_of(env, inv["id"])})
+    assert p.status_code == 200, p.text
+    assert p.json()["client_company"] == {"cif": OTHER, "name": "NOU VENIT SRL", "address": "",
+                                          "trade_register_no": ""}
+    # a registered company keeps its own data; its registration later replaces the discovered name
+    r = await send(env, item(CLIENT_A))
+    assert r.json()["results"][0]["invitation"]["client_name"] == "Firma X SRL"
+    await env.feed(CompanyUpdated(cif=OTHER, name="Nou Venit SRL", address="Str. Nouă 2, Cluj"))
+    p = await env.client.get("/api/invitations/preview", params={"token": await token_of(env, inv["id"])})
+    assert p.json()["client_company"]["name"] == "Nou Venit SRL"

@@ -20,6 +20,14 @@ async def upsert_company(session: AsyncSession, values: dict[str, Any]) -> None:
                                       "updated_at": func.now()}))
 
 
+async def remember_names(session: AsyncSession, names: dict[str, str]) -> None:
+    """Registry names of companies not registered on the platform yet (from a rights discovery), so an invitation
+    names its client before anyone adds it; a registered company's own data is never overwritten."""
+    rows = [{"cif": cif, "name": name} for cif, name in names.items() if name]
+    if rows:
+        await session.execute(insert(companies).values(rows).on_conflict_do_nothing(index_elements=["cif"]))
+
+
 async def company(session: AsyncSession, cif: str) -> RowMapping | None:
     return (await session.execute(select(companies).where(companies.c.cif == cif))).mappings().first()
 
