@@ -291,8 +291,8 @@ def test_journey2_firm_invites_client_signs_up_from_the_mail_and_accepts(websys:
         cp = client.page
         cp.goto(link)
         main = client.text()
-        # the firm by name; the client company by name when the platform knows it already, else by CIF
-        assert "CONTABIL EXPERT SRL" in main and CLIENT in main, main
+        # the firm and the client company by name (the client's from the registry: nobody registered it yet)
+        assert "CONTABIL EXPERT SRL" in main and "BRUTARIA DULCE SRL" in main and CLIENT in main, main
         client.shot("12-join")
         cp.get_by_role("link", name="Creează cont").click()
         assert cp.get_by_label("Nume și prenume").input_value() == "Elena Munteanu"
@@ -430,6 +430,24 @@ def test_account_emails_land_on_screens_verify_and_reset_password(websys: System
         p.go("/account")
         assert "confirmată" in p.text()
         p.shot("30-account")
+        # signed in on a second device too: both sessions are listed, and this one ends the other
+        phone = Person(browser, websys, "account-phone")
+        try:
+            phone.go("/login")
+            phone.page.get_by_label("E-mail").fill(email)
+            phone.page.get_by_label("Parolă").fill(PASSWORD)
+            phone.page.get_by_role("button", name="Autentificare").click()
+            phone.page.wait_for_url(re.compile(r".*/companies$"))
+        finally:
+            phone.ctx.close()
+        p.go("/account")
+        rows = p.page.locator("[data-testid=sessions] tbody tr")
+        assert rows.count() == 2 and "sesiunea aceasta" in p.text(), p.text()
+        p.page.once("dialog", lambda d: d.accept())
+        p.page.get_by_role("button", name="Închide sesiunea").click()
+        assert "Sesiunea a fost închisă" in p.text(), p.text()
+        assert p.page.locator("[data-testid=sessions] tbody tr").count() == 1
+        p.shot("32-account-sessions")
         p.page.get_by_role("button", name="Ieșire").click()
         p.page.get_by_role("link", name="Ai uitat parola?").click()
         p.page.get_by_label("E-mail").fill(email)
