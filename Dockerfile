@@ -30,6 +30,10 @@ COPY infra/nginx/nginx.conf.tmpl infra/nginx/security_headers.conf infra/stack.e
 COPY contracts/openapi.json /src/contracts/
 # The committed merged OpenAPI is served (CI proves it equals what the code generates).
 # In containers every service listens on :8000 under its own name; the gateway listens on :8080 unprivileged.
+# Trusted proxies (their X-Forwarded-For names the client): the private ranges the compose network and the cluster's
+# pod network live in -- spvhub web calling for the person, the ingress controller; the same as SPVHUB_TRUSTED_PROXIES.
+ARG SPVHUB_GATEWAY_TRUSTED_PROXIES=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16
+ENV SPVHUB_GATEWAY_TRUSTED_PROXIES=${SPVHUB_GATEWAY_TRUSTED_PROXIES}
 RUN SPVHUB_ENV=test /opt/spvhub/bin/python -m spvhub_common.gateway_conf --template /src/infra/nginx.conf.tmpl \
       --env-file /src/infra/stack.env --out /gateway/nginx.conf --prefix /gateway --listen 8080 \
       --upstream-host '{name}' --upstream-port 8000 --user none \

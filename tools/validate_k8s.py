@@ -295,6 +295,26 @@ def app_problems(by_kind: dict[str, list[dict[str, Any]]], deployments: dict[str
         if "noweb" in command:
             problems.append(f"{target}: Deployment/gateway runs the config without spvhub web")
 
+    # The person's address: spvhub web believes its gateway's X-Forwarded-For (SPVHUB_TRUSTED_PROXIES from
+    # spvhub-config) and the gateway image believes the web's (the ranges its Dockerfile bakes in): both are the pod
+    # network, so the gateway's limits and auth see the person, never the web.
+    if web is not None:
+        container = next((c for c in _pod_spec(web)["containers"] if c["name"] == "web"), {})
+        values: dict[str, str] = {}
+        for ef in container.get("envFrom", []):
+            name = ef.get("configMapRef", {}).get("name", "")
+            for c in by_kind.get("ConfigMap", []):
+                if c["metadata"]["name"] == name:
+                    values.update(c.get("data") or {})
+        values.update({e["name"]: e.get("value", "") for e in container.get("env", []) if "value" in e})
+        web_trusted = values.get("SPVHUB_WEB_TRUSTED_PROXIES") or values.get("SPVHUB_TRUSTED_PROXIES") or ""
+        if not web_trusted.strip():
+            problems.append(f"{target}: Deployment/web has no SPVHUB_TRUSTED_PROXIES: every login would be the "
+                            "gateway's address")
+        elif _cidrs(web_trusted) != _cidrs(",".join(gateway_image_trusted_proxies())):
+            problems.append(f"{target}: the web trusts {web_trusted} but the gateway image trusts "
+                            f"{','.join(gateway_image_trusted_proxies())} (Dockerfile SPVHUB_GATEWAY_TRUSTED_PROXIES)")
+
     # Every setting a service reads is provided.
     cm_keys = {c["metadata"]["name"]: set((c.get("data") or {}).keys()) for c in by_kind.get("ConfigMap", [])}
     for s in SERVICES:
@@ -312,6 +332,18 @@ def app_problems(by_kind: dict[str, list[dict[str, Any]]], deployments: dict[str
             problems.append(f"{target}: Deployment/{s} does not provide {var} (ConfigMap spvhub-config or a "
                             "Secret reference; or list it in SAFE_DEFAULTS with the reason)")
     return problems
+
+
+def _cidrs(value: str) -> set[str]:
+    import ipaddress
+
+    return {str(ipaddress.ip_network(c.strip(), strict=False)) for c in value.split(",") if c.strip()}
+
+
+def gateway_image_trusted_proxies(dockerfile: Path = ROOT / "Dockerfile") -> list[str]:
+    """The peers whose X-Forwarded-For the gateway image believes (baked into its nginx.conf at build)."""
+    m = re.search(r"^ARG SPVHUB_GATEWAY_TRUSTED_PROXIES=(\S*)", dockerfile.read_text(), re.M)
+    return [c for c in (m.group(1).split(",") if m else []) if c]
 
 
 def settings_fields(service: str) -> dict[str, Any]:

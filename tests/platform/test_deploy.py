@@ -173,3 +173,11 @@ def test_web_reaches_only_the_gateway_and_only_the_gateway_reaches_web() -> None
     deployment = next(d for d in gen_k8s.web_docs() if d["kind"] == "Deployment")
     env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert not any(k.startswith(("SPVHUB_PG_", "SPVHUB_KAFKA", "SPVHUB_S3_")) for k in env)
+
+
+def test_the_gateway_image_and_the_web_trust_the_same_pod_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the web names the person to the gateway, which believes it only from these ranges (baked into its image)
+    assert validate_k8s.gateway_image_trusted_proxies()
+    monkeypatch.setattr(validate_k8s, "gateway_image_trusted_proxies", lambda: ["127.0.0.1/32"])
+    problems = validate_k8s.validate(K8S, None, verbose=False, targets=["base"])
+    assert any("the gateway image trusts 127.0.0.1/32" in p for p in problems), problems

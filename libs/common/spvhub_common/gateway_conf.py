@@ -159,6 +159,33 @@ def _upstreams(values: dict[str, str], upstream_host: str, upstream_port: int | 
     return "\n".join(blocks)
 
 
+def gateway_trusted_proxies(values: dict[str, str]) -> list[str]:
+    """SPVHUB_GATEWAY_TRUSTED_PROXIES: comma-separated CIDRs of the peers whose X-Forwarded-For names the client
+    (spvhub web, which calls the gateway for the person; an ingress in front). Empty = the peer is the client."""
+    import ipaddress
+
+    out = []
+    for raw in values.get("SPVHUB_GATEWAY_TRUSTED_PROXIES", "").split(","):
+        if raw.strip():
+            try:
+                out.append(str(ipaddress.ip_network(raw.strip(), strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"SPVHUB_GATEWAY_TRUSTED_PROXIES: {raw.strip()!r} is not an address or CIDR") from exc
+    return out
+
+
+def _real_ip(values: dict[str, str]) -> str:
+    """nginx realip: from a trusted peer, $remote_addr (the rate-limit key, the access log, X-Real-IP and the address
+    appended to X-Forwarded-For) becomes the client it names, read right to left past trusted hops; from any other
+    peer a client-written X-Forwarded-For changes nothing."""
+    nets = gateway_trusted_proxies(values)
+    if not nets:
+        return "    # no trusted proxies (SPVHUB_GATEWAY_TRUSTED_PROXIES): the direct peer is always the client"
+    lines = [f"    set_real_ip_from {n};" for n in nets]
+    lines += ["    real_ip_header X-Forwarded-For;", "    real_ip_recursive on;"]
+    return "\n".join(lines)
+
+
 def _rate_zones(values: dict[str, str]) -> str:
     lines = []
     for zone, (rate, _burst) in RATE_ZONES.items():
@@ -388,6 +415,7 @@ def render(template: str, *, values: dict[str, str], listen: str, upstream_host:
         "@@USER@@": user_line,
         "@@LISTEN@@": listen,
         "@@UPSTREAMS@@": _upstreams(values, upstream_host, upstream_port, web),
+        "@@REAL_IP@@": _real_ip(values),
         "@@RATE_ZONES@@": _rate_zones(values),
         "@@RATE_LOCATIONS@@": _rate_locations(values),
         "@@ROUTE_LOCATIONS@@": _route_locations(),

@@ -14,7 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from spvhub_common.clientaddr import client_address
 
+from spvhub_web import gateway as gateway_mod
 from spvhub_web import pages
 from spvhub_web.gateway import ApiError, Gateway, NotSignedIn
 from spvhub_web.i18n import Translator
@@ -53,6 +55,8 @@ def build_app(settings: Settings | None = None, *, transport: httpx.AsyncBaseTra
     @app.middleware("http")
     async def _session_and_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        # the person's address (X-Forwarded-For only from a trusted proxy, else the peer) goes with every call
+        gateway_mod.client_address.set(client_address(request, settings.trusted_proxies))
         session = codec.load(request.cookies.get(COOKIE))
         if not session.get("locale"):  # Romanian unless the person picks English (not the browser's guess)
             session.data["locale"] = settings.default_locale

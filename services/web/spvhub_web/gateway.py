@@ -1,12 +1,29 @@
 """The web's only way out: the public gateway API, called with the person's own token. A 401 on an expired
-access token is answered once by rotating the refresh token (saved back into the session cookie)."""
+access token is answered once by rotating the refresh token (saved back into the session cookie).
+
+Every call carries the person's address as X-Forwarded-For (set per request by the web's middleware from what its
+trusted proxies said): the gateway, which trusts the web, rate-limits the person and not the web, and auth records
+and throttles the person's address."""
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
 
 from spvhub_web.session import Session
+
+# The address of the person the current request is for (None outside a request: then nothing is forwarded).
+client_address: ContextVar[str | None] = ContextVar("spvhub_web_client_address", default=None)
+
+
+async def _forward_client(request: httpx.Request) -> None:
+    # replaces anything a caller set: only the address the web itself resolved is ever passed on
+    addr = client_address.get()
+    if addr:
+        request.headers["x-forwarded-for"] = addr
+    else:
+        request.headers.pop("x-forwarded-for", None)
 
 
 class ApiError(Exception):
@@ -34,7 +51,7 @@ class Gateway:
     def __init__(self, base_url: str, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, follow_redirects=False,
-                                      transport=transport)
+                                      transport=transport, event_hooks={"request": [_forward_client]})
 
     async def aclose(self) -> None:
         await self.http.aclose()

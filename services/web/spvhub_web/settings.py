@@ -4,12 +4,13 @@ The web has no database and no internal endpoints: its only outbound base is the
 """
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SESSION_KEY = "dev-only-web-session-key"
 
@@ -37,8 +38,28 @@ class Settings(BaseSettings):
         "SPVHUB_WEB_ANAF_OAUTH_BASE", "SPVHUB_ANAF_OAUTH_BASE"), description="ANAF OAuth (authorize) base")
     anaf_emulator_url: str = Field("", validation_alias=AliasChoices(
         "SPVHUB_WEB_ANAF_EMULATOR_URL", "SPVHUB_ANAF_EMULATOR_URL"), description="dev/test: the ANAF emulator")
+    # The web sits behind the gateway: the person's address is what a trusted proxy names in X-Forwarded-For, and
+    # the web passes it on, so the gateway's and auth's per-address limits and the sessions list see the person.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias=AliasChoices(
+        "SPVHUB_WEB_TRUSTED_PROXIES", "SPVHUB_TRUSTED_PROXIES"),
+        description="CIDRs of the proxies in front of the web (the gateway) whose X-Forwarded-For is believed")
     default_locale: Literal["ro", "en"] = "ro"
     page_sizes: list[int] = Field(default_factory=lambda: [20, 50, 100])
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v: object) -> object:
+        # env: a JSON list or a plain comma-separated list
+        if isinstance(v, str) and not v.strip().startswith("["):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
+        return v
 
     @property
     def base_url(self) -> str:

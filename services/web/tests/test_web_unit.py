@@ -189,3 +189,34 @@ def test_account_lists_sessions_and_ends_another_with_a_csrf_protected_form() ->
         assert r.status_code == 303 and r.headers["location"] == "/account#sessions" and revoked == ["fam-phone"]
         page = c.get("/account")
         assert "Sesiunea a fost închisă" in page.text and "Telefon" not in page.text
+
+
+def _login_from(peer: str, trusted: list[str], headers: dict[str, str]) -> list[httpx.Request]:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(401, json={"error": {"code": "invalid_credentials", "message": "no", "details": {}}})
+    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="", trusted_proxies=trusted)
+    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test",
+                    client=(peer, 50000)) as c:
+        page = c.get("/login", headers=headers)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        c.post("/login", data={"csrf": csrf, "email": "a@example.ro", "password": "x"}, headers=headers)
+    return calls
+
+
+def test_the_web_forwards_the_persons_address_its_trusted_proxy_named() -> None:
+    calls = _login_from("127.0.0.1", ["127.0.0.1/32"],
+                        {"X-Forwarded-For": "127.0.0.20, 127.0.0.1", "User-Agent": "Browser/1"})
+    [login] = [r for r in calls if r.url.path == "/api/auth/login"]
+    assert login.headers.get_list("x-forwarded-for") == ["127.0.0.20"]
+    assert login.headers["user-agent"] == "Browser/1"
+
+
+def test_the_web_ignores_a_forwarded_for_from_an_untrusted_peer() -> None:
+    calls = _login_from("127.0.0.9", ["127.0.0.1/32"], {"X-Forwarded-For": "198.51.100.1"})
+    [login] = [r for r in calls if r.url.path == "/api/auth/login"]
+    assert login.headers.get_list("x-forwarded-for") == ["127.0.0.9"]   # the peer itself, never the claim
+    calls = _login_from("127.0.0.1", [], {"X-Forwarded-For": "198.51.100.1"})   # no trusted proxies at all
+    assert [r.headers.get_list("x-forwarded-for") for r in calls if r.url.path == "/api/auth/login"] == [["127.0.0.1"]]
