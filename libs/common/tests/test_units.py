@@ -51,7 +51,7 @@ def test_envelope_is_cloudevents_structured_and_round_trips():
 
 
 def test_every_catalogue_topic_is_named_service_dot_event():
-    services = {"auth", "portfolio", "invitations", "efactura", "etransport", "notifier", "testkit"}
+    services = {"auth", "portfolio", "invitations", "efactura", "etransport", "notifier", "webhooks", "testkit"}
     for t, cls in CATALOGUE.items():
         svc, _, name = cls.topic.partition(".")
         assert svc in services and name and name == name.lower(), t
