@@ -358,8 +358,17 @@ def _example(spec: dict[str, Any], schema: dict[str, Any], name: str, cif: str) 
         return True
     if t in ("integer", "number"):
         return max(1, int(schema.get("minimum", 1)))
-    if name == "email" or schema.get("format") == "email":
+    fmt = schema.get("format")
+    if name == "email" or fmt == "email":
         return "someone@example.ro"
+    if fmt == "date-time":  # an end after the start, so a range is valid
+        return "2026-01-02T00:00:00Z" if name in ("until", "to", "end", "before") else "2026-01-01T00:00:00Z"
+    if fmt == "date":
+        return "2026-01-01"
+    if fmt == "uuid":
+        return str(uuid.uuid4())
+    if fmt in ("uri", "url") or name == "url":
+        return "https://example.ro/hook"
     if name == "phone":
         return "0722123456"
     return "x" * max(1, int(schema.get("minLength", 1)))
@@ -385,7 +394,7 @@ def company_operations() -> list[tuple[str, str, dict[str, Any]]]:
 
 def build_request(op: tuple[str, str, dict[str, Any]], cif: str, ids: dict[str, str]) -> dict[str, Any]:
     method, path, d = op
-    url = re.sub(r"{(\w+)}", lambda m: cif if m.group(1) in CIF_NAMES else ids.get(m.group(1), str(uuid.uuid4())),
+    url = re.sub(r"{(\w+)}", lambda m: cif if m.group(1) in CIF_NAMES else ids.get(m.group(1)) or str(uuid.uuid4()),
                  path)
     query = {n: cif for n, p in d["params"].items() if p["in"] == "query" and n in CIF_NAMES}
     kw: dict[str, Any] = {"params": query, "headers": {"Idempotency-Key": uuid.uuid4().hex}}
