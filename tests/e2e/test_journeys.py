@@ -116,8 +116,7 @@ def test_invoices_are_archived_and_downloadable(system: System, firm):
     efactura = system.url("efactura")
     listed = {m["id"] for m in system.admin("GET", f"messages?cif={FIRM}").json()}
     assert listed
-    before = {"downloads": metric(system, "efactura", "anaf_calls_total", endpoint="efactura.descarcare"),
-              "published": metric(system, "efactura", "outbox_published_total"),
+    before = {"published": metric(system, "efactura", "outbox_published_total"),
               "consumed": metric(system, "notifier", "consumer_messages_total",
                                  topic=f"{system.prefix}efactura.invoice-downloaded")}
     r = firm.post(f"{efactura}/api/efactura/companies/{FIRM}/sync")
@@ -131,7 +130,10 @@ def test_invoices_are_archived_and_downloadable(system: System, firm):
     assert st["first_sync"]["reaches_back_days"] == 60 and st["messages"]["failed"] == 0
 
     # the series SRE watches moved during the sync, on every hop
-    assert metric(system, "efactura", "anaf_calls_total", endpoint="efactura.descarcare") > before["downloads"]
+    # the company's first sync may already have run on its own when its entitlement arrived: every archived
+    # message was downloaded once, whichever sync did it
+    assert metric(system, "efactura", "anaf_calls_total", endpoint="efactura.descarcare") >= \
+        st["messages"]["archived"] > 0
     assert metric(system, "efactura", "efactura_sync_last_success_timestamp", cif=FIRM) > 0
     assert metric(system, "efactura", "outbox_published_total") > before["published"]
     eventually(lambda: metric(system, "notifier", "consumer_messages_total",
