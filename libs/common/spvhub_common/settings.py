@@ -8,11 +8,12 @@ anything starting with `dev-` or naming itself a placeholder) is refused at star
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from spvhub_common.anaf.config import (
     FAMILIES,
@@ -88,7 +89,8 @@ class ServiceSettings(BaseSettings):
 
     outbox_poll_interval: float = Field(0.2, description="seconds between outbox relay polls when idle")
 
-    trusted_proxies: list[str] = Field(
+    # NoDecode: the environment gives a plain comma-separated list (or JSON), split by the validator below
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="CIDRs of the reverse proxies (the gateway, the ingress) whose X-Forwarded-For is believed; "
                     "from any other peer the direct address is the client's")
@@ -100,8 +102,9 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _split_proxies(cls, v: object) -> object:
         # env: a JSON list or a plain comma-separated list
-        if isinstance(v, str) and not v.strip().startswith("["):
-            return [x.strip() for x in v.split(",") if x.strip()]
+        if isinstance(v, str):
+            text = v.strip()
+            return json.loads(text) if text.startswith("[") else [x.strip() for x in text.split(",") if x.strip()]
         return v
 
     @field_validator("trusted_proxies")

@@ -101,3 +101,13 @@ async def test_rate_limit_errors_carry_retry_after():
     assert r.status_code == 429 and r.headers["Retry-After"] == "12"
     assert r.json()["error"] == {"code": "rate_limited", "message": "Slow down.",
                                  "details": {"retry_after_seconds": 12.4}}
+
+
+def test_trusted_proxies_come_from_the_environment_as_a_plain_or_json_list(monkeypatch):
+    """./dev, compose and Kubernetes set SPVHUB_TRUSTED_PROXIES as a comma-separated list: services start with it."""
+    from spvhub_common.settings import ServiceSettings
+    for raw, want in (("127.0.0.1/32", ["127.0.0.1/32"]),
+                      ("10.0.0.0/8, 172.16.0.0/12", ["10.0.0.0/8", "172.16.0.0/12"]),
+                      ('["192.168.0.0/16"]', ["192.168.0.0/16"])):
+        monkeypatch.setenv("SPVHUB_TRUSTED_PROXIES", raw)
+        assert ServiceSettings(env="test").trusted_proxies == want

@@ -5,6 +5,7 @@ The web has no database and no internal endpoints: its only outbound base is the
 from __future__ import annotations
 
 import ipaddress
+import json
 from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -50,8 +51,9 @@ class Settings(BaseSettings):
     @classmethod
     def _split_proxies(cls, v: object) -> object:
         # env: a JSON list or a plain comma-separated list
-        if isinstance(v, str) and not v.strip().startswith("["):
-            return [x.strip() for x in v.split(",") if x.strip()]
+        if isinstance(v, str):
+            text = v.strip()
+            return json.loads(text) if text.startswith("[") else [x.strip() for x in text.split(",") if x.strip()]
         return v
 
     @field_validator("trusted_proxies")
