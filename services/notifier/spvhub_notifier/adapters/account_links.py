@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from spvhub_notifier.adapters.invitations_client import LinkGone, LinkUnavailable
+from spvhub_notifier.adapters.invitations_client import fetch_link
 
 
 class AccountLinks(Protocol):
@@ -21,18 +21,5 @@ class HttpAccountLinks:
         self.client = client
 
     async def link(self, request_id: str) -> dict[str, Any]:
-        headers = {"X-Service-Token": self.service_token, "X-Service-Name": "notifier"}
-        url = f"{self.base_url}/internal/account-links/{request_id}"
-        try:
-            if self.client is not None:
-                resp = await self.client.get(url, headers=headers)
-            else:
-                async with httpx.AsyncClient(timeout=10) as c:
-                    resp = await c.get(url, headers=headers)
-        except httpx.HTTPError as exc:
-            raise LinkUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        if resp.status_code in (404, 410):
-            raise LinkGone(resp.text[:300])
-        if resp.status_code != 200:
-            raise LinkUnavailable(f"HTTP {resp.status_code}: {resp.text[:300]}")
-        return dict(resp.json())
+        return await fetch_link(self.client, f"{self.base_url}/internal/account-links/{request_id}",
+                                self.service_token)
