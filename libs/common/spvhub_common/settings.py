@@ -40,6 +40,20 @@ def is_placeholder(value: str) -> bool:
     return v in PLACEHOLDERS or v.startswith("dev-") or any(m in v for m in PLACEHOLDER_MARKERS)
 
 
+
+def split_list(v: object) -> object:
+    """A list setting from the environment: a JSON list or a plain comma-separated list."""
+    if isinstance(v, str):
+        text = v.strip()
+        return json.loads(text) if text.startswith("[") else [x.strip() for x in text.split(",") if x.strip()]
+    return v
+
+
+def valid_cidrs(v: list[str]) -> list[str]:
+    for cidr in v:
+        ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
+    return v
+
 class ServiceSettings(BaseSettings):
     """Settings shared by all services; each service adds its own fields."""
 
@@ -101,18 +115,12 @@ class ServiceSettings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, v: object) -> object:
-        # env: a JSON list or a plain comma-separated list
-        if isinstance(v, str):
-            text = v.strip()
-            return json.loads(text) if text.startswith("[") else [x.strip() for x in text.split(",") if x.strip()]
-        return v
+        return split_list(v)
 
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_cidrs(cls, v: list[str]) -> list[str]:
-        for cidr in v:
-            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
-        return v
+        return valid_cidrs(v)
 
     @property
     def anaf_bases(self) -> dict[str, str]:

@@ -4,14 +4,13 @@ The web has no database and no internal endpoints: its only outbound base is the
 """
 from __future__ import annotations
 
-import ipaddress
-import json
 from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from spvhub_common.settings import split_list, valid_cidrs
 
 DEV_SESSION_KEY = "dev-only-web-session-key"
 
@@ -50,18 +49,12 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, v: object) -> object:
-        # env: a JSON list or a plain comma-separated list
-        if isinstance(v, str):
-            text = v.strip()
-            return json.loads(text) if text.startswith("[") else [x.strip() for x in text.split(",") if x.strip()]
-        return v
+        return split_list(v)
 
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_cidrs(cls, v: list[str]) -> list[str]:
-        for cidr in v:
-            ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
-        return v
+        return valid_cidrs(v)
 
     @property
     def base_url(self) -> str:
