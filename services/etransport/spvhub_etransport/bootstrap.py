@@ -4,28 +4,22 @@ Tests override the clock, the HTTP transports to ANAF and auth, the budget, or t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from spvhub_common.access import apply_access_changed
 from spvhub_common.anaf import AnafBudget, AnafClient, PostgresBudget, ensure_schema
 from spvhub_common.clock import Clock, make_clock
 from spvhub_common.db import create_engine, ensure_database
-from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
 
+from spvhub_etransport import consumers, jobs
 from spvhub_etransport.adapters.anaf import AnafClientEtransportApi, EtransportApi
 from spvhub_etransport.adapters.auth import AuthTokenProvider, TokenProvider
-from spvhub_etransport.adapters.orm import access_grants, outbox
+from spvhub_etransport.adapters.orm import outbox
 from spvhub_etransport.api import router
-from spvhub_etransport.consumers import register_consumers
-from spvhub_etransport.handlers import EtransportService
-from spvhub_etransport.jobs import poll_job
+from spvhub_etransport.handlers import Deps
 from spvhub_etransport.settings import Settings, get_settings
 
 
@@ -67,37 +61,31 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
         budget = PostgresBudget(budget_engine, clock=anaf_clock)
     api = anaf_api(settings, budget, anaf_clock, anaf_transport)
     auth_client = httpx.AsyncClient(transport=auth_transport, timeout=10)
-    anaf = anaf or api
     tokens = tokens or AuthTokenProvider(auth_client, settings.auth_url, settings.service_token.get_secret_value(),
                                          now=clock.now)
-    svc = EtransportService(settings, clock, runtime.uow, anaf, tokens)
-
-    async def on_access_changed(ev: Any, _env: Any, uow: Any) -> None:
-        await apply_access_changed(uow.session, access_grants, ev)
-    runtime.consumer("etransport.access-read-model").route(AccessChanged, on_access_changed)
-    register_consumers(runtime, svc)
-    runtime.add_job(poll_job(svc))
+    deps = Deps(settings=settings, clock=clock, uow=runtime.uow, anaf=anaf or api, tokens=tokens)
+    consumers.register(runtime, deps)
+    jobs.register(runtime, deps)
 
     async def on_start(app: FastAPI) -> None:
         if budget_engine is not None:
             await ensure_database(settings, settings.anaf_budget_database)
             await ensure_schema(budget_engine)
 
-    inner = runtime.lifespan(on_start)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with inner(app):
-            yield
-        await api.client.aclose()
-        await auth_client.aclose()
-        if budget_engine is not None:
-            await budget_engine.dispose()
+    async def on_stop(app: FastAPI) -> None:
+        try:
+            await api.client.aclose()
+            await auth_client.aclose()
+        finally:
+            if budget_engine is not None:
+                await budget_engine.dispose()
 
     app = create_app(settings, title="spvhub etransport",
                      description="e-Transport carrier view: transports where a company is the carrier, "
-                                 "with UIT history.", routers=[router], lifespan=lifespan)
-    app.state.etransport = svc
+                                 "with UIT history.", routers=[router],
+                     lifespan=runtime.lifespan(on_start, on_stop=on_stop))
+    app.state.deps = deps
+    app.state.runtime = runtime
     return app, runtime
 
 

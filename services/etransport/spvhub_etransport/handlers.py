@@ -7,7 +7,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -20,8 +20,8 @@ from spvhub_common.anaf.errors import (
     Unauthorized,
 )
 from spvhub_common.clock import Clock
-from spvhub_common.errors import AppError, Conflict, NotFound, TooManyRequests
-from spvhub_common.events import Event
+from spvhub_common.errors import Conflict, NotFound, TooManyRequests
+from spvhub_common.events import CloudEvent, Event
 from spvhub_common.events.auth import (
     ConnectionAuthorized,
     ConnectionRevoked,
@@ -51,9 +51,9 @@ def service_name(raw: str) -> str:
     return re.sub(r"[^a-z]", "", raw.lower())
 
 
-
 LAST_SUCCESS = Gauge("etransport_sync_last_success_timestamp",
                      "Unix time of the company's last successful e-Transport poll", ["cif"])
+
 
 class NoUsableConnection(Exception):
     pass
@@ -100,371 +100,399 @@ class _Batch:
         self.events.extend((t, e) for e in res.events)
 
 
-class EtransportService:
-    def __init__(self, settings: Settings, clock: Clock, uow_factory: Callable[[], SqlUnitOfWork],
-                 anaf: EtransportApi, tokens: TokenProvider) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.uow = uow_factory
-        self.anaf = anaf
-        self.tokens = tokens
-        self.lead = timedelta(hours=settings.expiring_lead_hours)
-        self._company_locks: dict[str, asyncio.Lock] = {}
+@dataclass
+class Deps:
+    """What the use cases need: settings, the platform clock, a unit-of-work factory, ANAF's e-Transport reads and
+    the access tokens of connections. One per process (its per-company locks serialise polls of one carrier)."""
 
-    def now(self) -> datetime:
-        return self.clock.now()
+    settings: Settings
+    clock: Clock
+    uow: Callable[[], SqlUnitOfWork]
+    anaf: EtransportApi
+    tokens: TokenProvider
+    company_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
-    # ------------------------------------------------------------------------------ consumed events
+    @property
+    def lead(self) -> timedelta:
+        """How long before a UIT expires that `uit-expiring` is emitted."""
+        return timedelta(hours=self.settings.expiring_lead_hours)
 
-    async def on_entitlements_changed(self, ev: EntitlementsChanged, _env: Any, uow: SqlUnitOfWork) -> None:
-        """The CIF's entitled connections (best first) replace what we knew. A CIF with an e-Transport one is
-        polled; with none, its polling stops (status `stopped`, reason `no_entitled_connection`); its transports
-        stay readable by its verified people."""
-        cif = domain.as_cif(ev.cif)
-        if not cif:
-            return
-        now = self.now()
-        s = uow.session
-        rows = [{"rank": i, "connection_id": c.connection_id, "holder_cif": domain.as_cif(c.holder_cif) or c.holder_cif,
-                 "services": sorted({service_name(x) for x in c.services} - {""}), "may_file": c.may_file}
-                for i, c in enumerate(ev.connections)]
-        await repo.replace_entitlements(s, cif, rows)
-        entitled: list[str] = []
-        for r in rows:
-            if "etransport" in r["services"] and r["connection_id"] not in entitled:
-                entitled.append(r["connection_id"])
-        await repo.sync_company_connections(s, cif, entitled)
-        if entitled:
-            await repo.ensure_company(s, cif, now)
-        if await repo.get_company(s, cif) is not None:
-            await repo.refresh_company_status(s, cif, now)
+    def lock(self, cif: str) -> asyncio.Lock:
+        return self.company_locks.setdefault(cif, asyncio.Lock())
 
-    async def on_connection_authorized(self, ev: ConnectionAuthorized, _env: Any, uow: SqlUnitOfWork) -> None:
-        """A paused or revoked connection authorized anew is usable again where it is entitled. Which companies
-        it serves is portfolio's call (entitlements), never inferred from the authorization itself."""
-        now = self.now()
-        s = uow.session
-        affected = set(await repo.set_connection_status(s, ev.connection_id, "active", None,
-                                                        only_from=["paused", "revoked"]))
-        for c in sorted(affected):
-            await repo.refresh_company_status(s, c, now)
 
-    async def on_reauthorization_required(self, ev: ReauthorizationRequired, _env: Any, uow: SqlUnitOfWork) -> None:
-        """Pause polling through this connection until it is authorized again (or its token refreshed)."""
-        cifs = await repo.set_connection_status(uow.session, ev.connection_id, "paused",
-                                                f"reauthorization required: {ev.reason}", only_from=["active"])
-        self.tokens_forget(ev.connection_id)
-        for cif in sorted(set(cifs)):
-            await repo.refresh_company_status(uow.session, cif, self.now())
+# ------------------------------------------------------------------------------ consumed events
 
-    async def on_token_refreshed(self, ev: TokenRefreshed, _env: Any, uow: SqlUnitOfWork) -> None:
-        cifs = await repo.set_connection_status(uow.session, ev.connection_id, "active", None, only_from=["paused"])
-        for cif in sorted(set(cifs)):
-            await repo.refresh_company_status(uow.session, cif, self.now())
+async def on_entitlements_changed(ev: EntitlementsChanged, _env: CloudEvent | None, uow: SqlUnitOfWork,
+                                  deps: Deps) -> None:
+    """The CIF's entitled connections (best first) replace what we knew. A CIF with an e-Transport one is
+    polled; with none, its polling stops (status `stopped`, reason `no_entitled_connection`); its transports
+    stay readable by its verified people."""
+    cif = domain.as_cif(ev.cif)
+    if not cif:
+        return
+    now = deps.clock.now()
+    s = uow.session
+    rows = [repo.Entitlement(rank=i, connection_id=c.connection_id,
+                             holder_cif=domain.as_cif(c.holder_cif) or c.holder_cif,
+                             services=sorted({service_name(x) for x in c.services} - {""}), may_file=c.may_file)
+            for i, c in enumerate(ev.connections)]
+    await repo.replace_entitlements(s, cif, rows)
+    entitled: list[str] = []
+    for r in rows:
+        if "etransport" in r.services and r.connection_id not in entitled:
+            entitled.append(r.connection_id)
+    await repo.sync_company_connections(s, cif, entitled)
+    if entitled:
+        await repo.ensure_company(s, cif, now)
+    if await repo.get_company(s, cif) is not None:
+        await repo.refresh_company_status(s, cif, now)
 
-    async def on_connection_revoked(self, ev: ConnectionRevoked, _env: Any, uow: SqlUnitOfWork) -> None:
-        cifs = await repo.set_connection_status(uow.session, ev.connection_id, "revoked", f"revoked: {ev.reason}")
-        self.tokens_forget(ev.connection_id)
-        for cif in sorted(set(cifs)):
-            await repo.refresh_company_status(uow.session, cif, self.now())
 
-    def tokens_forget(self, connection_id: str) -> None:
-        forget = getattr(self.tokens, "forget", None)
-        if forget:
-            forget(connection_id)
+async def on_connection_authorized(ev: ConnectionAuthorized, _env: CloudEvent | None, uow: SqlUnitOfWork,
+                                   deps: Deps) -> None:
+    """A paused or revoked connection authorized anew is usable again where it is entitled. Which companies
+    it serves is portfolio's call (entitlements), never inferred from the authorization itself."""
+    now = deps.clock.now()
+    s = uow.session
+    affected = set(await repo.set_connection_status(s, ev.connection_id, "active", None,
+                                                    only_from=["paused", "revoked"]))
+    for c in sorted(affected):
+        await repo.refresh_company_status(s, c, now)
 
-    # ------------------------------------------------------------------------------ polling
 
-    async def poll_due(self) -> list[PollSummary]:
-        """One run of the poll job: poll every company whose info or lista poll is due, then advance time-based
-        state (expiry, expiring alerts) for every carrier."""
-        now = self.now()
-        async with self.uow() as uow:
-            due = await repo.due_companies(uow.session, now)
-        sem = asyncio.Semaphore(self.settings.poll_concurrency)
+async def on_reauthorization_required(ev: ReauthorizationRequired, _env: CloudEvent | None, uow: SqlUnitOfWork,
+                                      deps: Deps) -> None:
+    """Pause polling through this connection until it is authorized again (or its token refreshed)."""
+    cifs = await repo.set_connection_status(uow.session, ev.connection_id, "paused",
+                                            f"reauthorization required: {ev.reason}", only_from=["active"])
+    _forget_token(deps, ev.connection_id)
+    for cif in sorted(set(cifs)):
+        await repo.refresh_company_status(uow.session, cif, deps.clock.now())
 
-        async def one(cif: str, lista_due: bool) -> PollSummary:
-            async with sem:
-                return await self.poll_company(cif, lista=lista_due)
-        results = list(await asyncio.gather(*(one(c, ld) for c, ld in due)))
-        await self.advance_time()
-        return results
 
-    async def poll_now(self, cif: str, *, lista: bool = False) -> PollSummary:
-        """A manual poll (API); refused when the company was polled moments ago."""
-        cif = domain.as_cif(cif) or cif
-        async with self.uow() as uow:
-            company = await repo.get_company(uow.session, cif)
-        if company is None:
-            raise NotFound(f"Company CIF {cif} has no e-Transport authorization known to the platform.",
-                           code="company_not_tracked", details={"cif": cif})
-        if company.status != "active":
-            raise Conflict(f"Polling of CIF {cif} is stopped: {company.status_reason or company.status}.",
-                           code=f"company_{company.status}", details={"cif": cif, "status": company.status})
-        now = self.now()
-        last = company.last_info_poll_at
-        if last is not None and (now - last).total_seconds() < self.settings.manual_poll_min_seconds:
-            wait = int(self.settings.manual_poll_min_seconds - (now - last).total_seconds()) + 1
-            raise TooManyRequests(f"CIF {cif} was polled moments ago; try again in {wait} s.", code="poll_too_soon",
-                                  details={"retry_after_seconds": wait})
-        summary = await self.poll_company(cif, lista=lista)
-        if summary.skipped:
-            raise Conflict(f"Polling of CIF {cif} is not possible now: {summary.skipped}.", code="company_paused",
-                           details={"cif": cif})
+async def on_token_refreshed(ev: TokenRefreshed, _env: CloudEvent | None, uow: SqlUnitOfWork, deps: Deps) -> None:
+    cifs = await repo.set_connection_status(uow.session, ev.connection_id, "active", None, only_from=["paused"])
+    for cif in sorted(set(cifs)):
+        await repo.refresh_company_status(uow.session, cif, deps.clock.now())
+
+
+async def on_connection_revoked(ev: ConnectionRevoked, _env: CloudEvent | None, uow: SqlUnitOfWork,
+                                deps: Deps) -> None:
+    cifs = await repo.set_connection_status(uow.session, ev.connection_id, "revoked", f"revoked: {ev.reason}")
+    _forget_token(deps, ev.connection_id)
+    for cif in sorted(set(cifs)):
+        await repo.refresh_company_status(uow.session, cif, deps.clock.now())
+
+
+def _forget_token(deps: Deps, connection_id: str) -> None:
+    forget = getattr(deps.tokens, "forget", None)
+    if forget:
+        forget(connection_id)
+
+
+# ------------------------------------------------------------------------------ polling
+
+async def poll_due(deps: Deps) -> list[PollSummary]:
+    """One run of the poll job: poll every company whose info or lista poll is due, then advance time-based
+    state (expiry, expiring alerts) for every carrier."""
+    now = deps.clock.now()
+    async with deps.uow() as uow:
+        due = await repo.due_companies(uow.session, now)
+    sem = asyncio.Semaphore(deps.settings.poll_concurrency)
+
+    async def one(cif: str, lista_due: bool) -> PollSummary:
+        async with sem:
+            return await poll_company(deps, cif, lista=lista_due)
+    results = list(await asyncio.gather(*(one(c, ld) for c, ld in due)))
+    await advance_time(deps)
+    return results
+
+
+async def poll_now(deps: Deps, user_id: str, cif: str, *, lista: bool = False) -> PollSummary:
+    """A manual poll (API) by someone who may see the company; refused when it was polled moments ago."""
+    cif = domain.as_cif(cif) or cif
+    async with deps.uow() as uow:
+        await require_access(uow.session, access_grants, user_id, cif)
+        company = await repo.get_company(uow.session, cif)
+    if company is None:
+        raise NotFound(f"Company CIF {cif} has no e-Transport authorization known to the platform.",
+                       code="company_not_tracked", details={"cif": cif})
+    if company.status != "active":
+        raise Conflict(f"Polling of CIF {cif} is stopped: {company.status_reason or company.status}.",
+                       code=f"company_{company.status}", details={"cif": cif, "status": company.status})
+    now = deps.clock.now()
+    last = company.last_info_poll_at
+    gap = deps.settings.manual_poll_min_seconds
+    if last is not None and (now - last).total_seconds() < gap:
+        wait = int(gap - (now - last).total_seconds()) + 1
+        raise TooManyRequests(f"CIF {cif} was polled moments ago; try again in {wait} s.", code="poll_too_soon",
+                              details={"retry_after_seconds": wait})
+    summary = await poll_company(deps, cif, lista=lista)
+    if summary.skipped:
+        raise Conflict(f"Polling of CIF {cif} is not possible now: {summary.skipped}.", code="company_paused",
+                       details={"cif": cif})
+    return summary
+
+
+async def poll_company(deps: Deps, cif: str, *, lista: bool | None = None) -> PollSummary:
+    async with deps.lock(cif):
+        return await _poll_company(deps, cif, lista)
+
+
+async def _poll_company(deps: Deps, cif: str, lista: bool | None) -> PollSummary:
+    summary = PollSummary(cif)
+    settings = deps.settings
+    now = deps.clock.now()
+    async with deps.uow() as uow:
+        company = await repo.get_company(uow.session, cif)
+        conns = await repo.usable_connections(uow.session, cif) if company else []
+    if company is None or company.status != "active" or not conns:
+        summary.skipped = "not tracked" if company is None else (company.status_reason or company.status)
         return summary
-
-    async def poll_company(self, cif: str, *, lista: bool | None = None) -> PollSummary:
-        lock = self._company_locks.setdefault(cif, asyncio.Lock())
-        async with lock:
-            return await self._poll_company(cif, lista)
-
-    async def _poll_company(self, cif: str, lista: bool | None) -> PollSummary:
-        summary = PollSummary(cif)
-        now = self.now()
-        async with self.uow() as uow:
-            company = await repo.get_company(uow.session, cif)
-            conns = await repo.usable_connections(uow.session, cif) if company else []
-        if company is None or company.status != "active" or not conns:
-            summary.skipped = "not tracked" if company is None else (company.status_reason or company.status)
-            return summary
-        do_lista = lista if lista is not None else (company.next_lista_due is None or company.next_lista_due <= now)
-        observations: list[Observation] = []
-        mvh: list[tuple[str, VehicleChange]] = []
-        gone: set[str] = set()
-        fetched_at: datetime | None = None
-        failure: Exception | None = None
-        try:
-            items = await self._call(cif, conns, lambda tok: self.anaf.info(tok, cif))
-            fetched_at = self.now()
-            summary.polled_info = True
-            for it in items:
-                o = domain.observation_from_info(it, cif)
+    do_lista = lista if lista is not None else (company.next_lista_due is None or company.next_lista_due <= now)
+    observations: list[Observation] = []
+    mvh: list[tuple[str, VehicleChange]] = []
+    gone: set[str] = set()
+    fetched_at: datetime | None = None
+    failure: Exception | None = None
+    try:
+        items = await _call(deps, cif, conns, lambda tok: deps.anaf.info(tok, cif))
+        fetched_at = deps.clock.now()
+        summary.polled_info = True
+        for it in items:
+            o = domain.observation_from_info(it, cif)
+            if o:
+                observations.append(o)
+        summary.seen = len(observations)
+        seen = {o.uit for o in observations}
+        async with deps.uow() as uow:
+            known = await repo.load_transports(uow.session, cif, active=True)
+        candidates = [t for t in known.values() if domain.needs_probe(t, seen, now)]
+        for t in candidates[: settings.max_probes_per_poll]:
+            found = await _call(deps, cif, conns, _probe(deps, cif, t.uit))
+            summary.probes += 1
+            hit = [o for o in (domain.observation_from_info(x, cif, source="probe") for x in found)
+                   if o and o.uit == t.uit]
+            if hit:
+                observations.extend(hit)
+            else:
+                gone.add(t.uit)
+        if do_lista:
+            litems = await _call(deps, cif, conns, lambda tok: deps.anaf.lista(tok, cif, settings.lista_days))
+            summary.polled_lista = True
+            for it in litems:
+                o = domain.observation_from_lista(it, cif)
                 if o:
                     observations.append(o)
-            summary.seen = len(observations)
-            seen = {o.uit for o in observations}
-            async with self.uow() as uow:
-                known = await repo.load_transports(uow.session, cif, active=True)
-            candidates = [t for t in known.values() if domain.needs_probe(t, seen, now)]
-            for t in candidates[: self.settings.max_probes_per_poll]:
-                found = await self._call(cif, conns, self._probe(cif, t.uit))
-                summary.probes += 1
-                hit = [o for o in (domain.observation_from_info(x, cif, source="probe") for x in found)
-                       if o and o.uit == t.uit]
-                if hit:
-                    observations.extend(hit)
-                else:
-                    gone.add(t.uit)
-            if do_lista:
-                litems = await self._call(cif, conns, lambda tok: self.anaf.lista(tok, cif, self.settings.lista_days))
-                summary.polled_lista = True
-                for it in litems:
-                    o = domain.observation_from_lista(it, cif)
-                    if o:
-                        observations.append(o)
-                    elif (m := domain.vehicle_change_from_lista(it)) is not None:
-                        mvh.append(m)
-        except (AnafError, NoUsableConnection) as exc:
-            summary.error = f"{type(exc).__name__}: {exc}"[:500]
-            failure = exc
-            await self._record_failure(cif, exc, now)
-            if not summary.polled_info:
-                return summary
-        async with self.uow() as uow:
-            row = await repo.lock_company(uow.session, cif)
-            now = self.now()
-            if fetched_at and row.last_info_fetched_at and row.last_info_fetched_at > fetched_at:
-                # a newer poll already merged a later answer: ours would resurrect what it saw deleted
-                summary.skipped = "superseded by a newer poll"
-                return summary
-            batch = await self._merge(uow, cif, observations, mvh, gone, now)
-            self._summarise(batch, summary)
-            values: dict[str, Any] = {"last_info_poll_at": now, "last_info_fetched_at": fetched_at,
-                                      "next_info_due": now + timedelta(seconds=self.settings.info_poll_interval)}
-            if summary.polled_lista:
-                values.update(last_lista_poll_at=now,
-                              next_lista_due=now + timedelta(seconds=self.settings.lista_poll_interval))
-            elif do_lista and failure is not None:
-                # the list failed after info succeeded: retry it later (a limit only after it resets)
-                limit_reset = failure.resets_at if isinstance(failure, LimitReached) else None
-                values.update(next_lista_due=limit_reset or now + timedelta(hours=1))
-            if summary.error is None:
-                values.update(last_success_at=now, consecutive_errors=0, last_error=None)
-            await repo.update_company(uow.session, cif, **values)
-            await uow.commit()
+                elif (m := domain.vehicle_change_from_lista(it)) is not None:
+                    mvh.append(m)
+    except (AnafError, NoUsableConnection) as exc:
+        summary.error = f"{type(exc).__name__}: {exc}"[:500]
+        failure = exc
+        await _record_failure(deps, cif, exc, now)
+        if not summary.polled_info:
+            return summary
+    async with deps.uow() as uow:
+        row = await repo.lock_company(uow.session, cif)
+        now = deps.clock.now()
+        if fetched_at and row.last_info_fetched_at and row.last_info_fetched_at > fetched_at:
+            # a newer poll already merged a later answer: ours would resurrect what it saw deleted
+            summary.skipped = "superseded by a newer poll"
+            return summary
+        batch = await _merge(deps, uow, cif, observations, mvh, gone, now)
+        _summarise(batch, summary)
+        values: dict[str, Any] = {"last_info_poll_at": now, "last_info_fetched_at": fetched_at,
+                                  "next_info_due": now + timedelta(seconds=settings.info_poll_interval)}
+        if summary.polled_lista:
+            values.update(last_lista_poll_at=now,
+                          next_lista_due=now + timedelta(seconds=settings.lista_poll_interval))
+        elif do_lista and failure is not None:
+            # the list failed after info succeeded: retry it later (a limit only after it resets)
+            limit_reset = failure.resets_at if isinstance(failure, LimitReached) else None
+            values.update(next_lista_due=limit_reset or now + timedelta(hours=1))
         if summary.error is None:
-            # platform clock (follows the emulator in dev/test): freshness alerts compare it with time()
-            LAST_SUCCESS.labels(cif).set(now.timestamp())
-        return summary
+            values.update(last_success_at=now, consecutive_errors=0, last_error=None)
+        await repo.update_company(uow.session, cif, **values)
+        await uow.commit()
+    if summary.error is None:
+        # platform clock (follows the emulator in dev/test): freshness alerts compare it with time()
+        LAST_SUCCESS.labels(cif).set(now.timestamp())
+    return summary
 
-    def _probe(self, cif: str, uit: str) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
-        return lambda tok: self.anaf.info(tok, cif, uit=uit)
 
-    async def _call(self, cif: str, conns: list[str], fn: Callable[[str], Awaitable[T]]) -> T:
-        """Run an ANAF read with the first usable connection: refresh once after a 401/403, move on to the next
-        connection when one is unusable or lacks rights on `cif`."""
-        last: Exception | None = None
-        for conn in list(conns):
+def _probe(deps: Deps, cif: str, uit: str) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
+    return lambda tok: deps.anaf.info(tok, cif, uit=uit)
+
+
+async def _call(deps: Deps, cif: str, conns: list[str], fn: Callable[[str], Awaitable[T]]) -> T:
+    """Run an ANAF read with the first usable connection: refresh once after a 401/403, move on to the next
+    connection when one is unusable or lacks rights on `cif`."""
+    last: Exception | None = None
+    for conn in list(conns):
+        try:
+            tok = await deps.tokens.get(conn)
             try:
-                tok = await self.tokens.get(conn)
-                try:
-                    return await fn(tok.token)
-                except Unauthorized:
-                    tok = await self.tokens.refresh(conn)
-                    return await fn(tok.token)
-            except ConnectionUnavailable as exc:
-                last = exc
-                if exc.permanent:
-                    status = "paused" if exc.reason == "reauthorization_required" else "lost"
-                    await self._set_connection(cif, conn, status, exc.reason)
-                    conns.remove(conn)
-                    continue
-                raise NoUsableConnection(_describe(exc)) from exc
-            except NoRights as exc:
-                last = exc
-                await self._set_connection(cif, conn, "no_rights", exc.text[:300])
+                return await fn(tok.token)
+            except Unauthorized:
+                tok = await deps.tokens.refresh(conn)
+                return await fn(tok.token)
+        except ConnectionUnavailable as exc:
+            last = exc
+            if exc.permanent:
+                status = "paused" if exc.reason == "reauthorization_required" else "lost"
+                await _set_connection(deps, cif, conn, status, exc.reason)
                 conns.remove(conn)
                 continue
-        raise NoUsableConnection(f"no usable connection for CIF {cif}: {_describe(last)}") from last
+            raise NoUsableConnection(_describe(exc)) from exc
+        except NoRights as exc:
+            last = exc
+            await _set_connection(deps, cif, conn, "no_rights", exc.text[:300])
+            conns.remove(conn)
+            continue
+    raise NoUsableConnection(f"no usable connection for CIF {cif}: {_describe(last)}") from last
 
-    async def _set_connection(self, cif: str, conn: str, status: str, reason: str) -> None:
-        async with self.uow() as uow:
-            await repo.set_connection_status(uow.session, conn, status, reason, cif=cif)
-            await repo.refresh_company_status(uow.session, cif, self.now())
+
+async def _set_connection(deps: Deps, cif: str, conn: str, status: str, reason: str) -> None:
+    async with deps.uow() as uow:
+        await repo.set_connection_status(uow.session, conn, status, reason, cif=cif)
+        await repo.refresh_company_status(uow.session, cif, deps.clock.now())
+        await uow.commit()
+
+
+async def _record_failure(deps: Deps, cif: str, exc: Exception, now: datetime) -> None:
+    async with deps.uow() as uow:
+        row = await repo.get_company(uow.session, cif)
+        if row is None:
+            return
+        errors = (row.consecutive_errors or 0) + 1
+        if isinstance(exc, LimitReached) and exc.resets_at:
+            retry = exc.resets_at  # a limit is never retried before it resets
+        else:
+            retry = now + timedelta(seconds=min(deps.settings.info_poll_interval, 30 * 2 ** min(errors, 8)))
+        await repo.update_company(uow.session, cif, last_error=f"{type(exc).__name__}: {exc}"[:1000],
+                                  last_error_at=now, consecutive_errors=errors, last_info_poll_at=now,
+                                  next_info_due=retry)
+        await uow.commit()
+    log.warning("etransport poll failed", cif=cif, error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+# ------------------------------------------------------------------------------ merge + time
+
+async def _merge(deps: Deps, uow: SqlUnitOfWork, cif: str, observations: list[Observation],
+                 mvh: list[tuple[str, VehicleChange]], gone: set[str], now: datetime) -> _Batch:
+    s = uow.session
+    uits = {o.uit for o in observations} | {u for u, _ in mvh} | gone
+    batch = _Batch(await repo.load_transports(s, cif, uits, active=True))
+    # info before lista: the carrier view is authoritative for route/expiry, lista adds partner and goods
+    for obs in sorted(observations, key=lambda o: 0 if o.source in ("info", "probe") else 1):
+        t = batch.transports.get(obs.uit)
+        batch.record(domain.new_transport(obs, now) if t is None else domain.merge(t, obs, now))
+        batch.dirty.add(obs.uit)  # last_seen_* move even when nothing else changed
+    for uit, vc in mvh:
+        if (t := batch.transports.get(uit)) is not None:
+            batch.record(domain.add_vehicle_change(t, vc, now, "lista"))
+    for uit in sorted(gone):
+        if (t := batch.transports.get(uit)) is not None:
+            batch.record(domain.vanished(t, now))
+    for t in list(batch.transports.values()):
+        batch.record(domain.tick(t, now, deps.lead))
+    await _write(uow, batch, now)
+    return batch
+
+
+async def advance_time(deps: Deps) -> int:
+    """Expire active UITs whose expiry day began and send due `uit-expiring` alerts, carrier by carrier."""
+    now = deps.clock.now()
+    horizon = now + deps.lead
+    async with deps.uow() as uow:
+        carriers = await repo.carriers_with_time_due(uow.session, now, horizon)
+    n = 0
+    for cif in carriers:
+        async with deps.lock(cif), deps.uow() as uow:
+            await repo.lock_company(uow.session, cif)
+            now = deps.clock.now()
+            batch = _Batch(await repo.transports_due_for_time(uow.session, cif, now + deps.lead))
+            for t in list(batch.transports.values()):
+                batch.record(domain.tick(t, now, deps.lead))
+            await _write(uow, batch, now)
             await uow.commit()
+            n += len(batch.dirty)
+    return n
 
-    async def _record_failure(self, cif: str, exc: Exception, now: datetime) -> None:
-        async with self.uow() as uow:
-            row = await repo.get_company(uow.session, cif)
-            if row is None:
-                return
-            errors = (row.consecutive_errors or 0) + 1
-            if isinstance(exc, LimitReached) and exc.resets_at:
-                retry = exc.resets_at  # a limit is never retried before it resets
-            else:
-                retry = now + timedelta(seconds=min(self.settings.info_poll_interval, 30 * 2 ** min(errors, 8)))
-            await repo.update_company(uow.session, cif, last_error=f"{type(exc).__name__}: {exc}"[:1000],
-                                      last_error_at=now, consecutive_errors=errors, last_info_poll_at=now,
-                                      next_info_due=retry)
-            await uow.commit()
-        log.warning("etransport poll failed", cif=cif, error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
-    # ------------------------------------------------------------------------------ merge + time
+async def _write(uow: SqlUnitOfWork, batch: _Batch, now: datetime) -> None:
+    s = uow.session
+    for uit in sorted(batch.dirty):
+        await repo.save_transport(s, batch.transports[uit], uit in batch.created)
+    for t, version, entries in batch.history:
+        await repo.add_history(s, _at_version(t, version), entries, now)
+    for t, ch in batch.events:
+        event_id = str(uuid.uuid5(LEDGER_NS, f"{t.carrier_cif}:{t.uit}:{ch.kind}:{ch.version}"))
+        if await repo.claim_event(s, t.carrier_cif, t.uit, ch.kind, ch.version, event_id, now):
+            uow.publish(to_event(t, ch))
 
-    async def _merge(self, uow: SqlUnitOfWork, cif: str, observations: list[Observation],
-                     mvh: list[tuple[str, VehicleChange]], gone: set[str], now: datetime) -> _Batch:
-        s = uow.session
-        uits = {o.uit for o in observations} | {u for u, _ in mvh} | gone
-        batch = _Batch(await repo.load_transports(s, cif, uits, active=True))
-        # info before lista: the carrier view is authoritative for route/expiry, lista adds partner and goods
-        for obs in sorted(observations, key=lambda o: 0 if o.source in ("info", "probe") else 1):
-            t = batch.transports.get(obs.uit)
-            batch.record(domain.new_transport(obs, now) if t is None else domain.merge(t, obs, now))
-            batch.dirty.add(obs.uit)  # last_seen_* move even when nothing else changed
-        for uit, vc in mvh:
-            if (t := batch.transports.get(uit)) is not None:
-                batch.record(domain.add_vehicle_change(t, vc, now, "lista"))
-        for uit in sorted(gone):
-            if (t := batch.transports.get(uit)) is not None:
-                batch.record(domain.vanished(t, now))
-        for t in list(batch.transports.values()):
-            batch.record(domain.tick(t, now, self.lead))
-        await self._write(uow, batch, now)
-        return batch
 
-    async def advance_time(self) -> int:
-        """Expire active UITs whose expiry day began and send due `uit-expiring` alerts, carrier by carrier."""
-        now = self.now()
-        horizon = now + self.lead
-        async with self.uow() as uow:
-            carriers = await repo.carriers_with_time_due(uow.session, now, horizon)
-        n = 0
-        for cif in carriers:
-            lock = self._company_locks.setdefault(cif, asyncio.Lock())
-            async with lock, self.uow() as uow:
-                await repo.lock_company(uow.session, cif)
-                now = self.now()
-                batch = _Batch(await repo.transports_due_for_time(uow.session, cif, now + self.lead))
-                for t in list(batch.transports.values()):
-                    batch.record(domain.tick(t, now, self.lead))
-                await self._write(uow, batch, now)
-                await uow.commit()
-                n += len(batch.dirty)
-        return n
+def _summarise(batch: _Batch, summary: PollSummary) -> None:
+    summary.created = len(batch.created)
+    summary.updated = len(batch.dirty - batch.created)
+    summary.events = len(batch.events)
+    for _t, _v, entries in batch.history:
+        summary.deleted += sum(1 for e in entries if e.kind == "deleted")
+        summary.expired += sum(1 for e in entries if e.kind == "expired")
 
-    async def _write(self, uow: SqlUnitOfWork, batch: _Batch, now: datetime) -> None:
-        s = uow.session
-        for uit in sorted(batch.dirty):
-            await repo.save_transport(s, batch.transports[uit], uit in batch.created)
-        for t, version, entries in batch.history:
-            await repo.add_history(s, _at_version(t, version), entries, now)
-        for t, ch in batch.events:
-            event_id = str(uuid.uuid5(LEDGER_NS, f"{t.carrier_cif}:{t.uit}:{ch.kind}:{ch.version}"))
-            if await repo.claim_event(s, t.carrier_cif, t.uit, ch.kind, ch.version, event_id, now):
-                uow.publish(to_event(t, ch))
 
-    def _summarise(self, batch: _Batch, summary: PollSummary) -> None:
-        summary.created = len(batch.created)
-        summary.updated = len(batch.dirty - batch.created)
-        summary.events = len(batch.events)
-        for _t, _v, entries in batch.history:
-            summary.deleted += sum(1 for e in entries if e.kind == "deleted")
-            summary.expired += sum(1 for e in entries if e.kind == "expired")
+# ------------------------------------------------------------------------------ reads (API)
 
-    # ------------------------------------------------------------------------------ reads (API)
+async def _visible_cifs(uow: SqlUnitOfWork, user_id: str, company: str | None) -> list[str]:
+    """The one company asked for (if the caller may see it), else every company the caller may see."""
+    if company:
+        cif = domain.as_cif(company) or company
+        await require_access(uow.session, access_grants, user_id, cif)
+        return [cif]
+    return await accessible_cifs(uow.session, access_grants, user_id)
 
-    async def list_transports(self, user_id: str, *, company: str | None, state: str | None, vehicle: str | None,
-                              declarant: str | None, date_from: date | None, date_to: date | None,
-                              page: int, page_size: int) -> dict[str, Any]:
-        async with self.uow() as uow:
-            if company:
-                cif = domain.as_cif(company) or company
-                await require_access(uow.session, access_grants, user_id, cif)
-                cifs = [cif]
-            else:
-                cifs = await accessible_cifs(uow.session, access_grants, user_id)
-            total, rows = (0, []) if not cifs else await repo.search_transports(
-                uow.session, cifs, state=state, vehicle=domain.as_plate(vehicle) if vehicle else None,
-                declarant=domain.as_cif(declarant) if declarant else None, date_from=date_from, date_to=date_to,
-                offset=(page - 1) * page_size, limit=page_size)
-        return {"items": [transport_view(r) for r in rows], "total": total, "page": page, "page_size": page_size,
-                "pages": (total + page_size - 1) // page_size}
 
-    async def get_transport(self, user_id: str, uit: str, carrier: str | None = None) -> dict[str, Any]:
-        async with self.uow() as uow:
-            if carrier:
-                cif = domain.as_cif(carrier) or carrier
-                await require_access(uow.session, access_grants, user_id, cif)
-                cifs = [cif]
-            else:
-                cifs = await accessible_cifs(uow.session, access_grants, user_id)
-            row = await repo.find_transport(uow.session, cifs, uit.strip().upper()) if cifs else None
-            if row is None:
-                raise NotFound(f"No transport with UIT {uit} in the companies you can see.",
-                               code="transport_not_found", details={"uit": uit})
-            history = await repo.history_of(uow.session, row.carrier_cif, row.uit)
-            events = await repo.events_of(uow.session, row.carrier_cif, row.uit)
-        out = transport_view(row, detail=True)
-        out["history"] = [{"version": h.version, "kind": h.kind, "source": h.source, "changes": h.changes,
-                           "observed_at": h.observed_at} for h in history]
-        out["events"] = [{"kind": e.kind, "version": e.version, "emitted_at": e.emitted_at} for e in events]
-        return out
+async def list_transports(deps: Deps, user_id: str, *, company: str | None, state: str | None,
+                          vehicle: str | None, declarant: str | None, date_from: date | None,
+                          date_to: date | None, page: int, page_size: int) -> dict[str, Any]:
+    async with deps.uow() as uow:
+        cifs = await _visible_cifs(uow, user_id, company)
+        total, rows = (0, []) if not cifs else await repo.search_transports(
+            uow.session, cifs, state=state, vehicle=domain.as_plate(vehicle) if vehicle else None,
+            declarant=domain.as_cif(declarant) if declarant else None, date_from=date_from, date_to=date_to,
+            offset=(page - 1) * page_size, limit=page_size)
+    return {"items": [transport_view(r) for r in rows], "total": total, "page": page, "page_size": page_size,
+            "pages": (total + page_size - 1) // page_size}
 
-    async def require_access(self, user_id: str, cif: str) -> str:
-        async with self.uow() as uow:
-            return await require_access(uow.session, access_grants, user_id, domain.as_cif(cif) or cif)
 
-    async def list_companies(self, user_id: str) -> list[dict[str, Any]]:
-        async with self.uow() as uow:
-            cifs = await accessible_cifs(uow.session, access_grants, user_id)
-            rows = await repo.list_companies(uow.session, cifs)
-            routes_ = await repo.entitled_routes(uow.session, [r.cif for r in rows])
-        return [{"cif": r.cif, "status": r.status, "status_reason": r.status_reason,
-                 "synced_through": _through(r.cif, routes_.get(r.cif)),
-                 "last_info_poll_at": r.last_info_poll_at, "last_lista_poll_at": r.last_lista_poll_at,
-                 "last_success_at": r.last_success_at, "next_info_due": r.next_info_due,
-                 "last_error": r.last_error, "last_error_at": r.last_error_at,
-                 "consecutive_errors": r.consecutive_errors} for r in rows]
+async def get_transport(deps: Deps, user_id: str, uit: str, carrier: str | None = None) -> dict[str, Any]:
+    async with deps.uow() as uow:
+        cifs = await _visible_cifs(uow, user_id, carrier)
+        row = await repo.find_transport(uow.session, cifs, uit.strip().upper()) if cifs else None
+        if row is None:
+            raise NotFound(f"No transport with UIT {uit} in the companies you can see.",
+                           code="transport_not_found", details={"uit": uit})
+        history = await repo.history_of(uow.session, row.carrier_cif, row.uit)
+        events = await repo.events_of(uow.session, row.carrier_cif, row.uit)
+    out = transport_view(row, detail=True)
+    out["history"] = [{"version": h.version, "kind": h.kind, "source": h.source, "changes": h.changes,
+                       "observed_at": h.observed_at} for h in history]
+    out["events"] = [{"kind": e.kind, "version": e.version, "emitted_at": e.emitted_at} for e in events]
+    return out
+
+
+async def list_companies(deps: Deps, user_id: str) -> list[dict[str, Any]]:
+    async with deps.uow() as uow:
+        cifs = await accessible_cifs(uow.session, access_grants, user_id)
+        rows = await repo.list_companies(uow.session, cifs)
+        routes_ = await repo.entitled_routes(uow.session, [r.cif for r in rows])
+    return [{"cif": r.cif, "status": r.status, "status_reason": r.status_reason,
+             "synced_through": _through(r.cif, routes_.get(r.cif)),
+             "last_info_poll_at": r.last_info_poll_at, "last_lista_poll_at": r.last_lista_poll_at,
+             "last_success_at": r.last_success_at, "next_info_due": r.next_info_due,
+             "last_error": r.last_error, "last_error_at": r.last_error_at,
+             "consecutive_errors": r.consecutive_errors} for r in rows]
 
 
 def _describe(exc: Exception | None) -> str:
@@ -486,10 +514,7 @@ def _through(cif: str, route: tuple[str, bool] | None) -> dict[str, Any] | None:
 
 
 def _at_version(t: Transport, version: int) -> Transport:
-    if t.version == version:
-        return t
-    from dataclasses import replace
-    return replace(t, version=version)
+    return t if t.version == version else replace(t, version=version)
 
 
 def to_event(t: Transport, ch: ChangeEvent) -> Event:
@@ -535,15 +560,10 @@ def transport_view(r: Any, detail: bool = False) -> dict[str, Any]:
     return out
 
 
-def routes(svc: EtransportService) -> dict[type[Event], Callable[..., Awaitable[None]]]:
-    """Consumed events -> handlers (consumer group `etransport.connections`)."""
-    return {
-        EntitlementsChanged: svc.on_entitlements_changed,
-        ConnectionAuthorized: svc.on_connection_authorized,
-        ReauthorizationRequired: svc.on_reauthorization_required,
-        TokenRefreshed: svc.on_token_refreshed,
-        ConnectionRevoked: svc.on_connection_revoked,
-    }
-
-
-__all__ = ["AppError", "EtransportService", "PollSummary", "routes", "to_event", "transport_view"]
+EVENT_HANDLERS: dict[type[Event], Callable[..., Awaitable[None]]] = {
+    EntitlementsChanged: on_entitlements_changed,
+    ConnectionAuthorized: on_connection_authorized,
+    ReauthorizationRequired: on_reauthorization_required,
+    TokenRefreshed: on_token_refreshed,
+    ConnectionRevoked: on_connection_revoked,
+}

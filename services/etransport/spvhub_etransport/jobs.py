@@ -2,12 +2,13 @@
 time-based state (expiry, uit-expiring alerts). One replica at a time (advisory-locked singleton job)."""
 from __future__ import annotations
 
-from spvhub_common.runtime import PeriodicJob
+from spvhub_common.runtime import PeriodicJob, ServiceRuntime
 
-from spvhub_etransport.handlers import EtransportService
+from spvhub_etransport import handlers
+from spvhub_etransport.handlers import Deps
 
 
-def poll_job(svc: EtransportService) -> PeriodicJob:
-    async def run() -> None:
-        await svc.poll_due()
-    return PeriodicJob("etransport-poll", svc.settings.poll_tick, run, singleton=True)
+def register(runtime: ServiceRuntime, deps: Deps) -> None:
+    async def poll() -> None:
+        await handlers.poll_due(deps)
+    runtime.add_job(PeriodicJob("etransport-poll", deps.settings.poll_tick, poll, singleton=True))

@@ -25,9 +25,10 @@ from spvhub_common.events.portfolio import AccessChanged, EntitledConnection, En
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.testing import STACK
 from spvhub_common.testtokens import TokenMinter
+from spvhub_etransport import handlers
 from spvhub_etransport.adapters.orm import access_grants
 from spvhub_etransport.bootstrap import AnafClock, build
-from spvhub_etransport.handlers import EtransportService
+from spvhub_etransport.handlers import Deps
 from spvhub_etransport.settings import Settings
 from sqlalchemy import text
 
@@ -106,7 +107,7 @@ class Harness:
     settings: Settings
     app: FastAPI
     runtime: Any
-    svc: EtransportService
+    deps: Deps
     emu_app: Any
     emu: httpx.AsyncClient
     api: httpx.AsyncClient
@@ -138,7 +139,7 @@ class Harness:
         ev = EntitlementsChanged(cif=cif, connections=[
             EntitledConnection(connection_id=cid, holder_cif=holder, services=list(services), may_file=cif == holder)
             for cid, holder in connections])
-        await self.uow_run(lambda uow: self.svc.on_entitlements_changed(ev, None, uow))
+        await self.uow_run(lambda uow: handlers.on_entitlements_changed(ev, None, uow, self.deps))
 
     async def grant(self, user_id: str, cif: str, *, verified: bool = True, role: str = "owner",
                     via_firm_cif: str | None = None) -> None:
@@ -236,7 +237,7 @@ async def start_harness(database: str, topic_prefix: str, *, start_relay: bool =
     ctx = app.router.lifespan_context(app)
     await ctx.__aenter__()
     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://etransport")
-    h = Harness(settings, app, runtime, app.state.etransport, emu_app, emu, api, auth, minter)
+    h = Harness(settings, app, runtime, app.state.deps, emu_app, emu, api, auth, minter)
 
     async def stop() -> None:
         await api.aclose()

@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from spvhub_etransport import handlers
 from sqlalchemy import text
 
 RO = ZoneInfo("Europe/Bucharest")
@@ -34,7 +35,7 @@ async def test_ten_days_three_carriers_two_hundred_transports(harness, topic_pre
     per_step = [TOTAL // STEPS] * STEPS
 
     for step in range(STEPS):
-        now = h.svc.now()
+        now = h.deps.clock.now()
         today = now.astimezone(RO).date()
         live = [u for u, m in mine.items() if m["deleted_step"] is None
                 and today < date.fromisoformat(m["exp"])]
@@ -82,8 +83,8 @@ async def test_ten_days_three_carriers_two_hundred_transports(harness, topic_pre
         if step % 5 == 0:
             noise.append(await h.new_transport(rng.choice(DECLARANTS), OUTSIDER))
         # the poll job
-        poll_times.append(h.svc.now())
-        results = await h.svc.poll_due()
+        poll_times.append(h.deps.clock.now())
+        results = await handlers.poll_due(h.deps)
         assert sorted(r.cif for r in results) == sorted(CARRIERS)
         assert all(r.error is None for r in results), [r.error for r in results]
         h.advance(hours=12)
@@ -95,9 +96,9 @@ async def test_ten_days_three_carriers_two_hundred_transports(harness, topic_pre
         r = await h.api.post(f"/api/etransport/companies/{c}/poll", params={"lista": "true"},
                              headers=h.headers(f"ops-{c}"))
         assert r.status_code == 200, r.text
-    poll_times.append(h.svc.now())
-    await h.svc.advance_time()
-    end = h.svc.now()
+    poll_times.append(h.deps.clock.now())
+    await handlers.advance_time(h.deps)
+    end = h.deps.clock.now()
 
     # ---------------------------------------------------------------- ground truth vs the platform
     truth = {t["uit"]: t for t in await h.truth() if t["tr_cod"] in CARRIERS}
@@ -180,7 +181,7 @@ async def test_ten_days_three_carriers_two_hundred_transports(harness, topic_pre
 
     # running the job again at the same instant changes nothing and emits nothing
     h.advance(minutes=11)
-    await h.svc.poll_due()
+    await handlers.poll_due(h.deps)
     assert len(await h.outbox_rows()) == len(outbox)
 
     # ---------------------------------------------------------------- API scoping

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from spvhub_etransport import handlers
 
 C1, C2 = "31000019", "31000027"  # = Harness.carriers[:2] (conftest)
 D1 = "12000012"  # = Harness.declarants[0]
@@ -27,7 +28,7 @@ async def calls(h: Any, cif: str) -> dict[str, int]:
 async def test_unverified_member_sees_nothing_and_cannot_poll(h: Any):
     await h.track(C1)
     uit = await h.new_transport(D1, C1)
-    [s] = await h.svc.poll_due()
+    [s] = await handlers.poll_due(h.deps)
     assert s.created == 1
     await h.grant("owner", C1)
     await h.grant("mallory", C1, verified=False)
@@ -59,7 +60,7 @@ async def test_only_entitled_connections_poll_by_rank_and_an_empty_snapshot_stop
     await h.entitle(C2)  # nobody may act for C2
     await h.new_transport(D1, C1)
     await h.new_transport(D1, C2)
-    results = await h.svc.poll_due()
+    results = await handlers.poll_due(h.deps)
     assert [s.cif for s in results] == [C1] and results[0].created == 1
     assert await calls(h, C2) == {}, "a connection polled a carrier it is not entitled for"
     await h.grant("u1", C1)
@@ -77,7 +78,7 @@ async def test_only_entitled_connections_poll_by_rank_and_an_empty_snapshot_stop
     from spvhub_common.events.auth import ReauthorizationRequired
     ev = ReauthorizationRequired(connection_id=f"conn-{C1}", company_cif=C1, user_id="u1", reason="unknown",
                                  message="x")
-    await h.uow_run(lambda uow: h.svc.on_reauthorization_required(ev, None, uow))
+    await h.uow_run(lambda uow: handlers.on_reauthorization_required(ev, None, uow, h.deps))
     async with h.runtime.uow() as uow:
         assert await repo.usable_connections(uow.session, C1) == ["c-firm"]
 
@@ -89,7 +90,7 @@ async def test_only_entitled_connections_poll_by_rank_and_an_empty_snapshot_stop
     assert r.status_code == 409 and r.json()["error"]["code"] == "company_stopped", r.text
     before = await calls(h, C1)
     h.advance(minutes=30)
-    assert await h.svc.poll_due() == []
+    assert await handlers.poll_due(h.deps) == []
     assert await calls(h, C1) == before
     # its transports stay readable by its verified people
     assert (await h.api.get("/api/etransport/transports", headers=h.headers("u1"))).json()["total"] == 1

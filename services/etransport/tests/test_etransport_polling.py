@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from spvhub_common.events.auth import ReauthorizationRequired, TokenRefreshed
+from spvhub_etransport import handlers
 
 C1, C2 = "31000019", "31000027"  # = Harness.carriers[:2] (conftest)
 D1, D2 = "12000012", "12000020"  # = Harness.declarants[:2]
@@ -31,7 +32,7 @@ async def test_poll_merges_info_probes_vanished_uits_and_emits_once(h: Any):
     u1 = await h.new_transport(D1, C1, nr_veh="CJ01AAA")
     u2 = await h.new_transport(D2, C1, tip_op="10")
     await h.new_transport(D1, OUTSIDER)
-    [s] = await h.svc.poll_due()
+    [s] = await handlers.poll_due(h.deps)
     assert (s.created, s.polled_info, s.polled_lista, s.error) == (2, True, True, None)
     from prometheus_client import REGISTRY
     first = REGISTRY.get_sample_value("etransport_sync_last_success_timestamp", {"cif": C1})
@@ -41,15 +42,15 @@ async def test_poll_merges_info_probes_vanished_uits_and_emits_once(h: Any):
     await h.change_vehicle(D1, u1, "B77NEW")
     await h.delete(D2, u2)
     h.advance(minutes=11)
-    [s] = await h.svc.poll_due()
+    [s] = await handlers.poll_due(h.deps)
     assert s.probes == 1 and s.deleted == 1 and not s.polled_lista
     ev = await kinds(h)
     assert ("transport-updated", u1, "vehicle_changed", 1) in ev and ("transport-updated", u2, "deleted", 1) in ev
 
     before = len(ev)
     h.advance(minutes=11)
-    await h.svc.poll_due()
-    await h.svc.poll_due()
+    await handlers.poll_due(h.deps)
+    await handlers.poll_due(h.deps)
     assert len(await kinds(h)) == before  # nothing new happened: nothing emitted
 
     await h.grant("u-carrier", C1)
@@ -65,24 +66,24 @@ async def test_poll_merges_info_probes_vanished_uits_and_emits_once(h: Any):
 
 async def test_reauthorization_pauses_and_refresh_resumes(h: Any):
     cid = await h.track(C2)
-    await h.svc.poll_due()
+    await handlers.poll_due(h.deps)
     ev = ReauthorizationRequired(connection_id=cid, company_cif=C2, user_id="u", reason="horizon_reached", message="")
-    await h.uow_run(lambda uow: h.svc.on_reauthorization_required(ev, None, uow))
+    await h.uow_run(lambda uow: handlers.on_reauthorization_required(ev, None, uow, h.deps))
     h.advance(hours=1)
-    assert await h.svc.poll_due() == []
+    assert await handlers.poll_due(h.deps) == []
     await h.grant("u2", C2)
     r = await h.api.post(f"/api/etransport/companies/{C2}/poll", headers=h.headers("u2"))
     assert r.status_code == 409 and r.json()["error"]["code"] == "company_paused"
-    ok = TokenRefreshed(connection_id=cid, company_cif=C2, access_expires_at=h.svc.now(),
-                        refresh_expires_at=h.svc.now())
-    await h.uow_run(lambda uow: h.svc.on_token_refreshed(ok, None, uow))
-    assert [s.cif for s in await h.svc.poll_due()] == [C2]
+    ok = TokenRefreshed(connection_id=cid, company_cif=C2, access_expires_at=h.deps.clock.now(),
+                        refresh_expires_at=h.deps.clock.now())
+    await h.uow_run(lambda uow: handlers.on_token_refreshed(ok, None, uow, h.deps))
+    assert [s.cif for s in await handlers.poll_due(h.deps)] == [C2]
 
 
 async def test_auth_409_pauses_the_connection(h: Any):
     cid = await h.track(C2)
     h.auth.reauth.add(cid)
-    [s] = await h.svc.poll_due()
+    [s] = await handlers.poll_due(h.deps)
     assert s.error and "NoUsableConnection" in s.error
     await h.grant("u2", C2)
     r = await h.api.get("/api/etransport/companies", headers=h.headers("u2"))
@@ -112,16 +113,16 @@ async def test_lista_daily_limit_is_not_retried_before_midnight_and_info_goes_on
     await h.emu.post("/__admin/switches", json={"et_list_cap": 1})
     await h.emu.get(f"/test/ETRANSPORT/ws/v1/lista/1/{C1}", headers=await h.bearer(C1))  # someone spent the day
     u = await h.new_transport(D1, C1)
-    [s] = await h.svc.poll_due()
+    [s] = await handlers.poll_due(h.deps)
     assert s.polled_info and not s.polled_lista and "DailyLimitReached" in (s.error or "")
     assert s.created == 1 and (await kinds(h)) == [("transport-assigned", u, "", 1)]
     calls = (await h.emu.get("/__admin/counters")).json()["cui"][C1]
     h.advance(minutes=11)  # 10:11 the same day: info again, lista not (the budget refuses it before ANAF)
-    [s] = await h.svc.poll_due()
+    [s] = await handlers.poll_due(h.deps)
     assert s.polled_info and not s.polled_lista
     assert (await h.emu.get("/__admin/counters")).json()["cui"][C1].get("etransport.lista") == calls.get(
         "etransport.lista")
     await h.emu.post("/__admin/switches", json={"et_list_cap": 1000})
     h.advance(hours=14)  # past local midnight
-    [s] = await h.svc.poll_due()
+    [s] = await handlers.poll_due(h.deps)
     assert s.polled_lista and s.error is None

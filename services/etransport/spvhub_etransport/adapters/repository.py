@@ -3,6 +3,7 @@ emitted-event ledger, and the scoped read queries behind the HTTP API."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -19,6 +20,18 @@ from spvhub_etransport.adapters.orm import (
     transports,
 )
 from spvhub_etransport.domain import ACTIVE, Confirmation, HistoryEntry, Transport, VehicleChange
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """One entitled connection of a CIF, in portfolio's order (rank 0 is the best)."""
+
+    rank: int
+    connection_id: str
+    holder_cif: str
+    services: list[str]
+    may_file: bool
+
 
 # -------------------------------------------------------------------------------------------------- companies
 
@@ -71,10 +84,10 @@ async def usable_connections(session: AsyncSession, cif: str) -> list[str]:
     return seen
 
 
-async def replace_entitlements(session: AsyncSession, cif: str, rows: list[dict[str, Any]]) -> None:
+async def replace_entitlements(session: AsyncSession, cif: str, rows: Sequence[Entitlement]) -> None:
     await session.execute(delete(entitlements).where(entitlements.c.cif == cif))
     if rows:
-        await session.execute(insert(entitlements).values([{"cif": cif, **r} for r in rows]))
+        await session.execute(insert(entitlements).values([{"cif": cif, **asdict(r)} for r in rows]))
 
 
 async def entitled_routes(session: AsyncSession, cifs: Sequence[str]) -> dict[str, tuple[str, bool]]:
