@@ -23,7 +23,7 @@ def build(settings: Settings | None = None, *, sender: WebhookSender | None = No
                                      connect_timeout=settings.connect_timeout,
                                      max_response_bytes=settings.max_response_bytes)
     deps = Deps(uow=runtime.uow, box=box, sender=sender, settings=settings)
-    consumers.register(runtime, settings)
+    consumers.register(runtime, deps)
     jobs.register(runtime, deps)
 
     async def close_sender(_app: FastAPI) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,12 +20,11 @@ from spvhub_common.events.webhooks import EndpointDisabled
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from spvhub_webhooks import domain
-from spvhub_webhooks.adapters.orm import access_grants, attempts, deliveries, endpoints
+from spvhub_webhooks.adapters import repository as repo
+from spvhub_webhooks.adapters.orm import access_grants
+from spvhub_webhooks.adapters.repository import Delivery, Endpoint, Leased
 from spvhub_webhooks.adapters.sender import SendResult, WebhookSender
 from spvhub_webhooks.settings import Settings
 
@@ -39,23 +38,6 @@ class Deps:
     sender: WebhookSender
     settings: Settings
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-
-# ---------------------------------------------------------------- who may see what
-
-# A tenant (company T) may see company X when one of T's verified owners or administrators holds a verified grant
-# on X as T's own person (X = T) or through T's active collaboration with X (via_firm_cif = T). Read from the access
-# read model at the moment a delivery is created, so a collaboration that ended stops deliveries at once.
-_TENANT_SEES = text("""
-    SELECT 1 FROM access_grants m JOIN access_grants g ON g.user_id = m.user_id
-    WHERE m.cif = :tenant AND m.via_firm_cif IS NULL AND m.verified AND m.role IN ('owner', 'admin')
-      AND g.cif = :cif AND g.verified
-      AND ((g.cif = :tenant AND g.via_firm_cif IS NULL) OR g.via_firm_cif = :tenant)
-    LIMIT 1""")
-
-
-async def tenant_sees(session: AsyncSession, tenant: str, cif: str) -> bool:
-    return (await session.execute(_TENANT_SEES, {"tenant": tenant, "cif": cif})).first() is not None
 
 
 # ---------------------------------------------------------------- errors
@@ -78,7 +60,7 @@ def _bad(code: str, en: str, ro: str, **details: Any) -> AppError:
 
 # ---------------------------------------------------------------- endpoints
 
-def _out(row: Any) -> dict[str, Any]:
+def _out(row: Endpoint) -> dict[str, Any]:
     return {"id": row.id, "tenant_cif": row.tenant_cif, "url": row.url, "description": row.description,
             "event_types": list(row.event_types), "cifs": list(row.cifs), "enabled": row.enabled,
             "disabled_reason": row.disabled_reason, "disabled_at": row.disabled_at,
@@ -100,7 +82,7 @@ async def _check_target(deps: Deps, url: str) -> None:
         raise domain.target_refused(url, "a private, loopback or link-local address")
 
 
-async def _check_subscription(deps: Deps, session: AsyncSession, tenant: str, event_types: list[str],
+async def _check_subscription(deps: Deps, uow: SqlUnitOfWork, tenant: str, event_types: list[str],
                               cifs: list[str]) -> tuple[list[str], list[str]]:
     types = sorted(set(event_types))
     unknown = domain.unknown_event_types(types)
@@ -113,7 +95,7 @@ async def _check_subscription(deps: Deps, session: AsyncSession, tenant: str, ev
                                                                              for c in norm):
         raise _bad("invalid_cifs", f"Give between 1 and {deps.settings.max_endpoint_cifs} valid CIFs.",
                    f"Indicați între 1 și {deps.settings.max_endpoint_cifs} CIF-uri valide.")
-    unseen = [c for c in norm if not await tenant_sees(session, tenant, c)]
+    unseen = [c for c in norm if not await repo.tenant_sees(uow.session, tenant, c)]
     if unseen:
         raise AppError(f"Company {tenant} may not receive events of: {', '.join(unseen)} (only itself and the "
                        "clients in an active collaboration with it, once verified).", code="no_access_to_company",
@@ -124,10 +106,11 @@ async def _check_subscription(deps: Deps, session: AsyncSession, tenant: str, ev
     return types, norm
 
 
-async def _manage(session: AsyncSession, user: Principal, endpoint_id: str) -> Any:
+async def _manage(uow: SqlUnitOfWork, user: Principal, endpoint_id: str) -> Endpoint:
     """The endpoint, if the caller is a verified owner or administrator of its tenant; 404 for anyone else who
     has nothing to do with the tenant (an id reveals nothing), 403 for the tenant's other people."""
-    row = (await session.execute(select(endpoints).where(endpoints.c.id == endpoint_id))).first()
+    session = uow.session
+    row = await repo.get_endpoint(session, endpoint_id)
     if row is None or await grant_of(session, access_grants, user.user_id, row.tenant_cif) is None:
         raise endpoint_not_found(endpoint_id)
     await require_grant(session, access_grants, user.user_id, row.tenant_cif, roles=MANAGERS, direct_only=True)
@@ -142,20 +125,19 @@ async def create_endpoint(deps: Deps, user: Principal, *, tenant_cif: str, url: 
     async with deps.uow() as uow:
         s = uow.session
         await require_grant(s, access_grants, user.user_id, tenant, roles=MANAGERS, direct_only=True)
-        types, norm = await _check_subscription(deps, s, tenant, event_types, cifs or [tenant])
-        count = (await s.execute(select(func.count()).select_from(endpoints)
-                                 .where(endpoints.c.tenant_cif == tenant))).scalar_one()
+        types, norm = await _check_subscription(deps, uow, tenant, event_types, cifs or [tenant])
+        count = await repo.count_endpoints(s, tenant)
         if count >= deps.settings.max_endpoints_per_tenant:
             raise Conflict(f"Company {tenant} already has {count} webhook endpoints, the most allowed.",
                            code="too_many_endpoints", details={"max": deps.settings.max_endpoints_per_tenant},
                            messages={"ro": f"Compania {tenant} are deja {count} endpoint-uri de webhook, cât se "
                                            "permite."})
         eid, secret, now = str(uuid.uuid4()), domain.new_secret(), deps.now()
-        await s.execute(insert(endpoints).values(
-            id=eid, tenant_cif=tenant, url=url, description=description, event_types=types, cifs=norm,
-            secret_enc=deps.box.encrypt(secret, aad=eid), created_by=user.user_id, created_at=now, updated_at=now))
+        await repo.add_endpoint(s, endpoint_id=eid, tenant_cif=tenant, url=url, description=description,
+                                event_types=types, cifs=norm, secret_enc=deps.box.encrypt(secret, aad=eid),
+                                created_by=user.user_id, now=now)
         await uow.commit()
-        row = (await s.execute(select(endpoints).where(endpoints.c.id == eid))).one()
+        row = await _reread(uow, eid)
     log.info("webhook endpoint registered", endpoint_id=eid, tenant_cif=tenant, event_types=len(types),
              cifs=len(norm))
     return {**_out(row), "secret": secret}
@@ -169,17 +151,13 @@ async def list_endpoints(deps: Deps, user: Principal, tenant_cif: str | None) ->
             await require_grant(s, access_grants, user.user_id, tenant, roles=MANAGERS, direct_only=True)
             tenants = [tenant]
         else:
-            tenants = [r[0] for r in await s.execute(select(access_grants.c.cif).where(
-                access_grants.c.user_id == user.user_id, access_grants.c.verified.is_(True),
-                access_grants.c.via_firm_cif.is_(None), access_grants.c.role.in_(MANAGERS)))]
-        rows = await s.execute(select(endpoints).where(endpoints.c.tenant_cif.in_(tenants))
-                               .order_by(endpoints.c.tenant_cif, endpoints.c.created_at))
-        return [_out(r) for r in rows]
+            tenants = await repo.managed_tenants(s, user.user_id)
+        return [_out(r) for r in await repo.endpoints_of(s, tenants)]
 
 
 async def get_endpoint(deps: Deps, user: Principal, endpoint_id: str) -> dict[str, Any]:
     async with deps.uow() as uow:
-        return _out(await _manage(uow.session, user, endpoint_id))
+        return _out(await _manage(uow, user, endpoint_id))
 
 
 async def update_endpoint(deps: Deps, user: Principal, endpoint_id: str, *, url: str | None = None,
@@ -189,7 +167,7 @@ async def update_endpoint(deps: Deps, user: Principal, endpoint_id: str, *, url:
         await _check_target(deps, url)
     async with deps.uow() as uow:
         s = uow.session
-        row = await _manage(s, user, endpoint_id)
+        row = await _manage(uow, user, endpoint_id)
         now = deps.now()
         values: dict[str, Any] = {"updated_at": now}
         if url is not None:
@@ -198,90 +176,75 @@ async def update_endpoint(deps: Deps, user: Principal, endpoint_id: str, *, url:
             values["description"] = description
         if event_types is not None or cifs is not None:
             types, norm = await _check_subscription(
-                deps, s, row.tenant_cif, event_types if event_types is not None else list(row.event_types),
+                deps, uow, row.tenant_cif, event_types if event_types is not None else list(row.event_types),
                 cifs if cifs is not None else list(row.cifs))
             values.update(event_types=types, cifs=norm)
         if enabled is True and not row.enabled:
             values.update(enabled=True, disabled_reason=None, disabled_at=None, failing_since=None)
             # what waited while it was off goes out now, with a fresh retry window
-            await s.execute(update(deliveries).where(deliveries.c.endpoint_id == endpoint_id,
-                                                     deliveries.c.status == "pending").values(
-                next_attempt_at=now, lease_until=None,
-                retry_until=now + timedelta(seconds=deps.settings.retry_window_seconds)))
+            await repo.resume_pending(s, endpoint_id, now,
+                                      now + timedelta(seconds=deps.settings.retry_window_seconds))
         elif enabled is False and row.enabled:
             values.update(enabled=False, disabled_reason="manual", disabled_at=now)
-        await s.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(**values))
+        await repo.update_endpoint(s, endpoint_id, **values)
         await uow.commit()
-        return _out((await s.execute(select(endpoints).where(endpoints.c.id == endpoint_id))).one())
+        return _out(await _reread(uow, endpoint_id))
 
 
 async def rotate_secret(deps: Deps, user: Principal, endpoint_id: str) -> dict[str, Any]:
     """A new secret at once (the old one stops signing); shown this once."""
     async with deps.uow() as uow:
         s = uow.session
-        await _manage(s, user, endpoint_id)
+        await _manage(uow, user, endpoint_id)
         secret, now = domain.new_secret(), deps.now()
-        await s.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(
-            secret_enc=deps.box.encrypt(secret, aad=endpoint_id), secret_rotated_at=now, updated_at=now))
+        await repo.update_endpoint(s, endpoint_id, secret_enc=deps.box.encrypt(secret, aad=endpoint_id),
+                                   secret_rotated_at=now, updated_at=now)
         await uow.commit()
-        row = (await s.execute(select(endpoints).where(endpoints.c.id == endpoint_id))).one()
+        row = await _reread(uow, endpoint_id)
     log.info("webhook secret rotated", endpoint_id=endpoint_id)
     return {**_out(row), "secret": secret}
 
 
+async def _reread(uow: SqlUnitOfWork, endpoint_id: str) -> Endpoint:
+    row = await repo.get_endpoint(uow.session, endpoint_id)
+    assert row is not None  # written in this transaction
+    return row
+
+
 async def delete_endpoint(deps: Deps, user: Principal, endpoint_id: str) -> None:
     async with deps.uow() as uow:
-        await _manage(uow.session, user, endpoint_id)
-        await uow.session.execute(delete(endpoints).where(endpoints.c.id == endpoint_id))
+        await _manage(uow, user, endpoint_id)
+        await repo.delete_endpoint(uow.session, endpoint_id)
         await uow.commit()
 
 
 # ---------------------------------------------------------------- deliveries from events
 
-async def on_event(ev: Event, env: CloudEvent, uow: SqlUnitOfWork, *, settings: Settings,
-                   now: datetime | None = None) -> int:
+async def on_event(ev: Event, env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
     """One delivery row per endpoint that subscribed to this event type for one of the companies it is about and
     whose tenant may see that company now; written in the consumer's (inbox-claimed) transaction. An endpoint that
     is switched off gets its row as `skipped`: visible in its log and replayable, never sent by itself."""
     sub = domain.BY_CLASS[type(ev)]
     cifs = sub.cifs(ev)
     s = uow.session
-    rows = (await s.execute(select(endpoints.c.id, endpoints.c.tenant_cif, endpoints.c.cifs, endpoints.c.enabled)
-                            .where(endpoints.c.event_types.any(sub.type), endpoints.c.cifs.overlap(cifs)))).all()
-    now = now or datetime.now(UTC)
+    now = deps.now()
     payload = encode(env)
-    made = 0
-    for ep in rows:
+    for ep in await repo.subscribers(s, sub.type, cifs):
         about = None
         for c in cifs:
-            if c in ep.cifs and await tenant_sees(s, ep.tenant_cif, c):
+            if c in ep.cifs and await repo.tenant_sees(s, ep.tenant_cif, c):
                 about = c
                 break
         if about is None:
             continue
-        res = await s.execute(pg_insert(deliveries).values(
-            id=str(uuid.uuid4()), endpoint_id=ep.id, event_id=env.id, event_type=env.type, cif=about,
-            event_time=env.time, webhook_id=domain.webhook_id(env.id, ep.id), payload=payload,
-            status="pending" if ep.enabled else "skipped", next_attempt_at=now,
-            retry_until=now + timedelta(seconds=settings.retry_window_seconds), created_at=now,
-        ).on_conflict_do_nothing(constraint="uq_deliveries_endpoint_event").returning(deliveries.c.id))
-        made += res.first() is not None
-    return made
+        await repo.add_delivery(s, delivery_id=str(uuid.uuid4()), endpoint_id=ep.id, event_id=env.id,
+                                event_type=env.type, cif=about, event_time=env.time,
+                                webhook_id=domain.webhook_id(env.id, ep.id), payload=payload,
+                                status="pending" if ep.enabled else "skipped", now=now,
+                                retry_until=now + timedelta(seconds=deps.settings.retry_window_seconds))
 
 
 # ---------------------------------------------------------------- the sender
-
-_LEASE = text("""
-    UPDATE deliveries d SET lease_until = :lease
-    FROM endpoints e
-    WHERE e.id = d.endpoint_id AND d.id IN (
-        SELECT dd.id FROM deliveries dd JOIN endpoints ee ON ee.id = dd.endpoint_id
-        WHERE dd.status = 'pending' AND dd.next_attempt_at <= :now AND ee.enabled
-          AND (dd.lease_until IS NULL OR dd.lease_until < :now)
-        ORDER BY dd.next_attempt_at LIMIT :n FOR UPDATE OF dd SKIP LOCKED)
-    RETURNING d.id, d.endpoint_id, d.webhook_id, d.payload, d.attempts, d.retry_until, d.lease_until,
-              e.url, e.secret_enc""")
-
 
 async def send_due(deps: Deps) -> int:
     """Lease due deliveries (SKIP LOCKED: replicas share the work) and post them. A sender killed mid-way leaves
@@ -289,13 +252,13 @@ async def send_due(deps: Deps) -> int:
     now = deps.now()
     lease = now + timedelta(seconds=deps.settings.lease_seconds)
     async with deps.uow() as uow:
-        rows = (await uow.session.execute(_LEASE, {"lease": lease, "now": now, "n": deps.settings.send_batch})).all()
+        rows = await repo.lease_due(uow.session, now, lease, deps.settings.send_batch)
         await uow.session.commit()
     if not rows:
         return 0
     sem = asyncio.Semaphore(deps.settings.send_concurrency)
 
-    async def one(row: Any) -> None:
+    async def one(row: Leased) -> None:
         async with sem:
             try:
                 await _send_one(deps, row)
@@ -305,7 +268,7 @@ async def send_due(deps: Deps) -> int:
     return len(rows)
 
 
-async def _send_one(deps: Deps, row: Any) -> None:
+async def _send_one(deps: Deps, row: Leased) -> None:
     secret = deps.box.decrypt(bytes(row.secret_enc), aad=row.endpoint_id)
     body = bytes(row.payload)
     at = deps.now()
@@ -313,7 +276,7 @@ async def _send_one(deps: Deps, row: Any) -> None:
     await record_attempt(deps, row, result)
 
 
-async def record_attempt(deps: Deps, row: Any, result: SendResult) -> None:
+async def record_attempt(deps: Deps, row: Leased, result: SendResult) -> None:
     st = deps.settings
     now = deps.now()
     n = int(row.attempts) + 1
@@ -329,26 +292,18 @@ async def record_attempt(deps: Deps, row: Any, result: SendResult) -> None:
             values = dict(next_attempt_at=now + domain.next_delay(n, st.retry_base_seconds, st.retry_max_seconds),
                           **common)
         # only while our lease holds: a sender that outlived its lease leaves the row to whoever leased it next
-        done = (await s.execute(update(deliveries).where(deliveries.c.id == row.id,
-                                                         deliveries.c.lease_until == row.lease_until)
-                                .values(**values).returning(deliveries.c.id))).first()
-        if done is None:
+        if not await repo.finish_attempt(s, row.id, row.lease_until, values):
             return
-        await s.execute(insert(attempts).values(
-            delivery_id=row.id, endpoint_id=row.endpoint_id, attempt=n, at=now, status_code=result.status_code,
-            latency_ms=result.latency_ms, error=result.error, response_excerpt=result.body_excerpt or None))
+        await repo.add_attempt(s, delivery_id=row.id, endpoint_id=row.endpoint_id, attempt=n, at=now,
+                               status_code=result.status_code, latency_ms=result.latency_ms, error=result.error,
+                               response_excerpt=result.body_excerpt or None)
         if result.ok:
-            await s.execute(update(endpoints).where(endpoints.c.id == row.endpoint_id,
-                                                    endpoints.c.failing_since.is_not(None))
-                            .values(failing_since=None, last_error=None))
+            await repo.clear_failing(s, row.endpoint_id)
         else:
-            ep = (await s.execute(update(endpoints).where(endpoints.c.id == row.endpoint_id).values(
-                failing_since=func.coalesce(endpoints.c.failing_since, now), last_error=result.error,
-            ).returning(endpoints.c.failing_since, endpoints.c.enabled, endpoints.c.tenant_cif,
-                        endpoints.c.url))).first()
+            ep = await repo.mark_failing(s, row.endpoint_id, now, result.error)
             if ep is not None and ep.enabled and now - ep.failing_since >= timedelta(seconds=st.disable_after_seconds):
-                await s.execute(update(endpoints).where(endpoints.c.id == row.endpoint_id).values(
-                    enabled=False, disabled_reason="failing", disabled_at=now, updated_at=now))
+                await repo.update_endpoint(s, row.endpoint_id, enabled=False, disabled_reason="failing",
+                                           disabled_at=now, updated_at=now)
                 owners = await verified_users(s, access_grants, ep.tenant_cif, direct_only=True, roles=MANAGERS)
                 uow.publish(EndpointDisabled(endpoint_id=row.endpoint_id, tenant_cif=ep.tenant_cif, url=ep.url,
                                              failing_since=ep.failing_since, last_error=result.error or "",
@@ -360,7 +315,7 @@ async def record_attempt(deps: Deps, row: Any, result: SendResult) -> None:
 
 # ---------------------------------------------------------------- delivery log and replay
 
-def _delivery_out(r: Any) -> dict[str, Any]:
+def _delivery_out(r: Delivery) -> dict[str, Any]:
     return {"id": r.id, "endpoint_id": r.endpoint_id, "event_id": r.event_id, "event_type": r.event_type,
             "cif": r.cif, "event_time": r.event_time, "webhook_id": r.webhook_id, "status": r.status,
             "attempts": r.attempts, "next_attempt_at": r.next_attempt_at if r.status == "pending" else None,
@@ -385,15 +340,9 @@ async def list_deliveries(deps: Deps, user: Principal, endpoint_id: str, *, stat
                           cursor: str | None) -> dict[str, Any]:
     async with deps.uow() as uow:
         s = uow.session
-        await _manage(s, user, endpoint_id)
-        q = select(deliveries).where(deliveries.c.endpoint_id == endpoint_id)
-        if status:
-            q = q.where(deliveries.c.status == status)
-        if cursor:
-            at, did = _decode_cursor(cursor)
-            q = q.where(or_(deliveries.c.created_at < at, and_(deliveries.c.created_at == at, deliveries.c.id < did)))
-        rows = (await s.execute(q.order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc())
-                                .limit(limit + 1))).all()
+        await _manage(uow, user, endpoint_id)
+        rows = await repo.deliveries_page(s, endpoint_id, status=status,
+                                          after=_decode_cursor(cursor) if cursor else None, limit=limit + 1)
     items = [_delivery_out(r) for r in rows[:limit]]
     nxt = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return {"items": items, "next_cursor": nxt}
@@ -402,13 +351,11 @@ async def list_deliveries(deps: Deps, user: Principal, endpoint_id: str, *, stat
 async def get_delivery(deps: Deps, user: Principal, endpoint_id: str, delivery_id: str) -> dict[str, Any]:
     async with deps.uow() as uow:
         s = uow.session
-        await _manage(s, user, endpoint_id)
-        r = (await s.execute(select(deliveries).where(deliveries.c.id == delivery_id,
-                                                      deliveries.c.endpoint_id == endpoint_id))).first()
+        await _manage(uow, user, endpoint_id)
+        r = await repo.get_delivery(s, endpoint_id, delivery_id)
         if r is None:
             raise delivery_not_found(delivery_id)
-        tries = (await s.execute(select(attempts).where(attempts.c.delivery_id == delivery_id)
-                                 .order_by(attempts.c.id))).all()
+        tries = await repo.attempts_of(s, delivery_id)
     return {**_delivery_out(r), "payload": json.loads(bytes(r.payload)),
             "attempt_log": [{"attempt": a.attempt, "at": a.at, "status_code": a.status_code,
                              "latency_ms": a.latency_ms, "error": a.error, "response_excerpt": a.response_excerpt}
@@ -431,12 +378,10 @@ async def replay_one(deps: Deps, user: Principal, endpoint_id: str, delivery_id:
     """Send one delivery again (same `webhook-id`, a fresh signature and retry window)."""
     async with deps.uow() as uow:
         s = uow.session
-        ep = await _manage(s, user, endpoint_id)
+        ep = await _manage(uow, user, endpoint_id)
         if not ep.enabled:
             raise _endpoint_off(endpoint_id)
-        r = (await s.execute(update(deliveries).where(deliveries.c.id == delivery_id,
-                                                      deliveries.c.endpoint_id == endpoint_id)
-                             .values(**_requeue(deps, deps.now())).returning(*deliveries.c))).first()
+        r = await repo.requeue_one(s, endpoint_id, delivery_id, **_requeue(deps, deps.now()))
         if r is None:
             raise delivery_not_found(delivery_id)
         await uow.commit()
@@ -453,23 +398,23 @@ async def replay_range(deps: Deps, user: Principal, endpoint_id: str, *, since: 
         raise _bad("invalid_range", "`until` must be after `since`.", "`until` trebuie să fie după `since`.")
     async with deps.uow() as uow:
         s = uow.session
-        ep = await _manage(s, user, endpoint_id)
+        ep = await _manage(uow, user, endpoint_id)
         if not ep.enabled:
             raise _endpoint_off(endpoint_id)
-        q = select(deliveries.c.id).where(deliveries.c.endpoint_id == endpoint_id,
-                                          deliveries.c.event_time >= since, deliveries.c.event_time < until)
-        q = q.where(deliveries.c.status.in_(("failed", "skipped"))) if only_failed else q.where(
-            deliveries.c.status != "pending")
-        ids = [r[0] for r in await s.execute(q.order_by(deliveries.c.event_time).limit(deps.settings.replay_max + 1))]
+        ids = await repo.replay_candidates(s, endpoint_id, since, until, only_failed=only_failed,
+                                           limit=deps.settings.replay_max + 1)
         if len(ids) > deps.settings.replay_max:
             raise _bad("replay_too_large", f"More than {deps.settings.replay_max} deliveries in the range; replay a "
                        "shorter range.", f"Peste {deps.settings.replay_max} livrări în interval; retrimiteți un "
                        "interval mai scurt.", max=deps.settings.replay_max)
         if ids:
-            await s.execute(update(deliveries).where(deliveries.c.id.in_(ids)).values(**_requeue(deps, deps.now())))
+            await repo.requeue(s, ids, **_requeue(deps, deps.now()))
         await uow.commit()
     return {"replayed": len(ids)}
 
 
 def event_types() -> list[dict[str, str]]:
     return [{"type": s.type, "topic": s.cls.topic, "description": s.description} for s in domain.SUBSCRIBABLE]
+
+
+EVENT_HANDLERS: dict[type[Event], Callable[..., Awaitable[None]]] = {sub.cls: on_event for sub in domain.SUBSCRIBABLE}

@@ -68,7 +68,7 @@ class Env:
             if isinstance(event, AccessChanged):
                 await apply_access_changed(uow.session, access_grants, event)
             else:
-                await handlers.on_event(event, env, uow, settings=self.settings)
+                await handlers.on_event(event, env, uow, self.deps)
             await uow.commit()
         return env
 
