@@ -33,14 +33,14 @@ from spvhub_efactura import pdfworker
 from spvhub_efactura.adapters.anaf import BudgetClock, CommonEfacturaAnaf, EfacturaAnaf
 from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
 from spvhub_efactura.adapters.orm import access_grants, companies, outbox
-from spvhub_efactura.adapters.submissions_anaf import CommonSubmissionAnaf, SubmissionAnaf
 from spvhub_efactura.api import router
 from spvhub_efactura.archive import parse_xml
 from spvhub_efactura.handlers import EVENT_ROUTES, Clock, SyncEngine
 from spvhub_efactura.processing import process_zip
 from spvhub_efactura.settings import Settings, get_settings
-from spvhub_efactura.submissions import SubmissionService, SubmissionSettings
-from spvhub_efactura.submissions_api import router as submissions_router
+from spvhub_efactura.submissions.anaf import CommonSubmissionAnaf, SubmissionAnaf
+from spvhub_efactura.submissions.api import router as submissions_router
+from spvhub_efactura.submissions.service import SubmissionService, SubmissionSettings
 
 
 class Services:

@@ -15,7 +15,7 @@ import pytest
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 from spvhub_common.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import invoices
-from spvhub_efactura.submissions import SubmissionSettings
+from spvhub_efactura.submissions.service import SubmissionSettings
 from sqlalchemy import select
 from submissions_kit import grant_access, invoice_xml
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from spvhub_common.anaf import UnlimitedBudget
-from spvhub_efactura.adapters.submissions_anaf import CommonSubmissionAnaf
 from spvhub_efactura.bootstrap import anaf_adapter
 from spvhub_efactura.settings import Settings
+from spvhub_efactura.submissions.anaf import CommonSubmissionAnaf
 
 UPLOADED = (b'<header xmlns="mfp:anaf:dgti:spv:respUploadFisier:v1" dateResponse="202603101000" ExecutionStatus="0" '
             b'index_incarcare="5001"/>')

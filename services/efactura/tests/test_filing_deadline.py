@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 from spvhub_common.ro_calendar import RO_TZ, WorkingCalendar, legal_holidays, orthodox_easter, read_extra_days
-from spvhub_efactura.filing import DUE_SOON, LATE, ON_TIME, clock_of, deadline, state_at
+from spvhub_efactura.submissions.filing import DUE_SOON, LATE, ON_TIME, clock_of, deadline, state_at
 
 CAL = WorkingCalendar()
 

@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 from spvhub_common.errors import AppError
 from spvhub_efactura.anaf_errors import explain
-from spvhub_efactura.submissions import check_backoff, idempotency_key, inspect_invoice_xml, rasp_xml
+from spvhub_efactura.submissions.service import check_backoff, idempotency_key, inspect_invoice_xml, rasp_xml
 from submissions_kit import invoice_xml
 
 

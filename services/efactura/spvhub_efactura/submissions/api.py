@@ -1,4 +1,4 @@
-"""HTTP API of outgoing submissions (issue 10): submit an invoice/credit note, list and read submissions with their
+"""HTTP API of outgoing submissions: submit an invoice/credit note, list and read submissions with their
 explained errors and links, send a buyer message (RASP) about a received invoice. Every route is scoped by the
 access read model."""
 from __future__ import annotations
@@ -13,11 +13,12 @@ from spvhub_common.access import accessible_cifs, require_access, require_grant
 from spvhub_common.errors import AppError, Forbidden, NotFound
 from spvhub_common.security import CurrentUser
 
-from spvhub_efactura import filing
 from spvhub_efactura.adapters import queries
 from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.api import _cif
-from spvhub_efactura.submissions import SubmissionService, SubmitCommand, error_links
+from spvhub_efactura.submissions import filing
+from spvhub_efactura.submissions import repository as repo
+from spvhub_efactura.submissions.service import SubmissionService, SubmitCommand, error_links
 
 router = APIRouter(prefix="/api/efactura", tags=["efactura submissions"])
 _XML_TYPES = ("application/xml", "text/xml", "text/plain", "application/octet-stream", "")
@@ -183,7 +184,6 @@ async def validate_offline(request: Request, user: CurrentUser) -> dict[str, Any
 
 
 async def _deadlines(request: Request, cifs: list[str], open_only: bool, limit: int) -> dict[str, Any]:
-    from spvhub_efactura.adapters import submissions_repo as repo
     svc = _svc(request)
     now = svc.clock.now()
     since = now.astimezone(filing.RO_TZ).date() - timedelta(days=90) if not open_only else None
@@ -221,7 +221,6 @@ async def list_submissions(request: Request, user: CurrentUser, cif: str, state:
                            limit: Annotated[int, Query(ge=1, le=500)] = 50,
                            before: datetime | None = None) -> dict[str, Any]:
     c = await _scoped_cif(request, user.user_id, cif)
-    from spvhub_efactura.adapters import submissions_repo as repo
     async with _svc(request).uow() as uow:
         rows = await repo.list_for(uow.session, c, state, limit, before)
     items = [_out(request, r) for r in rows]

@@ -1,4 +1,4 @@
-"""Outgoing e-Factura submissions (issue 10): checks before filing, idempotency keys, exactly one upload per key,
+"""Outgoing e-Factura submissions: checks before filing, idempotency keys, exactly one upload per key,
 validation first, stareMesaj followed to `ok`/`nok`, the error report explained, the inbox rows linked, buyer
 messages (RASP).
 
@@ -60,13 +60,14 @@ from spvhub_common.events.efactura import (
 from spvhub_common.logging import get_logger
 from spvhub_einvoice import Report, Validator, default_validator
 
-from spvhub_efactura import domain, filing
-from spvhub_efactura.adapters import submissions_repo as repo
+from spvhub_efactura import domain
 from spvhub_efactura.adapters.anaf import resets_at_of
-from spvhub_efactura.adapters.submissions_anaf import SubmissionAnaf, Uploaded
 from spvhub_efactura.anaf_errors import explain_all
 from spvhub_efactura.archive import HostileArchive, UnreadableArchive, parse_xml
 from spvhub_efactura.handlers import Clock, SyncEngine, SyncPaused, UowFactory
+from spvhub_efactura.submissions import filing
+from spvhub_efactura.submissions import repository as repo
+from spvhub_efactura.submissions.anaf import SubmissionAnaf, Uploaded
 from spvhub_efactura.ubl import NS_CREDIT, NS_INVOICE, NS_RASP, Document, read
 
 log = get_logger(__name__)
