@@ -1,38 +1,116 @@
-"""Clocks: the system clock in production; in dev/test a clock that follows the ANAF emulator's clock
-(`SPVHUB_CLOCK_URL=http://127.0.0.1:18080/__admin/clock`) so simulated days move every service at once."""
+"""The platform's one clock: an aware UTC `now()` and an `async sleep(seconds)` on the same timeline.
+
+Which clock runs where:
+- production: `SystemClock`, the machine's wall clock;
+- dev and test: `FollowingClock`, which follows the ANAF emulator's clock
+  (`SPVHUB_CLOCK_URL=http://127.0.0.1:18080/__admin/clock`), so simulated days move every service at once;
+- unit tests: `ManualClock`, moved by hand (`advance`, `set`).
+`make_clock(settings.clock_url)` picks the first two; that is "the platform clock".
+
+The ANAF budget counts by the platform clock (`ServiceRuntime.anaf_budget` defaults to
+`make_clock(settings.clock_url)`): in production that is the wall clock, which is what ANAF counts by; in dev/test it
+is the emulator's clock, so the shared daily limits reset at the same simulated midnight as the emulator's own
+counters, in every service alike. A test may pass its own clock for a budget it owns.
+
+The capped sleep: `sleep(seconds)` on the platform clocks never waits more than `MAX_SLEEP` (5 s) of real time and
+may therefore return before `seconds` have passed on the clock. A wait is a deadline on the clock's timeline and a real
+sleep only approximates it: the followed clock jumps or freezes when the emulator is moved, and a sleeper must see
+that within seconds, not after a long real sleep. Every caller therefore loops: sleep, re-read `now()`, check its
+deadline again (the budget's `acquire` does). On the wall clock the cost is one cheap re-check every 5 s.
+`ManualClock.sleep` is not capped: it returns exactly when `advance`/`set` passes its deadline.
+
+Romania's calendar helpers (`BUCHAREST`, `local_date`, `local_midnight`, `next_local_midnight`) live here too: ANAF's
+daily limits reset at midnight Europe/Bucharest.
+"""
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
+import asyncio
+import heapq
+import itertools
+import time as _time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import httpx
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
+MAX_SLEEP = 5.0  # seconds of real time a platform clock's sleep waits at most (see the module docstring)
 
 
 class Clock(Protocol):
-    def now(self) -> datetime:
-        """Aware UTC datetime."""
+    """Source of time: an aware UTC `now()` and an `async sleep(seconds)` on the same timeline (a sleep may return
+    early; callers re-read `now()`)."""
+
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+async def _capped_sleep(seconds: float) -> None:
+    await asyncio.sleep(max(0.0, min(seconds, MAX_SLEEP)))
 
 
 class SystemClock:
+    """The real wall clock (production)."""
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 
+    async def sleep(self, seconds: float) -> None:
+        await _capped_sleep(seconds)
 
-class FixedClock:
-    """Test clock moved by hand."""
 
-    def __init__(self, at: datetime) -> None:
-        self.at = at
+class ManualClock:
+    """A clock that only moves when told to (tests); `sleep` returns once `advance`/`set` passes its deadline."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+        if self._now.tzinfo is None:
+            raise ValueError("ManualClock needs an aware datetime")
+        self._waiters: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
 
     def now(self) -> datetime:
-        return self.at
+        return self._now
 
-    def advance(self, **kw: float) -> None:
-        self.at += timedelta(**kw)
+    @property
+    def at(self) -> datetime:
+        """The current time (the name the former `FixedClock` used)."""
+        return self._now
+
+    @at.setter
+    def at(self, when: datetime) -> None:
+        self.set(when)
+
+    @property
+    def sleepers(self) -> int:
+        """How many sleeps are pending (lets a test know every task has reached its wait)."""
+        return sum(1 for _, _, f in self._waiters if not f.done())
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (self._now + timedelta(seconds=seconds), next(self._seq), fut))
+        await fut
+
+    def advance(self, seconds: float = 0.0, **delta: float) -> None:
+        """Move forward by `seconds` and/or timedelta keywords (`advance(90)`, `advance(hours=1, seconds=1)`)."""
+        self.set(self._now + timedelta(seconds=seconds, **delta))
+
+    def set(self, when: datetime) -> None:
+        if when.tzinfo is None:
+            raise ValueError("ManualClock needs an aware datetime")
+        self._now = when
+        while self._waiters and self._waiters[0][0] <= when:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+
+
+FixedClock = ManualClock  # the former name of the hand-moved test clock; new code says ManualClock
 
 
 class FollowingClock:
@@ -54,15 +132,34 @@ class FollowingClock:
             return  # keep the last known offset
         remote = body["epoch_ms"] / 1000.0
         self._frozen_at = remote if body.get("frozen") else None
-        self._offset = remote - time.time()
-        self._read_at = time.monotonic()
+        self._offset = remote - _time.time()
+        self._read_at = _time.monotonic()
 
     def now(self) -> datetime:
-        if time.monotonic() - self._read_at > self.refresh:
+        if _time.monotonic() - self._read_at > self.refresh:
             self._sync()
-        ts = self._frozen_at if self._frozen_at is not None else time.time() + self._offset
+        ts = self._frozen_at if self._frozen_at is not None else _time.time() + self._offset
         return datetime.fromtimestamp(ts, UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await _capped_sleep(seconds)
 
 
 def make_clock(clock_url: str) -> Clock:
+    """The platform clock: `FollowingClock(clock_url)` when a URL is set (dev/test), else `SystemClock()`."""
     return FollowingClock(clock_url) if clock_url else SystemClock()
+
+
+def local_date(moment: datetime) -> date:
+    """The calendar date in Romania at `moment` (the day ANAF's daily counters belong to)."""
+    return moment.astimezone(BUCHAREST).date()
+
+
+def local_midnight(day: date) -> datetime:
+    """The start of `day` in Europe/Bucharest, as an aware UTC datetime."""
+    return datetime.combine(day, time(0, 0), tzinfo=BUCHAREST).astimezone(UTC)
+
+
+def next_local_midnight(moment: datetime) -> datetime:
+    """The next midnight Europe/Bucharest after `moment`, as an aware UTC datetime."""
+    return local_midnight(local_date(moment) + timedelta(days=1))

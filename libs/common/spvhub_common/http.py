@@ -197,3 +197,9 @@ def create_app(settings: ServiceSettings, *, title: str, description: str, route
     for r in routers:
         app.include_router(r)
     return app
+
+
+def app_deps(request: Request) -> Any:
+    """FastAPI dependency: the service's `Deps`, which `bootstrap.build` stores at `app.state.deps`. A service
+    declares `ServiceDeps = Annotated[Deps, Depends(app_deps)]` once and its routes take `deps: ServiceDeps`."""
+    return request.app.state.deps

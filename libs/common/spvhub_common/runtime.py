@@ -1,5 +1,9 @@
 """Process runtime of a service: engine, unit of work, outbox relay, Kafka consumers and periodic jobs,
-started and stopped by the FastAPI lifespan; plus the `python -m <pkg> [migrate]` entry point."""
+started and stopped by the FastAPI lifespan; plus the `python -m <pkg> [migrate]` entry point.
+
+What every bootstrap needs beyond that lives here once: `route_handlers` (a consumer group fed from the service's
+`EVENT_HANDLERS` table), `keep_access_read_model`, `on_start`/`on_stop` hooks (no hand-written outer lifespans) and
+`anaf_budget` (the one PostgreSQL budget shared by every service that calls ANAF)."""
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +19,14 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import Table, text
 
+from spvhub_common.access import apply_access_changed
+from spvhub_common.anaf.budget import BudgetLimits, PostgresBudget, ensure_schema
 from spvhub_common.broker import EventConsumer, create_broker
-from spvhub_common.db import create_engine, session_factory
+from spvhub_common.clock import Clock, make_clock
+from spvhub_common.db import create_engine, ensure_database, session_factory
+from spvhub_common.events.base import Event
+from spvhub_common.events.envelope import CloudEvent
+from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.logging import configure_logging, get_logger
 from spvhub_common.outbox import KafkaPublisher, OutboxRelay
 from spvhub_common.security import JwksVerifier
@@ -25,6 +35,11 @@ from spvhub_common.telemetry import setup_tracing
 from spvhub_common.uow import SqlUnitOfWork
 
 log = get_logger(__name__)
+
+EventHandler = Callable[[Any, CloudEvent, SqlUnitOfWork, Any], Awaitable[None]]
+"""`async def on_<what>(event, envelope, uow, deps) -> None`: one entry of a service's `EVENT_HANDLERS` table. It runs
+inside the consumer's transaction (the inbox row, its writes and its outbox rows commit together) and never commits."""
+Hook = Callable[[], Awaitable[Any]]
 
 
 @dataclass
@@ -56,6 +71,8 @@ class ServiceRuntime:
         self.start_jobs = start_jobs
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._start_hooks: list[Hook] = []
+        self._stop_hooks: list[Hook] = []
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.sessions, self.outbox, self.settings.service_name, on_commit=self.relay.wake)
@@ -67,6 +84,61 @@ class ServiceRuntime:
 
     def add_job(self, job: PeriodicJob) -> None:
         self.jobs.append(job)
+
+    def route_handlers(self, group: str, table: dict[type[Event], EventHandler], deps: Any) -> EventConsumer:
+        """A consumer group delivering each event type of `table` to its handler, with `deps` as last argument."""
+        consumer = self.consumer(group)
+        for event_cls, handler in table.items():
+            consumer.route(event_cls, _bind(handler, deps))
+        return consumer
+
+    def keep_access_read_model(self, access_grants: Table, group: str | None = None) -> EventConsumer:
+        """Keep the service's copy of who may see which CIF (`access_grants`) from `portfolio.access-changed`, in
+        its own consumer group (`<service>.access-read-model` unless `group` says otherwise)."""
+        async def on_access_changed(event: AccessChanged, _envelope: CloudEvent, uow: SqlUnitOfWork) -> None:
+            await apply_access_changed(uow.session, access_grants, event)
+
+        consumer = self.consumer(group or f"{self.settings.service_name}.access-read-model")
+        consumer.route(AccessChanged, on_access_changed)  # type: ignore[arg-type]
+        return consumer
+
+    def on_start(self, fn: Hook) -> Hook:
+        """Run `fn()` at start, in registration order, before the consumers, relay and jobs start."""
+        self._start_hooks.append(fn)
+        return fn
+
+    def on_stop(self, fn: Hook) -> Hook:
+        """Run `fn()` at stop, after the consumers, relay and jobs have stopped, in reverse registration order (what
+        started last stops first); every hook runs even when an earlier one fails or the start failed."""
+        self._stop_hooks.append(fn)
+        return fn
+
+    def anaf_budget(self, limits: BudgetLimits | None = None, clock: Clock | None = None) -> PostgresBudget:
+        """The one ANAF budget of the platform: counters in `settings.anaf_budget_database`, shared by every service
+        and replica (ANAF counts all of the platform's calls), created on start, its engine disposed on stop.
+
+        It counts by the platform clock (`make_clock(settings.clock_url)`: the wall clock in production, the
+        emulator's in dev/test; see `spvhub_common.clock`) unless a test passes its own `clock`. Without a budget
+        database setting the counters live in the service's own database."""
+        database = str(getattr(self.settings, "anaf_budget_database", "") or "")
+        engine = create_engine(self.settings, database) if database else self.engine
+        budget = PostgresBudget(engine, limits, clock or make_clock(self.settings.clock_url))
+
+        async def prepare() -> None:
+            if database:
+                await ensure_database(self.settings, database)
+            await ensure_schema(engine)
+        self.on_start(prepare)
+        if engine is not self.engine:
+            self.on_stop(engine.dispose)
+        return budget
+
+    async def _run_stop_hooks(self) -> None:
+        for fn in reversed(self._stop_hooks):
+            try:
+                await fn()
+            except Exception as exc:
+                log.exception("stop hook failed", hook=getattr(fn, "__qualname__", repr(fn)), error=str(exc)[:300])
 
     async def start(self) -> None:
         self._stop.clear()
@@ -146,18 +218,34 @@ class ServiceRuntime:
             if not hasattr(app.state, "jwks"):
                 app.state.jwks = JwksVerifier(self.settings.jwks_url, self.settings.jwt_issuer,
                                               self.settings.jwt_audience)
-            if extra:
-                await extra(app)
-            await self.start()
+            started = False
             try:
+                for hook in self._start_hooks:
+                    await hook()
+                if extra:
+                    await extra(app)
+                await self.start()
+                started = True
                 yield
             finally:
                 try:
-                    if on_stop:
+                    if on_stop and started:
                         await on_stop(app)
                 finally:
-                    await self.stop()
+                    try:
+                        if started:
+                            await self.stop()
+                    finally:
+                        await self._run_stop_hooks()
         return _lifespan
+
+
+def _bind(handler: EventHandler, deps: Any) -> Callable[[Any, CloudEvent, SqlUnitOfWork], Awaitable[None]]:
+    async def bound(event: Any, envelope: CloudEvent, uow: SqlUnitOfWork) -> None:
+        await handler(event, envelope, uow, deps)
+    bound.__name__ = getattr(handler, "__name__", "handler")
+    bound.__qualname__ = getattr(handler, "__qualname__", bound.__name__)
+    return bound
 
 
 def run_main(settings: ServiceSettings, migrations_dir: Path, build_app: Callable[[], FastAPI],

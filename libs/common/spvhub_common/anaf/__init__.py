@@ -3,6 +3,8 @@
 Import from here: `from spvhub_common.anaf import AnafClient, AnafConfig, PostgresBudget, ...`.
 """
 
+from spvhub_common.clock import BUCHAREST, Clock, ManualClock, SystemClock, local_date, next_local_midnight
+
 from .budget import (
     DEFAULT_DAILY,
     AnafBudget,
@@ -15,7 +17,6 @@ from .budget import (
     ensure_schema,
 )
 from .client import AnafClient, TokenSource
-from .clock import BUCHAREST, Clock, ManualClock, SystemClock, local_date, next_local_midnight
 from .config import FAMILIES, AnafConfig
 from .errors import (
     AccessDenied,

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from prometheus_client import Counter, Gauge
 
+from spvhub_common.clock import Clock, SystemClock, local_date, local_midnight, next_local_midnight
+
 from ..telemetry import children
-from .clock import Clock, SystemClock, local_date, local_midnight, next_local_midnight
 from .errors import BudgetExhausted
 
 if TYPE_CHECKING:

@@ -28,10 +28,10 @@ import structlog
 from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
+from spvhub_common.clock import Clock, SystemClock, local_date, next_local_midnight
 from spvhub_common.telemetry import tracer
 
 from .budget import DEFAULT_DAILY, AnafBudget, BudgetKind, Priority
-from .clock import Clock, SystemClock, local_date, next_local_midnight
 from .config import AnafConfig
 from .errors import (
     AccessDenied,

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from .clock import BUCHAREST
+from spvhub_common.clock import BUCHAREST
 
 
 def as_str(value: Any) -> str | None:

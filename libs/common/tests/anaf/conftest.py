@@ -22,7 +22,7 @@ from spvhub_common.anaf.budget import (
     PostgresBudget,
     ensure_schema,
 )
-from spvhub_common.anaf.clock import ManualClock
+from spvhub_common.clock import ManualClock
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 

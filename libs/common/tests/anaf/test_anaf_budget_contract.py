@@ -17,8 +17,8 @@ from spvhub_common.anaf.budget import (
     Priority,
     ensure_schema,
 )
-from spvhub_common.anaf.clock import ManualClock
 from spvhub_common.anaf.errors import BudgetExhausted
+from spvhub_common.clock import ManualClock
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 

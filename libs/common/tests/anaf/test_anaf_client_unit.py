@@ -45,7 +45,7 @@ from spvhub_common.anaf import (
     ValidationError,
     WafRejected,
 )
-from spvhub_common.anaf.clock import BUCHAREST
+from spvhub_common.clock import BUCHAREST
 
 pytestmark = pytest.mark.asyncio
 
