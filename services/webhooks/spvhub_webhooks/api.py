@@ -14,11 +14,12 @@ from spvhub_webhooks.handlers import Deps
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 
-def _deps(request: Request) -> Deps:
-    return request.app.state.deps  # type: ignore[no-any-return]
+def app_deps(request: Request) -> Deps:
+    deps: Deps = request.app.state.deps
+    return deps
 
 
-D = Annotated[Deps, Depends(_deps)]
+ServiceDeps = Annotated[Deps, Depends(app_deps)]
 
 
 class EventTypeOut(BaseModel):
@@ -126,45 +127,45 @@ async def list_event_types(_user: CurrentUser) -> list[dict[str, str]]:
 
 @router.post("/endpoints", response_model=EndpointWithSecretOut, status_code=201,
              summary="Register an endpoint (its secret is shown only in this answer)")
-async def create(body: EndpointIn, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def create(body: EndpointIn, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.create_endpoint(deps, user, tenant_cif=body.tenant_cif, url=body.url,
                                           event_types=body.event_types, cifs=body.cifs, description=body.description)
 
 
 @router.get("/endpoints", response_model=list[EndpointOut],
             summary="Endpoints of the companies you manage (or of one)")
-async def list_all(user: CurrentUser, deps: D,
+async def list_all(user: CurrentUser, deps: ServiceDeps,
                    tenant_cif: str | None = Query(None, max_length=20)) -> list[dict[str, Any]]:
     return await handlers.list_endpoints(deps, user, tenant_cif)
 
 
 @router.get("/endpoints/{endpoint_id}", response_model=EndpointOut)
-async def get_one(endpoint_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def get_one(endpoint_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.get_endpoint(deps, user, endpoint_id)
 
 
 @router.patch("/endpoints/{endpoint_id}", response_model=EndpointOut,
               summary="Change the URL, event types, companies, description; pause or resume")
-async def patch(endpoint_id: str, body: EndpointPatch, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def patch(endpoint_id: str, body: EndpointPatch, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.update_endpoint(deps, user, endpoint_id, **body.model_dump(exclude_unset=True))
 
 
 @router.post("/endpoints/{endpoint_id}/rotate-secret", response_model=EndpointWithSecretOut,
              summary="A new secret, effective at once (shown only in this answer)")
-async def rotate(endpoint_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def rotate(endpoint_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.rotate_secret(deps, user, endpoint_id)
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204, response_class=Response,
                summary="Delete the endpoint and its delivery log")
-async def remove(endpoint_id: str, user: CurrentUser, deps: D) -> Response:
+async def remove(endpoint_id: str, user: CurrentUser, deps: ServiceDeps) -> Response:
     await handlers.delete_endpoint(deps, user, endpoint_id)
     return Response(status_code=204)
 
 
 @router.get("/endpoints/{endpoint_id}/deliveries", response_model=DeliveryPage,
             summary="The delivery log, newest first (status, attempts, last status code and latency)")
-async def deliveries(endpoint_id: str, user: CurrentUser, deps: D, status: DeliveryStatus | None = None,
+async def deliveries(endpoint_id: str, user: CurrentUser, deps: ServiceDeps, status: DeliveryStatus | None = None,
                      limit: int = Query(50, ge=1, le=200), cursor: str | None = Query(None, max_length=300),
                      ) -> dict[str, Any]:
     return await handlers.list_deliveries(deps, user, endpoint_id, status=status, limit=limit, cursor=cursor)
@@ -172,18 +173,18 @@ async def deliveries(endpoint_id: str, user: CurrentUser, deps: D, status: Deliv
 
 @router.get("/endpoints/{endpoint_id}/deliveries/{delivery_id}", response_model=DeliveryDetailOut,
             summary="One delivery with its payload and every attempt")
-async def delivery(endpoint_id: str, delivery_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def delivery(endpoint_id: str, delivery_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.get_delivery(deps, user, endpoint_id, delivery_id)
 
 
 @router.post("/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay", response_model=DeliveryOut,
              status_code=202, summary="Send one delivery again (same webhook-id)")
-async def replay(endpoint_id: str, delivery_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def replay(endpoint_id: str, delivery_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.replay_one(deps, user, endpoint_id, delivery_id)
 
 
 @router.post("/endpoints/{endpoint_id}/replay", response_model=ReplayRangeOut, status_code=202,
              summary="Send again every delivery of events in a time range")
-async def replay_range(endpoint_id: str, body: ReplayRangeIn, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def replay_range(endpoint_id: str, body: ReplayRangeIn, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.replay_range(deps, user, endpoint_id, since=body.since, until=body.until,
                                        only_failed=body.only_failed)

@@ -34,24 +34,29 @@ class Subscribable:
 
     @property
     def type(self) -> str:
-        return self.cls.event_type()
+        return str(self.cls.event_type())
+
+
+def _field(ev: Event, name: str) -> str:
+    # each catalogue class names its company field differently; the table below says which one to read
+    return str(getattr(ev, name))
 
 
 def _cif(ev: Event) -> list[str]:
-    return [str(ev.cif)]  # type: ignore[attr-defined]
+    return [_field(ev, "cif")]
 
 
 def _company_cif(ev: Event) -> list[str]:
-    return [str(ev.company_cif)]  # type: ignore[attr-defined]
+    return [_field(ev, "company_cif")]
 
 
 def _carrier(ev: Event) -> list[str]:
-    return [str(ev.carrier_cif)]  # type: ignore[attr-defined]
+    return [_field(ev, "carrier_cif")]
 
 
 def _both_sides(ev: Event) -> list[str]:
     # a collaboration is news for the firm and for the client: each side's tenant hears of it
-    return [str(ev.firm_cif), str(ev.client_cif)]  # type: ignore[attr-defined]
+    return [_field(ev, "firm_cif"), _field(ev, "client_cif")]
 
 
 # Only events about one company's own ANAF data or its collaborations; nothing that carries people's contact

@@ -7,12 +7,13 @@ import base64
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spvhub_common.access import MANAGERS, grant_of, require_grant, verified_users
 from spvhub_common.anaf.models import normalize_cif
+from spvhub_common.clock import Clock, SystemClock
 from spvhub_common.crypto import SecretBox
 from spvhub_common.errors import AppError, Conflict, NotFound
 from spvhub_common.events import CloudEvent, Event, encode
@@ -33,11 +34,14 @@ log = get_logger(__name__)
 
 @dataclass
 class Deps:
+    """What the use cases need: a unit-of-work factory, the key box of endpoint secrets, the HTTP sender, settings
+    and the clock (the wall clock: signatures and retry windows are about real time, also in dev/test)."""
+
     uow: Callable[[], SqlUnitOfWork]
     box: SecretBox
     sender: WebhookSender
     settings: Settings
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Clock = field(default_factory=SystemClock)
 
 
 # ---------------------------------------------------------------- errors
@@ -132,7 +136,7 @@ async def create_endpoint(deps: Deps, user: Principal, *, tenant_cif: str, url: 
                            code="too_many_endpoints", details={"max": deps.settings.max_endpoints_per_tenant},
                            messages={"ro": f"Compania {tenant} are deja {count} endpoint-uri de webhook, cât se "
                                            "permite."})
-        eid, secret, now = str(uuid.uuid4()), domain.new_secret(), deps.now()
+        eid, secret, now = str(uuid.uuid4()), domain.new_secret(), deps.clock.now()
         await repo.add_endpoint(s, endpoint_id=eid, tenant_cif=tenant, url=url, description=description,
                                 event_types=types, cifs=norm, secret_enc=deps.box.encrypt(secret, aad=eid),
                                 created_by=user.user_id, now=now)
@@ -168,7 +172,7 @@ async def update_endpoint(deps: Deps, user: Principal, endpoint_id: str, *, url:
     async with deps.uow() as uow:
         s = uow.session
         row = await _manage(uow, user, endpoint_id)
-        now = deps.now()
+        now = deps.clock.now()
         values: dict[str, Any] = {"updated_at": now}
         if url is not None:
             values["url"] = url
@@ -196,7 +200,7 @@ async def rotate_secret(deps: Deps, user: Principal, endpoint_id: str) -> dict[s
     async with deps.uow() as uow:
         s = uow.session
         await _manage(uow, user, endpoint_id)
-        secret, now = domain.new_secret(), deps.now()
+        secret, now = domain.new_secret(), deps.clock.now()
         await repo.update_endpoint(s, endpoint_id, secret_enc=deps.box.encrypt(secret, aad=endpoint_id),
                                    secret_rotated_at=now, updated_at=now)
         await uow.commit()
@@ -227,7 +231,7 @@ async def on_event(ev: Event, env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -
     sub = domain.BY_CLASS[type(ev)]
     cifs = sub.cifs(ev)
     s = uow.session
-    now = deps.now()
+    now = deps.clock.now()
     payload = encode(env)
     for ep in await repo.subscribers(s, sub.type, cifs):
         about = None
@@ -249,7 +253,7 @@ async def on_event(ev: Event, env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -
 async def send_due(deps: Deps) -> int:
     """Lease due deliveries (SKIP LOCKED: replicas share the work) and post them. A sender killed mid-way leaves
     its rows leased until `lease_until`; they are then sent again (at least once, same `webhook-id`)."""
-    now = deps.now()
+    now = deps.clock.now()
     lease = now + timedelta(seconds=deps.settings.lease_seconds)
     async with deps.uow() as uow:
         rows = await repo.lease_due(uow.session, now, lease, deps.settings.send_batch)
@@ -271,14 +275,14 @@ async def send_due(deps: Deps) -> int:
 async def _send_one(deps: Deps, row: Leased) -> None:
     secret = deps.box.decrypt(bytes(row.secret_enc), aad=row.endpoint_id)
     body = bytes(row.payload)
-    at = deps.now()
+    at = deps.clock.now()
     result = await deps.sender.send(row.url, body, domain.signed_headers(secret, row.webhook_id, at, body))
     await record_attempt(deps, row, result)
 
 
 async def record_attempt(deps: Deps, row: Leased, result: SendResult) -> None:
     st = deps.settings
-    now = deps.now()
+    now = deps.clock.now()
     n = int(row.attempts) + 1
     async with deps.uow() as uow:
         s = uow.session
@@ -381,7 +385,7 @@ async def replay_one(deps: Deps, user: Principal, endpoint_id: str, delivery_id:
         ep = await _manage(uow, user, endpoint_id)
         if not ep.enabled:
             raise _endpoint_off(endpoint_id)
-        r = await repo.requeue_one(s, endpoint_id, delivery_id, **_requeue(deps, deps.now()))
+        r = await repo.requeue_one(s, endpoint_id, delivery_id, **_requeue(deps, deps.clock.now()))
         if r is None:
             raise delivery_not_found(delivery_id)
         await uow.commit()
@@ -408,7 +412,7 @@ async def replay_range(deps: Deps, user: Principal, endpoint_id: str, *, since: 
                        "shorter range.", f"Peste {deps.settings.replay_max} livrări în interval; retrimiteți un "
                        "interval mai scurt.", max=deps.settings.replay_max)
         if ids:
-            await repo.requeue(s, ids, **_requeue(deps, deps.now()))
+            await repo.requeue(s, ids, **_requeue(deps, deps.clock.now()))
         await uow.commit()
     return {"replayed": len(ids)}
 
