@@ -16,7 +16,7 @@ async def recheck_rights(runtime: ServiceRuntime, deps: h.Deps) -> list[h.Discov
     transaction per connection, so one failure never holds the others back)."""
     async with runtime.uow() as uow:
         now = deps.clock.now()
-        due = [c["connection_id"] for c in await repo.active_connections(uow.session) if h.discovery_due(c, now, deps)]
+        due = [c.connection_id for c in await repo.active_connections(uow.session) if h.discovery_due(c, now, deps)]
     results = []
     for connection_id in due:
         async with runtime.uow() as uow:

@@ -1,9 +1,13 @@
-"""SQL of the portfolio service (SQLAlchemy Core on the unit of work's session); no business rules here."""
+"""SQL of the portfolio service (SQLAlchemy Core on the unit of work's session); no business rules here.
+
+Reads return small frozen records (one per table shape the use cases need), never bare rows or dicts.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 from sqlalchemy import and_, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -26,20 +30,160 @@ from spvhub_portfolio.adapters.orm import (
 )
 from spvhub_portfolio.domain import ConnectionFacts, FirmLink, Membership
 
-Row = dict[str, Any]
+Values = Mapping[str, Any]  # column values to write
 
 
-def _rows(result: Any) -> list[Row]:
-    return [dict(r._mapping) for r in result]
+@dataclass(frozen=True, slots=True)
+class RegistryEntry:
+    """ANAF's public registry data of one CIF, as cached."""
+
+    cif: str
+    found: bool
+    name: str
+    address: str
+    trade_register_no: str
+    vat_payer: bool
+    efactura_registered: bool
+    fetched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    cif: str
+    name: str
+    address: str
+    trade_register_no: str
+    vat_payer: bool
+    efactura_registered: bool
+    provides_accounting_services: bool
+    registry_checked_at: datetime | None
+    registered_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One membership of a company, as the members list shows it."""
+
+    user_id: str
+    role: str
+    created_at: datetime
+    verified_at: datetime | None
+    verified_via: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserMembership:
+    """One company a user is a direct member of."""
+
+    cif: str
+    role: str
+    verified_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    email: str
+    name: str
+    email_verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedAccess:
+    """What portfolio last published for one (user, CIF); `verified` is None when published before verification
+    existed."""
+
+    role: str
+    via_firm_cif: str | None
+    verified: bool | None
+    can_file: bool | None
+
+
+class EntitlementSnapshot(TypedDict):
+    """One entitled connection as published (stored as JSON, compared as published)."""
+
+    connection_id: str
+    holder_cif: str
+    services: list[str]
+    may_file: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    connection_id: str
+    holder_cif: str
+    user_id: str
+    holder_name: str
+    certificate_serial: str
+    services: list[str]
+    status: str
+    status_reason: str
+    authorized_at: datetime | None
+    last_discovery_at: datetime | None
+    last_discovery_mode: str | None
+    last_discovery_complete: bool | None
+    last_discovery_error: str | None
+    last_discovery_count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredRight:
+    """A CIF some connection of a holder has SPV rights on: first seen, last confirmed."""
+
+    cif: str
+    discovered_at: datetime
+    confirmed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Collaboration:
+    id: str
+    firm_cif: str
+    client_cif: str
+    status: str
+    invitation_id: str | None
+    created_at: datetime
+    activated_at: datetime | None
+    ended_at: datetime | None
+    ended_by: str | None
+    end_reason: str | None
+    may_file: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationSeen:
+    invitation_id: str
+    firm_cif: str
+    client_cif: str
+    status: str
+    updated_at: datetime
+
+
+R = TypeVar("R")
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _record(cls: type[R], row: Any) -> R:
+    names = _NAMES.get(cls) or _NAMES.setdefault(cls, tuple(f.name for f in fields(cls)))  # type: ignore[arg-type]
+    m = row._mapping
+    return cls(**{n: m[n] for n in names})
+
+
+def _records(cls: type[R], result: Any) -> list[R]:
+    return [_record(cls, r) for r in result]
 
 
 # -- registry cache -----------------------------------------------------------------------------------
-async def registry_rows(s: AsyncSession, cifs: Iterable[str]) -> dict[str, Row]:
+async def registry_rows(s: AsyncSession, cifs: Iterable[str]) -> dict[str, RegistryEntry]:
     cifs = list(cifs)
     if not cifs:
         return {}
     res = await s.execute(select(registry_entries).where(registry_entries.c.cif.in_(cifs)))
-    return {r["cif"]: r for r in _rows(res)}
+    return {r.cif: r for r in _records(RegistryEntry, res)}
 
 
 async def save_registry(s: AsyncSession, recs: Iterable[RegistryRecord], at: datetime) -> None:
@@ -55,27 +199,28 @@ async def save_registry(s: AsyncSession, recs: Iterable[RegistryRecord], at: dat
 
 
 # -- companies and memberships --------------------------------------------------------------------------
-async def get_company(s: AsyncSession, cif: str, *, lock: bool = False) -> Row | None:
+async def get_company(s: AsyncSession, cif: str, *, lock: bool = False) -> Company | None:
     q = select(companies).where(companies.c.cif == cif)
     if lock:
         q = q.with_for_update()
     r = (await s.execute(q)).first()
-    return dict(r._mapping) if r else None
+    return _record(Company, r) if r else None
 
 
-async def company_rows(s: AsyncSession, cifs: Iterable[str]) -> dict[str, Row]:
+async def company_rows(s: AsyncSession, cifs: Iterable[str]) -> dict[str, Company]:
     cifs = list(cifs)
     if not cifs:
         return {}
-    return {r["cif"]: r for r in _rows(await s.execute(select(companies).where(companies.c.cif.in_(cifs))))}
+    res = await s.execute(select(companies).where(companies.c.cif.in_(cifs)))
+    return {r.cif: r for r in _records(Company, res)}
 
 
-async def insert_company(s: AsyncSession, values: Row) -> bool:
+async def insert_company(s: AsyncSession, values: Values) -> bool:
     res = await s.execute(insert(companies).values(**values).on_conflict_do_nothing().returning(companies.c.cif))
     return res.scalar() is not None
 
 
-async def update_company(s: AsyncSession, cif: str, values: Row) -> None:
+async def update_company(s: AsyncSession, cif: str, values: Values) -> None:
     await s.execute(update(companies).where(companies.c.cif == cif).values(**values))
 
 
@@ -83,16 +228,11 @@ async def all_company_cifs(s: AsyncSession) -> list[str]:
     return [r[0] for r in await s.execute(select(companies.c.cif))]
 
 
-async def companies_due_for_registry(s: AsyncSession, before: datetime, limit: int) -> list[Row]:
+async def companies_due_for_registry(s: AsyncSession, before: datetime, limit: int) -> list[Company]:
     q = select(companies).where(or_(companies.c.registry_checked_at.is_(None),
                                     companies.c.registry_checked_at < before)).order_by(
         companies.c.registry_checked_at.nulls_first()).limit(limit)
-    return _rows(await s.execute(q))
-
-
-async def direct_role(s: AsyncSession, user_id: str, cif: str) -> str | None:
-    return (await s.execute(select(memberships.c.role).where(memberships.c.user_id == user_id,
-                                                              memberships.c.cif == cif))).scalar()
+    return _records(Company, await s.execute(q))
 
 
 async def direct_membership(s: AsyncSession, user_id: str, cif: str) -> Membership | None:
@@ -101,9 +241,9 @@ async def direct_membership(s: AsyncSession, user_id: str, cif: str) -> Membersh
     return Membership(r.role, r.verified_at is not None) if r else None
 
 
-async def members(s: AsyncSession, cif: str) -> list[Row]:
+async def members(s: AsyncSession, cif: str) -> list[Member]:
     q = select(memberships).where(memberships.c.cif == cif).order_by(memberships.c.created_at, memberships.c.user_id)
-    return _rows(await s.execute(q))
+    return _records(Member, await s.execute(q))
 
 
 async def verified_people(s: AsyncSession, cif: str, roles: Iterable[str] | None = None) -> list[str]:
@@ -122,8 +262,8 @@ async def has_verified_owner(s: AsyncSession, cif: str) -> bool:
 async def upsert_member(s: AsyncSession, cif: str, user_id: str, role: str, *, verified_via: str | None = None,
                         at: datetime | None = None) -> None:
     """Add or change a membership; `verified_via` verifies it (a verified membership never becomes unverified)."""
-    values: Row = {"cif": cif, "user_id": user_id, "role": role}
-    update_set: Row = {"role": role}
+    values: dict[str, Any] = {"cif": cif, "user_id": user_id, "role": role}
+    update_set: dict[str, Any] = {"role": role}
     if verified_via:
         values |= {"verified_at": at, "verified_via": verified_via}
         update_set |= {"verified_at": func.coalesce(memberships.c.verified_at, at),
@@ -136,9 +276,9 @@ async def delete_member(s: AsyncSession, cif: str, user_id: str) -> None:
     await s.execute(delete(memberships).where(memberships.c.cif == cif, memberships.c.user_id == user_id))
 
 
-async def user_memberships(s: AsyncSession, user_id: str) -> list[Row]:
+async def user_memberships(s: AsyncSession, user_id: str) -> list[UserMembership]:
     q = select(memberships.c.cif, memberships.c.role, memberships.c.verified_at).where(memberships.c.user_id == user_id)
-    return _rows(await s.execute(q))
+    return _records(UserMembership, await s.execute(q))
 
 
 def _verified_firm_links() -> Any:
@@ -188,16 +328,16 @@ async def take_pending_verifications(s: AsyncSession, user_id: str) -> list[tupl
     return sorted((r.cif, r.via) for r in rows)
 
 
-async def user_by_email(s: AsyncSession, email: str) -> Row | None:
+async def user_by_email(s: AsyncSession, email: str) -> User | None:
     r = (await s.execute(select(users).where(func.lower(users.c.email) == email.strip().lower()))).first()
-    return dict(r._mapping) if r else None
+    return _record(User, r) if r else None
 
 
-async def users_by_id(s: AsyncSession, user_ids: Iterable[str]) -> dict[str, Row]:
+async def users_by_id(s: AsyncSession, user_ids: Iterable[str]) -> dict[str, User]:
     ids = list(user_ids)
     if not ids:
         return {}
-    return {r["user_id"]: r for r in _rows(await s.execute(select(users).where(users.c.user_id.in_(ids))))}
+    return {r.user_id: r for r in _records(User, await s.execute(select(users).where(users.c.user_id.in_(ids))))}
 
 
 # -- access as published ----------------------------------------------------------------------------------
@@ -211,9 +351,9 @@ async def desired_access(s: AsyncSession, cif: str) -> tuple[dict[str, Membershi
     return direct, via
 
 
-async def published_access(s: AsyncSession, cif: str) -> dict[str, Row]:
+async def published_access(s: AsyncSession, cif: str) -> dict[str, PublishedAccess]:
     q = select(access_published).where(access_published.c.cif == cif).with_for_update()
-    return {r["user_id"]: r for r in _rows(await s.execute(q))}
+    return {r.user_id: _record(PublishedAccess, r) for r in await s.execute(q)}
 
 
 async def set_published(s: AsyncSession, user_id: str, cif: str, role: str, via: str | None, verified: bool,
@@ -236,32 +376,58 @@ async def stale_access_cifs(s: AsyncSession, limit: int) -> list[str]:
 
 
 # -- entitlements -----------------------------------------------------------------------------------------
+async def connection_facts_of(s: AsyncSession, cifs: Iterable[str]) -> dict[str, list[ConnectionFacts]]:
+    """For each CIF, the connections held by it or whose certificate has rights on it (rights reduced to that
+    CIF): two statements whatever the number of CIFs."""
+    wanted = sorted(set(cifs))
+    out: dict[str, list[ConnectionFacts]] = {c: [] for c in wanted}
+    if not wanted:
+        return out
+    pairs = {(r.connection_id, r.cif) for r in await s.execute(
+        select(connection_rights.c.connection_id, connection_rights.c.cif).where(connection_rights.c.cif.in_(wanted)))}
+    q = select(connections).where(or_(connections.c.holder_cif.in_(wanted),
+                                      connections.c.connection_id.in_(sorted({c for c, _ in pairs}))))
+    for r in await s.execute(q):
+        covered = {cif for c, cif in pairs if c == r.connection_id}
+        for cif in covered | ({r.holder_cif} & out.keys()):
+            out[cif].append(ConnectionFacts(
+                connection_id=r.connection_id, holder_cif=r.holder_cif, active=r.status == "active",
+                services=tuple(r.services or ["efactura"]), rights=frozenset({cif} if cif in covered else ()),
+                authorized_at=r.authorized_at.isoformat() if r.authorized_at else ""))
+    return out
+
+
 async def connection_facts_for(s: AsyncSession, cif: str) -> list[ConnectionFacts]:
     """The connections held by `cif` or whose certificate has rights on it (rights reduced to `cif`)."""
-    covering = select(connection_rights.c.connection_id).where(connection_rights.c.cif == cif)
-    q = select(connections).where(or_(connections.c.holder_cif == cif, connections.c.connection_id.in_(covering)))
-    rows = _rows(await s.execute(q))
-    with_right = {r[0] for r in await s.execute(covering)}
-    return [ConnectionFacts(connection_id=r["connection_id"], holder_cif=r["holder_cif"],
-                            active=r["status"] == "active", services=tuple(r["services"] or ["efactura"]),
-                            rights=frozenset({cif} if r["connection_id"] in with_right else ()),
-                            authorized_at=r["authorized_at"].isoformat() if r["authorized_at"] else "")
-            for r in rows]
+    return (await connection_facts_of(s, [cif]))[cif]
 
 
-async def active_firms_of_client(s: AsyncSession, client_cif: str) -> dict[str, dict[str, bool]]:
-    q = select(collaborations.c.firm_cif, collaborations.c.may_file).where(
-        collaborations.c.client_cif == client_cif, collaborations.c.status == "active")
-    return {r.firm_cif: {client_cif: r.may_file} for r in await s.execute(q)}
+async def active_firms_of_clients(s: AsyncSession, client_cifs: Iterable[str]) -> dict[str, dict[str, bool]]:
+    """`{firm: {client: may_file}}` over the active collaborations of the given clients."""
+    wanted = sorted(set(client_cifs))
+    out: dict[str, dict[str, bool]] = {}
+    if not wanted:
+        return out
+    q = select(collaborations.c.firm_cif, collaborations.c.client_cif, collaborations.c.may_file).where(
+        collaborations.c.client_cif.in_(wanted), collaborations.c.status == "active")
+    for r in await s.execute(q):
+        out.setdefault(r.firm_cif, {})[r.client_cif] = r.may_file
+    return out
 
 
-async def published_entitlements(s: AsyncSession, cif: str) -> list[Row] | None:
-    q = select(entitlements_published.c.connections).where(entitlements_published.c.cif == cif).with_for_update()
-    r = (await s.execute(q)).first()
-    return list(r[0]) if r else None
+async def published_entitlements_of(s: AsyncSession, cifs: Iterable[str]) -> dict[str, list[EntitlementSnapshot]]:
+    """The snapshots last published, locked in CIF order (the order the one-CIF-at-a-time version took them); a CIF
+    never published is absent."""
+    wanted = sorted(set(cifs))
+    if not wanted:
+        return {}
+    q = (select(entitlements_published.c.cif, entitlements_published.c.connections)
+         .where(entitlements_published.c.cif.in_(wanted)).order_by(entitlements_published.c.cif).with_for_update())
+    return {r.cif: list(r.connections) for r in await s.execute(q)}
 
 
-async def set_published_entitlements(s: AsyncSession, cif: str, snapshot: list[Row]) -> None:
+async def set_published_entitlements(s: AsyncSession, cif: str,
+                                     snapshot: list[EntitlementSnapshot]) -> None:
     stmt = insert(entitlements_published).values(cif=cif, connections=snapshot)
     await s.execute(stmt.on_conflict_do_update(index_elements=["cif"],
                                                set_={"connections": snapshot, "updated_at": func.now()}))
@@ -275,39 +441,35 @@ async def cifs_needing_entitlements(s: AsyncSession, limit: int) -> list[str]:
     return [r[0] for r in await s.execute(q)]
 
 
-def connection_cifs_query(connection_id: str) -> Any:
-    return select(connection_rights.c.cif).where(connection_rights.c.connection_id == connection_id)
-
-
 # -- connections and rights ----------------------------------------------------------------------------
-async def upsert_connection(s: AsyncSession, values: Row) -> None:
+async def upsert_connection(s: AsyncSession, values: Values) -> None:
     stmt = insert(connections).values(**values)
     keys = [k for k in values if k != "connection_id"]
     await s.execute(stmt.on_conflict_do_update(index_elements=["connection_id"],
                                                set_={**{k: stmt.excluded[k] for k in keys}, "updated_at": func.now()}))
 
 
-async def get_connection(s: AsyncSession, connection_id: str, *, lock: bool = False) -> Row | None:
+async def get_connection(s: AsyncSession, connection_id: str, *, lock: bool = False) -> Connection | None:
     q = select(connections).where(connections.c.connection_id == connection_id)
     if lock:
         q = q.with_for_update()
     r = (await s.execute(q)).first()
-    return dict(r._mapping) if r else None
+    return _record(Connection, r) if r else None
 
 
-async def set_connection(s: AsyncSession, connection_id: str, values: Row) -> None:
+async def set_connection(s: AsyncSession, connection_id: str, values: Values) -> None:
     await s.execute(update(connections).where(connections.c.connection_id == connection_id)
                     .values(**values, updated_at=func.now()))
 
 
-async def connections_of_holder(s: AsyncSession, holder_cif: str) -> list[Row]:
+async def connections_of_holder(s: AsyncSession, holder_cif: str) -> list[Connection]:
     q = select(connections).where(connections.c.holder_cif == holder_cif).order_by(
         connections.c.authorized_at.desc().nulls_last())
-    return _rows(await s.execute(q))
+    return _records(Connection, await s.execute(q))
 
 
-async def active_connections(s: AsyncSession) -> list[Row]:
-    return _rows(await s.execute(select(connections).where(connections.c.status == "active")))
+async def active_connections(s: AsyncSession) -> list[Connection]:
+    return _records(Connection, await s.execute(select(connections).where(connections.c.status == "active")))
 
 
 async def rights_of(s: AsyncSession, connection_id: str) -> set[str]:
@@ -330,14 +492,14 @@ async def replace_rights(s: AsyncSession, connection_id: str, gained: list[str],
                         .values(confirmed_at=at))
 
 
-async def discovered_for_holder(s: AsyncSession, holder_cif: str) -> list[Row]:
+async def discovered_for_holder(s: AsyncSession, holder_cif: str) -> list[DiscoveredRight]:
     """CIFs discovered through any non-revoked connection of the holder, with when they were first seen."""
     q = (select(connection_rights.c.cif, func.min(connection_rights.c.discovered_at).label("discovered_at"),
                 func.max(connection_rights.c.confirmed_at).label("confirmed_at"))
          .join(connections, connections.c.connection_id == connection_rights.c.connection_id)
          .where(connections.c.holder_cif == holder_cif, connections.c.status != "revoked")
          .group_by(connection_rights.c.cif))
-    return _rows(await s.execute(q))
+    return _records(DiscoveredRight, await s.execute(q))
 
 
 # -- candidates ------------------------------------------------------------------------------------------
@@ -360,38 +522,39 @@ async def candidates_of(s: AsyncSession, firm_cif: str) -> list[str]:
 
 
 # -- collaborations -----------------------------------------------------------------------------------
-async def open_collaboration(s: AsyncSession, firm_cif: str, client_cif: str, *, lock: bool = False) -> Row | None:
+async def open_collaboration(s: AsyncSession, firm_cif: str, client_cif: str, *,
+                             lock: bool = False) -> Collaboration | None:
     q = select(collaborations).where(collaborations.c.firm_cif == firm_cif, collaborations.c.client_cif == client_cif,
                                      collaborations.c.status != "ended")
     if lock:
         q = q.with_for_update()
     r = (await s.execute(q)).first()
-    return dict(r._mapping) if r else None
+    return _record(Collaboration, r) if r else None
 
 
-async def insert_collaboration(s: AsyncSession, values: Row) -> bool:
+async def insert_collaboration(s: AsyncSession, values: Values) -> bool:
     res = await s.execute(insert(collaborations).values(**values).on_conflict_do_nothing()
                           .returning(collaborations.c.id))
     return res.scalar() is not None
 
 
-async def set_collaboration(s: AsyncSession, collab_id: str, values: Row) -> None:
+async def set_collaboration(s: AsyncSession, collab_id: str, values: Values) -> None:
     await s.execute(update(collaborations).where(collaborations.c.id == collab_id).values(**values))
 
 
-async def collaborations_of(s: AsyncSession, cif: str, *, include_ended: bool = True) -> list[Row]:
+async def collaborations_of(s: AsyncSession, cif: str, *, include_ended: bool = True) -> list[Collaboration]:
     cond = or_(collaborations.c.firm_cif == cif, collaborations.c.client_cif == cif)
     if not include_ended:
         cond = and_(cond, collaborations.c.status != "ended")
     q = select(collaborations).where(cond).order_by(collaborations.c.created_at.desc())
-    return _rows(await s.execute(q))
+    return _records(Collaboration, await s.execute(q))
 
 
-async def open_collaborations_of_firms(s: AsyncSession, firm_cifs: list[str]) -> list[Row]:
+async def open_collaborations_of_firms(s: AsyncSession, firm_cifs: list[str]) -> list[Collaboration]:
     if not firm_cifs:
         return []
     q = select(collaborations).where(collaborations.c.firm_cif.in_(firm_cifs), collaborations.c.status != "ended")
-    return _rows(await s.execute(q))
+    return _records(Collaboration, await s.execute(q))
 
 
 async def active_client_cifs(s: AsyncSession, firm_cif: str) -> list[str]:
@@ -400,14 +563,14 @@ async def active_client_cifs(s: AsyncSession, firm_cif: str) -> list[str]:
     return [r[0] for r in await s.execute(q)]
 
 
-async def latest_collaborations(s: AsyncSession, firm_cif: str) -> dict[str, Row]:
+async def latest_collaborations(s: AsyncSession, firm_cif: str) -> dict[str, Collaboration]:
     """The most recent collaboration of the firm with each client."""
-    out: dict[str, Row] = {}
+    out: dict[str, Collaboration] = {}
     q = select(collaborations).where(collaborations.c.firm_cif == firm_cif).order_by(collaborations.c.created_at)
-    for r in _rows(await s.execute(q)):
-        prev = out.get(r["client_cif"])
-        if prev is None or prev["status"] == "ended" or r["status"] != "ended":
-            out[r["client_cif"]] = r
+    for r in _records(Collaboration, await s.execute(q)):
+        prev = out.get(r.client_cif)
+        if prev is None or prev.status == "ended" or r.status != "ended":
+            out[r.client_cif] = r
     return out
 
 
@@ -420,6 +583,6 @@ async def upsert_invitation(s: AsyncSession, invitation_id: str, firm_cif: str, 
                                                set_={"status": status, "updated_at": at}))
 
 
-async def invitations_of_firm(s: AsyncSession, firm_cif: str) -> dict[str, Row]:
+async def invitations_of_firm(s: AsyncSession, firm_cif: str) -> dict[str, InvitationSeen]:
     q = select(invitations_seen).where(invitations_seen.c.firm_cif == firm_cif).order_by(invitations_seen.c.updated_at)
-    return {r["client_cif"]: r for r in _rows(await s.execute(q))}
+    return {r.client_cif: r for r in _records(InvitationSeen, await s.execute(q))}

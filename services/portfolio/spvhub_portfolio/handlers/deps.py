@@ -1,0 +1,25 @@
+"""The ports and settings the portfolio use cases need (built in bootstrap; fakes in unit tests)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from spvhub_common.clock import Clock
+
+from spvhub_portfolio.adapters.anaf import EfacturaListPort, RegistryPort, TokenPort
+
+
+@dataclass
+class Deps:
+    """The ports the use cases need (built in bootstrap; fakes in unit tests)."""
+
+    registry: RegistryPort
+    efactura: EfacturaListPort
+    tokens: TokenPort
+    clock: Clock
+    registry_max_age: timedelta = timedelta(days=1)
+    recheck_interval: timedelta = timedelta(days=1)
+    retry_incomplete_after: timedelta = timedelta(minutes=30)
+    probe_concurrency: int = 8
+    discovery_days: int = 60
+    jobs_tick_seconds: float = 300
