@@ -5,19 +5,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, PlainSerializer
+from spvhub_common.http import app_deps
 from spvhub_common.security import CurrentUser
 
 from spvhub_etransport import handlers
 from spvhub_etransport.handlers import Deps
 
 router = APIRouter(prefix="/api/etransport", tags=["etransport"])
-
-
-def app_deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
 
 
 ServiceDeps = Annotated[Deps, Depends(app_deps)]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
-BUCHAREST = ZoneInfo("Europe/Bucharest")
+from spvhub_common.clock import BUCHAREST, local_date, local_midnight
+from spvhub_common.ids import strip_ro
 
 ACTIVE, EXPIRED, DELETED = "active", "expired", "deleted"
 STATES = (ACTIVE, EXPIRED, DELETED)
@@ -50,16 +50,15 @@ def as_str(v: Any) -> str | None:
 
 
 def as_cif(v: Any) -> str | None:
-    """Fiscal code as digits (an `RO` prefix is dropped); non-numeric codes (`PF`, foreign) are kept upper-case."""
+    """A fiscal code as ANAF writes it, read without refusing: a Romanian one as digits (an `RO` prefix and leading
+    zeros dropped); non-numeric codes (`PF`, foreign) are kept upper-case, as they are."""
     s = as_str(v)
     if s is None:
         return None
-    s = s.upper().replace(" ", "")
-    if s.startswith("RO") and s[2:].isdigit():
-        s = s[2:]
-    if s.isdigit():
-        s = s.lstrip("0") or "0"
-    return s
+    digits = strip_ro(s)
+    if digits.isdigit():
+        return digits.lstrip("0") or "0"
+    return s.upper().replace(" ", "")
 
 
 def as_plate(v: Any) -> str | None:
@@ -121,15 +120,6 @@ def parse_day(v: Any) -> date | None:
         return datetime.fromtimestamp(v / 1000, UTC).astimezone(BUCHAREST).date()
     d = _parse_local(str(v).strip())
     return d.astimezone(BUCHAREST).date() if d else None
-
-
-def local_day(moment: datetime) -> date:
-    return moment.astimezone(BUCHAREST).date()
-
-
-def day_start(day: date) -> datetime:
-    """Local midnight (Europe/Bucharest) of `day` as an aware UTC instant."""
-    return datetime.combine(day, time(0, 0), tzinfo=BUCHAREST).astimezone(UTC)
 
 
 def rule_expiry(transport_date: date, operation_type: str | None) -> date:
@@ -418,7 +408,7 @@ class Transport:
 
     @property
     def expires_at(self) -> datetime | None:
-        return day_start(self.expires_on) if self.expires_on else None
+        return local_midnight(self.expires_on) if self.expires_on else None
 
     def summary(self) -> dict[str, Any]:
         vehicle, t1, t2 = self.current
@@ -478,7 +468,7 @@ def new_transport(obs: Observation, now: datetime) -> MergeResult:
     t.version = 1
     res = MergeResult(t, created=True)
     res.history.append(HistoryEntry("created", {"snapshot": snapshot(t)}, obs.source))
-    if t.expires_on and local_day(now) >= t.expires_on:
+    if t.expires_on and local_date(now) >= t.expires_on:
         t.state, t.expired_at = EXPIRED, now
         res.history.append(HistoryEntry("expired", {"state": [ACTIVE, EXPIRED]}, obs.source))
     else:
@@ -555,12 +545,12 @@ def merge(t: Transport, obs: Observation, now: datetime) -> MergeResult:
 
     if obs.source in ("info", "probe"):
         t.last_seen_in_info_at = now
-        if t.state == DELETED and (t.expires_on is None or local_day(now) < t.expires_on):
+        if t.state == DELETED and (t.expires_on is None or local_date(now) < t.expires_on):
             t.state, t.deleted_at = ACTIVE, None
             t.reinstatement_count += 1
             res.history.append(HistoryEntry("reinstated", {"state": [DELETED, ACTIVE]}, obs.source))
             res.events.append(ChangeEvent("reinstated", t.reinstatement_count, t.summary()))
-    if t.state == EXPIRED and t.expires_on and local_day(now) < t.expires_on:
+    if t.state == EXPIRED and t.expires_on and local_date(now) < t.expires_on:
         # a correction moved the expiry into the future
         t.state, t.expired_at = ACTIVE, None
         res.history.append(HistoryEntry("reactivated", {"state": [EXPIRED, ACTIVE]}, obs.source))
@@ -600,7 +590,7 @@ def vanished(t: Transport, now: datetime) -> MergeResult:
     res = MergeResult(t)
     if t.state != ACTIVE:
         return res
-    if t.expires_on and local_day(now) >= t.expires_on:
+    if t.expires_on and local_date(now) >= t.expires_on:
         return tick(t, now, timedelta(0), source="expiry")
     t.state, t.deleted_at = DELETED, now
     t.deletion_count += 1
@@ -621,7 +611,7 @@ def tick(t: Transport, now: datetime, lead: timedelta, *, source: str = "expiry"
     res = MergeResult(t)
     if t.state != ACTIVE or t.expires_on is None:
         return res
-    if local_day(now) >= t.expires_on:
+    if local_date(now) >= t.expires_on:
         t.state, t.expired_at = EXPIRED, now
         res.history.append(HistoryEntry("expired", {"state": [ACTIVE, EXPIRED]}, source))
         return _done(res) if alerts else res
@@ -635,7 +625,7 @@ def tick(t: Transport, now: datetime, lead: timedelta, *, source: str = "expiry"
 def needs_probe(t: Transport, seen_uits: set[str], now: datetime) -> bool:
     """An active UIT once seen in `info`, absent from the latest full answer, and not yet at its expiry."""
     return (t.state == ACTIVE and t.uit not in seen_uits and t.last_seen_in_info_at is not None
-            and (t.expires_on is None or local_day(now) < t.expires_on))
+            and (t.expires_on is None or local_date(now) < t.expires_on))
 
 
 def snapshot(t: Transport) -> dict[str, Any]:

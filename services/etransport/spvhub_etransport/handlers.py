@@ -30,7 +30,9 @@ from spvhub_common.events.auth import (
 )
 from spvhub_common.events.etransport import TransportAssigned, TransportUpdated, UitExpiring
 from spvhub_common.events.portfolio import EntitlementsChanged
+from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
+from spvhub_common.runtime import EventHandler
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_etransport import domain
@@ -211,7 +213,7 @@ async def poll_due(deps: Deps) -> list[PollSummary]:
 
 async def poll_now(deps: Deps, user_id: str, cif: str, *, lista: bool = False) -> PollSummary:
     """A manual poll (API) by someone who may see the company; refused when it was polled moments ago."""
-    cif = domain.as_cif(cif) or cif
+    cif = normalize_cif(cif)
     async with deps.uow() as uow:
         await require_access(uow.session, access_grants, user_id, cif)
         company = await repo.get_company(uow.session, cif)
@@ -447,7 +449,7 @@ def _summarise(batch: _Batch, summary: PollSummary) -> None:
 async def _visible_cifs(uow: SqlUnitOfWork, user_id: str, company: str | None) -> list[str]:
     """The one company asked for (if the caller may see it), else every company the caller may see."""
     if company:
-        cif = domain.as_cif(company) or company
+        cif = normalize_cif(company)
         await require_access(uow.session, access_grants, user_id, cif)
         return [cif]
     return await accessible_cifs(uow.session, access_grants, user_id)
@@ -560,7 +562,7 @@ def transport_view(r: Any, detail: bool = False) -> dict[str, Any]:
     return out
 
 
-EVENT_HANDLERS: dict[type[Event], Callable[..., Awaitable[None]]] = {
+EVENT_HANDLERS: dict[type[Event], EventHandler] = {
     EntitlementsChanged: on_entitlements_changed,
     ConnectionAuthorized: on_connection_authorized,
     ReauthorizationRequired: on_reauthorization_required,

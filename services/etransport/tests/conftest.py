@@ -19,6 +19,7 @@ from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 from spvhub_common.access import apply_access_changed
 from spvhub_common.anaf import PostgresBudget, ensure_schema
+from spvhub_common.clock import MAX_SLEEP
 from spvhub_common.db import create_engine
 from spvhub_common.events import decode
 from spvhub_common.events.portfolio import AccessChanged, EntitledConnection, EntitlementsChanged
@@ -27,7 +28,7 @@ from spvhub_common.testing import STACK
 from spvhub_common.testtokens import TokenMinter
 from spvhub_etransport import handlers
 from spvhub_etransport.adapters.orm import access_grants
-from spvhub_etransport.bootstrap import AnafClock, build
+from spvhub_etransport.bootstrap import build
 from spvhub_etransport.handlers import Deps
 from spvhub_etransport.settings import Settings
 from sqlalchemy import text
@@ -58,13 +59,17 @@ def scenario(**switches: Any) -> dict[str, Any]:
 
 
 class EmulatorClock:
-    """The platform clock reading the in-process emulator's clock directly (no caching), as UTC."""
+    """The platform clock reading the in-process emulator's clock directly (no caching), as UTC; its sleep is
+    capped like the platform clocks' (the emulator's time may jump while one waits)."""
 
     def __init__(self, emulator_state: Any) -> None:
         self._state = emulator_state
 
     def now(self) -> datetime:
         return self._state.clock.now().astimezone(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, min(seconds, MAX_SLEEP)))
 
 
 @dataclass
@@ -228,7 +233,7 @@ async def start_harness(database: str, topic_prefix: str, *, start_relay: bool =
     # must not leak into this one
     budget_engine = create_engine(settings)
     await ensure_schema(budget_engine)
-    app, runtime = build(settings, clock=clock, budget=PostgresBudget(budget_engine, clock=AnafClock(clock)),
+    app, runtime = build(settings, clock=clock, budget=PostgresBudget(budget_engine, clock=clock),
                          anaf_transport=httpx.ASGITransport(app=emu_app),
                          auth_transport=httpx.ASGITransport(app=auth.app()),
                          start_consumers=start_consumers, start_jobs=False, start_relay=start_relay)

@@ -6,13 +6,9 @@ from datetime import UTC, datetime
 
 import httpx
 from spvhub_common.anaf import UnlimitedBudget
-from spvhub_etransport.bootstrap import AnafClock, anaf_api
+from spvhub_common.clock import ManualClock
+from spvhub_etransport.bootstrap import anaf_api
 from spvhub_etransport.settings import Settings
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 
 
 async def test_production_settings_send_each_call_to_its_documented_host() -> None:
@@ -26,7 +22,8 @@ async def test_production_settings_send_each_call_to_its_documented_host() -> No
                                          "serial": "x", "cui": "31000019", "titlu": "Lista"})
 
     settings = Settings(env="test", anaf_env="prod", anaf_emulator_url="")
-    api = anaf_api(settings, UnlimitedBudget(), AnafClock(FixedClock()), httpx.MockTransport(record))  # as build()
+    clock = ManualClock(datetime(2026, 3, 10, 10, 0, tzinfo=UTC))
+    api = anaf_api(settings, UnlimitedBudget(), clock, httpx.MockTransport(record))  # as build()
     try:
         assert len(await api.info("tok", "31000019")) == 1
         assert len(await api.lista("tok", "31000019", 5)) == 1
