@@ -25,7 +25,9 @@ async def ensure_database(settings: ServiceSettings, database: str | None = None
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", name):
             try:
                 await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                # two processes racing past the check: PostgreSQL reports the loser either way (the second as a
+                # unique violation on pg_database's name index when both inserts overlap)
                 pass
     finally:
         await conn.close()
