@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
 from spvhub_common.clock import Clock, SystemClock, local_date, next_local_midnight
+from spvhub_common.ids import InvalidTaxId, normalize_cif
 from spvhub_common.telemetry import tracer
 
 from .budget import DEFAULT_DAILY, AnafBudget, BudgetKind, Priority
@@ -73,11 +74,20 @@ from .models import (
     UploadAnswer,
     ValidationResult,
     as_str,
-    normalize_cif,
 )
 from .transport import HttpPool
 
 log = structlog.get_logger("spvhub_common.anaf")
+
+
+def _cif_to_send(raw: str | int, endpoint: str) -> str:
+    """A CIF the client sends to ANAF, checked as the platform checks every CIF (`spvhub_common.ids`): digits only,
+    without `RO` (ANAF refuses `RO123`). A CIF that is not one never leaves: `ValidationError`, like ANAF's own
+    refusal of a bad CIF, with the normaliser's `InvalidTaxId` (its stable code) as the cause."""
+    try:
+        return normalize_cif(raw)
+    except InvalidTaxId as exc:
+        raise ValidationError(f"CIF invalid: {raw!r} ({exc.code})", endpoint=endpoint) from exc
 
 T = TypeVar("T")
 TokenSource = str | SecretStr | Callable[[], Awaitable[str]]
@@ -553,7 +563,7 @@ class AnafClient:
 
         An empty window ("Nu exista mesaje in intervalul selectat") returns an empty page.
         """
-        cif = normalize_cif(cif)
+        cif = _cif_to_send(cif, "efactura.listaMesajePaginatieFactura")
         _check_filter(filter)
         call = _Call("efactura.listaMesajePaginatieFactura", BudgetKind.EF_LIST_PAGED, cif)
         params: dict[str, str | int] = {"startTime": start_ms, "endTime": end_ms, "cif": cif, "pagina": page}
@@ -598,7 +608,7 @@ class AnafClient:
 
         "Nu exista mesaje ..." returns an empty list; the `cui` field (rights inventory) is kept when sent.
         """
-        cif = normalize_cif(cif)
+        cif = _cif_to_send(cif, "efactura.listaMesajeFactura")
         _check_filter(filter)
         call = _Call("efactura.listaMesajeFactura", BudgetKind.EF_LIST, cif)
         params: dict[str, str | int] = {"zile": days, "cif": cif}
@@ -652,7 +662,7 @@ class AnafClient:
         look at ANAF's lists can tell (anaf-api.md §11.17).
         """
         body = xml.encode("utf-8") if isinstance(xml, str) else xml
-        cif = normalize_cif(cif)
+        cif = _cif_to_send(cif, "efactura.upload")
         if standard not in _UPLOAD_STANDARDS:
             raise ValidationError(
                 "Valorile acceptate pentru parametrul standard sunt UBL, CN, CII sau RASP", endpoint="efactura.upload"
@@ -786,11 +796,11 @@ class AnafClient:
         token: TokenSource | None = None,
     ) -> list[TransportInfo]:
         """info?cui_op=: the ACTIVE notifications where `cui_op` is the carrier ([] when none)."""
-        cui = normalize_cif(cui_op)
+        cui = _cif_to_send(cui_op, "etransport.info")
         call = _Call("etransport.info", BudgetKind.ET_INFO, cui)
         params: dict[str, str | int] = {"cui_op": cui}
         if cui_decl is not None:
-            params["cui_decl"] = normalize_cif(cui_decl)
+            params["cui_decl"] = _cif_to_send(cui_decl, "etransport.info")
         if uit:
             params["uit"] = uit
         if ref_decl:
@@ -812,7 +822,7 @@ class AnafClient:
 
     async def transport_list(self, days: int, cif: str | int, *, token: TokenSource | None = None) -> TransportList:
         """lista/{zile}/{cif}: the declarant's notifications of the last `days` (1..60), unsorted."""
-        cif = normalize_cif(cif)
+        cif = _cif_to_send(cif, "etransport.lista")
         call = _Call("etransport.lista", BudgetKind.ET_LIST, cif)
 
         def parse(resp: httpx.Response) -> TransportList:
@@ -856,9 +866,7 @@ class AnafClient:
         items: list[dict[str, Any]] = []
         seen: set[int] = set()
         for raw in cuis:
-            digits = normalize_cif(raw)
-            if not digits.isdigit():
-                raise ValidationError(f"CUI invalid: {raw!r}", endpoint="public.registry")
+            digits = _cif_to_send(raw, "public.registry")
             n = int(digits)
             if n not in seen:
                 seen.add(n)

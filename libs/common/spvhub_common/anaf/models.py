@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from spvhub_common.clock import BUCHAREST
+from spvhub_common.ids import strip_ro
 
 
 def as_str(value: Any) -> str | None:
@@ -41,12 +42,10 @@ def parse_local(value: str | None, fmt: str) -> datetime | None:
         return None
 
 
-def normalize_cif(cif: str | int) -> str:
-    """Digits only: strip whitespace and a leading `RO` (ANAF refuses `RO123`)."""
-    text = str(cif).strip().replace(" ", "")
-    if text[:2].upper() == "RO":
-        text = text[2:]
-    return text
+# The former lenient reader of this module, kept importable for its last importers until the final cleanup: it is
+# `spvhub_common.ids.strip_ro` (drops spaces and `RO`, checks nothing). A CIF to send goes through
+# `spvhub_common.ids.normalize_cif`.
+normalize_cif = strip_ro
 
 
 # --- OAuth ---------------------------------------------------------------------------------------
@@ -154,7 +153,7 @@ class Message:
 def _inventory(value: Any) -> frozenset[str] | None:
     if value is None or value == "":
         return None
-    return frozenset(p.strip() for p in str(value).split(",") if p.strip())
+    return frozenset(strip_ro(p) for p in str(value).split(",") if p.strip())
 
 
 @dataclass(frozen=True)

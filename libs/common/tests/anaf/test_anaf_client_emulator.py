@@ -192,6 +192,6 @@ async def test_etransport_info_and_registry(emu: Emu) -> None:
     assert len(mine) == 1 and all(t.tr_cod == CARRIER for t in items)
     assert mine[0].cod_decl == SELLER and mine[0].data_exp_uit is not None
 
-    found = await emu.client.registry_lookup([f"RO{SELLER}", 99999999])
+    found = await emu.client.registry_lookup([f"RO{SELLER}", 99999992])  # a valid CIF nobody registered
     assert [c.cui for c in found.found] == [SELLER] and found.found[0].denumire == "ALFA VANZARI SRL"
-    assert found.not_found == ["99999999"]
+    assert found.not_found == ["99999992"]

@@ -46,6 +46,7 @@ from spvhub_common.anaf import (
     WafRejected,
 )
 from spvhub_common.clock import BUCHAREST
+from spvhub_common.ids import valid_cif
 
 pytestmark = pytest.mark.asyncio
 
@@ -436,10 +437,10 @@ async def test_no_token_configured(clock: ManualClock) -> None:
     h = Harness(clock)
     client = AnafClient(h.client.config, h.budget, transport=httpx.MockTransport(lambda r: httpx.Response(200)))
     with pytest.raises(Unauthorized):
-        await client.list_messages("1", 1)
+        await client.list_messages("124", 1)
     bound = client.with_token(SecretStr("tok"))
     with pytest.raises(UnexpectedResponse):  # empty body is not JSON
-        await bound.list_messages("1", 1)
+        await bound.list_messages("124", 1)
 
 
 async def test_async_token_provider_and_per_call_token(h: Harness) -> None:
@@ -448,8 +449,8 @@ async def test_async_token_provider_and_per_call_token(h: Harness) -> None:
     async def provider() -> str:
         return "from-provider"
 
-    await h.client.with_token(provider).list_messages("1", 1)
-    await h.client.list_messages("1", 1, token="per-call")
+    await h.client.with_token(provider).list_messages("124", 1)
+    await h.client.list_messages("124", 1, token="per-call")
     assert [r.headers["Authorization"] for r in h.requests] == ["Bearer from-provider", "Bearer per-call"]
 
 
@@ -520,12 +521,12 @@ async def test_upload_success(h: Harness) -> None:
         b'dateResponse="202108051140" ExecutionStatus="0" index_incarcare="3828"/>',
         headers={"Content-Type": "application/xml"},
     )
-    answer = await h.client.upload("<Invoice/>", "RO123", autofactura=True, b2c=True)
+    answer = await h.client.upload("<Invoice/>", "RO124", autofactura=True, b2c=True)
     assert answer.index == "3828" and answer.date_response == "202108051140" and answer.execution_status == "0"
     assert answer.raw.endswith(b'index_incarcare="3828"/>')
     req = h.requests[0]
     assert req.method == "POST" and req.url.path == "/test/FCTEL/rest/uploadb2c"
-    assert dict(req.url.params) == {"standard": "UBL", "cif": "123", "autofactura": "DA"}
+    assert dict(req.url.params) == {"standard": "UBL", "cif": "124", "autofactura": "DA"}
     assert req.content == b"<Invoice/>" and req.headers["Content-Type"] == "text/plain"
 
 
@@ -533,7 +534,7 @@ UPLOAD_ERRORS: list[tuple[str, type[Exception]]] = [
     ("Valorile acceptate pentru parametrul standard sunt UBL, CN, CII sau RASP", ValidationError),
     ("Marime fisier transmis mai mare de 10 MB.", ValidationError),
     ("CIF introdus= 123a nu este un numar", ValidationError),
-    ("Nu aveti drept in SPV pentru CIF=123", NoRights),
+    ("Nu aveti drept in SPV pentru CIF=124", NoRights),
     ("Nu exista niciun CIF pentru care sa aveti drept in SPV", NoRights),
     (
         "Fisierul transmis nu este valid. org.xml.sax.SAXParseException; lineNumber: 15; columnNumber: 155; "
@@ -552,19 +553,19 @@ UPLOAD_ERRORS: list[tuple[str, type[Exception]]] = [
 async def test_upload_errors(h: Harness, text: str, exc: type[Exception]) -> None:
     h.reply(**xml_errors(text.replace("'", "&apos;")))
     with pytest.raises(exc) as info:
-        await h.client.upload(b"<Invoice/>", "123", standard="RASP")
+        await h.client.upload(b"<Invoice/>", "124", standard="RASP")
     assert info.value.text == text  # type: ignore[attr-defined]
     assert info.value.response and b"errorMessage" in info.value.response  # type: ignore[attr-defined]
     assert len(h.requests) == 1  # an upload is never sent twice, not even after "eroare tehnica"
     if isinstance(info.value, NoRights):
-        assert info.value.cif == "123"
+        assert info.value.cif == "124"
 
 
 async def test_upload_local_checks_spend_nothing(h: Harness) -> None:
     with pytest.raises(ValidationError):
-        await h.client.upload(b"x" * (10 * 1024 * 1024 + 1), "123")
+        await h.client.upload(b"x" * (10 * 1024 * 1024 + 1), "124")
     with pytest.raises(ValidationError):
-        await h.client.upload(b"<x/>", "123", standard="XYZ")
+        await h.client.upload(b"<x/>", "124", standard="XYZ")
     assert h.requests == []
 
 
@@ -788,11 +789,12 @@ async def test_registry_lookup_batches_and_wrappers(h: Harness, clock: ManualClo
     def handler(req: httpx.Request) -> httpx.Response:
         bodies.append(json.loads(req.content))
         if len(bodies) == 1:
-            return httpx.Response(200, json={"found": [V9_FOUND], "notFound": [99999999]})
-        return httpx.Response(200, json={"cod": 200, "message": "SUCCESS", "found": [], "notFound": [5]})
+            return httpx.Response(200, json={"found": [V9_FOUND], "notFound": [99999992]})
+        return httpx.Response(200, json={"cod": 200, "message": "SUCCESS", "found": [], "notFound": [159]})
 
     h.handler = handler
-    task_cuis = ["RO1590082", 99999999] + list(range(1000, 1099)) + [5]
+    # CIFs with their control digit: the client sends only what the platform's normaliser accepts
+    task_cuis = ["RO1590082", 99999992] + [valid_cif(seed) for seed in range(1000, 1099)] + [159]
     task = asyncio.create_task(h.client.registry_lookup(task_cuis))
     while not task.done():
         await asyncio.sleep(0.001)
@@ -804,20 +806,23 @@ async def test_registry_lookup_batches_and_wrappers(h: Harness, clock: ManualClo
     assert h.requests[0].url.path == "/api/PlatitorTvaRest/v9/tva" and "Authorization" not in h.requests[0].headers
     (c,) = res.found
     assert c.cui == "1590082" and c.scp_tva and c.e_factura and not c.inactiv and c.nr_reg_com == "J40/8302/1997"
-    assert res.not_found == ["99999999", "5"]
+    assert res.not_found == ["99999992", "159"]
     with pytest.raises(ValidationError):
         await h.client.registry_lookup(["abc"])
+    with pytest.raises(ValidationError):  # a wrong control digit never leaves either
+        await h.client.registry_lookup(["99999999"])
+    assert len(bodies) == 2
 
 
 async def test_efactura_register_404_means_not_found(h: Harness, clock: ManualClock) -> None:
-    h.reply(404, json={"found": [], "notFound": [123]})
-    res = await h.client.efactura_register_lookup([123])
-    assert res.found == [] and res.not_found == ["123"]
+    h.reply(404, json={"found": [], "notFound": [124]})
+    res = await h.client.efactura_register_lookup([124])
+    assert res.found == [] and res.not_found == ["124"]
     assert h.requests[0].url.path == "/api/registruroefactura/v1/interogare"
     clock.advance(1)  # 1 request/second on the public host
     h.reply(400, text="Bad Request")
     with pytest.raises(ValidationError):
-        await h.client.efactura_register_lookup([123])
+        await h.client.efactura_register_lookup([124])
 
 
 async def test_public_429(h: Harness) -> None:

@@ -61,17 +61,17 @@ async def _every_operation(client: AnafClient) -> None:
     authed = client.with_token(TOKEN)
     await client.exchange_code("code")
     await client.refresh("d.e.f")
-    await authed.list_messages("123", 1)
-    await authed.list_messages_paginated("123", 1, 2)
+    await authed.list_messages("124", 1)
+    await authed.list_messages_paginated("124", 1, 2)
     await authed.download("42")
-    await authed.upload(b"<Invoice/>", "123")
+    await authed.upload(b"<Invoice/>", "124")
     await authed.message_state("3828")
     await client.validate(b"<Invoice/>")  # no token: the public host
     await client.xml_to_pdf(b"<Invoice/>")
-    await client.registry_lookup(["123"])
-    await client.efactura_register_lookup(["123"])
-    await authed.transport_list(1, "123")
-    await authed.transport_info("123")
+    await client.registry_lookup(["124"])
+    await client.efactura_register_lookup(["124"])
+    await authed.transport_list(1, "124")
+    await authed.transport_info("124")
 
 
 EXPECTED_PROD = [
@@ -86,7 +86,7 @@ EXPECTED_PROD = [
     "POST https://webservicesp.anaf.ro/prod/FCTEL/rest/transformare/FACT1",
     "POST https://webservicesp.anaf.ro/api/PlatitorTvaRest/v9/tva",
     "POST https://webservicesp.anaf.ro/api/registruroefactura/v1/interogare",
-    "GET https://api.anaf.ro/prod/ETRANSPORT/ws/v1/lista/1/123",
+    "GET https://api.anaf.ro/prod/ETRANSPORT/ws/v1/lista/1/124",
     "GET https://api.anaf.ro/prod/ETRANSPORT/ws/v1/info",
 ]
 
@@ -116,7 +116,7 @@ async def test_the_ones_test_environment_is_only_the_path_segment() -> None:
         return _answer(request)
 
     client = AnafClient(AnafConfig(env="test"), UnlimitedBudget(), transport=httpx.MockTransport(record), token=TOKEN)
-    await client.list_messages("123", 1)
+    await client.list_messages("124", 1)
     await client.validate(b"<Invoice/>")  # with a token: api.anaf.ro, and validare exists only under /prod/
     assert [str(r.url.copy_with(query=None)) for r in seen] == [
         "https://api.anaf.ro/test/FCTEL/rest/listaMesajeFactura",
@@ -135,7 +135,7 @@ async def test_each_family_uses_its_own_base() -> None:
     client = AnafClient(config, UnlimitedBudget(), transport=httpx.MockTransport(record), token=TOKEN)
     await client.exchange_code("c")
     await client.download("1")
-    await client.registry_lookup(["123"])
+    await client.registry_lookup(["124"])
     assert [str(r.url.copy_with(query=None)) for r in seen] == [
         "http://o.test/x/anaf-oauth2/v1/token", "http://a.test/y/test/FCTEL/rest/descarcare",
         "http://p.test/api/PlatitorTvaRest/v9/tva"]
@@ -205,7 +205,7 @@ async def test_an_upload_is_never_sent_twice_once_it_may_have_left() -> None:
     for fault in (503, httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("closed"), 200):
         flaky = Flaky(fault)
         with pytest.raises(AnafUnavailable) as info:
-            await _client(flaky).upload(b"<Invoice/>", "123")
+            await _client(flaky).upload(b"<Invoice/>", "124")
         assert len(flaky.requests) == 1, fault  # 200 = "A aparut o eroare tehnica. Cod: 1814"
         assert info.value.sent is True
     assert b"1814" in (info.value.response or b"")
@@ -213,7 +213,7 @@ async def test_an_upload_is_never_sent_twice_once_it_may_have_left() -> None:
 
 async def test_an_upload_whose_connection_was_never_made_is_sent_again() -> None:
     flaky = Flaky(httpx.ConnectError("refused"))
-    answer = await _client(flaky).upload(b"<Invoice/>", "123")
+    answer = await _client(flaky).upload(b"<Invoice/>", "124")
     assert answer.index == "3828" and len(flaky.requests) == 2
 
 
