@@ -48,12 +48,11 @@ class Mailroom:
                 continue
             self.relayed.add(r.seq)
             env, ev = decode(bytes(r.payload))
-            table = ntf.EVENT_HANDLERS if type(ev) in ntf.EVENT_HANDLERS else ntf.READ_MODEL_HANDLERS
-            if type(ev) not in table:
+            if type(ev) not in ntf.EVENT_HANDLERS:
                 continue
             async with self.rt.uow() as uow:
                 if await claim(uow.session, "test", env.id):
-                    await table[type(ev)](ev, env, uow)
+                    await ntf.EVENT_HANDLERS[type(ev)](ev, env, uow, self.app.state.deps)
                 await uow.commit()
         for _ in range(20):
             await ntf.send_due_emails(self.app.state.deps)

@@ -4,9 +4,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from spvhub_common.http import app_deps
 from spvhub_common.security import CurrentUser, ServiceCaller
 
 from spvhub_invitations import handlers
@@ -16,11 +17,7 @@ router = APIRouter(prefix="/api/invitations", tags=["invitations"])
 internal = APIRouter(prefix="/internal/invitations", tags=["internal"])
 
 
-def _deps(request: Request) -> Deps:
-    return request.app.state.deps  # type: ignore[no-any-return]
-
-
-D = Annotated[Deps, Depends(_deps)]
+ServiceDeps = Annotated[Deps, Depends(app_deps)]
 
 
 class InvitationIn(BaseModel):
@@ -83,6 +80,58 @@ class SendOut(BaseModel):
     results: list[ItemOut]
 
 
+class CandidateOut(BaseModel):
+    client_cif: str
+    client_name: str | None
+    invitation: InvitationOut | None = Field(None, description="the latest invitation to this client, if any")
+
+
+class CandidatesOut(BaseModel):
+    firm_cif: str
+    firm_name: str | None
+    missing: list[Literal["accounting_services_flag", "efactura_authorization"]] = Field(
+        ..., description="the preconditions of inviting that the firm does not meet yet")
+    clients: list[CandidateOut]
+
+
+class PreviewCompany(BaseModel):
+    cif: str
+    name: str | None
+
+
+class PreviewClient(PreviewCompany):
+    address: str | None
+    trade_register_no: str | None
+
+
+class PreviewPerson(BaseModel):
+    name: str
+    email: str
+
+
+class PreviewOut(BaseModel):
+    invitation_id: str
+    status: Literal["pending"]
+    expires_at: datetime
+    firm: PreviewCompany
+    client_company: PreviewClient
+    representative: PreviewPerson
+
+
+class LinkOut(BaseModel):
+    invitation_id: str
+    link: str
+    expires_at: datetime
+    status: Literal["pending"]
+    email: str
+    name: str
+    locale: str
+    firm_cif: str
+    firm_name: str | None
+    client_cif: str
+    client_name: str | None
+
+
 class ResendIn(BaseModel):
     name: str | None = Field(None, max_length=300)
     email: str | None = Field(None, max_length=320)
@@ -96,7 +145,7 @@ class ClaimIn(BaseModel):
 @router.post("", response_model=SendOut, summary="Invite discovered clients (one or in bulk)",
              responses={201: {"description": "every invitation was sent"},
                         207: {"description": "some items failed; see each result's error"}})
-async def send(body: SendIn, user: CurrentUser, deps: D) -> JSONResponse:
+async def send(body: SendIn, user: CurrentUser, deps: ServiceDeps) -> JSONResponse:
     res = await handlers.send_invitations(deps, user, body.firm_cif, [
         NewInvitation(client_cif=i.client_cif, name=i.name, email=i.email, phone=i.phone, locale=i.locale)
         for i in body.invitations])
@@ -106,59 +155,63 @@ async def send(body: SendIn, user: CurrentUser, deps: D) -> JSONResponse:
 
 
 @router.get("", response_model=list[InvitationOut], summary="The firm's invitations with their status")
-async def list_for_firm(user: CurrentUser, deps: D, firm_cif: str = Query(..., max_length=20, pattern=FIRM_CIF),
+async def list_for_firm(user: CurrentUser, deps: ServiceDeps,
+                        firm_cif: str = Query(..., max_length=20, pattern=FIRM_CIF),
                         status: str | None = None) -> list[dict[str, Any]]:
     return await handlers.list_for_firm(deps, user, firm_cif, status)
 
 
-@router.get("/candidates", summary="The firm's discovered clients and the state of their latest invitation")
-async def candidates(user: CurrentUser, deps: D,
+@router.get("/candidates", response_model=CandidatesOut,
+            summary="The firm's discovered clients and the state of their latest invitation")
+async def candidates(user: CurrentUser, deps: ServiceDeps,
                      firm_cif: str = Query(..., max_length=20, pattern=FIRM_CIF)) -> dict[str, Any]:
     return await handlers.candidates(deps, user, firm_cif)
 
 
 @router.get("/received", response_model=list[InvitationOut], summary="Invitations claimed by the caller")
-async def received(user: CurrentUser, deps: D) -> list[dict[str, Any]]:
+async def received(user: CurrentUser, deps: ServiceDeps) -> list[dict[str, Any]]:
     return await handlers.received(deps, user)
 
 
-@router.get("/preview", summary="What the sign-up page shows for a link (no authentication)")
-async def preview(deps: D, token: str = Query(..., max_length=200)) -> dict[str, Any]:
+@router.get("/preview", response_model=PreviewOut, summary="What the sign-up page shows for a link (no authentication)")
+async def preview(deps: ServiceDeps, token: str = Query(..., max_length=200)) -> dict[str, Any]:
     return await handlers.preview(deps, token)
 
 
 @router.post("/claim", response_model=InvitationOut, summary="Use the link's token from the new account")
-async def claim(body: ClaimIn, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def claim(body: ClaimIn, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.claim(deps, user, body.token)
 
 
 @router.get("/{invitation_id}", response_model=InvitationOut)
-async def get_one(invitation_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def get_one(invitation_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.get_for_user(deps, user, invitation_id)
 
 
 @router.post("/{invitation_id}/resend", response_model=InvitationOut,
              summary="New link and new 15-day expiry; the previous link stops working")
-async def resend(invitation_id: str, user: CurrentUser, deps: D, body: ResendIn | None = None) -> dict[str, Any]:
-    b = body or ResendIn()
+async def resend(invitation_id: str, user: CurrentUser, deps: ServiceDeps,
+                 body: ResendIn | None = None) -> dict[str, Any]:
+    b = body or ResendIn(name=None, email=None, phone=None)
     return await handlers.resend(deps, user, invitation_id, name=b.name, email=b.email, phone=b.phone)
 
 
 @router.post("/{invitation_id}/revoke", response_model=InvitationOut)
-async def revoke(invitation_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def revoke(invitation_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.revoke(deps, user, invitation_id)
 
 
 @router.post("/{invitation_id}/accept", response_model=InvitationOut, summary="The claiming user accepts")
-async def accept(invitation_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def accept(invitation_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.accept(deps, user, invitation_id)
 
 
 @router.post("/{invitation_id}/decline", response_model=InvitationOut, summary="The claiming user declines")
-async def decline(invitation_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def decline(invitation_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.decline(deps, user, invitation_id)
 
 
-@internal.get("/{invitation_id}/link", summary="The current link of a pending invitation (notifier only)")
-async def link(invitation_id: str, _caller: ServiceCaller, deps: D) -> dict[str, Any]:
+@internal.get("/{invitation_id}/link", response_model=LinkOut,
+              summary="The current link of a pending invitation (notifier only)")
+async def link(invitation_id: str, _caller: ServiceCaller, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.link(deps, invitation_id)

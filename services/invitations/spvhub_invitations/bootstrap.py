@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from spvhub_common.access import apply_access_changed
 from spvhub_common.clock import Clock, make_clock
-from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
 
 from spvhub_invitations import consumers, jobs
-from spvhub_invitations.adapters.orm import access_grants, outbox
+from spvhub_invitations.adapters.orm import outbox
 from spvhub_invitations.api import internal, router
 from spvhub_invitations.handlers import Deps
 from spvhub_invitations.settings import Settings, get_settings
@@ -20,17 +18,13 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
 
-    async def on_access_changed(ev, _env, uow) -> None:  # type: ignore[no-untyped-def]
-        await apply_access_changed(uow.session, access_grants, ev)
-    runtime.consumer("invitations.access-read-model").route(AccessChanged, on_access_changed)
-
     deps = Deps(uow=runtime.uow, clock=clock or make_clock(settings.clock_url),
                 token_key=settings.invitation_token_key.get_secret_value().encode(),
                 public_base_url=settings.ui_base_url or settings.public_base_url, max_bulk=settings.max_bulk,
-                join_path=settings.ui_join_path,
-                access_wait_seconds=settings.access_wait_seconds)
-    consumers.register(runtime)
-    jobs.register(runtime, deps, settings.expiry_job_interval)
+                join_path=settings.ui_join_path, access_wait_seconds=settings.access_wait_seconds,
+                expiry_interval=settings.expiry_job_interval)
+    consumers.register(runtime, deps)
+    jobs.register(runtime, deps)
 
     app = create_app(settings, title="spvhub invitations",
                      description="Invitations of client companies by accounting firms (token hashes, status, "

@@ -1,12 +1,13 @@
-"""Kafka consumers of the invitations service: the read models of companies and discovered rights."""
+"""Kafka consumers of the invitations service: the access read model, and the read models of companies and
+discovered rights."""
 from __future__ import annotations
 
 from spvhub_common.runtime import ServiceRuntime
 
-from spvhub_invitations.handlers import EVENT_HANDLERS
+from spvhub_invitations.adapters.orm import access_grants
+from spvhub_invitations.handlers import EVENT_HANDLERS, Deps
 
 
-def register(runtime: ServiceRuntime) -> None:
-    c = runtime.consumer("invitations.read-models")
-    for event_cls, handler in EVENT_HANDLERS.items():
-        c.route(event_cls, handler)
+def register(runtime: ServiceRuntime, deps: Deps) -> None:
+    runtime.keep_access_read_model(access_grants)
+    runtime.route_handlers("invitations.read-models", EVENT_HANDLERS, deps)

@@ -24,15 +24,14 @@ from spvhub_common.events.invitations import (
 )
 from spvhub_common.events.portfolio import CompanyRegistered, CompanyUpdated, RightsDiscovered
 from spvhub_common.logging import get_logger
+from spvhub_common.runtime import EventHandler
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy import select
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
 
 from spvhub_invitations import domain
 from spvhub_invitations.adapters import repository as repo
 from spvhub_invitations.adapters.orm import access_grants
+from spvhub_invitations.adapters.repository import Row
 from spvhub_invitations.domain import InvalidInput, Status
 
 log = get_logger(__name__)
@@ -53,6 +52,7 @@ class Deps:
     max_bulk: int = 500
     join_path: str = "/join?invitation={token}"  # the person-facing link: public_base_url + this
     access_wait_seconds: float = 3.0  # how long an answer waits for the access read model to catch up
+    expiry_interval: float = 60.0  # seconds between scans for expired invitations
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _err(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"code": code, "message": message, "details": details}
 
 
-def view(row: RowMapping, now: datetime, names: dict[str, str] | None = None) -> dict[str, Any]:
+def view(row: Row, now: datetime, names: dict[str, str] | None = None) -> dict[str, Any]:
     """The API shape of an invitation (the status accounts for an expiry the job has not marked yet)."""
     names = names or {}
     st = domain.effective_status(domain.InvitationView(row["status"], row["expires_at"]), now)
@@ -99,12 +99,12 @@ def view(row: RowMapping, now: datetime, names: dict[str, str] | None = None) ->
             "revoked_at": row["revoked_at"]}
 
 
-def _event_base(row: RowMapping, names: dict[str, str]) -> dict[str, Any]:
+def _event_base(row: Row, names: dict[str, str]) -> dict[str, Any]:
     return {"invitation_id": row["id"], "firm_cif": row["firm_cif"], "client_cif": row["client_cif"],
             "firm_name": names.get(row["firm_cif"]), "client_name": names.get(row["client_cif"])}
 
 
-def _sent_event(row: RowMapping, names: dict[str, str], resent: bool) -> InvitationSent:
+def _sent_event(row: Row, names: dict[str, str], resent: bool) -> InvitationSent:
     return InvitationSent(**_event_base(row, names), email=row["email"], name=row["name"],
                           phone=row["phone"], locale=row["locale"], expires_at=row["expires_at"], resent=resent)
 
@@ -205,15 +205,13 @@ async def _send_one(deps: Deps, user: Principal, firm_cif: str, item: NewInvitat
         assert row is not None
         names = await repo.company_names(uow.session, [firm_cif, item.client_cif])
         uow.publish(_sent_event(row, names, resent=False))
-        try:
-            await uow.commit()
-        except IntegrityError:  # a concurrent request invited the same client first
+        if not await repo.commit_unique(uow):  # a concurrent request invited the same client first
             return ItemResult(index, item.client_cif, False, error=_err(
                 "already_invited", f"Client {item.client_cif} already has an open invitation."))
         return ItemResult(index, item.client_cif, True, invitation=view(row, now, names))
 
 
-async def _firm_invitation(uow: SqlUnitOfWork, user: Principal, invitation_id: str) -> RowMapping:
+async def _firm_invitation(uow: SqlUnitOfWork, user: Principal, invitation_id: str) -> Row:
     row = await repo.get(uow.session, invitation_id, for_update=True)
     if row is None:
         raise NotFound("No such invitation.", code="invitation_not_found")
@@ -257,11 +255,9 @@ async def resend(deps: Deps, user: Principal, invitation_id: str, *, name: str |
         assert fresh is not None
         names = await repo.company_names(uow.session, [row["firm_cif"], row["client_cif"]])
         uow.publish(_sent_event(fresh, names, resent=True))
-        try:
-            await uow.commit()
-        except IntegrityError as exc:
+        if not await repo.commit_unique(uow):
             raise Conflict("The client already has another open invitation from this firm.",
-                           code="already_invited") from exc
+                           code="already_invited")
         return view(fresh, now, names)
 
 
@@ -338,7 +334,7 @@ async def get_for_user(deps: Deps, user: Principal, invitation_id: str) -> dict[
 
 # ---------------------------------------------------------------- the client: preview, claim, accept, decline
 
-def _refuse_unusable(row: RowMapping | None, now: datetime) -> RowMapping:
+def _refuse_unusable(row: Row | None, now: datetime) -> Row:
     """Clear refusals for a link that cannot be used (shared by preview and claim)."""
     if row is None:
         raise NotFound("This invitation link is not valid: it may have been replaced by a newer e-mail. Ask the "
@@ -452,9 +448,7 @@ async def received(deps: Deps, user: Principal) -> list[dict[str, Any]]:
     or administrator of the client who did not open the link themselves)."""
     now = deps.clock.now()
     async with deps.uow() as uow:
-        g = access_grants.c
-        managed = [r[0] for r in await uow.session.execute(select(g.cif).where(
-            g.user_id == user.user_id, g.verified.is_(True), g.via_firm_cif.is_(None), g.role.in_(MANAGERS)))]
+        managed = await repo.managed_cifs(uow.session, user.user_id)
         rows = await repo.received(uow.session, user.user_id, managed)
         names = await repo.company_names(uow.session, [c for r in rows for c in (r["firm_cif"], r["client_cif"])])
     return [view(r, now, names) for r in rows]
@@ -485,7 +479,7 @@ async def link(deps: Deps, invitation_id: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the expiry job
 
-async def _expire_row(uow: SqlUnitOfWork, row: RowMapping, now: datetime) -> None:
+async def _expire_row(uow: SqlUnitOfWork, row: Row, now: datetime) -> None:
     await repo.set_fields(uow.session, row["id"], status=Status.EXPIRED.value, expired_at=now, updated_at=now)
     names = await repo.company_names(uow.session, [row["firm_cif"], row["client_cif"]])
     uow.publish(InvitationExpired(**_event_base(row, names), expired_at=row["expires_at"]))
@@ -508,25 +502,27 @@ async def expire_due(deps: Deps, batch: int = 200) -> int:
 
 # ---------------------------------------------------------------- consumed events (read models)
 
-async def on_company(ev: CompanyRegistered | CompanyUpdated, _env: CloudEvent, uow: SqlUnitOfWork) -> None:
+async def on_company(ev: CompanyRegistered | CompanyUpdated, _env: CloudEvent, uow: SqlUnitOfWork,
+                     _deps: Deps) -> None:
     await repo.upsert_company(uow.session, {
         "cif": domain.normalize_cif(ev.cif), "name": ev.name, "address": ev.address,
         "trade_register_no": ev.trade_register_no, "vat_payer": ev.vat_payer,
         "provides_accounting_services": ev.provides_accounting_services})
 
 
-async def on_rights_discovered(ev: RightsDiscovered, _env: CloudEvent, uow: SqlUnitOfWork) -> None:
+async def on_rights_discovered(ev: RightsDiscovered, _env: CloudEvent, uow: SqlUnitOfWork, _deps: Deps) -> None:
     holder = domain.normalize_cif(ev.holder_cif)
     await repo.replace_discovered(uow.session, ev.connection_id, holder, list(ev.services),
                                   [domain.normalize_cif(c) for c in ev.cifs])
     await repo.remember_names(uow.session, {domain.normalize_cif(c): n.strip() for c, n in sorted(ev.names.items())})
 
 
-async def on_connection_revoked(ev: ConnectionRevoked, _env: CloudEvent, uow: SqlUnitOfWork) -> None:
+async def on_connection_revoked(ev: ConnectionRevoked, _env: CloudEvent, uow: SqlUnitOfWork,
+                                _deps: Deps) -> None:
     await repo.deactivate_connection(uow.session, ev.connection_id)
 
 
-EVENT_HANDLERS: dict[type[Event], Callable[..., Any]] = {
+EVENT_HANDLERS: dict[type[Event], EventHandler] = {
     CompanyRegistered: on_company,
     CompanyUpdated: on_company,
     RightsDiscovered: on_rights_discovered,

@@ -7,7 +7,7 @@ from spvhub_invitations import handlers
 from spvhub_invitations.handlers import Deps
 
 
-def register(runtime: ServiceRuntime, deps: Deps, interval: float) -> None:
+def register(runtime: ServiceRuntime, deps: Deps) -> None:
     async def expire() -> None:
         await handlers.expire_due(deps)
-    runtime.add_job(PeriodicJob("expire-invitations", interval, expire, singleton=True))
+    runtime.add_job(PeriodicJob("expire-invitations", deps.expiry_interval, expire, singleton=True))

@@ -53,7 +53,7 @@ class Env:
                 from spvhub_invitations.adapters.orm import access_grants
                 await apply_access_changed(uow.session, access_grants, event)
             else:
-                await handlers.EVENT_HANDLERS[type(event)](event, env, uow)
+                await handlers.EVENT_HANDLERS[type(event)](event, env, uow, self.app.state.deps)
             await uow.commit()
         return env
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
+from spvhub_common.http import app_deps
 from spvhub_common.security import CurrentUser
 
 from spvhub_notifier import handlers
@@ -14,11 +15,7 @@ from spvhub_notifier.handlers import Deps
 router = APIRouter(prefix="/api/notifier", tags=["notifier"])
 
 
-def _deps(request: Request) -> Deps:
-    return request.app.state.deps  # type: ignore[no-any-return]
-
-
-D = Annotated[Deps, Depends(_deps)]
+ServiceDeps = Annotated[Deps, Depends(app_deps)]
 
 
 class Action(BaseModel):
@@ -41,6 +38,19 @@ class NotificationOut(BaseModel):
     action_state: str | None = Field(None, description="accepted | declined | revoked once the action is settled")
     actions: list[Action]
     data: dict[str, Any]
+
+
+class NotificationReadOut(NotificationOut):
+    unread: int = Field(..., description="the caller's unread count after the change")
+
+
+class UnreadOut(BaseModel):
+    unread: int
+
+
+class ReadAllOut(BaseModel):
+    marked: int
+    unread: int
 
 
 class InboxOut(BaseModel):
@@ -76,38 +86,40 @@ class PreferencesIn(BaseModel):
 
 
 @router.get("/notifications", response_model=InboxOut, summary="The inbox, newest first, with the unread count")
-async def inbox(user: CurrentUser, deps: D, limit: int = Query(50, ge=1, le=200), before: str | None = None,
+async def inbox(user: CurrentUser, deps: ServiceDeps, limit: int = Query(50, ge=1, le=200), before: str | None = None,
                 unread_only: bool = False, kind: str | None = None) -> dict[str, Any]:
     return await handlers.list_inbox(deps, user, limit=limit, before=before, unread_only=unread_only, kind=kind)
 
 
-@router.get("/notifications/unread-count", summary="The bell")
-async def unread(user: CurrentUser, deps: D) -> dict[str, int]:
+@router.get("/notifications/unread-count", response_model=UnreadOut, summary="The bell")
+async def unread(user: CurrentUser, deps: ServiceDeps) -> dict[str, int]:
     return await handlers.unread_count(deps, user)
 
 
-@router.post("/notifications/read-all", summary="Mark every notification read")
-async def read_all(user: CurrentUser, deps: D) -> dict[str, int]:
+@router.post("/notifications/read-all", response_model=ReadAllOut, summary="Mark every notification read")
+async def read_all(user: CurrentUser, deps: ServiceDeps) -> dict[str, int]:
     return await handlers.mark_all_read(deps, user)
 
 
-@router.post("/notifications/{notification_id}/read", summary="Mark one notification read")
-async def read_one(notification_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+@router.post("/notifications/{notification_id}/read", response_model=NotificationReadOut,
+             summary="Mark one notification read")
+async def read_one(notification_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.mark_read(deps, user, notification_id, True)
 
 
-@router.post("/notifications/{notification_id}/unread", summary="Mark one notification unread again")
-async def unread_one(notification_id: str, user: CurrentUser, deps: D) -> dict[str, Any]:
+@router.post("/notifications/{notification_id}/unread", response_model=NotificationReadOut,
+             summary="Mark one notification unread again")
+async def unread_one(notification_id: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.mark_read(deps, user, notification_id, False)
 
 
 @router.get("/preferences", response_model=PreferencesOut)
-async def get_prefs(user: CurrentUser, deps: D) -> dict[str, Any]:
+async def get_prefs(user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.get_preferences(deps, user)
 
 
 @router.put("/preferences", response_model=PreferencesOut, summary="Partial update of the caller's preferences")
-async def put_prefs(body: PreferencesIn, user: CurrentUser, deps: D) -> dict[str, Any]:
+async def put_prefs(body: PreferencesIn, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
     return await handlers.update_preferences(
         deps, user, locale=body.locale, email=body.email,
         company_digest={c.cif: c.invoice_digest for c in body.companies} if body.companies is not None else None)

@@ -87,7 +87,7 @@ class Notice:
 
 def retry_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter: base, 2*base, 4*base, ... capped."""
-    d = min(cap, base * (2 ** max(0, attempt - 1)))
+    d: float = min(cap, base * 2.0 ** max(0, attempt - 1))
     return d * random.uniform(0.8, 1.0)
 
 

@@ -7,7 +7,7 @@ from spvhub_notifier import handlers
 from spvhub_notifier.handlers import Deps
 
 
-def register(runtime: ServiceRuntime, deps: Deps, *, send_interval: float, digest_interval: float) -> None:
+def register(runtime: ServiceRuntime, deps: Deps) -> None:
     async def send() -> None:
         while await handlers.send_due_emails(deps) >= deps.batch:
             pass  # a full batch: more may be due
@@ -15,6 +15,6 @@ def register(runtime: ServiceRuntime, deps: Deps, *, send_interval: float, diges
     async def digest() -> None:
         await handlers.run_digests(deps)
 
-    runtime.add_job(PeriodicJob("email-sender", send_interval, send, singleton=True))
-    runtime.add_job(PeriodicJob("invoice-digest", digest_interval, digest, singleton=True,
-                                initial_delay=digest_interval))
+    runtime.add_job(PeriodicJob("email-sender", deps.send_interval, send, singleton=True))
+    runtime.add_job(PeriodicJob("invoice-digest", deps.digest_interval, digest, singleton=True,
+                                initial_delay=deps.digest_interval))

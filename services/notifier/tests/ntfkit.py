@@ -80,8 +80,7 @@ class Stack:
                 from spvhub_common.access import apply_access_changed
                 await apply_access_changed(uow.session, access_grants, ev)
             else:
-                table = handlers.EVENT_HANDLERS if type(ev) in handlers.EVENT_HANDLERS else handlers.READ_MODEL_HANDLERS
-                await table[type(ev)](ev, env, uow)
+                await handlers.EVENT_HANDLERS[type(ev)](ev, env, uow, self.deps)
             await uow.commit()
         return env
 
@@ -93,7 +92,7 @@ class Stack:
                 from spvhub_invitations.adapters.orm import access_grants as inv_access
                 await apply_access_changed(uow.session, inv_access, event)
             else:
-                await inv_handlers.EVENT_HANDLERS[type(event)](event, env, uow)
+                await inv_handlers.EVENT_HANDLERS[type(event)](event, env, uow, self.inv_app.state.deps)
             await uow.commit()
 
     async def relay_invitations(self) -> list[CloudEvent]:

@@ -5,12 +5,27 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from spvhub_common.access import MANAGERS
+from spvhub_common.uow import SqlUnitOfWork
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from spvhub_invitations.adapters.orm import companies, firm_clients, firm_connections, invitations
+from spvhub_invitations.adapters.orm import access_grants, companies, firm_clients, firm_connections, invitations
+
+Row = RowMapping  # an invitation or company row, read by column name
+
+
+async def commit_unique(uow: SqlUnitOfWork) -> bool:
+    """Commit; False when a unique constraint refused the writes (at most one open invitation per firm and
+    client), so the caller answers with a conflict instead of a server error."""
+    try:
+        await uow.commit()
+    except IntegrityError:
+        return False
+    return True
 
 
 async def upsert_company(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -119,6 +134,13 @@ async def latest_per_client(session: AsyncSession, firm_cif: str) -> dict[str, R
          .order_by(invitations.c.client_cif, invitations.c.created_at.desc())
          .distinct(invitations.c.client_cif))
     return {r["client_cif"]: r for r in (await session.execute(q)).mappings()}
+
+
+async def managed_cifs(session: AsyncSession, user_id: str) -> list[str]:
+    """The companies the user answers for: verified owner or administrator, as one of its own people."""
+    g = access_grants.c
+    return [r[0] for r in await session.execute(select(g.cif).where(
+        g.user_id == user_id, g.verified.is_(True), g.via_firm_cif.is_(None), g.role.in_(MANAGERS)))]
 
 
 async def received(session: AsyncSession, user_id: str, managed_cifs: Iterable[str]) -> list[RowMapping]:

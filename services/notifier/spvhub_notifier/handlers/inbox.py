@@ -1,0 +1,82 @@
+"""The in-app inbox (the bell): list newest first with the unread count, mark read or unread, mark all read.
+Items are rendered in the reader's language when read, so a change of language applies to old items too."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from spvhub_common.errors import AppError, NotFound
+from spvhub_common.security import Principal
+from spvhub_common.uow import SqlUnitOfWork
+
+from spvhub_notifier import domain
+from spvhub_notifier.adapters import repository as repo
+from spvhub_notifier.adapters.repository import Notification
+from spvhub_notifier.handlers.deps import Deps
+
+
+async def locale_for(uow: SqlUnitOfWork, user: Principal) -> str:
+    """The language chosen in the preferences, else the account's (as auth announced it, else the token's)."""
+    pref = await repo.chosen_locale(uow.session, user.user_id)
+    if pref:
+        return domain.normalize_locale(pref)
+    known = await repo.known_locale(uow.session, user.user_id)
+    return domain.normalize_locale(known or user.locale)
+
+
+def _item(deps: Deps, n: Notification, locale: str) -> dict[str, Any]:
+    params = dict(n.params)
+    url = domain.action_url(deps.links_base, n.kind, params, deps.ui_paths)
+    rendered = deps.renderer.render(n.kind, locale, params, url=url)
+    return {"id": n.id, "kind": n.kind, "cif": n.cif, "title": rendered.title, "summary": rendered.summary,
+            "created_at": n.created_at, "read": n.read_at is not None, "read_at": n.read_at,
+            "url": url, "actionable": n.actionable, "action_state": n.action_state,
+            "actions": domain.inbox_actions(n.kind, params, n.action_state), "data": params}
+
+
+def _position(before: str) -> tuple[datetime, str]:
+    try:
+        ts, _, bid = before.partition("|")
+        return datetime.fromisoformat(ts), bid
+    except ValueError as exc:
+        raise AppError("`before` is not a cursor returned by this API.", code="invalid_cursor",
+                       status=422) from exc
+
+
+async def list_inbox(deps: Deps, user: Principal, *, limit: int = 50, before: str | None = None,
+                     unread_only: bool = False, kind: str | None = None) -> dict[str, Any]:
+    """Newest first; `before` is the `next_cursor` of the previous page."""
+    position = _position(before) if before else None
+    async with deps.uow() as uow:
+        locale = await locale_for(uow, user)
+        rows = await repo.list_notifications(uow.session, user.user_id, limit=limit + 1, unread_only=unread_only,
+                                             kind=kind, before=position)
+        unread = await repo.count_unread(uow.session, user.user_id)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if more and rows else None
+    return {"items": [_item(deps, r, locale) for r in rows], "unread": unread, "next_cursor": nxt,
+            "locale": locale}
+
+
+async def unread_count(deps: Deps, user: Principal) -> dict[str, int]:
+    async with deps.uow() as uow:
+        return {"unread": await repo.count_unread(uow.session, user.user_id)}
+
+
+async def mark_read(deps: Deps, user: Principal, notification_id: str, read: bool = True) -> dict[str, Any]:
+    async with deps.uow() as uow:
+        n = await repo.set_read(uow.session, user.user_id, notification_id, read)
+        if n is None:
+            raise NotFound("No such notification.", code="notification_not_found")
+        await uow.commit()
+        locale = await locale_for(uow, user)
+        unread = await repo.count_unread(uow.session, user.user_id)
+    return {**_item(deps, n, locale), "unread": unread}
+
+
+async def mark_all_read(deps: Deps, user: Principal) -> dict[str, int]:
+    async with deps.uow() as uow:
+        marked = await repo.mark_all_read(uow.session, user.user_id)
+        await uow.commit()
+    return {"marked": marked, "unread": 0}
