@@ -4,19 +4,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
+from spvhub_common.http import app_deps
 from spvhub_common.security import CurrentUser
 
 from spvhub_webhooks import handlers
 from spvhub_webhooks.handlers import Deps
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
-
-
-def app_deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
 
 
 ServiceDeps = Annotated[Deps, Depends(app_deps)]

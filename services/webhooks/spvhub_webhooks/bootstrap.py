@@ -22,17 +22,15 @@ def build(settings: Settings | None = None, *, sender: WebhookSender | None = No
     sender = sender or WebhookSender(strict=settings.strict_targets, timeout=settings.request_timeout,
                                      connect_timeout=settings.connect_timeout,
                                      max_response_bytes=settings.max_response_bytes)
+    runtime.on_stop(sender.close)
     deps = Deps(uow=runtime.uow, box=box, sender=sender, settings=settings)
     consumers.register(runtime, deps)
     jobs.register(runtime, deps)
 
-    async def close_sender(_app: FastAPI) -> None:
-        await sender.close()
-
     app = create_app(settings, title="spvhub webhooks",
                      description="Integrators' HTTPS endpoints and the signed delivery of catalogue events to them "
                                  "(Standard Webhooks), with retries, a delivery log and replay.",
-                     routers=[router], lifespan=runtime.lifespan(on_stop=close_sender))
+                     routers=[router], lifespan=runtime.lifespan())
     app.state.deps = deps
     app.state.runtime = runtime
     return app, runtime

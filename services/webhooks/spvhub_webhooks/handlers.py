@@ -6,19 +6,20 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from spvhub_common.access import MANAGERS, grant_of, require_grant, verified_users
-from spvhub_common.anaf.models import normalize_cif
 from spvhub_common.clock import Clock, SystemClock
 from spvhub_common.crypto import SecretBox
 from spvhub_common.errors import AppError, Conflict, NotFound
 from spvhub_common.events import CloudEvent, Event, encode
 from spvhub_common.events.webhooks import EndpointDisabled
+from spvhub_common.ids import InvalidTaxId, normalize_cif
 from spvhub_common.logging import get_logger
+from spvhub_common.runtime import EventHandler
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -94,9 +95,11 @@ async def _check_subscription(deps: Deps, uow: SqlUnitOfWork, tenant: str, event
         raise _bad("unknown_event_type", f"Unknown or missing event types: {', '.join(unknown) or '(none)'}; see "
                    "GET /api/webhooks/event-types.", f"Tipuri de evenimente necunoscute sau lipsă: "
                    f"{', '.join(unknown) or '(niciunul)'}; vedeți GET /api/webhooks/event-types.", unknown=unknown)
-    norm = sorted({normalize_cif(c) for c in cifs})
-    if not norm or len(norm) > deps.settings.max_endpoint_cifs or not all(c.isascii() and c.isdigit() and len(c) <= 10
-                                                                             for c in norm):
+    try:
+        norm = sorted({normalize_cif(c) for c in cifs})
+    except InvalidTaxId:
+        norm = []  # one answer for the whole list, whichever CIF in it is wrong
+    if not norm or len(norm) > deps.settings.max_endpoint_cifs:
         raise _bad("invalid_cifs", f"Give between 1 and {deps.settings.max_endpoint_cifs} valid CIFs.",
                    f"Indicați între 1 și {deps.settings.max_endpoint_cifs} CIF-uri valide.")
     unseen = [c for c in norm if not await repo.tenant_sees(uow.session, tenant, c)]
@@ -421,4 +424,4 @@ def event_types() -> list[dict[str, str]]:
     return [{"type": s.type, "topic": s.cls.topic, "description": s.description} for s in domain.SUBSCRIBABLE]
 
 
-EVENT_HANDLERS: dict[type[Event], Callable[..., Awaitable[None]]] = {sub.cls: on_event for sub in domain.SUBSCRIBABLE}
+EVENT_HANDLERS: dict[type[Event], EventHandler] = {sub.cls: on_event for sub in domain.SUBSCRIBABLE}
