@@ -13,15 +13,19 @@ WORKDIR /src
 RUN python -m venv /opt/spvhub
 COPY constraints.txt requirements.txt ./
 COPY libs/common libs/common
+COPY libs/devtools libs/devtools
 COPY libs/einvoice libs/einvoice
 COPY emulator emulator
 COPY services services
 # Runtime packages only: requirements.txt without the editable installs and the test/CI tooling.
+# spvhub_devtools (never imported by a service) comes without its test dependencies: the gateway-config stage below
+# renders nginx.conf with it, and the dev stacks run their mailbox (devmail) from this image, as they run the emulator.
 RUN sed -e '/^-e /d' -e '/^#/d' -e '/^$/d' requirements.txt \
       | grep -vxE 'pytest|pytest-asyncio|playwright|aiohttp|ruff|mypy|kubernetes-validate|promql-parser' > /tmp/runtime.txt \
  && /opt/spvhub/bin/pip install -c constraints.txt -r /tmp/runtime.txt \
       ./libs/common ./libs/einvoice ./emulator ./services/auth ./services/portfolio ./services/invitations \
       ./services/efactura ./services/etransport ./services/notifier ./services/webhooks ./services/web \
+ && /opt/spvhub/bin/pip install --no-deps ./libs/devtools \
  && /opt/spvhub/bin/python -m compileall -q /opt/spvhub/lib
 
 # ---------------------------------------------------------------- gateway config, generated from the code
@@ -34,11 +38,11 @@ COPY contracts/openapi.json /src/contracts/
 # pod network live in -- spvhub web calling for the person, the ingress controller; the same as SPVHUB_TRUSTED_PROXIES.
 ARG SPVHUB_GATEWAY_TRUSTED_PROXIES=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16
 ENV SPVHUB_GATEWAY_TRUSTED_PROXIES=${SPVHUB_GATEWAY_TRUSTED_PROXIES}
-RUN SPVHUB_ENV=test /opt/spvhub/bin/python -m spvhub_common.gateway_conf --template /src/infra/nginx.conf.tmpl \
+RUN SPVHUB_ENV=test /opt/spvhub/bin/python -m spvhub_devtools.gateway_conf --template /src/infra/nginx.conf.tmpl \
       --env-file /src/infra/stack.env --out /gateway/nginx.conf --prefix /gateway --listen 8080 \
       --upstream-host '{name}' --upstream-port 8000 --user none \
       --openapi-from contracts --contracts-dir /src/contracts \
- && SPVHUB_ENV=test /opt/spvhub/bin/python -m spvhub_common.gateway_conf --template /src/infra/nginx.conf.tmpl \
+ && SPVHUB_ENV=test /opt/spvhub/bin/python -m spvhub_devtools.gateway_conf --template /src/infra/nginx.conf.tmpl \
       --env-file /src/infra/stack.env --out /gateway/nginx-noweb.conf --prefix /gateway --listen 8080 \
       --upstream-host '{name}' --upstream-port 8000 --user none --no-web \
       --openapi-from contracts --contracts-dir /src/contracts \

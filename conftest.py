@@ -1,2 +1,2 @@
-"""Root pytest configuration: the shared fixtures of the real stack (see spvhub_common.testing)."""
-pytest_plugins = ["spvhub_common.testing"]
+"""Root pytest configuration: the shared fixtures of the real stack (see spvhub_devtools.testing)."""
+pytest_plugins = ["spvhub_devtools.testing"]

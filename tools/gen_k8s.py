@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 from pydantic import SecretStr
-from spvhub_common.gateway_conf import (
+from spvhub_devtools.gateway_conf import (
     BODY_LIMITS,
     RATE_LIMITS,
     RATE_ZONES,
@@ -368,8 +368,8 @@ def networkpolicy_docs() -> list[dict[str, Any]]:
 
 def topic_docs() -> list[dict[str, Any]]:
     """A KafkaTopic for every catalogue topic, and a dead-letter topic for every consumed one."""
-    from spvhub_common.contracts import consumers_by_service
     from spvhub_common.events import topics
+    from spvhub_devtools.contracts import consumers_by_service
 
     consumed = {cls.topic for groups in consumers_by_service().values() for _g, routed in groups for cls in routed}
     docs = []
@@ -461,7 +461,7 @@ def generate() -> dict[Path, str]:
         out[K8S / "base" / "generated" / f"{s}.yaml"] = dump(service_docs(s), f"spvhub_{s}.settings")
     out[K8S / "base" / "generated" / "web.yaml"] = dump(web_docs(), "spvhub_web.settings")
     out[K8S / "base" / "generated" / "gateway.yaml"] = dump(gateway_docs(), "the gateway image")
-    out[K8S / "base" / "generated" / "ingress.yaml"] = dump(ingress_docs(), "spvhub_common.gateway_conf routes")
+    out[K8S / "base" / "generated" / "ingress.yaml"] = dump(ingress_docs(), "spvhub_devtools.gateway_conf routes")
     out[K8S / "base" / "generated" / "networkpolicies.yaml"] = dump(networkpolicy_docs(), "the service list")
     out[K8S / "infrastructure" / "generated" / "topics.yaml"] = dump(topic_docs(), "spvhub_common.events")
     out[K8S / "infrastructure" / "generated" / "postgres.yaml"] = dump(postgres_docs(), "the service list")

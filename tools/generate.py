@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gen_dashboard  # noqa: E402
 import gen_k8s  # noqa: E402
-from spvhub_common import contracts  # noqa: E402
+from spvhub_devtools import contracts  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-from spvhub_common.gateway_conf import SERVICES, read_env_file, routes, web_routes  # noqa: E402
+from spvhub_devtools.gateway_conf import SERVICES, read_env_file, routes, web_routes  # noqa: E402
 
 KUSTOMIZE_VERSION = "v5.8.1"
 K8S_VERSION = "1.33.0"
@@ -260,7 +260,7 @@ def app_problems(by_kind: dict[str, list[dict[str, Any]]], deployments: dict[str
                and not n["spec"].get("egress") for n in by_kind.get("NetworkPolicy", [])):
         problems.append(f"{target}: no default-deny NetworkPolicy")
 
-    # The Ingress routes are the gateway's routes (spvhub_common.gateway_conf.routes()).
+    # The Ingress routes are the gateway's routes (spvhub_devtools.gateway_conf.routes()).
     ingress_paths = {(p["path"], p["backend"]["service"]["name"], p["pathType"])
                      for i in by_kind.get("Ingress", []) for r in i["spec"]["rules"] for p in r["http"]["paths"]}
     for r in routes():

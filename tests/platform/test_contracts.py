@@ -1,6 +1,6 @@
 """The committed contracts (contracts/*.json) are exactly what the code generates, and they are well-formed.
 
-When this fails after a route or event change: `python -m spvhub_common.contracts generate`, review the diff
+When this fails after a route or event change: `python -m spvhub_devtools.contracts generate`, review the diff
 of contracts/, commit it (event changes must follow docs/events.md).
 """
 from __future__ import annotations
@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spvhub_common import contracts
 from spvhub_common.events import catalogue
+from spvhub_devtools import contracts
 
 
 def test_committed_contracts_match_the_code() -> None:
     problems = contracts.check()
-    assert not problems, "\n".join(problems) + "\nrun: python -m spvhub_common.contracts generate"
+    assert not problems, "\n".join(problems) + "\nrun: python -m spvhub_devtools.contracts generate"
 
 
 def test_openapi_is_public_only_and_merged() -> None:

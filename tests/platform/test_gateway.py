@@ -1,4 +1,4 @@
-"""The nginx gateway rendered by spvhub_common.gateway_conf, run for real in front of fake services:
+"""The nginx gateway rendered by spvhub_devtools.gateway_conf, run for real in front of fake services:
 routes, internal endpoints hidden, request ids, rate limits, the health view, OpenAPI and the docs page, and the
 hardening: an access log without secrets, security headers, CORS, no Host reflection, request-body limits."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from spvhub_common import contracts, gateway_conf
+from spvhub_devtools import contracts, gateway_conf
 
 TEMPLATE = gateway_conf.REPO_ROOT / "infra" / "nginx" / "nginx.conf.tmpl"
 
@@ -245,7 +245,7 @@ def test_the_dev_script_invocation_renders_a_valid_config(nginx_bin: str, tmp_pa
     prefix = tmp_path / "nginx"
     (prefix / "tmp").mkdir(parents=True)
     env = {**os.environ, **gateway_conf.read_env_file()}
-    out = subprocess.run([sys.executable, "-m", "spvhub_common.gateway_conf", "--template", str(TEMPLATE),
+    out = subprocess.run([sys.executable, "-m", "spvhub_devtools.gateway_conf", "--template", str(TEMPLATE),
                           "--out", str(prefix / "nginx.conf"), "--prefix", str(prefix)],
                          env=env, capture_output=True, text=True, cwd=gateway_conf.REPO_ROOT)
     assert out.returncode == 0, out.stderr

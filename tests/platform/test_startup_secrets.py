@@ -10,8 +10,8 @@ import sys
 
 import pytest
 from pydantic import SecretStr, ValidationError
-from spvhub_common.gateway_conf import SERVICES
 from spvhub_common.settings import ServiceSettings
+from spvhub_devtools.gateway_conf import SERVICES
 
 STRONG = {
     "service_token": "st-" + "Q7w9Zk2Lm4Np6Rt8" * 2,

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from spvhub_common.body_limits import body_limits_of  # the gateway enforces the same table
 from spvhub_common.errors import body_too_large_body, error_body, install_error_handlers
 from spvhub_common.inputs import InputHygieneMiddleware, data_error_response, is_data_error
 from spvhub_common.settings import ServiceSettings
@@ -134,7 +135,6 @@ def create_app(settings: ServiceSettings, *, title: str, description: str, route
     app.state.settings = settings
     app.state.readiness = []
     install_error_handlers(app)
-    from spvhub_common.gateway_conf import body_limits_of  # the gateway enforces the same table
 
     # inside the body cap, so a JSON body it reads whole is already bounded
     app.add_middleware(InputHygieneMiddleware)

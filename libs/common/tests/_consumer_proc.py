@@ -8,8 +8,8 @@ from pathlib import Path
 from _kit import WidgetCreated, outbox
 from spvhub_common.broker import EventConsumer, create_broker
 from spvhub_common.db import create_engine, session_factory
-from spvhub_common.testing import make_settings
 from spvhub_common.uow import SqlUnitOfWork
+from spvhub_devtools.testing import make_settings
 
 
 async def main(database: str, prefix: str, group: str, marker: str) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from minio.error import S3Error
 from spvhub_common.blobs import BlobStoreError, InMemoryBlobStore, RetentionConflict, S3BlobStore, _PutSigner
-from spvhub_common.testing import STACK
+from spvhub_devtools.testing import STACK
 
 
 @pytest.fixture

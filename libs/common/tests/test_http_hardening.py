@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from spvhub_common.clientaddr import client_address, resolve
-from spvhub_common.gateway_conf import BODY_LIMITS, DEFAULT_BODY_LIMIT
 from spvhub_common.http import create_app
 from spvhub_common.settings import ServiceSettings
+from spvhub_devtools.gateway_conf import BODY_LIMITS, DEFAULT_BODY_LIMIT
 
 MIB = 1024 * 1024
 

@@ -19,7 +19,7 @@ from spvhub_common.db import create_engine
 from spvhub_common.http import create_app
 from spvhub_common.logging import configure_logging
 from spvhub_common.runtime import ServiceRuntime
-from spvhub_common.testing import make_settings
+from spvhub_devtools.testing import make_settings
 from sqlalchemy import MetaData, text
 
 

@@ -16,8 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from spvhub_common.broker import EventConsumer, create_broker
 from spvhub_common.db import create_engine, session_factory
 from spvhub_common.events import encode, to_envelope
-from spvhub_common.testing import make_settings
 from spvhub_common.uow import SqlUnitOfWork
+from spvhub_devtools.testing import make_settings
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 

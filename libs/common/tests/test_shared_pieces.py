@@ -46,9 +46,9 @@ from spvhub_common.ids import (
 from spvhub_common.messaging import add_messaging_tables
 from spvhub_common.paging import Page, decode_cursor, encode_cursor
 from spvhub_common.runtime import EventHandler, ServiceRuntime
-from spvhub_common.testing import make_settings
 from spvhub_common.tokens import InternalToken, InternalTokenClient, TokenUnavailable
 from spvhub_common.uow import SqlUnitOfWork
+from spvhub_devtools.testing import make_settings
 from sqlalchemy import MetaData, select, text
 
 # --- clock ---------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from spvhub_common.broker import EventConsumer, create_broker
 from spvhub_common.db import create_engine, session_factory
 from spvhub_common.outbox import KafkaPublisher, OutboxRelay
 from spvhub_common.telemetry import capture_spans, tracer
-from spvhub_common.testing import make_settings
 from spvhub_common.uow import SqlUnitOfWork
+from spvhub_devtools.testing import make_settings
 
 
 @pytest.fixture
