@@ -28,7 +28,8 @@ class InvitationIn(BaseModel):
     locale: Literal["ro", "en"] = "ro"
 
 
-# what domain.normalize_cif accepts: a CIF of 2 to 10 digits, an optional RO, spaces anywhere
+# the shape spvhub_common.ids.normalize_cif accepts (2 to 10 digits, an optional RO, spaces anywhere); the
+# control digit is checked by the handler
 FIRM_CIF = r"^\s*([Rr][Oo])?(\s*[0-9]){2,10}\s*$"
 
 

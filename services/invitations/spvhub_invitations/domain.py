@@ -1,5 +1,5 @@
-"""Invitation rules: input validation (CIF, e-mail, phone), the single-use link token, statuses and expiry.
-Pure functions and values; no I/O."""
+"""Invitation rules: input validation (e-mail, phone, name; the CIF is checked by spvhub_common.ids), the
+single-use link token, statuses and expiry. Pure functions and values; no I/O."""
 from __future__ import annotations
 
 import base64
@@ -34,19 +34,6 @@ class InvalidInput(ValueError):
         self.code = code
         self.message = message
         self.field = field
-
-
-_CIF = re.compile(r"^[0-9]{2,10}$")
-
-
-def normalize_cif(raw: str) -> str:
-    """`RO 123456` / `ro123456` / `123456` -> `123456` (the checksum is portfolio's business)."""
-    cif = re.sub(r"\s+", "", raw or "").upper()
-    if cif.startswith("RO"):
-        cif = cif[2:]
-    if not _CIF.match(cif):
-        raise InvalidInput("invalid_cif", f"'{raw}' is not a Romanian CIF (2 to 10 digits, optional RO).", "cif")
-    return cif
 
 
 def normalize_email(raw: str) -> str:

@@ -23,6 +23,7 @@ from spvhub_common.events.invitations import (
     InvitationSent,
 )
 from spvhub_common.events.portfolio import CompanyRegistered, CompanyUpdated, RightsDiscovered
+from spvhub_common.ids import InvalidTaxId, normalize_cif, strip_ro
 from spvhub_common.logging import get_logger
 from spvhub_common.runtime import EventHandler
 from spvhub_common.security import Principal
@@ -131,7 +132,7 @@ async def _check_firm(uow: SqlUnitOfWork, user: Principal, firm_cif: str) -> Non
 
 
 def _validate(item: NewInvitation) -> NewInvitation:
-    return NewInvitation(client_cif=domain.normalize_cif(item.client_cif), name=domain.normalize_name(item.name),
+    return NewInvitation(client_cif=normalize_cif(item.client_cif), name=domain.normalize_name(item.name),
                          email=domain.normalize_email(item.email), phone=domain.normalize_phone(item.phone),
                          locale=item.locale if item.locale in ("ro", "en") else "ro")
 
@@ -139,7 +140,7 @@ def _validate(item: NewInvitation) -> NewInvitation:
 async def send_invitations(deps: Deps, user: Principal, firm_cif: str, items: list[NewInvitation]) -> BulkResult:
     """Invite discovered clients, one or many. Each item commits on its own: a bad item is reported with its
     error and leaves nothing behind; the good ones are sent."""
-    firm_cif = domain.normalize_cif(firm_cif) if firm_cif else firm_cif
+    firm_cif = normalize_cif(firm_cif) if firm_cif else firm_cif
     if not items:
         raise AppError("Send at least one invitation.", code="validation_error", status=422)
     if len(items) > deps.max_bulk:
@@ -155,6 +156,10 @@ async def send_invitations(deps: Deps, user: Principal, firm_cif: str, items: li
         except InvalidInput as exc:
             result.items.append(ItemResult(index, raw.client_cif, False, error=_err(
                 exc.code, exc.message, field=exc.field)))
+            continue
+        except InvalidTaxId as exc:
+            result.items.append(ItemResult(index, raw.client_cif, False, error=_err(
+                exc.code, exc.message, field="cif")))
             continue
         cif = item.client_cif
         if cif == firm_cif:
@@ -280,7 +285,7 @@ async def revoke(deps: Deps, user: Principal, invitation_id: str) -> dict[str, A
 
 
 async def list_for_firm(deps: Deps, user: Principal, firm_cif: str, status: str | None = None) -> list[dict]:
-    firm_cif = domain.normalize_cif(firm_cif)
+    firm_cif = normalize_cif(firm_cif)
     now = deps.clock.now()
     async with deps.uow() as uow:
         await require_access(uow.session, access_grants, user.user_id, firm_cif)
@@ -293,7 +298,7 @@ async def list_for_firm(deps: Deps, user: Principal, firm_cif: str, status: str 
 async def candidates(deps: Deps, user: Principal, firm_cif: str) -> dict[str, Any]:
     """The firm's discovered clients with the state of their latest invitation (what to invite next), and
     which precondition is missing, if any."""
-    firm_cif = domain.normalize_cif(firm_cif)
+    firm_cif = normalize_cif(firm_cif)
     now = deps.clock.now()
     async with deps.uow() as uow:
         await require_access(uow.session, access_grants, user.user_id, firm_cif)
@@ -501,20 +506,22 @@ async def expire_due(deps: Deps, batch: int = 200) -> int:
 
 
 # ---------------------------------------------------------------- consumed events (read models)
+# CIFs written by portfolio and ANAF are read (RO and spaces dropped), never refused: a consumer that raised on an
+# odd id would stop its partition.
 
 async def on_company(ev: CompanyRegistered | CompanyUpdated, _env: CloudEvent, uow: SqlUnitOfWork,
                      _deps: Deps) -> None:
     await repo.upsert_company(uow.session, {
-        "cif": domain.normalize_cif(ev.cif), "name": ev.name, "address": ev.address,
+        "cif": strip_ro(ev.cif), "name": ev.name, "address": ev.address,
         "trade_register_no": ev.trade_register_no, "vat_payer": ev.vat_payer,
         "provides_accounting_services": ev.provides_accounting_services})
 
 
 async def on_rights_discovered(ev: RightsDiscovered, _env: CloudEvent, uow: SqlUnitOfWork, _deps: Deps) -> None:
-    holder = domain.normalize_cif(ev.holder_cif)
+    holder = strip_ro(ev.holder_cif)
     await repo.replace_discovered(uow.session, ev.connection_id, holder, list(ev.services),
-                                  [domain.normalize_cif(c) for c in ev.cifs])
-    await repo.remember_names(uow.session, {domain.normalize_cif(c): n.strip() for c, n in sorted(ev.names.items())})
+                                  [strip_ro(c) for c in ev.cifs])
+    await repo.remember_names(uow.session, {strip_ro(c): n.strip() for c, n in sorted(ev.names.items())})
 
 
 async def on_connection_revoked(ev: ConnectionRevoked, _env: CloudEvent, uow: SqlUnitOfWork,

@@ -20,7 +20,7 @@ from spvhub_invitations.bootstrap import build
 from spvhub_invitations.settings import Settings
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "spvhub_invitations" / "migrations"
-FIRM, CLIENT_A, CLIENT_B, OTHER = "11111110", "22222220", "33333330", "44444440"
+FIRM, CLIENT_A, CLIENT_B, OTHER = "11111110", "22222229", "33333338", "44444447"
 
 
 def settings_for(database: str, **kw: Any) -> Settings:

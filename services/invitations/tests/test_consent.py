@@ -116,7 +116,7 @@ async def test_only_the_firms_verified_managers_invite_resend_and_revoke(env: En
     row, events = await _row(env, inv["id"]), await env.outbox()
     for user, code in (("firm-member", "insufficient_role"), ("firm-newcomer", "company_not_verified"),
                        ("stranger", "no_access_to_company")):
-        r = await send(env, item("33333330"), user=user)
+        r = await send(env, item("33333338"), user=user)
         assert r.status_code == 403 and r.json()["error"]["code"] == code, (user, r.text)
         r = await env.client.post(f"/api/invitations/{inv['id']}/resend", headers=env.h(user))
         assert r.status_code == 403 and r.json()["error"]["code"] == code, (user, r.text)

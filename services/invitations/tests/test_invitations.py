@@ -139,6 +139,19 @@ async def test_bulk_reports_each_item_and_writes_only_the_good_ones(env: Env):
     assert len(await env.outbox()) == 2
 
 
+async def test_a_cif_failing_the_platforms_check_is_refused_per_item_and_for_the_firm(env: Env):
+    await setup_firm(env)
+    r = await send(env, item("RO22222220"), item("12AB"), item(CLIENT_A))
+    assert r.status_code == 207, r.text
+    assert [(x["ok"], (x["error"] or {}).get("code")) for x in r.json()["results"]] == \
+        [(False, "cif_bad_control_digit"), (False, "cif_not_numeric"), (True, None)]
+    r = await env.client.get("/api/invitations", params={"firm_cif": "RO11111111"}, headers=env.h("firm-user"))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "cif_bad_control_digit", r.text
+    async with env.runtime.sessions() as s:
+        assert len((await s.execute(select(invitations))).all()) == 1
+    assert len(await env.outbox()) == 1
+
+
 async def test_firm_preconditions_each_have_their_own_error(env: Env):
     from spvhub_common.events.portfolio import CompanyRegistered
     # no access to the firm at all

@@ -9,7 +9,7 @@ from ntfkit import Stack
 from spvhub_common.events.auth import UserRegistered
 from spvhub_common.events.portfolio import AccessChanged, CompanyRegistered, RightsDiscovered
 
-FIRM, CLIENT = "11111110", "22222220"
+FIRM, CLIENT = "11111110", "22222229"
 REP = "ana.popescu@firmax.ro"
 
 

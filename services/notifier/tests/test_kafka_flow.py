@@ -26,7 +26,7 @@ from spvhub_notifier.adapters.invitations_client import HttpInvitationLinks
 from spvhub_notifier.bootstrap import build as build_notifier
 from spvhub_notifier.settings import Settings
 
-FIRM, CLIENT = "11111110", "22222220"
+FIRM, CLIENT = "11111110", "22222229"
 
 
 async def eventually(fn: Callable[[], Awaitable[Any]], limit: float = 60.0) -> Any:
