@@ -70,7 +70,7 @@ async def main() -> None:
         while not server.started:
             await asyncio.sleep(0.05)
         app.state.jwks = minter.verifier()
-        svc = app.state.efactura
+        svc = app.state.deps
         # -- data ---------------------------------------------------------------------------------
         t0 = time.perf_counter()
         partners = [(str(10_000_000 + i), f"Partener {i} SRL") for i in range(2000)]

@@ -75,14 +75,14 @@ async def main() -> None:
 
             async def drive() -> None:
                 while True:
-                    await h.engine.tick()
+                    await h.sync.tick()
                     await asyncio.sleep(0.2)
             task = asyncio.create_task(drive())
             minutes = max(1, args.minutes)
             # stop a second before the last boundary: calls of the next minute must not land in this count
             await asyncio.sleep(minutes * 60 - 1 - (time.perf_counter() - t0))
             task.cancel()
-            await h.engine.shutdown()
+            await h.sync.stop()
             elapsed = time.perf_counter() - t0
             counters = await h.admin("counters", method="GET")
             calls = sum(v for k, v in counters["endpoints"].items() if "/FCTEL/" in k)

@@ -78,7 +78,7 @@ async def drive_like_the_service(h: Harness, n_companies: int) -> None:
     """The service's scheduler: a tick every 0.1 s claims due companies up to the free slots (no waiting for a
     whole wave to finish), until every company has synced once and nothing is due. Prints progress every 5 s."""
     from spvhub_efactura.adapters.orm import companies
-    from spvhub_efactura.handlers import MESSAGES_OF
+    from spvhub_efactura.sync.metrics import MESSAGES_OF
     from sqlalchemy import func, select
 
     def archived() -> float:
@@ -86,12 +86,12 @@ async def drive_like_the_service(h: Harness, n_companies: int) -> None:
     t0 = last = time.perf_counter()
     base = last_n = archived()
     while True:
-        await h.engine.tick()
+        await h.sync.tick()
         if time.perf_counter() - last >= 5:  # progress: archived so far, and the rate over the last interval
             n, now = archived(), time.perf_counter()
             print(f"  {now - t0:4.0f}s  archived {n - base:5.0f}  ({(n - last_n) / (now - last):.0f}/s)", flush=True)
             last, last_n = now, n
-        if not h.engine._running:  # noqa: SLF001
+        if not h.sync.scheduler._running:  # noqa: SLF001
             async with h.runtime.sessions() as s:
                 synced = (await s.execute(select(func.count()).select_from(companies).where(
                     companies.c.last_success_at.is_not(None)))).scalar()
@@ -160,10 +160,10 @@ async def main() -> None:
             archived = states.get("archived", 0)
             print(f"companies={args.companies} messages={len(ledger)} states={dict(states)}")
             print(f"sync wall time {dt:.1f}s -> throughput {archived / dt:.0f} invoices/s "
-                  f"(ANAF calls {h.engine.anaf.calls}, transient failures {h.engine.anaf.transient_failures})")
-            eng = h.engine
-            print(f"batches: parse {archived / max(eng._parser.flushes, 1):.1f} ZIPs per worker round trip, "  # noqa: SLF001
-                  f"commit {archived / max(eng._committer.flushes, 1):.1f} invoices per transaction")  # noqa: SLF001
+                  f"(ANAF calls {h.sync.anaf.calls}, transient failures {h.sync.anaf.transient_failures})")
+            parser, committer = h.sync.pool._parser, h.sync.archiver._committer  # noqa: SLF001
+            print(f"batches: parse {archived / max(parser.flushes, 1):.1f} ZIPs per worker round trip, "
+                  f"commit {archived / max(committer.flushes, 1):.1f} invoices per transaction")
             print("CPU per archived invoice during the sync (ms; 2 cores = 10 ms per invoice at 200/s):")
             total = 0.0
             for part in sorted(cpu1, key=lambda k: -(cpu1[k] - cpu0.get(k, 0.0))):

@@ -1,33 +1,35 @@
-"""HTTP API of the efactura service: request -> query/command -> handler; every route is scoped by the access
-read model (no CIF is taken on trust)."""
+"""HTTP API of the efactura service: request -> handler; every route is scoped by the access read model (no CIF
+is taken on trust), which the handlers check."""
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
-from spvhub_common.access import MANAGERS, accessible_cifs, require_access, require_grant
-from spvhub_common.errors import AppError, Forbidden, NotFound
+from spvhub_common.access import MANAGERS
+from spvhub_common.errors import AppError
 from spvhub_common.security import CurrentUser
 
+from spvhub_efactura import handlers
 from spvhub_efactura.adapters import queries
-from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.domain import normalize_cif
-from spvhub_efactura.handlers import SyncPaused
-from spvhub_efactura.pdf import render_pdf
+from spvhub_efactura.handlers import Deps
 from spvhub_efactura.zipstream import ZipStream
 
+
+def app_deps(request: Request) -> Deps:
+    deps: Deps = request.app.state.deps
+    return deps
+
+
+ServiceDeps = Annotated[Deps, Depends(app_deps)]
+
 router = APIRouter(prefix="/api/efactura", tags=["efactura"])
-
-
-def _svc(request: Request) -> Any:
-    return request.app.state.efactura
 
 
 def _cif(raw: str) -> str:
@@ -37,17 +39,9 @@ def _cif(raw: str) -> str:
     return cif
 
 
-async def _scope(request: Request, user_id: str, cif: str | None, *,
-                 roles: tuple[str, ...] | None = None) -> list[str]:
-    """The CIFs the request may read: the one named (a verified grant on it, else 403 `no_access_to_company` /
-    `company_not_verified` / `insufficient_role`), or every CIF the caller is verified for."""
-    svc = _svc(request)
-    async with svc.sessions() as s:
-        if cif:
-            c = _cif(cif)
-            await require_grant(s, access_grants, user_id, c, roles=roles)
-            return [c]
-        return await accessible_cifs(s, access_grants, user_id)
+async def _scope(deps: Deps, user_id: str, cif: str | None, *, roles: tuple[str, ...] | None = None) -> list[str]:
+    """The CIFs the request may read (see handlers.readable_cifs)."""
+    return await handlers.readable_cifs(deps, user_id, _cif(cif) if cif else None, roles=roles)
 
 
 class InvoiceOut(BaseModel):
@@ -113,42 +107,25 @@ class Filters(BaseModel):
     type_code: str | None = None
 
 
-async def _filter(request: Request, user: Any, f: Filters) -> queries.InvoiceFilter:
-    cifs = await _scope(request, user.user_id, f.cif)
+async def _filter(deps: Deps, user: Any, f: Filters) -> queries.InvoiceFilter:
+    cifs = await _scope(deps, user.user_id, f.cif)
     return queries.InvoiceFilter(cifs=cifs, direction=f.direction, partner=f.partner, number=f.number,
                                  date_from=f.date_from, date_to=f.date_to, amount_min=f.amount_min,
                                  amount_max=f.amount_max, document_type=f.type, type_code=f.type_code)
 
 
 @router.get("/invoices", response_model=InvoicePage, summary="Invoices newest first (keyset paging, filters)")
-async def list_invoices(request: Request, user: CurrentUser, f: Annotated[Filters, Query()],
+async def list_invoices(deps: ServiceDeps, user: CurrentUser, f: Annotated[Filters, Query()],
                         limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None) -> InvoicePage:
-    flt = await _filter(request, user, f)
-    try:
-        async with _svc(request).sessions() as s:
-            rows, nxt = await queries.list_invoices(s, flt, limit, cursor)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise AppError("The cursor is not valid.", code="invalid_cursor", status=422) from e
+    flt = await _filter(deps, user, f)
+    rows, nxt = await handlers.list_invoices(deps, flt, limit, cursor)
     return InvoicePage(items=[_out(r) for r in rows], next_cursor=nxt)
 
 
-async def _invoice(request: Request, user: Any, invoice_id: int) -> dict[str, Any]:
-    async with _svc(request).sessions() as s:
-        row = await queries.get_invoice(s, invoice_id)
-        if row is None:
-            raise NotFound(f"No invoice {invoice_id}.", code="invoice_not_found")
-        try:
-            await require_access(s, access_grants, user.user_id, row["cif"])
-        except Forbidden as e:  # do not reveal that the id exists
-            raise NotFound(f"No invoice {invoice_id}.", code="invoice_not_found") from e
-    return row
-
-
 @router.get("/invoices/{invoice_id}", summary="Invoice detail: parsed fields, VAT breakdown, archive status")
-async def invoice_detail(request: Request, user: CurrentUser, invoice_id: InvoiceId) -> dict[str, Any]:
-    row = await _invoice(request, user, invoice_id)
-    async with _svc(request).sessions() as s:
-        msg = await queries.get_message(s, row["cif"], row["message_id"])
+async def invoice_detail(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> dict[str, Any]:
+    row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
+    msg = await handlers.ledger_message(deps, row["cif"], row["message_id"])
     out = _out(row).model_dump(mode="json")
     out.update(vat_breakdown=row["vat_breakdown"], details=row["details"], tax_currency=row["tax_currency"],
                archive={"zip_key": row["zip_key"], "xml_key": row["xml_key"],
@@ -172,106 +149,78 @@ def _fname(row: dict[str, Any], ext: str) -> str:
 
 
 @router.get("/invoices/{invoice_id}/xml", summary="The invoice XML exactly as archived")
-async def invoice_xml(request: Request, user: CurrentUser, invoice_id: InvoiceId) -> Response:
-    row = await _invoice(request, user, invoice_id)
-    data = await _svc(request).xml_of(row)
+async def invoice_xml(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> Response:
+    row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
+    data = await handlers.xml_of(deps, row)
     return Response(data, media_type="application/xml",
                     headers={"Content-Disposition": f'attachment; filename="{_fname(row, "xml")}"'})
 
 
 @router.get("/invoices/{invoice_id}/zip", summary="The signed original ZIP from ANAF")
-async def invoice_zip(request: Request, user: CurrentUser, invoice_id: InvoiceId) -> StreamingResponse:
-    row = await _invoice(request, user, invoice_id)
-    return StreamingResponse(_svc(request).blobs.stream(row["zip_key"]), media_type="application/zip",
+async def invoice_zip(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> StreamingResponse:
+    row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
+    return StreamingResponse(handlers.zip_stream(deps, row), media_type="application/zip",
                              headers={"Content-Disposition": f'attachment; filename="{_fname(row, "zip")}"'})
 
 
 @router.get("/invoices/{invoice_id}/pdf", summary="PDF rendered locally from the archived XML")
-async def invoice_pdf(request: Request, user: CurrentUser, invoice_id: InvoiceId,
+async def invoice_pdf(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId,
                       source: Literal["local", "anaf"] = "local") -> Response:
-    row = await _invoice(request, user, invoice_id)
+    row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
     if row["document_type"] not in ("invoice", "credit_note"):
         raise AppError("Only invoices and credit notes have a PDF.", code="no_pdf", status=409)
-    svc = _svc(request)
     if source == "anaf":
-        data = await svc.anaf_pdf_of(row)
+        data = await handlers.anaf_pdf_of(deps, row)
     else:
-        data = await svc.pdf_of(row)
+        data = await handlers.pdf_of(deps, row)
     return Response(data, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="{_fname(row, "pdf")}"'})
 
 
 @router.get("/invoices-export.zip", summary="Bulk ZIP export of a filtered set (streamed)")
-async def export_zip(request: Request, user: CurrentUser, f: Annotated[Filters, Query()],
+async def export_zip(deps: ServiceDeps, user: CurrentUser, f: Annotated[Filters, Query()],
                      include: Annotated[str, Query(description="comma list of xml, zip, pdf")] = "xml,zip"
                      ) -> StreamingResponse:
-    flt = await _filter(request, user, f)
+    flt = await _filter(deps, user, f)
     parts = {p.strip() for p in include.split(",") if p.strip()}
     if not parts or parts - {"xml", "zip", "pdf"}:
         raise AppError("include must list xml, zip and/or pdf.", code="invalid_include", status=422)
-    svc = _svc(request)
 
     async def entries() -> AsyncIterator[tuple[str, datetime | None, AsyncIterator[bytes]]]:
-        async for row in queries.iter_invoices(svc.sessions, flt, svc.settings.export_max_items):
+        async for row in handlers.export_rows(deps, flt):
             folder = f"{row['cif']}/{row['direction']}"
             if "zip" in parts:
-                yield f"{folder}/{_fname(row, 'zip')}", row["listed_at"], svc.blobs.stream(row["zip_key"])
+                yield f"{folder}/{_fname(row, 'zip')}", row["listed_at"], handlers.zip_stream(deps, row)
             if "xml" in parts:
-                yield f"{folder}/{_fname(row, 'xml')}", row["listed_at"], _once(svc.xml_of(row))
+                yield f"{folder}/{_fname(row, 'xml')}", row["listed_at"], _once(handlers.xml_of(deps, row))
             if "pdf" in parts and row["document_type"] in ("invoice", "credit_note"):
-                yield f"{folder}/{_fname(row, 'pdf')}", row["listed_at"], _once(svc.pdf_of(row))
+                yield f"{folder}/{_fname(row, 'pdf')}", row["listed_at"], _once(handlers.pdf_of(deps, row))
 
     return StreamingResponse(ZipStream(entries()).__aiter__(), media_type="application/zip",
                              headers={"Content-Disposition": 'attachment; filename="efactura-export.zip"'})
 
 
-async def _once(coro: Any) -> AsyncIterator[bytes]:
+async def _once(coro: Awaitable[bytes]) -> AsyncIterator[bytes]:
     yield await coro
 
 
 @router.get("/sync", summary="Sync health of every company the caller can see")
-async def sync_overview(request: Request, user: CurrentUser) -> dict[str, Any]:
-    cifs = await _scope(request, user.user_id, None)
-    svc = _svc(request)
-    async with svc.sessions() as s:
-        items = await queries.sync_health(s, cifs, svc.clock.now(), svc.settings.sync_interval_seconds)
-    return {"items": items}
+async def sync_overview(deps: ServiceDeps, user: CurrentUser) -> dict[str, Any]:
+    cifs = await _scope(deps, user.user_id, None)
+    return {"items": await handlers.sync_health(deps, cifs)}
 
 
 @router.get("/companies/{cif}/sync", summary="Sync health: last success, lag, pending, errors, purge countdown")
-async def sync_status(request: Request, user: CurrentUser, cif: str) -> dict[str, Any]:
-    cifs = await _scope(request, user.user_id, cif)
-    svc = _svc(request)
-    async with svc.sessions() as s:
-        return (await queries.sync_health(s, cifs, svc.clock.now(), svc.settings.sync_interval_seconds))[0]
+async def sync_status(deps: ServiceDeps, user: CurrentUser, cif: str) -> dict[str, Any]:
+    cifs = await _scope(deps, user.user_id, cif)
+    return (await handlers.sync_health(deps, cifs))[0]
 
 
 @router.post("/companies/{cif}/sync", status_code=202, summary="Sync this company now")
-async def trigger_sync(request: Request, user: CurrentUser, cif: str) -> dict[str, Any]:
-    (c,) = await _scope(request, user.user_id, cif)
-    engine = _svc(request).engine
-    try:
-        await engine._connection_for(c)
-    except SyncPaused as e:
-        raise _not_syncable(c, e.code) from e
-    if not await engine.request_sync(c):
-        raise _not_syncable(c, "no_entitled_connection")
+async def trigger_sync(deps: ServiceDeps, user: CurrentUser, cif: str) -> dict[str, Any]:
+    (c,) = await _scope(deps, user.user_id, cif)
+    await handlers.request_sync(deps, c)
     return {"cif": c, "sync_requested": True}
-
-
-def _not_syncable(cif: str, reason: str) -> AppError:
-    if reason == "no_entitled_connection":
-        return AppError(
-            f"No ANAF authorization may sync CIF {cif}: authorize ANAF access for the company (or let your "
-            "accounting firm's authorization cover it through an active collaboration).",
-            code="no_entitled_connection", status=409, details={"cif": cif, "reason": reason},
-            messages={"ro": f"Nicio autorizare ANAF nu poate sincroniza CIF {cif}: autorizați accesul ANAF pentru "
-                            "companie (sau lăsați autorizarea firmei de contabilitate să o acopere printr-o "
-                            "colaborare activă)."})
-    return AppError(f"The ANAF authorization that syncs CIF {cif} must be renewed before it can sync.",
-                    code="connection_paused", status=409, details={"cif": cif, "reason": reason},
-                    messages={"ro": f"Autorizarea ANAF care sincronizează CIF {cif} trebuie reînnoită înainte de "
-                                    "sincronizare."})
 
 
 class SyncSettings(BaseModel):
@@ -279,27 +228,21 @@ class SyncSettings(BaseModel):
 
 
 @router.put("/companies/{cif}/sync-settings", summary="Per-company sync interval")
-async def put_sync_settings(request: Request, user: CurrentUser, cif: str, body: SyncSettings) -> dict[str, Any]:
-    (c,) = await _scope(request, user.user_id, cif, roles=MANAGERS)
-    ok = await _svc(request).set_interval(c, None if body.interval_minutes is None else body.interval_minutes * 60)
-    if not ok:
-        raise NotFound(f"CIF {c} is not synced.", code="company_not_synced")
+async def put_sync_settings(deps: ServiceDeps, user: CurrentUser, cif: str, body: SyncSettings) -> dict[str, Any]:
+    (c,) = await _scope(deps, user.user_id, cif, roles=MANAGERS)
+    await handlers.set_interval(deps, c, None if body.interval_minutes is None else body.interval_minutes * 60)
     return {"cif": c, "interval_minutes": body.interval_minutes}
 
 
 @router.get("/companies/{cif}/messages", summary="The ANAF message ledger of a company")
-async def company_messages(request: Request, user: CurrentUser, cif: str,
+async def company_messages(deps: ServiceDeps, user: CurrentUser, cif: str,
                            state: Literal["listed", "archived", "lost", "failed"] | None = None,
                            limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    (c,) = await _scope(request, user.user_id, cif)
-    async with _svc(request).sessions() as s:
-        return {"items": await queries.list_messages(s, c, state, limit)}
+    (c,) = await _scope(deps, user.user_id, cif)
+    return {"items": await handlers.company_messages(deps, c, state, limit)}
 
 
 @router.post("/companies/{cif}/reprocess", summary="Re-parse archived documents flagged for reprocessing")
-async def reprocess(request: Request, user: CurrentUser, cif: str) -> dict[str, Any]:
-    (c,) = await _scope(request, user.user_id, cif)
-    return {"cif": c, "reprocessed": await _svc(request).engine.reprocess(c)}
-
-
-_ = (asyncio, render_pdf)
+async def reprocess(deps: ServiceDeps, user: CurrentUser, cif: str) -> dict[str, Any]:
+    (c,) = await _scope(deps, user.user_id, cif)
+    return {"cif": c, "reprocessed": await handlers.reprocess(deps, c)}

@@ -13,7 +13,7 @@ from typing import Any
 
 from lxml import etree
 
-from spvhub_efactura.domain import normalize_cif
+from spvhub_efactura import domain  # a module import: domain reads this module's types back
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
@@ -215,12 +215,12 @@ def _party(el: _Node | None) -> PartyInfo:
     p.vat_id = vat
     for candidate in (vat, other, legal_id, ident):
         if candidate:
-            n = normalize_cif(candidate)
+            n = domain.normalize_cif(candidate)
             if n.isdigit() and 2 <= len(n) <= 13:
                 p.cif = n
                 break
     if p.cif is None:
-        p.cif = normalize_cif(vat or other) or None
+        p.cif = domain.normalize_cif(vat or other) or None
     p.registration = legal_id if legal_id and legal_id != p.cif else None
     p.name = _t(el, "cac:PartyLegalEntity/cbc:RegistrationName") or _t(el, "cac:PartyName/cbc:Name")
     p.trade_name = _t(el, "cac:PartyName/cbc:Name")

@@ -126,8 +126,9 @@ class Harness:
                                        tokens=self.tokens, clock=self.clock,
                                        budget=self.budget, blobs=blobs, start_consumers=start_consumers,
                                        start_relay=start_relay, start_jobs=start_jobs)
-        self.svc = self.app.state.efactura
-        self.engine = self.svc.engine
+        self.deps = self.app.state.deps
+        self.sync = self.deps.sync
+        self.engine = self.sync  # the name the submissions' tests still use
         self._lifespan: Any = None
 
     async def __aenter__(self) -> Harness:
@@ -156,9 +157,9 @@ class Harness:
         for _ in range(rounds):
             if cifs is not None:
                 for c in cifs:
-                    await self.engine.request_sync(c)
-            claimed = await self.engine.tick()
-            await self.engine.wait_idle()
+                    await self.sync.request_sync(c)
+            claimed = await self.sync.tick()
+            await self.sync.wait_idle()
             if not claimed:
                 if await self.pending_due() == 0:
                     return
@@ -198,7 +199,7 @@ async def apply_entitlements(runtime: Any, snapshots: dict[str, list[tuple[str, 
             ev = EntitlementsChanged(cif=cif, connections=[
                 EntitledConnection(connection_id=cid, holder_cif=holder, services=list(services), may_file=mf)
                 for cid, holder, mf in conns])
-            await on_entitlements_changed(ev, None, uow)
+            await on_entitlements_changed(ev, None, uow, None)
         await uow.commit()
 
 

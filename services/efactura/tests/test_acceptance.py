@@ -243,16 +243,17 @@ async def test_pause_on_reauthorization_and_resume(fresh_database: str, topic_pr
         await h.sync_until_settled([cif])
         async with h.runtime.uow() as uow:
             await on_reauthorization_required(ReauthorizationRequired(
-                connection_id="acc", company_cif=cif, user_id="u", reason="horizon_reached", message="m"), None, uow)
+                connection_id="acc", company_cif=cif, user_id="u", reason="horizon_reached", message="m"),
+                None, uow, None)
             await uow.commit()
         await h.admin("invoices", {"seller": cif, "buyer": "14399840",
                                    "at": (h.clock.now() - timedelta(minutes=5)).isoformat()})
-        await h.engine.request_sync(cif)
-        assert await h.engine.tick() == []  # paused: nothing claimed
+        await h.sync.request_sync(cif)
+        assert await h.sync.tick() == []  # paused: nothing claimed
         async with h.runtime.uow() as uow:
             t = datetime.now(UTC)
             await on_token_refreshed(TokenRefreshed(connection_id="acc", company_cif=cif, access_expires_at=t,
-                                                    refresh_expires_at=t), None, uow)
+                                                    refresh_expires_at=t), None, uow, None)
             await uow.commit()
         await h.sync_until_settled([cif])
         ledger = await h.ledger()

@@ -50,9 +50,9 @@ async def test_unverified_member_sees_nothing_and_an_unentitled_connection_is_ne
         await h.grant("acc", [own], holder=own)
         await h.sync_until_settled()
         for c in (covered, buyer):
-            await h.engine.request_sync(c)  # unknown companies: nothing to request
-        await h.engine.tick()
-        await h.engine.wait_idle()
+            await h.sync.request_sync(c)  # unknown companies: nothing to request
+        await h.sync.tick()
+        await h.sync.wait_idle()
         served = await _calls(h, own)
         assert any(served.get(k) for k in LIST_CALLS) and served.get("descarcare")
         assert await _calls(h, covered) == {}, "a connection served a CIF it is not entitled for"
@@ -112,7 +112,7 @@ async def test_unverified_member_sees_nothing_and_an_unentitled_connection_is_ne
             assert (await _calls(h, own)).get("upload", 0) == before["uploads"]
             for cif in (own, covered):
                 sha = hashlib.sha256(invoice_xml(cif, buyer, "MALLORY-1")).hexdigest()
-                assert await h.svc.blobs.stat(f"efactura/{cif}/submissions/xml/{sha}.xml") is None
+                assert await h.deps.blobs.stat(f"efactura/{cif}/submissions/xml/{sha}.xml") is None
             assert await _calls(h, covered) == {}
 
             # the verified owner: the health tells whose authorization syncs, never connection ids
@@ -142,9 +142,9 @@ async def test_entitlements_choose_the_connection_filing_needs_permission_and_re
         await h.entitle(client, ("acc", firm, False))
         await h.sync_until_settled()
         assert any(k[0] == client for k in await h.ledger())
-        assert await h.engine._connection_for(client) == "acc"
+        assert await h.sync.connection_for(client) == "acc"
         try:
-            await h.engine._connection_for(client, filing=True)
+            await h.sync.connection_for(client, filing=True)
             raise AssertionError("a connection that may not file was chosen to file")
         except SyncPaused as e:
             assert e.code == "no_filing_connection"
@@ -194,14 +194,14 @@ async def test_entitlements_choose_the_connection_filing_needs_permission_and_re
 
             # the client authorizes its own connection, ranked first: it is used; paused, the next one is
             await h.entitle(client, ("own-client", client, True), ("acc", firm, True))
-            assert await h.engine._connection_for(client) == "own-client"
+            assert await h.sync.connection_for(client) == "own-client"
             async with h.runtime.uow() as uow:
                 await on_reauthorization_required(ReauthorizationRequired(
                     connection_id="own-client", company_cif=client, user_id="cora", reason="unknown", message="x"),
-                    None, uow)
+                    None, uow, None)
                 await uow.commit()
-            assert await h.engine._connection_for(client) == "acc"
-            assert await h.engine._connection_for(client, filing=True) == "acc"
+            assert await h.sync.connection_for(client) == "acc"
+            assert await h.sync.connection_for(client, filing=True) == "acc"
             st = (await api.get(f"{API}/companies/{client}/sync", headers=cora)).json()
             assert st["synced_through"]["kind"] == "accounting_firm" and st["status"] == "active"
 
@@ -218,9 +218,9 @@ async def test_entitlements_choose_the_connection_filing_needs_permission_and_re
             # the archive stays readable to the client's verified people
             assert (await api.get(f"{API}/invoices", headers=cora, params={"cif": client})).json()["items"]
             calls = await _calls(h, client)
-            await h.engine.request_sync(client)
-            assert await h.engine.tick() == []
-            await h.engine.wait_idle()
+            await h.sync.request_sync(client)
+            assert await h.sync.tick() == []
+            await h.sync.wait_idle()
             # the pending submission is not filed through any connection either
             await h.app.state.submissions.tick()
             assert await _calls(h, client) == calls

@@ -21,7 +21,7 @@ async def test_api_end_to_end(fresh_database: str, topic_prefix: str, minio_up: 
         await h.admin("invoices/generate", {"cuis": cifs[:2], "per_company_per_day": 2, "days": 10})
         # one hostile ZIP among the real ones
         target = (await h.emulator_messages(cifs[0]))[0]["id"]
-        real_download = h.engine.anaf.download
+        real_download = h.sync.anaf.download
 
         async def download(token: str, message_id: str) -> bytes:
             if message_id == target:
@@ -30,7 +30,7 @@ async def test_api_end_to_end(fresh_database: str, topic_prefix: str, minio_up: 
                     zf.writestr(f"{message_id}.xml", b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>')
                 return buf.getvalue()
             return await real_download(token, message_id)
-        h.engine.anaf.download = download  # type: ignore[method-assign]
+        h.sync.anaf.download = download  # type: ignore[method-assign]
         await h.grant("acc", cifs)
         await h.sync_until_settled()
         ledger = await h.ledger()
@@ -97,7 +97,7 @@ async def test_api_end_to_end(fresh_database: str, topic_prefix: str, minio_up: 
             assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
             r = await api.get(f"/api/efactura/invoices/{inv['id']}/pdf", headers=alice, params={"source": "anaf"})
             assert r.status_code == 409 and r.json()["error"]["code"] == "anaf_pdf_disabled"
-            h.svc.settings.anaf_transform_pdf = True
+            h.deps.settings.anaf_transform_pdf = True
             r = await api.get(f"/api/efactura/invoices/{inv['id']}/pdf", headers=alice, params={"source": "anaf"})
             assert r.status_code == 200 and r.content.startswith(b"%PDF"), r.text
             # streamed bulk export

@@ -10,7 +10,6 @@ from anaf_emulator.signing import sign_document
 from anaf_emulator.ubl import InvoiceSpec, Line, Party, error_file, render, render_rasp
 from spvhub_efactura import domain
 from spvhub_efactura.archive import Limits
-from spvhub_efactura.handlers import _jsonable
 from spvhub_efactura.pdf import render_pdf
 from spvhub_efactura.processing import process_zip as _process_zip
 from spvhub_efactura.settings import EMULATOR_SIGNER_SHA256
@@ -166,5 +165,5 @@ def test_invoice_details_become_json_values_as_json_dumps_with_str_would_write_t
     import json
     value = {"total": Decimal("1190.50"), "issued": date(2026, 3, 1), "rates": (Decimal("19"), None),
              "seller": {"cif": "123", "vat": True, "lines": 3, "ratio": 0.5}, 7: "int key"}
-    assert _jsonable(value) == json.loads(json.dumps(value, default=str))
-    assert _jsonable(value)["rates"] == ["19", None] and _jsonable(value)["7"] == "int key"
+    assert domain.jsonable(value) == json.loads(json.dumps(value, default=str))
+    assert domain.jsonable(value)["rates"] == ["19", None] and domain.jsonable(value)["7"] == "int key"

@@ -41,8 +41,8 @@ async def test_a_company_waiting_for_a_download_slot_is_listed_meanwhile(fresh_d
         await h.admin("invoices/generate", {"cuis": cifs, "per_company_per_day": 1, "days": 10})
         await h.admin("faults", {"family": "efactura", "latency_ms": [30, 30]})
         await h.grant("acc", cifs)
-        assert sorted(await h.engine.tick()) == sorted(cifs)  # both claimed: one slot plus one listing ahead
-        await h.engine.wait_idle()
+        assert sorted(await h.sync.tick()) == sorted(cifs)  # both claimed: one slot plus one listing ahead
+        await h.sync.wait_idle()
         ledger = await h.ledger()
         rows = {c: [r for (cc, _), r in ledger.items() if cc == c] for c in cifs}
         assert all(rows[c] and all(r["state"] == "archived" for r in rows[c]) for c in cifs)

@@ -66,7 +66,7 @@ async def test_unstorable_values_are_archived_once_flagged_and_shown(fresh_datab
             assert row["problem"] and "fields_not_stored" in row["problem"], (name, row["problem"])
             assert counters["messages"][mid]["descarcare"] == 1, (name, counters["messages"][mid])
         assert ledger[(seller, ok_id)]["problem"] is None and ledger[(seller, ok_id)]["state"] == "archived"
-        assert await h.svc.blobs.stat(ledger[(seller, ids["huge"])]["zip_key"]) is not None
+        assert await h.deps.blobs.stat(ledger[(seller, ids["huge"])]["zip_key"]) is not None
 
         async with h.runtime.sessions() as s:
             rows = {r["message_id"]: dict(r) for r in (await s.execute(
@@ -102,7 +102,7 @@ async def test_unstorable_values_are_archived_once_flagged_and_shown(fresh_datab
             assert detail.status_code == 200 and "total_amount" in detail.json()["problem"]
 
         # a later sync (a full re-list included) never downloads them again
-        await h.engine.request_sync(seller)
+        await h.sync.request_sync(seller)
         await h.sync_until_settled([seller])
         again = await h.admin("counters", method="GET")
         assert all(again["messages"][mid]["descarcare"] == 1 for mid in ids.values())
@@ -112,9 +112,9 @@ async def test_a_value_the_database_refuses_unforeseen_is_stored_bare_not_retrie
         fresh_database: str, topic_prefix: str, minio_up: None, kafka_up: str, monkeypatch) -> None:
     """Should a value slip past the column checks, the database's refusal holds back neither the batch nor the
     message: the others are stored as parsed, this one with its parsed fields empty and the reason, downloaded once."""
-    from spvhub_efactura import handlers
+    from spvhub_efactura import domain
 
-    monkeypatch.setattr(handlers, "_fit", lambda values: [])  # the checks miss it
+    monkeypatch.setattr(domain, "unfit_fields", lambda values, capacity: [])  # the checks miss it
     emulator = new_emulator(2)
     settings = efactura_settings(fresh_database, topic_prefix)
     seller, buyer = company_cifs(2)

@@ -1,5 +1,5 @@
-"""Read-side queries of the API (invoice list with keyset pagination, detail, sync health), always scoped to
-the CIFs the caller may see."""
+"""Reads: the API's (invoice list with keyset pagination, detail, sync health, always scoped to the CIFs the
+caller may see) and the sync's (entitled connections, ledger counts, documents to reprocess)."""
 from __future__ import annotations
 
 import base64
@@ -8,12 +8,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, func, or_, select, tuple_
+from sqlalchemy import and_, func, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from spvhub_efactura import domain
+from spvhub_efactura.adapters.ledger import LedgerMessage
 from spvhub_efactura.adapters.orm import companies, connections, entitlements, invoices, messages
+
+_PENDING = domain.pending_states()
 
 LIST_COLUMNS = [invoices.c.id, invoices.c.cif, invoices.c.message_id, invoices.c.direction, invoices.c.document_type,
                 invoices.c.message_type, invoices.c.type_code, invoices.c.number, invoices.c.issue_date,
@@ -153,7 +157,7 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
         counts.setdefault(cif, {})[state] = int(n)
     purge = dict((await session.execute(
         select(messages.c.cif, func.min(messages.c.purge_at)).where(
-            messages.c.cif.in_(cifs), messages.c.state.in_(["listed", "failed"])).group_by(messages.c.cif))).all())
+            messages.c.cif.in_(cifs), messages.c.state.in_(_PENDING)).group_by(messages.c.cif))).all())
     flagged_where = (messages.c.cif.in_(cifs), or_(messages.c.problem.is_not(None), messages.c.needs_reprocess))
     flagged = dict((await session.execute(
         select(messages.c.cif, func.count()).where(*flagged_where).group_by(messages.c.cif))).all())
@@ -241,11 +245,73 @@ def _scrub(error: str | None) -> str | None:
     return _CONNECTION_ID.sub("the connection needs", error) if error else error
 
 
-_ = (case, or_)
-
 
 async def can_file_through_anaf(session: AsyncSession, cif: str) -> bool:
     """Some connection portfolio entitles for `cif` on e-Factura may file in its name."""
     q = select(entitlements.c.connection_id).where(
         entitlements.c.cif == cif, entitlements.c.may_file.is_(True), entitlements.c.services.any("efactura")).limit(1)
     return (await session.execute(q)).first() is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# What the sync reads
+
+
+class EntitledConnection(NamedTuple):
+    connection_id: str
+    may_file: bool
+    status: str  # active | paused | revoked (active when auth never told us otherwise)
+
+
+async def entitled_connections(session: AsyncSession, cif: str) -> list[EntitledConnection]:
+    """The connections portfolio entitles for `cif` on e-Factura, best first, with their status here."""
+    q = (select(entitlements.c.connection_id, entitlements.c.may_file,
+                func.coalesce(connections.c.status, "active").label("status"))
+         .select_from(entitlements.outerjoin(connections, connections.c.connection_id == entitlements.c.connection_id))
+         .where(entitlements.c.cif == cif, entitlements.c.services.any("efactura"))
+         .order_by(entitlements.c.rank))
+    return [EntitledConnection(str(r.connection_id), bool(r.may_file), str(r.status))
+            for r in (await session.execute(q)).all()]
+
+
+async def submissions_of(session: AsyncSession, uploads: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The spvhub submissions behind these (cif, upload index) pairs: error reports that answer them are
+    explained by the submission's own rejection event."""
+    if not uploads:
+        return {}
+    rows = await session.execute(text(
+        "SELECT s.cif, s.anaf_index, s.id FROM submissions s JOIN unnest(CAST(:cifs AS text[]), "
+        "CAST(:idx AS text[])) AS u(cif, idx) ON s.cif = u.cif AND s.anaf_index = u.idx"),
+        {"cifs": [c for c, _ in uploads], "idx": [i for _, i in uploads]})
+    return {(r.cif, r.anaf_index): r.id for r in rows}
+
+
+async def flagged_for_reprocess(session: AsyncSession, cif: str) -> list[LedgerMessage]:
+    """Archived messages of the company flagged to be parsed again from their ZIP."""
+    rows = (await session.execute(select(messages).where(
+        messages.c.cif == cif, messages.c.needs_reprocess,
+        messages.c.state == domain.MessageState.ARCHIVED.value))).mappings().all()
+    return [LedgerMessage.of(r) for r in rows]
+
+
+async def message_states(session: AsyncSession, cif: str) -> dict[str, int]:
+    """How many of the company's messages are in each state."""
+    return {state: int(n) for state, n in (await session.execute(
+        select(messages.c.state, func.count()).where(messages.c.cif == cif).group_by(messages.c.state))).all()}
+
+
+async def count_still_pending(session: AsyncSession, cif: str, message_ids: list[str]) -> int:
+    """How many of these messages are neither archived nor lost."""
+    missing = 0
+    for i in range(0, len(message_ids), 5000):
+        chunk = message_ids[i:i + 5000]
+        missing += int((await session.execute(select(func.count()).where(
+            messages.c.cif == cif, messages.c.message_id.in_(chunk), messages.c.state.in_(_PENDING)))).scalar() or 0)
+    return missing
+
+
+async def companies_with_expiring(session: AsyncSession, horizon: datetime) -> list[str]:
+    """Companies with a pending message purged before `horizon` and not announced yet."""
+    return list((await session.execute(select(messages.c.cif).distinct().where(
+        messages.c.state.in_(_PENDING), messages.c.purge_at <= horizon,
+        messages.c.expiring_notified_at.is_(None)))).scalars().all())
