@@ -298,7 +298,7 @@ async def _poll_company(deps: Deps, cif: str, lista: bool | None) -> PollSummary
     async with deps.uow() as uow:
         row = await repo.lock_company(uow.session, cif)
         now = deps.clock.now()
-        if fetched_at and row.last_info_fetched_at and row.last_info_fetched_at > fetched_at:
+        if fetched_at and row and row.last_info_fetched_at and row.last_info_fetched_at > fetched_at:
             # a newer poll already merged a later answer: ours would resurrect what it saw deleted
             summary.skipped = "superseded by a newer poll"
             return summary
@@ -538,7 +538,7 @@ def to_event(t: Transport, ch: ChangeEvent) -> Event:
                             uit_expires_at=d.get("uit_expires_at"))
 
 
-def transport_view(r: Any, detail: bool = False) -> dict[str, Any]:
+def transport_view(r: repo.TransportRecord, detail: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "uit": r.uit, "carrier_cif": r.carrier_cif, "carrier_name": r.carrier_name, "state": r.state,
         "declarant_cif": r.declarant_cif, "declarant_name": r.declarant_name, "declarant_ref": r.declarant_ref,

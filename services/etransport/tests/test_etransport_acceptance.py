@@ -1,4 +1,4 @@
-"""Acceptance of issue 8, end to end on the real PostgreSQL and Kafka with the ANAF emulator in-process:
+"""Acceptance of the carrier view, end to end on the real PostgreSQL and Kafka with the ANAF emulator in-process:
 three carriers, 200 transports from several declarants, vehicle changes, confirmations, corrections,
 deletions and expiries over ten simulated days (the poll job runs at every 12-hour step). The platform keeps
 the complete history, including what ANAF no longer returns; every event is emitted exactly once (outbox and

@@ -3,9 +3,9 @@ emitted-event ledger, and the scoped read queries behind the HTTP API."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -20,6 +20,91 @@ from spvhub_etransport.adapters.orm import (
     transports,
 )
 from spvhub_etransport.domain import ACTIVE, Confirmation, HistoryEntry, Transport, VehicleChange
+
+R = TypeVar("R")
+
+
+def _record(cls: type[R], row: Any) -> R:
+    """A typed record from a result row (only the record's own fields are read)."""
+    m = row._mapping
+    return cls(**{f.name: m[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Company:
+    """A carrier the platform polls, with its polling health."""
+
+    cif: str
+    status: str
+    status_reason: str | None
+    next_info_due: datetime | None
+    next_lista_due: datetime | None
+    last_info_poll_at: datetime | None
+    last_info_fetched_at: datetime | None
+    last_lista_poll_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    consecutive_errors: int
+
+
+@dataclass(frozen=True)
+class TransportRecord:
+    """A stored transport as the read side shows it."""
+
+    uit: str
+    carrier_cif: str
+    carrier_name: str | None
+    state: str
+    declarant_cif: str | None
+    declarant_name: str | None
+    declarant_ref: str | None
+    operation_type: str | None
+    transport_date: date | None
+    expires_on: date | None
+    expires_at: datetime | None
+    expiry_source: str | None
+    partner_country: str | None
+    partner_code: str | None
+    partner_name: str | None
+    declared_vehicle: str | None
+    declared_trailer1: str | None
+    declared_trailer2: str | None
+    vehicle: str | None
+    trailer1: str | None
+    trailer2: str | None
+    plates: list[str]
+    route_start: Any
+    route_end: Any
+    route_start_text: str | None
+    route_end_text: str | None
+    documents: str | None
+    goods: Any
+    vehicle_changes: list[dict[str, Any]]
+    confirmation: Any
+    version: int
+    sources: list[str]
+    first_seen_at: datetime
+    last_seen_at: datetime
+    last_seen_in_info_at: datetime | None
+    deleted_at: datetime | None
+    expired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    version: int
+    kind: str
+    source: str
+    changes: Any
+    observed_at: datetime
+
+
+@dataclass(frozen=True)
+class EmittedRecord:
+    kind: str
+    version: int
+    emitted_at: datetime
 
 
 @dataclass(frozen=True)
@@ -162,12 +247,14 @@ async def refresh_company_status(session: AsyncSession, cif: str, now: datetime)
     return status
 
 
-async def lock_company(session: AsyncSession, cif: str) -> Any:
-    return (await session.execute(select(companies).where(companies.c.cif == cif).with_for_update())).first()
+async def lock_company(session: AsyncSession, cif: str) -> Company | None:
+    row = (await session.execute(select(companies).where(companies.c.cif == cif).with_for_update())).first()
+    return None if row is None else _record(Company, row)
 
 
-async def get_company(session: AsyncSession, cif: str) -> Any:
-    return (await session.execute(select(companies).where(companies.c.cif == cif))).first()
+async def get_company(session: AsyncSession, cif: str) -> Company | None:
+    row = (await session.execute(select(companies).where(companies.c.cif == cif))).first()
+    return None if row is None else _record(Company, row)
 
 
 async def due_companies(session: AsyncSession, now: datetime, limit: int = 500) -> list[tuple[str, bool]]:
@@ -185,9 +272,9 @@ async def update_company(session: AsyncSession, cif: str, **values: Any) -> None
     await session.execute(update(companies).where(companies.c.cif == cif).values(updated_at=func.now(), **values))
 
 
-async def list_companies(session: AsyncSession, cifs: Iterable[str]) -> list[Any]:
+async def list_companies(session: AsyncSession, cifs: Iterable[str]) -> list[Company]:
     rows = await session.execute(select(companies).where(companies.c.cif.in_(list(cifs))).order_by(companies.c.cif))
-    return list(rows)
+    return [_record(Company, r) for r in rows]
 
 
 # -------------------------------------------------------------------------------------------------- transports
@@ -298,7 +385,7 @@ async def claim_event(session: AsyncSession, carrier_cif: str, uit: str, kind: s
 async def search_transports(session: AsyncSession, cifs: Sequence[str], *, state: str | None = None,
                             vehicle: str | None = None, declarant: str | None = None,
                             date_from: date | None = None, date_to: date | None = None,
-                            offset: int = 0, limit: int = 50) -> tuple[int, list[Any]]:
+                            offset: int = 0, limit: int = 50) -> tuple[int, list[TransportRecord]]:
     conds: list[Any] = [transports.c.carrier_cif.in_(list(cifs))]
     if state:
         conds.append(transports.c.state == state)
@@ -315,25 +402,25 @@ async def search_transports(session: AsyncSession, cifs: Sequence[str], *, state
     rows = await session.execute(select(transports).where(where).order_by(
         transports.c.transport_date.desc().nulls_last(), transports.c.first_seen_at.desc(), transports.c.uit)
         .offset(offset).limit(limit))
-    return int(total), list(rows)
+    return int(total), [_record(TransportRecord, r) for r in rows]
 
 
-async def find_transport(session: AsyncSession, cifs: Sequence[str], uit: str) -> Any:
+async def find_transport(session: AsyncSession, cifs: Sequence[str], uit: str) -> TransportRecord | None:
     rows = (await session.execute(select(transports).where(transports.c.uit == uit,
                                                            transports.c.carrier_cif.in_(list(cifs)))
                                   .order_by(transports.c.last_seen_at.desc()))).all()
-    return rows[0] if rows else None
+    return _record(TransportRecord, rows[0]) if rows else None
 
 
-async def history_of(session: AsyncSession, carrier_cif: str, uit: str) -> list[Any]:
+async def history_of(session: AsyncSession, carrier_cif: str, uit: str) -> list[HistoryRecord]:
     rows = await session.execute(select(transport_history).where(
         transport_history.c.carrier_cif == carrier_cif, transport_history.c.uit == uit)
         .order_by(transport_history.c.id))
-    return list(rows)
+    return [_record(HistoryRecord, r) for r in rows]
 
 
-async def events_of(session: AsyncSession, carrier_cif: str, uit: str) -> list[Any]:
+async def events_of(session: AsyncSession, carrier_cif: str, uit: str) -> list[EmittedRecord]:
     rows = await session.execute(select(transport_events).where(
         transport_events.c.carrier_cif == carrier_cif, transport_events.c.uit == uit)
         .order_by(transport_events.c.emitted_at, transport_events.c.kind, transport_events.c.version))
-    return list(rows)
+    return [_record(EmittedRecord, r) for r in rows]
