@@ -3,6 +3,7 @@ reasons and the human messages that go with them. No I/O here."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import re
@@ -31,16 +32,6 @@ class DomainError(Exception):
         self.details = details
 
 
-def normalize_cif(raw: str) -> str:
-    """`RO 123` / `ro123` / ` 123 ` -> `123`; refuses anything that is not 2..10 digits."""
-    cif = re.sub(r"\s+", "", raw or "").upper()
-    if cif.startswith("RO"):
-        cif = cif[2:]
-    if not cif.isdigit() or not 2 <= len(cif) <= 10:
-        raise DomainError("invalid_cif", f"'{raw}' is not a CIF: expected 2 to 10 digits, with or without 'RO'.")
-    return cif
-
-
 def normalize_email(raw: str) -> str:
     email = (raw or "").strip().lower()
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
@@ -50,7 +41,10 @@ def normalize_email(raw: str) -> str:
 
 def _b64json(segment: str) -> dict[str, Any]:
     pad = "=" * (-len(segment) % 4)
-    return json.loads(base64.urlsafe_b64decode(segment + pad))
+    claims = json.loads(base64.urlsafe_b64decode(segment + pad))
+    if not isinstance(claims, dict):
+        raise ValueError("a JWT payload is a JSON object")
+    return claims
 
 
 def jwt_claims(token: str) -> dict[str, Any]:
@@ -216,3 +210,16 @@ def authorize_error(error: str) -> tuple[str, str]:
 
 def backoff_seconds(attempt: int, base: int, cap: int) -> int:
     return int(min(base * (2 ** max(attempt - 1, 0)), cap))
+
+
+def account_throttle_key(email: str) -> str:
+    """The throttle key of one e-mail's consecutive failed logins (a hash: the table names no address)."""
+    return "acct:" + hashlib.sha256(email.encode()).hexdigest()[:40]
+
+
+def account_delay(failures: int, *, free: int, base: float, cap: float) -> float:
+    """Seconds an account waits after `failures` consecutive failed logins: none for the first `free`, then
+    base, 2*base, 4*base ... up to `cap`."""
+    if failures < free:
+        return 0.0
+    return float(min(cap, base * (2 ** min(failures - free, 30))))

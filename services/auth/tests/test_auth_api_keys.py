@@ -19,7 +19,7 @@ from spvhub_common.logging import configure_logging
 from sqlalchemy import func, select
 
 A, B, C = "1000017", "1000025", "1000033"
-FIRM, CLIENT = "2000019", "2000027"
+FIRM, CLIENT = "2000015", "2000031"  # valid CIFs: the control digit is checked
 
 
 async def _owner(h: Any, *cifs: str, verified: bool = True) -> dict[str, Any]:
@@ -271,7 +271,7 @@ async def test_secret_never_in_logs_or_answers(harness, probe, caplog, capsys) -
 
 
 async def test_usage_log_is_purged_after_its_keep_days(harness, probe) -> None:  # type: ignore[no-untyped-def]
-    from spvhub_auth.apikeys import purge_usage
+    from spvhub_auth.handlers import purge_usage
 
     h = harness
     wall = FixedClock(h.deps.wall.now())

@@ -89,7 +89,7 @@ async def test_start_requires_access_to_the_company(harness) -> None:  # type: i
     r = await h.client.post("/api/auth/anaf/authorizations", json={"company_cif": CIF}, headers=user["headers"])
     assert r.status_code == 403 and r.json()["error"]["code"] == "no_access_to_company"
     r = await h.client.post("/api/auth/anaf/authorizations", json={"company_cif": "abc"}, headers=user["headers"])
-    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cif"
+    assert r.status_code == 422 and r.json()["error"]["code"] == "cif_not_numeric"
     assert (await h.client.post("/api/auth/anaf/authorizations", json={"company_cif": CIF})).status_code == 401
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from spvhub_auth import domain as D
 from spvhub_auth.settings import Settings
+from spvhub_common.ids import InvalidTaxId, normalize_cif
 
 T0 = datetime(2026, 3, 10, 8, tzinfo=UTC)
 
@@ -57,9 +58,9 @@ def test_messages_name_the_cif_in_both_languages() -> None:
 
 
 def test_cif_normalisation() -> None:
-    assert D.normalize_cif(" ro 1000017 ") == "1000017"
-    with pytest.raises(D.DomainError):
-        D.normalize_cif("RO12A")
+    assert normalize_cif(" ro 1000017 ") == "1000017"
+    with pytest.raises(InvalidTaxId):
+        normalize_cif("RO12A")
 
 
 def test_token_facts_read_serial_dates_and_login_time() -> None:

@@ -17,16 +17,17 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from spvhub_common.errors import AppError, Conflict, NotFound, Unauthorized
 from spvhub_common.events.auth import AccountEmailRequested, EmailVerified
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy import func, insert, select, update
 
-from spvhub_auth import domain as D
-from spvhub_auth import throttle
-from spvhub_auth.adapters.orm import account_tokens, refresh_tokens, users
+from spvhub_auth import domain
+from spvhub_auth.adapters import repository as repo
+from spvhub_auth.handlers import throttle
+from spvhub_auth.handlers.deps import SLOW_DOWN, Deps, sha256
 
 log = get_logger(__name__)
 
@@ -38,22 +39,18 @@ ACCEPTED = {"status": "accepted",
                        "If the address has an spvhub account, an e-mail with the link is on its way."}
 
 
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def _link_key(deps: Any) -> bytes:
+def _link_key(deps: Deps) -> bytes:
     """A key of its own for account links, derived from the token key spec (a secret that never leaves auth)."""
     spec = deps.settings.token_key_spec.get_secret_value().encode()
     return hmac.new(spec, b"spvhub-auth:account-links", hashlib.sha256).digest()
 
 
-def _derive(deps: Any, token_id: str, nonce: str) -> str:
+def _derive(deps: Deps, token_id: str, nonce: str) -> str:
     mac = hmac.new(_link_key(deps), f"{token_id}:{nonce}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-def _ttl(deps: Any, purpose: str) -> timedelta:
+def _ttl(deps: Deps, purpose: str) -> timedelta:
     s = deps.settings
     if purpose == RESET_PASSWORD:
         return timedelta(minutes=s.password_reset_ttl_minutes)
@@ -69,39 +66,37 @@ def _bad_link() -> AppError:
                                     "a expirat). Cereți unul nou."})
 
 
-def _weak(deps: Any) -> AppError:
+def _weak(deps: Deps) -> AppError:
     n = deps.settings.password_min_length
     return AppError(f"The password must have at least {n} characters.", code="weak_password", status=422,
                     messages={"ro": f"Parola trebuie să aibă cel puțin {n} caractere."})
 
 
-async def request_link(deps: Any, uow: SqlUnitOfWork, user: Any, purpose: str, email: str,
+async def request_link(deps: Deps, uow: SqlUnitOfWork, user: repo.User, purpose: str, email: str,
                        now: datetime) -> str:
     """A new single-use link for `purpose` (earlier unused ones of the same purpose stop working) and the event
     that makes the notifier e-mail it. Returns the request id."""
-    await uow.session.execute(update(account_tokens).where(
-        account_tokens.c.user_id == user.id, account_tokens.c.purpose == purpose,
-        account_tokens.c.used_at.is_(None), account_tokens.c.revoked_at.is_(None)).values(revoked_at=now))
+    await repo.revoke_open_links(uow.session, user.id, (purpose,), now)
     tid = uuid.uuid4().hex
     nonce = secrets.token_urlsafe(32)
-    await uow.session.execute(insert(account_tokens).values(
-        id=tid, user_id=user.id, purpose=purpose, email=email, nonce=nonce,
-        token_hash=_sha256(_derive(deps, tid, nonce)), created_at=now, expires_at=now + _ttl(deps, purpose)))
+    await repo.insert_account_token(uow.session, token_id=tid, user_id=user.id, purpose=purpose, email=email,
+                                    nonce=nonce, token_hash=sha256(_derive(deps, tid, nonce)), now=now,
+                                    expires_at=now + _ttl(deps, purpose))
     uow.publish(AccountEmailRequested(user_id=user.id, kind=MAIL_KIND[purpose], email=email, name=user.name,
                                       locale=user.locale, request_id=tid))
     return tid
 
 
-def _notice(uow: SqlUnitOfWork, user: Any, kind: str, email: str, new_email: str | None = None) -> None:
+def _notice(uow: SqlUnitOfWork, user: repo.User, kind: str, email: str, new_email: str | None = None) -> None:
     uow.publish(AccountEmailRequested(user_id=user.id, kind=kind, email=email, name=user.name, locale=user.locale,
                                       new_email=new_email))
 
 
-async def link_for(deps: Any, token_id: str) -> dict[str, Any]:
+async def link_for(deps: Deps, token_id: str) -> dict[str, Any]:
     """Internal (notifier): the link of a request that can still be used, re-derived; 410 otherwise."""
     now = deps.wall.now()
     async with deps.uow() as uow:
-        row = (await uow.session.execute(select(account_tokens).where(account_tokens.c.id == token_id))).first()
+        row = await repo.account_token(uow.session, token_id)
     if row is None:
         raise NotFound("No such account link.", code="account_link_not_found")
     if row.used_at is not None or row.revoked_at is not None or row.expires_at <= now:
@@ -113,32 +108,30 @@ async def link_for(deps: Any, token_id: str) -> dict[str, Any]:
             "link": deps.settings.links_base + path.format(token=token)}
 
 
-async def _token_row(uow: SqlUnitOfWork, token: str, purposes: tuple[str, ...], now: datetime) -> Any:
+async def _token_row(uow: SqlUnitOfWork, token: str, purposes: tuple[str, ...], now: datetime) -> repo.AccountToken:
     if not token or len(token) > 100:
         raise _bad_link()
-    row = (await uow.session.execute(select(account_tokens).where(
-        account_tokens.c.token_hash == _sha256(token)).with_for_update())).first()
+    row = await repo.account_token_by_hash(uow.session, sha256(token))
     if (row is None or row.purpose not in purposes or row.used_at is not None or row.revoked_at is not None
             or row.expires_at <= now):
         raise _bad_link()
     return row
 
 
-async def _mark_verified(uow: SqlUnitOfWork, user: Any, email: str, now: datetime,
+async def _mark_verified(uow: SqlUnitOfWork, user: repo.User, email: str, now: datetime,
                          previous: str | None = None) -> None:
-    await uow.session.execute(update(users).where(users.c.id == user.id).values(
-        email=email, email_verified_at=now, updated_at=now))
+    await repo.set_email_verified(uow.session, user.id, email, now)
     uow.publish(EmailVerified(user_id=user.id, email=email, verified_at=now, previous_email=previous))
 
 
 # ---------------------------------------------------------------- e-mail verification and change
 
-async def verify_email(deps: Any, token: str) -> dict[str, Any]:
+async def verify_email(deps: Deps, token: str) -> dict[str, Any]:
     """Confirm an address from its link: the sign-up address, or the new address of a change."""
     now = deps.wall.now()
     async with deps.uow() as uow:
         row = await _token_row(uow, token, (VERIFY_EMAIL, CHANGE_EMAIL), now)
-        user = (await uow.session.execute(select(users).where(users.c.id == row.user_id).with_for_update())).first()
+        user = await repo.get_user(uow.session, row.user_id, for_update=True)
         if user is None:
             raise _bad_link()
         if row.purpose == VERIFY_EMAIL:
@@ -147,56 +140,47 @@ async def verify_email(deps: Any, token: str) -> dict[str, Any]:
             if user.email_verified_at is None:
                 await _mark_verified(uow, user, user.email, now)
         else:
-            taken = (await uow.session.execute(select(users.c.id).where(
-                users.c.email == row.email, users.c.id != user.id))).first()
-            if taken:
+            if await repo.email_taken(uow.session, row.email, except_user=user.id):
                 raise Conflict("Another account uses this address now; the change cannot be completed.",
                                code="email_taken",
                                messages={"ro": "Adresa este folosită acum de alt cont; schimbarea nu se poate "
                                                "încheia."})
             await _mark_verified(uow, user, row.email, now, previous=user.email)
-            await uow.session.execute(update(account_tokens).where(
-                account_tokens.c.user_id == user.id, account_tokens.c.id != row.id,
-                account_tokens.c.purpose.in_((VERIFY_EMAIL, CHANGE_EMAIL)),
-                account_tokens.c.used_at.is_(None), account_tokens.c.revoked_at.is_(None)).values(revoked_at=now))
-        await uow.session.execute(update(account_tokens).where(account_tokens.c.id == row.id).values(used_at=now))
+            await repo.revoke_open_links(uow.session, user.id, (VERIFY_EMAIL, CHANGE_EMAIL), now, except_id=row.id)
+        await repo.mark_link_used(uow.session, row.id, now)
         await uow.commit()
     log.info("e-mail verified", user_id=row.user_id, purpose=row.purpose)
     return {"status": "verified", "email": row.email, "email_verified": True}
 
 
-async def resend_verification(deps: Any, *, email: str, client: str) -> dict[str, Any]:
+async def resend_verification(deps: Deps, *, email: str, client: str) -> dict[str, Any]:
     """Send the sign-up verification link again. Same answer whether the address has an account or not."""
     return await _public_request(deps, email=email, client=client, purpose=VERIFY_EMAIL)
 
 
-async def forgot_password(deps: Any, *, email: str, client: str) -> dict[str, Any]:
+async def forgot_password(deps: Deps, *, email: str, client: str) -> dict[str, Any]:
     """E-mail a password reset link. Same answer whether the address has an account or not."""
     return await _public_request(deps, email=email, client=client, purpose=RESET_PASSWORD)
 
 
-async def _public_request(deps: Any, *, email: str, client: str, purpose: str) -> dict[str, Any]:
+async def _public_request(deps: Deps, *, email: str, client: str, purpose: str) -> dict[str, Any]:
     s = deps.settings
     now = deps.wall.now()
     address = (email or "").strip().lower()[:320]
     await throttle.limit(deps.uow, now, [(f"mail-ip:{client}", s.account_email_ip_max,
-                                          s.account_email_window_seconds)],
-                         message="Prea multe cereri într-un timp scurt. Încercați din nou peste {retry} secunde. / "
-                                 "Too many requests in a short time. Try again in {retry} seconds.")
+                                          s.account_email_window_seconds)], message=SLOW_DOWN)
     async with deps.uow() as uow:
         # counted for every address asked for, existing or not: the limit itself tells nothing
-        sent, _ = await throttle.hit(uow, f"mail:{purpose}:{_sha256(address)}", now, s.account_email_window_seconds)
-        user = (await uow.session.execute(select(users).where(users.c.email == address))).first()
-        wanted = user is not None and sent <= s.account_email_address_max and not (
-            purpose == VERIFY_EMAIL and user.email_verified_at is not None)
-        if wanted:
+        sent, _ = await throttle.hit(uow, f"mail:{purpose}:{sha256(address)}", now, s.account_email_window_seconds)
+        user = await repo.user_by_email(uow.session, address)
+        if user is not None and sent <= s.account_email_address_max and not (
+                purpose == VERIFY_EMAIL and user.email_verified_at is not None):
             await request_link(deps, uow, user, purpose, user.email, now)
         await uow.commit()
     return dict(ACCEPTED)
 
 
-async def _check_password(deps: Any, user: Any, password: str) -> None:
-    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+async def _check_password(deps: Deps, user: repo.User, password: str) -> None:
     try:
         await asyncio.to_thread(deps.hasher.verify, user.password_hash, password or "")
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -204,19 +188,19 @@ async def _check_password(deps: Any, user: Any, password: str) -> None:
                            messages={"ro": "Parola actuală este greșită."}) from None
 
 
-async def _user(uow: SqlUnitOfWork, user_id: str) -> Any:
-    u = (await uow.session.execute(select(users).where(users.c.id == user_id).with_for_update())).first()
+async def _user(uow: SqlUnitOfWork, user_id: str) -> repo.User:
+    u = await repo.get_user(uow.session, user_id, for_update=True)
     if u is None:
         raise NotFound("No such user.", code="no_user")
     return u
 
 
-async def change_email(deps: Any, principal: Principal, *, new_email: str, password: str) -> dict[str, Any]:
+async def change_email(deps: Deps, principal: Principal, *, new_email: str, password: str) -> dict[str, Any]:
     """Ask to move the account to a new address: the new one gets a link to confirm (nothing changes before),
     the old one is told. An address another account uses gets no link, and the answer does not say so."""
     try:
-        address = D.normalize_email(new_email)
-    except D.DomainError as e:
+        address = domain.normalize_email(new_email)
+    except domain.DomainError as e:
         raise AppError(e.message, code=e.code, status=422,
                        messages={"ro": "Introduceți o adresă de e-mail validă."}) from None
     now = deps.wall.now()
@@ -226,8 +210,7 @@ async def change_email(deps: Any, principal: Principal, *, new_email: str, passw
         if address == user.email:
             raise AppError("This is already the account's address.", code="same_email", status=422,
                            messages={"ro": "Aceasta este deja adresa contului."})
-        taken = (await uow.session.execute(select(users.c.id).where(users.c.email == address))).first()
-        if not taken:
+        if not await repo.email_taken(uow.session, address):
             await request_link(deps, uow, user, CHANGE_EMAIL, address, now)
         _notice(uow, user, "email_changed", user.email, new_email=address)
         await uow.commit()
@@ -239,15 +222,7 @@ async def change_email(deps: Any, principal: Principal, *, new_email: str, passw
 
 # ---------------------------------------------------------------- passwords
 
-async def _revoke_sessions(uow: SqlUnitOfWork, user_id: str, now: datetime, keep_family: str | None = None) -> int:
-    q = update(refresh_tokens).where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
-    if keep_family:
-        q = q.where(refresh_tokens.c.family_id != keep_family)
-    families = (await uow.session.execute(q.values(revoked_at=now).returning(refresh_tokens.c.family_id))).all()
-    return len({f[0] for f in families})
-
-
-async def reset_password(deps: Any, *, token: str, password: str) -> dict[str, Any]:
+async def reset_password(deps: Deps, *, token: str, password: str) -> dict[str, Any]:
     """Set a new password from a reset link; every session of the account ends. The link also proves the
     address, so an unverified one becomes verified."""
     if len(password or "") < deps.settings.password_min_length:
@@ -259,12 +234,11 @@ async def reset_password(deps: Any, *, token: str, password: str) -> dict[str, A
         user = await _user(uow, row.user_id)
         if row.email != user.email:
             raise _bad_link()
-        await uow.session.execute(update(users).where(users.c.id == user.id).values(
-            password_hash=pw_hash, updated_at=now))
+        await repo.update_user(uow.session, user.id, password_hash=pw_hash, updated_at=now)
         if user.email_verified_at is None:
             await _mark_verified(uow, user, user.email, now)
-        await uow.session.execute(update(account_tokens).where(account_tokens.c.id == row.id).values(used_at=now))
-        ended = await _revoke_sessions(uow, user.id, now)
+        await repo.mark_link_used(uow.session, row.id, now)
+        ended = await repo.revoke_sessions(uow.session, user.id, now)
         await throttle.account_succeeded(uow, user.email)
         _notice(uow, user, "password_changed", user.email)
         await uow.commit()
@@ -272,7 +246,7 @@ async def reset_password(deps: Any, *, token: str, password: str) -> dict[str, A
     return {"status": "password_reset", "sessions_ended": ended}
 
 
-async def change_password(deps: Any, principal: Principal, *, current_password: str,
+async def change_password(deps: Deps, principal: Principal, *, current_password: str,
                           new_password: str) -> dict[str, Any]:
     """Change the password (the current one required); every other session ends, this one stays."""
     if len(new_password or "") < deps.settings.password_min_length:
@@ -282,12 +256,9 @@ async def change_password(deps: Any, principal: Principal, *, current_password: 
         user = await _user(uow, principal.user_id)
         await _check_password(deps, user, current_password)
         pw_hash = await asyncio.to_thread(deps.hasher.hash, new_password)
-        await uow.session.execute(update(users).where(users.c.id == user.id).values(
-            password_hash=pw_hash, updated_at=now))
-        ended = await _revoke_sessions(uow, user.id, now, keep_family=principal.claims.get("sid"))
-        await uow.session.execute(update(account_tokens).where(
-            account_tokens.c.user_id == user.id, account_tokens.c.purpose == RESET_PASSWORD,
-            account_tokens.c.used_at.is_(None), account_tokens.c.revoked_at.is_(None)).values(revoked_at=now))
+        await repo.update_user(uow.session, user.id, password_hash=pw_hash, updated_at=now)
+        ended = await repo.revoke_sessions(uow.session, user.id, now, keep_family=principal.claims.get("sid"))
+        await repo.revoke_open_links(uow.session, user.id, (RESET_PASSWORD,), now)
         _notice(uow, user, "password_changed", user.email)
         await uow.commit()
     return {"status": "password_changed", "sessions_ended": ended}
@@ -295,19 +266,11 @@ async def change_password(deps: Any, principal: Principal, *, current_password: 
 
 # ---------------------------------------------------------------- sessions
 
-async def list_sessions(deps: Any, principal: Principal) -> dict[str, Any]:
+async def list_sessions(deps: Deps, principal: Principal) -> dict[str, Any]:
     """The account's open sessions (one per sign-in, kept across token refreshes), newest use first."""
     now = deps.wall.now()
-    rt = refresh_tokens
-    latest = (select(rt.c.family_id, func.min(rt.c.issued_at).label("created_at"),
-                     func.max(rt.c.issued_at).label("last_used_at"), func.max(rt.c.expires_at).label("expires_at"))
-              .where(rt.c.user_id == principal.user_id).group_by(rt.c.family_id)
-              .having(func.bool_and(rt.c.revoked_at.is_(None))).subquery())
     async with deps.uow() as uow:
-        rows = (await uow.session.execute(
-            select(latest, rt.c.user_agent, rt.c.client_address)
-            .join(rt, (rt.c.family_id == latest.c.family_id) & (rt.c.issued_at == latest.c.last_used_at))
-            .where(latest.c.expires_at > now).order_by(latest.c.last_used_at.desc()))).all()
+        rows = await repo.open_sessions(uow.session, principal.user_id, now)
     current = principal.claims.get("sid")
     seen: set[str] = set()
     items = []
@@ -321,15 +284,12 @@ async def list_sessions(deps: Any, principal: Principal) -> dict[str, Any]:
     return {"items": items}
 
 
-async def revoke_session(deps: Any, principal: Principal, session_id: str) -> None:
+async def revoke_session(deps: Deps, principal: Principal, session_id: str) -> None:
     """End one session of the caller's: its refresh token stops working at once (an access token already issued
     lives out its few minutes)."""
     now = deps.wall.now()
     async with deps.uow() as uow:
-        res = await uow.session.execute(update(refresh_tokens).where(
-            refresh_tokens.c.user_id == principal.user_id, refresh_tokens.c.family_id == session_id[:64],
-            refresh_tokens.c.revoked_at.is_(None)).values(revoked_at=now))
-        if not res.rowcount:
+        if not await repo.revoke_user_family(uow.session, principal.user_id, session_id[:64], now):
             raise NotFound("No such open session.", code="session_not_found",
                            messages={"ro": "Nu există o sesiune deschisă cu acest identificator."})
         await uow.commit()
