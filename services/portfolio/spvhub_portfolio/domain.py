@@ -1,5 +1,5 @@
-"""Portfolio rules: CIF normalisation and control digit, roles, collaboration states, effective access,
-the reading of ANAF's rights inventory, and the diff of discovered rights. No I/O here."""
+"""Portfolio rules: roles, collaboration states, effective access, the reading of ANAF's rights inventory, the
+diff of discovered rights and the firm's candidate CSV. No I/O here; CIFs are checked by `spvhub_common.ids`."""
 from __future__ import annotations
 
 import csv
@@ -8,52 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from spvhub_common.errors import AppError
-
-CIF_KEY = "753217532"
-
-
-class InvalidCif(AppError):
-    status = 422
-    code = "invalid_cif"
-
-
-def control_digit(body: str) -> int:
-    """Control digit of a CIF body (1-9 digits), key 753217532 aligned from the right."""
-    key = CIF_KEY[-len(body):]
-    total = sum(int(d) * int(k) for d, k in zip(body, key, strict=True))
-    digit = total * 10 % 11
-    return 0 if digit == 10 else digit
-
-
-def normalize_cif(raw: object) -> str:
-    """`" RO 12 345 678 "` -> `"12345678"`; raises InvalidCif (422) with a stable code.
-
-    Codes: `cif_empty`, `cif_not_numeric`, `cif_bad_length` (2-10 digits), `cif_bad_control_digit`.
-    """
-    text = "".join(str(raw if raw is not None else "").split()).upper()
-    if text.startswith("RO"):
-        text = text[2:]
-    if not text:
-        raise InvalidCif("Enter the company's CIF (with or without RO).", code="cif_empty", details={"cif": raw})
-    if not text.isdigit():
-        raise InvalidCif(f"CIF {raw!r} must contain only digits after the optional RO prefix.",
-                         code="cif_not_numeric", details={"cif": raw})
-    if not 2 <= len(text) <= 10:
-        raise InvalidCif(f"CIF {raw!r} must have between 2 and 10 digits.", code="cif_bad_length",
-                         details={"cif": raw})
-    if control_digit(text[:-1]) != int(text[-1]):
-        raise InvalidCif(f"CIF {raw!r} is not valid: its last digit (control digit) should be "
-                         f"{control_digit(text[:-1])}. Check for a typing mistake.",
-                         code="cif_bad_control_digit", details={"cif": raw})
-    return text.lstrip("0") or text
-
-
-def is_valid_cif(raw: object) -> bool:
-    try:
-        normalize_cif(raw)
-    except InvalidCif:
-        return False
-    return True
+from spvhub_common.ids import InvalidTaxId, normalize_cif
 
 
 class Role(StrEnum):
@@ -191,7 +146,7 @@ def inventory_from_cui_field(queried_cif: str, cui_field: object) -> list[str] |
     for p in parts:
         try:
             c = normalize_cif(p)
-        except InvalidCif:
+        except InvalidTaxId:
             # CNPs (13 digits) of natural persons can sit in an SPV inventory: not companies, keep them out.
             continue
         if c not in cifs:
@@ -282,7 +237,7 @@ def parse_candidates_csv(text: str) -> CsvCandidates:
             continue
         try:
             cif = normalize_cif(value)
-        except InvalidCif as e:
+        except InvalidTaxId as e:
             out.errors.append({"line": lineno, "value": value, "code": e.code, "problem": e.message})
             continue
         if cif not in seen:

@@ -119,7 +119,7 @@ class Env:
 
     @property
     def deps(self) -> h.Deps:
-        return self.app.state.portfolio_deps  # type: ignore[no-any-return]
+        return self.app.state.deps  # type: ignore[no-any-return]
 
     def headers(self, user: str) -> dict[str, str]:
         return self.minter.headers(user)
@@ -204,7 +204,7 @@ async def make_env(database: str, topic_prefix: str, *, live: bool = False, fami
                          auth_transport=httpx.ASGITransport(app=auth_app),
                          clock=EmulatorClock(emulator_app.state.emulator),
                          start_consumers=live, start_relay=live, start_jobs=live)
-    deps: h.Deps = app.state.portfolio_deps
+    deps: h.Deps = app.state.deps
     budget = PostgresBudget(runtime.engine, clock=SystemClock())
     await ensure_schema(runtime.engine)
     deps.efactura.budget = budget  # type: ignore[attr-defined]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 from pfkit import FIRM_A, Env
-from spvhub_portfolio.domain import MAX_CSV_ROWS, control_digit
+from spvhub_common.ids import cif_control_digit
+from spvhub_portfolio.domain import MAX_CSV_ROWS
 
 FIRM = FIRM_A
 
@@ -16,7 +17,7 @@ def valid_cifs(n: int, start: int = 10_000_000) -> list[str]:
     body = start
     while len(out) < n:
         b = str(body)[:9]
-        out.append(b + str(control_digit(b)))
+        out.append(b + str(cif_control_digit(b)))
         body += 1
     return [c for c in out if c != FIRM]
 

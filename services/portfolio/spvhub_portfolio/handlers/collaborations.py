@@ -22,6 +22,7 @@ from spvhub_common.events.portfolio import (
     CollaborationStarted,
     JoinRequested,
 )
+from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -38,8 +39,8 @@ log = get_logger(__name__)
 
 
 async def on_invitation_sent(ev: InvitationSent, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
-    await repo.upsert_invitation(uow.session, ev.invitation_id, domain.normalize_cif(ev.firm_cif),
-                                 domain.normalize_cif(ev.client_cif), "sent", deps.clock.now())
+    await repo.upsert_invitation(uow.session, ev.invitation_id, normalize_cif(ev.firm_cif),
+                                 normalize_cif(ev.client_cif), "sent", deps.clock.now())
 
 
 async def _firm_covers(uow: SqlUnitOfWork, firm: str, client: str) -> bool:
@@ -53,7 +54,7 @@ async def on_invitation_claimed(ev: InvitationClaimed, _env: CloudEvent, uow: Sq
     e-mail address, so: when the company has no verified owner yet and the firm's certificate has SPV rights on it,
     the claimant becomes its verified owner; when it has one, the claim is a join request its owners decide on;
     otherwise the claimant is an unverified member until they prove control. A pending collaboration opens."""
-    firm, client = domain.normalize_cif(ev.firm_cif), domain.normalize_cif(ev.client_cif)
+    firm, client = normalize_cif(ev.firm_cif), normalize_cif(ev.client_cif)
     now = deps.clock.now()
     await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, "claimed", now)
     await ensure_company(uow, deps, client, ev.user_id)
@@ -81,7 +82,7 @@ async def on_invitation_accepted(ev: InvitationAccepted, _env: CloudEvent, uow: 
     """The client accepted: the collaboration is active and the firm's users reach the client's data. Only a
     verified owner or administrator of the client can consent; anything else is refused here too, whatever the
     invitations service let through."""
-    firm, client = domain.normalize_cif(ev.firm_cif), domain.normalize_cif(ev.client_cif)
+    firm, client = normalize_cif(ev.firm_cif), normalize_cif(ev.client_cif)
     now = deps.clock.now()
     accepter = await repo.direct_membership(uow.session, ev.user_id, client)
     if accepter is None or not accepter.verified or accepter.role not in domain.MANAGERS:
@@ -106,7 +107,7 @@ async def on_invitation_accepted(ev: InvitationAccepted, _env: CloudEvent, uow: 
 
 async def _close_pending(ev: InvitationDeclined | InvitationExpired | InvitationRevoked, uow: SqlUnitOfWork, deps: Deps,
                          status: str) -> None:
-    firm, client = domain.normalize_cif(ev.firm_cif), domain.normalize_cif(ev.client_cif)
+    firm, client = normalize_cif(ev.firm_cif), normalize_cif(ev.client_cif)
     now = deps.clock.now()
     await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, status, now)
     c = await repo.open_collaboration(uow.session, firm, client, lock=True)
@@ -137,51 +138,54 @@ def collaboration_view(c: repo.Collaboration, names: dict[str, repo.Company], pe
             "may_file": bool(c.may_file)}
 
 
-async def list_collaborations(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
-    cif = domain.normalize_cif(raw_cif)
-    await require_role(uow, user_id, cif, direct_only=True)
-    rows = await repo.collaborations_of(uow.session, cif)
-    names = await repo.company_rows(uow.session, {c.firm_cif for c in rows} | {c.client_cif for c in rows})
-    return [collaboration_view(c, names, cif) for c in rows]
+async def list_collaborations(deps: Deps, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
+    async with deps.uow() as uow:
+        cif = normalize_cif(raw_cif)
+        await require_role(uow, user_id, cif, direct_only=True)
+        rows = await repo.collaborations_of(uow.session, cif)
+        names = await repo.company_rows(uow.session, {c.firm_cif for c in rows} | {c.client_cif for c in rows})
+        return [collaboration_view(c, names, cif) for c in rows]
 
 
-async def end_collaboration(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str, raw_other: str,
+async def end_collaboration(deps: Deps, user_id: str, raw_cif: str, raw_other: str,
                             reason: str) -> dict[str, Any]:
     """Either side (an owner or administrator) ends the collaboration; the firm's users lose the client."""
-    cif, other = domain.normalize_cif(raw_cif), domain.normalize_cif(raw_other)
-    await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
-    c = await repo.open_collaboration(uow.session, cif, other, lock=True) or await repo.open_collaboration(
-        uow.session, other, cif, lock=True)
-    if c is None:
-        raise NotFound(f"CIF {cif} has no open collaboration with CIF {other}.", code="collaboration_not_found")
-    now = deps.clock.now()
-    why = reason or ("ended_by_firm" if c.firm_cif == cif else "ended_by_client")
-    await repo.set_collaboration(uow.session, c.id, {"status": "ended", "ended_at": now, "ended_by": user_id,
-                                                     "end_reason": why})
-    uow.publish(CollaborationEnded(firm_cif=c.firm_cif, client_cif=c.client_cif, reason=why))
-    await sync_access(uow, {c.client_cif})
-    await sync_entitlements(uow, {c.client_cif}, reason="collaboration_ended",
-                            message=f"The collaboration with the accounting firm (CIF {c.firm_cif}) ended and no "
-                                    "other ANAF authorization covers this company: its e-Factura invoices are no "
-                                    "longer downloaded. Authorize ANAF access for the company to resume.")
-    names = await repo.company_rows(uow.session, {c.firm_cif, c.client_cif})
-    return collaboration_view(replace(c, status="ended", ended_at=now, end_reason=why), names, cif)
+    async with deps.transaction() as uow:
+        cif, other = normalize_cif(raw_cif), normalize_cif(raw_other)
+        await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
+        c = await repo.open_collaboration(uow.session, cif, other, lock=True) or await repo.open_collaboration(
+            uow.session, other, cif, lock=True)
+        if c is None:
+            raise NotFound(f"CIF {cif} has no open collaboration with CIF {other}.", code="collaboration_not_found")
+        now = deps.clock.now()
+        why = reason or ("ended_by_firm" if c.firm_cif == cif else "ended_by_client")
+        await repo.set_collaboration(uow.session, c.id, {"status": "ended", "ended_at": now, "ended_by": user_id,
+                                                         "end_reason": why})
+        uow.publish(CollaborationEnded(firm_cif=c.firm_cif, client_cif=c.client_cif, reason=why))
+        await sync_access(uow, {c.client_cif})
+        await sync_entitlements(uow, {c.client_cif}, reason="collaboration_ended",
+                                message=f"The collaboration with the accounting firm (CIF {c.firm_cif}) ended and no "
+                                        "other ANAF authorization covers this company: its e-Factura invoices are no "
+                                        "longer downloaded. Authorize ANAF access for the company to resume.")
+        names = await repo.company_rows(uow.session, {c.firm_cif, c.client_cif})
+        return collaboration_view(replace(c, status="ended", ended_at=now, end_reason=why), names, cif)
 
 
-async def set_collaboration_permissions(uow: SqlUnitOfWork, user_id: str, raw_cif: str, raw_firm: str,
+async def set_collaboration_permissions(deps: Deps, user_id: str, raw_cif: str, raw_firm: str,
                                         may_file: bool) -> dict[str, Any]:
     """The client's verified owner or administrator decides whether the firm may file in the client's name."""
-    client, firm = domain.normalize_cif(raw_cif), domain.normalize_cif(raw_firm)
-    await require_role(uow, user_id, client, domain.MANAGERS, direct_only=True)
-    c = await repo.open_collaboration(uow.session, firm, client, lock=True)
-    if c is None or c.status != CollaborationStatus.ACTIVE:
-        raise NotFound(f"CIF {client} has no active collaboration with the accounting firm CIF {firm}.",
-                       code="collaboration_not_found")
-    if c.may_file != may_file:
-        await repo.set_collaboration(uow.session, c.id, {"may_file": may_file})
-        uow.publish(CollaborationPermissionsChanged(firm_cif=firm, client_cif=client, may_file=may_file,
-                                                    changed_by=user_id))
-        await sync_access(uow, {client})
-        await sync_entitlements(uow, {client})
-    names = await repo.company_rows(uow.session, {firm, client})
-    return collaboration_view(replace(c, may_file=may_file), names, client)
+    async with deps.transaction() as uow:
+        client, firm = normalize_cif(raw_cif), normalize_cif(raw_firm)
+        await require_role(uow, user_id, client, domain.MANAGERS, direct_only=True)
+        c = await repo.open_collaboration(uow.session, firm, client, lock=True)
+        if c is None or c.status != CollaborationStatus.ACTIVE:
+            raise NotFound(f"CIF {client} has no active collaboration with the accounting firm CIF {firm}.",
+                           code="collaboration_not_found")
+        if c.may_file != may_file:
+            await repo.set_collaboration(uow.session, c.id, {"may_file": may_file})
+            uow.publish(CollaborationPermissionsChanged(firm_cif=firm, client_cif=client, may_file=may_file,
+                                                        changed_by=user_id))
+            await sync_access(uow, {client})
+            await sync_entitlements(uow, {client})
+        names = await repo.company_rows(uow.session, {firm, client})
+        return collaboration_view(replace(c, may_file=may_file), names, client)

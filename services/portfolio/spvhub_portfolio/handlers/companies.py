@@ -8,6 +8,7 @@ from typing import Any
 from spvhub_common.anaf.errors import AnafError
 from spvhub_common.errors import AppError, Conflict, NotFound
 from spvhub_common.events.portfolio import CompanyRegistered, CompanyUpdated, JoinRequested
+from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -77,58 +78,60 @@ def _verification(verified: bool) -> dict[str, Any]:
 
 
 # -- companies --------------------------------------------------------------------------------------------
-async def registry_lookup(uow: SqlUnitOfWork, deps: Deps, raw_cif: str) -> dict[str, Any]:
+async def registry_lookup(deps: Deps, raw_cif: str) -> dict[str, Any]:
     """What typing a CIF gives anyone signed in: ANAF's public registry data, shown before the person confirms
     the registration. Registers nothing and grants nothing."""
-    cif = domain.normalize_cif(raw_cif)
-    reg = (await registry_data(uow, deps, [cif])).get(cif)
-    if reg is None or not reg.found:
-        raise AppError(f"CIF {cif} is valid but ANAF's public registry has no company with it. Check the number.",
-                       code="cif_not_in_registry", status=422, details={"cif": cif})
-    return {"cif": cif, **company_fields(reg)}
+    async with deps.transaction() as uow:
+        cif = normalize_cif(raw_cif)
+        reg = (await registry_data(uow, deps, [cif])).get(cif)
+        if reg is None or not reg.found:
+            raise AppError(f"CIF {cif} is valid but ANAF's public registry has no company with it. Check the number.",
+                           code="cif_not_in_registry", status=422, details={"cif": cif})
+        return {"cif": cif, **company_fields(reg)}
 
 
-async def register_company(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str) -> tuple[dict[str, Any], bool]:
+async def register_company(deps: Deps, user_id: str, raw_cif: str) -> tuple[dict[str, Any], bool]:
     """Register a company by CIF alone. Registering proves nothing: the caller becomes an *unverified* member
     (owner once verified, if nobody was verified before) and sees the registry data only. A CIF is never locked by
     an unverified registration; when the company already has a verified owner, the registration is a join request
     its owners and administrators are told about. Returns (company, created)."""
-    cif = domain.normalize_cif(raw_cif)
-    existing = await repo.get_company(uow.session, cif, lock=True)
-    if existing is not None:
-        m = await repo.direct_membership(uow.session, user_id, cif)
-        if m is not None:
-            return company_view(existing, role=m.role, relation="own", **_verification(m.verified)), False
-    reg = (await registry_data(uow, deps, [cif])).get(cif)
-    if reg is None or not reg.found:
-        raise AppError(f"CIF {cif} is valid but ANAF's public registry has no company with it. Check the number.",
-                       code="cif_not_in_registry", status=422, details={"cif": cif},
-                       messages={"ro": f"CIF {cif} este valid, dar registrul public ANAF nu are nicio companie cu "
-                                       "acest cod. Verificați numărul."})
-    now = deps.clock.now()
-    fields = company_fields(reg)
-    if existing is None:
-        if not await repo.insert_company(uow.session, {"cif": cif, **fields, "registry_checked_at": now,
-                                                       "registered_by": user_id, "created_at": now,
-                                                       "updated_at": now}):
-            raise Conflict(f"Company CIF {cif} is being registered right now; try again in a moment.",
-                           code="registration_in_progress", details={"cif": cif})
+    async with deps.transaction() as uow:
+        cif = normalize_cif(raw_cif)
+        existing = await repo.get_company(uow.session, cif, lock=True)
+        if existing is not None:
+            m = await repo.direct_membership(uow.session, user_id, cif)
+            if m is not None:
+                return company_view(existing, role=m.role, relation="own", **_verification(m.verified)), False
+        reg = (await registry_data(uow, deps, [cif])).get(cif)
+        if reg is None or not reg.found:
+            raise AppError(f"CIF {cif} is valid but ANAF's public registry has no company with it. Check the number.",
+                           code="cif_not_in_registry", status=422, details={"cif": cif},
+                           messages={"ro": f"CIF {cif} este valid, dar registrul public ANAF nu are nicio companie cu "
+                                           "acest cod. Verificați numărul."})
+        now = deps.clock.now()
+        fields = company_fields(reg)
+        if existing is None:
+            if not await repo.insert_company(uow.session, {"cif": cif, **fields, "registry_checked_at": now,
+                                                           "registered_by": user_id, "created_at": now,
+                                                           "updated_at": now}):
+                raise Conflict(f"Company CIF {cif} is being registered right now; try again in a moment.",
+                               code="registration_in_progress", details={"cif": cif})
+            row = await repo.get_company(uow.session, cif)
+            assert row is not None
+            uow.publish(CompanyRegistered(cif=cif, registered_by=user_id,
+                                          provides_accounting_services=row.provides_accounting_services, **fields))
+        else:
+            await repo.update_company(uow.session, cif, {**fields, "registry_checked_at": now, "updated_at": now})
+        role = Role.OWNER.value
+        if await repo.has_verified_owner(uow.session, cif):
+            role = Role.MEMBER.value  # asks to join; the owners decide the role when they approve
+            managers = await repo.verified_people(uow.session, cif, domain.MANAGERS)
+            uow.publish(JoinRequested(cif=cif, user_id=user_id, via="registration", notify_user_ids=managers))
+        await repo.upsert_member(uow.session, cif, user_id, role)
         row = await repo.get_company(uow.session, cif)
         assert row is not None
-        uow.publish(CompanyRegistered(cif=cif, registered_by=user_id,
-                                      provides_accounting_services=row.provides_accounting_services, **fields))
-    else:
-        await repo.update_company(uow.session, cif, {**fields, "registry_checked_at": now, "updated_at": now})
-    role = Role.OWNER.value
-    if await repo.has_verified_owner(uow.session, cif):
-        role = Role.MEMBER.value  # asks to join; the owners decide the role when they approve
-        managers = await repo.verified_people(uow.session, cif, domain.MANAGERS)
-        uow.publish(JoinRequested(cif=cif, user_id=user_id, via="registration", notify_user_ids=managers))
-    await repo.upsert_member(uow.session, cif, user_id, role)
-    row = await repo.get_company(uow.session, cif)
-    assert row is not None
-    await sync_access(uow, {cif})
-    return company_view(row, role=role, relation="own", **_verification(False)), True
+        await sync_access(uow, {cif})
+        return company_view(row, role=role, relation="own", **_verification(False)), True
 
 
 async def ensure_company(uow: SqlUnitOfWork, deps: Deps, cif: str, user_id: str | None) -> repo.Company:
@@ -147,64 +150,68 @@ async def ensure_company(uow: SqlUnitOfWork, deps: Deps, cif: str, user_id: str 
     return row
 
 
-async def get_company(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> dict[str, Any]:
-    cif = domain.normalize_cif(raw_cif)
-    grant = await require_role(uow, user_id, cif, allow_unverified=True)
-    row = await repo.get_company(uow.session, cif)
-    if row is None:
-        raise NotFound(f"Company CIF {cif} is not registered.", code="company_not_found")
-    extra: dict[str, Any] = {"role": grant.role, "relation": "client" if grant.via_firm_cif else "own",
-                             "can_file": grant.can_file, **_verification(grant.verified)}
-    if grant.via_firm_cif:
-        extra["via_firm_cif"] = grant.via_firm_cif
-    return company_view(row, **extra)
+async def get_company(deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
+    async with deps.uow() as uow:
+        cif = normalize_cif(raw_cif)
+        grant = await require_role(uow, user_id, cif, allow_unverified=True)
+        row = await repo.get_company(uow.session, cif)
+        if row is None:
+            raise NotFound(f"Company CIF {cif} is not registered.", code="company_not_found")
+        extra: dict[str, Any] = {"role": grant.role, "relation": "client" if grant.via_firm_cif else "own",
+                                 "can_file": grant.can_file, **_verification(grant.verified)}
+        if grant.via_firm_cif:
+            extra["via_firm_cif"] = grant.via_firm_cif
+        return company_view(row, **extra)
 
 
-async def list_companies(uow: SqlUnitOfWork, user_id: str) -> list[dict[str, Any]]:
+async def list_companies(deps: Deps, user_id: str) -> list[dict[str, Any]]:
     """The caller's own companies (verified or not), then the clients of the firms the caller is a verified member
     of, each marked."""
-    own = await repo.user_memberships(uow.session, user_id)
-    own_roles = {m.cif: m.role for m in own}
-    own_verified = {m.cif: m.verified_at is not None for m in own}
-    firms = [c for c, v in own_verified.items() if v]
-    collabs = await repo.open_collaborations_of_firms(uow.session, firms)
-    rows = await repo.company_rows(uow.session, set(own_roles) | {c.client_cif for c in collabs})
+    async with deps.uow() as uow:
+        own = await repo.user_memberships(uow.session, user_id)
+        own_roles = {m.cif: m.role for m in own}
+        own_verified = {m.cif: m.verified_at is not None for m in own}
+        firms = [c for c, v in own_verified.items() if v]
+        collabs = await repo.open_collaborations_of_firms(uow.session, firms)
+        rows = await repo.company_rows(uow.session, set(own_roles) | {c.client_cif for c in collabs})
 
-    def name(cif: str) -> str:
-        return rows[cif].name if cif in rows else ""
+        def name(cif: str) -> str:
+            return rows[cif].name if cif in rows else ""
 
-    out: list[dict[str, Any]] = []
-    for cif in sorted(own_roles, key=lambda c: (name(c), c)):
-        if cif in rows:
-            out.append(company_view(rows[cif], relation="own", role=own_roles[cif],
-                                    can_file=own_verified[cif] and own_roles[cif] in domain.MANAGERS,
-                                    **_verification(own_verified[cif])))
-    for c in sorted(collabs, key=lambda c: (name(c.client_cif), c.client_cif)):
-        if c.client_cif in own_roles or c.client_cif not in rows:
-            continue
-        active = c.status == "active"
-        out.append(company_view(rows[c.client_cif], relation="client",
-                                role=Role.ACCOUNTANT.value if active else None,
-                                via_firm_cif=c.firm_cif, collaboration_status=c.status,
-                                collaboration_id=c.id, accessible=active, can_file=active and c.may_file,
-                                verification="verified" if active else "not_applicable"))
-    return out
+        out: list[dict[str, Any]] = []
+        for cif in sorted(own_roles, key=lambda c: (name(c), c)):
+            if cif in rows:
+                out.append(company_view(rows[cif], relation="own", role=own_roles[cif],
+                                        can_file=own_verified[cif] and own_roles[cif] in domain.MANAGERS,
+                                        **_verification(own_verified[cif])))
+        for c in sorted(collabs, key=lambda c: (name(c.client_cif), c.client_cif)):
+            if c.client_cif in own_roles or c.client_cif not in rows:
+                continue
+            active = c.status == "active"
+            out.append(company_view(rows[c.client_cif], relation="client",
+                                    role=Role.ACCOUNTANT.value if active else None,
+                                    via_firm_cif=c.firm_cif, collaboration_status=c.status,
+                                    collaboration_id=c.id, accessible=active, can_file=active and c.may_file,
+                                    verification="verified" if active else "not_applicable"))
+        return out
 
 
-async def update_company_profile(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str,
+async def update_company_profile(deps: Deps, user_id: str, raw_cif: str,
                                  provides_accounting_services: bool | None) -> dict[str, Any]:
-    cif = domain.normalize_cif(raw_cif)
-    role = (await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)).role
-    row = await repo.get_company(uow.session, cif, lock=True)
-    if row is None:
-        raise NotFound(f"Company CIF {cif} is not registered.", code="company_not_found")
-    if provides_accounting_services is not None and provides_accounting_services != row.provides_accounting_services:
-        await repo.update_company(uow.session, cif, {"provides_accounting_services": provides_accounting_services,
-                                                     "updated_at": deps.clock.now()})
-        row = await repo.get_company(uow.session, cif)
-        assert row is not None
-        _publish_updated(uow, row)
-    return company_view(row, role=role, relation="own")
+    async with deps.transaction() as uow:
+        cif = normalize_cif(raw_cif)
+        role = (await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)).role
+        row = await repo.get_company(uow.session, cif, lock=True)
+        if row is None:
+            raise NotFound(f"Company CIF {cif} is not registered.", code="company_not_found")
+        flag = provides_accounting_services
+        if flag is not None and flag != row.provides_accounting_services:
+            await repo.update_company(uow.session, cif, {"provides_accounting_services": flag,
+                                                         "updated_at": deps.clock.now()})
+            row = await repo.get_company(uow.session, cif)
+            assert row is not None
+            _publish_updated(uow, row)
+        return company_view(row, role=role, relation="own")
 
 
 def _publish_updated(uow: SqlUnitOfWork, row: repo.Company) -> None:

@@ -10,6 +10,7 @@ from spvhub_common.events.auth import (
 )
 from spvhub_common.events.envelope import CloudEvent
 from spvhub_common.events.portfolio import RightsDiscovered
+from spvhub_common.ids import normalize_cif
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio import domain
@@ -25,7 +26,7 @@ async def on_connection_authorized(ev: ConnectionAuthorized, _env: CloudEvent, u
                                    deps: Deps) -> None:
     """Record the connection, verify the member who authorized it when ANAF confirmed the certificate's rights on
     the company, and discover the rights of its certificate holder right away."""
-    holder = domain.normalize_cif(ev.company_cif)
+    holder = normalize_cif(ev.company_cif)
     services = domain.services_of(ev.services)
     await repo.upsert_connection(uow.session, {
         "connection_id": ev.connection_id, "holder_cif": holder, "user_id": ev.user_id,

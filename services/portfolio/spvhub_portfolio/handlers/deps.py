@@ -1,10 +1,13 @@
 """The ports and settings the portfolio use cases need (built in bootstrap; fakes in unit tests)."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from spvhub_common.clock import Clock
+from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio.adapters.anaf import EfacturaListPort, RegistryPort, TokenPort
 
@@ -13,6 +16,7 @@ from spvhub_portfolio.adapters.anaf import EfacturaListPort, RegistryPort, Token
 class Deps:
     """The ports the use cases need (built in bootstrap; fakes in unit tests)."""
 
+    uow: Callable[[], SqlUnitOfWork]
     registry: RegistryPort
     efactura: EfacturaListPort
     tokens: TokenPort
@@ -23,3 +27,11 @@ class Deps:
     probe_concurrency: int = 8
     discovery_days: int = 60
     jobs_tick_seconds: float = 300
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:
+        """A unit of work committed when the block ends normally (a `return` included), rolled back on an error:
+        one HTTP command, one transaction."""
+        async with self.uow() as uow:
+            yield uow
+            await uow.commit()

@@ -10,6 +10,7 @@ from typing import Any
 from spvhub_common.anaf.errors import AnafError, BudgetExhausted, LimitReached, Unauthorized
 from spvhub_common.errors import AppError, Conflict, NotFound
 from spvhub_common.events.portfolio import RightsDiscovered
+from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -206,53 +207,56 @@ async def discover_recording_errors(uow: SqlUnitOfWork, deps: Deps, connection_i
         return None
 
 
-async def discover_on_demand(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
-    cif = domain.normalize_cif(raw_cif)
-    await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
-    conns = [c for c in await repo.connections_of_holder(uow.session, cif)
-             if c.status == ConnectionStatus.ACTIVE and "efactura" in (c.services or [])]
-    if not conns:
-        raise Conflict(f"CIF {cif} has no active e-Factura authorization: authorize e-Factura with the firm's "
-                       "certificate first.", code="no_active_efactura_authorization", details={"cif": cif})
-    results = []
-    for c in conns:
-        try:
-            results.append((await discover(uow, deps, c.connection_id, trigger="on_demand")).view())
-        except ConnectionUnavailable as e:
-            await uow.commit()  # keep the status change (reauthorization required)
-            raise Conflict(f"The e-Factura authorization of CIF {cif} must be renewed by the certificate holder.",
-                           code=e.code, details={"connection_id": c.connection_id}) from e
-        except (BudgetExhausted, LimitReached) as e:
-            raise AppError("ANAF's call limits are reached for now; discovery will run again automatically.",
-                           code="anaf_limit_reached", status=429, details={"anaf": e.text}) from e
-        except AnafError as e:
-            raise AppError("ANAF could not be queried; try again later.", code="anaf_unavailable", status=503,
-                           details={"anaf": e.text}) from e
-    cifs = sorted({x for r in results for x in r["cifs"]}, key=int)
-    return {"cif": cif, "count": len(cifs), "cifs": cifs, "connections": results}
+async def discover_on_demand(deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
+    async with deps.transaction() as uow:
+        cif = normalize_cif(raw_cif)
+        await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
+        conns = [c for c in await repo.connections_of_holder(uow.session, cif)
+                 if c.status == ConnectionStatus.ACTIVE and "efactura" in (c.services or [])]
+        if not conns:
+            raise Conflict(f"CIF {cif} has no active e-Factura authorization: authorize e-Factura with the firm's "
+                           "certificate first.", code="no_active_efactura_authorization", details={"cif": cif})
+        results = []
+        for c in conns:
+            try:
+                results.append((await discover(uow, deps, c.connection_id, trigger="on_demand")).view())
+            except ConnectionUnavailable as e:
+                await uow.commit()  # keep the status change (reauthorization required)
+                raise Conflict(f"The e-Factura authorization of CIF {cif} must be renewed by the certificate holder.",
+                               code=e.code, details={"connection_id": c.connection_id}) from e
+            except (BudgetExhausted, LimitReached) as e:
+                raise AppError("ANAF's call limits are reached for now; discovery will run again automatically.",
+                               code="anaf_limit_reached", status=429, details={"anaf": e.text}) from e
+            except AnafError as e:
+                raise AppError("ANAF could not be queried; try again later.", code="anaf_unavailable", status=503,
+                               details={"anaf": e.text}) from e
+        cifs = sorted({x for r in results for x in r["cifs"]}, key=int)
+        return {"cif": cif, "count": len(cifs), "cifs": cifs, "connections": results}
 
 
 # -- candidates --------------------------------------------------------------------------------------------
 MAX_CANDIDATES = 20_000
 
 
-async def upload_candidates(uow: SqlUnitOfWork, user_id: str, raw_cif: str, text: str) -> dict[str, Any]:
-    cif = domain.normalize_cif(raw_cif)
-    await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
-    parsed = await asyncio.to_thread(domain.parse_candidates_csv, text)  # tens of ms for 20,000 rows: off the loop
-    if parsed.errors:
-        raise AppError(f"{len(parsed.errors)} row(s) of the CSV do not hold a valid CIF; nothing was saved.",
-                       code="invalid_candidates", status=422, details={"rows": parsed.errors[:200]})
-    if not parsed.cifs:
-        raise AppError("The CSV holds no CIF.", code="empty_candidates", status=422)
-    if len(parsed.cifs) > MAX_CANDIDATES:
-        raise AppError(f"At most {MAX_CANDIDATES} CIFs per firm.", code="too_many_candidates", status=422)
-    added = await repo.add_candidates(uow.session, cif, [c for c in parsed.cifs if c != cif], user_id)
-    total = len(await repo.candidates_of(uow.session, cif))
-    return {"cif": cif, "received": len(parsed.cifs), "added": added, "total": total}
+async def upload_candidates(deps: Deps, user_id: str, raw_cif: str, text: str) -> dict[str, Any]:
+    async with deps.transaction() as uow:
+        cif = normalize_cif(raw_cif)
+        await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
+        parsed = await asyncio.to_thread(domain.parse_candidates_csv, text)  # tens of ms for 20,000 rows: off the loop
+        if parsed.errors:
+            raise AppError(f"{len(parsed.errors)} row(s) of the CSV do not hold a valid CIF; nothing was saved.",
+                           code="invalid_candidates", status=422, details={"rows": parsed.errors[:200]})
+        if not parsed.cifs:
+            raise AppError("The CSV holds no CIF.", code="empty_candidates", status=422)
+        if len(parsed.cifs) > MAX_CANDIDATES:
+            raise AppError(f"At most {MAX_CANDIDATES} CIFs per firm.", code="too_many_candidates", status=422)
+        added = await repo.add_candidates(uow.session, cif, [c for c in parsed.cifs if c != cif], user_id)
+        total = len(await repo.candidates_of(uow.session, cif))
+        return {"cif": cif, "received": len(parsed.cifs), "added": added, "total": total}
 
 
-async def list_candidates(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> dict[str, Any]:
-    cif = domain.normalize_cif(raw_cif)
-    await require_role(uow, user_id, cif, direct_only=True)
-    return {"cif": cif, "candidates": await repo.candidates_of(uow.session, cif)}
+async def list_candidates(deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
+    async with deps.uow() as uow:
+        cif = normalize_cif(raw_cif)
+        await require_role(uow, user_id, cif, direct_only=True)
+        return {"cif": cif, "candidates": await repo.candidates_of(uow.session, cif)}

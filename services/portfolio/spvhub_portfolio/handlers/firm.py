@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from spvhub_common.errors import NotFound
-from spvhub_common.uow import SqlUnitOfWork
+from spvhub_common.ids import normalize_cif
 
-from spvhub_portfolio import domain
 from spvhub_portfolio.adapters import repository as repo
 from spvhub_portfolio.domain import CollaborationStatus, ConnectionStatus
 from spvhub_portfolio.handlers.access import require_role
@@ -15,83 +14,85 @@ from spvhub_portfolio.handlers.companies import company_fields
 from spvhub_portfolio.handlers.deps import Deps
 
 
-async def list_discovered(uow: SqlUnitOfWork, deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
-    firm = domain.normalize_cif(raw_cif)
-    await require_role(uow, user_id, firm, direct_only=True)
-    rows = [r for r in await repo.discovered_for_holder(uow.session, firm) if r.cif != firm]
-    reg = await repo.registry_rows(uow.session, [r.cif for r in rows])
-    collabs = await repo.latest_collaborations(uow.session, firm)
-    invites = await repo.invitations_of_firm(uow.session, firm)
-    items = []
-    for r in sorted(rows, key=lambda r: (reg[r.cif].name if r.cif in reg else "", r.cif)):
-        g = reg.get(r.cif)
-        c = collabs.get(r.cif)
-        inv = invites.get(r.cif)
-        items.append({"cif": r.cif, **company_fields(g), "registry_found": bool(g and g.found),
-                      "discovered_at": r.discovered_at, "confirmed_at": r.confirmed_at,
-                      "invited": bool(inv and inv.status in ("sent", "claimed")) or bool(
-                          c and c.status == CollaborationStatus.PENDING),
-                      "invitation_status": inv.status if inv else None,
-                      "collaboration_status": c.status if c else None,
-                      "collaborating": bool(c and c.status == CollaborationStatus.ACTIVE)})
-    return {"firm_cif": firm, "count": len(items), "companies": items}
+async def list_discovered(deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
+    async with deps.uow() as uow:
+        firm = normalize_cif(raw_cif)
+        await require_role(uow, user_id, firm, direct_only=True)
+        rows = [r for r in await repo.discovered_for_holder(uow.session, firm) if r.cif != firm]
+        reg = await repo.registry_rows(uow.session, [r.cif for r in rows])
+        collabs = await repo.latest_collaborations(uow.session, firm)
+        invites = await repo.invitations_of_firm(uow.session, firm)
+        items = []
+        for r in sorted(rows, key=lambda r: (reg[r.cif].name if r.cif in reg else "", r.cif)):
+            g = reg.get(r.cif)
+            c = collabs.get(r.cif)
+            inv = invites.get(r.cif)
+            items.append({"cif": r.cif, **company_fields(g), "registry_found": bool(g and g.found),
+                          "discovered_at": r.discovered_at, "confirmed_at": r.confirmed_at,
+                          "invited": bool(inv and inv.status in ("sent", "claimed")) or bool(
+                              c and c.status == CollaborationStatus.PENDING),
+                          "invitation_status": inv.status if inv else None,
+                          "collaboration_status": c.status if c else None,
+                          "collaborating": bool(c and c.status == CollaborationStatus.ACTIVE)})
+        return {"firm_cif": firm, "count": len(items), "companies": items}
 
 
-async def portfolio_status(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> dict[str, Any]:
+async def portfolio_status(deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
     """What blocks the firm's portfolio: the accounting-services flag, an active e-Factura authorization,
     each client's acceptance."""
-    firm = domain.normalize_cif(raw_cif)
-    await require_role(uow, user_id, firm, direct_only=True)
-    row = await repo.get_company(uow.session, firm)
-    if row is None:
-        raise NotFound(f"Company CIF {firm} is not registered.", code="company_not_found")
-    blockers: list[dict[str, Any]] = []
-    if not row.provides_accounting_services:
-        blockers.append({"code": "accounting_services_flag_missing",
-                         "message": "The company profile is not marked \"provides accounting services\"; an owner or "
-                                    "administrator can set it (PATCH the company)."})
-    conns = await repo.connections_of_holder(uow.session, firm)
-    ef = [c for c in conns if "efactura" in (c.services or [])]
-    active = [c for c in ef if c.status == ConnectionStatus.ACTIVE]
-    auth_view: dict[str, Any] = {"status": "missing"}
-    if active:
-        c = active[0]
-        auth_view = {"status": "active", "connection_id": c.connection_id, "holder_name": c.holder_name,
-                     "authorized_at": c.authorized_at, "last_discovery_at": c.last_discovery_at,
-                     "last_discovery_mode": c.last_discovery_mode, "discovered_count": c.last_discovery_count,
-                     "last_discovery_complete": c.last_discovery_complete,
-                     "last_discovery_error": c.last_discovery_error}
-    elif ef:
-        c = ef[0]
-        auth_view = {"status": c.status, "connection_id": c.connection_id, "reason": c.status_reason}
-    if not active:
-        blockers.append({"code": "no_active_efactura_authorization",
-                         "message": "There is no active e-Factura authorization with the firm's certificate"
-                                    + (f" (the last one is {auth_view['status']})" if ef else "")
-                                    + ": authorize e-Factura for the firm's CIF."})
-    discovered = {r.cif for r in await repo.discovered_for_holder(uow.session, firm)} - {firm}
-    collabs = await repo.latest_collaborations(uow.session, firm)
-    invites = await repo.invitations_of_firm(uow.session, firm)
-    names = await repo.registry_rows(uow.session, discovered | set(collabs))
-    clients: list[dict[str, Any]] = []
-    for cif in sorted(discovered | set(collabs), key=int):
-        collab = collabs.get(cif)
-        status = collab.status if collab else None
-        inv = invites.get(cif)
-        client_blockers = []
-        if status != CollaborationStatus.ACTIVE:
-            client_blockers.append("client_acceptance_missing" if status == CollaborationStatus.PENDING or (
-                inv and inv.status in ("sent", "claimed")) else "not_invited" if status is None else
-                "collaboration_ended")
-        if active and cif not in discovered:
-            client_blockers.append("no_spv_rights")
-        clients.append({"cif": cif, "name": names[cif].name if cif in names else "", "collaboration_status": status,
-                        "invitation_status": inv.status if inv else None, "spv_rights": cif in discovered,
-                        "blocked_by": client_blockers})
-    pending = [c["cif"] for c in clients if "client_acceptance_missing" in c["blocked_by"]]
-    if pending:
-        blockers.append({"code": "client_acceptance_missing", "cifs": pending,
-                         "message": f"{len(pending)} client(s) have not accepted the collaboration yet."})
-    return {"firm_cif": firm, "ready": not [b for b in blockers if b["code"] != "client_acceptance_missing"],
-            "provides_accounting_services": row.provides_accounting_services, "efactura_authorization": auth_view,
-            "blockers": blockers, "clients": clients}
+    async with deps.uow() as uow:
+        firm = normalize_cif(raw_cif)
+        await require_role(uow, user_id, firm, direct_only=True)
+        row = await repo.get_company(uow.session, firm)
+        if row is None:
+            raise NotFound(f"Company CIF {firm} is not registered.", code="company_not_found")
+        blockers: list[dict[str, Any]] = []
+        if not row.provides_accounting_services:
+            blockers.append({"code": "accounting_services_flag_missing",
+                             "message": "The company profile is not marked \"provides accounting services\"; an "
+                                        "owner or administrator can set it (PATCH the company)."})
+        conns = await repo.connections_of_holder(uow.session, firm)
+        ef = [c for c in conns if "efactura" in (c.services or [])]
+        active = [c for c in ef if c.status == ConnectionStatus.ACTIVE]
+        auth_view: dict[str, Any] = {"status": "missing"}
+        if active:
+            c = active[0]
+            auth_view = {"status": "active", "connection_id": c.connection_id, "holder_name": c.holder_name,
+                         "authorized_at": c.authorized_at, "last_discovery_at": c.last_discovery_at,
+                         "last_discovery_mode": c.last_discovery_mode, "discovered_count": c.last_discovery_count,
+                         "last_discovery_complete": c.last_discovery_complete,
+                         "last_discovery_error": c.last_discovery_error}
+        elif ef:
+            c = ef[0]
+            auth_view = {"status": c.status, "connection_id": c.connection_id, "reason": c.status_reason}
+        if not active:
+            blockers.append({"code": "no_active_efactura_authorization",
+                             "message": "There is no active e-Factura authorization with the firm's certificate"
+                                        + (f" (the last one is {auth_view['status']})" if ef else "")
+                                        + ": authorize e-Factura for the firm's CIF."})
+        discovered = {r.cif for r in await repo.discovered_for_holder(uow.session, firm)} - {firm}
+        collabs = await repo.latest_collaborations(uow.session, firm)
+        invites = await repo.invitations_of_firm(uow.session, firm)
+        names = await repo.registry_rows(uow.session, discovered | set(collabs))
+        clients: list[dict[str, Any]] = []
+        for cif in sorted(discovered | set(collabs), key=int):
+            collab = collabs.get(cif)
+            status = collab.status if collab else None
+            inv = invites.get(cif)
+            client_blockers = []
+            if status != CollaborationStatus.ACTIVE:
+                client_blockers.append("client_acceptance_missing" if status == CollaborationStatus.PENDING or (
+                    inv and inv.status in ("sent", "claimed")) else "not_invited" if status is None else
+                    "collaboration_ended")
+            if active and cif not in discovered:
+                client_blockers.append("no_spv_rights")
+            clients.append({"cif": cif, "name": names[cif].name if cif in names else "", "collaboration_status": status,
+                            "invitation_status": inv.status if inv else None, "spv_rights": cif in discovered,
+                            "blocked_by": client_blockers})
+        pending = [c["cif"] for c in clients if "client_acceptance_missing" in c["blocked_by"]]
+        if pending:
+            blockers.append({"code": "client_acceptance_missing", "cifs": pending,
+                             "message": f"{len(pending)} client(s) have not accepted the collaboration yet."})
+        return {"firm_cif": firm, "ready": not [b for b in blockers if b["code"] != "client_acceptance_missing"],
+                "provides_accounting_services": row.provides_accounting_services, "efactura_authorization": auth_view,
+                "blockers": blockers, "clients": clients}

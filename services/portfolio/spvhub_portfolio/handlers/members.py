@@ -8,6 +8,7 @@ from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events.auth import EmailVerified, UserRegistered
 from spvhub_common.events.envelope import CloudEvent
 from spvhub_common.events.portfolio import MembershipVerified
+from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -42,43 +43,50 @@ async def verify_member(uow: SqlUnitOfWork, deps: Deps, cif: str, user_id: str, 
     return True
 
 
-async def list_members(uow: SqlUnitOfWork, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
+async def list_members(deps: Deps, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
     """Members with their role and verification; unverified ones are requests an owner or admin approves (by
     setting their role) or drops (by removing them)."""
-    cif = domain.normalize_cif(raw_cif)
-    await require_role(uow, user_id, cif, direct_only=True)
-    rows = await repo.members(uow.session, cif)
-    people = await repo.users_by_id(uow.session, [m.user_id for m in rows])
-    out = []
-    for m in rows:
-        person = people.get(m.user_id)
-        out.append({"user_id": m.user_id, "email": person.email if person else None,
-                    "name": person.name if person else None, "role": m.role, "since": m.created_at,
-                    "verified": m.verified_at is not None, "verified_via": m.verified_via,
-                    "status": "active" if m.verified_at is not None else "pending_approval"})
-    return out
+    async with deps.uow() as uow:
+        cif = normalize_cif(raw_cif)
+        await require_role(uow, user_id, cif, direct_only=True)
+        rows = await repo.members(uow.session, cif)
+        people = await repo.users_by_id(uow.session, [m.user_id for m in rows])
+        out = []
+        for m in rows:
+            person = people.get(m.user_id)
+            out.append({"user_id": m.user_id, "email": person.email if person else None,
+                        "name": person.name if person else None, "role": m.role, "since": m.created_at,
+                        "verified": m.verified_at is not None, "verified_via": m.verified_via,
+                        "status": "active" if m.verified_at is not None else "pending_approval"})
+        return out
 
 
-async def add_member(uow: SqlUnitOfWork, deps: Deps, actor: str, raw_cif: str, email: str,
+async def add_member(deps: Deps, actor: str, raw_cif: str, email: str,
                      role: str) -> dict[str, Any]:
     """A verified owner or administrator adds an existing platform user, named by e-mail; the new member is
     verified by that grant."""
-    cif = domain.normalize_cif(raw_cif)
-    await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)
-    user = await repo.user_by_email(uow.session, email)
-    if user is None:
-        raise NotFound("No platform account uses this e-mail address. Ask the person to sign up first, then add "
-                       "them again.", code="user_not_found",
-                       messages={"ro": "Nicio cont de pe platformă nu folosește această adresă de e-mail. Rugați "
-                                       "persoana să își creeze un cont, apoi adăugați-o din nou."})
-    return await set_member(uow, deps, actor, cif, user.user_id, role, adding=True)
+    async with deps.transaction() as uow:
+        cif = normalize_cif(raw_cif)
+        await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)
+        user = await repo.user_by_email(uow.session, email)
+        if user is None:
+            raise NotFound("No platform account uses this e-mail address. Ask the person to sign up first, then add "
+                           "them again.", code="user_not_found",
+                           messages={"ro": "Nicio cont de pe platformă nu folosește această adresă de e-mail. Rugați "
+                                           "persoana să își creeze un cont, apoi adăugați-o din nou."})
+        return await _set_member(uow, deps, actor, cif, user.user_id, role, adding=True)
 
 
-async def set_member(uow: SqlUnitOfWork, deps: Deps, actor: str, raw_cif: str, member_id: str, role: str, *,
-                     adding: bool = False) -> dict[str, Any]:
+async def set_member(deps: Deps, actor: str, raw_cif: str, member_id: str, role: str) -> dict[str, Any]:
     """Change a member's role, or approve a pending (unverified) member with a role (owner/admin only; admins never
     touch owners). Only `add_member` adds someone new."""
-    cif = domain.normalize_cif(raw_cif)
+    async with deps.transaction() as uow:
+        return await _set_member(uow, deps, actor, raw_cif, member_id, role)
+
+
+async def _set_member(uow: SqlUnitOfWork, deps: Deps, actor: str, raw_cif: str, member_id: str, role: str, *,
+                      adding: bool = False) -> dict[str, Any]:
+    cif = normalize_cif(raw_cif)
     if role not in [r.value for r in domain.MEMBER_ROLES]:
         raise AppError("role must be owner, admin or member.", code="invalid_role", status=422)
     actor_role = (await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)).role
@@ -105,24 +113,25 @@ async def set_member(uow: SqlUnitOfWork, deps: Deps, actor: str, raw_cif: str, m
     return {"user_id": member_id, "role": role, "verified": verified}
 
 
-async def remove_member(uow: SqlUnitOfWork, actor: str, raw_cif: str, member_id: str) -> None:
-    cif = domain.normalize_cif(raw_cif)
-    if actor == member_id:
-        await require_role(uow, actor, cif, direct_only=True, allow_unverified=True)  # anyone may leave
-        actor_role = Role.OWNER.value
-    else:
-        actor_role = (await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)).role
-    await repo.get_company(uow.session, cif, lock=True)
-    current = await repo.direct_membership(uow.session, member_id, cif)
-    if current is None:
-        raise NotFound(f"User {member_id} is not a member of CIF {cif}.", code="member_not_found")
-    current_role = current.role if current.verified else None
-    if not domain.can_assign(actor_role, Role.MEMBER.value, current_role):
-        raise Forbidden("Only an owner can remove an owner.", code="insufficient_role")
-    if current_role == Role.OWNER:
-        await _keep_one_owner(uow, cif, member_id)
-    await repo.delete_member(uow.session, cif, member_id)
-    await sync_access_of_firm(uow, cif)
+async def remove_member(deps: Deps, actor: str, raw_cif: str, member_id: str) -> None:
+    async with deps.transaction() as uow:
+        cif = normalize_cif(raw_cif)
+        if actor == member_id:
+            await require_role(uow, actor, cif, direct_only=True, allow_unverified=True)  # anyone may leave
+            actor_role = Role.OWNER.value
+        else:
+            actor_role = (await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)).role
+        await repo.get_company(uow.session, cif, lock=True)
+        current = await repo.direct_membership(uow.session, member_id, cif)
+        if current is None:
+            raise NotFound(f"User {member_id} is not a member of CIF {cif}.", code="member_not_found")
+        current_role = current.role if current.verified else None
+        if not domain.can_assign(actor_role, Role.MEMBER.value, current_role):
+            raise Forbidden("Only an owner can remove an owner.", code="insufficient_role")
+        if current_role == Role.OWNER:
+            await _keep_one_owner(uow, cif, member_id)
+        await repo.delete_member(uow.session, cif, member_id)
+        await sync_access_of_firm(uow, cif)
 
 
 async def _keep_one_owner(uow: SqlUnitOfWork, cif: str, leaving: str) -> None:
