@@ -70,6 +70,29 @@ class Settings(ServiceSettings):
     # API
     export_max_items: int = 100_000
 
+    # outgoing submissions (env SPVHUB_SUBMISSION_*)
+    submission_lease_seconds: float = 60.0
+    submission_worker_interval_seconds: float = 2.0
+    submission_batch: int = 20
+    submission_first_check_seconds: float = 2.0
+    submission_check_base_seconds: float = 5.0
+    submission_check_max_seconds: float = 3600.0
+    submission_retry_seconds: float = 60.0
+    submission_unknown_check_seconds: float = 10.0
+    submission_unknown_grace_seconds: float = Field(
+        6 * 3600.0, description="how long after an interrupted upload ANAF's lists must show no trace of it before it "
+        "is uploaded again (ANAF's processing plus its indexing lag, seconds to ~15 min live; generous on purpose)")
+    submission_max_xml_bytes: int = Field(10 * 1024 * 1024, description="ANAF's upload limit")
+    submission_offline_validation: bool = Field(
+        True, description="validate offline (UBL 2.1 schema + EN 16931/CIUS-RO Schematron) before anything is stored "
+        "or sent; a request may turn it off (`offline_validation=false`) to let ANAF judge the document")
+    submission_deadline_warning_working_hours: float = Field(
+        24.0, description="the filing clock: `due_soon` and `efactura.filing-deadline-approaching` this many working "
+        "hours before the legal deadline (5 working days after the issue date)")
+    submission_deadline_scan_seconds: float = Field(300.0, description="how often the filing deadlines are scanned")
+    submission_deadline_scan_days: int = Field(21, description="invoices issued this many days back at most are "
+                                               "scanned")
+
     @field_validator("trusted_signer_sha256", mode="before")
     @classmethod
     def _split_fingerprints(cls, v: object) -> object:

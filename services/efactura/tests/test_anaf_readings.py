@@ -15,7 +15,6 @@ import pytest
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 from spvhub_common.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import invoices
-from spvhub_efactura.submissions.service import SubmissionSettings
 from sqlalchemy import select
 from submissions_kit import grant_access, invoice_xml
 
@@ -48,9 +47,9 @@ async def test_upload_answered_with_technical_error_1814_is_reconciled_before_an
     seller, buyer = company_cifs(2)
     settings = efactura_settings(fresh_database, topic_prefix)
     # a short grace: the lists must cover the upload time plus this much before an unfiled upload is resent
-    sub_settings = SubmissionSettings(unknown_grace_seconds=120, unknown_check_seconds=0.2)
+    settings.submission_unknown_grace_seconds = 120
+    settings.submission_unknown_check_seconds = 0.2
     async with Harness(settings, emulator) as h:
-        h.app.state.submissions.settings = sub_settings
         await h.grant("acc", [seller, buyer])
         minter = TokenMinter()
         h.app.state.jwks = minter.verifier()

@@ -86,7 +86,7 @@ def out(row: dict[str, Any], now: datetime | None = None, due_soon_hours: float 
 
 def _out(request: Request, row: dict[str, Any]) -> SubmissionOut:
     svc = _svc(request)
-    return out(row, svc.clock.now(), svc.settings.deadline_warning_working_hours)
+    return out(row, svc.clock.now(), svc.settings.submission_deadline_warning_working_hours)
 
 
 async def _scoped_cif(request: Request, user_id: str, raw: str, *, file: bool = False) -> str:
@@ -155,7 +155,7 @@ async def submit(request: Request, user: CurrentUser, cif: str,
                  ) -> Response:
     c = await _scoped_cif(request, user.user_id, cif, file=True)  # before the body is read or anything stored
     svc = _svc(request)
-    data, form = await _read_body(request, svc.settings.max_xml_bytes)
+    data, form = await _read_body(request, svc.settings.submission_max_xml_bytes)
     cmd = SubmitCommand(cif=c, xml=data, user_id=user.user_id,
                         client_key=idempotency_key or form.get("idempotency_key"),
                         extern=_flag(extern, form, "extern"), autofactura=_flag(autofactura, form, "autofactura"),
@@ -174,9 +174,9 @@ async def validate_offline(request: Request, user: CurrentUser) -> dict[str, Any
     the shape of ANAF's `validare` (`stare`, `Messages`) with each finding's rule id, field, ANAF's text and the
     explanation in Romanian and English. Works while ANAF is down; reads no company data."""
     svc = _svc(request)
-    data, _ = await _read_body(request, svc.settings.max_xml_bytes)
-    if len(data) > svc.settings.max_xml_bytes:
-        raise AppError(f"The XML is larger than {svc.settings.max_xml_bytes // (1024 * 1024)} MB.",
+    data, _ = await _read_body(request, svc.settings.submission_max_xml_bytes)
+    if len(data) > svc.settings.submission_max_xml_bytes:
+        raise AppError(f"The XML is larger than {svc.settings.submission_max_xml_bytes // (1024 * 1024)} MB.",
                        code="xml_too_large", status=413)
     if not data.strip():
         raise AppError("The request has no XML document.", code="xml_malformed", status=400)
@@ -189,7 +189,7 @@ async def _deadlines(request: Request, cifs: list[str], open_only: bool, limit: 
     since = now.astimezone(filing.RO_TZ).date() - timedelta(days=90) if not open_only else None
     async with svc.uow() as uow:
         rows = await repo.by_deadline(uow.session, cifs, open_only=open_only, limit=limit, since=since)
-    hours = svc.settings.deadline_warning_working_hours
+    hours = svc.settings.submission_deadline_warning_working_hours
     items = [out(r, now, hours) for r in rows]
     counts = {s: sum(1 for i in items if i.deadline_state == s) for s in (filing.LATE, filing.DUE_SOON, filing.ON_TIME)}
     return {"items": [i.model_dump(mode="json") for i in items], "counts": counts, "open_only": open_only}

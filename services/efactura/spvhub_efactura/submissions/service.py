@@ -34,7 +34,6 @@ from xml.etree.ElementTree import ParseError
 import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
 from lxml import etree
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from spvhub_common.anaf.budget import AnafBudget, BudgetKind
 from spvhub_common.anaf.errors import (
     AnafError,
@@ -65,6 +64,7 @@ from spvhub_efactura.adapters.anaf import resets_at_of
 from spvhub_efactura.anaf_errors import explain_all
 from spvhub_efactura.archive import HostileArchive, UnreadableArchive, parse_xml
 from spvhub_efactura.handlers import Clock, SyncEngine, SyncPaused, UowFactory
+from spvhub_efactura.settings import Settings
 from spvhub_efactura.submissions import filing
 from spvhub_efactura.submissions import repository as repo
 from spvhub_efactura.submissions.anaf import SubmissionAnaf, Uploaded
@@ -76,33 +76,6 @@ MAX_XML_BYTES = 10 * 1024 * 1024  # ANAF's upload limit
 _EVENT_FIELDS = ("code", "field", "message", "explanation_ro", "explanation_en")
 ACTIVE = ("received", "uploading", "processing", "unknown")
 FINAL = ("accepted", "rejected")
-
-
-class SubmissionSettings(BaseSettings):
-    """Env `SPVHUB_SUBMISSION_*`."""
-
-    model_config = SettingsConfigDict(env_prefix="SPVHUB_SUBMISSION_", extra="ignore")
-
-    lease_seconds: float = 60.0
-    worker_interval_seconds: float = 2.0
-    batch: int = 20
-    first_check_seconds: float = 2.0
-    check_base_seconds: float = 5.0
-    check_max_seconds: float = 3600.0
-    retry_seconds: float = 60.0
-    unknown_check_seconds: float = 10.0
-    # How long after an interrupted upload ANAF's lists must show no trace of it before it is uploaded again
-    # (ANAF's processing plus its indexing lag, seconds to ~15 min live; generous on purpose).
-    unknown_grace_seconds: float = 6 * 3600.0
-    max_xml_bytes: int = MAX_XML_BYTES
-    # Validate offline (UBL 2.1 schema + EN 16931/CIUS-RO Schematron) before anything is stored or sent; a
-    # request may turn it off (`offline_validation=false`) to let ANAF judge the document.
-    offline_validation: bool = True
-    # The filing clock: `due_soon` and `efactura.filing-deadline-approaching` this many working hours before the
-    # legal deadline (5 working days after the issue date); the scan runs every `deadline_scan_seconds`.
-    deadline_warning_working_hours: float = 24.0
-    deadline_scan_seconds: float = 300.0
-    deadline_scan_days: int = 21  # invoices issued this many days back at most are scanned
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,7 +188,7 @@ def invalid_document_error(report: Report) -> AppError:
 class SubmissionService:
     """Submit, claim/upload, follow, reconcile, link. Safe with many replicas (leases + conditional updates)."""
 
-    def __init__(self, settings: SubmissionSettings, uow: UowFactory, engine: SyncEngine, anaf: SubmissionAnaf,
+    def __init__(self, settings: Settings, uow: UowFactory, engine: SyncEngine, anaf: SubmissionAnaf,
                  blobs: BlobStore, clock: Clock, budget: AnafBudget | None = None, *,
                  instance_id: str | None = None, validator: Validator | None = None) -> None:
         self.settings = settings
@@ -236,7 +209,7 @@ class SubmissionService:
     async def submit(self, cmd: SubmitCommand) -> tuple[dict[str, Any], bool]:
         """Create (or find) the submission for the key and try to file it now. Returns (row, created)."""
         # two parses of up to 10 MB (defusedxml's check, then lxml): off the event loop that answers everyone else
-        ins = await asyncio.to_thread(inspect_invoice_xml, cmd.xml, self.settings.max_xml_bytes)
+        ins = await asyncio.to_thread(inspect_invoice_xml, cmd.xml, self.settings.submission_max_xml_bytes)
         if cmd.standard and cmd.standard.upper() != ins.standard:
             raise AppError(f"standard={cmd.standard} does not match the document ({ins.document_type}: "
                            f"{ins.standard}).", code="standard_mismatch", status=422)
@@ -245,7 +218,9 @@ class SubmissionService:
             who = "buyer (self-billing)" if cmd.autofactura else "seller"
             raise AppError(f"The {who} CIF in the XML ({own or 'missing'}) is not {cmd.cif}, the company filing it.",
                            code="seller_mismatch", status=422, details={"xml_cif": own, "cif": cmd.cif})
-        offline = self.settings.offline_validation if cmd.offline_validation is None else cmd.offline_validation
+        offline = cmd.offline_validation
+        if offline is None:
+            offline = self.settings.submission_offline_validation
         warnings: list[dict[str, Any]] = []
         if offline:
             report = await self.validator.validate_async(cmd.xml)
@@ -340,20 +315,20 @@ class SubmissionService:
     async def advance(self, submission_id: str | None = None) -> str | None:
         """Claim one `received` submission (this one, or any due) and file it. Returns the outcome or None."""
         async with self.uow() as uow:
-            rows = await repo.claim_received(uow.session, self.me, self.settings.lease_seconds, self.clock.now(), 1,
-                                             submission_id)
+            rows = await repo.claim_received(uow.session, self.me, self.settings.submission_lease_seconds,
+                                             self.clock.now(), 1, submission_id)
             await uow.commit()
         if not rows:
             return None
         return await self._run(rows[0])
 
     async def _heartbeat(self, sid: str) -> None:
-        every = max(self.settings.lease_seconds / 3, 0.2)
+        every = max(self.settings.submission_lease_seconds / 3, 0.2)
         while True:
             await asyncio.sleep(every)
             try:
                 async with self.uow() as uow:
-                    await repo.renew(uow.session, sid, self.me, self.settings.lease_seconds)
+                    await repo.renew(uow.session, sid, self.me, self.settings.submission_lease_seconds)
                     await uow.commit()
             except Exception:  # noqa: BLE001 - the lease just runs shorter
                 log.warning("submission lease renewal failed", submission_id=sid)
@@ -376,7 +351,7 @@ class SubmissionService:
     async def _file(self, row: dict[str, Any]) -> str:
         sid, cif = row["id"], row["cif"]
         now = self.clock.now()
-        retry_at = now + timedelta(seconds=self.settings.retry_seconds)
+        retry_at = now + timedelta(seconds=self.settings.submission_retry_seconds)
         try:
             # only a connection entitled to file for the company (its own, or a firm the client allowed to)
             conn = await self.engine._connection_for(cif, filing=True)
@@ -454,7 +429,7 @@ class SubmissionService:
             await repo.transition(uow.session, row["id"], {"state": "uploading", "anaf_index": None},
                                   state="unknown", lease_owner=None, lease_until=None, reconcile_note=note[:1000],
                                   next_check_at=self.clock.now()
-                                  + timedelta(seconds=self.settings.unknown_check_seconds))
+                                  + timedelta(seconds=self.settings.submission_unknown_check_seconds))
             await uow.commit()
 
     async def _record_uploaded(self, row: dict[str, Any], up: Uploaded) -> None:
@@ -468,7 +443,7 @@ class SubmissionService:
                 uow.session, sid, {"state": ["uploading", "unknown"], "anaf_index": None},
                 state="processing", anaf_index=up.index, uploaded_at=now, upload_response_key=key,
                 lease_owner=None, lease_until=None, last_error=None,
-                next_check_at=now + timedelta(seconds=self.settings.first_check_seconds))
+                next_check_at=now + timedelta(seconds=self.settings.submission_first_check_seconds))
             if done is not None:
                 uow.publish(self._submitted_event(done))
             await uow.commit()
@@ -506,20 +481,20 @@ class SubmissionService:
         async with self.uow() as uow:
             stats["recovered"] = len(await repo.recover_expired(uow.session))
             await uow.commit()
-        for _ in range(self.settings.batch):
+        for _ in range(self.settings.submission_batch):
             if await self.advance() is None:
                 break
             stats["filed"] += 1
         if self._next_deadline_scan is None or now >= self._next_deadline_scan:
-            self._next_deadline_scan = now + timedelta(seconds=self.settings.deadline_scan_seconds)
+            self._next_deadline_scan = now + timedelta(seconds=self.settings.submission_deadline_scan_seconds)
             try:
                 stats["deadline_warnings"] = await self.scan_deadlines()
             except Exception:  # noqa: BLE001 - the next scan tries again
                 log.exception("filing deadline scan failed")
         for state, fn in (("processing", self.check), ("unknown", self.reconcile), ("link", self.link)):
             async with self.uow() as uow:
-                rows = await repo.claim_due(uow.session, state, self.me, self.settings.lease_seconds, now,
-                                            self.settings.batch)
+                rows = await repo.claim_due(uow.session, state, self.me, self.settings.submission_lease_seconds, now,
+                                            self.settings.submission_batch)
                 await uow.commit()
             for r in rows:
                 try:
@@ -528,7 +503,7 @@ class SubmissionService:
                     raise
                 except Exception:  # noqa: BLE001 - the row is retried after its lease
                     log.exception("submission step failed", submission_id=r["id"], step=state)
-                    await self._later(r, self.settings.retry_seconds)
+                    await self._later(r, self.settings.submission_retry_seconds)
             stats[{"processing": "checked", "unknown": "reconciled", "link": "linked"}[state]] += len(rows)
         return stats
 
@@ -560,7 +535,7 @@ class SubmissionService:
         """Publish `efactura.filing-deadline-approaching` once for each invoice still to be filed whose deadline is
         at most `deadline_warning_working_hours` working hours away (not for those already late)."""
         now = self.clock.now()
-        since = now.astimezone(filing.RO_TZ).date() - timedelta(days=self.settings.deadline_scan_days)
+        since = now.astimezone(filing.RO_TZ).date() - timedelta(days=self.settings.submission_deadline_scan_days)
         cal = filing.default_calendar()
         async with self.uow() as uow:
             rows = await repo.unwarned_open(uow.session, since, 1000)
@@ -570,7 +545,7 @@ class SubmissionService:
             if now >= dl.ends_at:
                 continue
             left = cal.working_seconds_between(now, dl.ends_at)
-            if left > self.settings.deadline_warning_working_hours * 3600:
+            if left > self.settings.submission_deadline_warning_working_hours * 3600:
                 continue
             async with self.uow() as uow:
                 if await repo.mark_warned(uow.session, row["id"], now):
@@ -597,12 +572,12 @@ class SubmissionService:
                               last_error=f"stareMesaj limit: {e.text}"[:1000])
             return
         except (SyncPaused, NotFound, AnafError) as e:
-            await self._later(row, self.settings.retry_seconds, last_error=f"stareMesaj: {e}"[:1000])
+            await self._later(row, self.settings.submission_retry_seconds, last_error=f"stareMesaj: {e}"[:1000])
             return
         checks = row["state_checks"] + 1
         if st.stare == STATE_PROCESSING:
-            await self._later(row, check_backoff(checks, self.settings.check_base_seconds,
-                                                 self.settings.check_max_seconds),
+            await self._later(row, check_backoff(checks, self.settings.submission_check_base_seconds,
+                                                 self.settings.submission_check_max_seconds),
                               state_checks=checks, anaf_state=st.stare, last_checked_at=now)
         elif st.stare == STATE_OK:
             async with self.uow() as uow:
@@ -633,7 +608,8 @@ class SubmissionService:
             await self._reject(row, "upload", [st.stare], row["anaf_index"], where={"state": "processing"},
                                anaf_state=st.stare, state_checks=checks, last_checked_at=now)
         else:
-            await self._later(row, self.settings.retry_seconds, anaf_state=st.stare[:64], state_checks=checks)
+            await self._later(row, self.settings.submission_retry_seconds, anaf_state=st.stare[:64],
+                              state_checks=checks)
 
     async def _archived_message(self, row: dict[str, Any], message_id: str, tip: str, kind: str) -> dict[str, Any]:
         """The ANAF message answering the submission, in the inbox ledger (inserted if the sync has not listed it
@@ -661,10 +637,10 @@ class SubmissionService:
         try:
             msg = await self._archived_message(row, mid, "ERORI FACTURA", domain.MessageKind.ERRORS.value)
         except SyncPaused as e:
-            await self._later(row, self.settings.retry_seconds, last_error=str(e)[:1000])
+            await self._later(row, self.settings.submission_retry_seconds, last_error=str(e)[:1000])
             return
         if msg["state"] != "archived":
-            await self._later(row, self.settings.retry_seconds,
+            await self._later(row, self.settings.submission_retry_seconds,
                               last_error=f"error report not downloaded yet: {msg.get('last_error')}"[:1000])
             return
         async with self.uow() as uow:
@@ -705,7 +681,7 @@ class SubmissionService:
                 pass
         else:
             await self.engine.request_sync(cif)
-        await self._later(row, self.settings.retry_seconds, owned=False)
+        await self._later(row, self.settings.submission_retry_seconds, owned=False)
 
     # -- reconciling an interrupted upload ---------------------------------------------------------
     async def reconcile(self, row: dict[str, Any]) -> None:
@@ -747,7 +723,7 @@ class SubmissionService:
                 await uow.commit()
             log.info("interrupted upload reconciled", submission_id=row["id"], index=match["upload_index"])
             return
-        grace_end = started + timedelta(seconds=self.settings.unknown_grace_seconds)
+        grace_end = started + timedelta(seconds=self.settings.submission_unknown_grace_seconds)
         if not waiting and now >= grace_end and listed_until is not None and listed_until >= grace_end:
             async with self.uow() as uow:
                 await repo.transition(
@@ -757,7 +733,7 @@ class SubmissionService:
                                    f"messages listed up to {listed_until.isoformat()}: uploading again")
                 await uow.commit()
             return
-        await self._later(row, self.settings.unknown_check_seconds)
+        await self._later(row, self.settings.submission_unknown_check_seconds)
 
 
 def error_links(row: dict[str, Any]) -> dict[str, str]:
