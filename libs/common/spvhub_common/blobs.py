@@ -21,7 +21,7 @@ from typing import Protocol
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, ENABLED, GOVERNANCE
-from minio.credentials import Credentials
+from minio.credentials.credentials import Credentials
 from minio.error import S3Error
 from minio.helpers import quote as minio_quote
 from minio.objectlockconfig import DAYS, ObjectLockConfig

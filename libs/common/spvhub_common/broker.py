@@ -152,12 +152,12 @@ class EventConsumer:
         await msg.ack()
 
     def _record_lag(self, msg: KafkaMessage) -> None:
-        raw = msg.raw_message
+        raw: Any = msg.raw_message  # one ConsumerRecord here (a batch subscriber would hand a tuple)
         consumer = getattr(msg, "consumer", None)
         try:
             from aiokafka import TopicPartition
             tp = TopicPartition(raw.topic, raw.partition)
-            hw = consumer.highwater(tp) if consumer is not None else None  # type: ignore[union-attr]
+            hw = consumer.highwater(tp) if consumer is not None else None
             if hw is not None:
                 LAG.labels(self.name, raw.topic, str(raw.partition)).set(max(hw - raw.offset - 1, 0))
         except Exception:  # lag is best-effort observability

@@ -9,7 +9,7 @@ from spvhub_common.settings import ServiceSettings
 
 def create_engine(settings: ServiceSettings, database: str | None = None, **kw: object) -> AsyncEngine:
     return create_async_engine(settings.dsn(database), pool_size=settings.pg_pool_size, max_overflow=10,
-                               pool_pre_ping=True, **kw)  # type: ignore[arg-type]
+                               pool_pre_ping=True, **kw)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

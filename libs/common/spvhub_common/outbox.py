@@ -189,6 +189,7 @@ class OutboxRelay:
         await conn.commit()
         for r in rows:
             _PUBLISHED_OF(self.service, r.topic).inc()
+        backlog: int | None
         if len(rows) < self.batch_size:
             backlog = 0  # the SELECT saw every unpublished row, and all of them are out now
         else:

@@ -26,10 +26,10 @@ class Event(BaseModel):
         return str(getattr(self, self.key_field)) if self.key_field else ""
 
 
-E = TypeVar("E", bound=type[Event])
+EventClass = TypeVar("EventClass", bound=type[Event])
 
 
-def register(cls: E) -> E:
+def register(cls: EventClass) -> EventClass:
     t = cls.event_type()
     if t in CATALOGUE and CATALOGUE[t] is not cls:
         raise ValueError(f"event type {t} registered twice")

@@ -123,7 +123,7 @@ class DocumentFlagged(Event):
     blob_keys: dict[str, str] = {}
 
 
-# --- issue 10: outgoing submissions ---------------------------------------------------------------
+# --- outgoing submissions (invoices, credit notes, buyer messages the platform files at ANAF) ---------
 
 @register
 class InvoiceSubmitted(Event):
