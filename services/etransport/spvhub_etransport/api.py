@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, PlainSerializer
 from spvhub_common.http import app_deps
+from spvhub_common.paging import Page
 from spvhub_common.security import CurrentUser
 
 from spvhub_etransport import handlers
@@ -54,14 +55,6 @@ class TransportOut(BaseModel):
     last_seen_in_anaf_info_at: Timestamp | None
     deleted_at: Timestamp | None
     expired_at: Timestamp | None
-
-
-class TransportPage(BaseModel):
-    items: list[TransportOut]
-    total: int
-    page: int
-    page_size: int
-    pages: int
 
 
 class HistoryOut(BaseModel):
@@ -133,8 +126,9 @@ class PollSummaryOut(BaseModel):
     skipped: str | None
 
 
-@router.get("/transports", response_model=TransportPage,
-            summary="Transports where the caller's companies are the carrier")
+@router.get("/transports", response_model=Page[TransportOut],
+            summary="Transports where the caller's companies are the carrier: newest transport date first, "
+                    "a page at a time (`next_cursor` -> `cursor`), with how many match in all (`total`)")
 async def list_transports(
     user: CurrentUser, deps: ServiceDeps,
     company: Annotated[str | None, Query(description="carrier CIF (with or without RO)")] = None,
@@ -143,12 +137,14 @@ async def list_transports(
     declarant: Annotated[str | None, Query(description="declarant CIF")] = None,
     date_from: Annotated[date | None, Query(description="transport date from (inclusive)")] = None,
     date_to: Annotated[date | None, Query(description="transport date to (inclusive)")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int | None, Query(ge=1, le=500, description="transports per page (default 50)")] = None,
+    cursor: Annotated[str | None, Query(max_length=300, description="`next_cursor` of the previous page")] = None,
+    page_size: Annotated[int | None, Query(ge=1, le=500, deprecated=True, description="older name of `limit`")
+                         ] = None,
 ) -> dict[str, Any]:
     return await handlers.list_transports(deps, user.user_id, company=company, state=state, vehicle=vehicle,
-                                          declarant=declarant, date_from=date_from, date_to=date_to, page=page,
-                                          page_size=page_size)
+                                          declarant=declarant, date_from=date_from, date_to=date_to, cursor=cursor,
+                                          limit=limit or page_size or 50)
 
 
 @router.get("/transports/{uit}", response_model=TransportDetailOut,

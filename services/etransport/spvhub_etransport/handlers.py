@@ -32,6 +32,7 @@ from spvhub_common.events.etransport import TransportAssigned, TransportUpdated,
 from spvhub_common.events.portfolio import EntitlementsChanged
 from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
+from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
 from spvhub_common.runtime import EventHandler
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -457,15 +458,31 @@ async def _visible_cifs(uow: SqlUnitOfWork, user_id: str, company: str | None) -
 
 async def list_transports(deps: Deps, user_id: str, *, company: str | None, state: str | None,
                           vehicle: str | None, declarant: str | None, date_from: date | None,
-                          date_to: date | None, page: int, page_size: int) -> dict[str, Any]:
+                          date_to: date | None, cursor: str | None, limit: int) -> dict[str, Any]:
+    """One page of the caller's carriers' transports in list order, with the cursor of the next page (None on the
+    last one) and how many match in all."""
+    after = _transport_key(cursor) if cursor else None
     async with deps.uow() as uow:
         cifs = await _visible_cifs(uow, user_id, company)
         total, rows = (0, []) if not cifs else await repo.search_transports(
             uow.session, cifs, state=state, vehicle=domain.as_plate(vehicle) if vehicle else None,
             declarant=domain.as_cif(declarant) if declarant else None, date_from=date_from, date_to=date_to,
-            offset=(page - 1) * page_size, limit=page_size)
-    return {"items": [transport_view(r) for r in rows], "total": total, "page": page, "page_size": page_size,
-            "pages": (total + page_size - 1) // page_size}
+            after=after, limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = encode_cursor(*repo.key_of(page[-1])) if len(rows) > limit else None
+    return {"items": [transport_view(r) for r in page], "next_cursor": next_cursor, "total": total}
+
+
+def _transport_key(cursor: str) -> repo.TransportKey:
+    transport_date, first_seen_at, uit, carrier_cif = decode_cursor(cursor, 4)
+    try:
+        key = repo.TransportKey(None if transport_date is None else date.fromisoformat(transport_date),
+                                datetime.fromisoformat(first_seen_at), uit, carrier_cif)
+    except (TypeError, ValueError) as exc:
+        raise invalid_cursor() from exc
+    if key.first_seen_at.tzinfo is None or not isinstance(uit, str) or not isinstance(carrier_cif, str):
+        raise invalid_cursor()
+    return key
 
 
 async def get_transport(deps: Deps, user_id: str, uit: str, carrier: str | None = None) -> dict[str, Any]:

@@ -195,9 +195,10 @@ async def test_ten_days_three_carriers_two_hundred_transports(harness, topic_pre
     r = await h.api.get("/api/etransport/transports", params={"state": "deleted", "page_size": 500},
                         headers=h.headers("carrier-user"))
     assert {x["uit"] for x in r.json()["items"]} == deleted_c1
-    pages = [await h.api.get("/api/etransport/transports", params={"page": p, "page_size": 7},
-                             headers=h.headers("carrier-user")) for p in (1, 2)]
-    assert len({x["uit"] for pg in pages for x in pg.json()["items"]}) == 14
+    first = await h.api.get("/api/etransport/transports", params={"limit": 7}, headers=h.headers("carrier-user"))
+    second = await h.api.get("/api/etransport/transports", params={"limit": 7, "cursor": first.json()["next_cursor"]},
+                             headers=h.headers("carrier-user"))
+    assert len({x["uit"] for pg in (first, second) for x in pg.json()["items"]}) == 14
     changed = next(u for u in c1_uits if truth[u]["modif_veh"])
     plate = truth[changed]["modif_veh"][0]["nr_veh"]
     r = await h.api.get("/api/etransport/transports", params={"vehicle": plate.lower()},

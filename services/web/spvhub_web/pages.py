@@ -966,15 +966,13 @@ async def company_transports(request: Request, cif: str) -> Response:
 
 async def _transports(request: Request, cif: str) -> Response:
     q = request.query_params
-    params: dict[str, Any] = {k: q[k] for k in ("state", "vehicle", "date_from", "date_to") if q.get(k)}
-    try:
-        pg = max(1, int(q.get("page") or 1))
-    except ValueError:
-        pg = 1
-    params.update(page=pg, page_size=50)
+    filters = {k: q[k] for k in ("state", "vehicle", "date_from", "date_to") if q.get(k)}
+    params: dict[str, Any] = {**filters, "limit": 50}
     if cif:
         params["company"] = cif
-    ctx: dict[str, Any] = {"cif": cif, "q": dict(q), "data": {}, "carriers": []}
+    if q.get("cursor"):
+        params["cursor"] = q["cursor"]
+    ctx: dict[str, Any] = {"cif": cif, "q": dict(q), "data": {}, "carriers": [], "next_qs": ""}
     try:
         ctx["data"] = await api(request, "GET", "/api/etransport/transports", params=params)
     except ApiError as e:
@@ -986,7 +984,8 @@ async def _transports(request: Request, cif: str) -> Response:
             c["name"] = c.get("name") or names.get(c.get("cif"))
     except ApiError:
         pass
-    ctx["page"] = pg
+    nxt = ctx["data"].get("next_cursor")
+    ctx["next_qs"] = urlencode({**filters, **({"company": cif} if cif else {}), "cursor": nxt}) if nxt else ""
     return await page(request, "transports.html", ctx)
 
 

@@ -220,3 +220,43 @@ def test_the_web_ignores_a_forwarded_for_from_an_untrusted_peer() -> None:
     assert login.headers.get_list("x-forwarded-for") == ["127.0.0.9"]   # the peer itself, never the claim
     calls = _login_from("127.0.0.1", [], {"X-Forwarded-For": "198.51.100.1"})   # no trusted proxies at all
     assert [r.headers.get_list("x-forwarded-for") for r in calls if r.url.path == "/api/auth/login"] == [["127.0.0.1"]]
+
+
+def test_the_transports_screen_pages_by_the_cursor_the_api_gives() -> None:
+    calls: list[httpx.Request] = []
+    item = {"uit": "UIT1", "carrier_cif": "31000019", "state": "active", "transport_date": "2026-03-02",
+            "declarant_cif": "12000012", "declarant_name": None, "vehicle": "B12ABC", "trailer1": None,
+            "vehicle_change_count": 0, "route_start": "Cluj", "route_end": "Arad", "uit_expires_at": None,
+            "uit_expires_on": "2026-03-07"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        path = request.url.path
+        if path == "/api/auth/login":
+            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
+                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
+        if path == "/api/auth/me":
+            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
+                                             "email_verified": True})
+        if path == "/api/etransport/transports":
+            last = request.url.params.get("cursor") == "Y3Vyc29y"
+            return httpx.Response(200, json={"items": [item], "next_cursor": None if last else "Y3Vyc29y",
+                                             "total": 51})
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+
+    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
+    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
+        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
+               follow_redirects=False)
+        page = c.get("/companies/31000019/transports?state=active")
+        asked = [x for x in calls if x.url.path == "/api/etransport/transports"][-1].url.params
+        assert (asked["limit"], asked["company"], asked["state"]) == ("50", "31000019", "active")
+        assert "cursor" not in asked and "page" not in asked
+        assert page.status_code == 200 and "UIT1" in page.text and "51 transporturi" in page.text
+        assert 'href="/transports?state=active&amp;company=31000019&amp;cursor=Y3Vyc29y"' in page.text
+        assert "Pagina următoare" in page.text
+        page = c.get("/transports?state=active&company=31000019&cursor=Y3Vyc29y")
+        asked = [x for x in calls if x.url.path == "/api/etransport/transports"][-1].url.params
+        assert asked["cursor"] == "Y3Vyc29y" and asked["company"] == "31000019"
+        assert page.status_code == 200 and "Pagina următoare" not in page.text  # the last page has no next link

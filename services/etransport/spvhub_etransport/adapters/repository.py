@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -89,6 +89,20 @@ class TransportRecord:
     last_seen_in_info_at: datetime | None
     deleted_at: datetime | None
     expired_at: datetime | None
+
+
+class TransportKey(NamedTuple):
+    """Where a transport stands in the list order: newest transport date first (none last), newest first seen,
+    then UIT and carrier (unique together, so the order is total and a page boundary is exact)."""
+
+    transport_date: date | None
+    first_seen_at: datetime
+    uit: str
+    carrier_cif: str
+
+
+def key_of(t: TransportRecord) -> TransportKey:
+    return TransportKey(t.transport_date, t.first_seen_at, t.uit, t.carrier_cif)
 
 
 @dataclass(frozen=True)
@@ -385,7 +399,8 @@ async def claim_event(session: AsyncSession, carrier_cif: str, uit: str, kind: s
 async def search_transports(session: AsyncSession, cifs: Sequence[str], *, state: str | None = None,
                             vehicle: str | None = None, declarant: str | None = None,
                             date_from: date | None = None, date_to: date | None = None,
-                            offset: int = 0, limit: int = 50) -> tuple[int, list[TransportRecord]]:
+                            after: TransportKey | None = None, limit: int = 50) -> tuple[int, list[TransportRecord]]:
+    """How many transports match, and `limit` of them in list order, after the key `after` when given."""
     conds: list[Any] = [transports.c.carrier_cif.in_(list(cifs))]
     if state:
         conds.append(transports.c.state == state)
@@ -399,10 +414,24 @@ async def search_transports(session: AsyncSession, cifs: Sequence[str], *, state
         conds.append(transports.c.transport_date <= date_to)
     where = and_(*conds)
     total = (await session.execute(select(func.count()).select_from(transports).where(where))).scalar() or 0
-    rows = await session.execute(select(transports).where(where).order_by(
-        transports.c.transport_date.desc().nulls_last(), transports.c.first_seen_at.desc(), transports.c.uit)
-        .offset(offset).limit(limit))
+    page = select(transports).where(where, *([_after(after)] if after else []))
+    rows = await session.execute(page.order_by(
+        transports.c.transport_date.desc().nulls_last(), transports.c.first_seen_at.desc(), transports.c.uit,
+        transports.c.carrier_cif).limit(limit))
     return int(total), [_record(TransportRecord, r) for r in rows]
+
+
+def _after(key: TransportKey) -> Any:
+    """The rows that come after `key` in list order (transport date descending with none last, first seen
+    descending, UIT and carrier ascending)."""
+    t = transports.c
+    tail = or_(t.first_seen_at < key.first_seen_at,
+               and_(t.first_seen_at == key.first_seen_at,
+                    or_(t.uit > key.uit, and_(t.uit == key.uit, t.carrier_cif > key.carrier_cif))))
+    if key.transport_date is None:
+        return and_(t.transport_date.is_(None), tail)
+    return or_(t.transport_date < key.transport_date, t.transport_date.is_(None),
+               and_(t.transport_date == key.transport_date, tail))
 
 
 async def find_transport(session: AsyncSession, cifs: Sequence[str], uit: str) -> TransportRecord | None:
