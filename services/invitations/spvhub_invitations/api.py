@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from spvhub_common.http import app_deps
+from spvhub_common.paging import Page
 from spvhub_common.security import CurrentUser, ServiceCaller
 
 from spvhub_invitations import handlers
@@ -155,11 +156,13 @@ async def send(body: SendIn, user: CurrentUser, deps: ServiceDeps) -> JSONRespon
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if out.failed == 0 else 207)
 
 
-@router.get("", response_model=list[InvitationOut], summary="The firm's invitations with their status")
+@router.get("", response_model=Page[InvitationOut], summary="The firm's invitations with their status, newest first")
 async def list_for_firm(user: CurrentUser, deps: ServiceDeps,
                         firm_cif: str = Query(..., max_length=20, pattern=FIRM_CIF),
-                        status: str | None = None) -> list[dict[str, Any]]:
-    return await handlers.list_for_firm(deps, user, firm_cif, status)
+                        status: str | None = None, limit: int = Query(50, ge=1, le=500),
+                        cursor: str | None = Query(None, max_length=200,
+                                                   description="`next_cursor` of the previous page")) -> dict[str, Any]:
+    return await handlers.list_for_firm(deps, user, firm_cif, status, limit=limit, cursor=cursor)
 
 
 @router.get("/candidates", response_model=CandidatesOut,

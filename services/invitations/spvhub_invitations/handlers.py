@@ -25,6 +25,7 @@ from spvhub_common.events.invitations import (
 from spvhub_common.events.portfolio import CompanyRegistered, CompanyUpdated, RightsDiscovered
 from spvhub_common.ids import InvalidTaxId, normalize_cif, strip_ro
 from spvhub_common.logging import get_logger
+from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
 from spvhub_common.runtime import EventHandler
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
@@ -284,15 +285,31 @@ async def revoke(deps: Deps, user: Principal, invitation_id: str) -> dict[str, A
         return view(fresh, now, names)
 
 
-async def list_for_firm(deps: Deps, user: Principal, firm_cif: str, status: str | None = None) -> list[dict]:
+def _after(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) position an opaque `next_cursor` names."""
+    ts, iid = decode_cursor(cursor, 2)
+    try:
+        at = datetime.fromisoformat(ts) if isinstance(ts, str) else None
+    except ValueError as exc:
+        raise invalid_cursor() from exc
+    if at is None or at.tzinfo is None or not isinstance(iid, str):
+        raise invalid_cursor()
+    return at, iid
+
+
+async def list_for_firm(deps: Deps, user: Principal, firm_cif: str, status: str | None = None, *, limit: int = 50,
+                        cursor: str | None = None) -> dict[str, Any]:
+    """One page of the firm's invitations, newest first; `cursor` is the `next_cursor` of the previous page."""
     firm_cif = normalize_cif(firm_cif)
+    after = _after(cursor) if cursor else None
     now = deps.clock.now()
     async with deps.uow() as uow:
         await require_access(uow.session, access_grants, user.user_id, firm_cif)
-        rows = await repo.list_for_firm(uow.session, firm_cif)
+        rows = await repo.list_for_firm(uow.session, firm_cif, now=now, status=status, limit=limit + 1, after=after)
+        more, rows = len(rows) > limit, rows[:limit]
         names = await repo.company_names(uow.session, [firm_cif] + [r["client_cif"] for r in rows])
-    items = [view(r, now, names) for r in rows]
-    return [i for i in items if status is None or i["status"] == status]
+    nxt = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
+    return {"items": [view(r, now, names) for r in rows], "next_cursor": nxt}
 
 
 async def candidates(deps: Deps, user: Principal, firm_cif: str) -> dict[str, Any]:

@@ -125,7 +125,7 @@ async def test_only_the_firms_verified_managers_invite_resend_and_revoke(env: En
     assert await _row(env, inv["id"]) == row and await env.outbox() == events
     # a verified member still reads the firm's invitations
     lst = await env.client.get("/api/invitations", params={"firm_cif": FIRM}, headers=env.h("firm-member"))
-    assert lst.status_code == 200 and [i["id"] for i in lst.json()] == [inv["id"]]
+    assert lst.status_code == 200 and [i["id"] for i in lst.json()["items"]] == [inv["id"]]
     # an administrator of the firm may
     await _grant(env, "firm-admin", FIRM, role="admin")
     r = await env.client.post(f"/api/invitations/{inv['id']}/resend", headers=env.h("firm-admin"))

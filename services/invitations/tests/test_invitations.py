@@ -76,7 +76,7 @@ async def test_full_flow_send_link_preview_claim_accept(env: Env):
     mine = await env.client.get("/api/invitations/received", headers=env.h("client-user"))
     assert [i["id"] for i in mine.json()] == [inv["id"]]
     lst = await env.client.get("/api/invitations", params={"firm_cif": FIRM}, headers=env.h("firm-user"))
-    assert [i["status"] for i in lst.json()] == ["accepted"]
+    assert [i["status"] for i in lst.json()["items"]] == ["accepted"]
 
     topics = [t for t, _ in await env.outbox()]
     assert topics == ["invitations.invitation-sent", "invitations.invitation-claimed",
@@ -103,7 +103,7 @@ async def test_claim_after_16_days_is_refused_clearly_and_the_job_expires_it(env
     expired = [d for t, d in await env.outbox() if t == "invitations.invitation-expired"]
     assert len(expired) == 1 and expired[0]["invitation_id"] == inv["id"]
     lst = await env.client.get("/api/invitations", params={"firm_cif": FIRM}, headers=env.h("firm-user"))
-    assert lst.json()[0]["status"] == "expired"
+    assert lst.json()["items"][0]["status"] == "expired"
 
     # the firm re-sends: a new link, valid 15 days from now; the old token stays dead
     rs = await env.client.post(f"/api/invitations/{inv['id']}/resend", headers=env.h("firm-user"),
@@ -229,3 +229,24 @@ async def test_the_preview_names_a_client_known_only_from_the_firms_rights_disco
     await env.feed(CompanyUpdated(cif=OTHER, name="Nou Venit SRL", address="Str. Nouă 2, Cluj"))
     p = await env.client.get("/api/invitations/preview", params={"token": await token_of(env, inv["id"])})
     assert p.json()["client_company"]["name"] == "Nou Venit SRL"
+
+
+async def test_the_firms_list_pages_with_an_opaque_cursor(env: Env):
+    await setup_firm(env)
+    assert (await send(env, item(CLIENT_A), item(CLIENT_B))).status_code == 201
+    h, url = env.h("firm-user"), "/api/invitations"
+    first = (await env.client.get(url, params={"firm_cif": FIRM, "limit": 1}, headers=h)).json()
+    assert len(first["items"]) == 1 and first["next_cursor"]
+    second = (await env.client.get(url, params={"firm_cif": FIRM, "limit": 1, "cursor": first["next_cursor"]},
+                                   headers=h)).json()
+    assert len(second["items"]) == 1 and second["next_cursor"] is None
+    # both were sent at the same instant: the id breaks the tie, so no invitation is skipped or repeated
+    assert {i["client_cif"] for i in first["items"] + second["items"]} == {CLIENT_A, CLIENT_B}
+    # the status filter counts an invitation past its expiry as expired before the job marks it
+    env.clock.advance(days=16)
+    expired = (await env.client.get(url, params={"firm_cif": FIRM, "status": "expired"}, headers=h)).json()
+    assert len(expired["items"]) == 2 and expired["next_cursor"] is None
+    pending = (await env.client.get(url, params={"firm_cif": FIRM, "status": "pending"}, headers=h)).json()
+    assert pending["items"] == []
+    r = await env.client.get(url, params={"firm_cif": FIRM, "cursor": "not-a-cursor"}, headers=h)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor"

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from spvhub_common.http import app_deps
+from spvhub_common.paging import Page
 from spvhub_common.security import CurrentUser
 
 from spvhub_notifier import handlers
@@ -53,10 +54,8 @@ class ReadAllOut(BaseModel):
     unread: int
 
 
-class InboxOut(BaseModel):
-    items: list[NotificationOut]
+class InboxOut(Page[NotificationOut]):
     unread: int
-    next_cursor: str | None
     locale: str
 
 
@@ -86,9 +85,13 @@ class PreferencesIn(BaseModel):
 
 
 @router.get("/notifications", response_model=InboxOut, summary="The inbox, newest first, with the unread count")
-async def inbox(user: CurrentUser, deps: ServiceDeps, limit: int = Query(50, ge=1, le=200), before: str | None = None,
+async def inbox(user: CurrentUser, deps: ServiceDeps, limit: int = Query(50, ge=1, le=200),
+                cursor: str | None = Query(None, max_length=200, description="`next_cursor` of the previous page"),
+                before: str | None = Query(None, max_length=200, deprecated=True,
+                                           description="older name of `cursor` (also its raw `timestamp|id` form)"),
                 unread_only: bool = False, kind: str | None = None) -> dict[str, Any]:
-    return await handlers.list_inbox(deps, user, limit=limit, before=before, unread_only=unread_only, kind=kind)
+    return await handlers.list_inbox(deps, user, limit=limit, cursor=cursor or before, unread_only=unread_only,
+                                     kind=kind)
 
 
 @router.get("/notifications/unread-count", response_model=UnreadOut, summary="The bell")

@@ -223,3 +223,26 @@ async def test_inbox_api_and_preferences(stack: Stack):
     await handlers.run_digests(st.deps)
     assert [r["kind"] for r in await st.inbox_rows("ana")].count("invoice_digest") == 0
     assert [r["kind"] for r in await st.inbox_rows("dan")].count("invoice_digest") == 1
+
+
+async def test_inbox_pages_with_an_opaque_cursor_and_still_takes_the_older_raw_form(stack: Stack):
+    st = stack
+    await people(st)
+    for ev in company_events()[:4]:
+        await st.feed(ev)
+    h = st.h("ana")
+    url = "/api/notifier/notifications"
+    first = (await st.notifier.get(url, headers=h, params={"limit": 2})).json()
+    cursor = first["next_cursor"]
+    assert cursor and "|" not in cursor and cursor.replace("-", "").replace("_", "").isalnum()  # no URL-encoding
+    page2 = (await st.notifier.get(url, headers=h, params={"limit": 2, "cursor": cursor})).json()
+    assert [i["data"]["days_left"] for i in first["items"] + page2["items"]] == [1, 7, 14, 30]
+    assert page2["next_cursor"] is None
+    # the raw `timestamp|id` form earlier releases returned, after the first page's last item
+    last = first["items"][-1]
+    old = (await st.notifier.get(url, headers=h, params={"limit": 2, "before": f"{last['created_at']}|{last['id']}"})
+           ).json()
+    assert [i["id"] for i in old["items"]] == [i["id"] for i in page2["items"]]
+    for bad in ("not a cursor", "W10", "WyJ4IiwieSJd", "2025-13-01T00:00:00|x"):
+        r = await st.notifier.get(url, headers=h, params={"cursor": bad})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor", (bad, r.text)

@@ -7,7 +7,7 @@ from typing import Any
 
 from spvhub_common.access import MANAGERS
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -123,9 +123,29 @@ async def open_or_accepted(session: AsyncSession, firm_cif: str, client_cif: str
     return (await session.execute(q)).mappings().first()
 
 
-async def list_for_firm(session: AsyncSession, firm_cif: str) -> list[RowMapping]:
-    q = select(invitations).where(invitations.c.firm_cif == firm_cif).order_by(
-        invitations.c.created_at.desc(), invitations.c.id)
+def _effective_status_is(status: str, now: datetime) -> ColumnElement[bool]:
+    """SQL of domain.effective_status: a pending invitation past its expiry counts as expired."""
+    c = invitations.c
+    if status == "expired":
+        return or_(c.status == "expired", and_(c.status == "pending", c.expires_at <= now))
+    if status == "pending":
+        return and_(c.status == "pending", c.expires_at > now)
+    return c.status == status
+
+
+async def list_for_firm(session: AsyncSession, firm_cif: str, *, now: datetime, status: str | None = None,
+                        limit: int | None = None, after: tuple[datetime, str] | None = None) -> list[RowMapping]:
+    """Newest first (ties by id), from after the (created_at, id) position `after`."""
+    q = select(invitations).where(invitations.c.firm_cif == firm_cif)
+    if status is not None:
+        q = q.where(_effective_status_is(status, now))
+    if after is not None:
+        at, aid = after
+        q = q.where(or_(invitations.c.created_at < at,
+                        and_(invitations.c.created_at == at, invitations.c.id > aid)))
+    q = q.order_by(invitations.c.created_at.desc(), invitations.c.id)
+    if limit is not None:
+        q = q.limit(limit)
     return list((await session.execute(q)).mappings())
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from spvhub_common.errors import AppError, NotFound
+from spvhub_common.errors import NotFound
+from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -34,19 +35,26 @@ def _item(deps: Deps, n: Notification, locale: str) -> dict[str, Any]:
             "actions": domain.inbox_actions(n.kind, params, n.action_state), "data": params}
 
 
-def _position(before: str) -> tuple[datetime, str]:
+def _position(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) after which a page starts: the opaque `next_cursor`, or the raw `timestamp|id` form
+    earlier releases returned (still accepted for one release; `|` never occurs in an opaque cursor)."""
+    if "|" in cursor:
+        ts, _, bid = cursor.partition("|")
+    else:
+        ts, bid = decode_cursor(cursor, 2)
     try:
-        ts, _, bid = before.partition("|")
-        return datetime.fromisoformat(ts), bid
+        at = datetime.fromisoformat(ts) if isinstance(ts, str) else None
     except ValueError as exc:
-        raise AppError("`before` is not a cursor returned by this API.", code="invalid_cursor",
-                       status=422) from exc
+        raise invalid_cursor() from exc
+    if at is None or at.tzinfo is None or not isinstance(bid, str):
+        raise invalid_cursor()
+    return at, bid
 
 
-async def list_inbox(deps: Deps, user: Principal, *, limit: int = 50, before: str | None = None,
+async def list_inbox(deps: Deps, user: Principal, *, limit: int = 50, cursor: str | None = None,
                      unread_only: bool = False, kind: str | None = None) -> dict[str, Any]:
-    """Newest first; `before` is the `next_cursor` of the previous page."""
-    position = _position(before) if before else None
+    """Newest first; `cursor` is the `next_cursor` of the previous page."""
+    position = _position(cursor) if cursor else None
     async with deps.uow() as uow:
         locale = await locale_for(uow, user)
         rows = await repo.list_notifications(uow.session, user.user_id, limit=limit + 1, unread_only=unread_only,
@@ -54,7 +62,7 @@ async def list_inbox(deps: Deps, user: Principal, *, limit: int = 50, before: st
         unread = await repo.count_unread(uow.session, user.user_id)
     more = len(rows) > limit
     rows = rows[:limit]
-    nxt = f"{rows[-1].created_at.isoformat()}|{rows[-1].id}" if more and rows else None
+    nxt = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
     return {"items": [_item(deps, r, locale) for r in rows], "unread": unread, "next_cursor": nxt,
             "locale": locale}
 
