@@ -206,11 +206,9 @@ def test_domain_modules_do_no_io() -> None:
 TRACKER_REF = re.compile(r"\b(?:issue|issues|ticket)\s*#?\s*\d+|(?<![\w&/#'\"])#\d{1,4}\b", re.I)
 ALLOWED_TRACKER_REFS: set[str] = {
     "services/efactura/spvhub_efactura/adapters/orm.py",
-    "services/efactura/tests/submissions_kit.py",
     "services/efactura/tests/test_acceptance.py",
     "services/efactura/tests/test_submissions.py",
     "services/efactura/tests/test_submissions_kill9.py",
-    "services/efactura/tests/test_submissions_units.py",
     "services/notifier/tests/test_submission_rejected.py",
 }
 
