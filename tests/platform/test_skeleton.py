@@ -209,7 +209,6 @@ ALLOWED_TRACKER_REFS: set[str] = {
     "services/efactura/tests/test_acceptance.py",
     "services/efactura/tests/test_submissions.py",
     "services/efactura/tests/test_submissions_kill9.py",
-    "services/notifier/tests/test_submission_rejected.py",
 }
 
 

@@ -1,4 +1,4 @@
-"""Issue 10: `efactura.invoice-rejected` tells the person who submitted the invoice (in-app and e-mail, in their
+"""`efactura.invoice-rejected` tells the person who submitted the invoice (in-app and e-mail, in their
 language), with each error explained; once, even when redelivered."""
 from __future__ import annotations
 
