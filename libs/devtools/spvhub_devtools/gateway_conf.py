@@ -288,22 +288,22 @@ def _header_maps(values: dict[str, str]) -> str:
 
 def _web_locations() -> str:
     """The web's pages, and its invoice upload with a body limit of its own (the default is for JSON)."""
-    out = [f'        location ~ "{WEB_UPLOAD_REGEX}" {{\n            client_max_body_size {WEB_UPLOAD_MAX};\n'
-           f"            proxy_pass http://{WEB};\n        }}"]
-    for r in web_routes():
-        paths = [f"= {r.path}"] if r.exact else [f"= {r.path}", f"{r.path}/"]
-        for p in paths:
-            out.append(f"        location {p} {{\n            proxy_pass http://{WEB};\n        }}")
-    return "\n".join(out)
+    upload = (f'        location ~ "{WEB_UPLOAD_REGEX}" {{\n            client_max_body_size {WEB_UPLOAD_MAX};\n'
+              f"            proxy_pass http://{WEB};\n        }}")
+    return "\n".join([upload, *_proxy_locations(web_routes())])
 
 
 def _route_locations() -> str:
+    return "\n".join(_proxy_locations(routes()))
+
+
+def _proxy_locations(table: list[Route]) -> list[str]:
+    """One nginx location per route (a prefix route also gets its `/...` subtree), proxied to its service."""
     out = []
-    for r in routes():
-        paths = [f"= {r.path}"] if r.exact else [f"= {r.path}", f"{r.path}/"]
-        for p in paths:
+    for r in table:
+        for p in ([f"= {r.path}"] if r.exact else [f"= {r.path}", f"{r.path}/"]):
             out.append(f"        location {p} {{\n            proxy_pass http://{r.service};\n        }}")
-    return "\n".join(out)
+    return out
 
 
 def _health_locations() -> str:
