@@ -117,6 +117,7 @@ def converge(sysm: ChaosSystem) -> dict[str, Any]:
     t0 = time.monotonic()
     deadline = t0 + sysm.plan.converge_timeout
     calm = 0
+    last_print = t0
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
@@ -135,32 +136,42 @@ def converge(sysm: ChaosSystem) -> dict[str, Any]:
         calm = calm + 1 if done else 0
         if calm >= 2:
             return {"converged": f"{time.monotonic() - t0:.0f}s after the last fault", "failures": []}
-        if int(time.monotonic() - t0) % 15 < 3:
+        if time.monotonic() - last_print > 20:
+            last_print = time.monotonic()
             print(f"[chaos] converging ({time.monotonic() - t0:.0f}s): {status}", flush=True)
         time.sleep(3)
     return {"converged": f"NOT within {sysm.plan.converge_timeout:.0f}s",
             "failures": [f"did not converge within {sysm.plan.converge_timeout:.0f}s: {status}"]}
 
 
-def kafka_events(sysm: ChaosSystem) -> list[dict[str, Any]]:
-    """Every event on the run's topics, from the beginning."""
-    from aiokafka import AIOKafkaConsumer
+def kafka_events(sysm: ChaosSystem, timeout: float = 300) -> list[dict[str, Any]]:
+    """Every event on the run's topics, from the beginning to the end offsets read first (explicit partitions, no
+    consumer group: nothing to rebalance, and a bounded wait)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
 
     async def read() -> list[dict[str, Any]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=sysm.infra.kafka_bootstrap)
+        await admin.start()
+        try:
+            topics = [t for t in await admin.list_topics() if t.startswith(sysm.prefix)]
+            described = await admin.describe_topics(topics)
+        finally:
+            await admin.close()
+        parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
         consumer = AIOKafkaConsumer(bootstrap_servers=sysm.infra.kafka_bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", group_id=None)
+                                    auto_offset_reset="earliest", group_id=None, request_timeout_ms=30000)
         await consumer.start()
         out: list[dict[str, Any]] = []
         try:
-            topics = [t for t in await consumer.topics() if t.startswith(sysm.prefix)]
-            consumer.subscribe(topics)
-            idle = 0
-            while idle < 3:
-                batch = await consumer.getmany(timeout_ms=2000, max_records=5000)
-                if not batch:
-                    idle += 1
-                    continue
-                idle = 0
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            end = {tp: off for tp, off in (await consumer.end_offsets(parts)).items() if off > 0}
+            while True:
+                behind = [tp for tp, off in end.items() if await consumer.position(tp) < off]
+                if not behind:
+                    break
+                batch = await consumer.getmany(*end, timeout_ms=2000, max_records=5000)
                 for tp, records in batch.items():
                     for r in records:
                         try:
@@ -170,7 +181,7 @@ def kafka_events(sysm: ChaosSystem) -> list[dict[str, Any]]:
         finally:
             await consumer.stop()
         return out
-    return asyncio.run(read())
+    return asyncio.run(asyncio.wait_for(read(), timeout))
 
 
 def verify(sysm: ChaosSystem, counters: dict[str, Any]) -> dict[str, Any]:
