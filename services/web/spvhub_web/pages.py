@@ -656,20 +656,34 @@ async def firm_portfolio(request: Request, cif: str) -> Response:
     for key, path, params in (
             ("discovered", f"/api/portfolio/companies/{quote(cif)}/discovered", None),
             ("status", f"/api/portfolio/companies/{quote(cif)}/portfolio-status", None),
-            ("candidates", "/api/invitations/candidates", {"firm_cif": c["cif"]}),
-            ("invitations", "/api/invitations", {"firm_cif": c["cif"]})):
+            ("candidates", "/api/invitations/candidates", {"firm_cif": c["cif"]})):
         try:
             ctx[key] = await api(request, "GET", path, params=params)
         except ApiError as e:
             ctx[f"{key}_error"] = e
+    try:
+        ctx["invitations"] = await _firm_invitations(request, c["cif"])
+    except ApiError as e:
+        ctx["invitations_error"] = e
     cands = ctx["candidates"]
     ctx["candidate_rows"] = cands.get("items", cands.get("candidates", [])) if isinstance(cands, dict) else cands
-    if isinstance(ctx["invitations"], dict):
-        ctx["invitations"] = ctx["invitations"].get("items", [])
     ctx["results"] = sess(request).get("invite_results")
     if ctx["results"] is not None:
         sess(request).pop("invite_results")
     return await page(request, "portfolio.html", ctx)
+
+
+async def _firm_invitations(request: Request, firm_cif: str, pages: int = 20) -> list[dict[str, Any]]:
+    """The firm's invitations, newest first: the API answers them a page at a time, the screen lists them all."""
+    params: dict[str, Any] = {"firm_cif": firm_cif, "limit": 500}
+    out: list[dict[str, Any]] = []
+    for _ in range(pages):
+        got = await api(request, "GET", "/api/invitations", params=params)
+        out.extend(got.get("items", []))
+        if not got.get("next_cursor"):
+            break
+        params["cursor"] = got["next_cursor"]
+    return out
 
 
 @router.post("/companies/" + CIF_PATH + "/discovery")

@@ -260,3 +260,43 @@ def test_the_transports_screen_pages_by_the_cursor_the_api_gives() -> None:
         asked = [x for x in calls if x.url.path == "/api/etransport/transports"][-1].url.params
         assert asked["cursor"] == "Y3Vyc29y" and asked["company"] == "31000019"
         assert page.status_code == 200 and "Pagina următoare" not in page.text  # the last page has no next link
+
+
+def test_the_firms_invitations_screen_lists_every_page_the_api_gives() -> None:
+    calls: list[httpx.Request] = []
+
+    def inv(n: int) -> dict[str, object]:
+        return {"id": f"inv-{n}", "firm_cif": "39812755", "firm_name": "Contabil", "client_cif": f"1845327{n}",
+                "client_name": f"Client {n}", "name": "Ana", "email": "ana@example.ro", "phone": "+40722123456",
+                "locale": "ro", "status": "pending", "created_at": "2026-12-01T08:00:00Z",
+                "sent_at": "2026-12-01T08:00:00Z", "expires_at": "2026-12-16T08:00:00Z", "send_count": 1,
+                "claimed_by": None, "claimed_at": None, "answered_at": None, "expired_at": None, "revoked_at": None}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        path = request.url.path
+        if path == "/api/auth/login":
+            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
+                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
+        if path == "/api/auth/me":
+            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
+                                             "email_verified": True})
+        if path == "/api/portfolio/companies/39812755":
+            return httpx.Response(200, json={"cif": "39812755", "name": "Contabil", "role": "owner"})
+        if path == "/api/invitations":
+            second = request.url.params.get("cursor") == "bmV4dA"
+            return httpx.Response(200, json={"items": [inv(2 if second else 1)],
+                                             "next_cursor": None if second else "bmV4dA", "total": None})
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+
+    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
+    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
+        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
+               follow_redirects=False)
+        page = c.get("/companies/39812755/invitations")
+        asked = [x.url.params for x in calls if x.url.path == "/api/invitations"]
+        assert [(a["firm_cif"], a["limit"], a.get("cursor")) for a in asked] == \
+            [("39812755", "500", None), ("39812755", "500", "bmV4dA")]
+        assert page.status_code == 200 and "/invitations/inv-1/revoke" in page.text
+        assert "/invitations/inv-2/revoke" in page.text  # the second page's invitation too
