@@ -229,7 +229,8 @@ class CollaborationsOut(BaseModel):
 
 # -- routes -----------------------------------------------------------------------------------------------
 @router.post("/companies", status_code=201, response_model=CompanyOut, response_model_exclude_unset=True,
-             summary="Register a company by CIF (the caller becomes owner)")
+             summary="Register a company by CIF (the caller becomes owner)",
+             responses={200: {"model": CompanyOut, "description": "the caller is already a member: nothing changed"}})
 async def register_company(body: RegisterCompany, user: CurrentUser, deps: ServiceDeps,
                            response: Response) -> dict[str, Any]:
     company, created = await handlers.register_company(deps, user.user_id, body.cif)

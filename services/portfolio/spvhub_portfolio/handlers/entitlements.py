@@ -9,6 +9,8 @@ from spvhub_portfolio import domain
 from spvhub_portfolio.adapters import repository as repo
 from spvhub_portfolio.handlers.access import sync_access
 
+BATCH = 1000  # CIFs whose facts are read together: four statements each, with bounded parameter lists
+
 
 async def sync_entitlements(uow: SqlUnitOfWork, cifs: set[str] | list[str], *, reason: str = "",
                             message: str = "", quiet: bool = False) -> None:
@@ -16,10 +18,14 @@ async def sync_entitlements(uow: SqlUnitOfWork, cifs: set[str] | list[str], *, r
     goes, the company's sync stops: its own verified people (and, for a client, the managers of the firm whose
     connection it was) are told once, with the reason — unless `quiet` (another notice already tells them).
 
-    The facts of all the CIFs are read together (a connection's change can touch hundreds of clients)."""
+    The facts of many CIFs are read together (a connection's change can touch hundreds of clients)."""
     wanted = sorted(set(cifs))
-    if not wanted:
-        return
+    for i in range(0, len(wanted), BATCH):
+        await _sync_entitlements_of(uow, wanted[i:i + BATCH], reason, message, quiet)
+
+
+async def _sync_entitlements_of(uow: SqlUnitOfWork, wanted: list[str], reason: str, message: str,
+                                quiet: bool) -> None:
     facts = await repo.connection_facts_of(uow.session, wanted)
     firms = await repo.active_firms_of_clients(uow.session, wanted)
     published = await repo.published_entitlements_of(uow.session, wanted)
