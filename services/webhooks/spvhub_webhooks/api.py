@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from spvhub_common.http import app_deps
+from spvhub_common.paging import Page
 from spvhub_common.security import CurrentUser
 
 from spvhub_webhooks import handlers
@@ -87,11 +88,6 @@ class DeliveryOut(BaseModel):
     delivered_at: datetime | None
 
 
-class DeliveryPage(BaseModel):
-    items: list[DeliveryOut]
-    next_cursor: str | None
-
-
 class AttemptOut(BaseModel):
     attempt: int
     at: datetime
@@ -159,10 +155,12 @@ async def remove(endpoint_id: str, user: CurrentUser, deps: ServiceDeps) -> Resp
     return Response(status_code=204)
 
 
-@router.get("/endpoints/{endpoint_id}/deliveries", response_model=DeliveryPage,
+@router.get("/endpoints/{endpoint_id}/deliveries", response_model=Page[DeliveryOut],
             summary="The delivery log, newest first (status, attempts, last status code and latency)")
 async def deliveries(endpoint_id: str, user: CurrentUser, deps: ServiceDeps, status: DeliveryStatus | None = None,
-                     limit: int = Query(50, ge=1, le=200), cursor: str | None = Query(None, max_length=300),
+                     limit: int = Query(50, ge=1, le=200),
+                     cursor: str | None = Query(None, max_length=300,
+                                                description="`next_cursor` of the previous page"),
                      ) -> dict[str, Any]:
     return await handlers.list_deliveries(deps, user, endpoint_id, status=status, limit=limit, cursor=cursor)
 

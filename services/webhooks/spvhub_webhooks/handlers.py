@@ -3,7 +3,6 @@ written from consumed events, the sender that posts them under a lease, the deli
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import uuid
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from spvhub_common.events import CloudEvent, Event, encode
 from spvhub_common.events.webhooks import EndpointDisabled
 from spvhub_common.ids import InvalidTaxId, normalize_cif
 from spvhub_common.logging import get_logger
+from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
 from spvhub_common.runtime import EventHandler
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
@@ -330,29 +330,29 @@ def _delivery_out(r: Delivery) -> dict[str, Any]:
             "created_at": r.created_at, "delivered_at": r.delivered_at}
 
 
-def _encode_cursor(at: datetime, did: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([at.isoformat(), did]).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _delivery_key(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) of the last delivery of the previous page."""
+    at, delivery_id = decode_cursor(cursor, 2)
     try:
-        at, did = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(at), str(did)
-    except (ValueError, TypeError) as exc:
-        raise _bad("invalid_cursor", "The cursor is not valid; start again without it.",
-                   "Cursorul nu este valid; reluați fără el.") from exc
+        created_at = datetime.fromisoformat(at)
+    except (TypeError, ValueError) as exc:
+        raise invalid_cursor() from exc
+    if created_at.tzinfo is None or not isinstance(delivery_id, str):
+        raise invalid_cursor()
+    return created_at, delivery_id
 
 
 async def list_deliveries(deps: Deps, user: Principal, endpoint_id: str, *, status: str | None, limit: int,
                           cursor: str | None) -> dict[str, Any]:
+    """The delivery log newest first, a page at a time (no total: a busy endpoint's log is long to count)."""
     async with deps.uow() as uow:
         s = uow.session
         await _manage(uow, user, endpoint_id)
         rows = await repo.deliveries_page(s, endpoint_id, status=status,
-                                          after=_decode_cursor(cursor) if cursor else None, limit=limit + 1)
-    items = [_delivery_out(r) for r in rows[:limit]]
-    nxt = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return {"items": items, "next_cursor": nxt}
+                                          after=_delivery_key(cursor) if cursor else None, limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return {"items": [_delivery_out(r) for r in page], "next_cursor": next_cursor}
 
 
 async def get_delivery(deps: Deps, user: Principal, endpoint_id: str, delivery_id: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from spvhub_common.events.portfolio import AccessChanged, CollaborationStarted
+from sqlalchemy import text
 from whkit import CLIENT, FIRM, INVOICE, OTHER, STRONG, Env, invoice, local_name, make_env, setup_tenants
 
 URL = "https://erp.example.ro/hooks"
@@ -124,3 +125,39 @@ async def test_tenant_a_never_receives_tenant_b_events(env: Env) -> None:
     # events of subscribed types only; a collaboration event reaches both sides' tenants when subscribed
     await env.feed(CollaborationStarted(firm_cif=FIRM, client_cif=OTHER))
     assert await count(env, "deliveries") == 3
+
+
+async def test_the_delivery_log_pages_by_cursor_newest_first(env: Env) -> None:
+    await setup_tenants(env)
+    ep = (await register(env, cifs=[FIRM, CLIENT])).json()
+    for n in range(7):
+        await env.feed(invoice(FIRM if n % 2 else CLIENT, n))
+    async with env.runtime.engine.begin() as conn:
+        await conn.execute(text("UPDATE deliveries SET status = 'failed' WHERE id IN "
+                                "(SELECT id FROM deliveries ORDER BY created_at LIMIT 3)"))
+    rows = await env.fetch("SELECT id, status FROM deliveries ORDER BY created_at DESC, id DESC")
+    assert len(rows) == 7
+
+    async def walk(**params: Any) -> tuple[list[str], list[dict[str, Any]]]:
+        got: list[str] = []
+        pages: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            r = await env.client.get(f"/api/webhooks/endpoints/{ep['id']}/deliveries", headers=env.h("firm-owner"),
+                                     params={**params, **({"cursor": cursor} if cursor else {})})
+            assert r.status_code == 200, r.text
+            pages.append(r.json())
+            got += [d["id"] for d in pages[-1]["items"]]
+            cursor = pages[-1]["next_cursor"]
+            if cursor is None or len(pages) > 20:
+                return got, pages
+
+    got, pages = await walk(limit=2)
+    assert got == [r.id for r in rows] and [len(p["items"]) for p in pages] == [2, 2, 2, 1]
+    assert all(p["total"] is None and set(p) == {"items", "next_cursor", "total"} for p in pages)
+    got, pages = await walk(limit=2, status="failed")
+    assert got == [r.id for r in rows if r.status == "failed"] and len(pages) == 2
+    # another tenant's owner cannot read the log with a cursor of it either
+    r = await env.client.get(f"/api/webhooks/endpoints/{ep['id']}/deliveries", headers=env.h("other-owner"),
+                             params={"cursor": (await walk(limit=2))[1][0]["next_cursor"]})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "webhook_endpoint_not_found"
