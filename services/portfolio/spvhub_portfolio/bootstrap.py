@@ -14,6 +14,7 @@ from spvhub_common.anaf.budget import AnafBudget
 from spvhub_common.clock import Clock, SystemClock, make_clock
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
+from spvhub_common.tokens import InternalTokenClient
 
 from spvhub_portfolio import consumers, jobs
 from spvhub_portfolio.adapters.anaf import AuthTokens, ClientAnaf, RegistryPort, TokenPort
@@ -37,11 +38,12 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
     anaf = anaf_adapter(settings, budget or runtime.anaf_budget(), anaf_transport)
-    auth_http = httpx.AsyncClient(base_url=settings.auth_url, transport=auth_transport, timeout=15)
+    auth = InternalTokenClient(settings.auth_url, settings.service_token.get_secret_value(), "portfolio",
+                               transport=auth_transport, timeout=15)
     runtime.on_stop(anaf.aclose)
-    runtime.on_stop(auth_http.aclose)
+    runtime.on_stop(auth.aclose)
     deps = Deps(uow=runtime.uow, registry=registry or anaf, efactura=anaf,
-                tokens=tokens or AuthTokens(auth_http, settings.service_token.get_secret_value()),
+                tokens=tokens or AuthTokens(auth),
                 clock=clock or make_clock(settings.clock_url),
                 registry_max_age=timedelta(seconds=settings.registry_max_age_seconds),
                 recheck_interval=timedelta(seconds=settings.rights_recheck_interval_seconds),

@@ -5,13 +5,14 @@ auth's internal token endpoints.
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
 from spvhub_common.anaf import AnafBudget, AnafClient
 from spvhub_common.anaf.errors import AnafError, NoRights, Unauthorized
 from spvhub_common.logging import get_logger
+from spvhub_common.tokens import InternalToken, InternalTokenClient, TokenUnavailable
 
 log = get_logger(__name__)
 
@@ -124,40 +125,34 @@ class TokenPort(Protocol):
 
 
 class AuthTokens:
-    """Auth's internal endpoints (engineering.md): tokens stay in auth, portfolio asks per use."""
+    """Auth's internal token endpoints through the platform's one client of them: tokens stay in auth, portfolio
+    asks per use (no cache). auth's refusals become what discovery acts on: `ConnectionUnavailable` when a person
+    must act (or the request was refused), `ConnectionError` when auth could not answer (retried later)."""
 
-    def __init__(self, client: httpx.AsyncClient, service_token: str, service_name: str = "portfolio") -> None:
+    def __init__(self, client: InternalTokenClient) -> None:
         self.client = client
-        self.headers = {"X-Service-Token": service_token, "X-Service-Name": service_name}
-
-    async def _call(self, method: str, path: str, connection_id: str) -> ConnectionToken:
-        try:
-            resp = await self.client.request(method, path, headers=self.headers, timeout=15)
-        except httpx.HTTPError as e:
-            raise ConnectionError(f"auth unreachable: {type(e).__name__}") from e
-        if resp.status_code == 200:
-            b = resp.json()
-            return ConnectionToken(str(b.get("connection_id", connection_id)), b["access_token"],
-                                   str(b.get("company_cif", "")), str(b.get("status", "active")))
-        code = ""
-        try:
-            code = resp.json().get("error", {}).get("code", "")
-        except (ValueError, AttributeError):
-            pass
-        if resp.status_code == 404:
-            raise ConnectionUnavailable(code or "no_connection", "auth knows no such connection")
-        if resp.status_code == 409:
-            raise ConnectionUnavailable(code or "reauthorization_required",
-                                        "the connection needs a new authorization by the certificate holder")
-        if resp.status_code >= 500:
-            raise ConnectionError(f"auth answered HTTP {resp.status_code}")
-        raise ConnectionUnavailable(code or f"http_{resp.status_code}", f"auth answered HTTP {resp.status_code}")
 
     async def access_token(self, connection_id: str) -> ConnectionToken:
-        return await self._call("GET", f"/internal/connections/{connection_id}/access-token", connection_id)
+        return await self._call(self.client.access_token, connection_id)
 
     async def refresh(self, connection_id: str) -> ConnectionToken:
-        return await self._call("POST", f"/internal/connections/{connection_id}/refresh", connection_id)
+        return await self._call(self.client.refresh, connection_id)
+
+    @staticmethod
+    async def _call(ask: Callable[[str], Awaitable[InternalToken]], connection_id: str) -> ConnectionToken:
+        try:
+            t = await ask(connection_id)
+        except TokenUnavailable as e:
+            if e.status_code == 404:
+                raise ConnectionUnavailable(e.code, "auth knows no such connection") from e
+            if e.status_code == 409:
+                raise ConnectionUnavailable(e.code, "the connection needs a new authorization by the certificate "
+                                                    "holder") from e
+            if e.status_code is None or e.status_code >= 500 or e.status_code < 400:
+                raise ConnectionError(f"auth unreachable or failing: {e.message}") from e
+            code = e.code if e.code != e.reason else f"http_{e.status_code}"
+            raise ConnectionUnavailable(code, f"auth answered HTTP {e.status_code}") from e
+        return ConnectionToken(t.connection_id, t.access_token, t.company_cif or "", t.status)
 
 
 async def list_with_refresh(anaf: EfacturaListPort, tokens: TokenPort, token: ConnectionToken, cif: str,

@@ -8,8 +8,6 @@ handlers.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from spvhub_common.events import Event
 from spvhub_common.events.auth import (
     ConnectionAuthorized,
@@ -27,6 +25,7 @@ from spvhub_common.events.invitations import (
     InvitationRevoked,
     InvitationSent,
 )
+from spvhub_common.runtime import EventHandler
 
 from spvhub_portfolio.handlers.access import require_role, role_on, sync_access, sync_access_of_firm
 from spvhub_portfolio.handlers.collaborations import (
@@ -96,7 +95,7 @@ __all__ = [
 ]
 
 # -- routing table: consumed events -> handlers ------------------------------------------------------------
-EVENT_HANDLERS: dict[type[Event], Any] = {
+EVENT_HANDLERS: dict[type[Event], EventHandler] = {
     UserRegistered: on_user_registered,
     EmailVerified: on_email_verified,
     ConnectionAuthorized: on_connection_authorized,
