@@ -226,7 +226,7 @@ def test_a_declined_collaboration_cannot_be_taken_over_by_re_sending_the_invitat
     assert r.status_code == 403, r.text
     collabs = bakery.get(f"{world.gw}/api/portfolio/companies/{BAKERY}/collaborations").json()["collaborations"]
     assert "active" not in {c["status"] for c in collabs}
-    members = bakery.get(f"{world.gw}/api/portfolio/companies/{BAKERY}/members").json()["members"]
+    members = bakery.get(f"{world.gw}/api/portfolio/companies/{BAKERY}/members").json()["items"]
     assert {m["user_id"]: m["status"] for m in members}[evil.user["id"]] == "pending_approval"
     eventually(lambda: [n for n in world.notices(bakery) if n["kind"] == "join_requested"],
                "the owner to be told about the join request")
@@ -306,7 +306,7 @@ def test_an_unverified_second_registrant_sees_nothing_and_the_real_owner_authori
     assert call(world, andrei, "GET", f"/api/etransport/transports?company={CARRIER}").status_code == 200
     r = call(world, squatter, "GET", f"/api/etransport/transports?company={CARRIER}")
     assert r.status_code == 403 and r.json()["error"]["code"] == "company_not_verified"
-    members = andrei.get(f"{world.gw}/api/portfolio/companies/{CARRIER}/members").json()["members"]
+    members = andrei.get(f"{world.gw}/api/portfolio/companies/{CARRIER}/members").json()["items"]
     assert {m["user_id"]: m["status"] for m in members} == {andrei.user["id"]: "active",
                                                             squatter.user["id"]: "pending_approval"}
     r = httpx.delete(f"{world.gw}/api/portfolio/companies/{CARRIER}/members/{squatter.user['id']}",

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from spvhub_common.errors import AppError
 from spvhub_common.http import app_deps
+from spvhub_common.paging import Page
 from spvhub_common.security import CurrentUser
 
 from spvhub_portfolio import handlers
@@ -109,9 +110,10 @@ class MemberOut(BaseModel):
     status: Literal["active", "pending_approval"]
 
 
-class MembersOut(BaseModel):
+class MembersOut(Page[MemberOut]):
+    """One page of the members, in the order they joined (`total` counts every page)."""
+
     cif: str
-    members: list[MemberOut]
 
 
 class MemberRoleOut(BaseModel):
@@ -264,9 +266,15 @@ async def patch_company(cif: str, body: PatchCompany, user: CurrentUser, deps: S
     return await handlers.update_company_profile(deps, user.user_id, cif, body.provides_accounting_services)
 
 
-@router.get("/companies/{cif}/members", response_model=MembersOut, summary="Members and roles")
-async def list_members(cif: str, user: CurrentUser, deps: ServiceDeps) -> dict[str, Any]:
-    return {"cif": cif, "members": await handlers.list_members(deps, user.user_id, cif)}
+@router.get("/companies/{cif}/members", response_model=MembersOut,
+            summary="Members and roles, a page at a time; `status=pending_approval` lists the requests to join")
+async def list_members(cif: str, user: CurrentUser, deps: ServiceDeps,
+                       status: Literal["active", "pending_approval"] | None = None,
+                       limit: int = Query(50, ge=1, le=500),
+                       cursor: str | None = Query(None, max_length=200,
+                                                  description="`next_cursor` of the previous page")) -> dict[str, Any]:
+    page = await handlers.list_members(deps, user.user_id, cif, status=status, limit=limit, cursor=cursor)
+    return {"cif": cif, **page}
 
 
 @router.post("/companies/{cif}/members", status_code=201, response_model=MemberRoleOut,

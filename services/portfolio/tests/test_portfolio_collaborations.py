@@ -159,7 +159,7 @@ async def test_claim_of_a_company_with_a_verified_owner_is_only_a_join_request(e
     assert [d for _, d in await env.events("portfolio.collaboration-started")] == []
     # the owner sees the request and is told about it
     r = await env.api.get(f"/api/portfolio/companies/{CLIENT}/members", headers=env.headers("real-owner"))
-    assert {m["user_id"]: m["status"] for m in r.json()["members"]} == {"real-owner": "active",
+    assert {m["user_id"]: m["status"] for m in r.json()["items"]} == {"real-owner": "active",
                                                                         "stranger": "pending_approval"}
     [req] = [d for _, d in await env.events("portfolio.join-requested")]
     assert req["user_id"] == "stranger" and req["notify_user_ids"] == ["real-owner"] and req["via"] == "invitation"

@@ -69,7 +69,7 @@ async def test_an_unverified_registration_does_not_lock_the_cif(env: Env) -> Non
     assert [d for _, d in await env.events("portfolio.join-requested")] == []
     await env.verify("real", FIRM_A)
     r = await env.api.get(f"/api/portfolio/companies/{FIRM_A}/members", headers=env.headers("real"))
-    assert {m["user_id"]: (m["role"], m["status"]) for m in r.json()["members"]} == {
+    assert {m["user_id"]: (m["role"], m["status"]) for m in r.json()["items"]} == {
         "first": ("owner", "pending_approval"), "real": ("owner", "active")}
     # the unverified first registrant sees registry data only, and cannot manage anything
     r = await env.api.get(f"/api/portfolio/companies/{FIRM_A}", headers=env.headers("first"))
@@ -122,7 +122,7 @@ async def test_members_roles_and_access_events(env: Env) -> None:
     r = await env.api.delete(f"/api/portfolio/companies/{FIRM_A}/members/owner", headers=H("owner"))
     assert r.status_code == 409 and r.json()["error"]["code"] == "last_owner"
     r = await env.api.get(f"/api/portfolio/companies/{FIRM_A}/members", headers=H("m"))
-    assert {m["user_id"]: m["role"] for m in r.json()["members"]} == {"owner": "owner", "adm": "admin", "m": "member"}
+    assert {m["user_id"]: m["role"] for m in r.json()["items"]} == {"owner": "owner", "adm": "admin", "m": "member"}
     assert (await env.api.delete(f"/api/portfolio/companies/{FIRM_A}/members/m", headers=H("adm"))).status_code == 204
     acc = [(d["user_id"], d["role"], d["granted"], d["verified"], d["can_file"])
            for _, d in await env.events("portfolio.access-changed")]

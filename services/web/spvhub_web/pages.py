@@ -438,9 +438,21 @@ async def company_profile(request: Request, cif: str) -> Response:
 async def members(request: Request, cif: str) -> Response:
     require_signed_in(request)
     c = await api(request, "GET", f"/api/portfolio/companies/{quote(cif)}")
-    got = await api(request, "GET", f"/api/portfolio/companies/{quote(cif)}/members")
-    return await page(request, "members.html", {"c": c, "members": got.get("members", []),
+    return await page(request, "members.html", {"c": c, "members": await _members(request, cif),
                                                 "is_manager": c.get("role") in ("owner", "admin")})
+
+
+async def _members(request: Request, cif: str, pages: int = 20) -> list[dict[str, Any]]:
+    """The company's members: the API answers them a page at a time, the screen lists them all."""
+    params: dict[str, Any] = {"limit": 500}
+    out: list[dict[str, Any]] = []
+    for _ in range(pages):
+        got = await api(request, "GET", f"/api/portfolio/companies/{quote(cif)}/members", params=params)
+        out.extend(got.get("items", []))
+        if not got.get("next_cursor"):
+            break
+        params["cursor"] = got["next_cursor"]
+    return out
 
 
 @router.post("/companies/" + CIF_PATH + "/members")

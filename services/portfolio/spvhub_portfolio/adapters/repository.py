@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypedDict, TypeVar
 
-from sqlalchemy import and_, case, delete, func, or_, select, text, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -241,9 +241,27 @@ async def direct_membership(s: AsyncSession, user_id: str, cif: str) -> Membersh
     return Membership(r.role, r.verified_at is not None) if r else None
 
 
-async def members(s: AsyncSession, cif: str) -> list[Member]:
-    q = select(memberships).where(memberships.c.cif == cif).order_by(memberships.c.created_at, memberships.c.user_id)
+async def members(s: AsyncSession, cif: str, *, verified: bool | None = None,
+                  after: tuple[datetime, str] | None = None, limit: int | None = None) -> list[Member]:
+    """Members in the order they joined; `verified` keeps only verified (True) or pending (False) ones, `after` starts
+    past that (created_at, user_id)."""
+    q = select(memberships).where(memberships.c.cif == cif)
+    if verified is not None:
+        q = q.where(memberships.c.verified_at.is_not(None) if verified else memberships.c.verified_at.is_(None))
+    if after is not None:
+        q = q.where(tuple_(memberships.c.created_at, memberships.c.user_id) > tuple_(literal(after[0]),
+                                                                                      literal(after[1])))
+    q = q.order_by(memberships.c.created_at, memberships.c.user_id)
+    if limit is not None:
+        q = q.limit(limit)
     return _records(Member, await s.execute(q))
+
+
+async def count_members(s: AsyncSession, cif: str, *, verified: bool | None = None) -> int:
+    q = select(func.count()).select_from(memberships).where(memberships.c.cif == cif)
+    if verified is not None:
+        q = q.where(memberships.c.verified_at.is_not(None) if verified else memberships.c.verified_at.is_(None))
+    return int((await s.execute(q)).scalar_one())
 
 
 async def verified_people(s: AsyncSession, cif: str, roles: Iterable[str] | None = None) -> list[str]:

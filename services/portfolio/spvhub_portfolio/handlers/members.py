@@ -2,6 +2,7 @@
 pending member's approval, and the account directory auth's events keep."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
@@ -10,6 +11,7 @@ from spvhub_common.events.envelope import CloudEvent
 from spvhub_common.events.portfolio import MembershipVerified
 from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
+from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio import domain
@@ -43,22 +45,44 @@ async def verify_member(uow: SqlUnitOfWork, deps: Deps, cif: str, user_id: str, 
     return True
 
 
-async def list_members(deps: Deps, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
-    """Members with their role and verification; unverified ones are requests an owner or admin approves (by
-    setting their role) or drops (by removing them)."""
+MEMBER_STATUSES = {"active": True, "pending_approval": False}
+
+
+async def list_members(deps: Deps, user_id: str, raw_cif: str, *, status: str | None = None, limit: int = 50,
+                       cursor: str | None = None) -> dict[str, Any]:
+    """One page of the members, in the order they joined, with their role and verification; unverified ones
+    (`status` `pending_approval`) are requests to join an owner or admin approves (by setting their role) or drops
+    (by removing them)."""
+    verified = MEMBER_STATUSES[status] if status is not None else None
     async with deps.uow() as uow:
         cif = normalize_cif(raw_cif)
         await require_role(uow, user_id, cif, direct_only=True)
-        rows = await repo.members(uow.session, cif)
+        after = _member_cursor(cursor) if cursor else None
+        rows = await repo.members(uow.session, cif, verified=verified, after=after, limit=limit + 1)
+        more, rows = len(rows) > limit, rows[:limit]
+        total = await repo.count_members(uow.session, cif, verified=verified)
         people = await repo.users_by_id(uow.session, [m.user_id for m in rows])
-        out = []
-        for m in rows:
-            person = people.get(m.user_id)
-            out.append({"user_id": m.user_id, "email": person.email if person else None,
-                        "name": person.name if person else None, "role": m.role, "since": m.created_at,
-                        "verified": m.verified_at is not None, "verified_via": m.verified_via,
-                        "status": "active" if m.verified_at is not None else "pending_approval"})
-        return out
+    items = []
+    for m in rows:
+        person = people.get(m.user_id)
+        items.append({"user_id": m.user_id, "email": person.email if person else None,
+                      "name": person.name if person else None, "role": m.role, "since": m.created_at,
+                      "verified": m.verified_at is not None, "verified_via": m.verified_via,
+                      "status": "active" if m.verified_at is not None else "pending_approval"})
+    last = rows[-1] if more and rows else None
+    return {"items": items, "next_cursor": encode_cursor(last.created_at, last.user_id) if last else None,
+            "total": total}
+
+
+def _member_cursor(raw: str) -> tuple[datetime, str]:
+    at, member = decode_cursor(raw, 2)
+    try:
+        when = datetime.fromisoformat(at) if isinstance(at, str) else None
+    except ValueError as exc:
+        raise invalid_cursor() from exc
+    if when is None or when.tzinfo is None or not isinstance(member, str):
+        raise invalid_cursor()
+    return when, member
 
 
 async def add_member(deps: Deps, actor: str, raw_cif: str, email: str,
