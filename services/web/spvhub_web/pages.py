@@ -438,21 +438,9 @@ async def company_profile(request: Request, cif: str) -> Response:
 async def members(request: Request, cif: str) -> Response:
     require_signed_in(request)
     c = await api(request, "GET", f"/api/portfolio/companies/{quote(cif)}")
-    return await page(request, "members.html", {"c": c, "members": await _members(request, cif),
+    members = await _every_page(request, f"/api/portfolio/companies/{quote(cif)}/members")
+    return await page(request, "members.html", {"c": c, "members": members,
                                                 "is_manager": c.get("role") in ("owner", "admin")})
-
-
-async def _members(request: Request, cif: str, pages: int = 20) -> list[dict[str, Any]]:
-    """The company's members: the API answers them a page at a time, the screen lists them all."""
-    params: dict[str, Any] = {"limit": 500}
-    out: list[dict[str, Any]] = []
-    for _ in range(pages):
-        got = await api(request, "GET", f"/api/portfolio/companies/{quote(cif)}/members", params=params)
-        out.extend(got.get("items", []))
-        if not got.get("next_cursor"):
-            break
-        params["cursor"] = got["next_cursor"]
-    return out
 
 
 @router.post("/companies/" + CIF_PATH + "/members")
@@ -685,16 +673,23 @@ async def firm_portfolio(request: Request, cif: str) -> Response:
     return await page(request, "portfolio.html", ctx)
 
 
-async def _firm_invitations(request: Request, firm_cif: str, pages: int = 20) -> list[dict[str, Any]]:
-    """The firm's invitations, newest first: the API answers them a page at a time, the screen lists them all."""
-    params: dict[str, Any] = {"firm_cif": firm_cif, "limit": 500}
+async def _firm_invitations(request: Request, firm_cif: str) -> list[dict[str, Any]]:
+    """The firm's invitations, newest first."""
+    return await _every_page(request, "/api/invitations", {"firm_cif": firm_cif})
+
+
+async def _every_page(request: Request, path: str, params: dict[str, Any] | None = None,
+                      pages: int = 20) -> list[dict[str, Any]]:
+    """Every item of a paged list (500 a page, at most `pages` pages): the API answers a page at a time, a screen
+    lists them all."""
+    query: dict[str, Any] = {**(params or {}), "limit": 500}
     out: list[dict[str, Any]] = []
     for _ in range(pages):
-        got = await api(request, "GET", "/api/invitations", params=params)
+        got = await api(request, "GET", path, params=query)
         out.extend(got.get("items", []))
         if not got.get("next_cursor"):
             break
-        params["cursor"] = got["next_cursor"]
+        query["cursor"] = got["next_cursor"]
     return out
 
 
