@@ -85,7 +85,6 @@ ALLOWED_NORMALISERS: set[str] = {
     # the former lenient reader, kept as an alias of ids.strip_ro for its last two importers (auth's API keys,
     # webhooks' handlers); removed in the final cleanup
     "libs/common/spvhub_common/anaf/models.py::normalize_cif",
-    "services/efactura/spvhub_efactura/domain.py::normalize_cif",
     "services/web/spvhub_web/pages.py::norm_cif",
 }
 
@@ -169,9 +168,6 @@ def test_every_bootstrap_build_is_under_60_lines() -> None:
 ALIASES = {"H", "D", "E"}
 ALLOWED_ALIASES: set[str] = {
     "services/auth/spvhub_auth/adapters/anaf.py: import ... as E",
-    "services/auth/tests/test_auth_domain.py: import ... as D",
-    "services/auth/tests/test_auth_lifecycle.py: import ... as H",
-    "services/auth/tests/test_auth_no_leaks.py: import ... as H",
     "services/auth/tests/test_auth_roles.py: import ... as E",
 }
 
@@ -207,8 +203,6 @@ TRACKER_REF = re.compile(r"\b(?:issue|issues|ticket)\s*#?\s*\d+|(?<![\w&/#'\"])#
 ALLOWED_TRACKER_REFS: set[str] = {
     "services/efactura/spvhub_efactura/adapters/orm.py",
     "services/efactura/tests/test_acceptance.py",
-    "services/efactura/tests/test_submissions.py",
-    "services/efactura/tests/test_submissions_kill9.py",
 }
 
 
