@@ -202,6 +202,10 @@ def verify(sysm: ChaosSystem, counters: dict[str, Any]) -> dict[str, Any]:
     down, back = f.readiness.get("while_database_down", {}), f.readiness.get("after_restart", {})
     fig["readiness while PostgreSQL down"] = dict(Counter(down.values()))
     fig["readiness after its restart"] = f"{dict(Counter(back.values()))} in {f.readiness.get('seconds_to_ready')}s"
+    live = f.readiness.get("liveness_while_database_down", {})
+    fig["liveness while PostgreSQL down"] = dict(Counter(live.values()))
+    if not live or any(c != 200 for c in live.values()):
+        failures.append(f"liveness failed while only the database was gone: {live}")
     if not down or any(c != 503 for c in down.values()):
         failures.append(f"not every process reported not-ready (503) while PostgreSQL was down: {down}")
     if not back or any(c != 200 for c in back.values()):

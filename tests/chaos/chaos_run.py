@@ -511,12 +511,12 @@ class ChaosSystem(System):
         self.figures.restarts.append(("minio (stop, start)", time.monotonic() - t0))
         log(f"MinIO restarted in {time.monotonic() - t0:.1f}s")
 
-    def readiness(self) -> dict[str, int]:
+    def readiness(self, probe: str = "ready") -> dict[str, int]:
         out = {}
         for s in SERVICES:
             for i in (0, 1):
                 try:
-                    out[f"{s}-{i + 1}"] = httpx.get(f"{self.instance_url(s, i)}/health/ready", timeout=8).status_code
+                    out[f"{s}-{i + 1}"] = httpx.get(f"{self.instance_url(s, i)}/health/{probe}", timeout=8).status_code
                 except httpx.HTTPError:
                     out[f"{s}-{i + 1}"] = 0
         return out
@@ -533,6 +533,8 @@ class ChaosSystem(System):
                 break
             time.sleep(0.5)
         self.figures.readiness["while_database_down"] = not_ready
+        # liveness is the process itself: a database outage must not make an orchestrator restart every pod
+        self.figures.readiness["liveness_while_database_down"] = self.readiness("live")
         time.sleep(max(0.0, self.plan.pg_down - (time.monotonic() - t0)))
         self.infra.start_postgres()
         t1 = time.monotonic()
