@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from spvhub_common.clock import FixedClock
+from spvhub_common.clock import ManualClock
 from spvhub_common.events import CloudEvent, Event, to_envelope
 from spvhub_common.events.portfolio import AccessChanged, CompanyRegistered, RightsDiscovered
 from spvhub_common.migrate import upgrade_async
@@ -35,7 +35,7 @@ class Env:
     app: Any
     runtime: ServiceRuntime
     client: httpx.AsyncClient
-    clock: FixedClock
+    clock: ManualClock
     minter: TokenMinter
     settings: Settings
 
@@ -74,7 +74,7 @@ class Env:
 async def env(fresh_database: str) -> Any:
     s = settings_for(fresh_database, public_base_url="https://spv.example.ro")
     await upgrade_async(s, MIGRATIONS)
-    clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
+    clock = ManualClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
     app, runtime = build(s, clock=clock, start_consumers=False, start_relay=False, start_jobs=False)
     minter = TokenMinter()
     app.state.jwks = minter.verifier()
