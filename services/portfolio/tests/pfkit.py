@@ -17,7 +17,7 @@ from anaf_emulator import create_app as create_emulator
 from anaf_emulator.hosts import FamilyHosts, family_settings
 from fastapi import FastAPI
 from spvhub_common.anaf.budget import PostgresBudget, ensure_schema
-from spvhub_common.anaf.clock import SystemClock
+from spvhub_common.clock import SystemClock
 from spvhub_common.events import decode
 from spvhub_common.events.auth import ConnectionAuthorized
 from spvhub_common.migrate import upgrade_async

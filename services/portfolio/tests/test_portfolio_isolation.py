@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pfkit import CLIENTS_A, CLIENTS_B, FIRM_A, FIRM_B, Env, make_env
 from spvhub_common.anaf.budget import BudgetLimits, PostgresBudget
-from spvhub_common.anaf.clock import SystemClock
+from spvhub_common.clock import SystemClock
 from spvhub_common.events.invitations import InvitationAccepted, InvitationClaimed
 
 CA, CB = CLIENTS_A[0], CLIENTS_B[0]
