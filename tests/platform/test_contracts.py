@@ -30,6 +30,18 @@ def test_openapi_is_public_only_and_merged() -> None:
         assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"], f"dangling {ref}"
 
 
+def test_schema_titles_are_unique_so_generated_clients_get_one_class_each() -> None:
+    """Client generators (openapi-python-client, ...) name a model class after its schema's title: two schemas
+    with one title make the second model (and every operation answering it) vanish from the client."""
+    for name in (contracts.OPENAPI_FILE, contracts.OPENAPI_INTERNAL_FILE):
+        schemas = json.loads((contracts.CONTRACTS / name).read_text())["components"]["schemas"]
+        seen: dict[str, str] = {}
+        for key, schema in schemas.items():
+            title = schema.get("title", key)
+            assert title not in seen, f"{name}: schemas {seen[title]} and {key} share the title {title!r}"
+            seen[title] = key
+
+
 def test_merge_renames_colliding_schemas_and_refuses_duplicate_routes() -> None:
     def doc(schema: dict, path: str) -> dict:
         return {"info": {"description": "d"}, "paths": {path: {"get": {"responses": {"200": {"content": {
@@ -38,6 +50,7 @@ def test_merge_renames_colliding_schemas_and_refuses_duplicate_routes() -> None:
     merged = contracts.merge_openapi({"auth": doc({"type": "object"}, "/api/auth/x"),
                                       "portfolio": doc({"type": "string"}, "/api/portfolio/x")}, public=True)
     assert set(merged["components"]["schemas"]) == {"Company", "portfolio__Company"}
+    assert merged["components"]["schemas"]["portfolio__Company"]["title"] == "PortfolioCompany"
     ref = merged["paths"]["/api/portfolio/x"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert ref == {"$ref": "#/components/schemas/portfolio__Company"}
     try:

@@ -127,6 +127,8 @@ def merge_openapi(docs: dict[str, dict[str, Any]], *, public: bool) -> dict[str,
         keep = _rename_refs(keep, renames)
         svc_schemas = _rename_refs(svc_schemas, renames)
         for n, s in svc_schemas.items():
+            if n in renames:  # client generators name classes after the title: it must not collide either
+                s = {**s, "title": f"{svc.capitalize()}{s.get('title', n)}"}
             n = renames.get(n, n)
             schemas.setdefault(n, s)
             owners.setdefault(n, svc)
