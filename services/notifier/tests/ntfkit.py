@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from spvhub_common.clock import FixedClock
+from spvhub_common.clock import ManualClock
 from spvhub_common.db import drop_database, ensure_database
 from spvhub_common.devmail import DevMail
 from spvhub_common.events import CloudEvent, Event, decode, to_envelope
@@ -55,7 +55,7 @@ class Stack:
     notifier: httpx.AsyncClient
     invitations: httpx.AsyncClient
     mail: DevMail
-    clock: FixedClock
+    clock: ManualClock
     minter: TokenMinter
     relayed: set[int] = field(default_factory=set)
 
@@ -139,7 +139,7 @@ class Stack:
 @pytest.fixture
 async def stack(fresh_database: str, kafka_up: str, topic_prefix: str) -> Any:
     inv_db = f"t_{uuid.uuid4().hex[:12]}"
-    clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
+    clock = ManualClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
     mail = DevMail().start()
     inv_s = _settings(InvSettings, "invitations", inv_db, public_base_url="https://spv.example.ro",
                       kafka_topic_prefix=topic_prefix, access_wait_seconds=0.3)

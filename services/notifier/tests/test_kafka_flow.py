@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 from ntfkit import INV_MIGRATIONS, NTF_MIGRATIONS, SERVICE_TOKEN, _settings
-from spvhub_common.clock import FixedClock
+from spvhub_common.clock import ManualClock
 from spvhub_common.db import drop_database, ensure_database
 from spvhub_common.devmail import DevMail
 from spvhub_common.events import encode, to_envelope
@@ -42,7 +42,7 @@ async def eventually(fn: Callable[[], Awaitable[Any]], limit: float = 60.0) -> A
 
 async def test_journey_over_kafka(fresh_database: str, kafka_up: str, topic_prefix: str):
     inv_db = f"t_{uuid.uuid4().hex[:12]}"
-    clock = FixedClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
+    clock = ManualClock(datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
     mail = DevMail().start()
     inv_s = _settings(InvSettings, "invitations", inv_db, public_base_url="https://spv.example.ro",
                       kafka_topic_prefix=topic_prefix, access_wait_seconds=30.0)
