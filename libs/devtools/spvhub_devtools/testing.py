@@ -85,6 +85,34 @@ def fresh_database(postgres_up: None) -> Iterator[str]:
 
 
 @pytest.fixture
-def topic_prefix() -> str:
-    """Kafka topics of one test are prefixed so runs never see each other's messages."""
-    return f"t{uuid.uuid4().hex[:10]}."
+def topic_prefix() -> Iterator[str]:
+    """Kafka topics of one test are prefixed so runs never see each other's messages; they are deleted after the
+    test, because every partition keeps files open in the broker and a full suite's thousands of throwaway topics
+    would otherwise exhaust its file descriptors."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield prefix
+    delete_topics(prefix)
+
+
+def delete_topics(prefix: str) -> None:
+    """Best effort: delete the topics named `prefix*` (a failure only leaves them to the next `./dev reset`).
+    Runs its own event loop in a thread, since a test's loop may still be running in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=make_settings().kafka_bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(asyncio.run, run()).result(timeout=30)
+        except Exception:  # noqa: BLE001 - cleanup must never fail a test
+            pass
