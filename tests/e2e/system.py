@@ -196,6 +196,8 @@ class System:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
         asyncio.run(self._drop_databases())
+        from spvhub_common.testing import delete_topics
+        delete_topics(self.prefix)
 
     async def _drop_databases(self) -> None:
         from spvhub_common.db import drop_database
