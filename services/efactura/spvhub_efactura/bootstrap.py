@@ -9,8 +9,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from functools import partial
-from types import SimpleNamespace
 
 import httpx
 import urllib3
@@ -25,7 +23,7 @@ from spvhub_common.http import create_app
 from spvhub_common.runtime import PeriodicJob, ServiceRuntime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from spvhub_efactura import consumers, handlers, jobs
+from spvhub_efactura import consumers, jobs
 from spvhub_efactura.adapters.anaf import BudgetClock, CommonEfacturaAnaf, EfacturaAnaf
 from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
 from spvhub_efactura.adapters.orm import outbox
@@ -101,6 +99,13 @@ def lifespan(runtime: ServiceRuntime, deps: Deps, budget_engine: AsyncEngine | N
     return outer  # type: ignore[return-value]
 
 
+def submissions_anaf(anaf: EfacturaAnaf) -> SubmissionAnaf:
+    """Outgoing submissions share the sync's ANAF client (and with it its budget and hosts)."""
+    if not isinstance(anaf, CommonEfacturaAnaf):
+        raise ValueError("pass submission_anaf= when anaf= is not the common adapter")
+    return CommonSubmissionAnaf(anaf.client)
+
+
 def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTransport | None = None,
           anaf: EfacturaAnaf | None = None, tokens: TokenProvider | None = None, blobs: BlobStore | None = None,
           clock: Clock | None = None, budget: AnafBudget | None = None,
@@ -118,17 +123,12 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
     if blobs is None:
         blobs = blob_store(settings)
     sync = InboxSync(settings, runtime.uow, anaf, tokens, blobs, clock)
-    deps = Deps(settings=settings, runtime=runtime, sync=sync, blobs=blobs, clock=clock)
-    # outgoing submissions share the sync's connections, tokens, ledger and ANAF client
-    if submission_anaf is None:
-        if not isinstance(anaf, CommonEfacturaAnaf):
-            raise ValueError("pass submission_anaf= when anaf= is not the common adapter")
-        submission_anaf = CommonSubmissionAnaf(anaf.client)
-    submissions_svc = SubmissionService(settings, runtime.uow, sync, submission_anaf, blobs, clock,
-                                        budget)
+    submissions = SubmissionService(settings, runtime.uow, sync, submission_anaf or submissions_anaf(anaf), blobs,
+                                    clock, budget)
+    deps = Deps(settings=settings, runtime=runtime, sync=sync, blobs=blobs, clock=clock, submissions=submissions)
     consumers.register(runtime, deps)
     jobs.register(runtime, deps)
-    runtime.add_job(PeriodicJob("submissions", settings.submission_worker_interval_seconds, submissions_svc.tick,
+    runtime.add_job(PeriodicJob("submissions", settings.submission_worker_interval_seconds, submissions.tick,
                                 singleton=False, initial_delay=0.5))
     app = create_app(settings, title="spvhub efactura",
                      description="e-Factura inbox: per-CIF sync, ANAF message ledger, archived invoices, PDFs, "
@@ -136,8 +136,6 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
                      lifespan=lifespan(runtime, deps, budget_engine))
     app.state.deps = deps
     app.state.runtime = runtime
-    app.state.submissions = submissions_svc
-    app.state.efactura = SimpleNamespace(xml_of=partial(handlers.xml_of, deps))  # submissions' api, until re-pointed
     return app, runtime
 
 

@@ -24,6 +24,7 @@ from spvhub_efactura.adapters import ledger, queries
 from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.processing import process_zip
 from spvhub_efactura.settings import Settings
+from spvhub_efactura.submissions.service import SubmissionService
 from spvhub_efactura.sync import InboxSync, SyncPaused, UowFactory
 
 # The names the submissions imported from here before the sync became a package (kept until they import them
@@ -40,6 +41,7 @@ class Deps:
     sync: InboxSync
     blobs: BlobStore
     clock: Clock
+    submissions: SubmissionService
 
 
 # --------------------------------------------------------------------------------------------------

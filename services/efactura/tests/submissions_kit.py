@@ -1,4 +1,4 @@
-"""Test kit of issue 10 (submissions): invoice XML for scenario companies (valid, or breaking emulator rules),
+"""Test kit of the submissions: invoice XML for scenario companies (valid, or breaking emulator rules),
 access grants, and polling helpers."""
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ async def grant_access(runtime: Any, user_id: str, cifs: list[str], *, role: str
 async def drive(h: Any, submission_id: str, until: tuple[str, ...], rounds: int = 60,
                 advance: float = 10.0, linked: bool = True) -> dict[str, Any]:
     """Run the submissions worker (moving the emulator clock) until the submission reaches one of `until`."""
-    svc = h.app.state.submissions
+    svc = h.app.state.deps.submissions
     row: dict[str, Any] | None = None
     for _ in range(rounds):
         await svc.tick()

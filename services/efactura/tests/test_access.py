@@ -222,5 +222,5 @@ async def test_entitlements_choose_the_connection_filing_needs_permission_and_re
             assert await h.sync.tick() == []
             await h.sync.wait_idle()
             # the pending submission is not filed through any connection either
-            await h.app.state.submissions.tick()
+            await h.app.state.deps.submissions.tick()
             assert await _calls(h, client) == calls

@@ -27,7 +27,7 @@ async def _uploads(h: Harness, cif: str) -> int:
 
 
 async def _settle(h: Harness, submission_id: str, rounds: int = 80, step: int = 5) -> dict[str, Any]:
-    svc = h.app.state.submissions
+    svc = h.app.state.deps.submissions
     row: dict[str, Any] = {}
     for _ in range(rounds):
         await svc.tick()
@@ -75,7 +75,7 @@ async def test_upload_answered_with_technical_error_1814_is_reconciled_before_an
 
 
 async def _note(h: Harness, submission_id: str) -> str:
-    return str((await h.app.state.submissions.get(submission_id)).get("reconcile_note") or "")
+    return str((await h.app.state.deps.submissions.get(submission_id)).get("reconcile_note") or "")
 
 
 @pytest.mark.parametrize("uploader_tip", ["sent", "received"])

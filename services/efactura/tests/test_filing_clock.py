@@ -44,7 +44,7 @@ async def test_filing_clock(fresh_database: str, topic_prefix: str, minio_up: No
         await grant_access(h.runtime, "alice", [seller, client2])
         await grant_access(h.runtime, "fay", [seller, client2], role="accountant", via_firm_cif="99999990")
         alice, fay, bob = (minter.headers(u) for u in ("alice", "fay", "bob"))
-        svc = h.app.state.submissions
+        svc = h.app.state.deps.submissions
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=h.app), base_url="http://efactura",
                                      timeout=60) as api:
             # (the emulator's clock, which the service follows here, is in March 2026)

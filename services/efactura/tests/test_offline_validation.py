@@ -57,7 +57,7 @@ async def test_invalid_invoice_refused_offline_without_calling_anaf(fresh_databa
             # no side effect: no row, no event, no ANAF call (neither upload nor validare)
             assert await _count(h, submissions) == 0 and await _count(h, outbox) == outbox_rows
             assert await _anaf_efactura_calls(h) == calls
-            blobs = h.app.state.submissions.blobs
+            blobs = h.app.state.deps.submissions.blobs
             assert not await blobs.exists(f"efactura/{seller}/submissions/xml/{hashlib.sha256(bad).hexdigest()}.xml")
 
             # the standalone check: ANAF's validare shape, no ANAF call

@@ -1,4 +1,4 @@
-"""Issue 10 against the real PostgreSQL, Kafka and MinIO and the in-process emulator: checks before filing, one
+"""Submissions against the real PostgreSQL, Kafka and MinIO and the in-process emulator: checks before filing, one
 upload for five concurrent requests, idempotency conflicts, accepted invoices linked to the sent list once, rejected
 ones explained (RO + EN) with the error report in the inbox once, validation first, buyer messages and their cap."""
 from __future__ import annotations
@@ -189,7 +189,7 @@ async def test_filed_upload_whose_answer_was_lost_is_found_in_the_inbox_not_uplo
     settings = efactura_settings(fresh_database, topic_prefix)
     async with Harness(settings, emulator) as h:
         await h.grant("acc", [seller, buyer])
-        svc = h.app.state.submissions
+        svc = h.app.state.deps.submissions
         real_upload = svc.anaf.upload
 
         async def filed_then_lost(*a, **kw):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""Issue 10 acceptance with processes: the efactura service is `kill -9`ed while its upload is on the wire (the
+"""Submissions acceptance with processes: the efactura service is `kill -9`ed while its upload is on the wire (the
 emulator slowed by a latency fault), restarted, and the invoice submitted again five times: exactly one upload is
 filed by the emulator, every caller gets the same submission, and it ends accepted and linked to the sent invoice.
 

@@ -1,4 +1,4 @@
-"""Issue 10 units: the error catalogue (codes, fields, RO/EN, fallback), the checks before filing, keys, backoff."""
+"""Submission units: the error catalogue (codes, fields, RO/EN, fallback), the checks before filing, keys, backoff."""
 from __future__ import annotations
 
 from datetime import date
@@ -6,7 +6,8 @@ from datetime import date
 import pytest
 from spvhub_common.errors import AppError
 from spvhub_efactura.anaf_errors import explain
-from spvhub_efactura.submissions.service import check_backoff, idempotency_key, inspect_invoice_xml, rasp_xml
+from spvhub_efactura.submissions.document import inspect_invoice_xml, rasp_xml
+from spvhub_efactura.submissions.domain import check_backoff, idempotency_key
 from submissions_kit import invoice_xml
 
 

@@ -3,29 +3,26 @@ explained errors and links, send a buyer message (RASP) about a received invoice
 access read model."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
-from spvhub_common.access import accessible_cifs, require_access, require_grant
-from spvhub_common.errors import AppError, Forbidden, NotFound
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from spvhub_common.http import app_deps
+from spvhub_common.ids import normalize_cif
 from spvhub_common.security import CurrentUser
 
-from spvhub_efactura.adapters import queries
-from spvhub_efactura.adapters.orm import access_grants
-from spvhub_efactura.api import _cif
-from spvhub_efactura.submissions import filing
-from spvhub_efactura.submissions import repository as repo
-from spvhub_efactura.submissions.service import SubmissionService, SubmitCommand, error_links
+from spvhub_efactura import handlers
+from spvhub_efactura.handlers import Deps
+from spvhub_efactura.submissions import errors, filing
+from spvhub_efactura.submissions.service import SubmitCommand
+
+ServiceDeps = Annotated[Deps, Depends(app_deps)]
 
 router = APIRouter(prefix="/api/efactura", tags=["efactura submissions"])
 _XML_TYPES = ("application/xml", "text/xml", "text/plain", "application/octet-stream", "")
-
-
-def _svc(request: Request) -> SubmissionService:
-    return request.app.state.submissions  # type: ignore[no-any-return]
+_XML: dict[int | str, dict[str, Any]] = {200: {"content": {"application/xml": {}}, "description": "the XML as stored"}}
 
 
 class SubmissionOut(BaseModel):
@@ -84,26 +81,24 @@ def out(row: dict[str, Any], now: datetime | None = None, due_soon_hours: float 
                          links=error_links(row))
 
 
-def _out(request: Request, row: dict[str, Any]) -> SubmissionOut:
-    svc = _svc(request)
-    return out(row, svc.clock.now(), svc.settings.submission_deadline_warning_working_hours)
+def error_links(row: dict[str, Any]) -> dict[str, str]:
+    base = f"/api/efactura/submissions/{row['id']}"
+    links = {"self": base, "xml": f"{base}/xml"}
+    if row.get("upload_response_key"):
+        links["anaf_response"] = f"{base}/anaf-response"
+    if row.get("error_report_key") or row.get("error_report_invoice_id"):
+        links["error_report"] = f"{base}/error-report"
+    if row.get("error_report_invoice_id"):
+        links["error_report_invoice"] = f"/api/efactura/invoices/{row['error_report_invoice_id']}"
+    if row.get("sent_invoice_id"):
+        links["sent_invoice"] = f"/api/efactura/invoices/{row['sent_invoice_id']}"
+    if row.get("invoice_id"):
+        links["invoice"] = f"/api/efactura/invoices/{row['invoice_id']}"
+    return links
 
 
-async def _scoped_cif(request: Request, user_id: str, raw: str, *, file: bool = False) -> str:
-    """A verified grant on the CIF; to file, one that may act at ANAF in its name (`filing_not_allowed`)."""
-    cif = _cif(raw)
-    async with _svc(request).uow() as uow:
-        await require_grant(uow.session, access_grants, user_id, cif, file=file)
-        if file and not await queries.can_file_through_anaf(uow.session, cif):
-            # Refused now rather than accepted and never sent: no authorization may file for this company.
-            raise AppError(
-                f"No ANAF authorization may file in the name of CIF {cif}: authorize ANAF access for the company, "
-                "or, for an accounting firm's authorization, ask the client to allow filing on the collaboration.",
-                code="no_filing_connection", status=409, details={"cif": cif},
-                messages={"ro": f"Nicio autorizare ANAF nu poate transmite documente în numele CIF {cif}: autorizați "
-                                "accesul ANAF pentru companie sau, pentru autorizarea unei firme de contabilitate, "
-                                "cereți clientului să permită transmiterea în colaborare."})
-    return cif
+def _out(deps: Deps, row: dict[str, Any]) -> SubmissionOut:
+    return out(row, deps.clock.now(), deps.settings.submission_deadline_warning_working_hours)
 
 
 async def _read_body(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
@@ -113,14 +108,12 @@ async def _read_body(request: Request, limit: int) -> tuple[bytes, dict[str, str
         form = await request.form(max_files=1, max_fields=20)
         item = form.get("file")
         if item is None or isinstance(item, str):
-            raise AppError("The multipart body needs the XML in a part named 'file'.", code="xml_malformed",
-                           status=400)
+            raise errors.multipart_without_file()
         data = await item.read(limit + 1)
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return data, fields
     if ctype not in _XML_TYPES:
-        raise AppError(f"Send the XML as application/xml (or multipart/form-data), not {ctype}.",
-                       code="unsupported_media_type", status=415)
+        raise errors.unsupported_media_type(ctype)
     buf = bytearray()
     async for chunk in request.stream():
         buf += chunk
@@ -142,7 +135,7 @@ def _flag(query: bool | None, form: dict[str, str], name: str) -> bool:
                         422: {"description": "invoice_invalid (offline validation: rule ids and findings in "
                                              "details), seller_mismatch, xml_not_ubl_invoice ..."},
                         413: {"description": "xml_too_large"}})
-async def submit(request: Request, user: CurrentUser, cif: str,
+async def submit(request: Request, response: Response, deps: ServiceDeps, user: CurrentUser, cif: str,
                  idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
                  standard: Annotated[str | None, Query(description="UBL or CN; inferred from the root")] = None,
                  extern: Annotated[bool | None, Query(description="buyer outside Romania")] = None,
@@ -152,10 +145,10 @@ async def submit(request: Request, user: CurrentUser, cif: str,
                  offline_validation: Annotated[bool | None, Query(
                      description="validate offline (schema, EN 16931, CIUS-RO) before storing or sending; "
                                  "on by default, refused with 422 invoice_invalid")] = None,
-                 ) -> Response:
-    c = await _scoped_cif(request, user.user_id, cif, file=True)  # before the body is read or anything stored
-    svc = _svc(request)
-    data, form = await _read_body(request, svc.settings.submission_max_xml_bytes)
+                 ) -> SubmissionOut:
+    # the grant is checked before the body is read or anything stored
+    c = await deps.submissions.scoped_cif(user.user_id, normalize_cif(cif), file=True)
+    data, form = await _read_body(request, deps.settings.submission_max_xml_bytes)
     cmd = SubmitCommand(cif=c, xml=data, user_id=user.user_id,
                         client_key=idempotency_key or form.get("idempotency_key"),
                         extern=_flag(extern, form, "extern"), autofactura=_flag(autofactura, form, "autofactura"),
@@ -163,113 +156,118 @@ async def submit(request: Request, user: CurrentUser, cif: str,
                         standard=standard or form.get("standard") or None,
                         offline_validation=offline_validation if offline_validation is not None else (
                             _flag(None, form, "offline_validation") if "offline_validation" in form else None))
-    row, created = await svc.submit(cmd)
-    return JSONResponse(_out(request, row).model_dump(mode="json"), status_code=202 if created else 200)
+    row, created = await deps.submissions.submit(cmd)
+    response.status_code = 202 if created else 200
+    return _out(deps, row)
 
 
-@router.post("/validation", summary="Validate a UBL 2.1 invoice or credit note offline (no ANAF call, no budget)",
+class ValidationOut(BaseModel):
+    """ANAF's `validare` answer (`stare`, `Messages` when it fails) plus the structured findings."""
+
+    model_config = ConfigDict(extra="allow")
+    stare: str = Field(description="ok | nok")
+    Messages: list[dict[str, Any]] | None = None
+    findings: list[dict[str, Any]] = Field(default_factory=list, description="rule id, field, ANAF's text and the "
+                                           "explanation in Romanian and English")
+    cius_ro_version: str | None = None
+
+
+@router.post("/validation", response_model=ValidationOut, response_model_exclude_unset=True,
+             summary="Validate a UBL 2.1 invoice or credit note offline (no ANAF call, no budget)",
              responses={413: {"description": "xml_too_large"}})
-async def validate_offline(request: Request, user: CurrentUser) -> dict[str, Any]:
+async def validate_offline(request: Request, deps: ServiceDeps, user: CurrentUser) -> ValidationOut:
     """The UBL 2.1 schema, the EN 16931 and CIUS-RO rules and the VAT rates by date, applied locally; answers in
     the shape of ANAF's `validare` (`stare`, `Messages`) with each finding's rule id, field, ANAF's text and the
     explanation in Romanian and English. Works while ANAF is down; reads no company data."""
-    svc = _svc(request)
-    data, _ = await _read_body(request, svc.settings.submission_max_xml_bytes)
-    if len(data) > svc.settings.submission_max_xml_bytes:
-        raise AppError(f"The XML is larger than {svc.settings.submission_max_xml_bytes // (1024 * 1024)} MB.",
-                       code="xml_too_large", status=413)
+    limit = deps.settings.submission_max_xml_bytes
+    data, _ = await _read_body(request, limit)
+    if len(data) > limit:
+        raise errors.body_too_large(limit)
     if not data.strip():
-        raise AppError("The request has no XML document.", code="xml_malformed", status=400)
-    return (await svc.validator.validate_async(data)).validare()
+        raise errors.xml_missing()
+    return ValidationOut(**(await deps.submissions.validator.validate_async(data)).validare())
 
 
-async def _deadlines(request: Request, cifs: list[str], open_only: bool, limit: int) -> dict[str, Any]:
-    svc = _svc(request)
-    now = svc.clock.now()
-    since = now.astimezone(filing.RO_TZ).date() - timedelta(days=90) if not open_only else None
-    async with svc.uow() as uow:
-        rows = await repo.by_deadline(uow.session, cifs, open_only=open_only, limit=limit, since=since)
-    hours = svc.settings.submission_deadline_warning_working_hours
-    items = [out(r, now, hours) for r in rows]
+class DeadlinesOut(BaseModel):
+    items: list[SubmissionOut]
+    counts: dict[str, int] = Field(description="how many items are late, due_soon and on_time")
+    open_only: bool
+
+
+async def _deadlines(deps: Deps, cifs: list[str], open_only: bool, limit: int) -> DeadlinesOut:
+    rows = await deps.submissions.by_deadline(cifs, open_only, limit)
+    now = deps.clock.now()
+    items = [out(r, now, deps.settings.submission_deadline_warning_working_hours) for r in rows]
     counts = {s: sum(1 for i in items if i.deadline_state == s) for s in (filing.LATE, filing.DUE_SOON, filing.ON_TIME)}
-    return {"items": [i.model_dump(mode="json") for i in items], "counts": counts, "open_only": open_only}
+    return DeadlinesOut(items=items, counts=counts, open_only=open_only)
 
 
-@router.get("/companies/{cif}/filing-deadlines",
+@router.get("/companies/{cif}/filing-deadlines", response_model=DeadlinesOut,
             summary="A company's invoices by legal filing deadline, soonest first (on_time / due_soon / late)")
-async def company_deadlines(request: Request, user: CurrentUser, cif: str,
+async def company_deadlines(deps: ServiceDeps, user: CurrentUser, cif: str,
                             open_only: Annotated[bool, Query(alias="open", description="only those still to be "
                                                              "filed (default); false: the last 90 days")] = True,
-                            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
-    c = await _scoped_cif(request, user.user_id, cif)
-    return await _deadlines(request, [c], open_only, limit)
+                            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> DeadlinesOut:
+    c = await deps.submissions.scoped_cif(user.user_id, normalize_cif(cif))
+    return await _deadlines(deps, [c], open_only, limit)
 
 
-@router.get("/filing-deadlines",
+@router.get("/filing-deadlines", response_model=DeadlinesOut,
             summary="Invoices by legal filing deadline across every company the caller may see (an accounting "
                     "firm: its own and its clients'), soonest first")
-async def all_deadlines(request: Request, user: CurrentUser,
+async def all_deadlines(deps: ServiceDeps, user: CurrentUser,
                         open_only: Annotated[bool, Query(alias="open")] = True,
-                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
-    async with _svc(request).uow() as uow:
-        cifs = await accessible_cifs(uow.session, access_grants, user.user_id)
-    return await _deadlines(request, cifs, open_only, limit)
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> DeadlinesOut:
+    return await _deadlines(deps, await deps.submissions.readable_cifs(user.user_id), open_only, limit)
 
 
-@router.get("/companies/{cif}/submissions", summary="Submissions of a company, newest first")
-async def list_submissions(request: Request, user: CurrentUser, cif: str, state: str | None = None,
+class SubmissionPage(BaseModel):
+    items: list[SubmissionOut]
+    next_before: str | None = Field(None, description="created_at of the last item, for `before=` (None: the end)")
+
+
+@router.get("/companies/{cif}/submissions", response_model=SubmissionPage,
+            summary="Submissions of a company, newest first")
+async def list_submissions(deps: ServiceDeps, user: CurrentUser, cif: str, state: str | None = None,
                            limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                           before: datetime | None = None) -> dict[str, Any]:
-    c = await _scoped_cif(request, user.user_id, cif)
-    async with _svc(request).uow() as uow:
-        rows = await repo.list_for(uow.session, c, state, limit, before)
-    items = [_out(request, r) for r in rows]
-    return {"items": [i.model_dump(mode="json") for i in items],
-            "next_before": items[-1].created_at.isoformat() if len(items) == limit else None}
-
-
-async def _submission(request: Request, user: Any, submission_id: str) -> dict[str, Any]:
-    svc = _svc(request)
-    row = await svc.get(submission_id)
-    if row is None:
-        raise NotFound(f"No submission {submission_id}.", code="submission_not_found")
-    async with svc.uow() as uow:
-        try:
-            await require_access(uow.session, access_grants, user.user_id, row["cif"])
-        except Forbidden as e:  # do not reveal that it exists
-            raise NotFound(f"No submission {submission_id}.", code="submission_not_found") from e
-    return row
+                           before: datetime | None = None) -> SubmissionPage:
+    c = await deps.submissions.scoped_cif(user.user_id, normalize_cif(cif))
+    items = [_out(deps, r) for r in await deps.submissions.list_for(c, state, limit, before)]
+    return SubmissionPage(items=items,
+                          next_before=items[-1].created_at.isoformat() if len(items) == limit else None)
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut,
             summary="A submission: state, ANAF index, explained errors, links")
-async def get_submission(request: Request, user: CurrentUser, submission_id: str) -> SubmissionOut:
-    return _out(request, await _submission(request, user, submission_id))
+async def get_submission(deps: ServiceDeps, user: CurrentUser, submission_id: str) -> SubmissionOut:
+    return _out(deps, await deps.submissions.readable(user.user_id, submission_id))
 
 
-@router.get("/submissions/{submission_id}/xml", summary="The submitted XML")
-async def submission_xml(request: Request, user: CurrentUser, submission_id: str) -> Response:
-    row = await _submission(request, user, submission_id)
-    return Response(await _svc(request).blobs.get(row["xml_key"]), media_type="application/xml")
+@router.get("/submissions/{submission_id}/xml", response_class=Response, responses=_XML,
+            summary="The submitted XML")
+async def submission_xml(deps: ServiceDeps, user: CurrentUser, submission_id: str) -> Response:
+    row = await deps.submissions.readable(user.user_id, submission_id)
+    return Response(await deps.submissions.blob(row["xml_key"]), media_type="application/xml")
 
 
-@router.get("/submissions/{submission_id}/anaf-response", summary="ANAF's answer to the upload")
-async def submission_response(request: Request, user: CurrentUser, submission_id: str) -> Response:
-    row = await _submission(request, user, submission_id)
+@router.get("/submissions/{submission_id}/anaf-response", response_class=Response, responses=_XML,
+            summary="ANAF's answer to the upload")
+async def submission_response(deps: ServiceDeps, user: CurrentUser, submission_id: str) -> Response:
+    row = await deps.submissions.readable(user.user_id, submission_id)
     if not row.get("upload_response_key"):
-        raise NotFound("ANAF has not answered this upload (yet).", code="no_anaf_response")
-    return Response(await _svc(request).blobs.get(row["upload_response_key"]), media_type="application/xml")
+        raise errors.no_anaf_response()
+    return Response(await deps.submissions.blob(row["upload_response_key"]), media_type="application/xml")
 
 
-@router.get("/submissions/{submission_id}/error-report", summary="ANAF's error report (mesajEroriFactuta)")
-async def submission_error_report(request: Request, user: CurrentUser, submission_id: str) -> Response:
-    row = await _submission(request, user, submission_id)
+@router.get("/submissions/{submission_id}/error-report", response_class=Response, responses=_XML,
+            summary="ANAF's error report (mesajEroriFactuta)")
+async def submission_error_report(deps: ServiceDeps, user: CurrentUser, submission_id: str) -> Response:
+    row = await deps.submissions.readable(user.user_id, submission_id)
     key = row.get("error_report_key")
     if not key:
-        raise NotFound("This submission has no error report.", code="no_error_report")
+        raise errors.no_error_report()
     # the report lives inside ANAF's signed ZIP (the archive); serve its XML
-    data = await (request.app.state.efactura.xml_of({"zip_key": key}) if key.endswith(".zip")
-                  else _svc(request).blobs.get(key))
+    data = await (handlers.xml_of(deps, {"zip_key": key}) if key.endswith(".zip") else deps.submissions.blob(key))
     return Response(data, media_type="application/xml")
 
 
@@ -279,19 +277,14 @@ class BuyerMessageIn(BaseModel):
 
 @router.post("/invoices/{invoice_id}/buyer-messages", status_code=202, response_model=SubmissionOut,
              summary="Send a buyer message (RASP) about a received invoice (1000/day per CUI)",
-             responses={429: {"description": "quota_exhausted (with resets_at and Retry-After)"}})
-async def buyer_message(request: Request, user: CurrentUser, invoice_id: int, body: BuyerMessageIn,
-                        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Response:
-    svc = _svc(request)
-    async with svc.uow() as uow:
-        inv = await queries.get_invoice(uow.session, invoice_id)
-        if inv is None:
-            raise NotFound(f"No invoice {invoice_id}.", code="invoice_not_found")
-        try:
-            await require_access(uow.session, access_grants, user.user_id, inv["cif"])
-        except Forbidden as e:
-            raise NotFound(f"No invoice {invoice_id}.", code="invoice_not_found") from e
-        # the caller may read the invoice; sending at ANAF in the company's name needs more
-        await require_grant(uow.session, access_grants, user.user_id, inv["cif"], file=True)
-    row, created = await svc.submit_buyer_message(inv, body.message, user.user_id, idempotency_key)
-    return JSONResponse(_out(request, row).model_dump(mode="json"), status_code=202 if created else 200)
+             responses={200: {"description": "the existing buyer message for this Idempotency-Key"},
+                        429: {"description": "quota_exhausted (with resets_at and Retry-After)"}})
+async def buyer_message(response: Response, deps: ServiceDeps, user: CurrentUser, invoice_id: int,
+                        body: BuyerMessageIn,
+                        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+                        ) -> SubmissionOut:
+    inv = await handlers.readable_invoice(deps, user.user_id, invoice_id)
+    await deps.submissions.may_send_buyer_message(user.user_id, inv["cif"])
+    row, created = await deps.submissions.submit_buyer_message(inv, body.message, user.user_id, idempotency_key)
+    response.status_code = 202 if created else 200
+    return _out(deps, row)

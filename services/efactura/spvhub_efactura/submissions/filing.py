@@ -45,6 +45,29 @@ def state_at(dl: Deadline, now: datetime, filed_at: datetime | None, due_soon_ho
     return DUE_SOON if left <= due_soon_hours * 3600 else ON_TIME
 
 
+def working_days_late(dl: Deadline, filed_at: datetime, calendar: WorkingCalendar | None = None) -> int:
+    """Working days between the deadline's last day and the (Bucharest) day of filing: 0 when filed on time."""
+    if filed_at < dl.ends_at:
+        return 0
+    cal = calendar or default_calendar()
+    late, day = 0, dl.last_day
+    while day < filed_at.astimezone(RO_TZ).date():
+        day += timedelta(days=1)
+        late += cal.is_working_day(day)
+    return late
+
+
+def warning_due(dl: Deadline, now: datetime, warn_hours: float, calendar: WorkingCalendar | None = None
+                ) -> float | None:
+    """The working seconds left when the deadline warning is due at `now` (at most `warn_hours` working hours
+    left); None when it is not yet due, or too late (the term is over)."""
+    if now >= dl.ends_at:
+        return None
+    cal = calendar or default_calendar()
+    left = cal.working_seconds_between(now, dl.ends_at)
+    return None if left > warn_hours * 3600 else left
+
+
 def clock_of(row: dict[str, Any], now: datetime, due_soon_hours: float,
              calendar: WorkingCalendar | None = None) -> dict[str, Any]:
     """The filing-clock fields of a submission row (empty for buyer messages or a document without issue date).

@@ -3,14 +3,44 @@ transitions, the ledger/inbox rows a submission links to, and the evidence used 
 Every transition is a conditional UPDATE so replicas and restarts can run the same step concurrently."""
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from spvhub_efactura.adapters.ledger import LedgerMessage
 from spvhub_efactura.adapters.orm import companies, invoices, messages, submissions
+from spvhub_efactura.submissions.domain import NOT_FILED, Evidence
+
+
+class Recovered(NamedTuple):
+    """A submission whose claimer died: back to `received`, or `unknown` once its upload had started."""
+    id: str
+    cif: str
+    state: str
+
+
+@dataclass(frozen=True)
+class AnswerMessage:
+    """The ledger row of the ANAF message that answers a submission (its error report or its sent invoice)."""
+    message: LedgerMessage
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class AnswerDocument:
+    """What the inbox parsed from that message: its invoice row, its stored XML and the details (the errors of an
+    error report)."""
+    id: int
+    xml_key: str | None
+    details: dict[str, Any] | None
+
+    @property
+    def error_texts(self) -> list[str]:
+        return list((self.details or {}).get("errors") or [])
 
 
 async def insert_or_get(session: AsyncSession, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -72,7 +102,7 @@ async def claim_due(session: AsyncSession, state: str, me: str, lease: float, no
     return [dict(r) for r in rows]
 
 
-async def recover_expired(session: AsyncSession) -> list[dict[str, Any]]:
+async def recover_expired(session: AsyncSession) -> list[Recovered]:
     """A claimer died (lease expired while `uploading`). Before the upload call started it is simply claimable
     again; once it started nobody knows whether ANAF filed it, so it becomes `unknown` (never re-uploaded blindly)."""
     rows = (await session.execute(text("""
@@ -83,7 +113,7 @@ async def recover_expired(session: AsyncSession) -> list[dict[str, Any]]:
                 ELSE 'interrupted during the upload call: looking for it at ANAF before any new upload' END
         WHERE state = 'uploading' AND lease_until < now()
         RETURNING id, cif, state"""))).mappings().all()
-    return [dict(r) for r in rows]
+    return [Recovered(r["id"], r["cif"], r["state"]) for r in rows]
 
 
 async def renew(session: AsyncSession, submission_id: str, me: str, lease: float) -> None:
@@ -129,16 +159,16 @@ async def ensure_ledger_message(session: AsyncSession, cif: str, message_id: str
                           .values(submission_id=submission_id))
 
 
-async def ledger_message(session: AsyncSession, cif: str, message_id: str) -> dict[str, Any] | None:
+async def ledger_message(session: AsyncSession, cif: str, message_id: str) -> AnswerMessage | None:
     row = (await session.execute(select(messages).where(messages.c.cif == cif, messages.c.message_id == message_id))
            ).mappings().first()
-    return dict(row) if row else None
+    return AnswerMessage(LedgerMessage.of(dict(row)), row["last_error"]) if row else None
 
 
-async def invoice_by_message(session: AsyncSession, cif: str, message_id: str) -> dict[str, Any] | None:
-    row = (await session.execute(select(invoices).where(invoices.c.cif == cif, invoices.c.message_id == message_id))
-           ).mappings().first()
-    return dict(row) if row else None
+async def invoice_by_message(session: AsyncSession, cif: str, message_id: str) -> AnswerDocument | None:
+    row = (await session.execute(select(invoices.c.id, invoices.c.xml_key, invoices.c.details).where(
+        invoices.c.cif == cif, invoices.c.message_id == message_id))).mappings().first()
+    return AnswerDocument(row["id"], row["xml_key"], row["details"]) if row else None
 
 
 async def link_inbox(session: AsyncSession, cif: str, upload_index: str, submission_id: str,
@@ -155,7 +185,7 @@ async def link_inbox(session: AsyncSession, cif: str, upload_index: str, submiss
     return min(ids) if ids else None
 
 
-async def reconcile_evidence(session: AsyncSession, cif: str, since: datetime) -> list[dict[str, Any]]:
+async def reconcile_evidence(session: AsyncSession, cif: str, since: datetime) -> list[Evidence]:
     """Inbox messages of `cif` since `since` that answer an upload no submission claims yet (candidates for an
     interrupted upload), with what the inbox parsed from them."""
     rows = (await session.execute(text("""
@@ -166,7 +196,7 @@ async def reconcile_evidence(session: AsyncSession, cif: str, since: datetime) -
           AND m.upload_index IS NOT NULL AND m.listed_at >= :since
           AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s.cif = m.cif AND s.anaf_index = m.upload_index)
         ORDER BY m.listed_at"""), {"cif": cif, "since": since})).mappings().all()
-    return [dict(r) for r in rows]
+    return [Evidence(**r) for r in rows]
 
 
 async def unknown_count(session: AsyncSession, cif: str) -> int:
@@ -179,9 +209,9 @@ async def watermark(session: AsyncSession, cif: str) -> datetime | None:
 
 
 # -- the filing clock -------------------------------------------------------------------------------
-# An invoice still to be filed: not uploaded yet, interrupted, or rejected with no later submission of the same
-# document (same company, number and issue date) that ANAF took.
-NOT_FILED = ("received", "uploading", "unknown", "rejected")
+# An invoice still to be filed (domain.NOT_FILED): not uploaded yet, interrupted, or rejected with no later
+# submission of the same document (same company, number and issue date) that ANAF took.
+_NOT_FILED = [str(s) for s in NOT_FILED]
 
 
 def _not_refiled() -> Any:
@@ -193,7 +223,7 @@ def _not_refiled() -> Any:
 
 
 async def by_deadline(session: AsyncSession, cifs: list[str], *, open_only: bool, limit: int,
-                      since: Any = None) -> list[dict[str, Any]]:
+                      since: date | None = None) -> list[dict[str, Any]]:
     """Invoices of `cifs` by deadline, soonest first (the deadline grows with the issue date, so issue date
     order is deadline order). `open_only`: those still to be filed."""
     if not cifs:
@@ -201,7 +231,7 @@ async def by_deadline(session: AsyncSession, cifs: list[str], *, open_only: bool
     q = select(submissions).where(submissions.c.cif.in_(cifs), submissions.c.kind == "invoice",
                                   submissions.c.issue_date.is_not(None))
     if open_only:
-        q = q.where(submissions.c.state.in_(NOT_FILED),
+        q = q.where(submissions.c.state.in_(_NOT_FILED),
                     (submissions.c.state != "rejected") | _not_refiled())
     if since is not None:
         q = q.where(submissions.c.issue_date >= since)
@@ -210,10 +240,10 @@ async def by_deadline(session: AsyncSession, cifs: list[str], *, open_only: bool
     return [dict(r) for r in rows]
 
 
-async def unwarned_open(session: AsyncSession, since: Any, limit: int) -> list[dict[str, Any]]:
+async def unwarned_open(session: AsyncSession, since: date, limit: int) -> list[dict[str, Any]]:
     """Invoices still to be filed, issued on or after `since`, not warned about their deadline yet."""
     q = (select(submissions).where(submissions.c.kind == "invoice", submissions.c.deadline_warned_at.is_(None),
-                                   submissions.c.issue_date >= since, submissions.c.state.in_(NOT_FILED),
+                                   submissions.c.issue_date >= since, submissions.c.state.in_(_NOT_FILED),
                                    (submissions.c.state != "rejected") | _not_refiled())
          .order_by(submissions.c.issue_date).limit(limit))
     return [dict(r) for r in (await session.execute(q)).mappings().all()]

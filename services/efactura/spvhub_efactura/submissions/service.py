@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import threading
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Any
-from xml.etree.ElementTree import ParseError
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar
 
-import defusedxml.ElementTree as DET
-from defusedxml import DefusedXmlException
-from lxml import etree
+from spvhub_common.access import accessible_cifs, require_access, require_grant
 from spvhub_common.anaf.budget import AnafBudget, BudgetKind
 from spvhub_common.anaf.errors import (
     AnafError,
@@ -48,7 +45,8 @@ from spvhub_common.anaf.errors import (
 )
 from spvhub_common.anaf.models import STATE_NOK, STATE_OK, STATE_PROCESSING, STATE_REJECTED
 from spvhub_common.blobs import BlobStore
-from spvhub_common.errors import AppError, Conflict
+from spvhub_common.clock import Clock, next_local_midnight
+from spvhub_common.errors import Forbidden
 from spvhub_common.events.efactura import (
     FiledLate,
     FilingDeadlineApproaching,
@@ -56,96 +54,41 @@ from spvhub_common.events.efactura import (
     InvoiceRejected,
     InvoiceSubmitted,
 )
+from spvhub_common.ids import strip_ro
 from spvhub_common.logging import get_logger
-from spvhub_einvoice import Report, Validator, default_validator
+from spvhub_common.ro_calendar import RO_TZ, default_calendar
+from spvhub_einvoice import Validator, default_validator
 
-from spvhub_efactura import domain
+from spvhub_efactura import domain as inbox_domain
+from spvhub_efactura.adapters import queries
 from spvhub_efactura.adapters.anaf import resets_at_of
+from spvhub_efactura.adapters.ledger import LedgerMessage
+from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.anaf_errors import explain_all
-from spvhub_efactura.archive import HostileArchive, UnreadableArchive, parse_xml
-from spvhub_efactura.handlers import Clock, SyncEngine, SyncPaused, UowFactory
 from spvhub_efactura.settings import Settings
-from spvhub_efactura.submissions import filing
+from spvhub_efactura.submissions import domain, errors, filing
 from spvhub_efactura.submissions import repository as repo
 from spvhub_efactura.submissions.anaf import SubmissionAnaf, Uploaded
-from spvhub_efactura.ubl import NS_CREDIT, NS_INVOICE, NS_RASP, Document, read
+from spvhub_efactura.submissions.document import inspect_invoice_xml, rasp_xml
+from spvhub_efactura.sync import SyncPaused, UowFactory
 
 log = get_logger(__name__)
 
-MAX_XML_BYTES = 10 * 1024 * 1024  # ANAF's upload limit
 _EVENT_FIELDS = ("code", "field", "message", "explanation_ro", "explanation_en")
-ACTIVE = ("received", "uploading", "processing", "unknown")
-FINAL = ("accepted", "rejected")
+T = TypeVar("T")
 
 
-# --------------------------------------------------------------------------------------------------
-# Domain: what is checked before anything is stored
+class Inbox(Protocol):
+    """What a submission uses of the inbox sync: the company's ANAF connection and its token, a sync on demand,
+    and the download of one ledger message through the sync's own path."""
 
-@dataclass(frozen=True)
-class Inspected:
-    standard: str  # UBL | CN
-    document_type: str  # invoice | credit_note
-    number: str | None
-    issue_date: date | None
-    seller_cif: str | None
-    buyer_cif: str | None
+    async def connection_for(self, cif: str, *, filing: bool = False) -> str: ...
 
+    async def with_token(self, connection_id: str, call: Callable[[str], Awaitable[T]]) -> T: ...
 
-def inspect_invoice_xml(data: bytes, max_bytes: int = MAX_XML_BYTES) -> Inspected:
-    """Size, well-formedness (no DTD, no entities), UBL 2.1 Invoice/CreditNote root; raises a 4xx AppError."""
-    if len(data) > max_bytes:
-        raise AppError(f"The XML is {len(data)} bytes; ANAF accepts at most {max_bytes // (1024 * 1024)} MB.",
-                       code="xml_too_large", status=413, details={"size": len(data), "max": max_bytes})
-    if not data.strip():
-        raise AppError("The request has no XML document.", code="xml_malformed", status=400)
-    try:
-        DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-        root = parse_xml(data)
-    except (DefusedXmlException, HostileArchive) as e:
-        raise AppError("The XML declares a DTD or entities; ANAF documents never do, so it is refused.",
-                       code="xml_malformed", status=400, details={"reason": str(e)[:300]}) from e
-    except (ParseError, UnreadableArchive, ValueError) as e:
-        raise AppError(f"The XML is not well formed: {str(e)[:300]}", code="xml_malformed", status=400) from e
-    q = etree.QName(root)
-    if (q.namespace, q.localname) not in ((NS_INVOICE, "Invoice"), (NS_CREDIT, "CreditNote")):
-        raise AppError(f"The root element is {{{q.namespace}}}{q.localname}; e-Factura takes a UBL 2.1 Invoice "
-                       f"({NS_INVOICE}) or CreditNote ({NS_CREDIT}).", code="xml_not_ubl_invoice", status=422)
-    doc = read(root)
-    assert isinstance(doc, Document)
-    return Inspected(standard="CN" if doc.document_type == "credit_note" else "UBL",
-                     document_type=doc.document_type, number=doc.number, issue_date=doc.issue_date,
-                     seller_cif=doc.seller.cif, buyer_cif=doc.buyer.cif)
+    async def request_sync(self, cif: str) -> bool: ...
 
-
-_KEY_OK = re.compile(r"^[\x21-\x7e]{1,200}$")
-
-
-def idempotency_key(client_key: str | None, seller_cif: str | None, number: str | None,
-                    issue_date: date | None) -> tuple[str, str]:
-    """(key, source): the client's key, else derived from seller CIF + series/number + issue date."""
-    if client_key is not None and client_key.strip():
-        key = client_key.strip()
-        if not _KEY_OK.match(key):
-            raise AppError("Idempotency-Key must be 1-200 printable ASCII characters without spaces.",
-                           code="invalid_idempotency_key", status=422)
-        return key, "client"
-    if not (seller_cif and number and issue_date):
-        raise AppError("No Idempotency-Key header, and the XML lacks the seller CIF, number (cbc:ID) or issue date "
-                       "to derive one from.", code="idempotency_key_required", status=422)
-    return f"derived:{seller_cif}:{number.strip()[:120]}:{issue_date.isoformat()}", "derived"
-
-
-def check_backoff(checks: int, base: float, cap: float) -> float:
-    """Seconds until the next stareMesaj: base, 2*base, 4*base ... capped (stays far under 100/index/day)."""
-    return float(min(cap, base * (2 ** max(0, checks - 1))))
-
-
-def rasp_xml(upload_index: str, message: str) -> bytes:
-    """The buyer message document (standard RASP)."""
-    root = etree.Element(f"{{{NS_RASP}}}header", nsmap={None: NS_RASP})
-    root.set("index_incarcare", upload_index)
-    root.set("message", message)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    async def download_one(self, cif: str, connection_id: str, msg: LedgerMessage) -> str: ...
 
 
 @dataclass
@@ -162,38 +105,18 @@ class SubmitCommand:
     offline_validation: bool | None = None  # None: the deployment's default (on)
 
 
-class QuotaExhaustedError(AppError):
-    status, code = 429, "quota_exhausted"
-
-
-def invalid_document_error(report: Report) -> AppError:
-    """422 `invoice_invalid`: the rule ids, each finding in ANAF's validare shape, nothing stored, nothing sent."""
-    codes = list(dict.fromkeys(report.codes()))
-    shown = ", ".join(codes[:10]) + (" …" if len(codes) > 10 else "")
-    return AppError(
-        f"The document fails the e-Factura rules (UBL 2.1, EN 16931, CIUS-RO {report.cius_ro_version}) checked "
-        f"before filing: {shown}. Nothing was sent to ANAF.",
-        messages={"ro": f"Documentul nu respectă regulile RO e-Factura (UBL 2.1, EN 16931, CIUS-RO "
-                        f"{report.cius_ro_version}) verificate înainte de trimitere: {shown}. Nu s-a trimis nimic "
-                        "la ANAF."},
-        code="invoice_invalid", status=422,
-        details={"stare": "nok", "rules": codes, "errors": [f.as_dict() for f in report.errors[:100]],
-                 "warnings": [f.as_dict() for f in report.warnings[:100]],
-                 "cius_ro_version": report.cius_ro_version})
-
-
 # --------------------------------------------------------------------------------------------------
 # Use cases
 
 class SubmissionService:
     """Submit, claim/upload, follow, reconcile, link. Safe with many replicas (leases + conditional updates)."""
 
-    def __init__(self, settings: Settings, uow: UowFactory, engine: SyncEngine, anaf: SubmissionAnaf,
+    def __init__(self, settings: Settings, uow: UowFactory, sync: Inbox, anaf: SubmissionAnaf,
                  blobs: BlobStore, clock: Clock, budget: AnafBudget | None = None, *,
                  instance_id: str | None = None, validator: Validator | None = None) -> None:
         self.settings = settings
         self.uow = uow
-        self.engine = engine
+        self.sync = sync
         self.anaf = anaf
         self.blobs = blobs
         self.clock = clock
@@ -211,13 +134,10 @@ class SubmissionService:
         # two parses of up to 10 MB (defusedxml's check, then lxml): off the event loop that answers everyone else
         ins = await asyncio.to_thread(inspect_invoice_xml, cmd.xml, self.settings.submission_max_xml_bytes)
         if cmd.standard and cmd.standard.upper() != ins.standard:
-            raise AppError(f"standard={cmd.standard} does not match the document ({ins.document_type}: "
-                           f"{ins.standard}).", code="standard_mismatch", status=422)
-        own = ins.buyer_cif if cmd.autofactura else ins.seller_cif
-        if domain.normalize_cif(own or "") != cmd.cif:
-            who = "buyer (self-billing)" if cmd.autofactura else "seller"
-            raise AppError(f"The {who} CIF in the XML ({own or 'missing'}) is not {cmd.cif}, the company filing it.",
-                           code="seller_mismatch", status=422, details={"xml_cif": own, "cif": cmd.cif})
+            raise errors.standard_mismatch(cmd.standard, ins.document_type, ins.standard)
+        own = domain.owner_cif(ins.seller_cif, ins.buyer_cif, cmd.autofactura)
+        if strip_ro(own or "").upper() != cmd.cif:
+            raise errors.seller_mismatch("buyer (self-billing)" if cmd.autofactura else "seller", own, cmd.cif)
         offline = cmd.offline_validation
         if offline is None:
             offline = self.settings.submission_offline_validation
@@ -226,9 +146,9 @@ class SubmissionService:
             report = await self.validator.validate_async(cmd.xml)
             if not report.ok:
                 log.info("submission refused offline", cif=cmd.cif, rules=report.codes()[:20])
-                raise invalid_document_error(report)
+                raise errors.invalid_document(report)
             warnings = [f.as_dict() for f in report.warnings[:50]]
-        key, source = idempotency_key(cmd.client_key, ins.seller_cif, ins.number, ins.issue_date)
+        key, source = domain.idempotency_key(cmd.client_key, ins.seller_cif, ins.number, ins.issue_date)
         values = dict(standard=ins.standard, document_type=ins.document_type, number=ins.number,
                       issue_date=ins.issue_date, seller_cif=ins.seller_cif, buyer_cif=ins.buyer_cif,
                       extern=cmd.extern, autofactura=cmd.autofactura, b2c=cmd.b2c, validate_first=cmd.validate_first)
@@ -239,24 +159,17 @@ class SubmissionService:
                                    client_key: str | None) -> tuple[dict[str, Any], bool]:
         """A RASP about a received invoice, filed by the buyer (the invoice's company), within 1000/day per CUI."""
         if invoice["direction"] != "received" or invoice["document_type"] not in ("invoice", "credit_note"):
-            raise AppError("Buyer messages can only be sent about a received invoice.", code="not_a_received_invoice",
-                           status=409)
+            raise errors.not_a_received_invoice()
         if not invoice.get("upload_index"):
-            raise AppError("The invoice has no ANAF upload index to refer to.", code="no_upload_index", status=409)
-        text_ = " ".join(message.split())
-        if not text_:
-            raise AppError("The message is empty.", code="validation_error", status=422)
+            raise errors.no_upload_index()
+        text_ = domain.buyer_message_text(message)
         cif = invoice["cif"]
         if self.budget is not None:
             left = await self.budget.remaining(BudgetKind.EF_UPLOAD_RASP, cif)
             if left is not None and left <= 0:
                 raise self._quota_error(cif, None)
         xml = rasp_xml(str(invoice["upload_index"]), text_)
-        if client_key:
-            key, source = idempotency_key(client_key, None, None, None)
-        else:
-            key = "rasp:{}:{}".format(invoice["id"], hashlib.sha256(text_.encode()).hexdigest()[:32])
-            source = "derived"
+        key, source = domain.buyer_message_key(client_key, invoice["id"], text_)
         values = dict(standard="RASP", document_type="buyer_message", invoice_id=invoice["id"],
                       ref_upload_index=str(invoice["upload_index"]), seller_cif=invoice.get("seller_cif"),
                       buyer_cif=cif, number=invoice.get("number"), issue_date=invoice.get("issue_date"))
@@ -265,14 +178,9 @@ class SubmissionService:
             raise self._quota_error(cif, row.get("next_attempt_at"))
         return row, created
 
-    def _quota_error(self, cif: str, at: datetime | None) -> AppError:
-        from spvhub_common.anaf.clock import next_local_midnight
+    def _quota_error(self, cif: str, at: datetime | None) -> errors.QuotaExhaustedError:
         now = self.clock.now()
-        reset = at or next_local_midnight(now)
-        return QuotaExhaustedError(
-            f"ANAF allows 1000 buyer messages (RASP) per day for CUI {cif}; today's are spent. Try again after "
-            f"{reset.isoformat()}.", details={"cif": cif, "resets_at": reset.isoformat(),
-                                               "retry_after_seconds": max(1, int((reset - now).total_seconds()))})
+        return errors.rasp_quota_exhausted(cif, at or next_local_midnight(now), now)
 
     async def _create(self, cif: str, kind: str, key: str, source: str, xml: bytes, user_id: str | None,
                       values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -287,11 +195,7 @@ class SubmissionService:
             await uow.commit()
         if not created:
             if row["xml_sha256"] != sha:
-                raise Conflict(
-                    f"Idempotency key {key!r} was already used for a different document (submission {row['id']}, "
-                    f"state {row['state']}). Resend the same XML to get that submission, or use a new key for a "
-                    "new document.", code="idempotency_key_reused",
-                    details={"submission_id": row["id"], "idempotency_key": key, "state": row["state"]})
+                raise errors.idempotency_key_reused(key, row["id"], row["state"])
             return row, False
         outcome = await self.advance(sid)
         fresh = await self.get(sid)
@@ -310,6 +214,53 @@ class SubmissionService:
     async def get(self, submission_id: str) -> dict[str, Any] | None:
         async with self.uow() as uow:
             return await repo.get(uow.session, submission_id)
+
+    # -- reads and access (what the API asks) -------------------------------------------------------
+    async def scoped_cif(self, user_id: str, cif: str, *, file: bool = False) -> str:
+        """A verified grant on the CIF; to file, one that may act at ANAF in its name, and an ANAF authorization
+        that may file for the company (refused now rather than accepted and never sent)."""
+        async with self.uow() as uow:
+            await require_grant(uow.session, access_grants, user_id, cif, file=file)
+            if file and not await queries.can_file_through_anaf(uow.session, cif):
+                raise errors.no_filing_connection(cif)
+        return cif
+
+    async def readable_cifs(self, user_id: str) -> list[str]:
+        async with self.uow() as uow:
+            return await accessible_cifs(uow.session, access_grants, user_id)
+
+    async def readable(self, user_id: str, submission_id: str) -> dict[str, Any]:
+        """The submission, when the caller may read its company; 404 otherwise (as if it did not exist)."""
+        row = await self.get(submission_id)
+        if row is None:
+            raise errors.submission_not_found(submission_id)
+        async with self.uow() as uow:
+            try:
+                await require_access(uow.session, access_grants, user_id, row["cif"])
+            except Forbidden as e:  # do not reveal that it exists
+                raise errors.submission_not_found(submission_id) from e
+        return row
+
+    async def may_send_buyer_message(self, user_id: str, cif: str) -> None:
+        """Reading the invoice is not enough: sending at ANAF in the company's name needs a grant that may file."""
+        async with self.uow() as uow:
+            await require_grant(uow.session, access_grants, user_id, cif, file=True)
+
+    async def list_for(self, cif: str, state: str | None, limit: int,
+                       before: datetime | None) -> list[dict[str, Any]]:
+        async with self.uow() as uow:
+            return await repo.list_for(uow.session, cif, state, limit, before)
+
+    async def by_deadline(self, cifs: list[str], open_only: bool, limit: int) -> list[dict[str, Any]]:
+        """Invoices by filing deadline, soonest first: those still to be filed, or (open_only=False) the last 90
+        days'."""
+        now = self.clock.now()
+        since = now.astimezone(RO_TZ).date() - timedelta(days=90) if not open_only else None
+        async with self.uow() as uow:
+            return await repo.by_deadline(uow.session, cifs, open_only=open_only, limit=limit, since=since)
+
+    async def blob(self, key: str) -> bytes:
+        return await self.blobs.get(key)
 
     # -- claim and upload --------------------------------------------------------------------------
     async def advance(self, submission_id: str | None = None) -> str | None:
@@ -354,14 +305,14 @@ class SubmissionService:
         retry_at = now + timedelta(seconds=self.settings.submission_retry_seconds)
         try:
             # only a connection entitled to file for the company (its own, or a firm the client allowed to)
-            conn = await self.engine._connection_for(cif, filing=True)
+            conn = await self.sync.connection_for(cif, filing=True)
         except SyncPaused as e:
             await self._release(row, f"no connection: {e}", retry_at)
             return "paused"
         xml = await self.blobs.get(row["xml_key"])
         if row["validate_first"] and row["validation"] is None:
             try:
-                res = await self.engine._with_token(conn, lambda tok: self.anaf.validate(tok, xml, row["standard"]))
+                res = await self.sync.with_token(conn, lambda tok: self.anaf.validate(tok, xml, row["standard"]))
             except SyncPaused as e:
                 await self._release(row, f"no connection: {e}", retry_at)
                 return "paused"
@@ -388,7 +339,7 @@ class SubmissionService:
         if started is None:
             return "lost_lease"
         try:
-            up: Uploaded = await self.engine._with_token(conn, lambda tok: self.anaf.upload(
+            up: Uploaded = await self.sync.with_token(conn, lambda tok: self.anaf.upload(
                 tok, xml, cif, row["standard"], extern=row["extern"], autofactura=row["autofactura"],
                 b2c=row["b2c"]))
         except asyncio.CancelledError:
@@ -522,11 +473,7 @@ class SubmissionService:
         dl = filing.deadline(issue)
         if filed_at < dl.ends_at:
             return None
-        cal = filing.default_calendar()
-        late_days, day = 0, dl.last_day
-        while day < filed_at.astimezone(filing.RO_TZ).date():
-            day += timedelta(days=1)
-            late_days += cal.is_working_day(day)
+        late_days = filing.working_days_late(dl, filed_at)
         return FiledLate(cif=row["cif"], submission_id=row["id"], number=row["number"], issue_date=issue,
                          deadline=dl.last_day, filed_at=filed_at, upload_index=row.get("anaf_index"),
                          working_days_late=late_days, submitted_by=row.get("submitted_by"))
@@ -535,17 +482,15 @@ class SubmissionService:
         """Publish `efactura.filing-deadline-approaching` once for each invoice still to be filed whose deadline is
         at most `deadline_warning_working_hours` working hours away (not for those already late)."""
         now = self.clock.now()
-        since = now.astimezone(filing.RO_TZ).date() - timedelta(days=self.settings.submission_deadline_scan_days)
-        cal = filing.default_calendar()
+        since = now.astimezone(RO_TZ).date() - timedelta(days=self.settings.submission_deadline_scan_days)
+        cal = default_calendar()
         async with self.uow() as uow:
             rows = await repo.unwarned_open(uow.session, since, 1000)
         told = 0
         for row in rows:
             dl = filing.deadline(row["issue_date"], cal)
-            if now >= dl.ends_at:
-                continue
-            left = cal.working_seconds_between(now, dl.ends_at)
-            if left > self.settings.submission_deadline_warning_working_hours * 3600:
+            left = filing.warning_due(dl, now, self.settings.submission_deadline_warning_working_hours, cal)
+            if left is None:
                 continue
             async with self.uow() as uow:
                 if await repo.mark_warned(uow.session, row["id"], now):
@@ -565,8 +510,8 @@ class SubmissionService:
             await self._finish_nok(row)
             return
         try:
-            conn = await self.engine._connection_for(row["cif"])
-            st = await self.engine._with_token(conn, lambda tok: self.anaf.state(tok, row["anaf_index"]))
+            conn = await self.sync.connection_for(row["cif"])
+            st = await self.sync.with_token(conn, lambda tok: self.anaf.state(tok, row["anaf_index"]))
         except LimitReached as e:  # 100/index/day: wait for the reset, never loop
             await self._later(row, max(1.0, (resets_at_of(e, now) - now).total_seconds()),
                               last_error=f"stareMesaj limit: {e.text}"[:1000])
@@ -576,7 +521,7 @@ class SubmissionService:
             return
         checks = row["state_checks"] + 1
         if st.stare == STATE_PROCESSING:
-            await self._later(row, check_backoff(checks, self.settings.submission_check_base_seconds,
+            await self._later(row, domain.check_backoff(checks, self.settings.submission_check_base_seconds,
                                                  self.settings.submission_check_max_seconds),
                               state_checks=checks, anaf_state=st.stare, last_checked_at=now)
         elif st.stare == STATE_OK:
@@ -611,21 +556,22 @@ class SubmissionService:
             await self._later(row, self.settings.submission_retry_seconds, anaf_state=st.stare[:64],
                               state_checks=checks)
 
-    async def _archived_message(self, row: dict[str, Any], message_id: str, tip: str, kind: str) -> dict[str, Any]:
+    async def _archived_message(self, row: dict[str, Any], message_id: str, tip: str,
+                                kind: str) -> repo.AnswerMessage:
         """The ANAF message answering the submission, in the inbox ledger (inserted if the sync has not listed it
         yet) and archived through the sync's own path - so the inbox has it once, whoever gets there first."""
         cif = row["cif"]
         now = self.clock.now()
         async with self.uow() as uow:
             await repo.ensure_ledger_message(uow.session, cif, message_id, tip, kind, row["anaf_index"], now,
-                                             domain.purge_at(now), row["id"])
+                                             inbox_domain.purge_at(now), row["id"])
             msg = await repo.ledger_message(uow.session, cif, message_id)
             await uow.commit()
         assert msg is not None
-        due = msg["next_attempt_at"] is None or msg["next_attempt_at"] <= now
-        if msg["state"] in ("listed", "failed") and due:
-            conn = await self.engine._connection_for(cif)
-            await self.engine.download_one(cif, conn, msg)
+        due = msg.message.next_attempt_at is None or msg.message.next_attempt_at <= now
+        if msg.message.state in ("listed", "failed") and due:
+            conn = await self.sync.connection_for(cif)
+            await self.sync.download_one(cif, conn, msg.message)
             async with self.uow() as uow:
                 msg = await repo.ledger_message(uow.session, cif, message_id)
             assert msg is not None
@@ -635,22 +581,22 @@ class SubmissionService:
         """Download the error report (via id_descarcare), explain each error, link the inbox row."""
         mid = row["id_descarcare"]
         try:
-            msg = await self._archived_message(row, mid, "ERORI FACTURA", domain.MessageKind.ERRORS.value)
+            msg = await self._archived_message(row, mid, "ERORI FACTURA", inbox_domain.MessageKind.ERRORS.value)
         except SyncPaused as e:
             await self._later(row, self.settings.submission_retry_seconds, last_error=str(e)[:1000])
             return
-        if msg["state"] != "archived":
+        if msg.message.state != "archived":
             await self._later(row, self.settings.submission_retry_seconds,
-                              last_error=f"error report not downloaded yet: {msg.get('last_error')}"[:1000])
+                              last_error=f"error report not downloaded yet: {msg.last_error}"[:1000])
             return
         async with self.uow() as uow:
             inv = await repo.invoice_by_message(uow.session, row["cif"], mid)
             report_id = await repo.link_inbox(uow.session, row["cif"], row["anaf_index"], row["id"], True)
             await uow.commit()
-        texts = list(((inv or {}).get("details") or {}).get("errors") or [])
-        await self._reject(row, "processing", texts, row["anaf_index"], where={"state": "processing"},
-                           error_report_key=(inv or {}).get("xml_key") or msg.get("zip_key"),
-                           error_report_invoice_id=report_id or (inv or {}).get("id"))
+        await self._reject(row, "processing", inv.error_texts if inv else [], row["anaf_index"],
+                           where={"state": "processing"},
+                           error_report_key=(inv.xml_key if inv else None) or msg.message.zip_key,
+                           error_report_invoice_id=report_id or (inv.id if inv else None))
 
     async def link(self, row: dict[str, Any], eager: bool = False) -> None:
         """An accepted submission -> its sent invoice in the inbox (same row, `submission_id` set)."""
@@ -668,7 +614,7 @@ class SubmissionService:
         if row["kind"] == "invoice" and not row["autofactura"] and row["id_descarcare"]:
             try:
                 await self._archived_message(row, row["id_descarcare"], "FACTURA TRIMISA",
-                                             domain.MessageKind.SENT.value)
+                                             inbox_domain.MessageKind.SENT.value)
                 async with self.uow() as uow:
                     inv_id = await repo.link_inbox(uow.session, cif, index, row["id"], False)
                     if inv_id is not None:
@@ -680,7 +626,7 @@ class SubmissionService:
             except SyncPaused:
                 pass
         else:
-            await self.engine.request_sync(cif)
+            await self.sync.request_sync(cif)
         await self._later(row, self.settings.submission_retry_seconds, owned=False)
 
     # -- reconciling an interrupted upload ---------------------------------------------------------
@@ -691,40 +637,27 @@ class SubmissionService:
         now = self.clock.now()
         started = row["upload_started_at"] or row["updated_at"]
         since = started - timedelta(minutes=5)
-        await self.engine.request_sync(cif)
+        await self.sync.request_sync(cif)
         async with self.uow() as uow:
             evidence = await repo.reconcile_evidence(uow.session, cif, since)
             unknowns = await repo.unknown_count(uow.session, cif)
             listed_until = await repo.watermark(uow.session, cif)
-        match = None
-        waiting = [e for e in evidence if e["state"] not in ("archived", "lost")]
-        for e in evidence:
-            if e["state"] != "archived":
-                continue
-            if row["kind"] == "invoice" and e["kind"] in ("sent", "received") and e["number"] is not None:
-                if (e["number"] == row["number"] and e["issue_date"] == row["issue_date"]
-                        and domain.normalize_cif(e["seller_cif"] or "") == domain.normalize_cif(
-                            row["seller_cif"] or "")):
-                    match = e
-                    break
-            elif e["kind"] == "errors" and unknowns == 1:
-                match = match or e
-            elif row["kind"] == "buyer_message" and e["kind"] == "buyer_message" and unknowns == 1:
-                match = match or e
+        match = domain.find_trace(row, evidence, unknowns)
         if match is not None:
-            note = (f"interrupted upload found at ANAF: message {match['message_id']} ({match['tip']}) answers "
-                    f"id_incarcare={match['upload_index']}")
+            note = (f"interrupted upload found at ANAF: message {match.message_id} ({match.tip}) answers "
+                    f"id_incarcare={match.upload_index}")
             async with self.uow() as uow:
                 done = await repo.transition(uow.session, row["id"], {"state": "unknown", "anaf_index": None},
-                                             state="processing", anaf_index=match["upload_index"], uploaded_at=started,
+                                             state="processing", anaf_index=match.upload_index, uploaded_at=started,
                                              reconcile_note=note, lease_owner=None, lease_until=None, next_check_at=now)
                 if done is not None:
                     uow.publish(self._submitted_event(done))
                 await uow.commit()
-            log.info("interrupted upload reconciled", submission_id=row["id"], index=match["upload_index"])
+            log.info("interrupted upload reconciled", submission_id=row["id"], index=match.upload_index)
             return
-        grace_end = started + timedelta(seconds=self.settings.submission_unknown_grace_seconds)
-        if not waiting and now >= grace_end and listed_until is not None and listed_until >= grace_end:
+        if domain.may_upload_again(now, started, self.settings.submission_unknown_grace_seconds, listed_until,
+                                   domain.still_downloading(evidence)):
+            assert listed_until is not None
             async with self.uow() as uow:
                 await repo.transition(
                     uow.session, row["id"], {"state": "unknown", "anaf_index": None}, state="received",
@@ -735,18 +668,3 @@ class SubmissionService:
             return
         await self._later(row, self.settings.submission_unknown_check_seconds)
 
-
-def error_links(row: dict[str, Any]) -> dict[str, str]:
-    base = f"/api/efactura/submissions/{row['id']}"
-    links = {"self": base, "xml": f"{base}/xml"}
-    if row.get("upload_response_key"):
-        links["anaf_response"] = f"{base}/anaf-response"
-    if row.get("error_report_key") or row.get("error_report_invoice_id"):
-        links["error_report"] = f"{base}/error-report"
-    if row.get("error_report_invoice_id"):
-        links["error_report_invoice"] = f"/api/efactura/invoices/{row['error_report_invoice_id']}"
-    if row.get("sent_invoice_id"):
-        links["sent_invoice"] = f"/api/efactura/invoices/{row['sent_invoice_id']}"
-    if row.get("invoice_id"):
-        links["invoice"] = f"/api/efactura/invoices/{row['invoice_id']}"
-    return links
