@@ -174,3 +174,42 @@ def test_asyncapi_is_valid_against_the_official_3_0_schema() -> None:
     broken = json.loads(json.dumps(doc))
     next(iter(broken["operations"].values()))["action"] = "publish"  # AsyncAPI 2 wording: invalid in 3.0
     assert list(validator.iter_errors(broken)), "the schema check must catch an invalid document"
+
+
+# Operations whose JSON answer the OpenAPI declares as an object of any shape (or any value at all): a generated
+# client gets no typed model for them. This list may only shrink; a new entry means a route lost its response model.
+UNTYPED_JSON_ANSWERS = {
+    "GET /api/efactura/companies/{cif}/messages", "POST /api/efactura/companies/{cif}/reprocess",
+    "GET /api/efactura/companies/{cif}/sync", "POST /api/efactura/companies/{cif}/sync",
+    "PUT /api/efactura/companies/{cif}/sync-settings", "GET /api/efactura/invoices/{invoice_id}",
+    "GET /api/efactura/sync",
+    # binary downloads declared as JSON (they answer XML, PDF or ZIP)
+    "GET /api/efactura/invoices-export.zip", "GET /api/efactura/invoices/{invoice_id}/pdf",
+    "GET /api/efactura/invoices/{invoice_id}/xml", "GET /api/efactura/invoices/{invoice_id}/zip",
+}
+
+
+def _typed(schema: dict, schemas: dict) -> bool:
+    while "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+    if "anyOf" in schema or "oneOf" in schema:
+        return all(_typed(s, schemas) or s.get("type") == "null" for s in schema.get("anyOf") or schema["oneOf"])
+    if schema.get("type") == "array":
+        return _typed(schema.get("items", {}), schemas)
+    if schema.get("type") == "object" or "properties" in schema:
+        return bool(schema.get("properties"))
+    return "type" in schema or "enum" in schema or "const" in schema
+
+
+def test_every_json_answer_of_the_public_api_has_a_typed_schema() -> None:
+    doc = json.loads((contracts.CONTRACTS / contracts.OPENAPI_FILE).read_text())
+    untyped = set()
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op.get("responses", {}).items():
+                body = answer.get("content", {}).get("application/json")
+                if status.startswith("2") and body is not None and not _typed(body.get("schema", {}),
+                                                                             doc["components"]["schemas"]):
+                    untyped.add(f"{method.upper()} {path}")
+    assert untyped <= UNTYPED_JSON_ANSWERS, f"untyped JSON answers: {sorted(untyped - UNTYPED_JSON_ANSWERS)}"
+    assert not _typed({"type": "object", "additionalProperties": True}, {})
