@@ -3,7 +3,7 @@ services, profile and locale, signing key encrypted at rest (login throttling: t
 from __future__ import annotations
 
 from spvhub_auth.adapters.orm import signing_keys, users
-from spvhub_common.events.auth import UserRegistered
+from spvhub_common.events.auth import AccountEmailRequested, ProfileUpdated, UserRegistered
 from spvhub_common.security import JwksVerifier
 from sqlalchemy import select
 
@@ -35,6 +35,30 @@ async def test_signup_login_and_jwks_verification(harness) -> None:  # type: ign
         k = (await uow.session.execute(select(signing_keys))).one()
     assert u.password_hash.startswith("$argon2id$")
     assert bytes(k.private_key_enc).startswith(b"v1:dev1:") and b"PRIVATE KEY" not in bytes(k.private_key_enc)
+
+
+async def test_the_profile_language_is_the_one_locale_and_its_change_is_announced(harness) -> None:  # type: ignore[no-untyped-def]
+    h = harness
+    s = await h.signup(name="Ion Pop", locale="ro")
+    r = await h.client.patch("/api/auth/me", json={"locale": "en"}, headers=s["headers"])
+    assert r.status_code == 200 and r.json()["locale"] == "en"
+    (_, ev), = await h.events("auth.profile-updated")
+    assert isinstance(ev, ProfileUpdated) and (ev.user_id, ev.name, ev.locale) == (s["user"]["id"], "Ion Pop", "en")
+    # nothing changed, or a refused change: no event, the locale stays
+    assert (await h.client.patch("/api/auth/me", json={"locale": "en"}, headers=s["headers"])).status_code == 200
+    bad = await h.client.patch("/api/auth/me", json={"locale": "fr"}, headers=s["headers"])
+    assert bad.status_code == 422
+    assert len(await h.events("auth.profile-updated")) == 1
+    assert (await h.client.get("/api/auth/me", headers=s["headers"])).json()["locale"] == "en"
+    # the next access token and the account e-mails speak it
+    fresh = (await h.client.post("/api/auth/token/refresh", json={"refresh_token": s["refresh_token"]})).json()
+    h.secrets.update({fresh["access_token"], fresh["refresh_token"]})
+    jwks = (await h.client.get("/.well-known/jwks.json")).json()
+    principal = await JwksVerifier("", "spvhub-auth", "spvhub", static_jwks=jwks).verify(fresh["access_token"])
+    assert principal.locale == "en"
+    assert (await h.client.post("/api/auth/password/forgot", json={"email": s["user"]["email"]})).status_code == 202
+    mails = [e for _, e in await h.events("auth.account-email-requested") if isinstance(e, AccountEmailRequested)]
+    assert mails[-1].kind == "password_reset" and mails[-1].locale == "en"
 
 
 async def test_refresh_rotation_and_reuse_detection(harness) -> None:  # type: ignore[no-untyped-def]

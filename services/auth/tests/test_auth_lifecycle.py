@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
-from spvhub_auth import handlers as H
+from spvhub_auth import handlers
 from spvhub_auth.adapters.orm import anaf_connections
 from sqlalchemy import select
 
@@ -63,8 +63,9 @@ async def test_two_replicas_racing_refresh_exactly_once(harness) -> None:  # typ
         # slow ANAF token endpoint so both runners are inside the race window at once
         await h.emu.post("/__admin/faults", json={"family": "oauth", "latency_ms": [300, 400]})
         h.at_day(70, day0)
-        results = await asyncio.gather(H.renew_due(h.deps), H.renew_due(d2),
-                                       H.renew_connection(h.deps, c["id"]), H.renew_connection(d2, c["id"]))
+        results = await asyncio.gather(handlers.renew_due(h.deps), handlers.renew_due(d2),
+                                       handlers.renew_connection(h.deps, c["id"]),
+                                       handlers.renew_connection(d2, c["id"]))
         await h.emu.delete("/__admin/faults")
     assert (await h.counters())["oauth"]["refresh_token"] == 1
     outcomes = [r for r in results if isinstance(r, str)] + [k for r in results if isinstance(r, dict) for k in r]
@@ -80,7 +81,7 @@ async def test_two_replicas_racing_refresh_exactly_once(harness) -> None:  # typ
     assert await h.events("auth.reauthorization-required") == []
     # the next renewal with the stored refresh token succeeds (it was not lost to the race)
     h.at_day(140, day0)
-    assert await H.renew_connection(h.deps, c["id"]) == "renewed"
+    assert await handlers.renew_connection(h.deps, c["id"]) == "renewed"
 
 
 async def test_internal_refresh_is_single_flight(harness) -> None:  # type: ignore[no-untyped-def]
@@ -106,18 +107,18 @@ async def test_transient_failure_is_retried_with_backoff(harness) -> None:  # ty
     day0 = h.clock.now()
     await h.emu.post("/__admin/faults", json={"family": "oauth", "error_rate": 1.0, "error_status": 503})
     h.at_day(70, day0)
-    assert await H.renew_due(h.deps) == {"retry_later": 1}
+    assert await handlers.renew_due(h.deps) == {"retry_later": 1}
     row = await _row(h, c["id"])
     assert row.state == "active" and row.renew_attempts == 1 and row.next_attempt_at > h.clock.now()
-    assert await H.renew_due(h.deps) == {}  # backing off: not tried again at once
+    assert await handlers.renew_due(h.deps) == {}  # backing off: not tried again at once
     h.emu_state.clock.advance(h.settings.renewal_backoff_base_seconds + 1)
-    assert await H.renew_due(h.deps) == {"retry_later": 1}
+    assert await handlers.renew_due(h.deps) == {"retry_later": 1}
     row = await _row(h, c["id"])
     assert row.renew_attempts == 2
     assert row.next_attempt_at - h.clock.now() > timedelta(seconds=h.settings.renewal_backoff_base_seconds * 1.5)
     await h.emu.delete("/__admin/faults")
     h.emu_state.clock.advance(3 * h.settings.renewal_backoff_base_seconds)
-    assert await H.renew_due(h.deps) == {"renewed": 1}
+    assert await handlers.renew_due(h.deps) == {"renewed": 1}
     assert (await _row(h, c["id"])).renew_attempts == 0
     assert await h.events("auth.reauthorization-required") == []
 
@@ -129,7 +130,7 @@ async def test_horizon_warnings_then_reauthorization(harness) -> None:  # type: 
     # two years of automatic renewals (steps shorter than the 90-day access life)
     for day in range(50, 700, 50):
         h.at_day(day, day0)
-        await H.run_lifecycle(h.deps)
+        await handlers.run_lifecycle(h.deps)
         tok = await h.access_token(c["id"])
         assert tok.status_code == 200, (day, tok.text)
         assert (await h.anaf_list(tok.json()["access_token"], CIF)).status_code == 200, day
@@ -139,8 +140,8 @@ async def test_horizon_warnings_then_reauthorization(harness) -> None:  # type: 
     horizon = row.family_expires_at
     for offset in (30, 14, 7, 1):
         h.emu_state.clock.set(horizon - timedelta(days=offset) + timedelta(minutes=1))
-        await H.run_lifecycle(h.deps)
-        await H.run_lifecycle(h.deps)  # exactly once, however often the job runs
+        await handlers.run_lifecycle(h.deps)
+        await handlers.run_lifecycle(h.deps)  # exactly once, however often the job runs
         warnings = await h.events("auth.token-expiring")
         assert [w.offset_days for _, w in warnings][-1] == offset
         assert len(warnings) == [30, 14, 7, 1].index(offset) + 1
@@ -152,7 +153,7 @@ async def test_horizon_warnings_then_reauthorization(harness) -> None:  # type: 
     assert detail["state"] == "expiring" and detail["warnings_sent_days"] == [30, 14, 7, 1]
     assert (await h.access_token(c["id"])).status_code == 200  # still working until the horizon
     h.emu_state.clock.set(horizon + timedelta(minutes=5))
-    await H.run_lifecycle(h.deps)
+    await handlers.run_lifecycle(h.deps)
     reauth = await h.events("auth.reauthorization-required")
     assert len(reauth) == 1
     assert REGISTRY.get_sample_value("auth_connection_must_act_days", {"connection": c["id"], "cif": CIF}) == 0
@@ -186,7 +187,7 @@ async def test_renewed_certificate_is_detected(harness) -> None:  # type: ignore
     c2, _ = await h.authorized("2000023", user=user)
     await h.emu.post("/__admin/certificates/acc/renew")
     h.at_day(70, h.clock.now())
-    await H.run_lifecycle(h.deps)
+    await handlers.run_lifecycle(h.deps)
     reasons = [(e.connection_id, e.reason) for _, e in await h.events("auth.reauthorization-required")]
     assert (c2["id"], "certificate_renewed") in reasons
     # authorizing with the renewed certificate restores the connection, with the new serial

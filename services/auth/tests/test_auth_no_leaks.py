@@ -9,7 +9,7 @@ import uuid
 
 import structlog
 from aiokafka import AIOKafkaConsumer
-from spvhub_auth import handlers as H
+from spvhub_auth import handlers
 from spvhub_auth.adapters.orm import outbox
 from spvhub_common.logging import configure_logging
 from sqlalchemy import func, select
@@ -60,7 +60,7 @@ async def test_no_token_in_logs_errors_outbox_or_kafka(harness, capsys, caplog, 
         await h.stored_refresh_token(c["id"])
         day0 = h.clock.now()
         h.at_day(70, day0)
-        await H.run_lifecycle(h.deps)
+        await handlers.run_lifecycle(h.deps)
         await h.access_token(c["id"])
         await h.stored_refresh_token(c["id"])
         r = await h.client.post(f"/internal/connections/{c['id']}/refresh", headers=SVC)

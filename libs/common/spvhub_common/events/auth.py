@@ -33,6 +33,18 @@ class EmailVerified(Event):
 
 
 @register
+class ProfileUpdated(Event):
+    """The person changed their name or language. `locale` is the one language of the user: the API's messages,
+    the e-mails and the notifications are all in it (copies of it in other services follow this event)."""
+    topic = "auth.profile-updated"
+    key_field = "user_id"
+    user_id: str
+    name: str
+    locale: str
+    updated_at: datetime
+
+
+@register
 class AccountEmailRequested(Event):
     """An account e-mail to send: `email_verification`, `email_change` (to the new address), `password_reset`
     carry a link the notifier fetches from auth's internal endpoint at send time by `request_id` (the token never

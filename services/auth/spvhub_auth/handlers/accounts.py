@@ -15,7 +15,7 @@ from typing import Any
 
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from spvhub_common.errors import AppError, Conflict, NotFound, TooManyRequests, Unauthorized
-from spvhub_common.events.auth import UserRegistered
+from spvhub_common.events.auth import ProfileUpdated, UserRegistered
 from spvhub_common.logging import get_logger
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
@@ -207,6 +207,8 @@ async def get_profile(deps: Deps, principal: Principal) -> dict[str, Any]:
 
 
 async def update_profile(deps: Deps, principal: Principal, *, name: str | None, locale: str | None) -> dict[str, Any]:
+    """Change the name or the language. The language is the user's one locale (API messages, e-mails,
+    notifications); a change publishes `auth.profile-updated`, and the next access token carries it."""
     values: dict[str, Any] = {"updated_at": deps.wall.now()}
     if name is not None:
         if not name.strip():
@@ -217,10 +219,15 @@ async def update_profile(deps: Deps, principal: Principal, *, name: str | None, 
             raise AppError("Locale must be 'ro' or 'en'.", code="invalid_locale", status=422)
         values["locale"] = locale
     async with deps.uow() as uow:
+        before = await repo.get_user(uow.session, principal.user_id, for_update=True)
+        if before is None:
+            raise NotFound("No such user.", code="no_user")
         await repo.update_user(uow.session, principal.user_id, **values)
         u = await repo.get_user(uow.session, principal.user_id)
-        if u is None:
-            raise NotFound("No such user.", code="no_user")
+        assert u is not None
+        if (u.name, u.locale) != (before.name, before.locale):
+            # The profile language is the user's one locale: services keeping a copy of it follow this event.
+            uow.publish(ProfileUpdated(user_id=u.id, name=u.name, locale=u.locale, updated_at=values["updated_at"]))
         await uow.commit()
     return user_view(u)
 
