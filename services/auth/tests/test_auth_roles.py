@@ -5,7 +5,7 @@ authorized a connection once gives no access by itself."""
 from __future__ import annotations
 
 from spvhub_auth.adapters.orm import anaf_connections, delegation_links
-from spvhub_common.anaf import errors as E
+from spvhub_common.anaf import errors as anaf_errors
 from spvhub_common.events.auth import ConnectionAuthorized
 from sqlalchemy import func, select
 
@@ -116,7 +116,7 @@ async def test_rights_not_confirmed_is_said_in_the_event(harness, monkeypatch) -
     h = harness
 
     async def anaf_down(access_token: str, cif: str) -> None:
-        raise E.AnafUnavailable("A aparut o eroare tehnica", endpoint="listaMesajeFactura", status=500)
+        raise anaf_errors.AnafUnavailable("A aparut o eroare tehnica", endpoint="listaMesajeFactura", status=500)
     monkeypatch.setattr(h.deps.anaf, "check_rights", anaf_down)
     c, _user = await h.authorized(CIF)
     assert c["rights_checked"] is False

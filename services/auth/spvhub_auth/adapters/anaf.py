@@ -13,7 +13,7 @@ from typing import Protocol
 
 from spvhub_common.anaf import AnafBudget, AnafClient
 from spvhub_common.anaf import TokenSet as AnafTokenSet
-from spvhub_common.anaf import errors as E
+from spvhub_common.anaf import errors as anaf_errors
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class AnafGateway(Protocol):
     async def refresh(self, refresh_token: str) -> TokenSet: ...
 
     async def check_rights(self, access_token: str, cif: str) -> None:
-        """Returns when the token's certificate has SPV rights on `cif`; raises E.NoRights otherwise."""
+        """Returns when the token's certificate has SPV rights on `cif`; raises anaf_errors.NoRights otherwise."""
 
 
 class ClientAnafGateway:
@@ -72,10 +72,10 @@ def _tokens(tokens: AnafTokenSet) -> TokenSet:
     access = tokens.access_token.get_secret_value()
     refresh = tokens.refresh_token.get_secret_value()
     if not access or not refresh:
-        raise E.UnexpectedResponse("token endpoint answered without both tokens", endpoint="oauth.token")
+        raise anaf_errors.UnexpectedResponse("token endpoint answered without both tokens", endpoint="oauth.token")
     return TokenSet(access, refresh, tokens.expires_in)
 
 
 def token_error_is_refusal(exc: Exception) -> bool:
     """ANAF refuses the grant for good (a person must act) rather than failing transiently."""
-    return isinstance(exc, E.InvalidGrant)
+    return isinstance(exc, anaf_errors.InvalidGrant)
