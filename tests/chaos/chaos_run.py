@@ -30,7 +30,7 @@ from urllib.parse import urlencode, urlparse
 
 import httpx
 from chaos_stack import ChaosInfra, free_port
-from spvhub_common.testing import ROOT
+from spvhub_devtools.testing import ROOT
 from system import PY, SERVICES, System
 
 FIRM = "39812755"
@@ -245,7 +245,7 @@ class ChaosSystem(System):
         self._spawn("emulator", [PY, "-m", "anaf_emulator", "--scenario", str(scenario), "--host", "127.0.0.1",
                                  "--port", str(self.ports["emulator"]), "--admin"], dict(os.environ))
         self._wait_http("emulator", "/__admin/health")
-        self._spawn("mailbox", [PY, "-m", "spvhub_common.devmail", "--smtp-port", str(self.ports["smtp"]),
+        self._spawn("mailbox", [PY, "-m", "spvhub_devtools.devmail", "--smtp-port", str(self.ports["smtp"]),
                                 "--http-port", str(self.ports["mailhttp"]),
                                 "--dir", str(self.logdir / f"{self.run_id}-mail")], dict(os.environ))
         self.ports["mailbox"] = self.ports["mailhttp"]

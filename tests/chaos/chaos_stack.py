@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from spvhub_common.testing import ROOT, STACK
+from spvhub_devtools.testing import ROOT, STACK
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 CACHE = Path(os.environ.get("SPVHUB_CACHE", Path.home() / ".cache" / "spvhub"))

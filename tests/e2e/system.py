@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from spvhub_common.testing import ROOT, STACK
+from spvhub_devtools.testing import ROOT, STACK
 
 SERVICES = ["auth", "portfolio", "invitations", "efactura", "etransport", "notifier", "webhooks"]
 PY = sys.executable
@@ -139,7 +139,7 @@ class System:
         self._spawn("emulator", [PY, "-m", "anaf_emulator", "--scenario", str(self.scenario_file()), "--host",
                                  "127.0.0.1", "--port", str(self.ports["emulator"]), "--admin"], dict(os.environ))
         self._wait_http("emulator", "/__admin/health")
-        self._spawn("mailbox", [PY, "-m", "spvhub_common.devmail", "--smtp-port", str(self.ports["smtp"]),
+        self._spawn("mailbox", [PY, "-m", "spvhub_devtools.devmail", "--smtp-port", str(self.ports["smtp"]),
                                 "--http-port", str(self.ports["mailhttp"]),
                                 "--dir", str(self.logdir / f"{self.run_id}-mail")], dict(os.environ))
         self.ports["mailbox"] = self.ports["mailhttp"]
@@ -166,7 +166,7 @@ class System:
         prefix = self.logdir / f"{self.run_id}-nginx"
         (prefix / "tmp").mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.port_env()}
-        rc = subprocess.run([PY, "-m", "spvhub_common.gateway_conf", "--out", str(prefix / "nginx.conf"),
+        rc = subprocess.run([PY, "-m", "spvhub_devtools.gateway_conf", "--out", str(prefix / "nginx.conf"),
                              "--prefix", str(prefix)], cwd=ROOT, env=env, capture_output=True, timeout=120)
         if rc.returncode != 0:
             raise RuntimeError(f"gateway config failed: {rc.stderr.decode()[-2000:]}")
@@ -196,12 +196,12 @@ class System:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
         asyncio.run(self._drop_databases())
-        from spvhub_common.testing import delete_topics
+        from spvhub_devtools.testing import delete_topics
         delete_topics(self.prefix)
 
     async def _drop_databases(self) -> None:
         from spvhub_common.db import drop_database
-        from spvhub_common.testing import make_settings
+        from spvhub_devtools.testing import make_settings
         s = make_settings()
         for svc in [*SERVICES, "budget"]:
             await drop_database(s, self.database(svc))

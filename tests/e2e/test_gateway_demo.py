@@ -10,7 +10,7 @@ import sys
 
 import httpx
 import pytest
-from spvhub_common.testing import ROOT
+from spvhub_devtools.testing import ROOT
 from system import System
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from anaf_emulator.ubl import InvoiceSpec, Line, Party, render
 from e2ekit import CALLBACK_TIMEOUT, Client, authorize_at_anaf, eventually, signup
-from spvhub_common.testing import ROOT
+from spvhub_devtools.testing import ROOT
 from system import System
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from e2ekit import CALLBACK_TIMEOUT, Client, authorize_at_anaf, eventually, link_token, signup
-from spvhub_common.testing import ROOT
+from spvhub_devtools.testing import ROOT
 from system import System
 
 pytestmark = pytest.mark.e2e

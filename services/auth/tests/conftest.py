@@ -26,7 +26,7 @@ from spvhub_common.access import apply_access_changed
 from spvhub_common.events import decode
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.migrate import upgrade_async
-from spvhub_common.testing import make_settings
+from spvhub_devtools.testing import make_settings
 from sqlalchemy import select
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "spvhub_auth" / "migrations"

@@ -11,7 +11,7 @@ from spvhub_auth.adapters.orm import access_grants
 from spvhub_common.access import MANAGERS, accessible_cifs, require_grant
 from spvhub_common.http import create_app
 from spvhub_common.security import ApiKeyIntrospector, CurrentUser
-from spvhub_common.testing import make_settings
+from spvhub_devtools.testing import make_settings
 
 
 def build_probe(auth_app: Any, sessions: Any, *, auth_client: httpx.AsyncClient | None = None,

@@ -1,4 +1,4 @@
-"""API keys through the real nginx gateway (rendered by spvhub_common.gateway_conf): the auth service and a
+"""API keys through the real nginx gateway (rendered by spvhub_devtools.gateway_conf): the auth service and a
 tenant-scoped service (keyprobe) served over TCP, the service resolving the key at auth's internal endpoint as
 deployed. A key reads its company and gets 403 on another, the gateway's request id reaches the usage log, a
 revocation stops the key on the next request, and neither the gateway's log nor an answer carries the key."""
@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from keyprobe import build_probe
-from spvhub_common import gateway_conf
+from spvhub_devtools import gateway_conf
 
 TEMPLATE = gateway_conf.REPO_ROOT / "infra" / "nginx" / "nginx.conf.tmpl"
 A, B = "1000017", "1000025"

@@ -24,8 +24,8 @@ from spvhub_common.db import create_engine
 from spvhub_common.events import decode
 from spvhub_common.events.portfolio import AccessChanged, EntitledConnection, EntitlementsChanged
 from spvhub_common.migrate import upgrade_async
-from spvhub_common.testing import STACK
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testing import STACK
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_etransport import handlers
 from spvhub_etransport.adapters.orm import access_grants
 from spvhub_etransport.bootstrap import build

@@ -13,8 +13,8 @@ from spvhub_common.events import CloudEvent, Event, to_envelope
 from spvhub_common.events.portfolio import AccessChanged, CompanyRegistered, RightsDiscovered
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.runtime import ServiceRuntime
-from spvhub_common.testing import make_settings
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testing import make_settings
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_invitations import handlers
 from spvhub_invitations.bootstrap import build
 from spvhub_invitations.settings import Settings

@@ -22,8 +22,8 @@ from spvhub_common.events import decode
 from spvhub_common.events.auth import ConnectionAuthorized
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.runtime import ServiceRuntime
-from spvhub_common.testing import make_settings
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testing import make_settings
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_portfolio import handlers as h
 from spvhub_portfolio.adapters.orm import outbox
 from spvhub_portfolio.bootstrap import build

@@ -7,7 +7,7 @@ import asyncio
 from pfkit import CLIENTS_A, FIRM_A, FIRM_B, MIGRATIONS, make_env
 from spvhub_common.db import create_engine
 from spvhub_common.migrate import alembic_config
-from spvhub_common.testing import make_settings
+from spvhub_devtools.testing import make_settings
 from spvhub_portfolio import jobs
 from sqlalchemy import text
 

@@ -71,7 +71,7 @@ def test_every_link_the_platform_sends_resolves_to_a_screen() -> None:
 
 
 def test_the_gateway_routes_every_screen_to_the_web() -> None:
-    from spvhub_common.gateway_conf import route_matches, routes, web_routes
+    from spvhub_devtools.gateway_conf import route_matches, routes, web_routes
     for r in pages.router.routes:
         path = r.path.split("{")[0].rstrip("/") or "/"
         assert any(route_matches(w, path) for w in web_routes()), r.path

@@ -14,7 +14,7 @@ import pytest
 import standardwebhooks.webhooks as swh
 from spvhub_common.events import decode
 from spvhub_common.events.portfolio import AccessChanged
-from spvhub_common.testing import STACK
+from spvhub_devtools.testing import STACK
 from spvhub_webhooks import handlers
 from spvhub_webhooks.adapters.sender import PublicOnlyResolver, WebhookSender
 from spvhub_webhooks.domain import TargetRefused

@@ -19,8 +19,8 @@ from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.outbox import KafkaPublisher
 from spvhub_common.runtime import ServiceRuntime
-from spvhub_common.testing import make_settings
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testing import make_settings
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_webhooks import handlers
 from spvhub_webhooks.bootstrap import build
 from spvhub_webhooks.settings import Settings
