@@ -8,40 +8,28 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from spvhub_common.access import MANAGERS
 from spvhub_common.errors import AppError
+from spvhub_common.http import app_deps
+from spvhub_common.ids import normalize_cif
 from spvhub_common.security import CurrentUser
 
 from spvhub_efactura import handlers
 from spvhub_efactura.adapters import queries
-from spvhub_efactura.domain import normalize_cif
 from spvhub_efactura.handlers import Deps
 from spvhub_efactura.zipstream import ZipStream
-
-
-def app_deps(request: Request) -> Deps:
-    deps: Deps = request.app.state.deps
-    return deps
-
 
 ServiceDeps = Annotated[Deps, Depends(app_deps)]
 
 router = APIRouter(prefix="/api/efactura", tags=["efactura"])
 
 
-def _cif(raw: str) -> str:
-    cif = normalize_cif(raw)
-    if not cif.isdigit() or not 2 <= len(cif) <= 13:
-        raise AppError(f"{raw!r} is not a CIF.", code="invalid_cif", status=422)
-    return cif
-
-
 async def _scope(deps: Deps, user_id: str, cif: str | None, *, roles: tuple[str, ...] | None = None) -> list[str]:
     """The CIFs the request may read (see handlers.readable_cifs)."""
-    return await handlers.readable_cifs(deps, user_id, _cif(cif) if cif else None, roles=roles)
+    return await handlers.readable_cifs(deps, user_id, normalize_cif(cif) if cif else None, roles=roles)
 
 
 class InvoiceOut(BaseModel):

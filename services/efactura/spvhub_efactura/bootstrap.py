@@ -6,25 +6,23 @@ Production defaults; tests override any port (`anaf_client` with an ASGITranspor
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from functools import partial
 
 import httpx
 import urllib3
 from fastapi import FastAPI
 from minio import Minio
-from spvhub_common.anaf.budget import DEFAULT_DAILY, AnafBudget, BudgetKind, BudgetLimits, PostgresBudget, ensure_schema
+from spvhub_common.anaf.budget import DEFAULT_DAILY, AnafBudget, BudgetKind, BudgetLimits
 from spvhub_common.anaf.client import AnafClient
 from spvhub_common.blobs import BlobStore, S3BlobStore
 from spvhub_common.clock import Clock, make_clock
-from spvhub_common.db import create_engine, ensure_database
 from spvhub_common.http import create_app
 from spvhub_common.runtime import PeriodicJob, ServiceRuntime
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spvhub_efactura import consumers, jobs
-from spvhub_efactura.adapters.anaf import BudgetClock, CommonEfacturaAnaf, EfacturaAnaf
+from spvhub_efactura.adapters.anaf import CommonEfacturaAnaf, EfacturaAnaf
 from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
 from spvhub_efactura.adapters.orm import outbox
 from spvhub_efactura.api import router
@@ -52,7 +50,7 @@ def anaf_adapter(settings: Settings, budget: AnafBudget, clock: Clock,
         # a safety net only (httpx enforces anaf_timeout on real connections); it also covers the budget wait, so
         # it must be generous
         attempt_deadline=settings.anaf_timeout * 2 + 30)
-    return CommonEfacturaAnaf(AnafClient(config, budget, clock=BudgetClock(clock), transport=transport))
+    return CommonEfacturaAnaf(AnafClient(config, budget, clock=clock, transport=transport))
 
 
 def blob_store(settings: Settings) -> S3BlobStore:
@@ -68,35 +66,12 @@ def blob_store(settings: Settings) -> S3BlobStore:
     return blobs
 
 
-def lifespan(runtime: ServiceRuntime, deps: Deps, budget_engine: AsyncEngine | None
-             ) -> Callable[[FastAPI], AsyncIterator[None]]:
-    """The runtime's lifespan, with the I/O threads, the parse workers, the bucket and the budget's schema started
-    first and stopped (in reverse) after it."""
-    async def start(_app: FastAPI) -> None:
+def use_io_threads(settings: Settings) -> Callable[[], Awaitable[None]]:
+    async def start() -> None:
         # The blob store client is synchronous (threads): size the default pool for I/O, not for CPUs.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
-            max_workers=deps.settings.io_threads, thread_name_prefix="efactura-io"))
-        await deps.sync.start()
-        if isinstance(deps.blobs, S3BlobStore):
-            await deps.blobs.ensure_bucket(object_lock=True)
-        if budget_engine is not None:
-            await ensure_database(deps.settings, deps.settings.anaf_budget_database)
-            await ensure_schema(budget_engine)
-
-    inner = runtime.lifespan(start)
-
-    @asynccontextmanager
-    async def outer(app: FastAPI) -> AsyncIterator[None]:
-        async with inner(app):
-            try:
-                yield
-            finally:
-                await deps.sync.stop()
-                if budget_engine is not None:
-                    await budget_engine.dispose()
-                if isinstance(deps.blobs, S3BlobStore):
-                    await deps.blobs.aclose()
-    return outer  # type: ignore[return-value]
+            max_workers=settings.io_threads, thread_name_prefix="efactura-io"))
+    return start
 
 
 def submissions_anaf(anaf: EfacturaAnaf) -> SubmissionAnaf:
@@ -114,10 +89,7 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, outbox, **runtime_kw)
     clock = clock or make_clock(settings.clock_url)
-    budget_engine = None
-    if budget is None:
-        budget_engine = create_engine(settings, settings.anaf_budget_database)
-        budget = PostgresBudget(budget_engine, budget_limits(settings), BudgetClock(clock))
+    budget = budget or runtime.anaf_budget(budget_limits(settings), clock)
     anaf = anaf or anaf_adapter(settings, budget, clock, anaf_transport)
     tokens = tokens or AuthTokenClient(settings.auth_url, settings.service_token.get_secret_value())
     if blobs is None:
@@ -126,6 +98,12 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
     submissions = SubmissionService(settings, runtime.uow, sync, submission_anaf or submissions_anaf(anaf), blobs,
                                     clock, budget)
     deps = Deps(settings=settings, runtime=runtime, sync=sync, blobs=blobs, clock=clock, submissions=submissions)
+    runtime.on_start(use_io_threads(settings))
+    runtime.on_start(sync.start)  # the parse workers, warmed up
+    runtime.on_stop(sync.stop)
+    if isinstance(blobs, S3BlobStore):
+        runtime.on_start(partial(blobs.ensure_bucket, object_lock=True))
+        runtime.on_stop(blobs.aclose)
     consumers.register(runtime, deps)
     jobs.register(runtime, deps)
     runtime.add_job(PeriodicJob("submissions", settings.submission_worker_interval_seconds, submissions.tick,
@@ -133,7 +111,7 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
     app = create_app(settings, title="spvhub efactura",
                      description="e-Factura inbox: per-CIF sync, ANAF message ledger, archived invoices, PDFs, "
                                  "exports and submissions.", routers=[router, submissions_router],
-                     lifespan=lifespan(runtime, deps, budget_engine))
+                     lifespan=runtime.lifespan())
     app.state.deps = deps
     app.state.runtime = runtime
     return app, runtime

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 from spvhub_common.events import Event
 from spvhub_common.events.efactura import InvoiceDownloaded, InvoiceErrorReceived
+from spvhub_common.ids import strip_ro
 
-from spvhub_efactura import ubl  # a module import: ubl reads normalize_cif from here
+from spvhub_efactura import ubl
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
 RETENTION = timedelta(days=60)  # ANAF keeps a message listable for 60 days after data_creare
@@ -72,14 +73,6 @@ def kind_of(tip: str) -> MessageKind:
     return MessageKind.OTHER
 
 
-def normalize_cif(value: str | None) -> str:
-    """Strip whitespace and a leading RO (any case); keep what remains (digits for RO CUIs)."""
-    text = re.sub(r"\s+", "", value or "").upper()
-    if text.startswith("RO"):
-        text = text[2:]
-    return text
-
-
 _SELF_BILLED = re.compile(r"autofactu", re.I)
 _DETAIL_CIFS = re.compile(r"cif_emitent=(\d+).*?cif_beneficiar=(\d+)", re.S)
 _DETAIL_SELF = re.compile(r"transmisa de cif=(\d+).*?in numele cif=(\d+)", re.S)
@@ -112,10 +105,10 @@ def direction_for(own_cif: str, kind: MessageKind, seller: str | None, buyer: st
     as FACTURA TRIMISA is not settled (the emulator's default gives the uploading buyer TRIMISA, e-factura-go's
     fixture PRIMITA; anaf-api.md §11.13), so `tip` alone would file a purchase as a sale.
     """
-    own = normalize_cif(own_cif)
-    if seller and normalize_cif(seller) == own:
+    own = strip_ro(own_cif)
+    if seller and strip_ro(seller) == own:
         return "sent"
-    if buyer and normalize_cif(buyer) == own:
+    if buyer and strip_ro(buyer) == own:
         return "received"
     if kind == MessageKind.SENT:
         return "sent"
@@ -218,7 +211,7 @@ def listed_message(cif: str, item: Mapping[str, Any], now: datetime) -> ListedMe
     mid = str(item.get("id") or "").strip()
     if not mid.isdigit():
         raise ValueError(f"list item without a usable id: {str(dict(item))[:200]}")
-    owner = normalize_cif(str(item.get("cif") or cif))
+    owner = strip_ro(str(item.get("cif") or cif))
     if owner and owner != cif:
         return None
     try:
@@ -363,7 +356,7 @@ class InvoiceRow:
 _BARE_KEPT = frozenset({"cif", "message_id", "message_type", "listed_at", "upload_index", "zip_key", "xml_key",
                         "signature_status", "direction", "document_type"})
 
-Parsed: TypeAlias = "ubl.Document | ubl.ErrorReport | ubl.BuyerMessage"  # a string: ubl may still be loading
+Parsed: TypeAlias = "ubl.Document | ubl.ErrorReport | ubl.BuyerMessage"
 
 
 def invoice_row(msg: ArchivedMessage, doc: Parsed, *, zip_key: str, xml_key: str | None,

@@ -16,21 +16,19 @@ from spvhub_common.errors import AppError, Forbidden, NotFound
 from spvhub_common.events import Event
 from spvhub_common.events.auth import ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired, TokenRefreshed
 from spvhub_common.events.portfolio import EntitlementsChanged
-from spvhub_common.runtime import ServiceRuntime
+from spvhub_common.ids import strip_ro
+from spvhub_common.runtime import EventHandler, ServiceRuntime
 from spvhub_common.uow import SqlUnitOfWork
 
-from spvhub_efactura import domain, pdfworker
+from spvhub_efactura import pdfworker
 from spvhub_efactura.adapters import ledger, queries
 from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.processing import process_zip
 from spvhub_efactura.settings import Settings
 from spvhub_efactura.submissions.service import SubmissionService
-from spvhub_efactura.sync import InboxSync, SyncPaused, UowFactory
+from spvhub_efactura.sync import InboxSync, SyncPaused
 
-# The names the submissions imported from here before the sync became a package (kept until they import them
-# from `spvhub_efactura.sync` and `spvhub_common.clock`).
-SyncEngine = InboxSync
-__all__ = ["Clock", "Deps", "EVENT_HANDLERS", "SyncEngine", "SyncPaused", "UowFactory"]
+__all__ = ["Deps", "EVENT_HANDLERS", "SyncPaused"]
 
 
 @dataclass
@@ -57,11 +55,11 @@ async def on_entitlements_changed(event: EntitlementsChanged, _envelope: Any, uo
                                   _deps: Deps | None) -> None:
     """The CIF's entitled connections, best first, replace what we knew. A CIF with an e-Factura one is synced
     (due now when it had none); with none, its sync stops (the company row and its archive stay)."""
-    cif = domain.normalize_cif(event.cif)
+    cif = strip_ro(event.cif)
     if not cif:
         return
     await ledger.replace_entitlements(uow.session, cif, [
-        ledger.Entitlement(connection_id=c.connection_id, holder_cif=domain.normalize_cif(c.holder_cif),
+        ledger.Entitlement(connection_id=c.connection_id, holder_cif=strip_ro(c.holder_cif),
                            services=sorted({service_name(x) for x in c.services} - {""}), may_file=c.may_file)
         for c in event.connections])
 
@@ -260,7 +258,7 @@ async def reprocess(deps: Deps, cif: str) -> int:
 # --------------------------------------------------------------------------------------------------
 # Routing table: event -> handler (consumer group efactura.read-models)
 
-EVENT_HANDLERS: dict[type[Event], Any] = {
+EVENT_HANDLERS: dict[type[Event], EventHandler] = {
     EntitlementsChanged: on_entitlements_changed,
     ReauthorizationRequired: on_reauthorization_required,
     ConnectionRevoked: on_connection_revoked,

@@ -16,9 +16,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from lxml import etree
+from spvhub_common.ids import strip_ro
 
 from spvhub_efactura.archive import parse_xml
-from spvhub_efactura.domain import normalize_cif
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
@@ -262,10 +262,10 @@ class _Reader:
         legal = self.text(el, "cac:PartyLegalEntity/cbc:CompanyID", MAX_ID, "nr. înregistrare")
         ro = (self.text(el, "cac:PostalAddress/cac:Country/cbc:IdentificationCode", 8) or "RO").upper() == "RO"
         if legal:
-            known = {normalize_cif(x) for x in (p.vat_id, p.tax_id, p.other_id) if x}
+            known = {strip_ro(x).upper() for x in (p.vat_id, p.tax_id, p.other_id) if x}
             if is_registration_number(legal):
                 p.registration = legal
-            elif normalize_cif(legal) in known:
+            elif strip_ro(legal).upper() in known:
                 pass  # the CIF again: printed once, as the CIF
             elif not ro:
                 p.registration = legal  # a foreign company number

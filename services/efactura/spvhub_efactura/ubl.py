@@ -12,8 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from lxml import etree
-
-from spvhub_efactura import domain  # a module import: domain reads this module's types back
+from spvhub_common.ids import strip_ro
 
 NS_INVOICE = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 NS_CREDIT = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
@@ -215,12 +214,12 @@ def _party(el: _Node | None) -> PartyInfo:
     p.vat_id = vat
     for candidate in (vat, other, legal_id, ident):
         if candidate:
-            n = domain.normalize_cif(candidate)
+            n = strip_ro(candidate)
             if n.isdigit() and 2 <= len(n) <= 13:
                 p.cif = n
                 break
     if p.cif is None:
-        p.cif = domain.normalize_cif(vat or other) or None
+        p.cif = strip_ro(vat or other).upper() or None
     p.registration = legal_id if legal_id and legal_id != p.cif else None
     p.name = _t(el, "cac:PartyLegalEntity/cbc:RegistrationName") or _t(el, "cac:PartyName/cbc:Name")
     p.trade_name = _t(el, "cac:PartyName/cbc:Name")

@@ -14,11 +14,11 @@ from anaf_emulator import create_app as create_emulator
 from anaf_emulator.cif import make_cif
 from anaf_emulator.hosts import FamilyHosts, family_settings
 from spvhub_common.anaf.budget import PostgresBudget, ensure_schema
+from spvhub_common.clock import MAX_SLEEP
 from spvhub_common.db import create_engine
 from spvhub_common.events.portfolio import EntitledConnection, EntitlementsChanged
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.testing import make_settings
-from spvhub_efactura.adapters.anaf import BudgetClock
 from spvhub_efactura.adapters.auth import AccessToken
 from spvhub_efactura.adapters.orm import messages
 from spvhub_efactura.bootstrap import budget_limits, build
@@ -55,6 +55,9 @@ class EmulatorClock:
 
     def now(self) -> datetime:
         return self.state.clock.now().astimezone(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, min(seconds, MAX_SLEEP)))
 
 
 class EmulatorTokens:
@@ -115,7 +118,7 @@ class Harness:
             self.clock = EmulatorClock(emulator)
         self.tokens = EmulatorTokens(self.emu)
         self.budget_engine = create_engine(settings, settings.anaf_budget_database)
-        self.budget = PostgresBudget(self.budget_engine, budget_limits(settings), BudgetClock(self.clock))
+        self.budget = PostgresBudget(self.budget_engine, budget_limits(settings), self.clock)
         if self.families:
             for name, value in family_settings("http://emulator").items():
                 setattr(settings, name, value)

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from anaf_emulator.signing import sign_document
 from anaf_emulator.ubl import InvoiceSpec, Line, Party, error_file, render, render_rasp
+from spvhub_common.ids import strip_ro
 from spvhub_efactura import domain
 from spvhub_efactura.archive import Limits
 from spvhub_efactura.pdf import render_pdf
@@ -147,7 +148,7 @@ def test_domain_rules() -> None:
     assert (p.seller, p.buyer, p.self_billing) == ("111", "222", True)
     normal = "Factura cu id_incarcare=5 emisa de cif_emitent=1 pentru cif_beneficiar=2"
     assert domain.parse_detalii(normal).seller == "1"
-    assert domain.normalize_cif(" ro 123 ") == "123"
+    assert strip_ro(" ro 123 ") == "123"
     assert domain.parse_data_creare("202603101200") == datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
     now = datetime(2026, 3, 10, tzinfo=UTC)
     w = domain.list_window(now, None, start_margin=timedelta(minutes=10), end_margin=timedelta(seconds=60),

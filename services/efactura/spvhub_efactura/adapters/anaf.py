@@ -4,7 +4,6 @@ retried there; limit errors are never retried: they are raised with their reset 
 """
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -31,23 +30,6 @@ class EfacturaAnaf(Protocol):
     async def list_page(self, token: str, cif: str, start: datetime, end: datetime, page: int) -> ListPage: ...
 
     async def download(self, token: str, message_id: str) -> bytes: ...
-
-
-class _Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class BudgetClock:
-    """The platform clock (which follows the emulator in dev/test) with an asyncio sleep, as the budget needs."""
-
-    def __init__(self, clock: _Clock) -> None:
-        self._clock = clock
-
-    def now(self) -> datetime:
-        return self._clock.now()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, min(seconds, 5.0)))
 
 
 def _ms(dt: datetime) -> int:
@@ -96,4 +78,4 @@ def resets_at_of(err: AnafError, now: datetime) -> datetime:
     return now + timedelta(minutes=1)
 
 
-__all__ = ["BudgetClock", "CommonEfacturaAnaf", "EfacturaAnaf", "ListPage", "resets_at_of", "timezone"]
+__all__ = ["CommonEfacturaAnaf", "EfacturaAnaf", "ListPage", "resets_at_of", "timezone"]

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Numeric, String, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from spvhub_efactura import domain
@@ -359,6 +360,18 @@ async def mark_archived(session: AsyncSession, facts: Sequence[ArchiveFacts], no
     res = await session.execute(_ARCHIVE_UPDATE[reprocess], params)
     return {(r.cif, r.message_id): domain.ArchivedMessage(r.cif, r.message_id, r.tip, r.listed_at, r.upload_index,
                                                           r.detalii) for r in res}
+
+
+def refused_value(e: BaseException) -> str | None:
+    """The database's reason when it refused a value (SQLSTATE class 22, data exception; 54000, e.g. an index
+    entry too large), else None (connection trouble and the like: retried later as usual)."""
+    if not isinstance(e, DBAPIError):
+        return None
+    orig = getattr(e, "orig", None)
+    state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    if state.startswith("22") or state == "54000":
+        return f"{state}: {str(orig)[:300]}"
+    return None
 
 
 def _capacity() -> dict[str, domain.ColumnCapacity]:

@@ -13,6 +13,7 @@ from spvhub_common.clock import Clock
 from spvhub_efactura.adapters.anaf import EfacturaAnaf
 from spvhub_efactura.adapters.auth import TokenProvider
 from spvhub_efactura.adapters.ledger import LedgerMessage
+from spvhub_efactura.archive import Limits
 from spvhub_efactura.settings import Settings
 from spvhub_efactura.sync.archiving import Archiver, blob_prefix, zip_key_of
 from spvhub_efactura.sync.company import CompanySync, SyncReport
@@ -40,7 +41,8 @@ class InboxSync:
         self.scheduler = Scheduler(settings, uow, clock, self.companies.sync, instance_id=instance_id)
 
     @property
-    def limits(self) -> Any:
+    def limits(self) -> Limits:
+        """The archive's safety limits (ZIP size, members, expansion)."""
         return self.pool.limits
 
     async def start(self) -> None:
@@ -80,10 +82,6 @@ class InboxSync:
 
     async def with_token(self, connection_id: str, call: Callable[[str], Awaitable[T]]) -> T:
         return await self.connections.with_token(connection_id, call)
-
-    # the names the submissions used before this split (kept until they call the public ones)
-    _connection_for = connection_for
-    _with_token = with_token
 
     async def run_cpu(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.pool.run(fn, *args)

@@ -14,7 +14,6 @@ from spvhub_common.events.efactura import DocumentFlagged
 from spvhub_common.logging import get_logger
 from spvhub_common.telemetry import current_traceparent
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy.exc import DBAPIError
 
 from spvhub_efactura import domain
 from spvhub_efactura.adapters import ledger, queries
@@ -61,16 +60,6 @@ class ArchiveItem:
             signer_trusted=sig.trusted if sig else None,
             problem=domain.archive_problem(p.status, p.error, sig.status if sig else None,
                                            sig.detail if sig else None))
-
-
-def _data_error(e: DBAPIError) -> str | None:
-    """The database's reason when it refused a value (SQLSTATE class 22, data exception; 54000, e.g. an index
-    entry too large), else None (connection trouble and the like: retried later as usual)."""
-    orig = getattr(e, "orig", None)
-    state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
-    if state.startswith("22") or state == "54000":
-        return f"{state}: {str(orig)[:300]}"
-    return None
 
 
 class Archiver:
@@ -132,8 +121,8 @@ class Archiver:
         document is stored with its parsed fields left empty and the database's reason as its problem."""
         try:
             return await self._commit_once(items, reprocess)
-        except DBAPIError as e:
-            reason = _data_error(e)
+        except Exception as e:
+            reason = ledger.refused_value(e)
             if reason is None:
                 raise
             if len(items) > 1:
