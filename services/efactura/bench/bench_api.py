@@ -32,7 +32,7 @@ from spvhub_common.anaf.budget import InMemoryBudget  # noqa: E402
 from spvhub_common.db import drop_database, ensure_database  # noqa: E402
 from spvhub_common.events.portfolio import AccessChanged  # noqa: E402
 from spvhub_common.migrate import upgrade_async  # noqa: E402
-from spvhub_common.testtokens import TokenMinter  # noqa: E402
+from spvhub_devtools.testtokens import TokenMinter  # noqa: E402
 from spvhub_efactura.adapters.orm import access_grants, invoices  # noqa: E402
 from spvhub_efactura.bootstrap import build  # noqa: E402
 

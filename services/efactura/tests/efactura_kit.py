@@ -18,7 +18,7 @@ from spvhub_common.clock import MAX_SLEEP
 from spvhub_common.db import create_engine
 from spvhub_common.events.portfolio import EntitledConnection, EntitlementsChanged
 from spvhub_common.migrate import upgrade_async
-from spvhub_common.testing import make_settings
+from spvhub_devtools.testing import make_settings
 from spvhub_efactura.adapters.auth import AccessToken
 from spvhub_efactura.adapters.orm import messages
 from spvhub_efactura.bootstrap import budget_limits, build

@@ -4,7 +4,7 @@ Run: `EMULATOR_URL=... python -m uvicorn submissions_fake_auth:app --port N` (fr
 from __future__ import annotations
 
 from fake_auth import app
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testtokens import TokenMinter
 
 MINTER = TokenMinter()
 

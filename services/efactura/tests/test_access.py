@@ -14,7 +14,7 @@ import httpx
 from anaf_emulator import create_app as create_emulator
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator, scenario
 from spvhub_common.events.auth import ReauthorizationRequired
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import outbox, submissions
 from spvhub_efactura.handlers import SyncPaused, on_reauthorization_required
 from sqlalchemy import func, select

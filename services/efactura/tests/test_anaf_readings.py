@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import invoices
 from sqlalchemy import select
 from submissions_kit import grant_access, invoice_xml

@@ -9,7 +9,7 @@ import httpx
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 from spvhub_common.access import apply_access_changed
 from spvhub_common.events.portfolio import AccessChanged
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import access_grants
 
 

@@ -11,7 +11,7 @@ import httpx
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 from spvhub_common.events import decode
 from spvhub_common.ro_calendar import RO_TZ
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import outbox
 from sqlalchemy import select
 from submissions_kit import drive, grant_access, invoice_xml

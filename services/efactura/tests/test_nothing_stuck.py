@@ -12,7 +12,7 @@ import httpx
 from anaf_emulator.ubl import InvoiceSpec, Line, Party, render
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 from spvhub_common.events import decode
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import invoices, outbox
 from sqlalchemy import select
 from submissions_kit import grant_access

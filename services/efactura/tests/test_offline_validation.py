@@ -7,7 +7,7 @@ import hashlib
 
 import httpx
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import outbox, submissions
 from sqlalchemy import func, select
 from submissions_kit import grant_access, invoice_xml

@@ -9,7 +9,7 @@ import httpx
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 from spvhub_common.anaf.budget import BudgetKind
 from spvhub_common.events import decode
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import invoices, outbox, submissions
 from sqlalchemy import func, select
 from submissions_kit import drive, grant_access, invoice_xml
