@@ -19,7 +19,7 @@ from spvhub_common.anaf.client import AnafClient
 from spvhub_common.blobs import BlobStore, S3BlobStore
 from spvhub_common.clock import Clock, make_clock
 from spvhub_common.http import create_app
-from spvhub_common.runtime import PeriodicJob, ServiceRuntime
+from spvhub_common.runtime import ServiceRuntime
 
 from spvhub_efactura import consumers, jobs
 from spvhub_efactura.adapters.anaf import CommonEfacturaAnaf, EfacturaAnaf
@@ -106,8 +106,6 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
         runtime.on_stop(blobs.aclose)
     consumers.register(runtime, deps)
     jobs.register(runtime, deps)
-    runtime.add_job(PeriodicJob("submissions", settings.submission_worker_interval_seconds, submissions.tick,
-                                singleton=False, initial_delay=0.5))
     app = create_app(settings, title="spvhub efactura",
                      description="e-Factura inbox: per-CIF sync, ANAF message ledger, archived invoices, PDFs, "
                                  "exports and submissions.", routers=[router, submissions_router],
