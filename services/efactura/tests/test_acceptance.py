@@ -1,4 +1,4 @@
-"""Acceptance of issue 7 against the real PostgreSQL, Kafka and MinIO and the in-process ANAF emulator.
+"""Acceptance of the e-Factura inbox against the real PostgreSQL, Kafka and MinIO and the in-process ANAF emulator.
 
 Default size: 20 companies x ~30 invoices (SPVHUB_EFACTURA_FULL=1: 20 x ~300 over 60 days, several minutes;
 the full size also runs in bench/bench_sync.py).

@@ -7,13 +7,13 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import uuid
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from spvhub_common.ids import strip_ro
 
 from spvhub_web.gateway import ApiError, Gateway, NotSignedIn
 from spvhub_web.i18n import LOCALES, Translator
@@ -138,10 +138,6 @@ async def page(request: Request, template: str, ctx: dict[str, Any] | None = Non
 def _one_of(value: str, *allowed: str) -> None:
     if value not in allowed:
         raise HTTPException(404)
-
-
-def norm_cif(raw: str) -> str:
-    return re.sub(r"[^0-9]", "", raw.upper().removeprefix("RO"))
 
 
 # ---------------------------------------------------------------------------------------------- home, language
@@ -371,7 +367,7 @@ async def company_lookup(request: Request) -> Response:
     require_signed_in(request)
     f = await form(request)
     raw = str(f.get("cif", "")).strip()
-    cif = norm_cif(raw)
+    cif = strip_ro(raw)  # the look-up only; portfolio's answer says what is wrong with a bad CIF
     try:
         reg = await api(request, "GET", f"/api/portfolio/registry/{quote(cif or raw)}")
     except ApiError as e:
@@ -846,7 +842,9 @@ async def preferences_save(request: Request) -> Response:
             "companies": [{"cif": c["cif"], "invoice_digest": f.get(f"digest_{c['cif']}") == "on"}
                           for c in prefs.get("companies", [])]}
     if f.get("locale") in LOCALES:
-        body["locale"] = f["locale"]
+        # the language is the person's one setting (profile), followed by notifications and e-mails; the notifier
+        # refuses it
+        await api(request, "PATCH", "/api/auth/me", json={"locale": f["locale"]})
         sess(request).set(locale=f["locale"])
     await api(request, "PUT", "/api/notifier/preferences", json=body)
     flash(request, "ok", tr(request)("prefs.saved"))

@@ -66,7 +66,6 @@ from .models import (
     UploadAnswer,
     ValidationResult,
     jwt_claims,
-    normalize_cif,
 )
 
 __all__ = [
@@ -134,5 +133,4 @@ __all__ = [
     "jwt_claims",
     "local_date",
     "next_local_midnight",
-    "normalize_cif",
 ]

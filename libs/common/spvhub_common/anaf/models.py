@@ -42,11 +42,6 @@ def parse_local(value: str | None, fmt: str) -> datetime | None:
         return None
 
 
-# The former lenient reader of this module, kept importable for its last importers until the final cleanup: it is
-# `spvhub_common.ids.strip_ro` (drops spaces and `RO`, checks nothing). A CIF to send goes through
-# `spvhub_common.ids.normalize_cif`.
-normalize_cif = strip_ro
-
 
 # --- OAuth ---------------------------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ messages = Table(
     Column("signer_trusted", Boolean),
     Column("problem", Text),  # why the archived document is flagged (parse, signature, fields not stored); NULL: none
     Column("expiring_notified_at", DateTime(timezone=True)),
-    Column("submission_id", String(64)),  # issue 10: an outgoing submission this message answers
+    Column("submission_id", String(64)),  # the outgoing submission this message answers
     Column("download_started_at", DateTime(timezone=True)),  # a download began: its ZIP may be archived already
     Index("ix_messages_pending", "cif", "purge_at", postgresql_where=text("state IN ('listed','failed')")),
     Index("ix_messages_upload_index", "upload_index"),
@@ -171,7 +171,7 @@ quota_ledger = Table(
 )
 
 # --------------------------------------------------------------------------------------------------
-# Issue 10: outgoing submissions (invoices, credit notes, buyer messages). See submissions.py.
+# Outgoing submissions (invoices, credit notes, buyer messages); see the submissions package.
 
 # The sent invoice / error report row that answers a submission (set when linked; migration 0003).
 invoices.append_column(Column("submission_id", String(64)))
