@@ -66,8 +66,8 @@ class CompanyPref(BaseModel):
 
 
 class PreferencesOut(BaseModel):
-    locale: str
-    locale_chosen: bool
+    locale: str = Field(..., description="the user's one language, read-only here: set in the profile "
+                                         "(PATCH /api/auth/me)")
     locales: list[str]
     email: dict[str, bool]
     companies: list[CompanyPref]
@@ -79,7 +79,8 @@ class CompanyPrefIn(BaseModel):
 
 
 class PreferencesIn(BaseModel):
-    locale: str | None = Field(None, description="ro (default) or en")
+    locale: str | None = Field(None, description="not settable here: answered 422 `locale_is_profile_setting`; "
+                                                 "the language is changed in the profile (PATCH /api/auth/me)")
     email: dict[str, bool] | None = Field(None, description="per notification kind: e-mail on/off")
     companies: list[CompanyPrefIn] | None = Field(None, description="per company: the new-invoices digest on/off")
 

@@ -24,8 +24,6 @@ async def test_deadline_notices_reach_the_company_and_its_firm_once(stack: Stack
                AccessChanged(cif=CIF, user_id="fay", role="accountant", granted=True, verified=True, via_firm_cif=FIRM),
                AccessChanged(cif=OTHER, user_id="eve", role="owner", granted=True, verified=True)):
         await st.feed(ev, consumer="notifier.access-read-model")
-    assert (await st.notifier.put("/api/notifier/preferences", headers=st.h("fay"), json={"locale": "en"})
-            ).status_code == 200
     soon = await st.feed(FilingDeadlineApproaching(
         cif=CIF, submission_id="s1", number="CL-12", issue_date=date(2026, 5, 29), deadline=date(2026, 6, 8),
         deadline_at=datetime(2026, 6, 8, 20, 59, 59, tzinfo=UTC), working_hours_left=20.5, state="received"))

@@ -78,9 +78,9 @@ async def people(st: Stack) -> None:
 async def test_each_kind_once_in_inbox_and_by_email_in_romanian(stack: Stack):
     st = stack
     await people(st)
-    # dan prefers English and no e-mail for transports
+    # dan's profile language is English (from his registration); he wants no e-mail for transports
     r = await st.notifier.put("/api/notifier/preferences", headers=st.h("dan"),
-                              json={"locale": "en", "email": {"transport_assigned": False}})
+                              json={"email": {"transport_assigned": False}})
     assert r.status_code == 200, r.text
     envs = []
     for ev in company_events() + firm_events() + invoices(12):
@@ -203,20 +203,21 @@ async def test_inbox_api_and_preferences(stack: Stack):
     assert (await st.notifier.get("/api/notifier/notifications")).status_code == 401
 
     prefs = (await st.notifier.get("/api/notifier/preferences", headers=h)).json()
-    assert prefs["locale"] == "ro" and prefs["email"]["invoice_digest"] is True
+    assert prefs["locale"] == "ro" and prefs["email"]["invoice_digest"] is True and "locale_chosen" not in prefs
     assert prefs["companies"] == [{"cif": CIF, "name": "Firma X SRL", "invoice_digest": True}]
     bad = await st.notifier.put("/api/notifier/preferences", headers=h, json={"email": {"nope": False}})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "unknown_notification_kind"
     bad = await st.notifier.put("/api/notifier/preferences", headers=h, json={
-        "locale": "en", "companies": [{"cif": FIRM, "invoice_digest": False}]})
+        "email": {"invoice_digest": False}, "companies": [{"cif": FIRM, "invoice_digest": False}]})
     assert bad.status_code == 403
     # nothing half-written
-    assert (await st.notifier.get("/api/notifier/preferences", headers=h)).json()["locale"] == "ro"
+    assert (await st.notifier.get("/api/notifier/preferences", headers=h)).json() == prefs
     ok = await st.notifier.put("/api/notifier/preferences", headers=h, json={
-        "locale": "en", "companies": [{"cif": CIF, "invoice_digest": False}]})
+        "companies": [{"cif": CIF, "invoice_digest": False}]})
     assert ok.status_code == 200 and ok.json()["companies"][0]["invoice_digest"] is False
+    assert ok.json()["locale"] == "ro"
     inbox = (await st.notifier.get("/api/notifier/notifications", headers=h)).json()
-    assert inbox["items"][0]["title"] == "SPV authorization expires in 1 day"
+    assert inbox["items"][0]["title"] == "Autorizarea SPV expiră în 1 zi"
     # digest opt-out for the company: ana gets no digest, dan does
     for ev in invoices(2):
         await st.feed(ev)

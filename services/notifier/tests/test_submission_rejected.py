@@ -24,8 +24,6 @@ async def test_rejection_reaches_the_sender_once_in_their_language(stack: Stack)
     for user in ("ana", "dan"):
         await st.feed(AccessChanged(cif=CIF, user_id=user, role="owner", granted=True),
                       consumer="notifier.access-read-model")
-    r = await st.notifier.put("/api/notifier/preferences", headers=st.h("dan"), json={"locale": "en"})
-    assert r.status_code == 200
     env = await st.feed(InvoiceRejected(cif=CIF, submission_id="s1", stage="processing", upload_index="5001",
                                         number="FX-7", error_codes=["BR-RO-110", "X-UNKNOWN"], errors=ERRORS,
                                         submitted_by="ana"))

@@ -45,7 +45,8 @@ companies = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-# preferences
+# preferences (`user_settings.locale` is no longer read: the user's one language is auth's profile locale, kept in
+# `users`; the table stays as the migrations made it)
 user_settings = Table(
     "user_settings", metadata,
     Column("user_id", String(64), primary_key=True),

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from spvhub_common.access import accessible_cifs, verified_users
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +23,6 @@ from spvhub_notifier.adapters.orm import (
     email_outbox,
     email_preferences,
     notifications,
-    user_settings,
     users,
 )
 
@@ -94,9 +93,22 @@ class DigestItem:
 
 async def upsert_user(session: AsyncSession, user_id: str, email: str, name: str, locale: str) -> None:
     stmt = insert(users).values(user_id=user_id, email=email, name=name, locale=locale)
+    # a row without address was written by a profile change read before the registration: that change is newer
+    # than the registration's name and language, so it stays
+    from_profile = users.c.email == ""
     await session.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={
-        "email": stmt.excluded.email, "name": stmt.excluded.name, "locale": stmt.excluded.locale,
+        "email": stmt.excluded.email,
+        "name": case((from_profile, users.c.name), else_=stmt.excluded.name),
+        "locale": case((from_profile, users.c.locale), else_=stmt.excluded.locale),
         "updated_at": func.now()}))
+
+
+async def set_user_profile(session: AsyncSession, user_id: str, name: str, locale: str) -> None:
+    """Name and language from auth's profile; a user not registered here yet gets a row without address (nothing
+    is sent to it until the registration brings the address)."""
+    stmt = insert(users).values(user_id=user_id, email="", name=name, locale=locale)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={
+        "name": stmt.excluded.name, "locale": stmt.excluded.locale, "updated_at": func.now()}))
 
 
 async def set_user_email(session: AsyncSession, user_id: str, email: str) -> None:
@@ -105,11 +117,13 @@ async def set_user_email(session: AsyncSession, user_id: str, email: str) -> Non
 
 async def person(session: AsyncSession, user_id: str) -> Person | None:
     r = (await session.execute(select(users).where(users.c.user_id == user_id))).mappings().first()
-    return None if r is None else Person(r["user_id"], r["email"], r["name"], r["locale"])
+    if r is None or not r["email"]:  # no address yet: known only from a profile change, not registered here
+        return None
+    return Person(r["user_id"], r["email"], r["name"], r["locale"])
 
 
 async def known_locale(session: AsyncSession, user_id: str) -> str | None:
-    """The language auth announced for the user (not the one chosen in the notifier's preferences)."""
+    """The user's one language, as auth announced it (registration, then each profile change)."""
     return (await session.execute(select(users.c.locale).where(users.c.user_id == user_id))).scalar()
 
 
@@ -277,17 +291,6 @@ async def digest_opted_out(session: AsyncSession, cif: str) -> set[str]:
 
 
 # ---------------------------------------------------------------- preferences
-
-async def chosen_locale(session: AsyncSession, user_id: str) -> str | None:
-    """The language the user chose in the notifier's preferences, if any."""
-    return (await session.execute(select(user_settings.c.locale).where(user_settings.c.user_id == user_id))).scalar()
-
-
-async def set_locale(session: AsyncSession, user_id: str, locale: str) -> None:
-    stmt = insert(user_settings).values(user_id=user_id, locale=locale)
-    await session.execute(stmt.on_conflict_do_update(index_elements=["user_id"],
-                                                     set_={"locale": locale, "updated_at": func.now()}))
-
 
 async def email_choice(session: AsyncSession, user_id: str, kind: str) -> bool | None:
     """The user's e-mail on/off for a kind; None when never chosen (the kind's default applies)."""

@@ -8,6 +8,7 @@ from spvhub_common.events import Event
 from spvhub_common.events.auth import (
     AccountEmailRequested,
     EmailVerified,
+    ProfileUpdated,
     ReauthorizationRequired,
     TokenExpiring,
     TokenRefreshed,
@@ -73,7 +74,12 @@ from spvhub_notifier.handlers.notices import (
     on_webhook_disabled,
 )
 from spvhub_notifier.handlers.preferences import EMAIL_KINDS, get_preferences, update_preferences
-from spvhub_notifier.handlers.read_models import on_company, on_email_verified, on_user_registered
+from spvhub_notifier.handlers.read_models import (
+    on_company,
+    on_email_verified,
+    on_profile_updated,
+    on_user_registered,
+)
 from spvhub_notifier.handlers.sender import send_due_emails
 
 __all__ = [
@@ -83,11 +89,12 @@ __all__ = [
 ]
 
 # consumed by `notifier.read-models`; every other event of the table by `notifier.notifications`
-READ_MODEL_EVENTS: frozenset[type[Event]] = frozenset({UserRegistered, EmailVerified, CompanyRegistered,
-                                                       CompanyUpdated})
+READ_MODEL_EVENTS: frozenset[type[Event]] = frozenset({UserRegistered, ProfileUpdated, EmailVerified,
+                                                       CompanyRegistered, CompanyUpdated})
 
 EVENT_HANDLERS: dict[type[Event], EventHandler] = {
     UserRegistered: on_user_registered,
+    ProfileUpdated: on_profile_updated,
     EmailVerified: on_email_verified,
     CompanyRegistered: on_company,
     CompanyUpdated: on_company,

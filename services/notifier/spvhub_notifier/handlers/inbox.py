@@ -17,10 +17,7 @@ from spvhub_notifier.handlers.deps import Deps
 
 
 async def locale_for(uow: SqlUnitOfWork, user: Principal) -> str:
-    """The language chosen in the preferences, else the account's (as auth announced it, else the token's)."""
-    pref = await repo.chosen_locale(uow.session, user.user_id)
-    if pref:
-        return domain.normalize_locale(pref)
+    """The user's one language: auth's profile locale as announced to the read model, else the token's."""
     known = await repo.known_locale(uow.session, user.user_id)
     return domain.normalize_locale(known or user.locale)
 

@@ -32,17 +32,17 @@ async def send_due_emails(deps: Deps) -> int:
 
 
 async def _recipient(deps: Deps, email: OutboxEmail) -> tuple[str | None, str, str | None]:
-    """(address, locale, name) at send time: a user's address and language are read from the read model."""
+    """(address, locale, name) at send time: a user's address and language (auth's profile locale) are read from the
+    read model; an e-mail to a bare address (an invitation, an account e-mail) keeps the language of its event."""
     if email.to_address:
         return email.to_address, domain.normalize_locale(email.locale), None
     if email.user_id is None:  # neither an address nor a user: nobody to send to
         return None, domain.normalize_locale(None), None
     async with deps.uow() as uow:
         who = await repo.person(uow.session, email.user_id)
-        pref = await repo.chosen_locale(uow.session, email.user_id)
     if who is None:
-        return None, domain.normalize_locale(pref), None
-    return who.email, domain.normalize_locale(pref or who.locale), who.name or None
+        return None, domain.normalize_locale(None), None
+    return who.email, domain.normalize_locale(who.locale), who.name or None
 
 
 async def _send_one(deps: Deps, email: OutboxEmail) -> None:
