@@ -300,3 +300,38 @@ def test_the_firms_invitations_screen_lists_every_page_the_api_gives() -> None:
             [("39812755", "500", None), ("39812755", "500", "bmV4dA")]
         assert page.status_code == 200 and "/invitations/inv-1/revoke" in page.text
         assert "/invitations/inv-2/revoke" in page.text  # the second page's invitation too
+
+
+def test_preferences_send_the_language_to_the_profile_not_to_the_notifier() -> None:
+    calls: list[httpx.Request] = []
+    prefs = {"locale": "ro", "locales": ["ro", "en"], "email": {"invoice_digest": True},
+             "companies": [{"cif": "22222220", "name": "Firma X SRL", "invoice_digest": True}]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        path = request.url.path
+        if path == "/api/auth/login":
+            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
+                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
+        if path == "/api/auth/me":
+            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
+                                             "email_verified": True, "locale": "en"})
+        if path == "/api/notifier/preferences":
+            return httpx.Response(200, json=prefs)
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+
+    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
+    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
+        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
+               follow_redirects=False)
+        page = c.get("/preferences")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        r = c.post("/preferences", data={"csrf": token, "locale": "en", "email_invoice_digest": "on"},
+                   follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/preferences"
+    profile = [x for x in calls if x.url.path == "/api/auth/me" and x.method == "PATCH"]
+    assert [json.loads(x.content) for x in profile] == [{"locale": "en"}]
+    [put] = [x for x in calls if x.url.path == "/api/notifier/preferences" and x.method == "PUT"]
+    assert json.loads(put.content) == {"email": {"invoice_digest": True},
+                                       "companies": [{"cif": "22222220", "invoice_digest": False}]}
