@@ -211,9 +211,7 @@ def test_the_tracker_pattern() -> None:
 
 # --- tooling out of the runtime code -------------------------------------------------------------
 
-# The old `spvhub_common.<tool>` names alias the moved modules until their importers are switched.
-ALLOWED_DEVTOOLS_IMPORTERS: set[str] = {f"libs/common/spvhub_common/{m}.py" for m in
-                                        ("contracts", "devmail", "gateway_conf", "testing", "testtokens")}
+ALLOWED_DEVTOOLS_IMPORTERS: set[str] = set()
 
 
 def test_runtime_code_never_imports_devtools() -> None:
@@ -226,8 +224,7 @@ def test_runtime_code_never_imports_devtools() -> None:
 @pytest.mark.parametrize("module", ["contracts", "devmail", "gateway_conf", "testing", "testtokens"])
 def test_tooling_lives_in_devtools(module: str) -> None:
     assert (ROOT / "libs/devtools/spvhub_devtools" / f"{module}.py").exists()
-    shim = ROOT / "libs/common/spvhub_common" / f"{module}.py"
-    assert not shim.exists() or len(shim.read_text().splitlines()) < 15  # at most the alias, never the code
+    assert not (ROOT / "libs/common/spvhub_common" / f"{module}.py").exists()
 
 
 def test_an_allow_list_only_shrinks() -> None:

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from spvhub_auth.adapters.orm import account_tokens, outbox, refresh_tokens, users
 from spvhub_common.db import drop_database, ensure_database
-from spvhub_devtools.devmail import DevMail
 from spvhub_common.events import decode
 from spvhub_common.events.auth import AccountEmailRequested, EmailVerified
 from spvhub_common.inbox import claim
 from spvhub_common.migrate import upgrade_async
+from spvhub_devtools.devmail import DevMail
 from spvhub_devtools.testing import make_settings
 from spvhub_notifier import handlers as ntf
 from spvhub_notifier.adapters.account_links import HttpAccountLinks

@@ -13,14 +13,14 @@ import httpx
 import pytest
 from spvhub_common.clock import ManualClock
 from spvhub_common.db import drop_database, ensure_database
-from spvhub_common.devmail import DevMail
 from spvhub_common.events import CloudEvent, Event, decode, to_envelope
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_common.inbox import claim
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.runtime import ServiceRuntime
-from spvhub_common.testing import make_settings
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.devmail import DevMail
+from spvhub_devtools.testing import make_settings
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_invitations import handlers as inv_handlers
 from spvhub_invitations.adapters.orm import outbox as inv_outbox
 from spvhub_invitations.bootstrap import build as build_invitations

@@ -1,4 +1,4 @@
-"""The SMTP capture (spvhub_common.devmail): stores real SMTP deliveries, serves them over HTTP, injects faults."""
+"""The SMTP capture (spvhub_devtools.devmail): stores real SMTP deliveries, serves them over HTTP, injects faults."""
 from __future__ import annotations
 
 import smtplib
@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
-from spvhub_common.devmail import DevMail
+from spvhub_devtools.devmail import DevMail
 
 
 def _send(port: int, to: str = "ana@example.ro", subject: str = "Bună ziua") -> None:

@@ -13,13 +13,13 @@ import httpx
 from ntfkit import INV_MIGRATIONS, NTF_MIGRATIONS, SERVICE_TOKEN, _settings
 from spvhub_common.clock import ManualClock
 from spvhub_common.db import drop_database, ensure_database
-from spvhub_common.devmail import DevMail
 from spvhub_common.events import encode, to_envelope
 from spvhub_common.events.auth import UserRegistered
 from spvhub_common.events.portfolio import AccessChanged, CompanyRegistered, RightsDiscovered
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.outbox import KafkaPublisher
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.devmail import DevMail
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_invitations.bootstrap import build as build_invitations
 from spvhub_invitations.settings import Settings as InvSettings
 from spvhub_notifier.adapters.invitations_client import HttpInvitationLinks

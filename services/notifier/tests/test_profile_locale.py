@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 from ntfkit import NTF_MIGRATIONS, Stack, _settings
 from spvhub_common.clock import ManualClock
-from spvhub_common.devmail import DevMail
 from spvhub_common.events import encode, to_envelope
 from spvhub_common.events.auth import ProfileUpdated, TokenExpiring, UserRegistered
 from spvhub_common.events.portfolio import AccessChanged, CompanyRegistered
 from spvhub_common.migrate import upgrade_async
 from spvhub_common.outbox import KafkaPublisher
-from spvhub_common.testtokens import TokenMinter
+from spvhub_devtools.devmail import DevMail
+from spvhub_devtools.testtokens import TokenMinter
 from spvhub_notifier.adapters.orm import user_settings, users
 from spvhub_notifier.bootstrap import build as build_notifier
 from spvhub_notifier.settings import Settings
