@@ -99,7 +99,11 @@ async def set_switches(request: Request) -> Response:
 
 @router.get("/faults")
 async def get_faults(request: Request) -> Response:
-    return json_response(st(request).faults.as_dict())
+    faults = st(request).faults
+    data = faults.as_dict()
+    if request.query_params.get("reset") in ("1", "true"):
+        faults.reset_counts()
+    return json_response(data)
 
 
 @router.post("/faults")

@@ -7,10 +7,14 @@ import json
 import random
 import re
 import threading
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
 FAMILIES = ("*", "oauth", "efactura", "etransport", "public", "spv", "hello")
+# What the middleware can inject, as counted per family: "latency" is a call delayed (its total in "latency_ms"),
+# the others are answers the emulator made up instead of routing the call
+FAULT_KINDS = ("5xx", "timeout", "latency", "waf", "my_policy", "429")
 
 WAF_PAGE = (
     "<html><head><title>Request Rejected</title></head><body>The requested URL was rejected. "
@@ -42,14 +46,19 @@ class FaultConfig:
 
 
 class Faults:
-    """Fault settings per path family; `*` applies to every family without its own entry."""
+    """Fault settings per path family; `*` applies to every family without its own entry.
+
+    Every injected fault is counted per real family (never `*`), so a run under random faults can state exactly
+    what it went through instead of estimating it from the rates."""
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.by_family: dict[str, FaultConfig] = {}
         self.lock = threading.Lock()
+        self.injected: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
     def set(self, family: str, values: dict[str, Any]) -> None:
+        """Changes a family's switches and zeroes the counters: they then describe the new settings only."""
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {list(FAMILIES)}")
         with self.lock:
@@ -66,13 +75,34 @@ class Faults:
                     value = float(value)
                 setattr(cfg, key, value)
             self.by_family[family] = cfg
+            self.injected.clear()
 
     def clear(self) -> None:
+        """Switches every fault off; the counters stay readable until the next `set` or `reset_counts`."""
         with self.lock:
             self.by_family.clear()
 
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.injected.clear()
+
+    def count(self, family: str, kind: str, n: int = 1) -> None:
+        """Caller holds `lock`."""
+        self.injected[family][kind] += n
+
+    def counts(self) -> dict[str, Any]:
+        """`{"by_family": {family: {kind: n}}, "total": {kind: n}}`, every kind present (zeros included)."""
+        with self.lock:
+            by_family = {f: {k: c.get(k, 0) for k in (*FAULT_KINDS, "latency_ms")} for f, c in self.injected.items()}
+        total = {k: sum(c[k] for c in by_family.values()) for k in (*FAULT_KINDS, "latency_ms")}
+        return {"by_family": by_family, "total": total}
+
+    def switches(self) -> dict[str, Any]:
+        with self.lock:
+            return {k: {**asdict(v), "latency_ms": list(v.latency_ms)} for k, v in self.by_family.items()}
+
     def as_dict(self) -> dict[str, Any]:
-        return {k: {**asdict(v), "latency_ms": list(v.latency_ms)} for k, v in self.by_family.items()}
+        return {"switches": self.switches(), "injected": self.counts()}
 
     def config_for(self, family: str) -> FaultConfig | None:
         if not self.by_family:
@@ -152,31 +182,45 @@ class FaultMiddleware:
                 cfg.burst_429 -= 1
             roll = rng.random()
             support_id = str(rng.randrange(10**18, 10**19))
+            # the outcome is decided here, so it is counted here, under the lock: a client that gives up during
+            # the delay or the timeout's sleep was still served the fault
+            outcome = _outcome(cfg, burst, roll)
+            if latency:
+                faults.count(family, "latency")
+                faults.count(family, "latency_ms", round(latency * 1000))
+            if outcome is not None:
+                faults.count(family, outcome)
         if latency:
             await asyncio.sleep(latency)
-        if burst:
+        if outcome == "429":
             state.counters.rejected["429"] += 1
             await _send(send, 429, b'{"error":"Too Many Requests"}', "application/json", [(b"retry-after", b"60")])
-            return
-        threshold = cfg.timeout_rate
-        if roll < threshold:
+        elif outcome == "timeout":
             await asyncio.sleep(cfg.timeout_seconds)
             await _send(send, 504, b"<html><body>Gateway Timeout</body></html>", "text/html")
-            return
-        threshold += cfg.error_rate
-        if roll < threshold:
+        elif outcome == "5xx":
             body = json.dumps({"timestamp": "", "status": cfg.error_status, "error": "Service Unavailable"})
             await _send(send, cfg.error_status, body.encode(), "application/json")
-            return
-        threshold += cfg.waf_rate
-        if roll < threshold:
+        elif outcome == "waf":
             await _send(send, 200, WAF_PAGE.format(sid=support_id).encode(), "text/html; charset=utf-8")
-            return
-        threshold += cfg.my_policy_rate
-        if roll < threshold:
+        elif outcome == "my_policy":
             await _send(send, 302, b"", "text/html", [(b"location", b"/my.policy")])
-            return
-        await self._forward(scope, receive, send)
+        else:
+            await self._forward(scope, receive, send)
+
+
+def _outcome(cfg: FaultConfig, burst: bool, roll: float) -> str | None:
+    """Which made-up answer a call gets (None: the real one): a 429 burst first, then one roll against the rates
+    stacked in a fixed order."""
+    if burst:
+        return "429"
+    threshold = 0.0
+    for kind, rate in (("timeout", cfg.timeout_rate), ("5xx", cfg.error_rate), ("waf", cfg.waf_rate),
+                       ("my_policy", cfg.my_policy_rate)):
+        threshold += rate
+        if roll < threshold:
+            return kind
+    return None
 
 
 async def _send(send: Any, status: int, body: bytes, content_type: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:

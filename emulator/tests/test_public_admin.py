@@ -183,3 +183,40 @@ async def test_spv_mailbox_session(emu):
     assert pdf.content[:4] == b"%PDF"
     r = await emu.client.get("/SPVWS2/rest/cerere", params={"tip": "VECTOR FISCAL", "cui": A})
     assert r.json()["id_solicitare"]
+
+
+async def test_injected_faults_are_counted_per_kind_and_family(emu):
+    h = await emu.bearer()
+    url = "/prod/FCTEL/rest/listaMesajeFactura"
+    await emu.client.post("/__admin/faults", json={"family": "*", "latency_ms": [1, 3], "error_rate": 0.3,
+                                                   "error_status": 503, "timeout_rate": 0.1, "timeout_seconds": 0.01})
+    statuses = [(await emu.client.get(url, params={"zile": 1, "cif": A}, headers=h)).status_code for _ in range(60)]
+    statuses += [(await emu.client.post("/api/PlatitorTvaRest/v9/tva", json=[])).status_code for _ in range(20)]
+    body = (await emu.client.get("/__admin/faults")).json()
+    assert body["switches"]["*"]["error_rate"] == 0.3 and body["switches"]["*"]["latency_ms"] == [1, 3]
+    fam, total = body["injected"]["by_family"], body["injected"]["total"]
+    # exactly what the clients saw, per family, not an estimate from the rates
+    assert fam["efactura"]["5xx"] == statuses[:60].count(503) and fam["efactura"]["timeout"] == statuses[:60].count(504)
+    assert fam["public"]["5xx"] == statuses[60:].count(503) and fam["public"]["timeout"] == statuses[60:].count(504)
+    assert total["5xx"] == statuses.count(503) > 0 and total["timeout"] == statuses.count(504) > 0
+    assert fam["efactura"]["latency"] == 60 and fam["public"]["latency"] == 20 and total["latency"] == 80
+    assert 80 <= total["latency_ms"] <= 240 and total["waf"] == total["my_policy"] == total["429"] == 0
+    assert "*" not in fam and "oauth" not in fam  # counted where the call went, never under the wildcard
+
+    # switching faults off keeps the counts readable; `?reset=true` reads and zeroes them
+    await emu.client.delete("/__admin/faults")
+    body = (await emu.client.get("/__admin/faults", params={"reset": "true"})).json()
+    assert body["switches"] == {} and body["injected"]["total"]["latency"] == 80
+    assert (await emu.client.get("/__admin/faults")).json()["injected"] == {
+        "by_family": {}, "total": {k: 0 for k in ("5xx", "timeout", "latency", "waf", "my_policy", "429", "latency_ms")}}
+
+    # setting switches starts the counts afresh; a refused setting changes nothing
+    await emu.client.post("/__admin/faults", json={"family": "efactura", "burst_429": 1})
+    assert (await emu.client.get(url, params={"zile": 1, "cif": A}, headers=h)).status_code == 429
+    assert (await emu.client.get("/__admin/faults")).json()["injected"]["by_family"]["efactura"]["429"] == 1
+    await emu.client.post("/__admin/faults", json={"family": "efactura", "error_rate": 1.0})
+    r = await emu.client.post("/__admin/faults", json={"family": "nope", "error_rate": 1.0})
+    assert r.status_code == 400
+    assert (await emu.client.get(url, params={"zile": 1, "cif": A}, headers=h)).status_code == 503
+    assert (await emu.client.get("/__admin/faults")).json()["injected"]["by_family"] == {
+        "efactura": {"5xx": 1, "timeout": 0, "latency": 0, "waf": 0, "my_policy": 0, "429": 0, "latency_ms": 0}}
