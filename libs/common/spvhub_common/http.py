@@ -3,6 +3,8 @@ request-body caps and no-store on API answers."""
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import re
 import time
 import uuid
@@ -18,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spvhub_common.body_limits import body_limits_of  # the gateway enforces the same table
-from spvhub_common.errors import body_too_large_body, error_body, install_error_handlers
+from spvhub_common.errors import ErrorResponse, body_too_large_body, error_body, install_error_handlers
 from spvhub_common.inputs import InputHygieneMiddleware, data_error_response, is_data_error
 from spvhub_common.settings import ServiceSettings
 
@@ -126,6 +128,68 @@ def _unexpected(request: Request, exc: Exception, rid: str) -> Response:
                         status_code=500)
 
 
+# The refusals every operation may answer, all with the platform's error body. Which apply depends on the operation
+# (see _error_statuses); anything else (400, 410, 413, 429, 503, 500) is the `default` answer, same body.
+ERROR_DESCRIPTIONS = {
+    "401": "Not signed in, or the token or key is not valid (codes missing_token, invalid_token, token_expired, "
+           "invalid_api_key, ...).",
+    "403": "Signed in but not allowed (codes forbidden, no_access_to_company, api_key_not_allowed, ...).",
+    "404": "What the path names does not exist or is not visible to the caller (code not_found or a specific one).",
+    "409": "The request conflicts with the current state (code conflict or a specific one).",
+    "422": "The request is not valid (code validation_error with details.fields, or a more specific code).",
+    "default": "Any other refusal or failure, with the same error body (e.g. 400, 410, 413, 429, 503).",
+}
+_ERROR_REF = "#/components/schemas/ErrorResponse"
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def _error_statuses(method: str, op: dict[str, Any]) -> list[str]:
+    headers = {str(p.get("name", "")).lower() for p in op.get("parameters", []) if p.get("in") == "header"}
+    statuses = ["422"]
+    if headers & {"authorization", "x-service-token"}:  # CurrentUser / ServiceCaller routes
+        statuses += ["401", "403"]
+    if any(p.get("in") == "path" for p in op.get("parameters", [])):
+        statuses.append("404")
+    if method != "get":
+        statuses.append("409")
+    return sorted(statuses) + ["default"]
+
+
+def declare_error_responses(doc: dict[str, Any]) -> dict[str, Any]:
+    """Declares the platform's error body on every operation of an OpenAPI document, in place: FastAPI's
+    `HTTPValidationError` (`{"detail": [...]}`), which no service answers, is replaced by `ErrorResponse`;
+    the common error statuses are added; a status a route declared itself keeps its description and gains the
+    body. Without this a generated client has no model for any refusal."""
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    error_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in error_schema.pop("$defs", {}).items():
+        schemas.setdefault(name, sub)
+    schemas.setdefault("ErrorResponse", error_schema)
+    content = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
+    for ops in doc.get("paths", {}).values():
+        for method, op in ops.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            for status in _error_statuses(method, op):
+                responses.setdefault(status, {"description": ERROR_DESCRIPTIONS[status]})
+            for status, answer in responses.items():
+                if status == "default" or status[0] in "45":
+                    declared = answer.get("content", {}).get("application/json", {}).get("schema", {})
+                    if not answer.get("content") or declared.get("$ref", "").endswith("/HTTPValidationError"):
+                        answer["content"] = copy.deepcopy(content)
+                        if answer.get("description") == "Validation Error":
+                            answer["description"] = ERROR_DESCRIPTIONS["422"]
+            op["responses"] = dict(sorted(responses.items(), key=lambda kv: (kv[0] == "default", kv[0])))
+    text = json.dumps(doc.get("paths", {}))
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        if f'/{name}"' not in text and name in schemas:
+            referenced_elsewhere = any(f'/{name}"' in json.dumps(s) for n, s in schemas.items() if n != name)
+            if not referenced_elsewhere:
+                del schemas[name]
+    return doc
+
+
 def create_app(settings: ServiceSettings, *, title: str, description: str, routers: list[APIRouter],
                lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
                version: str = "1.0.0") -> FastAPI:
@@ -196,6 +260,16 @@ def create_app(settings: ServiceSettings, *, title: str, description: str, route
 
     for r in routers:
         app.include_router(r)
+
+    # Once, on the first call (FastAPI caches the document in app.openapi_schema the same way).
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = declare_error_responses(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -224,6 +224,7 @@ async def _api_key_principal(request: Request, key: str) -> Principal:
     rid = request.headers.get("x-request-id") or structlog.contextvars.get_contextvars().get("request_id")
     p = await introspector.introspect(key, method=request.method, path=request.url.path, request_id=rid,
                                       client_addr=client_address(request, trusted))
+    request.state.principal = p  # known now: a refusal of this key speaks its creator's language
     if needed not in p.key_permissions:
         raise key_permission_missing(needed)
     key_scope.set(KeyScope(key_id=p.key_id or "", user_id=p.user_id, companies=frozenset(p.key_companies),
@@ -240,7 +241,10 @@ async def current_principal(request: Request, authorization: Annotated[str | Non
     if token.startswith(API_KEY_PREFIX):
         return await _api_key_principal(request, token)
     verifier: JwksVerifier = request.app.state.jwks
-    return await verifier.verify(token)
+    principal = await verifier.verify(token)
+    # Kept on the request so the error handlers answer in the caller's locale without verifying the token again.
+    request.state.principal = principal
+    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]
