@@ -581,8 +581,9 @@ def main_run(plan: Plan, keep: bool = False) -> dict[str, Any]:
         result = converge(sysm)
         sysm.figures.converged = time.monotonic()
         counters = sysm.admin("GET", "counters").json()
+        injected = sysm.admin("GET", "faults").json()["injected"]
         sysm.admin("DELETE", "faults")
-        report = verify(sysm, counters)
+        report = verify(sysm, counters, injected)
         if workload_error:
             report["failures"].append(f"workload: {workload_error}")
         report["failures"] += [f"chaos: {e}" for e in sysm.figures.chaos_errors]
