@@ -21,7 +21,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 import uvicorn
-from spvhub_common import clientaddr, gateway_conf
+from spvhub_common import clientaddr
+from spvhub_devtools import gateway_conf
 from spvhub_web.bootstrap import build_app
 from spvhub_web.settings import Settings as WebSettings
 
