@@ -34,21 +34,8 @@ BAKERY = "18453276"  # the demo scenario's bakery: its owner's certificate is "b
 # Operations the generator cannot fully type, each for a reason the generator states. A new warning fails the
 # test: either the contract regressed or a gap is fixed (then drop it from here).
 KNOWN_GENERATOR_GAPS = {
-    # XML answers: the generated function returns the raw bytes (response.content) and no parsed model
-    "GET /api/efactura/submissions/{submission_id}/anaf-response",
-    "GET /api/efactura/submissions/{submission_id}/error-report",
-    "GET /api/efactura/submissions/{submission_id}/xml",
     # a text/csv request body (the candidates upload): the generator leaves the whole operation out
     "POST /api/portfolio/companies/{cif}/candidates",
-}
-# Downloads the OpenAPI declares as JSON of any shape although they answer XML, PDF or ZIP: the generated function
-# would parse them as JSON and fail, so the journey reads them through the client's own httpx client and the
-# conformance check skips them. Fixed in the contract = the test below says so (then drop it from here).
-KNOWN_MISDECLARED_DOWNLOADS = {
-    "GET /api/efactura/invoices/{invoice_id}/xml",
-    "GET /api/efactura/invoices/{invoice_id}/pdf",
-    "GET /api/efactura/invoices/{invoice_id}/zip",
-    "GET /api/efactura/invoices-export.zip",
 }
 
 
@@ -136,11 +123,6 @@ def test_the_generator_types_every_operation_but_the_known_gaps() -> None:
     assert ops == KNOWN_GENERATOR_GAPS, (f"new: {sorted(ops - KNOWN_GENERATOR_GAPS)}; "
                                          f"fixed (drop them from KNOWN_GENERATOR_GAPS): "
                                          f"{sorted(KNOWN_GENERATOR_GAPS - ops)}")
-    paths = json.loads(SPEC.read_text())["paths"]
-    for known in sorted(KNOWN_MISDECLARED_DOWNLOADS):
-        method, path = known.split(" ", 1)
-        content = paths[path][method.lower()]["responses"]["200"].get("content", {})
-        assert content.get("application/json") == {"schema": {}}, f"{known} is declared now: drop it from the list"
 
 
 def test_every_operation_declares_the_platforms_error_body() -> None:
@@ -245,8 +227,9 @@ def test_an_integrators_journey_with_the_generated_client_only(system: System, c
     detail = op("efactura", "invoice_detail_api_efactura_invoices_invoice_id_get").sync(client=api,
                                                                                        invoice_id=invoice.id)
     assert detail is not None and detail.to_dict().get("id") == invoice.id, detail
-    xml = api.get_httpx_client().get(f"/api/efactura/invoices/{invoice.id}/xml")  # see KNOWN_MISDECLARED_DOWNLOADS
-    assert xml.status_code == 200 and invoice.number.encode() in xml.content
+    # a download comes back as the generator's File (the bytes as served), not parsed as JSON
+    xml = op("efactura", "invoice_xml_api_efactura_invoices_invoice_id_xml_get").sync(client=api, invoice_id=invoice.id)
+    assert isinstance(xml, client_pkg.types.File) and invoice.number.encode() in xml.payload.read()
 
     # the notifications, paged the same way
     inbox = op("notifier", "inbox_api_notifier_notifications_get")
@@ -283,6 +266,7 @@ def test_an_integrators_journey_with_the_generated_client_only(system: System, c
     called = {f"{r.request.method} {r.request.url.path}" for r in recorder.seen}
     assert {"POST /api/auth/signup", "POST /api/auth/login", "GET /api/auth/me", "POST /api/portfolio/companies",
             "GET /api/efactura/invoices", f"GET /api/efactura/invoices/{invoice.id}",
+            f"GET /api/efactura/invoices/{invoice.id}/xml",
             "GET /api/notifier/notifications"} <= called, called
     problems = conformance_problems(recorder.seen)
     assert not problems, "\n".join(problems)
@@ -301,8 +285,6 @@ def conformance_problems(responses: list[httpx.Response], spec: Path = SPEC) -> 
         operation = schema.find_operation_by_path(method, path)
         if operation is None:
             problems.append(f"{method} {path}: no such operation in the OpenAPI")
-            continue
-        if f"{method} {operation.path}" in KNOWN_MISDECLARED_DOWNLOADS:
             continue
         declared = set(operation.definition.raw.get("responses", {}))
         # `default` is declared for refusals (the error body): it does not make an undeclared success conform

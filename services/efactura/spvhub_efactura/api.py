@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
 from spvhub_common.access import MANAGERS
 from spvhub_common.errors import AppError
 from spvhub_common.http import app_deps
@@ -25,6 +25,20 @@ from spvhub_efactura.zipstream import ZipStream
 ServiceDeps = Annotated[Deps, Depends(app_deps)]
 
 router = APIRouter(prefix="/api/efactura", tags=["efactura"])
+
+# Answers built from database rows were written by FastAPI's encoder, which renders an aware datetime with
+# isoformat() ("+00:00"); pydantic would write "Z". Their models keep the text clients already parse.
+Stamp = Annotated[datetime, PlainSerializer(lambda v: v.isoformat(), return_type=str, when_used="json"),
+                  WithJsonSchema({"type": "string", "format": "date-time"})]
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def binary_download(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer of a download: its real media type, plus application/octet-stream as a second name for the
+    same bytes, which is what lets client generators that know no XML/PDF/ZIP type (openapi-python-client) hand the
+    body back as bytes instead of parsing it as JSON."""
+    return {200: {"description": description, "content": {media_type: _BINARY, "application/octet-stream": _BINARY}}}
 
 
 async def _scope(deps: Deps, user_id: str, cif: str | None, *, roles: tuple[str, ...] | None = None) -> list[str]:
@@ -75,6 +89,38 @@ def _out(row: dict[str, Any]) -> InvoiceOut:
     return InvoiceOut(**{k: row.get(k) for k in InvoiceOut.model_fields if k != "links"}, links=links)
 
 
+class ArchiveOut(BaseModel):
+    """Where the document is stored and what its archiving found (the ledger's fields; None before archiving)."""
+
+    zip_key: str | None = None
+    xml_key: str | None = None
+    zip_sha256: str | None = None
+    archived_at: Stamp | None = None
+    signature_status: str | None = None
+    signature_detail: str | None = None
+    signer_subject: str | None = None
+    signer_serial: str | None = None
+    signer_sha256: str | None = None
+    signer_trusted: bool | None = None
+    signature_shape: str | None = None
+    problem: str | None = None
+    purge_at: Stamp | None = None
+    parse_status: str | None = None
+
+
+class InvoiceDetailOut(InvoiceOut):
+    vat_breakdown: list[dict[str, Any]] | None = Field(None, description="per VAT category: category, percent, "
+                                                       "taxable, amount, exemption")
+    details: dict[str, Any] | None = Field(None, description="the other parsed fields (parties, notes, or an "
+                                           "error report's texts / a buyer message's text)")
+    tax_currency: str | None = None
+    archive: ArchiveOut
+    problem: str | None = Field(None, description="fields present in the document but not stored, and why")
+
+
+_ARCHIVE_FROM_LEDGER = [k for k in ArchiveOut.model_fields if k not in ("zip_key", "xml_key")]
+
+
 # the column is a bigint: an id past int64 is a 422 at the edge, never a query the driver cannot encode
 InvoiceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 # totals are numeric(19,2): a bound beyond what the column holds filters nothing, so it is refused as a mistake
@@ -110,25 +156,15 @@ async def list_invoices(deps: ServiceDeps, user: CurrentUser, f: Annotated[Filte
     return InvoicePage(items=[_out(r) for r in rows], next_cursor=nxt)
 
 
-@router.get("/invoices/{invoice_id}", summary="Invoice detail: parsed fields, VAT breakdown, archive status")
-async def invoice_detail(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> dict[str, Any]:
+@router.get("/invoices/{invoice_id}", response_model=InvoiceDetailOut,
+            summary="Invoice detail: parsed fields, VAT breakdown, archive status")
+async def invoice_detail(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> InvoiceDetailOut:
     row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
     msg = await handlers.ledger_message(deps, row["cif"], row["message_id"])
-    out = _out(row).model_dump(mode="json")
-    out.update(vat_breakdown=row["vat_breakdown"], details=row["details"], tax_currency=row["tax_currency"],
-               archive={"zip_key": row["zip_key"], "xml_key": row["xml_key"],
-                        "zip_sha256": msg and msg["zip_sha256"], "archived_at": msg and msg["archived_at"],
-                        "signature_status": msg and msg["signature_status"],
-                        "signature_detail": msg and msg["signature_detail"],
-                        "signer_subject": msg and msg["signer_subject"],
-                        "signer_serial": msg and msg["signer_serial"],
-                        "signer_sha256": msg and msg["signer_sha256"],
-                        "signer_trusted": msg and msg["signer_trusted"],
-                        "signature_shape": msg and msg["signature_shape"],
-                        "problem": msg and msg["problem"],
-                        "purge_at": msg and msg["purge_at"], "parse_status": msg and msg["parse_status"]},
-               problem=row.get("problem"))
-    return out
+    archive = ArchiveOut(zip_key=row["zip_key"], xml_key=row["xml_key"],
+                         **{k: msg[k] for k in _ARCHIVE_FROM_LEDGER} if msg else {})
+    return InvoiceDetailOut(**_out(row).model_dump(), vat_breakdown=row["vat_breakdown"], details=row["details"],
+                            tax_currency=row["tax_currency"], archive=archive, problem=row.get("problem"))
 
 
 def _fname(row: dict[str, Any], ext: str) -> str:
@@ -136,7 +172,8 @@ def _fname(row: dict[str, Any], ext: str) -> str:
     return f"{row['cif']}_{row['message_id']}{'_' + num if num else ''}.{ext}"
 
 
-@router.get("/invoices/{invoice_id}/xml", summary="The invoice XML exactly as archived")
+@router.get("/invoices/{invoice_id}/xml", summary="The invoice XML exactly as archived", response_class=Response,
+            responses=binary_download("application/xml", "the XML as archived"))
 async def invoice_xml(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> Response:
     row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
     data = await handlers.xml_of(deps, row)
@@ -144,14 +181,16 @@ async def invoice_xml(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceI
                     headers={"Content-Disposition": f'attachment; filename="{_fname(row, "xml")}"'})
 
 
-@router.get("/invoices/{invoice_id}/zip", summary="The signed original ZIP from ANAF")
+@router.get("/invoices/{invoice_id}/zip", summary="The signed original ZIP from ANAF", response_class=Response,
+            responses=binary_download("application/zip", "ANAF's signed ZIP, as downloaded"))
 async def invoice_zip(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> StreamingResponse:
     row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
     return StreamingResponse(handlers.zip_stream(deps, row), media_type="application/zip",
                              headers={"Content-Disposition": f'attachment; filename="{_fname(row, "zip")}"'})
 
 
-@router.get("/invoices/{invoice_id}/pdf", summary="PDF rendered locally from the archived XML")
+@router.get("/invoices/{invoice_id}/pdf", summary="PDF rendered locally from the archived XML",
+            response_class=Response, responses=binary_download("application/pdf", "the invoice as PDF"))
 async def invoice_pdf(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId,
                       source: Literal["local", "anaf"] = "local") -> Response:
     row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
@@ -165,7 +204,9 @@ async def invoice_pdf(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceI
                     headers={"Content-Disposition": f'inline; filename="{_fname(row, "pdf")}"'})
 
 
-@router.get("/invoices-export.zip", summary="Bulk ZIP export of a filtered set (streamed)")
+@router.get("/invoices-export.zip", summary="Bulk ZIP export of a filtered set (streamed)",
+            response_class=Response,
+            responses=binary_download("application/zip", "a ZIP with a folder per company and direction"))
 async def export_zip(deps: ServiceDeps, user: CurrentUser, f: Annotated[Filters, Query()],
                      include: Annotated[str, Query(description="comma list of xml, zip, pdf")] = "xml,zip"
                      ) -> StreamingResponse:
@@ -192,45 +233,163 @@ async def _once(coro: Awaitable[bytes]) -> AsyncIterator[bytes]:
     yield await coro
 
 
-@router.get("/sync", summary="Sync health of every company the caller can see")
-async def sync_overview(deps: ServiceDeps, user: CurrentUser) -> dict[str, Any]:
+class FirstSyncOut(BaseModel):
+    reaches_back_days: int = Field(description="how far back the first sync lists (ANAF keeps 60 days)")
+    started_at: Stamp | None = None
+    completed_at: Stamp | None = None
+
+
+class MessageCountsOut(BaseModel):
+    archived: int
+    pending: int = Field(description="listed or failed, not archived yet")
+    failed: int
+    lost: int
+    flagged: int = Field(description="archived with a problem or waiting to be parsed again")
+
+
+class FlaggedDocumentOut(BaseModel):
+    message_id: str
+    archived_at: Stamp | None = None
+    problem: str | None = None
+    signature_status: str | None = None
+
+
+class SyncErrorsOut(BaseModel):
+    last_error: str | None = None
+    last_error_at: Stamp | None = None
+    consecutive_failures: int = 0
+
+
+class ReconciliationOut(BaseModel):
+    last_at: Stamp | None = None
+    complete: bool | None = None
+
+
+class PurgeCountdownOut(BaseModel):
+    next_purge_at: Stamp = Field(description="when ANAF drops the oldest message not archived yet")
+    seconds_left: int
+    days_left: int
+
+
+class SyncedThroughOut(BaseModel):
+    """Whose ANAF authorization syncs the company (never a connection id: it may be another tenant's)."""
+
+    kind: Literal["own", "accounting_firm"]
+    firm_cif: str | None = None
+    active: bool
+    may_file: bool
+
+
+class SyncHealthOut(BaseModel):
+    cif: str
+    status: str = Field(description="active | paused | stopped | not_synced")
+    interval_seconds: int
+    last_success_at: Stamp | None = None
+    last_started_at: Stamp | None = None
+    next_sync_at: Stamp | None = None
+    sync_requested: bool
+    watermark: Stamp | None = None
+    lag_seconds: int | None = None
+    first_sync: FirstSyncOut
+    messages: MessageCountsOut
+    flagged_documents: list[FlaggedDocumentOut] = Field(description="the latest few flagged documents")
+    errors: SyncErrorsOut
+    blocked_until: Stamp | None = None
+    reconciliation: ReconciliationOut
+    purge_countdown: PurgeCountdownOut | None = None
+    stop_reason: str | None = Field(None, description="no_entitled_connection | connection_revoked | "
+                                    "reauthorization_required")
+    synced_through: SyncedThroughOut | None = None
+
+
+class SyncOverviewOut(BaseModel):
+    items: list[SyncHealthOut]
+
+
+@router.get("/sync", response_model=SyncOverviewOut, summary="Sync health of every company the caller can see")
+async def sync_overview(deps: ServiceDeps, user: CurrentUser) -> SyncOverviewOut:
     cifs = await _scope(deps, user.user_id, None)
-    return {"items": await handlers.sync_health(deps, cifs)}
+    return SyncOverviewOut(items=[SyncHealthOut.model_validate(h) for h in await handlers.sync_health(deps, cifs)])
 
 
-@router.get("/companies/{cif}/sync", summary="Sync health: last success, lag, pending, errors, purge countdown")
-async def sync_status(deps: ServiceDeps, user: CurrentUser, cif: str) -> dict[str, Any]:
+@router.get("/companies/{cif}/sync", response_model=SyncHealthOut,
+            summary="Sync health: last success, lag, pending, errors, purge countdown")
+async def sync_status(deps: ServiceDeps, user: CurrentUser, cif: str) -> SyncHealthOut:
     cifs = await _scope(deps, user.user_id, cif)
-    return (await handlers.sync_health(deps, cifs))[0]
+    return SyncHealthOut.model_validate((await handlers.sync_health(deps, cifs))[0])
 
 
-@router.post("/companies/{cif}/sync", status_code=202, summary="Sync this company now")
-async def trigger_sync(deps: ServiceDeps, user: CurrentUser, cif: str) -> dict[str, Any]:
+class SyncRequestedOut(BaseModel):
+    cif: str
+    sync_requested: bool
+
+
+@router.post("/companies/{cif}/sync", status_code=202, response_model=SyncRequestedOut,
+             summary="Sync this company now")
+async def trigger_sync(deps: ServiceDeps, user: CurrentUser, cif: str) -> SyncRequestedOut:
     (c,) = await _scope(deps, user.user_id, cif)
     await handlers.request_sync(deps, c)
-    return {"cif": c, "sync_requested": True}
+    return SyncRequestedOut(cif=c, sync_requested=True)
 
 
 class SyncSettings(BaseModel):
     interval_minutes: int | None = Field(None, ge=5, le=1440, description="null = the service default (15)")
 
 
-@router.put("/companies/{cif}/sync-settings", summary="Per-company sync interval")
-async def put_sync_settings(deps: ServiceDeps, user: CurrentUser, cif: str, body: SyncSettings) -> dict[str, Any]:
+class SyncSettingsOut(BaseModel):
+    cif: str
+    interval_minutes: int | None = Field(description="null = the service default")
+
+
+@router.put("/companies/{cif}/sync-settings", response_model=SyncSettingsOut, summary="Per-company sync interval")
+async def put_sync_settings(deps: ServiceDeps, user: CurrentUser, cif: str, body: SyncSettings) -> SyncSettingsOut:
     (c,) = await _scope(deps, user.user_id, cif, roles=MANAGERS)
     await handlers.set_interval(deps, c, None if body.interval_minutes is None else body.interval_minutes * 60)
-    return {"cif": c, "interval_minutes": body.interval_minutes}
+    return SyncSettingsOut(cif=c, interval_minutes=body.interval_minutes)
 
 
-@router.get("/companies/{cif}/messages", summary="The ANAF message ledger of a company")
+class LedgerMessageOut(BaseModel):
+    """A message ANAF listed for the company and what the sync did with it."""
+
+    message_id: str
+    tip: str = Field(description="ANAF's message type (FACTURA PRIMITA, FACTURA TRIMISA, ERORI FACTURA, ...)")
+    kind: str
+    upload_index: str | None = None
+    listed_at: Stamp
+    purge_at: Stamp
+    state: str = Field(description="listed | archived | lost | failed")
+    attempts: int
+    next_attempt_at: Stamp | None = None
+    last_error: str | None = None
+    lost_reason: str | None = None
+    archived_at: Stamp | None = None
+    parse_status: str | None = None
+    signature_status: str | None = None
+    needs_reprocess: bool
+    problem: str | None = None
+
+
+class LedgerMessagesOut(BaseModel):
+    items: list[LedgerMessageOut]
+
+
+@router.get("/companies/{cif}/messages", response_model=LedgerMessagesOut,
+            summary="The ANAF message ledger of a company")
 async def company_messages(deps: ServiceDeps, user: CurrentUser, cif: str,
                            state: Literal["listed", "archived", "lost", "failed"] | None = None,
-                           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+                           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> LedgerMessagesOut:
     (c,) = await _scope(deps, user.user_id, cif)
-    return {"items": await handlers.company_messages(deps, c, state, limit)}
+    return LedgerMessagesOut(items=[LedgerMessageOut.model_validate(m)
+                                    for m in await handlers.company_messages(deps, c, state, limit)])
 
 
-@router.post("/companies/{cif}/reprocess", summary="Re-parse archived documents flagged for reprocessing")
-async def reprocess(deps: ServiceDeps, user: CurrentUser, cif: str) -> dict[str, Any]:
+class ReprocessOut(BaseModel):
+    cif: str
+    reprocessed: int = Field(description="how many flagged documents were parsed again")
+
+
+@router.post("/companies/{cif}/reprocess", response_model=ReprocessOut,
+             summary="Re-parse archived documents flagged for reprocessing")
+async def reprocess(deps: ServiceDeps, user: CurrentUser, cif: str) -> ReprocessOut:
     (c,) = await _scope(deps, user.user_id, cif)
-    return {"cif": c, "reprocessed": await handlers.reprocess(deps, c)}
+    return ReprocessOut(cif=c, reprocessed=await handlers.reprocess(deps, c))

@@ -88,6 +88,9 @@ async def test_api_end_to_end(fresh_database: str, topic_prefix: str, minio_up: 
             # detail and downloads
             d = (await api.get(f"/api/efactura/invoices/{inv['id']}", headers=alice)).json()
             assert d["archive"]["signature_status"] == "valid" and d["vat_breakdown"]
+            assert {k: d[k] for k in inv} == inv  # the detail is the list's item and more
+            # the ledger's instants keep the text the answer always had (isoformat, not pydantic's "Z")
+            assert d["archive"]["archived_at"].endswith("+00:00") and d["archive"]["zip_key"]
             x = await api.get(f"/api/efactura/invoices/{inv['id']}/xml", headers=alice)
             assert x.status_code == 200 and inv["number"].encode() in x.content
             z = await api.get(f"/api/efactura/invoices/{inv['id']}/zip", headers=alice)
@@ -128,3 +131,7 @@ async def test_api_end_to_end(fresh_database: str, topic_prefix: str, minio_up: 
             led = (await api.get(f"/api/efactura/companies/{cifs[0]}/messages", headers=alice,
                                  params={"state": "archived"})).json()["items"]
             assert len(led) == len([k for k in ledger if k[0] == cifs[0]])
+            assert next(m for m in led if m["message_id"] == target)["needs_reprocess"] is True
+            r = await api.post(f"/api/efactura/companies/{cifs[0]}/reprocess", headers=alice)
+            assert r.status_code == 200 and set(r.json()) == {"cif", "reprocessed"} and r.json()["cif"] == cifs[0]
+            assert isinstance(r.json()["reprocessed"], int)

@@ -14,6 +14,7 @@ from spvhub_common.ids import normalize_cif
 from spvhub_common.security import CurrentUser
 
 from spvhub_efactura import handlers
+from spvhub_efactura.api import binary_download
 from spvhub_efactura.handlers import Deps
 from spvhub_efactura.submissions import errors, filing
 from spvhub_efactura.submissions.service import SubmitCommand
@@ -22,7 +23,7 @@ ServiceDeps = Annotated[Deps, Depends(app_deps)]
 
 router = APIRouter(prefix="/api/efactura", tags=["efactura submissions"])
 _XML_TYPES = ("application/xml", "text/xml", "text/plain", "application/octet-stream", "")
-_XML: dict[int | str, dict[str, Any]] = {200: {"content": {"application/xml": {}}, "description": "the XML as stored"}}
+_XML = binary_download("application/xml", "the XML as stored")
 
 
 class SubmissionOut(BaseModel):
