@@ -34,6 +34,7 @@ async def optional_principal(request: Request, authorization: Annotated[str | No
     if not authorization or not authorization.lower().startswith("bearer "):
         return None
     principal: Principal = await request.app.state.jwks.verify(authorization.split(" ", 1)[1].strip())
+    request.state.principal = principal  # errors answer in the caller's language, as on every other route
     return principal
 
 
