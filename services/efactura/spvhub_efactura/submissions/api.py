@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from spvhub_common.http import app_deps
 from spvhub_common.ids import normalize_cif
+from spvhub_common.paging import Page
 from spvhub_common.security import CurrentUser
 
 from spvhub_efactura import handlers
@@ -222,20 +223,24 @@ async def all_deadlines(deps: ServiceDeps, user: CurrentUser,
     return await _deadlines(deps, await deps.submissions.readable_cifs(user.user_id), open_only, limit)
 
 
-class SubmissionPage(BaseModel):
-    items: list[SubmissionOut]
-    next_before: str | None = Field(None, description="created_at of the last item, for `before=` (None: the end)")
+class SubmissionPage(Page[SubmissionOut]):
+    next_before: str | None = Field(None, deprecated=True, description="created_at of the last item, for the "
+                                    "older `before=` paging; follow `next_cursor` instead (None: the end)")
 
 
 @router.get("/companies/{cif}/submissions", response_model=SubmissionPage,
-            summary="Submissions of a company, newest first")
+            summary="Submissions of a company, newest first (cursor paging)")
 async def list_submissions(deps: ServiceDeps, user: CurrentUser, cif: str, state: str | None = None,
                            limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                           before: datetime | None = None) -> SubmissionPage:
+                           cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+                           before: Annotated[datetime | None, Query(
+                               deprecated=True, description="only those created before this instant; use cursor")
+                           ] = None) -> SubmissionPage:
     c = await deps.submissions.scoped_cif(user.user_id, normalize_cif(cif))
-    items = [_out(deps, r) for r in await deps.submissions.list_for(c, state, limit, before)]
-    return SubmissionPage(items=items,
-                          next_before=items[-1].created_at.isoformat() if len(items) == limit else None)
+    rows, next_cursor = await deps.submissions.list_page(c, state, limit, cursor, before)
+    items = [_out(deps, r) for r in rows]
+    return SubmissionPage(items=items, next_cursor=next_cursor,
+                          next_before=items[-1].created_at.isoformat() if next_cursor else None)
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionOut,

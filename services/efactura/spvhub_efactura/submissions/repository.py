@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,11 +61,16 @@ async def get(session: AsyncSession, submission_id: str) -> dict[str, Any] | Non
     return dict(row) if row else None
 
 
-async def list_for(session: AsyncSession, cif: str, state: str | None, limit: int,
-                   before: datetime | None) -> list[dict[str, Any]]:
+async def list_for(session: AsyncSession, cif: str, state: str | None, limit: int, *,
+                   after: tuple[datetime, str] | None = None, before: datetime | None = None
+                   ) -> list[dict[str, Any]]:
+    """Newest first; `after` is the (created_at, id) of the last row already shown (keyset: rows created in the
+    same instant are neither skipped nor repeated), `before` the older created_at bound."""
     q = select(submissions).where(submissions.c.cif == cif)
     if state:
         q = q.where(submissions.c.state == state)
+    if after is not None:
+        q = q.where(tuple_(submissions.c.created_at, submissions.c.id) < tuple_(*after))
     if before is not None:
         q = q.where(submissions.c.created_at < before)
     rows = (await session.execute(q.order_by(submissions.c.created_at.desc(), submissions.c.id.desc())

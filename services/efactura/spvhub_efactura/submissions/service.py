@@ -56,6 +56,7 @@ from spvhub_common.events.efactura import (
 )
 from spvhub_common.ids import strip_ro
 from spvhub_common.logging import get_logger
+from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
 from spvhub_common.ro_calendar import RO_TZ, default_calendar
 from spvhub_einvoice import Validator, default_validator
 
@@ -246,10 +247,17 @@ class SubmissionService:
         async with self.uow() as uow:
             await require_grant(uow.session, access_grants, user_id, cif, file=True)
 
-    async def list_for(self, cif: str, state: str | None, limit: int,
-                       before: datetime | None) -> list[dict[str, Any]]:
+    async def list_page(self, cif: str, state: str | None, limit: int, cursor: str | None,
+                        before: datetime | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the company's submissions, newest first, and the cursor of the next page (None: the last).
+        A cursor that is not one this gave answers 422 invalid_cursor."""
+        after = _page_key(cursor) if cursor else None
         async with self.uow() as uow:
-            return await repo.list_for(uow.session, cif, state, limit, before)
+            rows = await repo.list_for(uow.session, cif, state, limit + 1, after=after, before=before)
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        return rows[:limit], encode_cursor(last["created_at"], last["id"])
 
     async def by_deadline(self, cifs: list[str], open_only: bool, limit: int) -> list[dict[str, Any]]:
         """Invoices by filing deadline, soonest first: those still to be filed, or (open_only=False) the last 90
@@ -668,3 +676,16 @@ class SubmissionService:
             return
         await self._later(row, self.settings.submission_unknown_check_seconds)
 
+
+def _page_key(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a submissions cursor carries; anything else is refused as invalid_cursor."""
+    at, sid = decode_cursor(cursor, 2)
+    if not isinstance(at, str) or not isinstance(sid, str):
+        raise invalid_cursor()
+    try:
+        created_at = datetime.fromisoformat(at)
+    except ValueError as exc:
+        raise invalid_cursor() from exc
+    if created_at.tzinfo is None:  # the column is timestamptz: a naive instant would compare at the server's zone
+        raise invalid_cursor()
+    return created_at, sid
