@@ -247,3 +247,39 @@ async def test_inbox_pages_with_an_opaque_cursor_and_still_takes_the_older_raw_f
     for bad in ("not a cursor", "W10", "WyJ4IiwieSJd", "2025-13-01T00:00:00|x"):
         r = await st.notifier.get(url, headers=h, params={"cursor": bad})
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor", (bad, r.text)
+
+
+async def test_a_sender_whose_lease_was_taken_over_records_nothing(stack: Stack):
+    """Sender A's lease runs out and sender B takes the e-mail over: the row is `sending` again, but A's late
+    record (a retry here) must not put it back to pending under B, nor log a delivery attempt that is not A's."""
+    from spvhub_notifier.adapters import repository
+    from sqlalchemy import update
+
+    st = stack
+    await people(st)
+    await st.feed(company_events()[0])
+    async with st.ntf.uow() as uow:
+        first = (await repository.lease_due_emails(uow.session, 1, 60))[0]
+        await uow.commit()
+    async with st.ntf.uow() as uow:  # A's lease runs out
+        await uow.session.execute(update(email_outbox).where(email_outbox.c.id == first.id)
+                                  .values(lease_until=func.now() - func.make_interval(0, 0, 0, 0, 0, 0, 1)))
+        await uow.commit()
+    async with st.ntf.uow() as uow:
+        second = [e for e in await repository.lease_due_emails(uow.session, 10, 60) if e.id == first.id][0]
+        await uow.commit()
+    assert second.attempts == first.attempts + 1
+    async with st.ntf.uow() as uow:
+        assert not await repository.record_attempt(uow.session, first, "retry", "late answer of A", retry_in=0)
+        await uow.commit()
+    async with st.ntf.sessions() as s:
+        row = (await s.execute(select(email_outbox.c.status, email_outbox.c.attempts)
+                               .where(email_outbox.c.id == first.id))).one()
+        logged = (await s.execute(select(func.count()).select_from(delivery_log)
+                                  .where(delivery_log.c.email_id == first.id))).scalar()
+    assert (row.status, row.attempts, logged) == ("sending", second.attempts, 0)
+    async with st.ntf.uow() as uow:  # B's own record still lands
+        assert await repository.record_attempt(uow.session, second, "sent", None)
+        await uow.commit()
+    async with st.ntf.sessions() as s:
+        assert (await s.execute(select(email_outbox.c.status).where(email_outbox.c.id == first.id))).scalar() == "sent"

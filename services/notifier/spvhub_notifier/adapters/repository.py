@@ -255,8 +255,10 @@ async def record_attempt(session: AsyncSession, email: OutboxEmail, outcome: str
         values.update(status="pending", next_attempt_at=func.now() + timedelta(seconds=retry_in))
     else:
         values.update(status=outcome)
+    # the attempt number tells this sender's lease from a later one: after a takeover the row is still `sending`
     res = await session.execute(update(email_outbox).where(
-        email_outbox.c.id == email.id, email_outbox.c.status == "sending").values(**values))
+        email_outbox.c.id == email.id, email_outbox.c.status == "sending",
+        email_outbox.c.attempts == email.attempts).values(**values))
     if res.rowcount == 0:  # type: ignore[attr-defined]
         return False
     await session.execute(insert(delivery_log).values(email_id=email.id, attempt=email.attempts, outcome=outcome,
