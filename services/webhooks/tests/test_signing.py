@@ -57,3 +57,16 @@ def test_dev_targets_may_be_local_http() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     d = [domain.next_delay(n, 5, 3600).total_seconds() for n in (1, 2, 3, 20)]
     assert 4 <= d[0] <= 6 and 8 <= d[1] <= 12 and 16 <= d[2] <= 24 and d[3] <= 3600 * 1.2
+
+
+def test_the_integrators_guide_lists_exactly_the_subscribable_events() -> None:
+    """docs/integrators.md is what an integrator reads before subscribing: its table must not drift from the code."""
+    import re
+    from pathlib import Path
+
+    from spvhub_webhooks.domain import SUBSCRIBABLE
+
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "integrators.md").read_text(encoding="utf-8")
+    section = guide.split("## The event catalogue", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(ro\.spvhub\.[^`]+)` \|", section, re.M)
+    assert listed == [s.type for s in SUBSCRIBABLE]
