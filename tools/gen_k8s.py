@@ -48,6 +48,7 @@ SHARED_SECRETS: dict[str, tuple[str, str]] = {
     "s3_access_key": ("spvhub-s3", "access-key"),
     "s3_secret_key": ("spvhub-s3", "secret-key"),
     "service_token": ("spvhub-service-token", "token"),
+    "pii_secret": ("spvhub-pii", "secret"),
 }
 # Not secret in code, but per installation (token_key_active names a key of the token_key_spec secret).
 EXTRA_SECRET_FIELDS = {"anaf_client_id", "smtp_username", "token_key_active"}

@@ -21,6 +21,7 @@ STRONG = {
     "anaf_client_secret": "f" * 64 + "0",
     "invitation_token_key": "inv-" + "Yt6Ur8Ie2Wo4Pq7A" * 2,
     "smtp_password": "smtp-" + "Mn3Bv5Cx7Zl9Kj2H",
+    "pii_secret": "pii-" + "Gh4Jk6Lp8Qr2St5V" * 2,
 }
 # What a careless deployment would carry over from this repository or a vendor manual.
 PLACEHOLDER_VALUES = ("dev-service-token", "spvhub-dev-secret", "minioadmin", "changeme", "dev-only-anything")
@@ -46,7 +47,7 @@ def test_the_default_env_is_strict() -> None:
     assert ServiceSettings.model_fields["env"].default == "prod"
     env = _clean_env()
     out = subprocess.run([sys.executable, "-c", "from spvhub_common.settings import ServiceSettings as S; "
-                          "print(S(service_token='x' * 32, s3_secret_key='y' * 32).env)"],
+                          "print(S(service_token='x' * 32, s3_secret_key='y' * 32, pii_secret='z' * 32).env)"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "prod"

@@ -89,6 +89,9 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str = "spvhub-auth"
     jwt_audience: str = "spvhub"
     service_token: SecretStr = SecretStr("dev-service-token")
+    # One per installation, never changed once companies exist: CNP issuers' person keys derive from it
+    # (spvhub_common.pii); the default is public and refused outside dev/test.
+    pii_secret: SecretStr = SecretStr("dev-only-spvhub-pii-secret")
 
     # ANAF: one base URL per host family (anaf-api.md §0; spvhub_common.anaf.config), each defaulting to the real
     # host. `anaf_emulator_url`, when set, points all four at the emulator instead (dev/test; refused in prod).

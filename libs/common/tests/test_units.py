@@ -34,7 +34,7 @@ def test_secret_box_round_trip_rotation_and_tamper_detection():
 def test_settings_refuse_placeholder_secrets_outside_dev():
     with pytest.raises(ValidationError, match="placeholder"):
         ServiceSettings(env="prod")
-    ok = ServiceSettings(env="prod", s3_secret_key="x" * 24, service_token="y" * 32)
+    ok = ServiceSettings(env="prod", s3_secret_key="x" * 24, service_token="y" * 32, pii_secret="z" * 32)
     assert "x" * 24 not in repr(ok)
 
 

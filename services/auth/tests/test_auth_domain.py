@@ -82,7 +82,9 @@ def test_token_facts_read_serial_dates_and_login_time() -> None:
 def test_dev_secrets_refused_outside_dev() -> None:
     Settings(env="test")
     with pytest.raises(ValueError, match="token_key_spec"):
-        Settings(env="prod", service_token="a-real-service-token", s3_secret_key="real-s3-secret-value")
+        Settings(env="prod", service_token="a-real-service-token", s3_secret_key="real-s3-secret-value",
+                 pii_secret="p" * 32)
     Settings(env="prod", service_token="a-real-service-token", s3_secret_key="real-s3-secret-value",
+             pii_secret="p" * 32,
              token_key_spec="k2:" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", token_key_active="k2",
              anaf_client_secret="f" * 64 + "0")

@@ -30,7 +30,8 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "spvhub_webhooks" / "migratio
 FIRM, CLIENT, OTHER = "11111110", "22222229", "33333338"  # valid CIFs (control digit)
 INVOICE = "ro.spvhub.efactura.invoice-downloaded.v1"
 STRONG = {"service_token": "st-" + "Q7w9Zk2Lm4Np6Rt8" * 2, "s3_secret_key": "s3-" + "Vb5Xc7Hj9Kd2Fg4S" * 2,
-          "token_key_spec": "k2:" + base64.b64encode(b"k" * 32).decode(), "token_key_active": "k2"}
+          "token_key_spec": "k2:" + base64.b64encode(b"k" * 32).decode(), "token_key_active": "k2",
+          "pii_secret": "pii-" + "Gh4Jk6Lp8Qr2St5V" * 2}
 
 
 def settings_for(database: str, **kw: Any) -> Settings:
