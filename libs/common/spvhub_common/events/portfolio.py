@@ -18,6 +18,9 @@ class CompanyRegistered(Event):
     efactura_registered: bool = False
     registered_by: str | None = None
     provides_accounting_services: bool = False
+    # For a natural person identified by CNP, `cif` is the person key (spvhub_common.pii) and this is the CNP sealed
+    # to it; the clear CNP never travels.
+    cnp_sealed: str | None = None
 
 
 @register
@@ -132,6 +135,9 @@ class EntitlementsChanged(Event):
     key_field = "cif"
     cif: str
     connections: list[EntitledConnection] = []
+    # A person key's CNP sealed to it (spvhub_common.pii): what a service unseals to name the company to ANAF
+    # (`cif=` of listaMesaje and upload). None for a CIF.
+    cnp_sealed: str | None = None
 
 
 @register
