@@ -36,3 +36,26 @@ def random_cif(rng: random.Random, digits: int = 8) -> str:
     first = rng.randint(1, 9)
     rest = "".join(str(rng.randint(0, 9)) for _ in range(digits - 2))
     return make_cif(f"{first}{rest}")
+
+
+# CNP: a natural person's personal numeric code, an e-Factura taxpayer id since June 2026 (anaf-api.md §12)
+_CNP_KEY = "279146358279"
+
+
+def cnp_control_digit(body: str) -> int:
+    """Control digit of a CNP's first 12 digits: key 279146358279, sum mod 11 (10 -> 1)."""
+    if not body.isdigit() or len(body) != 12:
+        raise ValueError(f"CNP body must be 12 digits: {body!r}")
+    digit = sum(int(d) * int(k) for d, k in zip(body, _CNP_KEY)) % 11
+    return 1 if digit == 10 else digit
+
+
+def is_valid_cnp(value: str) -> bool:
+    """True for 13 digits whose last one is the CNP control digit."""
+    text = value.strip()
+    return len(text) == 13 and text.isdigit() and cnp_control_digit(text[:12]) == int(text[12])
+
+
+def is_valid_taxpayer(value: str) -> bool:
+    """An e-Factura taxpayer id: a company's CIF or a natural person's CNP."""
+    return is_valid_cnp(value) or is_valid_cif(value)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from lxml import etree
 from starlette.responses import Response
 
+from .cif import is_valid_cnp
 from .clock import RO_TZ, fmt_dmy, fmt_minute
 from .oauth import Principal, authenticate, st
 from .pdf import render_pdf
@@ -115,8 +116,13 @@ def _upload_xml(state: EmulatorState, attrs: dict[str, str] | None = None, error
 
 
 def _rights_error(principal: Principal, cif: str) -> str | None:
+    """The rights check of every `cif=` parameter. A natural person's CNP is a taxpayer id like a CIF: rights on it
+    are rights on their own filings; a 13-digit value that is not a valid CNP (its control digit) is never one a
+    certificate has rights on, so it gets ANAF's rights text (the caller checked it is a number)."""
     if not principal.rights:
         return NO_RIGHTS_AT_ALL
+    if len(cif) == 13 and not is_valid_cnp(cif):
+        return f"Nu aveti drept in SPV pentru CIF={cif}"
     if cif not in principal.rights:
         return f"Nu aveti drept in SPV pentru CIF={cif}"
     return None

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .cif import is_valid_cif
+from .cif import is_valid_taxpayer
 
 
 @dataclass
@@ -126,7 +126,8 @@ def load_scenario(source: Any) -> Scenario:
     for c in raw.get("companies", []):
         known = {k: v for k, v in c.items() if k in Company.__dataclass_fields__}
         company = Company(**{**known, "cui": str(c["cui"])})
-        if not is_valid_cif(company.cui):
+        # A natural person carrying on an economic activity is a taxpayer under their CNP (no VAT registration)
+        if not is_valid_taxpayer(company.cui):
             raise ValueError(f"company {company.name!r}: CUI {company.cui} has a wrong control digit")
         companies.append(company)
     return Scenario(

@@ -498,7 +498,13 @@ class EmulatorState:
         seller = str(body["seller"])
         buyer = str(body.get("buyer", ""))
         kind = body.get("kind", "invoice")
-        at = parse_instant(body["at"]).timestamp() if body.get("at") else self.clock.timestamp()
+        if body.get("at"):
+            at = parse_instant(body["at"]).timestamp()
+        elif body.get("days_ago") is not None:
+            # relative to the clock's start: a scenario on the real clock keeps its invoices inside the 60 days
+            at = self.clock.timestamp() - float(body["days_ago"]) * DAY
+        else:
+            at = self.clock.timestamp()
         rng = random.Random(f"{self.scenario.seed}:{len(self.uploads)}")
         currency = body.get("currency", "RON")
         issue = datetime.fromtimestamp(at, RO_TZ).date()

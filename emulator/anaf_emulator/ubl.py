@@ -133,7 +133,9 @@ def _party_xml(p: Party, role: str) -> str:
         else f"<cac:PartyTaxScheme><cbc:CompanyID>{p.cui}</cbc:CompanyID>"
         "<cac:TaxScheme/></cac:PartyTaxScheme>"
     )
-    legal_id = f"<cbc:CompanyID>{escape(p.nr_reg_com)}</cbc:CompanyID>" if p.nr_reg_com else ""
+    # A natural person has no trade-register number: their CNP is their legal registration identifier (BT-30)
+    legal = p.nr_reg_com or (p.cui if len(p.cui) == 13 and p.cui.isdigit() else "")
+    legal_id = f"<cbc:CompanyID>{escape(legal)}</cbc:CompanyID>" if legal else ""
     return (
         f"<cac:{role}><cac:Party>"
         f"<cac:PartyName><cbc:Name>{escape(p.name)}</cbc:Name></cac:PartyName>"

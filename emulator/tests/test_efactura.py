@@ -528,12 +528,14 @@ async def test_toml_scenario(tmp_path):
 
 def test_demo_scenario_content():
     from anaf_emulator import create_app
-    from anaf_emulator.cif import is_valid_cif
+    from anaf_emulator.cif import is_valid_cif, is_valid_cnp
 
     state = create_app("demo.json").state.emulator
     firm = state.certs["contabil"]
     assert state.companies[firm.rights[0]].name == "CONTABIL EXPERT SRL" and len(firm.rights) == 9
-    assert all(is_valid_cif(c) for c in state.companies)
+    # companies by CIF; a natural person by their CNP (the certificate persoana-fizica)
+    assert all(is_valid_cif(c) or is_valid_cnp(c) for c in state.companies)
+    assert [c for c in state.companies if is_valid_cnp(c)] == [state.certs["persoana-fizica"].cnp]
     tips = {m.tip for m in state.messages.values()}
     assert tips == {"FACTURA TRIMISA", "FACTURA PRIMITA", "ERORI FACTURA",
                     "MESAJ CUMPARATOR PRIMIT / MESAJ CUMPARATOR TRANSMIS"}
