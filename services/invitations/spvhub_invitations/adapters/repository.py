@@ -1,21 +1,82 @@
-"""SQL of the invitations service: the invitation rows and the read models (companies, discovered rights)."""
+"""SQL of the invitations service: the invitation rows and the read models (companies, discovered rights).
+
+Reads return small frozen records (`Invitation`, `Company`), never bare rows or dicts; each selects exactly its
+record's columns, so a column added to a table later does not break the reads."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from spvhub_common.access import MANAGERS
 from spvhub_common.uow import SqlUnitOfWork
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from spvhub_invitations.adapters.orm import access_grants, companies, firm_clients, firm_connections, invitations
+from spvhub_invitations.domain import Status
 
-Row = RowMapping  # an invitation or company row, read by column name
+Values = Mapping[str, Any]  # column values to write
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """One stored invitation (the token itself is never stored: only its nonce and hash)."""
+
+    id: str
+    firm_cif: str
+    client_cif: str
+    name: str
+    email: str
+    phone: str
+    locale: str
+    status: str  # a domain.Status value
+    token_nonce: str
+    token_hash: str
+    created_by: str
+    created_at: datetime
+    sent_at: datetime
+    expires_at: datetime
+    send_count: int
+    claimed_by: str | None
+    claimed_at: datetime | None
+    answered_at: datetime | None
+    expired_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    """A company as portfolio (or, for its name only, a rights discovery) told this service."""
+
+    cif: str
+    name: str
+    address: str
+    trade_register_no: str
+    vat_payer: bool
+    provides_accounting_services: bool
+
+
+def _select(record: type[Invitation] | type[Company], table: Table) -> Select[Any]:
+    return select(*(table.c[f.name] for f in fields(record)))
+
+
+def _invitations() -> Select[Any]:
+    return _select(Invitation, invitations)
+
+
+async def _one_invitation(session: AsyncSession, q: Select[Any]) -> Invitation | None:
+    row = (await session.execute(q)).mappings().first()
+    return Invitation(**row) if row is not None else None
+
+
+async def _all_invitations(session: AsyncSession, q: Select[Any]) -> list[Invitation]:
+    return [Invitation(**r) for r in (await session.execute(q)).mappings()]
 
 
 async def commit_unique(uow: SqlUnitOfWork) -> bool:
@@ -28,7 +89,7 @@ async def commit_unique(uow: SqlUnitOfWork) -> bool:
     return True
 
 
-async def upsert_company(session: AsyncSession, values: dict[str, Any]) -> None:
+async def upsert_company(session: AsyncSession, values: Values) -> None:
     stmt = insert(companies).values(**values, updated_at=func.now())
     await session.execute(stmt.on_conflict_do_update(
         index_elements=["cif"], set_={**{k: stmt.excluded[k] for k in values if k != "cif"},
@@ -43,8 +104,9 @@ async def remember_names(session: AsyncSession, names: dict[str, str]) -> None:
         await session.execute(insert(companies).values(rows).on_conflict_do_nothing(index_elements=["cif"]))
 
 
-async def company(session: AsyncSession, cif: str) -> RowMapping | None:
-    return (await session.execute(select(companies).where(companies.c.cif == cif))).mappings().first()
+async def company(session: AsyncSession, cif: str) -> Company | None:
+    row = (await session.execute(_select(Company, companies).where(companies.c.cif == cif))).mappings().first()
+    return Company(**row) if row is not None else None
 
 
 async def company_names(session: AsyncSession, cifs: Iterable[str]) -> dict[str, str]:
@@ -94,49 +156,47 @@ async def discovered_clients(session: AsyncSession, holder_cif: str) -> set[str]
     return {r[0] for r in await session.execute(q)}
 
 
-async def insert_invitation(session: AsyncSession, values: dict[str, Any]) -> None:
+async def insert_invitation(session: AsyncSession, values: Values) -> None:
     await session.execute(insert(invitations).values(**values))
 
 
-async def get(session: AsyncSession, invitation_id: str, *, for_update: bool = False) -> RowMapping | None:
-    q = select(invitations).where(invitations.c.id == invitation_id)
-    if for_update:
-        q = q.with_for_update()
-    return (await session.execute(q)).mappings().first()
+async def get(session: AsyncSession, invitation_id: str, *, for_update: bool = False) -> Invitation | None:
+    q = _invitations().where(invitations.c.id == invitation_id)
+    return await _one_invitation(session, q.with_for_update() if for_update else q)
 
 
-async def by_token_hash(session: AsyncSession, token_hash: str, *, for_update: bool = False) -> RowMapping | None:
-    q = select(invitations).where(invitations.c.token_hash == token_hash)
-    if for_update:
-        q = q.with_for_update()
-    return (await session.execute(q)).mappings().first()
+async def by_token_hash(session: AsyncSession, token_hash: str, *, for_update: bool = False
+                       ) -> Invitation | None:
+    q = _invitations().where(invitations.c.token_hash == token_hash)
+    return await _one_invitation(session, q.with_for_update() if for_update else q)
 
 
 async def set_fields(session: AsyncSession, invitation_id: str, **values: Any) -> None:
     await session.execute(update(invitations).where(invitations.c.id == invitation_id).values(**values))
 
 
-async def open_or_accepted(session: AsyncSession, firm_cif: str, client_cif: str) -> RowMapping | None:
-    q = (select(invitations).where(invitations.c.firm_cif == firm_cif, invitations.c.client_cif == client_cif,
-                                   invitations.c.status.in_(["pending", "claimed", "accepted"]))
+async def open_or_accepted(session: AsyncSession, firm_cif: str, client_cif: str) -> Invitation | None:
+    q = (_invitations().where(invitations.c.firm_cif == firm_cif, invitations.c.client_cif == client_cif,
+                                   invitations.c.status.in_([Status.PENDING.value, Status.CLAIMED.value,
+                                                              Status.ACCEPTED.value]))
          .order_by(invitations.c.created_at.desc()).limit(1))
-    return (await session.execute(q)).mappings().first()
+    return await _one_invitation(session, q)
 
 
 def _effective_status_is(status: str, now: datetime) -> ColumnElement[bool]:
     """SQL of domain.effective_status: a pending invitation past its expiry counts as expired."""
     c = invitations.c
-    if status == "expired":
-        return or_(c.status == "expired", and_(c.status == "pending", c.expires_at <= now))
-    if status == "pending":
-        return and_(c.status == "pending", c.expires_at > now)
+    if status == Status.EXPIRED:
+        return or_(c.status == Status.EXPIRED.value, and_(c.status == Status.PENDING.value, c.expires_at <= now))
+    if status == Status.PENDING:
+        return and_(c.status == Status.PENDING.value, c.expires_at > now)
     return c.status == status
 
 
 async def list_for_firm(session: AsyncSession, firm_cif: str, *, now: datetime, status: str | None = None,
-                        limit: int | None = None, after: tuple[datetime, str] | None = None) -> list[RowMapping]:
+                        limit: int | None = None, after: tuple[datetime, str] | None = None) -> list[Invitation]:
     """Newest first (ties by id), from after the (created_at, id) position `after`."""
-    q = select(invitations).where(invitations.c.firm_cif == firm_cif)
+    q = _invitations().where(invitations.c.firm_cif == firm_cif)
     if status is not None:
         q = q.where(_effective_status_is(status, now))
     if after is not None:
@@ -146,14 +206,14 @@ async def list_for_firm(session: AsyncSession, firm_cif: str, *, now: datetime, 
     q = q.order_by(invitations.c.created_at.desc(), invitations.c.id)
     if limit is not None:
         q = q.limit(limit)
-    return list((await session.execute(q)).mappings())
+    return await _all_invitations(session, q)
 
 
-async def latest_per_client(session: AsyncSession, firm_cif: str) -> dict[str, RowMapping]:
-    q = (select(invitations).where(invitations.c.firm_cif == firm_cif)
+async def latest_per_client(session: AsyncSession, firm_cif: str) -> dict[str, Invitation]:
+    q = (_invitations().where(invitations.c.firm_cif == firm_cif)
          .order_by(invitations.c.client_cif, invitations.c.created_at.desc())
          .distinct(invitations.c.client_cif))
-    return {r["client_cif"]: r for r in (await session.execute(q)).mappings()}
+    return {r.client_cif: r for r in await _all_invitations(session, q)}
 
 
 async def managed_cifs(session: AsyncSession, user_id: str) -> list[str]:
@@ -163,17 +223,17 @@ async def managed_cifs(session: AsyncSession, user_id: str) -> list[str]:
         g.user_id == user_id, g.verified.is_(True), g.via_firm_cif.is_(None), g.role.in_(MANAGERS)))]
 
 
-async def received(session: AsyncSession, user_id: str, managed_cifs: Iterable[str]) -> list[RowMapping]:
+async def received(session: AsyncSession, user_id: str, managed_cifs: Iterable[str]) -> list[Invitation]:
     """Claimed invitations the user took, or addressed to a company the user answers for."""
     cifs = list(managed_cifs)
     cond = invitations.c.claimed_by == user_id
     if cifs:
         cond = or_(cond, and_(invitations.c.client_cif.in_(cifs), invitations.c.claimed_by.is_not(None)))
-    q = select(invitations).where(cond).order_by(invitations.c.claimed_at.desc(), invitations.c.id)
-    return list((await session.execute(q)).mappings())
+    q = _invitations().where(cond).order_by(invitations.c.claimed_at.desc(), invitations.c.id)
+    return await _all_invitations(session, q)
 
 
-async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> list[RowMapping]:
-    q = (select(invitations).where(and_(invitations.c.status == "pending", invitations.c.expires_at <= now))
+async def due_for_expiry(session: AsyncSession, now: datetime, limit: int) -> list[Invitation]:
+    q = (_invitations().where(and_(invitations.c.status == Status.PENDING.value, invitations.c.expires_at <= now))
          .order_by(invitations.c.expires_at).limit(limit).with_for_update(skip_locked=True))
-    return list((await session.execute(q)).mappings())
+    return await _all_invitations(session, q)
