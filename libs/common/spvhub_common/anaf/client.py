@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -29,7 +30,7 @@ from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
 from spvhub_common.clock import Clock, SystemClock, local_date, next_local_midnight
-from spvhub_common.ids import InvalidTaxId, normalize_cif
+from spvhub_common.ids import InvalidTaxId, mask_cnp, normalize_cif, parse_tax_id
 from spvhub_common.telemetry import tracer
 
 from .budget import DEFAULT_DAILY, AnafBudget, BudgetKind, Priority
@@ -80,14 +81,21 @@ from .transport import HttpPool
 log = structlog.get_logger("spvhub_common.anaf")
 
 
-def _cif_to_send(raw: str | int, endpoint: str) -> str:
+def _cif_to_send(raw: str | int, endpoint: str, *, cnp_ok: bool = False) -> str:
     """A CIF the client sends to ANAF, checked as the platform checks every CIF (`spvhub_common.ids`): digits only,
     without `RO` (ANAF refuses `RO123`). A CIF that is not one never leaves: `ValidationError`, like ANAF's own
-    refusal of a bad CIF, with the normaliser's `InvalidTaxId` (its stable code) as the cause."""
+    refusal of a bad CIF, with the normaliser's `InvalidTaxId` (its stable code) as the cause.
+    `cnp_ok` (e-Factura's upload and lists): a natural person's CNP (13 digits, valid control digit) is sent as it
+    is, ANAF's `cif=` takes it since June 2026. A 13-digit value is never echoed in the error (it may be a CNP)."""
     try:
-        return normalize_cif(raw)
+        return parse_tax_id(raw).value if cnp_ok else normalize_cif(raw)
     except InvalidTaxId as exc:
-        raise ValidationError(f"CIF invalid: {raw!r} ({exc.code})", endpoint=endpoint) from exc
+        text = "".join(str(raw).split())
+        shown = mask_cnp(text) if len(text) == 13 else repr(raw)
+        raise ValidationError(f"CIF invalid: {shown} ({exc.code})", endpoint=endpoint) from exc
+
+
+_THIRTEEN_DIGITS = re.compile(r"(?<!\d)\d{13}(?!\d)")
 
 T = TypeVar("T")
 TokenSource = str | SecretStr | Callable[[], Awaitable[str]]
@@ -384,7 +392,8 @@ class AnafClient:
                 "outcome": outcome,
             }
             if isinstance(error, AnafError):
-                fields["anaf_text"] = error.text[:300]
+                # ANAF's wording may quote the `cif=` it was given, a natural person's CNP: logged masked
+                fields["anaf_text"] = _THIRTEEN_DIGITS.sub(lambda m: mask_cnp(m.group()), error.text[:300])
             if error is None or outcome in ("no_messages",):
                 log.info("anaf.call", **fields)
             else:
@@ -563,7 +572,7 @@ class AnafClient:
 
         An empty window ("Nu exista mesaje in intervalul selectat") returns an empty page.
         """
-        cif = _cif_to_send(cif, "efactura.listaMesajePaginatieFactura")
+        cif = _cif_to_send(cif, "efactura.listaMesajePaginatieFactura", cnp_ok=True)
         _check_filter(filter)
         call = _Call("efactura.listaMesajePaginatieFactura", BudgetKind.EF_LIST_PAGED, cif)
         params: dict[str, str | int] = {"startTime": start_ms, "endTime": end_ms, "cif": cif, "pagina": page}
@@ -608,7 +617,7 @@ class AnafClient:
 
         "Nu exista mesaje ..." returns an empty list; the `cui` field (rights inventory) is kept when sent.
         """
-        cif = _cif_to_send(cif, "efactura.listaMesajeFactura")
+        cif = _cif_to_send(cif, "efactura.listaMesajeFactura", cnp_ok=True)
         _check_filter(filter)
         call = _Call("efactura.listaMesajeFactura", BudgetKind.EF_LIST, cif)
         params: dict[str, str | int] = {"zile": days, "cif": cif}
@@ -662,7 +671,7 @@ class AnafClient:
         look at ANAF's lists can tell (anaf-api.md §11.17).
         """
         body = xml.encode("utf-8") if isinstance(xml, str) else xml
-        cif = _cif_to_send(cif, "efactura.upload")
+        cif = _cif_to_send(cif, "efactura.upload", cnp_ok=True)
         if standard not in _UPLOAD_STANDARDS:
             raise ValidationError(
                 "Valorile acceptate pentru parametrul standard sunt UBL, CN, CII sau RASP", endpoint="efactura.upload"

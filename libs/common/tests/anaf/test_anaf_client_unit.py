@@ -886,3 +886,18 @@ async def test_priority_interactive_views_use_the_budget_reserve(clock: ManualCl
     assert h.client.with_token("t", priority=Priority.INTERACTIVE).priority == Priority.INTERACTIVE
     clock.advance(60)
     await asyncio.wait_for(bulk, 5)
+
+
+def test_cif_to_send_takes_a_cnp_only_where_efactura_does() -> None:
+    """A natural person's CNP goes to e-Factura's upload and lists as `cif=`; elsewhere (e-Transport, the public
+    registry) a 13-digit value stays refused; an error never echoes 13 digits (it may be a CNP)."""
+    from spvhub_common.anaf.client import _cif_to_send
+    from spvhub_common.anaf.errors import ValidationError as AnafValidationError
+
+    cnp = "1800101123450"  # valid control digit
+    assert _cif_to_send(cnp, "efactura.upload", cnp_ok=True) == cnp
+    assert _cif_to_send("RO 12340006", "efactura.upload", cnp_ok=True) == "12340006"
+    for raw, ok in ((cnp, False), ("1800101123451", True)):
+        with pytest.raises(AnafValidationError) as ei:
+            _cif_to_send(raw, "etransport.lista", cnp_ok=ok)
+        assert raw not in str(ei.value) and "1********" in str(ei.value)
