@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -35,7 +35,8 @@ class InternalToken:
 class TokenUnavailable(Exception):
     """auth gave no token. `reason`: `no_connection` (404), `reauthorization_required` (409: a person must authorize
     the connection again) or `auth_error` (auth unreachable or failing: transient). `code` is auth's error code when
-    it sent one; `status_code` the HTTP status (None when auth was not reached)."""
+    it sent one; `status_code` the HTTP status of a refusal (None when auth was not reached, or when it answered 2xx
+    without a usable token: `message` says which)."""
 
     def __init__(self, connection_id: str, reason: str, *, code: str = "", status_code: int | None = None,
                  message: str = "") -> None:
@@ -52,18 +53,30 @@ class TokenUnavailable(Exception):
         return self.reason in ("no_connection", "reauthorization_required")
 
 
+class TokenSource(Protocol):
+    """What a service needs of auth's tokens: the port its use cases take, so tests can stand in for auth."""
+
+    async def access_token(self, connection_id: str) -> InternalToken: ...
+
+    async def refresh(self, connection_id: str) -> InternalToken: ...
+
+
 class InternalTokenClient:
     """Client of auth's internal token endpoints.
 
     Caching (off by default): a token is reused while it is younger than `max_age` seconds and, when
     `expiry_margin` is given, while it expires more than that margin after `now()`. `refresh` and `forget` drop it.
     Concurrent asks for one connection share one request.
+
+    `usable_statuses` (off by default): a token whose connection status auth reports outside these is refused as
+    `reauthorization_required` (message `status <status>`) and never cached: for a caller that acts only through
+    connections auth reports live.
     """
 
     def __init__(self, base_url: str, service_token: str, service_name: str, *,
                  client: httpx.AsyncClient | None = None, transport: httpx.AsyncBaseTransport | None = None,
                  timeout: float = 10.0, max_age: float = 0.0, expiry_margin: timedelta | None = None,
-                 now: Callable[[], datetime] | None = None) -> None:
+                 now: Callable[[], datetime] | None = None, usable_statuses: Collection[str] | None = None) -> None:
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(transport=transport, timeout=timeout)
         self._base = base_url.rstrip("/")
@@ -71,6 +84,7 @@ class InternalTokenClient:
         self._max_age = max_age
         self._margin = expiry_margin
         self._now = now or (lambda: datetime.now(UTC))
+        self._usable = frozenset(usable_statuses) if usable_statuses is not None else None
         self._cache: dict[str, tuple[float, InternalToken]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -133,8 +147,10 @@ class InternalTokenClient:
         raise TokenUnavailable(connection_id, reason, code=code, status_code=resp.status_code,
                                message=message or f"auth answered HTTP {resp.status_code}")
 
-    @staticmethod
-    def _token(connection_id: str, body: dict[str, Any]) -> InternalToken:
+    def _token(self, connection_id: str, body: dict[str, Any]) -> InternalToken:
+        status = str(body.get("status") or "active")
+        if self._usable is not None and status not in self._usable:
+            raise TokenUnavailable(connection_id, "reauthorization_required", message=f"status {status}")
         if not body.get("access_token"):
             raise TokenUnavailable(connection_id, "auth_error", message="auth answered without an access token")
         exp = body.get("expires_at")
@@ -143,7 +159,7 @@ class InternalTokenClient:
             access_token=str(body["access_token"]),
             expires_at=datetime.fromisoformat(str(exp).replace("Z", "+00:00")) if exp else None,
             company_cif=str(body["company_cif"]) if body.get("company_cif") else None,
-            status=str(body.get("status") or "active"))
+            status=status)
 
 
 def _json(resp: httpx.Response) -> dict[str, Any]:

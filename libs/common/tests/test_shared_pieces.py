@@ -297,6 +297,29 @@ async def test_token_client_refusals(cid: str, reason: str, permanent: bool, sta
         assert e.value.reason == reason and e.value.permanent is permanent and e.value.status_code == status
 
 
+async def test_token_client_refuses_a_connection_auth_does_not_report_live_when_asked() -> None:
+    statuses = {"c1": "renewing"}
+
+    def auth(request: httpx.Request) -> httpx.Response:
+        cid = request.url.path.split("/")[3]
+        return httpx.Response(200, json={"connection_id": cid, "access_token": "tok", "expires_at": None,
+                                         "status": statuses[cid]})
+
+    strict = InternalTokenClient("http://auth", "t", "etransport", transport=httpx.MockTransport(auth),
+                                 max_age=float("inf"), usable_statuses=("active", "expiring"))
+    for call in (strict.access_token, strict.refresh):
+        with pytest.raises(TokenUnavailable) as e:
+            await call("c1")
+        assert (e.value.reason, e.value.permanent, e.value.message) == ("reauthorization_required", True,
+                                                                        "status renewing")
+        assert e.value.status_code is None
+    statuses["c1"] = "expiring"  # never cached while refused: the next ask sees auth's new answer
+    assert (await strict.access_token("c1")).status == "expiring"
+    lenient = InternalTokenClient("http://auth", "t", "portfolio", transport=httpx.MockTransport(auth))
+    statuses["c1"] = "renewing"
+    assert (await lenient.access_token("c1")).status == "renewing"  # off by default: the caller decides
+
+
 async def test_token_client_unreachable_auth_is_transient() -> None:
     def down(_: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
