@@ -20,10 +20,10 @@ from spvhub_common.blobs import BlobStore, S3BlobStore
 from spvhub_common.clock import Clock, make_clock
 from spvhub_common.http import create_app
 from spvhub_common.runtime import ServiceRuntime
+from spvhub_common.tokens import InternalTokenClient, TokenSource
 
 from spvhub_efactura import consumers, jobs
 from spvhub_efactura.adapters.anaf import CommonEfacturaAnaf, EfacturaAnaf
-from spvhub_efactura.adapters.auth import AuthTokenClient, TokenProvider
 from spvhub_efactura.adapters.orm import outbox
 from spvhub_efactura.api import router
 from spvhub_efactura.handlers import Deps
@@ -74,6 +74,15 @@ def use_io_threads(settings: Settings) -> Callable[[], Awaitable[None]]:
     return start
 
 
+def auth_tokens(settings: Settings, runtime: ServiceRuntime) -> InternalTokenClient:
+    """ANAF tokens from auth through the platform's one client, each reused for a minute (auth stays their owner;
+    a refresh drops it)."""
+    client = InternalTokenClient(settings.auth_url, settings.service_token.get_secret_value(), "efactura",
+                                 max_age=60.0)
+    runtime.on_stop(client.aclose)
+    return client
+
+
 def submissions_anaf(anaf: EfacturaAnaf) -> SubmissionAnaf:
     """Outgoing submissions share the sync's ANAF client (and with it its budget and hosts)."""
     if not isinstance(anaf, CommonEfacturaAnaf):
@@ -82,7 +91,7 @@ def submissions_anaf(anaf: EfacturaAnaf) -> SubmissionAnaf:
 
 
 def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTransport | None = None,
-          anaf: EfacturaAnaf | None = None, tokens: TokenProvider | None = None, blobs: BlobStore | None = None,
+          anaf: EfacturaAnaf | None = None, tokens: TokenSource | None = None, blobs: BlobStore | None = None,
           clock: Clock | None = None, budget: AnafBudget | None = None,
           submission_anaf: SubmissionAnaf | None = None,
           **runtime_kw: bool) -> tuple[FastAPI, ServiceRuntime]:
@@ -91,7 +100,7 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
     clock = clock or make_clock(settings.clock_url)
     budget = budget or runtime.anaf_budget(budget_limits(settings), clock)
     anaf = anaf or anaf_adapter(settings, budget, clock, anaf_transport)
-    tokens = tokens or AuthTokenClient(settings.auth_url, settings.service_token.get_secret_value())
+    tokens = tokens or auth_tokens(settings, runtime)
     if blobs is None:
         blobs = blob_store(settings)
     sync = InboxSync(settings, runtime.uow, anaf, tokens, blobs, clock)

@@ -18,8 +18,8 @@ from spvhub_common.clock import MAX_SLEEP
 from spvhub_common.db import create_engine
 from spvhub_common.events.portfolio import EntitledConnection, EntitlementsChanged
 from spvhub_common.migrate import upgrade_async
+from spvhub_common.tokens import InternalToken
 from spvhub_devtools.testing import make_settings
-from spvhub_efactura.adapters.auth import AccessToken
 from spvhub_efactura.adapters.orm import messages
 from spvhub_efactura.bootstrap import budget_limits, build
 from spvhub_efactura.handlers import on_entitlements_changed
@@ -68,17 +68,17 @@ class EmulatorTokens:
         self.cache: dict[str, str] = {}
         self.refreshes = 0
 
-    async def token(self, connection_id: str) -> AccessToken:
+    async def access_token(self, connection_id: str) -> InternalToken:
         if connection_id not in self.cache:
             r = await self.client.post("/__admin/tokens", json={"client_id": CLIENT_ID, "certificate": connection_id})
             r.raise_for_status()
             self.cache[connection_id] = r.json()["access_token"]
-        return AccessToken(connection_id, self.cache[connection_id], None)
+        return InternalToken(connection_id, self.cache[connection_id], None)
 
-    async def refresh(self, connection_id: str) -> AccessToken:
+    async def refresh(self, connection_id: str) -> InternalToken:
         self.refreshes += 1
         self.cache.pop(connection_id, None)
-        return await self.token(connection_id)
+        return await self.access_token(connection_id)
 
 
 def efactura_settings(database: str, topic_prefix: str, **over: Any) -> Any:

@@ -178,7 +178,7 @@ async def test_download_cap_two_no_third_attempt_and_completes_after_midnight(
         mid1 = [m["id"] for m in one["messages"] if m["cif"] == cif][0]
         mid2 = [m["id"] for m in two["messages"] if m["cif"] == cif][0]
         # someone else (another tool) spent message two's cap today
-        tok = (await h.tokens.token("acc")).token
+        tok = (await h.tokens.access_token("acc")).access_token
         for _ in range(2):
             r = await h.emu.get("/test/FCTEL/rest/descarcare", params={"id": mid2},
                                 headers={"Authorization": f"Bearer {tok}"})

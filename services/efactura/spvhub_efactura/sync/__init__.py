@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 from spvhub_common.blobs import BlobStore
 from spvhub_common.clock import Clock
+from spvhub_common.tokens import TokenSource
 
 from spvhub_efactura.adapters.anaf import EfacturaAnaf
-from spvhub_efactura.adapters.auth import TokenProvider
 from spvhub_efactura.adapters.ledger import LedgerMessage
 from spvhub_efactura.archive import Limits
 from spvhub_efactura.settings import Settings
@@ -29,7 +29,7 @@ class InboxSync:
     """The inbox sync of this process. Safe with many replicas: a company is leased (database time) while it
     syncs, and every state change is a conditional update, so a crash at any point is repaired by the next run."""
 
-    def __init__(self, settings: Settings, uow: UowFactory, anaf: EfacturaAnaf, tokens: TokenProvider,
+    def __init__(self, settings: Settings, uow: UowFactory, anaf: EfacturaAnaf, tokens: TokenSource,
                  blobs: BlobStore, clock: Clock, *, instance_id: str | None = None) -> None:
         self.settings = settings
         self.anaf = anaf

@@ -19,11 +19,10 @@ from spvhub_common.uow import SqlUnitOfWork
 from spvhub_efactura import domain
 from spvhub_efactura.adapters import ledger, queries
 from spvhub_efactura.adapters.anaf import EfacturaAnaf, resets_at_of
-from spvhub_efactura.adapters.auth import AuthUnavailable
 from spvhub_efactura.adapters.ledger import LedgerMessage
 from spvhub_efactura.settings import Settings
 from spvhub_efactura.sync.archiving import Archiver, zip_key_of
-from spvhub_efactura.sync.connections import Connections, SyncPaused, UowFactory
+from spvhub_efactura.sync.connections import AuthUnavailable, Connections, SyncPaused, UowFactory
 from spvhub_efactura.sync.metrics import MESSAGES_OF
 
 log = get_logger(__name__)

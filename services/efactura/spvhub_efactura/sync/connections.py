@@ -5,10 +5,10 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from spvhub_common.anaf.errors import Unauthorized
+from spvhub_common.tokens import InternalToken, TokenSource, TokenUnavailable
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_efactura.adapters import ledger, queries
-from spvhub_efactura.adapters.auth import NoConnection, ReauthorizationRequired, TokenProvider
 
 T = TypeVar("T")
 
@@ -26,10 +26,26 @@ class SyncPaused(Exception):
         self.code = code
 
 
+class AuthUnavailable(Exception):
+    """auth could not be reached or failed (transient): the sync and the submissions retry later. Its text is what
+    reaches a company's or a message's `last_error` ("AuthUnavailable: auth answered 503"): never a connection id."""
+
+
+# The connection's `status_reason` when auth refuses it for good (the names efactura has always recorded).
+PAUSE_REASONS = {"reauthorization_required": "auth: ReauthorizationRequired", "no_connection": "auth: NoConnection"}
+
+
+def _auth_unavailable(e: TokenUnavailable) -> AuthUnavailable:
+    if e.status_code is not None:
+        return AuthUnavailable(f"auth answered {e.status_code}")
+    # auth unreachable: the transport's own words; or an answer without a usable token
+    return AuthUnavailable(str(e.__cause__) if e.__cause__ is not None else e.message)
+
+
 class Connections:
     """The connection portfolio entitles for a company, and calls made with its token."""
 
-    def __init__(self, uow: UowFactory, tokens: TokenProvider) -> None:
+    def __init__(self, uow: UowFactory, tokens: TokenSource) -> None:
         self.uow = uow
         self.tokens = tokens
 
@@ -56,19 +72,30 @@ class Connections:
             await ledger.pause_connection(uow.session, connection_id, reason)
             await uow.commit()
 
+    async def _token(self, connection_id: str, *, refresh: bool = False) -> InternalToken:
+        """auth's token; a permanent refusal pauses the connection (SyncPaused), a transient one is AuthUnavailable."""
+        try:
+            if not refresh:
+                return await self.tokens.access_token(connection_id)
+            try:
+                return await self.tokens.refresh(connection_id)
+            except TokenUnavailable as e:
+                if e.permanent or e.status_code is None:
+                    raise
+                # auth could not refresh just now (ANAF failed to renew, or another caller's renewal is under
+                # way): its current token may already be a renewed one, so try it and let ANAF's answer decide
+                return await self.tokens.access_token(connection_id)
+        except TokenUnavailable as e:
+            if e.permanent:
+                await self._pause(connection_id, PAUSE_REASONS[e.reason])
+                raise SyncPaused("the connection needs a new ANAF authorization") from e
+            raise _auth_unavailable(e) from e
+
     async def with_token(self, connection_id: str, call: Callable[[str], Awaitable[T]]) -> T:
         """Run an ANAF call with the connection's token; after an ANAF 401/403 ask auth to refresh once."""
+        tok = await self._token(connection_id)
         try:
-            tok = await self.tokens.token(connection_id)
-        except (ReauthorizationRequired, NoConnection) as e:
-            await self._pause(connection_id, f"auth: {type(e).__name__}")
-            raise SyncPaused("the connection needs a new ANAF authorization") from e
-        try:
-            return await call(tok.token)
+            return await call(tok.access_token)
         except Unauthorized:
-            try:
-                tok = await self.tokens.refresh(connection_id)
-            except (ReauthorizationRequired, NoConnection) as e:
-                await self._pause(connection_id, f"auth: {type(e).__name__}")
-                raise SyncPaused("the connection needs a new ANAF authorization") from e
-            return await call(tok.token)
+            tok = await self._token(connection_id, refresh=True)
+            return await call(tok.access_token)
