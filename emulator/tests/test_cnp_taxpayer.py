@@ -132,3 +132,28 @@ async def test_the_cnp_taxpayer_uploads_under_their_cnp(demo):
     assert 'stare="' in r.text
     listed = (await client.get(f"{EF}/listaMesajeFactura", params={"zile": 1, "cif": CNP}, headers=h)).json()
     assert any(m["id_solicitare"] == str(index) and m["cif"] == CNP for m in listed["mesaje"]), listed
+
+
+async def test_the_cnp_taxpayer_authorizes_through_oauth_like_any_certificate(demo):
+    import re
+    from urllib.parse import parse_qs, urlparse
+
+    client, state = demo
+    app = state.scenario.applications[0]
+    redirect = "https://localhost:9002/callback"
+    q = {"response_type": "code", "client_id": app.client_id, "redirect_uri": redirect, "token_content_type": "jwt",
+         "state": "s1"}
+    page = await client.get("/anaf-oauth2/v1/authorize", params=q)
+    assert page.status_code == 200 and 'value="persoana-fizica"' in page.text
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+    r = await client.post("/anaf-oauth2/v1/authorize",
+                          data={**hidden, "action": "login", "certificate": "persoana-fizica", "pin": "1234"})
+    assert r.status_code == 302, r.text
+    code = parse_qs(urlparse(r.headers["location"]).query)["code"][0]
+    r = await client.post("/anaf-oauth2/v1/token", auth=(app.client_id, app.client_secret),
+                          data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
+                                "token_content_type": "jwt"})
+    assert r.status_code == 200, r.text
+    h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    listed = (await client.get(f"{EF}/listaMesajeFactura", params={"zile": 60, "cif": CNP}, headers=h)).json()
+    assert {m["cif"] for m in listed["mesaje"]} == {CNP}
