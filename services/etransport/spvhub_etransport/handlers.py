@@ -34,12 +34,12 @@ from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
 from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
 from spvhub_common.runtime import EventHandler
+from spvhub_common.tokens import TokenSource, TokenUnavailable
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_etransport import domain
 from spvhub_etransport.adapters import repository as repo
 from spvhub_etransport.adapters.anaf import EtransportApi
-from spvhub_etransport.adapters.auth import ConnectionUnavailable, TokenProvider
 from spvhub_etransport.adapters.orm import access_grants
 from spvhub_etransport.domain import ChangeEvent, MergeResult, Observation, Transport, VehicleChange
 from spvhub_etransport.settings import Settings
@@ -112,7 +112,7 @@ class Deps:
     clock: Clock
     uow: Callable[[], SqlUnitOfWork]
     anaf: EtransportApi
-    tokens: TokenProvider
+    tokens: TokenSource
     company_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     @property
@@ -334,13 +334,13 @@ async def _call(deps: Deps, cif: str, conns: list[str], fn: Callable[[str], Awai
     last: Exception | None = None
     for conn in list(conns):
         try:
-            tok = await deps.tokens.get(conn)
+            tok = await deps.tokens.access_token(conn)
             try:
-                return await fn(tok.token)
+                return await fn(tok.access_token)
             except Unauthorized:
                 tok = await deps.tokens.refresh(conn)
-                return await fn(tok.token)
-        except ConnectionUnavailable as exc:
+                return await fn(tok.access_token)
+        except TokenUnavailable as exc:
             last = exc
             if exc.permanent:
                 status = "paused" if exc.reason == "reauthorization_required" else "lost"
@@ -517,9 +517,18 @@ async def list_companies(deps: Deps, user_id: str) -> list[dict[str, Any]]:
 def _describe(exc: Exception | None) -> str:
     """An error for the company's health (shown to its people): never the connection id, which may be another
     tenant's."""
-    if isinstance(exc, ConnectionUnavailable):
-        return f"{exc.reason} {exc.message}".strip()
+    if isinstance(exc, TokenUnavailable):
+        return f"{exc.reason} {_auth_detail(exc)}".strip()
     return str(exc) if exc is not None else "no entitled connection"
+
+
+def _auth_detail(exc: TokenUnavailable) -> str:
+    """What auth said, as the company's health has always shown it: its error code for a refusal a person must act
+    on, the HTTP status of a failure, else the client's note (the transport error's name, or `status <status>` for a
+    connection auth does not report live)."""
+    if exc.status_code is None:
+        return exc.message
+    return exc.code if exc.permanent else f"HTTP {exc.status_code}"
 
 
 def _through(cif: str, route: tuple[str, bool] | None) -> dict[str, Any] | None:

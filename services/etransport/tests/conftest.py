@@ -79,6 +79,8 @@ class FakeAuth:
     emu: httpx.AsyncClient
     certificates: dict[str, str]  # connection id -> certificate id
     reauth: set[str] = field(default_factory=set)
+    failing: set[str] = field(default_factory=set)  # answered 503, as auth does when ANAF cannot renew
+    statuses: dict[str, str] = field(default_factory=dict)  # the connection status reported with its token
     calls: int = 0
 
     def app(self) -> FastAPI:
@@ -91,6 +93,8 @@ class FakeAuth:
                 return JSONResponse({"error": {"code": "service_auth_required"}}, status_code=401)
             if cid in self.reauth:
                 return JSONResponse({"error": {"code": "reauthorization_required", "message": "x"}}, status_code=409)
+            if cid in self.failing:
+                return JSONResponse({"error": {"code": "anaf_unavailable", "message": "x"}}, status_code=503)
             cert = self.certificates.get(cid)
             if cert is None:
                 return JSONResponse({"error": {"code": "no_connection", "message": "x"}}, status_code=404)
@@ -99,7 +103,7 @@ class FakeAuth:
             clock = (await self.emu.get("/__admin/clock")).json()
             exp = datetime.fromtimestamp(clock["epoch_ms"] / 1000, UTC) + timedelta(seconds=body["expires_in"])
             return {"connection_id": cid, "access_token": body["access_token"], "expires_at": exp.isoformat(),
-                    "certificate_serial": "", "company_cif": "", "status": "active"}
+                    "certificate_serial": "", "company_cif": "", "status": self.statuses.get(cid, "active")}
 
         @app.post("/internal/connections/{cid}/refresh")
         async def refresh(cid: str) -> Any:
