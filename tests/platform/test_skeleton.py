@@ -1,6 +1,6 @@
-"""Tree-wide checks of the one service skeleton (docs/engineering.md): one `Clock`, one CIF normaliser, no SQL in
-handlers, short bootstraps, real names instead of `H`/`D`/`E` aliases, pure domain modules, no tracker references in
-code, and build/test tooling kept out of the runtime code.
+"""Tree-wide checks of the one service skeleton (docs/engineering.md): one `Clock`, one CIF normaliser, one client
+of auth's internal token endpoints, no SQL in handlers, short bootstraps, real names instead of `H`/`D`/`E` aliases,
+pure domain modules, no tracker references in code, and build/test tooling kept out of the runtime code.
 
 Each check has an allow-list of today's offenders while the services are being moved onto the skeleton. A list may
 only shrink: a check fails on an offender that is not listed, and also on a listed one that is already fixed (remove
@@ -207,6 +207,44 @@ def test_the_tracker_pattern() -> None:
         assert TRACKER_REF.search(text), text
     for text in ("color: '#000'", "page=#", "issues found", "x = a#1"):
         assert not TRACKER_REF.search(text), text
+
+
+# --- one client of auth's internal token endpoints --------------------------------------------------
+
+THE_TOKEN_CLIENT = "libs/common/spvhub_common/tokens.py"
+TOKEN_ENDPOINT = re.compile(r"/internal/(?:connections|companies)\b|access-token")
+# Runtime code that calls auth's token endpoints itself instead of through spvhub_common.tokens (auth, which
+# serves them, is not a client).
+ALLOWED_TOKEN_CLIENTS: set[str] = set()
+
+
+def _docstrings(module: ast.Module) -> set[int]:
+    nodes = [module, *(n for n in ast.walk(module)
+                       if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)))]
+    return {id(n.body[0].value) for n in nodes if n.body and isinstance(n.body[0], ast.Expr)
+            and isinstance(n.body[0].value, ast.Constant) and isinstance(n.body[0].value.value, str)}
+
+
+def test_one_client_of_auths_token_endpoints() -> None:
+    runtime = [p for p in python_files("libs/common/spvhub_common", "libs/einvoice")] + [
+        p for pkg in service_packages() if pkg.name != "spvhub_auth" for p in python_files(_rel(pkg))]
+    found: set[str] = set()
+    for path in runtime:
+        docs = _docstrings(tree(path))
+        if any(isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+               and TOKEN_ENDPOINT.search(n.value) for n in ast.walk(tree(path))):
+            found.add(_rel(path))
+    assert THE_TOKEN_CLIENT in found
+    found.discard(THE_TOKEN_CLIENT)
+    assert_only_shrinks("auth's token endpoint called outside spvhub_common.tokens (use InternalTokenClient)",
+                        found, ALLOWED_TOKEN_CLIENTS)
+
+
+def test_the_token_endpoint_pattern() -> None:
+    for text in ("/internal/connections/", "/internal/companies/", "/access-token", "{cid}/access-token"):
+        assert TOKEN_ENDPOINT.search(text), text
+    for text in ("/api/connections", "access_token", "/internal/account-links/"):
+        assert not TOKEN_ENDPOINT.search(text), text
 
 
 # --- tooling out of the runtime code -------------------------------------------------------------
