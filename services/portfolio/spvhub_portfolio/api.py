@@ -34,7 +34,13 @@ Timestamp = Annotated[datetime, PlainSerializer(lambda v: v.isoformat(), return_
 # -- requests ---------------------------------------------------------------------------------------------
 class RegisterCompany(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cif: str = Field(..., max_length=32, examples=["RO 14399840"], description="CIF with or without RO, spaces ok")
+    cif: str = Field(..., max_length=32, examples=["RO 14399840"],
+                     description="CIF with or without RO, spaces ok; or a natural person's CNP (13 digits, control "
+                                 "digit checked), which becomes the company's person key (`PF...`) and is never "
+                                 "shown in clear to anyone but its verified members")
+    name: str | None = Field(None, max_length=200,
+                             description="a natural person's name (ANAF's registry has none for a CNP); ignored for "
+                                         "a CIF, whose name comes from ANAF's registry")
 
 
 class PatchCompany(BaseModel):
@@ -78,7 +84,12 @@ class RegistryOut(BaseModel):
 
 
 class CompanyOut(RegistryOut):
-    """A company as the caller sees it; which optional fields appear depends on how the caller reaches it."""
+    """A company as the caller sees it; which optional fields appear depends on how the caller reaches it.
+    `cif` is the company's id on the platform (a CIF, or a natural person's key `PF...`): use it in links."""
+
+    kind: Literal["cif", "cnp"] = Field(..., description="identified by a CIF, or a natural person by CNP")
+    tax_id: str = Field(..., description="the id to show: the CIF; for a natural person the CNP to its verified "
+                                         "members, masked (1********0008) to anyone else. Never put it in a URL.")
 
     provides_accounting_services: bool
     registry_checked_at: Timestamp | None
@@ -231,11 +242,11 @@ class CollaborationsOut(BaseModel):
 
 # -- routes -----------------------------------------------------------------------------------------------
 @router.post("/companies", status_code=201, response_model=CompanyOut, response_model_exclude_unset=True,
-             summary="Register a company by CIF (the caller becomes owner)",
+             summary="Register a company by CIF, or a natural person by CNP (the caller becomes owner)",
              responses={200: {"model": CompanyOut, "description": "the caller is already a member: nothing changed"}})
 async def register_company(body: RegisterCompany, user: CurrentUser, deps: ServiceDeps,
                            response: Response) -> dict[str, Any]:
-    company, created = await handlers.register_company(deps, user.user_id, body.cif)
+    company, created = await handlers.register_company(deps, user.user_id, body.cif, body.name)
     if not created:
         response.status_code = 200
     return company

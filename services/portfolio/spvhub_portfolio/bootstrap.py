@@ -13,6 +13,7 @@ from spvhub_common.anaf import AnafClient
 from spvhub_common.anaf.budget import AnafBudget
 from spvhub_common.clock import Clock, SystemClock, make_clock
 from spvhub_common.http import create_app
+from spvhub_common.pii import PersonIds
 from spvhub_common.runtime import ServiceRuntime
 from spvhub_common.tokens import InternalTokenClient
 
@@ -48,7 +49,8 @@ def build(settings: Settings | None = None, *, anaf_transport: httpx.AsyncBaseTr
                 registry_max_age=timedelta(seconds=settings.registry_max_age_seconds),
                 recheck_interval=timedelta(seconds=settings.rights_recheck_interval_seconds),
                 retry_incomplete_after=timedelta(seconds=settings.rights_retry_incomplete_seconds),
-                probe_concurrency=settings.probe_concurrency, jobs_tick_seconds=settings.jobs_tick_seconds)
+                probe_concurrency=settings.probe_concurrency, jobs_tick_seconds=settings.jobs_tick_seconds,
+                pii=PersonIds.from_settings(settings))
     consumers.register(runtime, deps)
     jobs.register(runtime, deps)
     app = create_app(settings, title="spvhub portfolio",

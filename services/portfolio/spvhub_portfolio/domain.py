@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from spvhub_common.errors import AppError
 from spvhub_common.ids import InvalidTaxId, normalize_cif
+from spvhub_common.pii import is_person_key
 
 
 class Role(StrEnum):
@@ -132,28 +134,40 @@ def services_of(raw: list[str]) -> list[str]:
     return out
 
 
-def inventory_from_cui_field(queried_cif: str, cui_field: object) -> list[str] | None:
+def cif_order(cif: str) -> tuple[int, int, str]:
+    """Sort key of company ids: CIFs by number, then person keys (natural persons) by their text."""
+    return (0, int(cif), "") if cif.isdigit() else (1, 0, cif)
+
+
+def inventory_from_cui_field(queried_cif: str, cui_field: object,
+                             key_of: Callable[[str], str] | None = None) -> list[str] | None:
     """The rights inventory carried by an e-Factura list response's `cui` field, or None when the field only
     echoes the queried CIF (switch `list_cui_field=echo`, or ANAF's swagger reading) and probing is needed.
 
     A single CUI equal to the queried one is ambiguous (inventory of one, or an echo): treat it as an echo, so
     the caller probes the candidates; that costs calls but never misses a right.
+
+    `key_of` (PersonIds.key_of_anaf_id) turns a natural person's CNP in the inventory (the certificate holder's
+    own, or a person who gave them rights) into its person key; without it, CNPs are left out.
     """
     if cui_field is None:
         return None
     parts = [p.strip() for p in str(cui_field).split(",") if p.strip()]
     cifs: list[str] = []
     for p in parts:
-        try:
-            c = normalize_cif(p)
-        except InvalidTaxId:
-            # CNPs (13 digits) of natural persons can sit in an SPV inventory: not companies, keep them out.
-            continue
+        key = key_of(p) if key_of is not None else p
+        if is_person_key(key):
+            c = key
+        else:
+            try:
+                c = normalize_cif(key)
+            except InvalidTaxId:
+                continue  # not a CIF, nor a valid CNP: nothing the platform can act for
         if c not in cifs:
             cifs.append(c)
     if not cifs or cifs == [queried_cif]:
         return None
-    return sorted(cifs, key=int)
+    return sorted(cifs, key=cif_order)
 
 
 @dataclass
@@ -168,8 +182,8 @@ def diff_rights(previous: set[str], found: set[str], unknown: set[str] | None = 
     previous state, so an incomplete check never reports a right as lost."""
     unknown = unknown or set()
     now = set(found) | (previous & unknown)
-    return RightsDiff(cifs=sorted(now, key=int), gained=sorted(now - previous, key=int),
-                      lost=sorted(previous - now, key=int))
+    return RightsDiff(cifs=sorted(now, key=cif_order), gained=sorted(now - previous, key=cif_order),
+                      lost=sorted(previous - now, key=cif_order))
 
 
 @dataclass

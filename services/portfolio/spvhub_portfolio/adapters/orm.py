@@ -51,6 +51,9 @@ companies = Table(
     Column("registered_by", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # A natural person's company (`cif` is the person key): the CNP sealed to that key (spvhub_common.pii), never
+    # the clear CNP. NULL for a CIF, and for a person key met in an SPV inventory before anyone registered it.
+    Column("cnp_sealed", Text),
 )
 
 memberships = Table(

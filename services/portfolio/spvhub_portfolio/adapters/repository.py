@@ -60,6 +60,7 @@ class Company:
     registered_by: str | None
     created_at: datetime
     updated_at: datetime
+    cnp_sealed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,13 +225,25 @@ async def update_company(s: AsyncSession, cif: str, values: Values) -> None:
     await s.execute(update(companies).where(companies.c.cif == cif).values(**values))
 
 
+async def sealed_cnps(s: AsyncSession, cifs: Iterable[str]) -> dict[str, str]:
+    """The sealed CNP of each person key among `cifs` that has one."""
+    keys = [c for c in cifs if c.startswith("PF")]
+    if not keys:
+        return {}
+    res = await s.execute(select(companies.c.cif, companies.c.cnp_sealed).where(
+        companies.c.cif.in_(keys), companies.c.cnp_sealed.is_not(None)))
+    return {r.cif: r.cnp_sealed for r in res}
+
+
 async def all_company_cifs(s: AsyncSession) -> list[str]:
     return [r[0] for r in await s.execute(select(companies.c.cif))]
 
 
 async def companies_due_for_registry(s: AsyncSession, before: datetime, limit: int) -> list[Company]:
+    # a person key (natural person, `PF...`) is not in ANAF's VAT registry: never asked for
     q = select(companies).where(or_(companies.c.registry_checked_at.is_(None),
-                                    companies.c.registry_checked_at < before)).order_by(
+                                    companies.c.registry_checked_at < before),
+                                ~companies.c.cif.like("PF%")).order_by(
         companies.c.registry_checked_at.nulls_first()).limit(limit)
     return _records(Company, await s.execute(q))
 

@@ -22,8 +22,8 @@ from spvhub_common.events.portfolio import (
     CollaborationStarted,
     JoinRequested,
 )
-from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
+from spvhub_common.pii import parse_company_id
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio import domain
@@ -39,8 +39,8 @@ log = get_logger(__name__)
 
 
 async def on_invitation_sent(ev: InvitationSent, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
-    await repo.upsert_invitation(uow.session, ev.invitation_id, normalize_cif(ev.firm_cif),
-                                 normalize_cif(ev.client_cif), "sent", deps.clock.now())
+    await repo.upsert_invitation(uow.session, ev.invitation_id, parse_company_id(ev.firm_cif),
+                                 parse_company_id(ev.client_cif), "sent", deps.clock.now())
 
 
 async def _firm_covers(uow: SqlUnitOfWork, firm: str, client: str) -> bool:
@@ -54,7 +54,7 @@ async def on_invitation_claimed(ev: InvitationClaimed, _env: CloudEvent, uow: Sq
     e-mail address, so: when the company has no verified owner yet and the firm's certificate has SPV rights on it,
     the claimant becomes its verified owner; when it has one, the claim is a join request its owners decide on;
     otherwise the claimant is an unverified member until they prove control. A pending collaboration opens."""
-    firm, client = normalize_cif(ev.firm_cif), normalize_cif(ev.client_cif)
+    firm, client = parse_company_id(ev.firm_cif), parse_company_id(ev.client_cif)
     now = deps.clock.now()
     await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, "claimed", now)
     await ensure_company(uow, deps, client, ev.user_id)
@@ -82,7 +82,7 @@ async def on_invitation_accepted(ev: InvitationAccepted, _env: CloudEvent, uow: 
     """The client accepted: the collaboration is active and the firm's users reach the client's data. Only a
     verified owner or administrator of the client can consent; anything else is refused here too, whatever the
     invitations service let through."""
-    firm, client = normalize_cif(ev.firm_cif), normalize_cif(ev.client_cif)
+    firm, client = parse_company_id(ev.firm_cif), parse_company_id(ev.client_cif)
     now = deps.clock.now()
     accepter = await repo.direct_membership(uow.session, ev.user_id, client)
     if accepter is None or not accepter.verified or accepter.role not in domain.MANAGERS:
@@ -107,7 +107,7 @@ async def on_invitation_accepted(ev: InvitationAccepted, _env: CloudEvent, uow: 
 
 async def _close_pending(ev: InvitationDeclined | InvitationExpired | InvitationRevoked, uow: SqlUnitOfWork, deps: Deps,
                          status: str) -> None:
-    firm, client = normalize_cif(ev.firm_cif), normalize_cif(ev.client_cif)
+    firm, client = parse_company_id(ev.firm_cif), parse_company_id(ev.client_cif)
     now = deps.clock.now()
     await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, status, now)
     c = await repo.open_collaboration(uow.session, firm, client, lock=True)
@@ -140,7 +140,7 @@ def collaboration_view(c: repo.Collaboration, names: dict[str, repo.Company], pe
 
 async def list_collaborations(deps: Deps, user_id: str, raw_cif: str) -> list[dict[str, Any]]:
     async with deps.uow() as uow:
-        cif = normalize_cif(raw_cif)
+        cif = parse_company_id(raw_cif)
         await require_role(uow, user_id, cif, direct_only=True)
         rows = await repo.collaborations_of(uow.session, cif)
         names = await repo.company_rows(uow.session, {c.firm_cif for c in rows} | {c.client_cif for c in rows})
@@ -151,7 +151,7 @@ async def end_collaboration(deps: Deps, user_id: str, raw_cif: str, raw_other: s
                             reason: str) -> dict[str, Any]:
     """Either side (an owner or administrator) ends the collaboration; the firm's users lose the client."""
     async with deps.transaction() as uow:
-        cif, other = normalize_cif(raw_cif), normalize_cif(raw_other)
+        cif, other = parse_company_id(raw_cif), parse_company_id(raw_other)
         await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
         c = await repo.open_collaboration(uow.session, cif, other, lock=True) or await repo.open_collaboration(
             uow.session, other, cif, lock=True)
@@ -175,7 +175,7 @@ async def set_collaboration_permissions(deps: Deps, user_id: str, raw_cif: str, 
                                         may_file: bool) -> dict[str, Any]:
     """The client's verified owner or administrator decides whether the firm may file in the client's name."""
     async with deps.transaction() as uow:
-        client, firm = normalize_cif(raw_cif), normalize_cif(raw_firm)
+        client, firm = parse_company_id(raw_cif), parse_company_id(raw_firm)
         await require_role(uow, user_id, client, domain.MANAGERS, direct_only=True)
         c = await repo.open_collaboration(uow.session, firm, client, lock=True)
         if c is None or c.status != CollaborationStatus.ACTIVE:

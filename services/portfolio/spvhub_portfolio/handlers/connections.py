@@ -10,7 +10,7 @@ from spvhub_common.events.auth import (
 )
 from spvhub_common.events.envelope import CloudEvent
 from spvhub_common.events.portfolio import RightsDiscovered
-from spvhub_common.ids import normalize_cif
+from spvhub_common.pii import parse_company_id
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio import domain
@@ -26,7 +26,7 @@ async def on_connection_authorized(ev: ConnectionAuthorized, _env: CloudEvent, u
                                    deps: Deps) -> None:
     """Record the connection, verify the member who authorized it when ANAF confirmed the certificate's rights on
     the company, and discover the rights of its certificate holder right away."""
-    holder = normalize_cif(ev.company_cif)
+    holder = parse_company_id(ev.company_cif)
     services = domain.services_of(ev.services)
     await repo.upsert_connection(uow.session, {
         "connection_id": ev.connection_id, "holder_cif": holder, "user_id": ev.user_id,
@@ -74,7 +74,7 @@ async def on_connection_revoked(ev: ConnectionRevoked, _env: CloudEvent, uow: Sq
     scope = await connection_scope(uow, ev.connection_id, conn.holder_cif)
     previous = await repo.rights_of(uow.session, ev.connection_id)
     if previous:
-        lost = sorted(previous, key=int)
+        lost = sorted(previous, key=domain.cif_order)
         await repo.replace_rights(uow.session, ev.connection_id, [], lost, [], deps.clock.now())
         uow.publish(RightsDiscovered(connection_id=ev.connection_id, holder_cif=conn.holder_cif, cifs=[],
                                      gained=[], lost=lost, services=conn.services or ["efactura"], mode="revoked",

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from spvhub_common.clock import Clock
+from spvhub_common.pii import DEV_PII_SECRET, PersonIds
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio.adapters.anaf import EfacturaListPort, RegistryPort, TokenPort
@@ -27,6 +28,8 @@ class Deps:
     probe_concurrency: int = 8
     discovery_days: int = 60
     jobs_tick_seconds: float = 300
+    # person keys and sealed CNPs under the installation's PII secret (bootstrap passes the settings' one)
+    pii: PersonIds = field(default_factory=lambda: PersonIds(DEV_PII_SECRET))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlUnitOfWork]:

@@ -3,6 +3,7 @@ the candidates), on demand, on authorization and on the periodic re-check; and t
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 from spvhub_common.anaf.errors import AnafError, BudgetExhausted, LimitReached, Unauthorized
 from spvhub_common.errors import AppError, Conflict, NotFound
 from spvhub_common.events.portfolio import RightsDiscovered
-from spvhub_common.ids import normalize_cif
+from spvhub_common.ids import mask_cnp
 from spvhub_common.logging import get_logger
+from spvhub_common.pii import is_person_key, parse_company_id
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio import domain
@@ -32,6 +34,34 @@ from spvhub_portfolio.handlers.entitlements import sync_entitlements
 from spvhub_portfolio.handlers.members import verify_member
 
 log = get_logger(__name__)
+_THIRTEEN_DIGITS = re.compile(r"(?<!\d)\d{13}(?!\d)")
+
+
+def scrub(text: str) -> str:
+    """ANAF's text with any CNP masked: it may echo the `cif=` asked (a natural person's CNP), and what is logged or
+    stored as an error never carries one."""
+    return _THIRTEEN_DIGITS.sub(lambda m: mask_cnp(m.group(0)), text)
+
+
+class HolderIdUnknown(AppError):
+    status, code = 409, "cnp_unknown"
+
+
+async def anaf_id_of(uow: SqlUnitOfWork, deps: Deps, cif: str) -> str:
+    """What ANAF knows the company by: the CIF itself, or a person key's CNP unsealed (only for the call)."""
+    if not is_person_key(cif):
+        return cif
+    sealed = (await repo.sealed_cnps(uow.session, [cif])).get(cif)
+    if sealed is None:
+        raise HolderIdUnknown(f"The natural person {cif} was never registered with their CNP, so ANAF cannot be "
+                              "asked about them.", details={"cif": cif},
+                              messages={"ro": f"Persoana fizică {cif} nu a fost înregistrată cu CNP-ul ei, deci ANAF "
+                                              "nu poate fi întrebat despre ea."})
+    try:
+        return deps.pii.unseal(sealed, cif)
+    except ValueError as e:
+        raise HolderIdUnknown(f"The stored CNP of {cif} does not open with this installation's secret.",
+                              details={"cif": cif}) from e
 
 
 @dataclass
@@ -106,10 +136,11 @@ async def discover(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *, trigge
                 "status": ConnectionStatus.REAUTHORIZATION_REQUIRED.value, "status_reason": e.message})
         raise
     shared = _SharedToken(token, deps.tokens)
-    first, shared.token = await list_with_refresh(deps.efactura, deps.tokens, token, holder, deps.discovery_days)
+    first, shared.token = await list_with_refresh(deps.efactura, deps.tokens, token,
+                                                  await anaf_id_of(uow, deps, holder), deps.discovery_days)
     found: set[str] = set()
     unknown: set[str] = set()
-    inventory = domain.inventory_from_cui_field(holder, first.cui_field)
+    inventory = domain.inventory_from_cui_field(holder, first.cui_field, deps.pii.key_of_anaf_id)
     probed = 1
     if inventory is not None:
         mode = "inventory"
@@ -121,6 +152,8 @@ async def discover(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *, trigge
         previous = await repo.rights_of(uow.session, connection_id)
         pool = (set(await repo.all_company_cifs(uow.session)) | set(await repo.candidates_of(uow.session, holder))
                 | previous) - {holder}
+        # natural persons are not probed (their CNP would be unsealed for each probe); the inventory finds them
+        pool = {c for c in pool if not is_person_key(c)}
         seen_inventory: list[list[str]] = []
 
         async def probe(cif: str) -> None:
@@ -139,13 +172,13 @@ async def discover(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *, trigge
                 return
             if res.has_rights:
                 found.add(cif)
-                inv = domain.inventory_from_cui_field(cif, res.cui_field)
+                inv = domain.inventory_from_cui_field(cif, res.cui_field, deps.pii.key_of_anaf_id)
                 if inv is not None:
                     seen_inventory.append(inv)
 
         # In waves: as soon as one answer carries the inventory (a candidate whose inbox is not empty),
         # it settles the whole portfolio and the remaining probes are not spent.
-        ordered = sorted(pool, key=int)
+        ordered = sorted(pool, key=domain.cif_order)
         step = max(1, deps.probe_concurrency)
         for i in range(0, len(ordered), step):
             wave = ordered[i:i + step]
@@ -189,7 +222,7 @@ async def _record_discovery(uow: SqlUnitOfWork, deps: Deps, conn: repo.Connectio
     log.info("rights discovered", connection_id=connection_id, holder=holder, mode=mode, count=len(d.cifs),
              gained=len(d.gained), lost=len(d.lost), unknown=len(unknown), trigger=trigger)
     return DiscoveryResult(connection_id, holder, mode, complete, d.cifs, d.gained, d.lost,
-                           sorted(unknown, key=int), probed)
+                           sorted(unknown, key=domain.cif_order), probed)
 
 
 async def discover_recording_errors(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *,
@@ -199,7 +232,7 @@ async def discover_recording_errors(uow: SqlUnitOfWork, deps: Deps, connection_i
     try:
         return await discover(uow, deps, connection_id, trigger=trigger)
     except (ConnectionUnavailable, AnafError, ConnectionError, AppError) as e:
-        text = getattr(e, "text", None) or getattr(e, "message", None) or str(e)
+        text = scrub(getattr(e, "text", None) or getattr(e, "message", None) or str(e))
         log.warning("discovery failed", connection_id=connection_id, error=text[:300], trigger=trigger)
         await repo.set_connection(uow.session, connection_id, {
             "last_discovery_at": deps.clock.now(), "last_discovery_complete": False,
@@ -209,7 +242,7 @@ async def discover_recording_errors(uow: SqlUnitOfWork, deps: Deps, connection_i
 
 async def discover_on_demand(deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
     async with deps.transaction() as uow:
-        cif = normalize_cif(raw_cif)
+        cif = parse_company_id(raw_cif)
         await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
         conns = [c for c in await repo.connections_of_holder(uow.session, cif)
                  if c.status == ConnectionStatus.ACTIVE and "efactura" in (c.services or [])]
@@ -226,11 +259,11 @@ async def discover_on_demand(deps: Deps, user_id: str, raw_cif: str) -> dict[str
                                code=e.code, details={"connection_id": c.connection_id}) from e
             except (BudgetExhausted, LimitReached) as e:
                 raise AppError("ANAF's call limits are reached for now; discovery will run again automatically.",
-                               code="anaf_limit_reached", status=429, details={"anaf": e.text}) from e
+                               code="anaf_limit_reached", status=429, details={"anaf": scrub(e.text)}) from e
             except AnafError as e:
                 raise AppError("ANAF could not be queried; try again later.", code="anaf_unavailable", status=503,
-                               details={"anaf": e.text}) from e
-        cifs = sorted({x for r in results for x in r["cifs"]}, key=int)
+                               details={"anaf": scrub(e.text)}) from e
+        cifs = sorted({x for r in results for x in r["cifs"]}, key=domain.cif_order)
         return {"cif": cif, "count": len(cifs), "cifs": cifs, "connections": results}
 
 
@@ -240,7 +273,7 @@ MAX_CANDIDATES = 20_000
 
 async def upload_candidates(deps: Deps, user_id: str, raw_cif: str, text: str) -> dict[str, Any]:
     async with deps.transaction() as uow:
-        cif = normalize_cif(raw_cif)
+        cif = parse_company_id(raw_cif)
         await require_role(uow, user_id, cif, domain.MANAGERS, direct_only=True)
         parsed = await asyncio.to_thread(domain.parse_candidates_csv, text)  # tens of ms for 20,000 rows: off the loop
         if parsed.errors:
@@ -257,6 +290,6 @@ async def upload_candidates(deps: Deps, user_id: str, raw_cif: str, text: str) -
 
 async def list_candidates(deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
     async with deps.uow() as uow:
-        cif = normalize_cif(raw_cif)
+        cif = parse_company_id(raw_cif)
         await require_role(uow, user_id, cif, direct_only=True)
         return {"cif": cif, "candidates": await repo.candidates_of(uow.session, cif)}

@@ -13,33 +13,38 @@ BATCH = 1000  # CIFs whose facts are read together: four statements each, with b
 
 
 async def sync_entitlements(uow: SqlUnitOfWork, cifs: set[str] | list[str], *, reason: str = "",
-                            message: str = "", quiet: bool = False) -> None:
+                            message: str = "", quiet: bool = False, force: set[str] | None = None) -> None:
     """Publish `portfolio.entitlements-changed` for every CIF whose entitled connections changed. When the last one
     goes, the company's sync stops: its own verified people (and, for a client, the managers of the firm whose
     connection it was) are told once, with the reason — unless `quiet` (another notice already tells them).
 
-    The facts of many CIFs are read together (a connection's change can touch hundreds of clients)."""
+    The facts of many CIFs are read together (a connection's change can touch hundreds of clients).
+
+    A person key's event carries its CNP sealed (`cnp_sealed`), what the services that call ANAF for it unseal;
+    `force` publishes those CIFs again even when their connections did not change (the CNP became known)."""
     wanted = sorted(set(cifs))
     for i in range(0, len(wanted), BATCH):
-        await _sync_entitlements_of(uow, wanted[i:i + BATCH], reason, message, quiet)
+        await _sync_entitlements_of(uow, wanted[i:i + BATCH], reason, message, quiet, force or set())
 
 
 async def _sync_entitlements_of(uow: SqlUnitOfWork, wanted: list[str], reason: str, message: str,
-                                quiet: bool) -> None:
+                                quiet: bool, force: set[str]) -> None:
     facts = await repo.connection_facts_of(uow.session, wanted)
     firms = await repo.active_firms_of_clients(uow.session, wanted)
     published = await repo.published_entitlements_of(uow.session, wanted)
+    sealed = await repo.sealed_cnps(uow.session, wanted)
     for cif in wanted:
         now: list[repo.EntitlementSnapshot] = [
             {"connection_id": e.connection_id, "holder_cif": e.holder_cif, "services": list(e.services),
              "may_file": e.may_file} for e in domain.entitled_connections(cif, facts[cif], firms)]
         before = published.get(cif)
-        if before == now:
+        if before == now and cif not in force:
             continue
         await repo.set_published_entitlements(uow.session, cif, now)
         if before is None and not now:
             continue  # nobody was ever told anything about this CIF: nothing to say now either
-        uow.publish(EntitlementsChanged(cif=cif, connections=[EntitledConnection(**c) for c in now]))
+        uow.publish(EntitlementsChanged(cif=cif, connections=[EntitledConnection(**c) for c in now],
+                                        cnp_sealed=sealed.get(cif)))
         if before and not now and not quiet:
             holders = sorted({c["holder_cif"] for c in before} - {cif})
             notify = set(await repo.verified_people(uow.session, cif))

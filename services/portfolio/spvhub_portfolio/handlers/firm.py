@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from spvhub_common.errors import NotFound
-from spvhub_common.ids import normalize_cif
+from spvhub_common.pii import parse_company_id
 
+from spvhub_portfolio import domain
 from spvhub_portfolio.adapters import repository as repo
 from spvhub_portfolio.domain import CollaborationStatus, ConnectionStatus
 from spvhub_portfolio.handlers.access import require_role
@@ -16,7 +17,7 @@ from spvhub_portfolio.handlers.deps import Deps
 
 async def list_discovered(deps: Deps, user_id: str, raw_cif: str) -> dict[str, Any]:
     async with deps.uow() as uow:
-        firm = normalize_cif(raw_cif)
+        firm = parse_company_id(raw_cif)
         await require_role(uow, user_id, firm, direct_only=True)
         rows = [r for r in await repo.discovered_for_holder(uow.session, firm) if r.cif != firm]
         reg = await repo.registry_rows(uow.session, [r.cif for r in rows])
@@ -41,7 +42,7 @@ async def portfolio_status(deps: Deps, user_id: str, raw_cif: str) -> dict[str, 
     """What blocks the firm's portfolio: the accounting-services flag, an active e-Factura authorization,
     each client's acceptance."""
     async with deps.uow() as uow:
-        firm = normalize_cif(raw_cif)
+        firm = parse_company_id(raw_cif)
         await require_role(uow, user_id, firm, direct_only=True)
         row = await repo.get_company(uow.session, firm)
         if row is None:
@@ -75,7 +76,7 @@ async def portfolio_status(deps: Deps, user_id: str, raw_cif: str) -> dict[str, 
         invites = await repo.invitations_of_firm(uow.session, firm)
         names = await repo.registry_rows(uow.session, discovered | set(collabs))
         clients: list[dict[str, Any]] = []
-        for cif in sorted(discovered | set(collabs), key=int):
+        for cif in sorted(discovered | set(collabs), key=domain.cif_order):
             collab = collabs.get(cif)
             status = collab.status if collab else None
             inv = invites.get(cif)

@@ -9,9 +9,9 @@ from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events.auth import EmailVerified, UserRegistered
 from spvhub_common.events.envelope import CloudEvent
 from spvhub_common.events.portfolio import MembershipVerified
-from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
 from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.pii import parse_company_id
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio import domain
@@ -55,7 +55,7 @@ async def list_members(deps: Deps, user_id: str, raw_cif: str, *, status: str | 
     (by removing them)."""
     verified = MEMBER_STATUSES[status] if status is not None else None
     async with deps.uow() as uow:
-        cif = normalize_cif(raw_cif)
+        cif = parse_company_id(raw_cif)
         await require_role(uow, user_id, cif, direct_only=True)
         after = _member_cursor(cursor) if cursor else None
         rows = await repo.members(uow.session, cif, verified=verified, after=after, limit=limit + 1)
@@ -90,7 +90,7 @@ async def add_member(deps: Deps, actor: str, raw_cif: str, email: str,
     """A verified owner or administrator adds an existing platform user, named by e-mail; the new member is
     verified by that grant."""
     async with deps.transaction() as uow:
-        cif = normalize_cif(raw_cif)
+        cif = parse_company_id(raw_cif)
         await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)
         user = await repo.user_by_email(uow.session, email)
         if user is None:
@@ -110,7 +110,7 @@ async def set_member(deps: Deps, actor: str, raw_cif: str, member_id: str, role:
 
 async def _set_member(uow: SqlUnitOfWork, deps: Deps, actor: str, raw_cif: str, member_id: str, role: str, *,
                       adding: bool = False) -> dict[str, Any]:
-    cif = normalize_cif(raw_cif)
+    cif = parse_company_id(raw_cif)
     if role not in [r.value for r in domain.MEMBER_ROLES]:
         raise AppError("role must be owner, admin or member.", code="invalid_role", status=422)
     actor_role = (await require_role(uow, actor, cif, domain.MANAGERS, direct_only=True)).role
@@ -139,7 +139,7 @@ async def _set_member(uow: SqlUnitOfWork, deps: Deps, actor: str, raw_cif: str, 
 
 async def remove_member(deps: Deps, actor: str, raw_cif: str, member_id: str) -> None:
     async with deps.transaction() as uow:
-        cif = normalize_cif(raw_cif)
+        cif = parse_company_id(raw_cif)
         if actor == member_id:
             await require_role(uow, actor, cif, direct_only=True, allow_unverified=True)  # anyone may leave
             actor_role = Role.OWNER.value
