@@ -33,8 +33,9 @@ class AnafGateway(Protocol):
 
     async def refresh(self, refresh_token: str) -> TokenSet: ...
 
-    async def check_rights(self, access_token: str, cif: str) -> None:
-        """Returns when the token's certificate has SPV rights on `cif`; raises anaf_errors.NoRights otherwise."""
+    async def check_rights(self, access_token: str, cif: str) -> frozenset[str] | None:
+        """Returns when the token's certificate has SPV rights on `cif` (a CIF, or a natural person's CNP), with
+        ANAF's rights inventory when the answer carried one; raises anaf_errors.NoRights otherwise."""
 
 
 class ClientAnafGateway:
@@ -63,9 +64,9 @@ class ClientAnafGateway:
     async def refresh(self, refresh_token: str) -> TokenSet:
         return _tokens(await self.client.refresh(refresh_token))
 
-    async def check_rights(self, access_token: str, cif: str) -> None:
+    async def check_rights(self, access_token: str, cif: str) -> frozenset[str] | None:
         # listaMesajeFactura?zile=1: "no messages" also proves the rights; NoRights propagates
-        await self.client.list_messages(cif, 1, token=access_token)
+        return (await self.client.list_messages(cif, 1, token=access_token)).cui
 
 
 def _tokens(tokens: AnafTokenSet) -> TokenSet:

@@ -136,6 +136,15 @@ oauth_states = Table(
     Column("connection_id", String(64)),
 )
 
+# A natural person's CNP, sealed to its person key (spvhub_common.pii), as typed when an authorization or a
+# delegation link was asked for by CNP: the rights check after ANAF's callback names the person by it. Never clear.
+person_ids = Table(
+    "person_ids", metadata,
+    Column("person_key", String(16), primary_key=True),
+    Column("cnp_sealed", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
 delegation_links = Table(
     "delegation_links", metadata,
     Column("id", String(64), primary_key=True),

@@ -29,6 +29,7 @@ from spvhub_auth.adapters.orm import (
     delegation_links,
     login_throttle,
     oauth_states,
+    person_ids,
     refresh_tokens,
     users,
 )
@@ -520,6 +521,17 @@ async def insert_oauth_state(session: AsyncSession, *, nonce: str, user_id: str,
     await session.execute(insert(oauth_states).values(
         id=nonce, user_id=user_id, company_cif=cif, delegation_id=delegation_id, holder_name=holder_name,
         created_at=now, expires_at=expires_at))
+
+
+async def remember_person(session: AsyncSession, key: str, cnp_sealed: str, now: datetime) -> None:
+    """Keep a natural person's sealed CNP under its key (the latest typed wins: the same CNP, a fresh seal)."""
+    await session.execute(pg_insert(person_ids).values(person_key=key, cnp_sealed=cnp_sealed, recorded_at=now)
+                          .on_conflict_do_update(index_elements=[person_ids.c.person_key],
+                                                 set_={"cnp_sealed": cnp_sealed, "recorded_at": now}))
+
+
+async def sealed_cnp(session: AsyncSession, key: str) -> str | None:
+    return (await session.execute(select(person_ids.c.cnp_sealed).where(person_ids.c.person_key == key))).scalar()
 
 
 async def spend_oauth_state(session: AsyncSession, nonce: str, now: datetime) -> OAuthState | None:

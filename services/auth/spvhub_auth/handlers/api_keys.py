@@ -15,8 +15,8 @@ from typing import Any
 
 from spvhub_common.access import MANAGERS, Grant, grant_of, insufficient_role, no_access, not_verified
 from spvhub_common.errors import AppError, Forbidden, NotFound, TooManyRequests, Unauthorized
-from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
+from spvhub_common.pii import parse_company_id
 from spvhub_common.security import API_KEY_PREFIX, KEY_PERMISSIONS, Principal
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -80,7 +80,7 @@ async def create_key(deps: Deps, principal: Principal, *, name: str, companies: 
                      expires_at: datetime | None) -> dict[str, Any]:
     _human(principal)
     now = deps.wall.now()
-    cifs = sorted({normalize_cif(c) for c in companies})
+    cifs = sorted({deps.pii.company_key(c) for c in companies})
     perms = sorted(set(permissions), key=KEY_PERMISSIONS.index)
     if expires_at is not None:
         if expires_at.tzinfo is None:
@@ -120,7 +120,7 @@ async def list_keys(deps: Deps, principal: Principal, company_cif: str | None) -
     async with deps.uow() as uow:
         managed = await repo.managed_cifs(uow.session, principal.user_id)
         rows = await repo.visible_keys(uow.session, principal.user_id, managed,
-                                       normalize_cif(company_cif) if company_cif else None)
+                                       parse_company_id(company_cif) if company_cif else None)
     return [_view(r, now) for r in rows]
 
 

@@ -15,8 +15,9 @@ from spvhub_common.access import MANAGERS, accessible_cifs, require_grant
 from spvhub_common.anaf import errors as anaf_errors
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events.auth import ConnectionAuthorized, ConnectionRevoked
-from spvhub_common.ids import normalize_cif
+from spvhub_common.ids import parse_tax_id, strip_ro
 from spvhub_common.logging import get_logger
+from spvhub_common.pii import is_person_key, parse_company_id
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -55,6 +56,69 @@ async def require_manager_soon(deps: Deps, user_id: str, cif: str) -> None:
         await asyncio.sleep(0.2)
 
 
+# ---------------------------------------------------------------- natural persons (CNP)
+
+def company_of_request(deps: Deps, raw: object) -> tuple[str, str | None]:
+    """The company key of what a person typed in a form (a CIF, a natural person's CNP, or its person key), and
+    the clear CNP when one was typed (kept by `remember_cnp` once the caller's access is checked)."""
+    text = "".join(str(raw if raw is not None else "").split()).upper()
+    if is_person_key(text):
+        return text, None
+    tax_id = parse_tax_id(raw)
+    if tax_id.kind != "cnp":
+        return tax_id.value, None
+    return deps.pii.key_of(tax_id.value), tax_id.value
+
+
+async def remember_cnp(deps: Deps, key: str, cnp: str | None) -> None:
+    """Keep a typed CNP sealed under its key, so the rights check after ANAF's callback can name the person to
+    ANAF; a person key without a known CNP is refused (422 `cnp_required`). The clear CNP is never stored, logged
+    or published."""
+    if cnp is not None:
+        async with deps.uow() as uow:
+            await repo.remember_person(uow.session, key, deps.pii.seal(cnp), deps.clock.now())
+            await uow.commit()
+    elif is_person_key(key) and await anaf_id_of(deps, key) is None:
+        raise cnp_required(key)
+
+
+async def anaf_id_of(deps: Deps, cif: str) -> str | None:
+    """What ANAF knows the company by: the CIF, or a person key's CNP (unsealed only for the call); None when the
+    CNP of that key was never typed here."""
+    if not is_person_key(cif):
+        return cif
+    async with deps.uow() as uow:
+        sealed = await repo.sealed_cnp(uow.session, cif)
+    if sealed is None:
+        return None
+    try:
+        return deps.pii.unseal(sealed, cif)
+    except ValueError:
+        log.warning("sealed CNP does not open for its key", cif=cif)
+        return None
+
+
+def cnp_required(cif: str) -> AppError:
+    return AppError("ANAF names a natural person by their CNP: type the CNP (13 digits) once to authorize; the "
+                    "platform keeps it sealed and shows the person's key instead.", code="cnp_required", status=422,
+                    details={"cif": cif},
+                    messages={"ro": "ANAF identifică persoana fizică după CNP: introduceți o dată CNP-ul (13 cifre) "
+                                    "pentru autorizare; platforma îl păstrează sigilat și afișează cheia persoanei."})
+
+
+def covered_by_inventory(deps: Deps, cif: str, inventory: frozenset[str] | None) -> bool:
+    """Whether ANAF's rights inventory (the `cui` of the list answer) names `cif`: each entry is read as ANAF writes
+    it and mapped to the platform's key (a CNP to its person key; the holder's own CNP is listed there too). No
+    inventory in the answer (no messages, or an echo) says nothing against the rights."""
+    if not inventory:
+        return True
+    keys = set()
+    for entry in inventory:
+        key = deps.pii.key_of_anaf_id(strip_ro(entry))
+        keys.add(key.lstrip("0") or key if key.isdigit() else key)
+    return cif in keys
+
+
 # ---------------------------------------------------------------- the OAuth authorization
 
 async def new_state(deps: Deps, uow: SqlUnitOfWork, *, user_id: str, cif: str, holder_name: str,
@@ -71,9 +135,11 @@ async def new_state(deps: Deps, uow: SqlUnitOfWork, *, user_id: str, cif: str, h
 
 
 async def start_authorization(deps: Deps, principal: Principal, raw_cif: str) -> dict[str, Any]:
-    """Return ANAF's authorize URL with a signed, single-use `state` bound to the user and the company."""
-    cif = normalize_cif(raw_cif)
+    """Return ANAF's authorize URL with a signed, single-use `state` bound to the user and the company (a CIF, or
+    a natural person by CNP or person key: the state and the answer carry the key)."""
+    cif, cnp = company_of_request(deps, raw_cif)
     await require_manager_soon(deps, principal.user_id, cif)
+    await remember_cnp(deps, cif, cnp)
     async with deps.uow() as uow:
         name = principal.name or principal.email or principal.user_id
         state, expires_at = await new_state(deps, uow, user_id=principal.user_id, cif=cif, holder_name=name,
@@ -153,7 +219,12 @@ async def complete_authorization(deps: Deps, *, code: str | None, state: str | N
     facts = domain.TokenFacts.read(tokens.access_token, tokens.refresh_token, now, tokens.expires_in)
     rights_checked = True
     try:
-        await deps.anaf.check_rights(tokens.access_token, cif)
+        anaf_id = await anaf_id_of(deps, cif)
+        if anaf_id is None:
+            raise anaf_errors.NoRights(None, "the natural person's CNP is not known here")
+        inventory = await deps.anaf.check_rights(tokens.access_token, anaf_id)
+        if not covered_by_inventory(deps, cif, inventory):
+            raise anaf_errors.NoRights(None, "the rights inventory does not list the company")
     except anaf_errors.NoRights:
         message = domain.no_rights_message(cif, facts.serial)
         await _record_outcome(deps, nonce, "no_rights", message)
@@ -255,7 +326,7 @@ async def list_connections(deps: Deps, principal: Principal, raw_cif: str | None
     """The connections of the companies the caller is verified for (of one company: 403 without a verified grant)."""
     async with deps.uow() as uow:
         if raw_cif:
-            cifs = [normalize_cif(raw_cif)]
+            cifs = [parse_company_id(raw_cif)]
             await require_grant(uow.session, access_grants, principal.user_id, cifs[0])
         else:
             cifs = await accessible_cifs(uow.session, access_grants, principal.user_id)

@@ -8,12 +8,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from spvhub_common.errors import AppError, Forbidden, NotFound
-from spvhub_common.ids import normalize_cif
+from spvhub_common.pii import parse_company_id
 from spvhub_common.security import Principal
 
 from spvhub_auth.adapters import repository as repo
 from spvhub_auth.handlers import throttle
-from spvhub_auth.handlers.connections import new_state, require_manager, require_manager_soon
+from spvhub_auth.handlers.connections import (
+    company_of_request,
+    new_state,
+    remember_cnp,
+    require_manager,
+    require_manager_soon,
+)
 from spvhub_auth.handlers.deps import SLOW_DOWN, Deps, sha256
 
 
@@ -26,12 +32,13 @@ def _delegation_view(d: repo.DelegationLink, now: datetime) -> dict[str, Any]:
 
 async def create_delegation(deps: Deps, principal: Principal, raw_cif: str) -> dict[str, Any]:
     """A single-use link (24 h, revocable) that lets another person authorize this company with their own
-    certificate. Only its hash is stored; the token is returned once."""
-    cif = normalize_cif(raw_cif)
+    certificate. Only its hash is stored; the token is returned once. A natural person is named by CNP or key."""
+    cif, cnp = company_of_request(deps, raw_cif)
     now = deps.clock.now()
     token = secrets.token_urlsafe(32)
     did = str(uuid.uuid4())
     await require_manager_soon(deps, principal.user_id, cif)
+    await remember_cnp(deps, cif, cnp)
     async with deps.uow() as uow:
         await repo.insert_delegation(uow.session, delegation_id=did, token_hash=sha256(token), cif=cif,
                                      created_by=principal.user_id, now=now,
@@ -46,7 +53,7 @@ async def create_delegation(deps: Deps, principal: Principal, raw_cif: str) -> d
 
 
 async def list_delegations(deps: Deps, principal: Principal, raw_cif: str) -> list[dict[str, Any]]:
-    cif = normalize_cif(raw_cif)
+    cif = parse_company_id(raw_cif)
     async with deps.uow() as uow:
         await require_manager(uow, principal.user_id, cif)
         rows = await repo.delegations_of(uow.session, cif)

@@ -9,6 +9,7 @@ from argon2 import PasswordHasher
 from spvhub_common.clock import Clock, SystemClock
 from spvhub_common.crypto import SecretBox
 from spvhub_common.errors import AppError
+from spvhub_common.pii import PersonIds
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_auth import domain
@@ -37,6 +38,14 @@ class Deps:
     anaf: AnafGateway
     hasher: PasswordHasher
     wall: Clock = SystemClock()  # platform sessions
+
+    @property
+    def pii(self) -> PersonIds:
+        """Person keys and sealed CNPs under the installation's secret (settings.pii_secret)."""
+        ids = self.__dict__.get("_pii")
+        if ids is None:
+            ids = self.__dict__["_pii"] = PersonIds.from_settings(self.settings)
+        return ids
 
 
 def sha256(value: str) -> str:

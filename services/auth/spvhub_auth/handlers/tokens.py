@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from spvhub_common.errors import AppError, Conflict, NotFound
-from spvhub_common.ids import normalize_cif
+from spvhub_common.pii import parse_company_id
 
 from spvhub_auth import domain
 from spvhub_auth.adapters import repository as repo
@@ -84,7 +84,7 @@ async def access_token_for(deps: Deps, connection_id: str, caller: str) -> dict[
 
 async def access_token_for_cif(deps: Deps, raw_cif: str, caller: str) -> dict[str, Any]:
     """The best connection of a company itself (its own CIF): active first, then the most recently authorized."""
-    cif = normalize_cif(raw_cif)
+    cif = parse_company_id(raw_cif)
     async with deps.uow() as uow:
         rows = await repo.connections_for_cif(uow.session, cif)
     if not rows:
