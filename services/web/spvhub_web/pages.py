@@ -368,6 +368,10 @@ async def company_lookup(request: Request) -> Response:
     f = await form(request)
     raw = str(f.get("cif", "")).strip()
     cif = strip_ro(raw)  # the look-up only; portfolio's answer says what is wrong with a bad CIF
+    if len(cif) == 13 and cif.isdigit():
+        # a natural person's CNP: ANAF's registry has no natural persons, and a CNP never goes in an address (the
+        # look-up's); it is registered from the form's body, the company then known by its person key
+        return await _register(request, raw)
     try:
         reg = await api(request, "GET", f"/api/portfolio/registry/{quote(cif or raw)}")
     except ApiError as e:

@@ -335,3 +335,41 @@ def test_preferences_send_the_language_to_the_profile_not_to_the_notifier() -> N
     [put] = [x for x in calls if x.url.path == "/api/notifier/preferences" and x.method == "PUT"]
     assert json.loads(put.content) == {"email": {"invoice_digest": True},
                                        "companies": [{"cif": "22222220", "invoice_digest": False}]}
+
+
+def test_a_natural_person_is_shown_by_the_id_the_api_chose_and_linked_by_key() -> None:
+    """The CNP a person types to add a company goes in a request body, never in an address; the company is then
+    linked by its person key and shown with the `tax_id` the API decided (masked here)."""
+    calls: list[httpx.Request] = []
+    cnp, key, masked = "1850315124561", "PFABCDEFGHIJKL", "1********4561"
+    company = {"cif": key, "kind": "cnp", "tax_id": masked, "name": "Persoană fizică", "role": "member",
+               "relation": "own", "verification": "unverified"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        path = request.url.path
+        if path == "/api/auth/login":
+            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
+                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
+        if path == "/api/auth/me":
+            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
+                                             "email_verified": True})
+        if path == "/api/portfolio/companies" and request.method == "POST":
+            return httpx.Response(201, json=company)
+        if path == "/api/portfolio/companies":
+            return httpx.Response(200, json={"companies": [company], "count": 1})
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+
+    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
+    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
+        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
+               follow_redirects=False)
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/companies").text).group(1)  # type: ignore[union-attr]
+        r = c.post("/companies/lookup", data={"cif": cnp, "csrf": token}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == f"/companies/{key}"
+        [reg] = [x for x in calls if x.url.path == "/api/portfolio/companies" and x.method == "POST"]
+        assert json.loads(reg.content) == {"cif": cnp}
+        assert not any(cnp in str(x.url) for x in calls)  # never in an address
+        page = c.get("/companies")
+        assert f'href="/companies/{key}"' in page.text and f"CNP {masked}" in page.text and cnp not in page.text
