@@ -30,9 +30,9 @@ from spvhub_common.events.auth import (
 )
 from spvhub_common.events.etransport import TransportAssigned, TransportUpdated, UitExpiring
 from spvhub_common.events.portfolio import EntitlementsChanged
-from spvhub_common.ids import normalize_cif
 from spvhub_common.logging import get_logger
 from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.pii import parse_company_id
 from spvhub_common.runtime import EventHandler
 from spvhub_common.tokens import TokenSource, TokenUnavailable
 from spvhub_common.uow import SqlUnitOfWork
@@ -214,7 +214,7 @@ async def poll_due(deps: Deps) -> list[PollSummary]:
 
 async def poll_now(deps: Deps, user_id: str, cif: str, *, lista: bool = False) -> PollSummary:
     """A manual poll (API) by someone who may see the company; refused when it was polled moments ago."""
-    cif = normalize_cif(cif)
+    cif = parse_company_id(cif)
     async with deps.uow() as uow:
         await require_access(uow.session, access_grants, user_id, cif)
         company = await repo.get_company(uow.session, cif)
@@ -450,7 +450,7 @@ def _summarise(batch: _Batch, summary: PollSummary) -> None:
 async def _visible_cifs(uow: SqlUnitOfWork, user_id: str, company: str | None) -> list[str]:
     """The one company asked for (if the caller may see it), else every company the caller may see."""
     if company:
-        cif = normalize_cif(company)
+        cif = parse_company_id(company)
         await require_access(uow.session, access_grants, user_id, cif)
         return [cif]
     return await accessible_cifs(uow.session, access_grants, user_id)

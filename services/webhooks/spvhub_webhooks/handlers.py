@@ -16,9 +16,10 @@ from spvhub_common.crypto import SecretBox
 from spvhub_common.errors import AppError, Conflict, NotFound
 from spvhub_common.events import CloudEvent, Event, encode
 from spvhub_common.events.webhooks import EndpointDisabled
-from spvhub_common.ids import InvalidTaxId, normalize_cif
+from spvhub_common.ids import InvalidTaxId
 from spvhub_common.logging import get_logger
 from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.pii import parse_company_id
 from spvhub_common.runtime import EventHandler
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
@@ -96,7 +97,7 @@ async def _check_subscription(deps: Deps, uow: SqlUnitOfWork, tenant: str, event
                    "GET /api/webhooks/event-types.", f"Tipuri de evenimente necunoscute sau lipsă: "
                    f"{', '.join(unknown) or '(niciunul)'}; vedeți GET /api/webhooks/event-types.", unknown=unknown)
     try:
-        norm = sorted({normalize_cif(c) for c in cifs})
+        norm = sorted({parse_company_id(c) for c in cifs})
     except InvalidTaxId:
         norm = []  # one answer for the whole list, whichever CIF in it is wrong
     if not norm or len(norm) > deps.settings.max_endpoint_cifs:
@@ -127,7 +128,7 @@ async def _manage(uow: SqlUnitOfWork, user: Principal, endpoint_id: str) -> Endp
 async def create_endpoint(deps: Deps, user: Principal, *, tenant_cif: str, url: str, event_types: list[str],
                           cifs: list[str] | None, description: str) -> dict[str, Any]:
     """Register an endpoint; the answer carries its secret, shown this once (stored encrypted)."""
-    tenant = normalize_cif(tenant_cif)
+    tenant = parse_company_id(tenant_cif)
     await _check_target(deps, url)
     async with deps.uow() as uow:
         s = uow.session
@@ -154,7 +155,7 @@ async def list_endpoints(deps: Deps, user: Principal, tenant_cif: str | None) ->
     async with deps.uow() as uow:
         s = uow.session
         if tenant_cif:
-            tenant = normalize_cif(tenant_cif)
+            tenant = parse_company_id(tenant_cif)
             await require_grant(s, access_grants, user.user_id, tenant, roles=MANAGERS, direct_only=True)
             tenants = [tenant]
         else:

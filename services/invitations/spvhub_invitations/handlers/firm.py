@@ -12,6 +12,7 @@ from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events.invitations import InvitationRevoked
 from spvhub_common.ids import InvalidTaxId, normalize_cif
 from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.pii import parse_company_id
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -243,7 +244,7 @@ def _after(cursor: str) -> tuple[datetime, str]:
 async def list_for_firm(deps: Deps, user: Principal, firm_cif: str, status: str | None = None, *, limit: int = 50,
                         cursor: str | None = None) -> dict[str, Any]:
     """One page of the firm's invitations, newest first; `cursor` is the `next_cursor` of the previous page."""
-    firm_cif = normalize_cif(firm_cif)
+    firm_cif = parse_company_id(firm_cif)
     after = _after(cursor) if cursor else None
     now = deps.clock.now()
     async with deps.uow() as uow:
@@ -258,7 +259,7 @@ async def list_for_firm(deps: Deps, user: Principal, firm_cif: str, status: str 
 async def candidates(deps: Deps, user: Principal, firm_cif: str) -> dict[str, Any]:
     """The firm's discovered clients with the state of their latest invitation (what to invite next), and
     which precondition is missing, if any."""
-    firm_cif = normalize_cif(firm_cif)
+    firm_cif = parse_company_id(firm_cif)
     now = deps.clock.now()
     async with deps.uow() as uow:
         await require_access(uow.session, access_grants, user.user_id, firm_cif)
