@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
 from spvhub_common.access import MANAGERS
 from spvhub_common.errors import AppError
 from spvhub_common.http import app_deps
-from spvhub_common.ids import normalize_cif
+from spvhub_common.pii import parse_company_id
 from spvhub_common.security import CurrentUser
 
 from spvhub_efactura import handlers
@@ -43,7 +43,7 @@ def binary_download(media_type: str, description: str) -> dict[int | str, dict[s
 
 async def _scope(deps: Deps, user_id: str, cif: str | None, *, roles: tuple[str, ...] | None = None) -> list[str]:
     """The CIFs the request may read (see handlers.readable_cifs)."""
-    return await handlers.readable_cifs(deps, user_id, normalize_cif(cif) if cif else None, roles=roles)
+    return await handlers.readable_cifs(deps, user_id, parse_company_id(cif) if cif else None, roles=roles)
 
 
 class InvoiceOut(BaseModel):
