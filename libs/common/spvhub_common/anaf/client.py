@@ -662,6 +662,7 @@ class AnafClient:
         b2c: bool = False,
         *,
         token: TokenSource | None = None,
+        budget_key: str | None = None,
     ) -> UploadAnswer:
         """upload / uploadb2c: ANAF's whole answer (`index` to follow with `message_state`, `raw` as received).
 
@@ -669,6 +670,9 @@ class AnafClient:
         with ANAF's answer as `.response`. Never repeated once the request may have left: after a timeout, a 5xx
         or ANAF's "A aparut o eroare tehnica" (`AnafUnavailable`) the document may or may not be filed, and only a
         look at ANAF's lists can tell (anaf-api.md §11.17).
+
+        `budget_key`: what the RASP daily cap is counted under instead of `cif` (a natural person's platform key,
+        so the budget's tables never hold the CNP sent as `cif=`).
         """
         body = xml.encode("utf-8") if isinstance(xml, str) else xml
         cif = _cif_to_send(cif, "efactura.upload", cnp_ok=True)
@@ -680,7 +684,7 @@ class AnafClient:
             raise ValidationError("Marime fisier transmis mai mare de 10 MB.", endpoint="efactura.upload")
         name = "uploadb2c" if b2c else "upload"
         kind = BudgetKind.EF_UPLOAD_RASP if standard == "RASP" else BudgetKind.EF_UPLOAD
-        call = _Call(f"efactura.{name}", kind, cif if standard == "RASP" else None)
+        call = _Call(f"efactura.{name}", kind, (budget_key or cif) if standard == "RASP" else None)
         params: dict[str, str | int] = {"standard": standard, "cif": cif}
         if extern:
             params["extern"] = "DA"

@@ -901,3 +901,17 @@ def test_cif_to_send_takes_a_cnp_only_where_efactura_does() -> None:
         with pytest.raises(AnafValidationError) as ei:
             _cif_to_send(raw, "etransport.lista", cnp_ok=ok)
         assert raw not in str(ei.value) and "1********" in str(ei.value)
+
+
+async def test_rasp_upload_of_a_person_counts_under_its_platform_key(h: Harness) -> None:
+    """A natural person's RASP goes to ANAF as cif=<CNP> but is counted under the key the platform knows it by:
+    the budget's tables never hold the CNP."""
+    h.reply(text='<header xmlns="mfp:anaf:dgti:spv:respUploadFisier:v1" dateResponse="202601151000" '
+                 'ExecutionStatus="0" index_incarcare="7"/>')
+    cnp = "1800101123450"
+    await h.client.upload(b"<header/>", cnp, standard="RASP", budget_key="PFAAAAAAAAAAAA")
+    assert h.requests[0].url.params["cif"] == cnp
+    assert await h.budget.remaining(BudgetKind.EF_UPLOAD_RASP, "PFAAAAAAAAAAAA") == \
+        await h.budget.remaining(BudgetKind.EF_UPLOAD_RASP, "other") - 1
+    assert await h.budget.remaining(BudgetKind.EF_UPLOAD_RASP, cnp) == \
+        await h.budget.remaining(BudgetKind.EF_UPLOAD_RASP, "other")
