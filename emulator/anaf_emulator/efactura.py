@@ -154,6 +154,9 @@ async def upload(env: str, request: Request) -> Response:
 
 @router.post("/{env}/FCTEL/rest/uploadb2c")
 async def upload_b2c(env: str, request: Request) -> Response:
+    """Same parameters, checks and answer as `upload` (anaf-api.md §2.1), the upload recorded as B2C. ANAF does not
+    document refusing a document whose buyer is a business on this route (nor a B2C one on `upload`), so the
+    emulator accepts it too rather than invent a refusal; the platform decides the route from the buyer itself."""
     return await _upload(env, request, b2c=True)
 
 
