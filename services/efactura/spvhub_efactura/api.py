@@ -73,6 +73,8 @@ class InvoiceOut(BaseModel):
     signature_status: str | None = None
     upload_index: str | None = None
     preceding_number: str | None = None
+    filed_late: bool | None = Field(None, description="a sent invoice ANAF accepted (data_creare) after its legal "
+                                    "filing deadline (issue date + 5 working days); None for received documents")
     links: dict[str, str] = {}
 
 

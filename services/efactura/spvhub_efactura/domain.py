@@ -15,10 +15,11 @@ from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo
 
 from spvhub_common.events import Event
-from spvhub_common.events.efactura import InvoiceDownloaded, InvoiceErrorReceived
+from spvhub_common.events.efactura import FiledLate, InvoiceDownloaded, InvoiceErrorReceived
 from spvhub_common.ids import strip_ro
 
 from spvhub_efactura import ubl
+from spvhub_efactura.submissions import filing
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
 RETENTION = timedelta(days=60)  # ANAF keeps a message listable for 60 days after data_creare
@@ -350,6 +351,7 @@ class InvoiceRow:
     details: Any = None
     preceding_number: str | None = None
     problem: str | None = None
+    filed_late: bool | None = None  # a sent invoice accepted (data_creare) after its legal filing deadline
 
 
 # What a row keeps when the database refused its parsed fields: enough to find and serve the document.
@@ -357,6 +359,14 @@ _BARE_KEPT = frozenset({"cif", "message_id", "message_type", "listed_at", "uploa
                         "signature_status", "direction", "document_type"})
 
 Parsed: TypeAlias = "ubl.Document | ubl.ErrorReport | ubl.BuyerMessage"
+
+
+def filed_late(direction: str | None, issue_date: date | None, listed_at: datetime) -> bool | None:
+    """Whether a sent invoice was filed after its legal deadline (issue date + 5 working days). The filing moment
+    is ANAF's acceptance of the upload: the message's data_creare as listed. None for received documents."""
+    if direction != "sent" or issue_date is None:
+        return None
+    return listed_at >= filing.deadline(issue_date).ends_at
 
 
 def invoice_row(msg: ArchivedMessage, doc: Parsed, *, zip_key: str, xml_key: str | None,
@@ -387,7 +397,8 @@ def invoice_row(msg: ArchivedMessage, doc: Parsed, *, zip_key: str, xml_key: str
             details=jsonable({"seller": doc.seller.__dict__, "buyer": doc.buyer.__dict__, "notes": doc.notes,
                               "customization": doc.customization, "lines": doc.line_count,
                               "vat_amount_accounting": doc.vat_amount_accounting, "signature": signature}),
-            preceding_number=doc.preceding_number)
+            preceding_number=doc.preceding_number,
+            filed_late=filed_late(direction, doc.issue_date, msg.listed_at))
     elif isinstance(doc, ubl.ErrorReport):
         base.update(direction="sent", document_type="error_report", upload_index=doc.upload_index or upload_index,
                     seller_cif=doc.issuer_cif, details=jsonable({"errors": doc.errors}))
@@ -426,3 +437,15 @@ def document_event(row: InvoiceRow, doc: Parsed, *, invoice_id: int, blob_keys: 
                                     errors=doc.errors[:50], listed_at=row.listed_at, blob_keys=blob_keys,
                                     submission_id=submission_id)
     return None
+
+
+def filed_late_event(row: InvoiceRow, *, invoice_id: int) -> FiledLate | None:
+    """`efactura.filed-late` for a sent invoice the inbox found filed after its deadline, when it was filed outside
+    spvhub (a submission tells its own); None when it was filed on time or is not a sent invoice."""
+    if not row.filed_late or row.issue_date is None:
+        return None
+    dl = filing.deadline(row.issue_date)
+    return FiledLate(cif=row.cif, submission_id="", number=row.number, issue_date=row.issue_date,
+                     deadline=dl.last_day, filed_at=row.listed_at, upload_index=row.upload_index,
+                     working_days_late=filing.working_days_late(dl, row.listed_at), filed_outside=True,
+                     invoice_id=invoice_id, message_id=row.message_id)

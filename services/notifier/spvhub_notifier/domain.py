@@ -58,8 +58,14 @@ def action_url(base: str, kind: str, params: dict[str, Any], paths: dict[str, st
     """The person-facing link: the UI base plus the kind's path (`paths` overrides the defaults per kind)."""
     if kind in LINKED_KINDS:
         return str(params.get("link", ""))
+    link = (paths or {}).get(kind) or KINDS[kind].link
+    # the filing clock about something that is no submission: no submission page to link to
+    if kind == "filed_late" and params.get("filed_outside"):
+        link = "/companies/{cif}/invoices"  # a sent invoice filed outside spvhub
+    elif kind == "filing_deadline_approaching" and params.get("draft_id"):
+        link = "/companies/{cif}/submissions"  # a draft not filed yet
     try:
-        return base.rstrip("/") + ((paths or {}).get(kind) or KINDS[kind].link).format(**params)
+        return base.rstrip("/") + link.format(**params)
     except (KeyError, IndexError):
         return base.rstrip("/") + "/inbox"
 

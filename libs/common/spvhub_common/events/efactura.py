@@ -186,7 +186,8 @@ class InvoiceRejected(Event):
 @register
 class FilingDeadlineApproaching(Event):
     """An invoice not filed yet (or rejected and not filed again) is close to its legal filing deadline: 5 working
-    days after its issue date (OUG 89/2025). Once per submission, `working_hours_left` ahead at most."""
+    days after its issue date (OUG 89/2025). Once per submission, `working_hours_left` ahead at most; likewise once
+    per draft saved and not filed yet (`draft_id`)."""
 
     topic = "efactura.filing-deadline-approaching"
     key_field = "cif"
@@ -197,19 +198,23 @@ class FilingDeadlineApproaching(Event):
     deadline: date  # the last day of the term (it ends at 23:59:59 Bucharest time)
     deadline_at: datetime
     working_hours_left: float
-    state: str  # the submission's state: received | uploading | unknown | rejected
-    submitted_by: str | None = None
+    state: str  # the submission's state: received | uploading | unknown | rejected; `draft` for a draft
+    submitted_by: str | None = None  # a draft: who saved it
+    # optional additions (compatible)
+    draft_id: str | None = None  # a draft not filed yet (then `submission_id` is empty)
 
 
 @register
 class FiledLate(Event):
     """An invoice was filed after its legal deadline: ANAF accepted the upload (`filed_at`, the filing moment)
-    after the last day of the 5-working-day term. Once per submission, when ANAF's processing says `ok`."""
+    after the last day of the 5-working-day term. Once per submission, when ANAF's processing says `ok`; and once
+    per sent invoice the inbox finds that was filed outside spvhub (`filed_outside`: then `submission_id` is empty,
+    `invoice_id` and `message_id` name the inbox row, and `filed_at` is the message's data_creare)."""
 
     topic = "efactura.filed-late"
     key_field = "cif"
     cif: str
-    submission_id: str
+    submission_id: str  # "" when filed outside spvhub
     number: str | None = None
     issue_date: date
     deadline: date
@@ -217,3 +222,7 @@ class FiledLate(Event):
     upload_index: str | None = None
     working_days_late: int = 0
     submitted_by: str | None = None
+    # optional additions (compatible)
+    filed_outside: bool = False
+    invoice_id: int | None = None
+    message_id: str | None = None

@@ -151,6 +151,9 @@ invoices = Table(
     Column("xml_key", Text),
     Column("signature_status", String(32)),
     Column("problem", Text),  # fields present in the document but not stored (left empty), and why
+    # a sent invoice accepted by ANAF (its message's data_creare) after its legal filing deadline; NULL: not a
+    # sent invoice, or archived before this was computed
+    Column("filed_late", Boolean),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("cif", "message_id", name="uq_invoices_cif_message"),
     Index("ix_invoices_cif_listed", "cif", text("listed_at DESC"), text("id DESC")),

@@ -25,7 +25,8 @@ LIST_COLUMNS = [invoices.c.id, invoices.c.cif, invoices.c.message_id, invoices.c
                 invoices.c.seller_cif, invoices.c.seller_name, invoices.c.buyer_cif, invoices.c.buyer_name,
                 invoices.c.self_billing, invoices.c.net_amount, invoices.c.vat_amount, invoices.c.total_amount,
                 invoices.c.payable_amount, invoices.c.listed_at, invoices.c.signature_status,
-                invoices.c.upload_index, invoices.c.preceding_number, invoices.c.zip_key, invoices.c.xml_key]
+                invoices.c.upload_index, invoices.c.preceding_number, invoices.c.zip_key, invoices.c.xml_key,
+                invoices.c.filed_late]
 
 
 @dataclass

@@ -4,7 +4,7 @@ access read model."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
@@ -17,7 +17,7 @@ from spvhub_common.security import CurrentUser
 from spvhub_efactura import handlers
 from spvhub_efactura.api import binary_download
 from spvhub_efactura.handlers import Deps
-from spvhub_efactura.submissions import errors, filing
+from spvhub_efactura.submissions import drafts, errors, filing
 from spvhub_efactura.submissions.service import SubmitCommand
 
 ServiceDeps = Annotated[Deps, Depends(app_deps)]
@@ -190,16 +190,68 @@ async def validate_offline(request: Request, deps: ServiceDeps, user: CurrentUse
     return ValidationOut(**(await deps.submissions.validator.validate_async(data)).validare())
 
 
+class DraftOut(BaseModel):
+    """An invoice saved as a draft (not filed): on the filing clock from its issue date all the same."""
+
+    id: str
+    cif: str
+    kind: Literal["draft"] = "draft"
+    state: str = Field(description="draft (not filed yet) | filed (see submission_id)")
+    standard: str
+    document_type: str | None = None
+    number: str | None = None
+    issue_date: date
+    seller_cif: str | None = None
+    buyer_cif: str | None = None
+    extern: bool | None = Field(None, description="as given when saved; None: the document decides when filed")
+    autofactura: bool = False
+    b2c: bool | None = Field(None, description="as given when saved; None: the document decides when filed")
+    warnings: list[dict[str, Any]] = Field(default_factory=list, description="what the offline validation pointed "
+                                           "out without refusing")
+    created_by: str | None = None
+    created_at: datetime
+    submission_id: str | None = Field(None, description="once filed: the submission that carries the clock")
+    filed_by: str | None = None
+    filed_at: datetime | None = None
+    filing_deadline: date | None = Field(None, description="last day to file (5 working days after the issue date; "
+                                         "the term ends at 23:59:59 Bucharest time)")
+    filing_deadline_at: datetime | None = None
+    deadline_state: str | None = Field(None, description="on_time | due_soon | late, by now (a draft is not filed)")
+    filed_late: bool | None = Field(None, description="always None: a draft is not filed")
+    links: dict[str, str] = {}
+
+
+def draft_out(deps: Deps, row: dict[str, Any], now: datetime | None = None) -> DraftOut:
+    base = f"/api/efactura/drafts/{row['id']}"
+    links = {"self": base, "xml": f"{base}/xml", "file": f"{base}/file"}
+    if row.get("submission_id"):
+        links["submission"] = f"/api/efactura/submissions/{row['submission_id']}"
+    clock = drafts.clock_of(row, now or deps.clock.now(), deps.settings.submission_deadline_warning_working_hours)
+    return DraftOut(**{k: row.get(k) for k in DraftOut.model_fields
+                       if k not in ("kind", "warnings", "links", *_CLOCK_FIELDS)},
+                    **clock, warnings=row.get("warnings") or [], links=links)
+
+
 class DeadlinesOut(BaseModel):
-    items: list[SubmissionOut]
+    items: list[SubmissionOut | DraftOut] = Field(description="submissions and drafts (kind=draft) together, "
+                                                  "soonest deadline first; drafts only of the companies the caller "
+                                                  "may file for")
     counts: dict[str, int] = Field(description="how many items are late, due_soon and on_time")
     open_only: bool
 
 
-async def _deadlines(deps: Deps, cifs: list[str], open_only: bool, limit: int) -> DeadlinesOut:
+async def _deadlines(deps: Deps, cifs: list[str], open_only: bool, limit: int,
+                     user_id: str | None = None) -> DeadlinesOut:
     rows = await deps.submissions.by_deadline(cifs, open_only, limit)
     now = deps.clock.now()
-    items = [out(r, now, deps.settings.submission_deadline_warning_working_hours) for r in rows]
+    hours = deps.settings.submission_deadline_warning_working_hours
+    items: list[SubmissionOut | DraftOut] = [out(r, now, hours) for r in rows]
+    if user_id is not None:  # drafts are the filers' work: only of the companies the caller may file for
+        mine = await drafts.by_deadline(deps.submissions, await drafts.fileable(deps.submissions, user_id, cifs),
+                                        limit)
+        items += [draft_out(deps, d, now) for d in mine]
+        # one order for both (stable: submissions before drafts of the same deadline, each in its own order)
+        items = sorted(items, key=lambda i: i.filing_deadline or date.max)[:limit]
     counts = {s: sum(1 for i in items if i.deadline_state == s) for s in (filing.LATE, filing.DUE_SOON, filing.ON_TIME)}
     return DeadlinesOut(items=items, counts=counts, open_only=open_only)
 
@@ -211,7 +263,7 @@ async def company_deadlines(deps: ServiceDeps, user: CurrentUser, cif: str,
                                                              "filed (default); false: the last 90 days")] = True,
                             limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> DeadlinesOut:
     c = await deps.submissions.scoped_cif(user.user_id, normalize_cif(cif))
-    return await _deadlines(deps, [c], open_only, limit)
+    return await _deadlines(deps, [c], open_only, limit, user.user_id)
 
 
 @router.get("/filing-deadlines", response_model=DeadlinesOut,
@@ -220,7 +272,8 @@ async def company_deadlines(deps: ServiceDeps, user: CurrentUser, cif: str,
 async def all_deadlines(deps: ServiceDeps, user: CurrentUser,
                         open_only: Annotated[bool, Query(alias="open")] = True,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> DeadlinesOut:
-    return await _deadlines(deps, await deps.submissions.readable_cifs(user.user_id), open_only, limit)
+    return await _deadlines(deps, await deps.submissions.readable_cifs(user.user_id), open_only, limit,
+                            user.user_id)
 
 
 class SubmissionPage(Page[SubmissionOut]):
@@ -294,3 +347,87 @@ async def buyer_message(response: Response, deps: ServiceDeps, user: CurrentUser
     row, created = await deps.submissions.submit_buyer_message(inv, body.message, user.user_id, idempotency_key)
     response.status_code = 202 if created else 200
     return _out(deps, row)
+
+
+# -- drafts: saved, on the filing clock, filed later ------------------------------------------------------------------
+
+class DraftsOut(BaseModel):
+    items: list[DraftOut]
+    counts: dict[str, int] = Field(description="how many drafts are late, due_soon and on_time")
+
+
+@router.post("/companies/{cif}/drafts", status_code=201, response_model=DraftOut,
+             summary="Save an invoice or credit note as a draft: validated offline, not filed, on the filing clock",
+             responses={200: {"description": "the existing draft of the same XML"},
+                        422: {"description": "invoice_invalid, seller_mismatch, draft_without_issue_date ..."},
+                        413: {"description": "xml_too_large"}})
+async def save_draft(request: Request, response: Response, deps: ServiceDeps, user: CurrentUser, cif: str,
+                     extern: Annotated[bool | None, Query(description="as for a submission; left out: the document "
+                                                          "decides when the draft is filed")] = None,
+                     autofactura: Annotated[bool | None, Query(description="self-billing")] = None,
+                     b2c: Annotated[bool | None, Query(description="as for a submission; left out: the document "
+                                                       "decides when the draft is filed")] = None) -> DraftOut:
+    # the same grant as filing, checked before the body is read or anything stored
+    c = drafts.company_id(cif)
+    await drafts.require_filer(deps.submissions, user.user_id, c)
+    limit = deps.settings.submission_max_xml_bytes
+    data, form = await _read_body(request, limit)
+    if len(data) > limit:
+        raise errors.body_too_large(limit)
+    if not data.strip():
+        raise errors.xml_missing()
+    said = {k: v if v is not None else (form[k].strip().lower() in ("1", "true", "da", "yes", "on")
+                                         if k in form else None)
+            for k, v in (("extern", extern), ("autofactura", autofactura), ("b2c", b2c))}
+    row, created = await drafts.save(deps.submissions, c, data, user.user_id, extern=said["extern"],
+                                     autofactura=bool(said["autofactura"]), b2c=said["b2c"])
+    response.status_code = 201 if created else 200
+    return draft_out(deps, row)
+
+
+@router.get("/companies/{cif}/drafts", response_model=DraftsOut,
+            summary="A company's drafts not filed yet, soonest filing deadline first")
+async def list_drafts(deps: ServiceDeps, user: CurrentUser, cif: str,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> DraftsOut:
+    c = drafts.company_id(cif)
+    await drafts.require_filer(deps.submissions, user.user_id, c)
+    now = deps.clock.now()
+    items = [draft_out(deps, r, now) for r in await drafts.by_deadline(deps.submissions, [c], limit)]
+    counts = {s: sum(1 for i in items if i.deadline_state == s) for s in (filing.LATE, filing.DUE_SOON, filing.ON_TIME)}
+    return DraftsOut(items=items, counts=counts)
+
+
+@router.get("/drafts/{draft_id}", response_model=DraftOut, summary="A draft, with its filing deadline and state")
+async def get_draft(deps: ServiceDeps, user: CurrentUser, draft_id: str) -> DraftOut:
+    return draft_out(deps, await drafts.readable(deps.submissions, user.user_id, draft_id))
+
+
+@router.get("/drafts/{draft_id}/xml", response_class=Response, responses=_XML, summary="The draft's XML")
+async def draft_xml(deps: ServiceDeps, user: CurrentUser, draft_id: str) -> Response:
+    row = await drafts.readable(deps.submissions, user.user_id, draft_id)
+    return Response(await deps.submissions.blob(row["xml_key"]), media_type="application/xml")
+
+
+@router.post("/drafts/{draft_id}/file", status_code=202, response_model=SubmissionOut,
+             summary="File a draft: it becomes a submission (the normal path: its checks and idempotency)",
+             responses={200: {"description": "the draft was filed already (or the same invoice was): its "
+                                             "submission"},
+                        409: {"description": "idempotency_key_reused (another XML filed under the same number and "
+                                             "issue date)"}})
+async def file_draft(response: Response, deps: ServiceDeps, user: CurrentUser, draft_id: str) -> SubmissionOut:
+    row = await drafts.readable(deps.submissions, user.user_id, draft_id)
+    # as a direct submission: the grant and an ANAF authorization that may file for the company
+    await deps.submissions.scoped_cif(user.user_id, row["cif"], file=True)
+    sub, created = await drafts.file_draft(deps.submissions, row, user.user_id)
+    response.status_code = 202 if created else 200
+    return _out(deps, sub)
+
+
+@router.delete("/drafts/{draft_id}", status_code=204, response_class=Response,
+               summary="Drop a draft not filed yet (a filed one stays, 409 draft_already_filed)")
+async def delete_draft(deps: ServiceDeps, user: CurrentUser, draft_id: str) -> Response:
+    row = await drafts.readable(deps.submissions, user.user_id, draft_id)
+    if row["state"] != drafts.DRAFT or not await drafts.delete_draft(deps.submissions, draft_id):
+        fresh = await drafts.readable(deps.submissions, user.user_id, draft_id)
+        raise drafts.draft_already_filed(draft_id, fresh.get("submission_id"))
+    return Response(status_code=204)

@@ -67,7 +67,7 @@ from spvhub_efactura.adapters.ledger import LedgerMessage
 from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.anaf_errors import explain_all
 from spvhub_efactura.settings import Settings
-from spvhub_efactura.submissions import domain, errors, filing
+from spvhub_efactura.submissions import domain, drafts, errors, filing
 from spvhub_efactura.submissions import repository as repo
 from spvhub_efactura.submissions.anaf import SubmissionAnaf, Uploaded
 from spvhub_efactura.submissions.document import inspect_invoice_xml, rasp_xml
@@ -487,8 +487,9 @@ class SubmissionService:
                          working_days_late=late_days, submitted_by=row.get("submitted_by"))
 
     async def scan_deadlines(self) -> int:
-        """Publish `efactura.filing-deadline-approaching` once for each invoice still to be filed whose deadline is
-        at most `deadline_warning_working_hours` working hours away (not for those already late)."""
+        """Publish `efactura.filing-deadline-approaching` once for each invoice still to be filed (a submission, or
+        a draft) whose deadline is at most `deadline_warning_working_hours` working hours away (not for those
+        already late)."""
         now = self.clock.now()
         since = now.astimezone(RO_TZ).date() - timedelta(days=self.settings.submission_deadline_scan_days)
         cal = default_calendar()
@@ -508,7 +509,8 @@ class SubmissionService:
                         state=row["state"], submitted_by=row["submitted_by"]))
                     told += 1
                 await uow.commit()
-        return told
+        # drafts run on the same clock: saved, not filed, warned once like a submission still to be filed
+        return told + await drafts.scan_deadlines(self, now)
 
     # -- following stareMesaj ----------------------------------------------------------------------
     async def check(self, row: dict[str, Any]) -> None:

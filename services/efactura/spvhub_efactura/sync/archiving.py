@@ -179,7 +179,7 @@ class Archiver:
         ids = await ledger.insert_invoices(uow.session, rows)
         submitted = await queries.submissions_of(uow.session, [
             (it.cif, row.upload_index) for it, doc, row in pending
-            if isinstance(doc, ErrorReport) and row.upload_index])
+            if (isinstance(doc, ErrorReport) or row.filed_late) and row.upload_index])
         for it, doc, row in pending:
             new_id = ids.get((it.cif, it.message_id))
             if new_id is None:
@@ -188,6 +188,11 @@ class Archiver:
                                           submission_id=submitted.get((it.cif, row.upload_index or "")))
             if event is not None:
                 uow.publish(event, traceparent=it.traceparent)
+            # filed late outside spvhub: told once, with the row inserted now (a submission tells its own)
+            late = None if submitted.get((it.cif, row.upload_index or "")) else \
+                domain.filed_late_event(row, invoice_id=new_id)
+            if late is not None:
+                uow.publish(late, traceparent=it.traceparent)
 
 
 def _flag(uow: SqlUnitOfWork, it: ArchiveItem, problem: str, detail: str) -> None:

@@ -195,7 +195,7 @@ async def on_filing_deadline_approaching(event: FilingDeadlineApproaching, envel
     await to_company(uow, "filing_deadline_approaching", event.cif, envelope.id, {
         "submission_id": event.submission_id, "number": event.number, "issue_date": event.issue_date.isoformat(),
         "deadline": event.deadline.isoformat(), "working_hours_left": event.working_hours_left,
-        "state": event.state})
+        "state": event.state, **({"draft_id": event.draft_id} if event.draft_id else {})})
 
 
 async def on_filed_late(event: FiledLate, envelope: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
@@ -203,7 +203,9 @@ async def on_filed_late(event: FiledLate, envelope: CloudEvent, uow: SqlUnitOfWo
     await to_company(uow, "filed_late", event.cif, envelope.id, {
         "submission_id": event.submission_id, "number": event.number, "issue_date": event.issue_date.isoformat(),
         "deadline": event.deadline.isoformat(), "filed_at": event.filed_at.isoformat(),
-        "upload_index": event.upload_index, "working_days_late": event.working_days_late})
+        "upload_index": event.upload_index, "working_days_late": event.working_days_late,
+        **({"filed_outside": True, "invoice_id": event.invoice_id, "message_id": event.message_id}
+           if event.filed_outside else {})})
 
 
 async def on_message_expiring(event: MessageExpiring, envelope: CloudEvent, uow: SqlUnitOfWork,
