@@ -172,6 +172,14 @@ async def test_drafts_on_the_filing_clock(fresh_database: str, topic_prefix: str
             mine = (await api.get(f"{API}/companies/{seller}/filing-deadlines", headers=alice)).json()
             assert [i["number"] for i in mine["items"]] == ["DRAFT-0529"]
             assert (await api.delete(f"{API}/drafts/{d0309['id']}", headers=alice)).status_code == 409
+            # the same invoice sent directly instead of through its draft: the submission carries the clock, the
+            # draft is not counted twice
+            r = await api.post(f"{API}/companies/{seller}/submissions", headers={**alice, **XML},
+                               content=invoice_xml(seller, buyer, "DRAFT-0529", issue=date(2026, 5, 29)))
+            assert r.status_code == 202, r.text
+            mine = (await api.get(f"{API}/companies/{seller}/filing-deadlines", headers=alice)).json()
+            assert all(i["kind"] != "draft" for i in mine["items"]), mine
+            assert (await api.get(f"{API}/companies/{seller}/drafts", headers=alice)).json()["items"] == []
             # a draft not filed can be dropped
             assert (await api.delete(f"{API}/drafts/{may['id']}", headers=alice)).status_code == 204
             assert (await api.get(f"{API}/drafts/{may['id']}", headers=alice)).status_code == 404

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from spvhub_efactura.adapters.orm import access_grants, metadata
+from spvhub_efactura.adapters.orm import access_grants, metadata, submissions
 from spvhub_efactura.submissions import domain, errors, filing
 from spvhub_efactura.submissions.document import inspect_invoice_xml
 
@@ -117,11 +117,22 @@ async def _get(session: AsyncSession, draft_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+def _not_sent_otherwise() -> Any:
+    """No submission of the same document (company, number, issue date) is on its way or filed: one sent directly
+    instead of through the draft carries the clock, and the draft would only count it twice."""
+    return ~select(submissions.c.id).where(
+        submissions.c.cif == submission_drafts.c.cif, submissions.c.kind == "invoice",
+        submissions.c.number == submission_drafts.c.number,
+        submissions.c.issue_date == submission_drafts.c.issue_date,
+        submissions.c.state.in_(("received", "uploading", "processing", "unknown", "accepted"))).exists()
+
+
 async def open_drafts(session: AsyncSession, cifs: list[str], limit: int) -> list[dict[str, Any]]:
     """Drafts of `cifs` not filed yet, soonest deadline first (deadline order is issue date order)."""
     if not cifs:
         return []
-    q = (select(submission_drafts).where(submission_drafts.c.cif.in_(cifs), submission_drafts.c.state == DRAFT)
+    q = (select(submission_drafts).where(submission_drafts.c.cif.in_(cifs), submission_drafts.c.state == DRAFT,
+                                         _not_sent_otherwise())
          .order_by(submission_drafts.c.issue_date, submission_drafts.c.created_at, submission_drafts.c.id)
          .limit(limit))
     return [dict(r) for r in (await session.execute(q)).mappings().all()]
@@ -231,8 +242,8 @@ async def scan_deadlines(svc: SubmissionService, now: datetime) -> int:
     async with svc.uow() as uow:
         rows = (await uow.session.execute(select(submission_drafts).where(
             submission_drafts.c.state == DRAFT, submission_drafts.c.deadline_warned_at.is_(None),
-            submission_drafts.c.issue_date >= since).order_by(submission_drafts.c.issue_date).limit(1000))
-        ).mappings().all()
+            submission_drafts.c.issue_date >= since, _not_sent_otherwise())
+            .order_by(submission_drafts.c.issue_date).limit(1000))).mappings().all()
     told = 0
     for row in rows:
         dl = filing.deadline(row["issue_date"], cal)
