@@ -83,12 +83,16 @@ class InvoicePage(BaseModel):
     next_cursor: str | None = None
 
 
-def _out(row: dict[str, Any]) -> InvoiceOut:
-    base = f"/api/efactura/invoices/{row['id']}"
+def _links(inv: queries.InvoiceSummary) -> dict[str, str]:
+    base = f"/api/efactura/invoices/{inv.id}"
     links = {"self": base, "xml": f"{base}/xml", "zip": f"{base}/zip"}
-    if row["document_type"] in ("invoice", "credit_note"):
+    if inv.document_type in ("invoice", "credit_note"):
         links["pdf"] = f"{base}/pdf"
-    return InvoiceOut(**{k: row.get(k) for k in InvoiceOut.model_fields if k != "links"}, links=links)
+    return links
+
+
+def _out(inv: queries.InvoiceSummary) -> InvoiceOut:
+    return InvoiceOut.model_validate(inv, from_attributes=True).model_copy(update={"links": _links(inv)})
 
 
 class ArchiveOut(BaseModel):
@@ -118,9 +122,6 @@ class InvoiceDetailOut(InvoiceOut):
     tax_currency: str | None = None
     archive: ArchiveOut
     problem: str | None = Field(None, description="fields present in the document but not stored, and why")
-
-
-_ARCHIVE_FROM_LEDGER = [k for k in ArchiveOut.model_fields if k not in ("zip_key", "xml_key")]
 
 
 # the column is a bigint: an id past int64 is a 422 at the edge, never a query the driver cannot encode
@@ -154,56 +155,56 @@ async def _filter(deps: Deps, user: Any, f: Filters) -> queries.InvoiceFilter:
 async def list_invoices(deps: ServiceDeps, user: CurrentUser, f: Annotated[Filters, Query()],
                         limit: Annotated[int, Query(ge=1, le=500)] = 50, cursor: str | None = None) -> InvoicePage:
     flt = await _filter(deps, user, f)
-    rows, nxt = await handlers.list_invoices(deps, flt, limit, cursor)
-    return InvoicePage(items=[_out(r) for r in rows], next_cursor=nxt)
+    found, nxt = await handlers.list_invoices(deps, flt, limit, cursor)
+    return InvoicePage(items=[_out(inv) for inv in found], next_cursor=nxt)
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceDetailOut,
             summary="Invoice detail: parsed fields, VAT breakdown, archive status")
 async def invoice_detail(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> InvoiceDetailOut:
-    row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
-    msg = await handlers.ledger_message(deps, row["cif"], row["message_id"])
-    archive = ArchiveOut(zip_key=row["zip_key"], xml_key=row["xml_key"],
-                         **{k: msg[k] for k in _ARCHIVE_FROM_LEDGER} if msg else {})
-    return InvoiceDetailOut(**_out(row).model_dump(), vat_breakdown=row["vat_breakdown"], details=row["details"],
-                            tax_currency=row["tax_currency"], archive=archive, problem=row.get("problem"))
+    inv = await handlers.readable_invoice(deps, user.user_id, invoice_id)
+    msg = await handlers.ledger_message(deps, inv.cif, inv.message_id)
+    archive = (ArchiveOut.model_validate(msg, from_attributes=True) if msg else ArchiveOut()).model_copy(
+        update={"zip_key": inv.zip_key, "xml_key": inv.xml_key})
+    return InvoiceDetailOut(**_out(inv).model_dump(), vat_breakdown=inv.vat_breakdown, details=inv.details,
+                            tax_currency=inv.tax_currency, archive=archive, problem=inv.problem)
 
 
-def _fname(row: dict[str, Any], ext: str) -> str:
-    num = re.sub(r"[^A-Za-z0-9._-]+", "_", row.get("number") or "")[:60]
-    return f"{row['cif']}_{row['message_id']}{'_' + num if num else ''}.{ext}"
+def _fname(inv: queries.InvoiceSummary, ext: str) -> str:
+    num = re.sub(r"[^A-Za-z0-9._-]+", "_", inv.number or "")[:60]
+    return f"{inv.cif}_{inv.message_id}{'_' + num if num else ''}.{ext}"
 
 
 @router.get("/invoices/{invoice_id}/xml", summary="The invoice XML exactly as archived", response_class=Response,
             responses=binary_download("application/xml", "the XML as archived"))
 async def invoice_xml(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> Response:
-    row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
-    data = await handlers.xml_of(deps, row)
+    inv = await handlers.readable_invoice(deps, user.user_id, invoice_id)
+    data = await handlers.xml_of(deps, inv)
     return Response(data, media_type="application/xml",
-                    headers={"Content-Disposition": f'attachment; filename="{_fname(row, "xml")}"'})
+                    headers={"Content-Disposition": f'attachment; filename="{_fname(inv, "xml")}"'})
 
 
 @router.get("/invoices/{invoice_id}/zip", summary="The signed original ZIP from ANAF", response_class=Response,
             responses=binary_download("application/zip", "ANAF's signed ZIP, as downloaded"))
 async def invoice_zip(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId) -> StreamingResponse:
-    row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
-    return StreamingResponse(handlers.zip_stream(deps, row), media_type="application/zip",
-                             headers={"Content-Disposition": f'attachment; filename="{_fname(row, "zip")}"'})
+    inv = await handlers.readable_invoice(deps, user.user_id, invoice_id)
+    return StreamingResponse(handlers.zip_stream(deps, inv), media_type="application/zip",
+                             headers={"Content-Disposition": f'attachment; filename="{_fname(inv, "zip")}"'})
 
 
 @router.get("/invoices/{invoice_id}/pdf", summary="PDF rendered locally from the archived XML",
             response_class=Response, responses=binary_download("application/pdf", "the invoice as PDF"))
 async def invoice_pdf(deps: ServiceDeps, user: CurrentUser, invoice_id: InvoiceId,
                       source: Literal["local", "anaf"] = "local") -> Response:
-    row = await handlers.readable_invoice(deps, user.user_id, invoice_id)
-    if row["document_type"] not in ("invoice", "credit_note"):
+    inv = await handlers.readable_invoice(deps, user.user_id, invoice_id)
+    if inv.document_type not in ("invoice", "credit_note"):
         raise AppError("Only invoices and credit notes have a PDF.", code="no_pdf", status=409)
     if source == "anaf":
-        data = await handlers.anaf_pdf_of(deps, row)
+        data = await handlers.anaf_pdf_of(deps, inv)
     else:
-        data = await handlers.pdf_of(deps, row)
+        data = await handlers.pdf_of(deps, inv)
     return Response(data, media_type="application/pdf",
-                    headers={"Content-Disposition": f'inline; filename="{_fname(row, "pdf")}"'})
+                    headers={"Content-Disposition": f'inline; filename="{_fname(inv, "pdf")}"'})
 
 
 @router.get("/invoices-export.zip", summary="Bulk ZIP export of a filtered set (streamed)",
@@ -218,14 +219,14 @@ async def export_zip(deps: ServiceDeps, user: CurrentUser, f: Annotated[Filters,
         raise AppError("include must list xml, zip and/or pdf.", code="invalid_include", status=422)
 
     async def entries() -> AsyncIterator[tuple[str, datetime | None, AsyncIterator[bytes]]]:
-        async for row in handlers.export_rows(deps, flt):
-            folder = f"{row['cif']}/{row['direction']}"
+        async for inv in handlers.export_rows(deps, flt):
+            folder = f"{inv.cif}/{inv.direction}"
             if "zip" in parts:
-                yield f"{folder}/{_fname(row, 'zip')}", row["listed_at"], handlers.zip_stream(deps, row)
+                yield f"{folder}/{_fname(inv, 'zip')}", inv.listed_at, handlers.zip_stream(deps, inv)
             if "xml" in parts:
-                yield f"{folder}/{_fname(row, 'xml')}", row["listed_at"], _once(handlers.xml_of(deps, row))
-            if "pdf" in parts and row["document_type"] in ("invoice", "credit_note"):
-                yield f"{folder}/{_fname(row, 'pdf')}", row["listed_at"], _once(handlers.pdf_of(deps, row))
+                yield f"{folder}/{_fname(inv, 'xml')}", inv.listed_at, _once(handlers.xml_of(deps, inv))
+            if "pdf" in parts and inv.document_type in ("invoice", "credit_note"):
+                yield f"{folder}/{_fname(inv, 'pdf')}", inv.listed_at, _once(handlers.pdf_of(deps, inv))
 
     return StreamingResponse(ZipStream(entries()).__aiter__(), media_type="application/zip",
                              headers={"Content-Disposition": 'attachment; filename="efactura-export.zip"'})
@@ -311,14 +312,15 @@ class SyncOverviewOut(BaseModel):
 @router.get("/sync", response_model=SyncOverviewOut, summary="Sync health of every company the caller can see")
 async def sync_overview(deps: ServiceDeps, user: CurrentUser) -> SyncOverviewOut:
     cifs = await _scope(deps, user.user_id, None)
-    return SyncOverviewOut(items=[SyncHealthOut.model_validate(h) for h in await handlers.sync_health(deps, cifs)])
+    return SyncOverviewOut(items=[SyncHealthOut.model_validate(h, from_attributes=True)
+                                  for h in await handlers.sync_health(deps, cifs)])
 
 
 @router.get("/companies/{cif}/sync", response_model=SyncHealthOut,
             summary="Sync health: last success, lag, pending, errors, purge countdown")
 async def sync_status(deps: ServiceDeps, user: CurrentUser, cif: str) -> SyncHealthOut:
     cifs = await _scope(deps, user.user_id, cif)
-    return SyncHealthOut.model_validate((await handlers.sync_health(deps, cifs))[0])
+    return SyncHealthOut.model_validate((await handlers.sync_health(deps, cifs))[0], from_attributes=True)
 
 
 class SyncRequestedOut(BaseModel):
@@ -381,7 +383,7 @@ async def company_messages(deps: ServiceDeps, user: CurrentUser, cif: str,
                            state: Literal["listed", "archived", "lost", "failed"] | None = None,
                            limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> LedgerMessagesOut:
     (c,) = await _scope(deps, user.user_id, cif)
-    return LedgerMessagesOut(items=[LedgerMessageOut.model_validate(m)
+    return LedgerMessagesOut(items=[LedgerMessageOut.model_validate(m, from_attributes=True)
                                     for m in await handlers.company_messages(deps, c, state, limit)])
 
 

@@ -103,14 +103,14 @@ async def readable_cifs(deps: Deps, user_id: str, cif: str | None, *,
         return await accessible_cifs(s, access_grants, user_id)
 
 
-async def readable_invoice(deps: Deps, user_id: str, invoice_id: int) -> dict[str, Any]:
+async def readable_invoice(deps: Deps, user_id: str, invoice_id: int) -> queries.Invoice:
     """The invoice row, when the caller may read its company; 404 otherwise (as if it did not exist)."""
     async with deps.runtime.sessions() as s:
         row = await queries.get_invoice(s, invoice_id)
         if row is None:
             raise NotFound(f"No invoice {invoice_id}.", code="invoice_not_found")
         try:
-            await require_access(s, access_grants, user_id, row["cif"])
+            await require_access(s, access_grants, user_id, row.cif)
         except Forbidden as e:  # do not reveal that the id exists
             raise NotFound(f"No invoice {invoice_id}.", code="invoice_not_found") from e
     return row
@@ -121,7 +121,7 @@ async def readable_invoice(deps: Deps, user_id: str, invoice_id: int) -> dict[st
 
 
 async def list_invoices(deps: Deps, flt: queries.InvoiceFilter, limit: int, cursor: str | None
-                        ) -> tuple[list[dict[str, Any]], str | None]:
+                        ) -> tuple[list[queries.InvoiceSummary], str | None]:
     try:
         async with deps.runtime.sessions() as s:
             return await queries.list_invoices(s, flt, limit, cursor)
@@ -129,22 +129,22 @@ async def list_invoices(deps: Deps, flt: queries.InvoiceFilter, limit: int, curs
         raise AppError("The cursor is not valid.", code="invalid_cursor", status=422) from e
 
 
-def export_rows(deps: Deps, flt: queries.InvoiceFilter) -> AsyncIterator[dict[str, Any]]:
+def export_rows(deps: Deps, flt: queries.InvoiceFilter) -> AsyncIterator[queries.InvoiceSummary]:
     """Every matching invoice row, a short transaction per page (a long export holds no connection)."""
     return queries.iter_invoices(deps.runtime.sessions, flt, deps.settings.export_max_items)
 
 
-async def ledger_message(deps: Deps, cif: str, message_id: str) -> dict[str, Any] | None:
+async def ledger_message(deps: Deps, cif: str, message_id: str) -> queries.MessageArchive | None:
     async with deps.runtime.sessions() as s:
         return await queries.get_message(s, cif, message_id)
 
 
-async def company_messages(deps: Deps, cif: str, state: str | None, limit: int) -> list[dict[str, Any]]:
+async def company_messages(deps: Deps, cif: str, state: str | None, limit: int) -> list[queries.LedgerEntry]:
     async with deps.runtime.sessions() as s:
         return await queries.list_messages(s, cif, state, limit)
 
 
-async def sync_health(deps: Deps, cifs: list[str]) -> list[dict[str, Any]]:
+async def sync_health(deps: Deps, cifs: list[str]) -> list[queries.SyncHealth]:
     async with deps.runtime.sessions() as s:
         return await queries.sync_health(s, cifs, deps.clock.now(), deps.settings.sync_interval_seconds)
 
@@ -153,29 +153,29 @@ async def sync_health(deps: Deps, cifs: list[str]) -> list[dict[str, Any]]:
 # The archived documents
 
 
-def zip_stream(deps: Deps, row: dict[str, Any]) -> AsyncIterator[bytes]:
+def zip_stream(deps: Deps, row: queries.InvoiceSummary) -> AsyncIterator[bytes]:
     """The signed original, streamed from the archive."""
-    return deps.blobs.stream(row["zip_key"])
+    return deps.blobs.stream(row.zip_key)
 
 
-async def xml_of(deps: Deps, row: dict[str, Any]) -> bytes:
+async def xml_of(deps: Deps, row: queries.InvoiceSummary) -> bytes:
     """The invoice XML, extracted from the archived ZIP (or a separately stored XML, for older rows)."""
-    if row.get("xml_key"):
+    if row.xml_key:
         try:
-            return await deps.blobs.get(row["xml_key"])
+            return await deps.blobs.get(row.xml_key)
         except BlobNotFound:
             pass
-    data = await deps.blobs.get(row["zip_key"])
+    data = await deps.blobs.get(row.zip_key)
     p = await deps.sync.run_cpu(process_zip, data, deps.sync.limits, None, False)
     if p.content is None:
         raise AppError("The archived ZIP has no readable XML.", code="unreadable_archive", status=409)
     return p.content
 
 
-async def pdf_of(deps: Deps, row: dict[str, Any]) -> bytes:
+async def pdf_of(deps: Deps, row: queries.InvoiceSummary) -> bytes:
     """Rendered locally from the archived XML; cached beside it (re-derivable, so no retention)."""
     # the name carries the layout's version: a PDF cached by an older renderer is not served again
-    key = f"efactura/{row['cif']}/{row['message_id']}/rendered-v2.pdf"
+    key = f"efactura/{row.cif}/{row.message_id}/rendered-v2.pdf"
     try:
         return await deps.blobs.get(key)
     except BlobNotFound:
@@ -185,7 +185,7 @@ async def pdf_of(deps: Deps, row: dict[str, Any]) -> bytes:
     xml = await xml_of(deps, row)
     try:
         # in a worker process with a deadline: a heavy document holds neither this loop nor its GIL
-        data = await pdfworker.render(xml, message_id=row["message_id"], listed_at=row["listed_at"])
+        data = await pdfworker.render(xml, message_id=row.message_id, listed_at=row.listed_at)
     except AppError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -198,7 +198,7 @@ async def pdf_of(deps: Deps, row: dict[str, Any]) -> bytes:
     return data
 
 
-async def anaf_pdf_of(deps: Deps, row: dict[str, Any]) -> bytes:
+async def anaf_pdf_of(deps: Deps, row: queries.InvoiceSummary) -> bytes:
     """ANAF's own PDF (transformare), only when enabled; its WAF sometimes refuses, the local one never."""
     anaf: Any = deps.sync.anaf
     if not deps.settings.anaf_transform_pdf or not hasattr(anaf, "xml_to_pdf"):
@@ -206,7 +206,7 @@ async def anaf_pdf_of(deps: Deps, row: dict[str, Any]) -> bytes:
                        status=409)
     xml = await xml_of(deps, row)
     try:
-        return bytes(await anaf.xml_to_pdf(xml, row["document_type"] == "credit_note"))
+        return bytes(await anaf.xml_to_pdf(xml, row.document_type == "credit_note"))
     except AnafError as e:
         raise AppError(f"ANAF's PDF service refused: {e.text[:200]}. The local PDF is always available.",
                        code="anaf_pdf_unavailable", status=502) from e

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -19,14 +19,97 @@ from spvhub_efactura.adapters.orm import companies, connections, entitlements, i
 
 _PENDING = domain.pending_states()
 
-LIST_COLUMNS = [invoices.c.id, invoices.c.cif, invoices.c.message_id, invoices.c.direction, invoices.c.document_type,
-                invoices.c.message_type, invoices.c.type_code, invoices.c.number, invoices.c.issue_date,
-                invoices.c.due_date, invoices.c.currency, invoices.c.partner_cif, invoices.c.partner_name,
-                invoices.c.seller_cif, invoices.c.seller_name, invoices.c.buyer_cif, invoices.c.buyer_name,
-                invoices.c.self_billing, invoices.c.net_amount, invoices.c.vat_amount, invoices.c.total_amount,
-                invoices.c.payable_amount, invoices.c.listed_at, invoices.c.signature_status,
-                invoices.c.upload_index, invoices.c.preceding_number, invoices.c.zip_key, invoices.c.xml_key,
-                invoices.c.filed_late]
+@dataclass(frozen=True, slots=True)
+class InvoiceSummary:
+    """An invoice as the list and the export show it, with where its documents are archived."""
+
+    id: int
+    cif: str
+    message_id: str
+    direction: str
+    document_type: str
+    message_type: str | None
+    type_code: str | None
+    number: str | None
+    issue_date: date | None
+    due_date: date | None
+    currency: str | None
+    partner_cif: str | None
+    partner_name: str | None
+    seller_cif: str | None
+    seller_name: str | None
+    buyer_cif: str | None
+    buyer_name: str | None
+    self_billing: bool
+    net_amount: Decimal | None
+    vat_amount: Decimal | None
+    total_amount: Decimal | None
+    payable_amount: Decimal | None
+    listed_at: datetime
+    signature_status: str | None
+    upload_index: str | None
+    preceding_number: str | None
+    zip_key: str
+    xml_key: str | None
+    filed_late: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice(InvoiceSummary):
+    """An invoice with everything its detail shows."""
+
+    tax_currency: str | None
+    vat_breakdown: list[dict[str, Any]] | None
+    details: dict[str, Any] | None
+    problem: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """A message ANAF listed for the company and what the sync did with it."""
+
+    message_id: str
+    tip: str
+    kind: str
+    upload_index: str | None
+    listed_at: datetime
+    purge_at: datetime
+    state: str  # a domain.MessageState value
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    lost_reason: str | None
+    archived_at: datetime | None
+    parse_status: str | None
+    signature_status: str | None
+    needs_reprocess: bool
+    problem: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageArchive:
+    """What archiving a message found (None before it was archived)."""
+
+    zip_sha256: str | None
+    archived_at: datetime | None
+    signature_status: str | None
+    signature_detail: str | None
+    signer_subject: str | None
+    signer_serial: str | None
+    signer_sha256: str | None
+    signer_trusted: bool | None
+    signature_shape: str | None
+    problem: str | None
+    purge_at: datetime
+    parse_status: str | None
+
+
+def _columns(record: type[Any], table: Any) -> list[Any]:
+    """The table's columns a record is read from, named as its fields."""
+    return [table.c[f.name] for f in fields(record)]
+
+
+LIST_COLUMNS = _columns(InvoiceSummary, invoices)
 
 
 @dataclass
@@ -86,7 +169,7 @@ def _like(s: str) -> str:
 
 
 async def list_invoices(session: AsyncSession, f: InvoiceFilter, limit: int, cursor: str | None
-                        ) -> tuple[list[dict[str, Any]], str | None]:
+                        ) -> tuple[list[InvoiceSummary], str | None]:
     """Newest first by ANAF's listing date; keyset pagination on (listed_at, id)."""
     if not f.cifs:
         return [], None
@@ -96,16 +179,16 @@ async def list_invoices(session: AsyncSession, f: InvoiceFilter, limit: int, cur
         cond.append(tuple_(invoices.c.listed_at, invoices.c.id) < tuple_(at, id_))
     q = (select(*LIST_COLUMNS).where(and_(*cond))
          .order_by(invoices.c.listed_at.desc(), invoices.c.id.desc()).limit(limit + 1))
-    rows = [dict(r) for r in (await session.execute(q)).mappings().all()]
+    rows = [InvoiceSummary(**r) for r in (await session.execute(q)).mappings().all()]
     nxt = None
     if len(rows) > limit:
         rows = rows[:limit]
-        nxt = encode_cursor(rows[-1]["listed_at"], rows[-1]["id"])
+        nxt = encode_cursor(rows[-1].listed_at, rows[-1].id)
     return rows, nxt
 
 
 async def iter_invoices(sessions: async_sessionmaker[AsyncSession], f: InvoiceFilter, max_items: int,
-                        chunk: int = 200) -> AsyncIterator[dict[str, Any]]:
+                        chunk: int = 200) -> AsyncIterator[InvoiceSummary]:
     """All matching rows in pages (a short transaction per page, so a long export holds no connection)."""
     cursor: str | None = None
     seen = 0
@@ -119,34 +202,111 @@ async def iter_invoices(sessions: async_sessionmaker[AsyncSession], f: InvoiceFi
             return
 
 
-async def get_invoice(session: AsyncSession, invoice_id: int) -> dict[str, Any] | None:
-    row = (await session.execute(select(invoices).where(invoices.c.id == invoice_id))).mappings().first()
-    return dict(row) if row else None
-
-
-async def get_message(session: AsyncSession, cif: str, message_id: str) -> dict[str, Any] | None:
-    row = (await session.execute(select(messages).where(messages.c.cif == cif, messages.c.message_id == message_id))
+async def get_invoice(session: AsyncSession, invoice_id: int) -> Invoice | None:
+    row = (await session.execute(select(*_columns(Invoice, invoices)).where(invoices.c.id == invoice_id))
            ).mappings().first()
-    return dict(row) if row else None
+    return Invoice(**row) if row else None
 
 
-async def list_messages(session: AsyncSession, cif: str, state: str | None, limit: int) -> list[dict[str, Any]]:
-    q = select(messages.c.message_id, messages.c.tip, messages.c.kind, messages.c.upload_index,
-               messages.c.listed_at, messages.c.purge_at, messages.c.state, messages.c.attempts,
-               messages.c.next_attempt_at, messages.c.last_error, messages.c.lost_reason, messages.c.archived_at,
-               messages.c.parse_status, messages.c.signature_status, messages.c.needs_reprocess, messages.c.problem
-               ).where(messages.c.cif == cif)
+async def get_message(session: AsyncSession, cif: str, message_id: str) -> MessageArchive | None:
+    """What archiving the message found, for an invoice's detail."""
+    row = (await session.execute(select(*_columns(MessageArchive, messages)).where(
+        messages.c.cif == cif, messages.c.message_id == message_id))).mappings().first()
+    return MessageArchive(**row) if row else None
+
+
+async def list_messages(session: AsyncSession, cif: str, state: str | None, limit: int) -> list[LedgerEntry]:
+    q = select(*_columns(LedgerEntry, messages)).where(messages.c.cif == cif)
     if state:
         q = q.where(messages.c.state == state)
     q = q.order_by(messages.c.listed_at.desc()).limit(limit)
-    return [dict(r) for r in (await session.execute(q)).mappings().all()]
+    return [LedgerEntry(**r) for r in (await session.execute(q)).mappings().all()]
 
 
 FLAGGED_SHOWN = 20
+FIRST_SYNC_DAYS = 60  # how far back the first sync lists (ANAF keeps 60 days)
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSync:
+    reaches_back_days: int
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCounts:
+    archived: int
+    pending: int  # listed or failed, not archived yet
+    failed: int
+    lost: int
+    flagged: int  # archived with a problem or waiting to be parsed again
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedDocument:
+    message_id: str
+    archived_at: datetime | None
+    problem: str | None
+    signature_status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncErrors:
+    last_error: str | None
+    last_error_at: datetime | None
+    consecutive_failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    last_at: datetime | None
+    complete: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCountdown:
+    next_purge_at: datetime  # when ANAF drops the oldest message not archived yet
+    seconds_left: int
+    days_left: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedThrough:
+    """Whose ANAF authorization syncs the company (never a connection id: it may be another tenant's)."""
+
+    kind: str  # own | accounting_firm
+    firm_cif: str | None
+    active: bool
+    may_file: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncHealth:
+    """How a company's sync is doing, as its health page shows it."""
+
+    cif: str
+    status: str  # active | paused | stopped | not_synced
+    interval_seconds: int
+    last_success_at: datetime | None
+    last_started_at: datetime | None
+    next_sync_at: datetime | None
+    sync_requested: bool
+    watermark: datetime | None
+    lag_seconds: int | None
+    first_sync: FirstSync
+    messages: MessageCounts
+    flagged_documents: list[FlaggedDocument]  # the latest few
+    errors: SyncErrors
+    blocked_until: datetime | None
+    reconciliation: Reconciliation
+    purge_countdown: PurgeCountdown | None
+    stop_reason: str | None
+    synced_through: SyncedThrough | None
 
 
 async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, interval_default: int
-                      ) -> list[dict[str, Any]]:
+                      ) -> list[SyncHealth]:
     if not cifs:
         return []
     comp = {r["cif"]: dict(r) for r in (await session.execute(
@@ -162,7 +322,7 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
     flagged_where = (messages.c.cif.in_(cifs), or_(messages.c.problem.is_not(None), messages.c.needs_reprocess))
     flagged = dict((await session.execute(
         select(messages.c.cif, func.count()).where(*flagged_where).group_by(messages.c.cif))).all())
-    recent_flagged: dict[str, list[dict[str, Any]]] = {}
+    recent_flagged: dict[str, list[FlaggedDocument]] = {}
     if flagged:
         # the latest few per company, to name them (the count says how many there are)
         ranked = select(messages.c.cif, messages.c.message_id, messages.c.archived_at, messages.c.problem,
@@ -171,9 +331,9 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
                                                order_by=messages.c.archived_at.desc()).label("n")
                         ).where(*flagged_where).subquery()
         for r in (await session.execute(select(ranked).where(ranked.c.n <= FLAGGED_SHOWN))).mappings():
-            recent_flagged.setdefault(r["cif"], []).append({
-                "message_id": r["message_id"], "archived_at": r["archived_at"],
-                "problem": r["problem"] or f"{r['parse_status']}", "signature_status": r["signature_status"]})
+            recent_flagged.setdefault(r["cif"], []).append(FlaggedDocument(
+                message_id=r["message_id"], archived_at=r["archived_at"],
+                problem=r["problem"] or f"{r['parse_status']}", signature_status=r["signature_status"]))
     entitled: dict[str, list[Any]] = {}
     for r in (await session.execute(
             select(entitlements.c.cif, entitlements.c.holder_cif, entitlements.c.may_file,
@@ -186,42 +346,48 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
     out = []
     for cif in cifs:
         c = comp.get(cif)
-        cnt = counts.get(cif, {})
         status, stop_reason, through = _sync_route(cif, c is not None, entitled.get(cif, []))
         wm = c["watermark"] if c else None
         first_purge = purge.get(cif)
-        out.append({
-            "cif": cif, "status": status,
-            "interval_seconds": (c["interval_seconds"] if c and c["interval_seconds"] else interval_default),
-            "last_success_at": c["last_success_at"] if c else None,
-            "last_started_at": c["last_started_at"] if c else None,
-            "next_sync_at": c["next_sync_at"] if c else None,
-            "sync_requested": bool(c and c["sync_requested"]),
-            "watermark": wm,
-            "lag_seconds": int((now - wm).total_seconds()) if wm else None,
-            "first_sync": {"reaches_back_days": 60, "started_at": c["first_sync_started_at"] if c else None,
-                           "completed_at": c["first_sync_completed_at"] if c else None},
-            "messages": {"archived": cnt.get("archived", 0), "pending": cnt.get("listed", 0) + cnt.get("failed", 0),
-                         "failed": cnt.get("failed", 0), "lost": cnt.get("lost", 0),
-                         "flagged": int(flagged.get(cif, 0))},
-            "flagged_documents": recent_flagged.get(cif, []),
-            "errors": {"last_error": _scrub(c["last_error"]) if c else None,
-                       "last_error_at": c["last_error_at"] if c else None,
-                       "consecutive_failures": c["consecutive_failures"] if c else 0},
-            "blocked_until": c["blocked_until"] if c else None,
-            "reconciliation": {"last_at": c["last_reconciled_at"] if c else None,
-                               "complete": c["last_reconcile_complete"] if c else None},
-            "purge_countdown": None if first_purge is None else {
-                "next_purge_at": first_purge,
-                "seconds_left": max(0, int((first_purge - now).total_seconds())),
-                "days_left": max(0, (first_purge - now) // timedelta(days=1))},
-            "stop_reason": stop_reason,
-            "synced_through": through,
-        })
+        out.append(SyncHealth(
+            cif=cif, status=status,
+            interval_seconds=c["interval_seconds"] if c and c["interval_seconds"] else interval_default,
+            last_success_at=c["last_success_at"] if c else None,
+            last_started_at=c["last_started_at"] if c else None,
+            next_sync_at=c["next_sync_at"] if c else None,
+            sync_requested=bool(c and c["sync_requested"]),
+            watermark=wm,
+            lag_seconds=int((now - wm).total_seconds()) if wm else None,
+            first_sync=FirstSync(reaches_back_days=FIRST_SYNC_DAYS,
+                                 started_at=c["first_sync_started_at"] if c else None,
+                                 completed_at=c["first_sync_completed_at"] if c else None),
+            messages=_counts(counts.get(cif, {}), int(flagged.get(cif, 0))),
+            flagged_documents=recent_flagged.get(cif, []),
+            errors=SyncErrors(last_error=_scrub(c["last_error"]) if c else None,
+                              last_error_at=c["last_error_at"] if c else None,
+                              consecutive_failures=c["consecutive_failures"] if c else 0),
+            blocked_until=c["blocked_until"] if c else None,
+            reconciliation=Reconciliation(last_at=c["last_reconciled_at"] if c else None,
+                                          complete=c["last_reconcile_complete"] if c else None),
+            purge_countdown=None if first_purge is None else PurgeCountdown(
+                next_purge_at=first_purge,
+                seconds_left=max(0, int((first_purge - now).total_seconds())),
+                days_left=max(0, (first_purge - now) // timedelta(days=1))),
+            stop_reason=stop_reason,
+            synced_through=through,
+        ))
     return out
 
 
-def _sync_route(cif: str, known: bool, entitled: list[Any]) -> tuple[str, str | None, dict[str, Any] | None]:
+def _counts(by_state: dict[str, int], flagged: int) -> MessageCounts:
+    def n(state: domain.MessageState) -> int:
+        return by_state.get(state.value, 0)
+    return MessageCounts(archived=n(domain.MessageState.ARCHIVED), failed=n(domain.MessageState.FAILED),
+                         pending=n(domain.MessageState.LISTED) + n(domain.MessageState.FAILED),
+                         lost=n(domain.MessageState.LOST), flagged=flagged)
+
+
+def _sync_route(cif: str, known: bool, entitled: list[Any]) -> tuple[str, str | None, SyncedThrough | None]:
     """(status, stop_reason, synced_through) of a company. Which connection serves it is told as whose
     authorization it is (the company's own or its accounting firm's, with the firm's CIF), never as connection
     ids: those may belong to another tenant."""
@@ -230,8 +396,8 @@ def _sync_route(cif: str, known: bool, entitled: list[Any]) -> tuple[str, str | 
     active = [e for e in entitled if e.status == "active"]
     first = (active or entitled)[0]
     own = first.holder_cif == cif
-    through = {"kind": "own" if own else "accounting_firm", "firm_cif": None if own else first.holder_cif,
-               "active": bool(active), "may_file": any(e.may_file for e in active)}
+    through = SyncedThrough(kind="own" if own else "accounting_firm", firm_cif=None if own else first.holder_cif,
+                            active=bool(active), may_file=any(e.may_file for e in active))
     if active:
         return "active", None, through
     reason = "connection_revoked" if first.status == "revoked" else "reauthorization_required"

@@ -156,24 +156,24 @@ class SubmissionService:
         row, created = await self._create(cmd.cif, "invoice", key, source, cmd.xml, cmd.user_id, values)
         return {**row, "_warnings": warnings}, created
 
-    async def submit_buyer_message(self, invoice: dict[str, Any], message: str, user_id: str | None,
+    async def submit_buyer_message(self, invoice: queries.Invoice, message: str, user_id: str | None,
                                    client_key: str | None) -> tuple[dict[str, Any], bool]:
         """A RASP about a received invoice, filed by the buyer (the invoice's company), within 1000/day per CUI."""
-        if invoice["direction"] != "received" or invoice["document_type"] not in ("invoice", "credit_note"):
+        if invoice.direction != "received" or invoice.document_type not in ("invoice", "credit_note"):
             raise errors.not_a_received_invoice()
-        if not invoice.get("upload_index"):
+        if not invoice.upload_index:
             raise errors.no_upload_index()
         text_ = domain.buyer_message_text(message)
-        cif = invoice["cif"]
+        cif = invoice.cif
         if self.budget is not None:
             left = await self.budget.remaining(BudgetKind.EF_UPLOAD_RASP, cif)
             if left is not None and left <= 0:
                 raise self._quota_error(cif, None)
-        xml = rasp_xml(str(invoice["upload_index"]), text_)
-        key, source = domain.buyer_message_key(client_key, invoice["id"], text_)
-        values = dict(standard="RASP", document_type="buyer_message", invoice_id=invoice["id"],
-                      ref_upload_index=str(invoice["upload_index"]), seller_cif=invoice.get("seller_cif"),
-                      buyer_cif=cif, number=invoice.get("number"), issue_date=invoice.get("issue_date"))
+        xml = rasp_xml(str(invoice.upload_index), text_)
+        key, source = domain.buyer_message_key(client_key, invoice.id, text_)
+        values = dict(standard="RASP", document_type="buyer_message", invoice_id=invoice.id,
+                      ref_upload_index=str(invoice.upload_index), seller_cif=invoice.seller_cif,
+                      buyer_cif=cif, number=invoice.number, issue_date=invoice.issue_date)
         row, created = await self._create(cif, "buyer_message", key, source, xml, user_id, values)
         if created and row.get("_outcome") == "quota":
             raise self._quota_error(cif, row.get("next_attempt_at"))
