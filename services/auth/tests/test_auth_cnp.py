@@ -136,3 +136,28 @@ async def test_refusals_for_person_keys_write_nothing(ph: Any) -> None:
     assert r.status_code == 403
     assert await _count(h, oauth_states) == 0 and await _count(h, person_ids) == 0
     assert await h.outbox_payloads() == events_before
+
+
+async def test_a_person_registered_in_portfolio_authorizes_by_key_alone(ph: Any) -> None:
+    """portfolio's company-registered carries the CNP sealed: auth keeps it, so the web's link (the key) suffices;
+    a sealed value that does not open for its key is not kept."""
+    from spvhub_auth.handlers import EVENT_HANDLERS
+    from spvhub_common.events import to_envelope
+    from spvhub_common.events.portfolio import CompanyRegistered
+    h = ph
+    key, other = h.deps.pii.key_of(CNP), h.deps.pii.key_of(OTHER_CNP)
+    for ev in (CompanyRegistered(cif=key, name="Persoană fizică", cnp_sealed=h.deps.pii.seal(CNP)),
+               CompanyRegistered(cif=other, name="Persoană fizică", cnp_sealed=h.deps.pii.seal(CNP))):  # swapped
+        async with h.runtime.uow() as uow:
+            await EVENT_HANDLERS[CompanyRegistered](ev, to_envelope(ev, "test"), uow, h.deps)
+            await uow.commit()
+    async with h.runtime.uow() as uow:
+        kept = (await uow.session.execute(select(person_ids.c.person_key))).scalars().all()
+    assert kept == [key]
+    user = await h.signup()
+    await h.grant(user["user"]["id"], key)
+    await h.grant(user["user"]["id"], other)
+    r = await h.authorize(user["headers"], key, certificate="nobody")
+    assert r.status_code == 200 and r.json()["company_cif"] == key, r.text
+    r = await h.client.post("/api/auth/anaf/authorizations", json={"company_cif": other}, headers=user["headers"])
+    assert r.status_code == 422 and r.json()["error"]["code"] == "cnp_required"

@@ -15,6 +15,7 @@ Every command runs in one unit of work; events leave through the outbox in the s
 from __future__ import annotations
 
 from spvhub_common.events import Event
+from spvhub_common.events.portfolio import CompanyRegistered
 from spvhub_common.runtime import EventHandler
 
 from spvhub_auth.handlers.account_lifecycle import (
@@ -44,6 +45,7 @@ from spvhub_auth.handlers.connections import (
     connection_view,
     get_connection,
     list_connections,
+    on_company_registered,
     revoke_connection,
     start_authorization,
 )
@@ -60,17 +62,17 @@ from spvhub_auth.handlers.renewal import (
 )
 from spvhub_auth.handlers.tokens import access_token_for, access_token_for_cif, refresh_for_caller, token_grants
 
-# auth consumes no event of its own: the only events it reads are access changes, which the runtime's shared
-# access read model keeps (see consumers.register).
-EVENT_HANDLERS: dict[type[Event], EventHandler] = {}
+# Besides the access changes the runtime's shared access read model keeps (see consumers.register), auth reads a
+# natural person's registration: the CNP, sealed, that ANAF names the person by.
+EVENT_HANDLERS: dict[type[Event], EventHandler] = {CompanyRegistered: on_company_registered}
 
 __all__ = [
-    "EVENT_HANDLERS", "MUST_ACT_DAYS", "Deps", "access_token_for", "access_token_for_cif", "change_email",
-    "change_password", "complete_authorization", "connection_view", "create_delegation", "create_key",
-    "export_deadline_metrics", "forgot_password", "get_connection", "get_profile", "introspect", "key_usage",
-    "link_for", "list_connections", "list_delegations", "list_keys", "list_sessions", "log_in", "log_out",
-    "open_delegation", "purge_old_records", "purge_usage", "refresh_for_caller", "refresh_session", "request_link",
-    "resend_verification", "reset_password", "revoke_connection", "revoke_delegation", "revoke_key",
-    "revoke_session", "run_lifecycle", "signing_keys", "send_warnings", "renew_connection", "renew_due", "sign_up",
-    "start_authorization", "token_grants", "update_profile", "verify_email",
+    "EVENT_HANDLERS", "MUST_ACT_DAYS", "access_token_for", "access_token_for_cif", "change_email", "change_password",
+    "complete_authorization", "connection_view", "create_delegation", "create_key", "Deps", "export_deadline_metrics",
+    "forgot_password", "get_connection", "get_profile", "introspect", "key_usage", "link_for", "list_connections",
+    "list_delegations", "list_keys", "list_sessions", "log_in", "log_out", "on_company_registered", "open_delegation",
+    "purge_old_records", "purge_usage", "refresh_for_caller", "refresh_session", "renew_connection", "renew_due",
+    "request_link", "resend_verification", "reset_password", "revoke_connection", "revoke_delegation", "revoke_key",
+    "revoke_session", "run_lifecycle", "send_warnings", "sign_up", "signing_keys", "start_authorization",
+    "token_grants", "update_profile", "verify_email",
 ]

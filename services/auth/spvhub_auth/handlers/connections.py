@@ -15,6 +15,8 @@ from spvhub_common.access import MANAGERS, accessible_cifs, require_grant
 from spvhub_common.anaf import errors as anaf_errors
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events.auth import ConnectionAuthorized, ConnectionRevoked
+from spvhub_common.events.envelope import CloudEvent
+from spvhub_common.events.portfolio import CompanyRegistered
 from spvhub_common.ids import parse_tax_id, strip_ro
 from spvhub_common.logging import get_logger
 from spvhub_common.pii import is_person_key, parse_company_id
@@ -96,6 +98,20 @@ async def anaf_id_of(deps: Deps, cif: str) -> str | None:
     except ValueError:
         log.warning("sealed CNP does not open for its key", cif=cif)
         return None
+
+
+async def on_company_registered(ev: CompanyRegistered, _env: CloudEvent, uow: SqlUnitOfWork, deps: Deps) -> None:
+    """portfolio registered a natural person by CNP: keep the CNP sealed under its key, so an authorization asked
+    for by the key alone (the web's links carry the key) can name the person to ANAF. A sealed value that does not
+    open for its key is not kept (and never logged)."""
+    if not ev.cnp_sealed or not is_person_key(ev.cif):
+        return
+    try:
+        deps.pii.unseal(ev.cnp_sealed, ev.cif)
+    except ValueError:
+        log.warning("company-registered carries a sealed CNP that does not open for its key", cif=ev.cif)
+        return
+    await repo.remember_person(uow.session, ev.cif, ev.cnp_sealed, deps.clock.now())
 
 
 def cnp_required(cif: str) -> AppError:
