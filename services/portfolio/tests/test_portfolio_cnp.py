@@ -192,3 +192,38 @@ async def test_a_cnp_in_an_inventory_becomes_the_person_key() -> None:
     inv = domain.inventory_from_cui_field(FIRM_A, f"{FIRM_A},{CNP},123", ids.key_of_anaf_id)
     assert inv == [FIRM_A, key]  # "123" is not a valid CIF: left out
     assert domain.inventory_from_cui_field(key, CNP, ids.key_of_anaf_id) is None  # an echo of the person asked
+
+
+async def test_on_kafka_the_registration_carries_the_key_and_the_sealed_cnp_only(
+        fresh_database: str, topic_prefix: str, kafka_up: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import uuid
+
+    from aiokafka import AIOKafkaConsumer
+    monkeypatch.setattr(pfkit, "scenario", person_scenario)
+    env = await make_env(fresh_database, topic_prefix, live=True)
+    await env.runtime.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_up, auto_offset_reset="earliest",
+                                group_id=f"reader-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
+                                metadata_max_age_ms=1000)
+    consumer.subscribe(pattern=f"^{topic_prefix.replace('.', '[.]')}portfolio[.].*")
+    await consumer.start()
+    try:
+        key = env.deps.pii.key_of(CNP)
+        await _register(env, "pf", name="Stoica Radu Mihai")
+        raw: list[tuple[str, bytes, bytes]] = []
+        deadline = asyncio.get_running_loop().time() + 40
+        while not any(t.endswith("portfolio.company-registered") for t, _, _ in raw):
+            assert asyncio.get_running_loop().time() < deadline, f"nothing on Kafka; seen {[t for t, _, _ in raw]}"
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                raw.extend((m.topic, m.key or b"", m.value or b"") for m in msgs)
+        [(_, k, v)] = [(t, k, v) for t, k, v in raw if t.endswith("portfolio.company-registered")]
+        assert k == key.encode() and json.loads(v)["data"]["cif"] == key
+        sealed = json.loads(v)["data"]["cnp_sealed"]
+        assert env.deps.pii.unseal(sealed, key) == CNP
+        assert not any(CNP.encode() in k + v or CNP[1:7].encode() in v for _, k, v in raw)
+    finally:
+        await consumer.stop()
+        await env.runtime.stop()
+        await env.api.aclose()
+        await env.emulator.aclose()
