@@ -227,3 +227,35 @@ async def test_on_kafka_the_registration_carries_the_key_and_the_sealed_cnp_only
         await env.runtime.stop()
         await env.api.aclose()
         await env.emulator.aclose()
+
+
+async def test_a_person_known_first_by_key_learns_its_cnp_and_entitlements_carry_it(penv: Env) -> None:
+    """A firm's certificate lists the person's CNP in its inventory and the person becomes its client through an
+    invitation (the company known by its key only); when the person then types the CNP, it is stored sealed and
+    the entitlements are published again with it."""
+    from datetime import timedelta
+    env = penv
+    key = env.deps.pii.key_of(CNP)
+    await env.register("fa", FIRM_A)
+    await env.admin("/__admin/certificates/firm_a/rights", {"grant": [CNP]})
+    await env.admin("/__admin/invoices", {"seller": FIRM_A, "buyer": pfkit.CLIENTS_A[0]})  # lists carry the inventory
+    await env.connect("conn-a", "firm_a", FIRM_A, "fa")
+    rights = [d for _, d in await env.events("portfolio.rights-discovered")]
+    assert key in rights[-1]["cifs"] and CNP not in rights[-1]["cifs"]
+    now = env.deps.clock.now()
+    await env.handle(InvitationSent(invitation_id="inv-k", firm_cif=FIRM_A, client_cif=key, email="pf@x.ro",
+                                    name="Stoica", expires_at=now + timedelta(days=15)))
+    await env.handle(InvitationClaimed(invitation_id="inv-k", firm_cif=FIRM_A, client_cif=key, user_id="pf"))
+    await env.handle(InvitationAccepted(invitation_id="inv-k", firm_cif=FIRM_A, client_cif=key, user_id="pf"))
+    before = [d for _, d in await env.events("portfolio.entitlements-changed") if d["cif"] == key]
+    assert before and before[-1]["cnp_sealed"] is None and before[-1]["connections"]
+    r = await env.api.get(f"/api/portfolio/companies/{key}", headers=env.headers("pf"))
+    assert r.json()["tax_id"] == key  # the CNP is not known yet: the key is all there is to show
+    r = await env.api.post("/api/portfolio/companies", json={"cif": CNP, "name": "Stoica Radu"},
+                           headers=env.headers("pf"))
+    assert r.status_code == 200, r.text
+    assert r.json()["cif"] == key and r.json()["name"] == "Stoica Radu"
+    after = [d for _, d in await env.events("portfolio.entitlements-changed") if d["cif"] == key]
+    assert len(after) == len(before) + 1 and after[-1]["connections"] == before[-1]["connections"]
+    assert env.deps.pii.unseal(after[-1]["cnp_sealed"], key) == CNP
+    assert not any(CNP.encode() in p for p in await _raw_outbox(env))

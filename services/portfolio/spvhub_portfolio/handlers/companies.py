@@ -149,6 +149,8 @@ async def register_company(deps: Deps, user_id: str, raw_cif: str,
         if existing is not None:
             m = await repo.direct_membership(uow.session, user_id, cif)
             if m is not None:
+                if cnp is not None and existing.cnp_sealed is None:
+                    existing = await _learn_cnp(uow, deps, existing, cnp, name)
                 return company_view(existing, deps.pii, may_see=m.verified, role=m.role, relation="own",
                                     **_verification(m.verified)), False
         if is_person_key(cif):
@@ -211,13 +213,22 @@ async def _register_person(uow: SqlUnitOfWork, deps: Deps, user_id: str, key: st
                            code="registration_in_progress", details={"cif": key})
         uow.publish(CompanyRegistered(cif=key, registered_by=user_id, cnp_sealed=sealed, **fields))
     elif existing.cnp_sealed is None and cnp is not None:
-        # met first in an SPV inventory (known by its key only): now the platform can name it to ANAF
-        values: dict[str, Any] = {"cnp_sealed": deps.pii.seal(cnp), "updated_at": now}
-        if name and name.strip() and existing.name in ("", PERSON_DEFAULT_NAME):
-            values["name"] = name.strip()
-        await repo.update_company(uow.session, key, values)
-        await sync_entitlements(uow, {key}, force={key})
+        await _learn_cnp(uow, deps, existing, cnp, name)
     return await _join(uow, deps, user_id, key), True
+
+
+async def _learn_cnp(uow: SqlUnitOfWork, deps: Deps, existing: repo.Company, cnp: str,
+                     name: str | None) -> repo.Company:
+    """A person key known so far without its CNP (met in an SPV inventory, or an invitation's client): the CNP is
+    stored sealed and the entitlements published again with it, so the services calling ANAF can name the person."""
+    values: dict[str, Any] = {"cnp_sealed": deps.pii.seal(cnp), "updated_at": deps.clock.now()}
+    if name and name.strip() and existing.name in ("", PERSON_DEFAULT_NAME):
+        values["name"] = name.strip()
+    await repo.update_company(uow.session, existing.cif, values)
+    await sync_entitlements(uow, {existing.cif}, force={existing.cif})
+    row = await repo.get_company(uow.session, existing.cif)
+    assert row is not None
+    return row
 
 
 async def ensure_company(uow: SqlUnitOfWork, deps: Deps, cif: str, user_id: str | None) -> repo.Company:
