@@ -17,6 +17,7 @@ from spvhub_common.events import Event
 from spvhub_common.events.auth import ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired, TokenRefreshed
 from spvhub_common.events.portfolio import EntitlementsChanged
 from spvhub_common.ids import strip_ro
+from spvhub_common.pii import is_person_key
 from spvhub_common.runtime import EventHandler, ServiceRuntime
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -54,14 +55,15 @@ def service_name(raw: str) -> str:
 async def on_entitlements_changed(event: EntitlementsChanged, _envelope: Any, uow: SqlUnitOfWork,
                                   _deps: Deps | None) -> None:
     """The CIF's entitled connections, best first, replace what we knew. A CIF with an e-Factura one is synced
-    (due now when it had none); with none, its sync stops (the company row and its archive stay)."""
+    (due now when it had none); with none, its sync stops (the company row and its archive stay). A person key's
+    sealed CNP is stored with its sync state as it came (sealed): the sync unseals it only to call ANAF."""
     cif = strip_ro(event.cif)
     if not cif:
         return
     await ledger.replace_entitlements(uow.session, cif, [
         ledger.Entitlement(connection_id=c.connection_id, holder_cif=strip_ro(c.holder_cif),
                            services=sorted({service_name(x) for x in c.services} - {""}), may_file=c.may_file)
-        for c in event.connections])
+        for c in event.connections], cnp_sealed=event.cnp_sealed if is_person_key(cif) else None)
 
 
 async def on_reauthorization_required(event: ReauthorizationRequired, _envelope: Any, uow: SqlUnitOfWork,

@@ -118,9 +118,11 @@ class Entitlement:
     may_file: bool
 
 
-async def replace_entitlements(session: AsyncSession, cif: str, ranked: Sequence[Entitlement]) -> None:
+async def replace_entitlements(session: AsyncSession, cif: str, ranked: Sequence[Entitlement],
+                               cnp_sealed: str | None = None) -> None:
     """The CIF's entitled connections, best first, replace what we knew. A CIF with an e-Factura one is synced
-    (due now when it had none); with none, its sync stops (the company row and its archive stay)."""
+    (due now when it had none); with none, its sync stops (the company row and its archive stay). `cnp_sealed`: a
+    person key's CNP sealed to it, kept with the company's sync state (a snapshot without it keeps the one known)."""
     had = (await session.execute(select(func.count()).select_from(entitlements).where(
         entitlements.c.cif == cif, entitlements.c.services.any(EFACTURA)))).scalar()
     await session.execute(delete(entitlements).where(entitlements.c.cif == cif))
@@ -129,9 +131,11 @@ async def replace_entitlements(session: AsyncSession, cif: str, ranked: Sequence
             {"cif": cif, "rank": i, "connection_id": e.connection_id, "holder_cif": e.holder_cif,
              "services": e.services, "may_file": e.may_file} for i, e in enumerate(ranked)]))
     if any(EFACTURA in e.services for e in ranked):
-        await session.execute(insert(companies).values(cif=cif).on_conflict_do_nothing())
+        await session.execute(insert(companies).values(cif=cif, cnp_sealed=cnp_sealed).on_conflict_do_nothing())
         if not had:
             await session.execute(update(companies).where(companies.c.cif == cif).values(next_sync_at=None))
+    if cnp_sealed is not None:
+        await session.execute(update(companies).where(companies.c.cif == cif).values(cnp_sealed=cnp_sealed))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -71,6 +71,9 @@ companies = Table(
     Column("lease_owner", String(64)),
     Column("lease_until", DateTime(timezone=True)),  # database time
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # A person key's CNP sealed to it (spvhub_common.pii), from portfolio's entitlements: unsealed only to name the
+    # company to ANAF (`cif=`); NULL for a CIF (migration 0010)
+    Column("cnp_sealed", Text),
 )
 
 # The message ledger: every id ANAF ever listed for a CIF, and what became of it.

@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from spvhub_common.pii import PersonIds, is_person_key
 from sqlalchemy import and_, func, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -439,6 +440,33 @@ async def entitled_connections(session: AsyncSession, cif: str) -> list[Entitled
          .order_by(entitlements.c.rank))
     return [EntitledConnection(str(r.connection_id), bool(r.may_file), str(r.status))
             for r in (await session.execute(q)).all()]
+
+
+class CnpUnavailable(Exception):
+    """A person key whose CNP cannot be had here: `code` cnp_missing (portfolio has not sent it sealed) or
+    cnp_invalid (the sealed value is not this key's CNP: tampered, swapped, another installation's secret). The
+    text names the key, never a CNP."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def anaf_id_of(session: AsyncSession, cif: str, ids: PersonIds) -> str:
+    """What names the company to ANAF (`cif=` of the lists and of upload/uploadb2c): a CIF itself; for a person key,
+    its CNP unsealed from the sync state (raises `CnpUnavailable`). The clear CNP is for the ANAF call only: never
+    log it, store it or put it in an event."""
+    if not is_person_key(cif):
+        return cif
+    sealed = (await session.execute(select(companies.c.cnp_sealed).where(companies.c.cif == cif))).scalar()
+    if not sealed:
+        raise CnpUnavailable(f"no CNP is known for person key {cif}: ANAF cannot be asked for it until portfolio "
+                             "sends it (sealed)", "cnp_missing")
+    try:
+        return ids.unseal(sealed, cif)
+    except ValueError as e:
+        raise CnpUnavailable(f"the sealed CNP stored for person key {cif} does not open with this installation's "
+                             "PII secret or belongs to another key", "cnp_invalid") from e
 
 
 async def submissions_of(session: AsyncSession, uploads: list[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -80,6 +80,12 @@ class InboxSync:
     async def connection_for(self, cif: str, *, filing: bool = False) -> str:
         return await self.connections.connection_for(cif, filing=filing)
 
+    async def anaf_id_of(self, cif: str) -> str:
+        """What names the company to ANAF in `cif=` (upload, uploadb2c, the lists): the CIF, or a person key's clear
+        CNP, unsealed now; raises `SyncPaused` (code cnp_missing / cnp_invalid) when it cannot be had. For the ANAF
+        call only: never log, store or publish it."""
+        return await self.companies.anaf_id(cif)
+
     async def with_token(self, connection_id: str, call: Callable[[str], Awaitable[T]]) -> T:
         return await self.connections.with_token(connection_id, call)
 

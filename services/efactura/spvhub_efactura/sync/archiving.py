@@ -12,6 +12,7 @@ from spvhub_common.clock import Clock
 from spvhub_common.coalesce import Coalescer
 from spvhub_common.events.efactura import DocumentFlagged
 from spvhub_common.logging import get_logger
+from spvhub_common.pii import PersonIds
 from spvhub_common.telemetry import current_traceparent
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -22,6 +23,7 @@ from spvhub_efactura.processing import Processed
 from spvhub_efactura.settings import Settings
 from spvhub_efactura.sync.connections import UowFactory
 from spvhub_efactura.sync.cpu_pool import ParsePool
+from spvhub_efactura.sync.persons import keyed_document
 from spvhub_efactura.ubl import ErrorReport
 
 log = get_logger(__name__)
@@ -71,6 +73,7 @@ class Archiver:
         self.blobs = blobs
         self.clock = clock
         self.pool = pool
+        self.ids = PersonIds.from_settings(settings)
         self._committer: Coalescer[ArchiveItem, bool] = Coalescer(self._commit, max_batch=100,
                                                                    name="efactura-archive-commit")
 
@@ -155,8 +158,10 @@ class Archiver:
                 elif sig is not None and sig.status != "valid":
                     _flag(uow, it, "signature_" + sig.status, sig.detail)
                 if p.parsed is not None:
+                    # a natural person among the parties is named by key in the row and the event, never by CNP
+                    parsed = keyed_document(self.ids, p.parsed)
                     values = domain.invoice_row(
-                        row, p.parsed, zip_key=it.keys["zip"], xml_key=it.keys.get("xml"),
+                        row, parsed, zip_key=it.keys["zip"], xml_key=it.keys.get("xml"),
                         signature_status=sig.status if sig else None, signature=sig.__dict__ if sig else None,
                         problems=p.problems, capacity=ledger.INVOICE_CAPACITY, refused=it.bare)
                     if values.problem:
@@ -164,7 +169,7 @@ class Archiver:
                         _flag(uow, it, "fields_not_stored", values.problem)
                         unstored[(it.cif, it.message_id)] = values.problem
                     rows.append(values)
-                    pending.append((it, p.parsed, values))
+                    pending.append((it, parsed, values))
             if rows:
                 await self._insert_documents(uow, rows, pending)
             if unstored:

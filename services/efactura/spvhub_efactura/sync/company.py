@@ -3,29 +3,32 @@ message archived through `archiving`), then the completion (counts, reconciliati
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from spvhub_common.anaf.errors import AnafError, LimitReached, MessageExpired, NoRights, NotFound
 from spvhub_common.blobs import BlobStore
 from spvhub_common.clock import Clock
 from spvhub_common.events.efactura import MessageExpiring, MessageLost, QuotaExhausted, SyncCompleted
 from spvhub_common.logging import get_logger
+from spvhub_common.pii import PersonIds
 from spvhub_common.telemetry import tracer
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_efactura import domain
 from spvhub_efactura.adapters import ledger, queries
-from spvhub_efactura.adapters.anaf import EfacturaAnaf, resets_at_of
+from spvhub_efactura.adapters.anaf import EfacturaAnaf, ListPage, resets_at_of
 from spvhub_efactura.adapters.ledger import LedgerMessage
 from spvhub_efactura.settings import Settings
 from spvhub_efactura.sync.archiving import Archiver, zip_key_of
 from spvhub_efactura.sync.connections import AuthUnavailable, Connections, SyncPaused, UowFactory
 from spvhub_efactura.sync.metrics import MESSAGES_OF
+from spvhub_efactura.sync.persons import keyed_error, keyed_item
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,6 +62,7 @@ class CompanySync:
         self.blobs = blobs
         self.clock = clock
         self.archiver = archiver
+        self.ids = PersonIds.from_settings(settings)
         # Download slots. A claimed company lists without one (listing is one cheap ANAF call a page), so up to
         # list_ahead_companies more are claimed than there are slots: when a company finishes, the next one is
         # already listed and its downloads start at once, instead of every slot idling through a listing.
@@ -74,6 +78,7 @@ class CompanySync:
                 raise SyncPaused(f"unknown company {cif}")
             await uow.commit()
         connection_id = await self.connections.connection_for(cif)
+        anaf_id = await self.anaf_id(cif)  # a person key's CNP, for the list calls only
         full = start.last_reconciled_at is None or \
             (now - start.last_reconciled_at).total_seconds() >= self.settings.reconcile_interval_seconds
         window = domain.list_window(
@@ -83,7 +88,7 @@ class CompanySync:
         report.window_start, report.window_end = window.start, window.end
         report.first_sync, report.full = window.first_sync, window.full
         try:
-            await self._list_window(cif, connection_id, window, report)
+            await self._list_window(cif, anaf_id, connection_id, window, report)
         except LimitReached as e:
             await self._quota(e, cif=cif, message_id=None)
             async with self.uow() as uow:
@@ -99,12 +104,33 @@ class CompanySync:
         await self._finish(cif, report)
         return report
 
+    # -- ANAF's id of the company ----------------------------------------------------------------------
+    async def anaf_id(self, cif: str) -> str:
+        """What names the company to ANAF: the CIF, or a person key's CNP unsealed from its sync state. A CNP that
+        cannot be had pauses the company's sync (`SyncPaused`, code cnp_missing / cnp_invalid), naming the key."""
+        async with self.uow() as uow:
+            try:
+                return await queries.anaf_id_of(uow.session, cif, self.ids)
+            except queries.CnpUnavailable as e:
+                raise SyncPaused(str(e), code=e.code) from None
+
+    async def _anaf_call(self, connection_id: str, call: Callable[[str], Awaitable[T]]) -> T:
+        """An ANAF call with the connection's token; an error quoting a CNP (`... CIF=<CNP>`) names its key instead
+        before anyone records, publishes or logs it."""
+        try:
+            return await self.connections.with_token(connection_id, call)
+        except AnafError as e:
+            keyed_error(self.ids, e)
+            raise
+
     # -- list --------------------------------------------------------------------------------------
-    async def _list_window(self, cif: str, connection_id: str, window: domain.Window, report: SyncReport) -> None:
+    async def _list_window(self, cif: str, anaf_id: str, connection_id: str, window: domain.Window,
+                           report: SyncReport) -> None:
         page, pages = 1, 1
         while page <= pages:
-            lp = await self.connections.with_token(connection_id, lambda tok, p=page: self.anaf.list_page(
-                tok, cif, window.start, window.end, p))
+            def list_page(tok: str, p: int = page) -> Awaitable[ListPage]:
+                return self.anaf.list_page(tok, anaf_id, window.start, window.end, p)
+            lp = await self._anaf_call(connection_id, list_page)
             pages = lp.total_pages
             await self._record_listed(cif, lp.messages, report)
             page += 1
@@ -114,6 +140,8 @@ class CompanySync:
             return
         now = self.clock.now()
         listed: dict[str, domain.ListedMessage] = {}
+        # ANAF names a natural person by CNP (the item's `cif`, `detalii`): the ledger, and any log, by key
+        items = [keyed_item(self.ids, item) for item in items]
         for item in items:
             try:
                 m = domain.listed_message(cif, item, now)
@@ -203,7 +231,7 @@ class CompanySync:
             except Exception:  # noqa: BLE001 - fall back to downloading
                 log.warning("reusing an archived ZIP failed", cif=cif, message_id=mid)
         try:
-            data = await self.connections.with_token(connection_id, lambda tok: self.anaf.download(tok, mid))
+            data = await self._anaf_call(connection_id, lambda tok: self.anaf.download(tok, mid))
         except SyncPaused:
             raise
         except MessageExpired as e:
