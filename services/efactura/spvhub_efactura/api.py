@@ -301,7 +301,8 @@ class SyncHealthOut(BaseModel):
     reconciliation: ReconciliationOut
     purge_countdown: PurgeCountdownOut | None = None
     stop_reason: str | None = Field(None, description="no_entitled_connection | connection_revoked | "
-                                    "reauthorization_required")
+                                    "reauthorization_required | cnp_missing | cnp_invalid (a natural person's "
+                                    "CNP not received sealed, or not opening for its key)")
     synced_through: SyncedThroughOut | None = None
 
 

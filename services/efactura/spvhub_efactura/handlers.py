@@ -17,7 +17,7 @@ from spvhub_common.events import Event
 from spvhub_common.events.auth import ConnectionAuthorized, ConnectionRevoked, ReauthorizationRequired, TokenRefreshed
 from spvhub_common.events.portfolio import EntitlementsChanged
 from spvhub_common.ids import strip_ro
-from spvhub_common.pii import is_person_key
+from spvhub_common.pii import PersonIds, is_person_key
 from spvhub_common.runtime import EventHandler, ServiceRuntime
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -148,7 +148,8 @@ async def company_messages(deps: Deps, cif: str, state: str | None, limit: int) 
 
 async def sync_health(deps: Deps, cifs: list[str]) -> list[queries.SyncHealth]:
     async with deps.runtime.sessions() as s:
-        return await queries.sync_health(s, cifs, deps.clock.now(), deps.settings.sync_interval_seconds)
+        return await queries.sync_health(s, cifs, deps.clock.now(), deps.settings.sync_interval_seconds,
+                                         PersonIds.from_settings(deps.settings))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -143,6 +143,14 @@ async def test_a_person_key_without_a_usable_sealed_cnp_pauses_with_a_clear_erro
         # the company's sync health says why (the key, never the CNP)
         [health] = [plain(x) for x in await sync_health(h.deps, [key])]
         assert health["errors"]["last_error"] == company["last_error"]
+        assert (health["status"], health["stop_reason"]) == ("paused", code)
+
+        # portfolio sends the right sealed CNP: due at once, synced, active again
+        await entitle_person(h, key, ids.seal(CNP))
+        await h.sync_until_settled()
+        assert {r["cif"] for r in await rows(h, messages)} == {key}
+        [health] = [plain(x) for x in await sync_health(h.deps, [key])]
+        assert (health["status"], health["stop_reason"], health["errors"]["last_error"]) == ("active", None, None)
     logs = service_logs(caplog) + capsys.readouterr().out
     assert key in logs and "SyncPaused" in logs
     assert CNP not in logs and OTHER_CNP not in logs

@@ -135,7 +135,10 @@ async def replace_entitlements(session: AsyncSession, cif: str, ranked: Sequence
         if not had:
             await session.execute(update(companies).where(companies.c.cif == cif).values(next_sync_at=None))
     if cnp_sealed is not None:
-        await session.execute(update(companies).where(companies.c.cif == cif).values(cnp_sealed=cnp_sealed))
+        # a new (or first) sealed CNP: due now, a sync paused for want of it need not wait for its interval
+        await session.execute(update(companies).where(
+            companies.c.cif == cif, companies.c.cnp_sealed.is_distinct_from(cnp_sealed)).values(
+            cnp_sealed=cnp_sealed, next_sync_at=None))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -306,8 +306,8 @@ class SyncHealth:
     synced_through: SyncedThrough | None
 
 
-async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, interval_default: int
-                      ) -> list[SyncHealth]:
+async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, interval_default: int,
+                      ids: PersonIds | None = None) -> list[SyncHealth]:
     if not cifs:
         return []
     comp = {r["cif"]: dict(r) for r in (await session.execute(
@@ -348,6 +348,8 @@ async def sync_health(session: AsyncSession, cifs: list[str], now: datetime, int
     for cif in cifs:
         c = comp.get(cif)
         status, stop_reason, through = _sync_route(cif, c is not None, entitled.get(cif, []))
+        if status == "active" and c is not None and (cnp_problem := _cnp_problem(cif, c["cnp_sealed"], ids)):
+            status, stop_reason = "paused", cnp_problem
         wm = c["watermark"] if c else None
         first_purge = purge.get(cif)
         out.append(SyncHealth(
@@ -403,6 +405,21 @@ def _sync_route(cif: str, known: bool, entitled: list[Any]) -> tuple[str, str | 
         return "active", None, through
     reason = "connection_revoked" if first.status == "revoked" else "reauthorization_required"
     return "paused", reason, through
+
+
+def _cnp_problem(cif: str, sealed: str | None, ids: PersonIds | None) -> str | None:
+    """Why a person key cannot be synced for want of its CNP (the sync pauses for it): cnp_missing, cnp_invalid
+    (checked when `ids` is given), else None."""
+    if not is_person_key(cif):
+        return None
+    if not sealed:
+        return "cnp_missing"
+    if ids is not None:
+        try:
+            ids.unseal(sealed, cif)
+        except ValueError:
+            return "cnp_invalid"
+    return None
 
 
 _CONNECTION_ID = re.compile(r"connection \S+ needs")
