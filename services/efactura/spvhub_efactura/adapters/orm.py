@@ -198,6 +198,9 @@ submissions = Table(
     Column("extern", Boolean, nullable=False, server_default=text("false")),
     Column("autofactura", Boolean, nullable=False, server_default=text("false")),
     Column("b2c", Boolean, nullable=False, server_default=text("false")),
+    # why the document goes through that route and whether with extern=DA (submissions.routing.RouteReason);
+    # NULL for buyer messages and submissions filed before it was recorded
+    Column("route_reason", String(32)),
     Column("validate_first", Boolean, nullable=False, server_default=text("false")),
     Column("number", Text),
     Column("issue_date", Date),

@@ -25,7 +25,9 @@ class SubmissionAnaf(Protocol):
     """Port: what a submission needs from ANAF."""
 
     async def upload(self, token: str, xml: bytes, cif: str, standard: str, *, extern: bool, autofactura: bool,
-                     b2c: bool) -> Uploaded: ...
+                     b2c: bool, budget_key: str | None = None) -> Uploaded:
+        """`cif`: what ANAF knows the company by (a CNP for a natural person); `budget_key`: the platform's id of
+        the company, which the shared budget counts under (never a CNP)."""
 
     async def state(self, token: str, index: str) -> MessageState: ...
 
@@ -40,9 +42,9 @@ class CommonSubmissionAnaf:
         self.client = client
 
     async def upload(self, token: str, xml: bytes, cif: str, standard: str, *, extern: bool, autofactura: bool,
-                     b2c: bool) -> Uploaded:
+                     b2c: bool, budget_key: str | None = None) -> Uploaded:
         answer = await self.client.upload(xml, cif, standard, extern=extern, autofactura=autofactura, b2c=b2c,
-                                          token=token)
+                                          token=token, budget_key=budget_key)
         return Uploaded(answer.index, answer.raw)
 
     async def state(self, token: str, index: str) -> MessageState:

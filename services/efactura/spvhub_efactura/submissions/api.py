@@ -11,14 +11,15 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from spvhub_common.http import app_deps
-from spvhub_common.ids import normalize_cif
 from spvhub_common.paging import Page
+from spvhub_common.pii import parse_company_id
 from spvhub_common.security import CurrentUser
 
 from spvhub_efactura import handlers
 from spvhub_efactura.api import binary_download
 from spvhub_efactura.handlers import Deps
 from spvhub_efactura.submissions import drafts, errors, filing
+from spvhub_efactura.submissions.repository import Submission
 from spvhub_efactura.submissions.service import SubmitCommand
 
 ServiceDeps = Annotated[Deps, Depends(app_deps)]
@@ -44,6 +45,12 @@ class SubmissionOut(BaseModel):
     extern: bool = False
     autofactura: bool = False
     b2c: bool = False
+    route: str = Field("upload", description="the e-Factura route it is filed through: upload | uploadb2c")
+    route_reason: str | None = Field(None, description="why, read from the document: buyer_cnp | buyer_placeholder "
+                                     "(13 zeros) | buyer_without_tax_id (B2C, uploadb2c); buyer_tax_id | "
+                                     "buyer_abroad_ro_vat (upload) | buyer_abroad (upload, extern=DA) | "
+                                     "self_billing; None for buyer messages and submissions filed before it was "
+                                     "recorded")
     validate_first: bool = False
     anaf_index: str | None = Field(None, description="ANAF's index_incarcare")
     anaf_state: str | None = Field(None, description="last stareMesaj answer")
@@ -75,32 +82,35 @@ class SubmissionOut(BaseModel):
 _CLOCK_FIELDS = ("filing_deadline", "filing_deadline_at", "deadline_state", "filed_late")
 
 
-def out(row: dict[str, Any], now: datetime | None = None, due_soon_hours: float = 24.0) -> SubmissionOut:
-    """The API view of a submission row; the filing clock is read at `now` (the service's clock)."""
-    data = {k: row.get(k) for k in SubmissionOut.model_fields
-            if k not in ("links", "errors", "warnings", *_CLOCK_FIELDS)}
+_COPIED = tuple(k for k in SubmissionOut.model_fields
+                if k not in ("links", "errors", "warnings", "route", *_CLOCK_FIELDS))
+
+
+def out(row: Submission, now: datetime | None = None, due_soon_hours: float = 24.0) -> SubmissionOut:
+    """The API view of a submission; the filing clock is read at `now` (the service's clock)."""
     clock = filing.clock_of(row, now or datetime.now(UTC), due_soon_hours)
-    return SubmissionOut(**data, **clock, errors=row.get("errors") or [], warnings=row.get("_warnings") or [],
+    return SubmissionOut(**{k: getattr(row, k) for k in _COPIED}, **clock, errors=row.errors or [],
+                         warnings=list(row.warnings), route="uploadb2c" if row.b2c else "upload",
                          links=error_links(row))
 
 
-def error_links(row: dict[str, Any]) -> dict[str, str]:
-    base = f"/api/efactura/submissions/{row['id']}"
+def error_links(row: Submission) -> dict[str, str]:
+    base = f"/api/efactura/submissions/{row.id}"
     links = {"self": base, "xml": f"{base}/xml"}
-    if row.get("upload_response_key"):
+    if row.upload_response_key:
         links["anaf_response"] = f"{base}/anaf-response"
-    if row.get("error_report_key") or row.get("error_report_invoice_id"):
+    if row.error_report_key or row.error_report_invoice_id:
         links["error_report"] = f"{base}/error-report"
-    if row.get("error_report_invoice_id"):
-        links["error_report_invoice"] = f"/api/efactura/invoices/{row['error_report_invoice_id']}"
-    if row.get("sent_invoice_id"):
-        links["sent_invoice"] = f"/api/efactura/invoices/{row['sent_invoice_id']}"
-    if row.get("invoice_id"):
-        links["invoice"] = f"/api/efactura/invoices/{row['invoice_id']}"
+    if row.error_report_invoice_id:
+        links["error_report_invoice"] = f"/api/efactura/invoices/{row.error_report_invoice_id}"
+    if row.sent_invoice_id:
+        links["sent_invoice"] = f"/api/efactura/invoices/{row.sent_invoice_id}"
+    if row.invoice_id:
+        links["invoice"] = f"/api/efactura/invoices/{row.invoice_id}"
     return links
 
 
-def _out(deps: Deps, row: dict[str, Any]) -> SubmissionOut:
+def _out(deps: Deps, row: Submission) -> SubmissionOut:
     return out(row, deps.clock.now(), deps.settings.submission_deadline_warning_working_hours)
 
 
@@ -126,9 +136,16 @@ async def _read_body(request: Request, limit: int) -> tuple[bytes, dict[str, str
 
 
 def _flag(query: bool | None, form: dict[str, str], name: str) -> bool:
+    return bool(_said(query, form, name))
+
+
+def _said(query: bool | None, form: dict[str, str], name: str) -> bool | None:
+    """The caller's flag, None when it said nothing (then the document decides)."""
     if query is not None:
         return query
-    return form.get(name, "").strip().lower() in ("1", "true", "da", "yes", "on")
+    if name not in form:
+        return None
+    return form[name].strip().lower() in ("1", "true", "da", "yes", "on")
 
 
 @router.post("/companies/{cif}/submissions", status_code=202, response_model=SubmissionOut,
@@ -136,26 +153,32 @@ def _flag(query: bool | None, form: dict[str, str], name: str) -> bool:
              responses={200: {"description": "the existing submission for this Idempotency-Key"},
                         409: {"description": "idempotency_key_reused"},
                         422: {"description": "invoice_invalid (offline validation: rule ids and findings in "
-                                             "details), seller_mismatch, xml_not_ubl_invoice ..."},
+                                             "details), seller_mismatch, b2c_mismatch, extern_mismatch, "
+                                             "xml_not_ubl_invoice ..."},
                         413: {"description": "xml_too_large"}})
 async def submit(request: Request, response: Response, deps: ServiceDeps, user: CurrentUser, cif: str,
                  idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
                  standard: Annotated[str | None, Query(description="UBL or CN; inferred from the root")] = None,
-                 extern: Annotated[bool | None, Query(description="buyer outside Romania")] = None,
+                 extern: Annotated[bool | None, Query(description="buyer outside Romania without a Romanian tax id "
+                                                      "(extern=DA); derived from the document when left out, "
+                                                      "422 extern_mismatch when it contradicts it")] = None,
                  autofactura: Annotated[bool | None, Query(description="self-billing")] = None,
-                 b2c: Annotated[bool | None, Query(description="file through uploadb2c")] = None,
+                 b2c: Annotated[bool | None, Query(description="file through uploadb2c (a buyer identified by a CNP, "
+                                                   "0000000000000, or no tax id in Romania); derived from the "
+                                                   "document when left out, 422 b2c_mismatch when it contradicts "
+                                                   "it")] = None,
                  validate_first: Annotated[bool | None, Query(description="ANAF validare before upload")] = None,
                  offline_validation: Annotated[bool | None, Query(
                      description="validate offline (schema, EN 16931, CIUS-RO) before storing or sending; "
                                  "on by default, refused with 422 invoice_invalid")] = None,
                  ) -> SubmissionOut:
     # the grant is checked before the body is read or anything stored
-    c = await deps.submissions.scoped_cif(user.user_id, normalize_cif(cif), file=True)
+    c = await deps.submissions.scoped_cif(user.user_id, parse_company_id(cif), file=True)
     data, form = await _read_body(request, deps.settings.submission_max_xml_bytes)
     cmd = SubmitCommand(cif=c, xml=data, user_id=user.user_id,
                         client_key=idempotency_key or form.get("idempotency_key"),
-                        extern=_flag(extern, form, "extern"), autofactura=_flag(autofactura, form, "autofactura"),
-                        b2c=_flag(b2c, form, "b2c"), validate_first=_flag(validate_first, form, "validate_first"),
+                        extern=_said(extern, form, "extern"), autofactura=_flag(autofactura, form, "autofactura"),
+                        b2c=_said(b2c, form, "b2c"), validate_first=_flag(validate_first, form, "validate_first"),
                         standard=standard or form.get("standard") or None,
                         offline_validation=offline_validation if offline_validation is not None else (
                             _flag(None, form, "offline_validation") if "offline_validation" in form else None))
@@ -263,7 +286,7 @@ async def company_deadlines(deps: ServiceDeps, user: CurrentUser, cif: str,
                             open_only: Annotated[bool, Query(alias="open", description="only those still to be "
                                                              "filed (default); false: the last 90 days")] = True,
                             limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> DeadlinesOut:
-    c = await deps.submissions.scoped_cif(user.user_id, normalize_cif(cif))
+    c = await deps.submissions.scoped_cif(user.user_id, parse_company_id(cif))
     return await _deadlines(deps, [c], open_only, limit, user.user_id)
 
 
@@ -290,7 +313,7 @@ async def list_submissions(deps: ServiceDeps, user: CurrentUser, cif: str, state
                            before: Annotated[datetime | None, Query(
                                deprecated=True, description="only those created before this instant; use cursor")
                            ] = None) -> SubmissionPage:
-    c = await deps.submissions.scoped_cif(user.user_id, normalize_cif(cif))
+    c = await deps.submissions.scoped_cif(user.user_id, parse_company_id(cif))
     rows, next_cursor = await deps.submissions.list_page(c, state, limit, cursor, before)
     items = [_out(deps, r) for r in rows]
     return SubmissionPage(items=items, next_cursor=next_cursor,
@@ -307,16 +330,16 @@ async def get_submission(deps: ServiceDeps, user: CurrentUser, submission_id: st
             summary="The submitted XML")
 async def submission_xml(deps: ServiceDeps, user: CurrentUser, submission_id: str) -> Response:
     row = await deps.submissions.readable(user.user_id, submission_id)
-    return Response(await deps.submissions.blob(row["xml_key"]), media_type="application/xml")
+    return Response(await deps.submissions.blob(row.xml_key), media_type="application/xml")
 
 
 @router.get("/submissions/{submission_id}/anaf-response", response_class=Response, responses=_XML,
             summary="ANAF's answer to the upload")
 async def submission_response(deps: ServiceDeps, user: CurrentUser, submission_id: str) -> Response:
     row = await deps.submissions.readable(user.user_id, submission_id)
-    if not row.get("upload_response_key"):
+    if not row.upload_response_key:
         raise errors.no_anaf_response()
-    return Response(await deps.submissions.blob(row["upload_response_key"]), media_type="application/xml")
+    return Response(await deps.submissions.blob(row.upload_response_key), media_type="application/xml")
 
 
 @dataclass(frozen=True)
@@ -330,7 +353,7 @@ class _ArchivedZip:
             summary="ANAF's error report (mesajEroriFactuta)")
 async def submission_error_report(deps: ServiceDeps, user: CurrentUser, submission_id: str) -> Response:
     row = await deps.submissions.readable(user.user_id, submission_id)
-    key = row.get("error_report_key")
+    key = row.error_report_key
     if not key:
         raise errors.no_error_report()
     # the report lives inside ANAF's signed ZIP (the archive); serve its XML

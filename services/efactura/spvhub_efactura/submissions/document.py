@@ -13,6 +13,7 @@ from lxml import etree
 
 from spvhub_efactura.archive import HostileArchive, UnreadableArchive, parse_xml
 from spvhub_efactura.submissions import errors
+from spvhub_efactura.submissions.routing import Buyer
 from spvhub_efactura.ubl import NS_CREDIT, NS_INVOICE, NS_RASP, Document, read
 
 MAX_XML_BYTES = 10 * 1024 * 1024  # ANAF's upload limit
@@ -26,6 +27,7 @@ class Inspected:
     issue_date: date | None
     seller_cif: str | None
     buyer_cif: str | None
+    buyer: Buyer  # what the route (upload / uploadb2c, extern) is decided from
 
 
 def inspect_invoice_xml(data: bytes, max_bytes: int = MAX_XML_BYTES) -> Inspected:
@@ -48,7 +50,9 @@ def inspect_invoice_xml(data: bytes, max_bytes: int = MAX_XML_BYTES) -> Inspecte
     assert isinstance(doc, Document)
     return Inspected(standard="CN" if doc.document_type == "credit_note" else "UBL",
                      document_type=doc.document_type, number=doc.number, issue_date=doc.issue_date,
-                     seller_cif=doc.seller.cif, buyer_cif=doc.buyer.cif)
+                     seller_cif=doc.seller.cif, buyer_cif=doc.buyer.cif,
+                     buyer=Buyer(tuple(i for i in (doc.buyer.vat_id, doc.buyer.cif, doc.buyer.registration) if i),
+                                 doc.buyer.country))
 
 
 def rasp_xml(upload_index: str, message: str) -> bytes:

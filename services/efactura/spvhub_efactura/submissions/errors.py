@@ -80,6 +80,59 @@ def invalid_document(report: Report) -> AppError:
                  "cius_ro_version": report.cius_ro_version})
 
 
+# -- the route (upload / uploadb2c, extern) ---------------------------------------------------------------
+
+_REASON_EN = {
+    "buyer_cnp": "the buyer is identified by a CNP (a natural person)",
+    "buyer_placeholder": "the buyer is identified by 0000000000000 (a natural person whose CNP is not given)",
+    "buyer_without_tax_id": "the buyer is in Romania and has no tax id (a natural person)",
+    "buyer_tax_id": "the buyer has a Romanian tax id (a business)",
+    "buyer_abroad": "the buyer is outside Romania and has no Romanian tax id",
+    "buyer_abroad_ro_vat": "the buyer is outside Romania but registered for VAT in Romania (RO VAT id)",
+    "self_billing": "the document is self-billed by the buyer (autofactura), a business",
+}
+_REASON_RO = {
+    "buyer_cnp": "cumpărătorul este identificat prin CNP (persoană fizică)",
+    "buyer_placeholder": "cumpărătorul este identificat prin 0000000000000 (persoană fizică fără CNP comunicat)",
+    "buyer_without_tax_id": "cumpărătorul este în România și nu are cod fiscal (persoană fizică)",
+    "buyer_tax_id": "cumpărătorul are cod fiscal românesc (persoană juridică)",
+    "buyer_abroad": "cumpărătorul este în afara României și nu are cod fiscal românesc",
+    "buyer_abroad_ro_vat": "cumpărătorul este în afara României, dar înregistrat în scopuri de TVA în România (cod RO)",
+    "self_billing": "documentul este autofacturat de cumpărător (autofactura), o persoană juridică",
+}
+
+
+def b2c_mismatch(said: bool, reason: str) -> AppError:
+    """422: the caller's b2c flag contradicts the document (nothing stored, nothing sent)."""
+    route, other = ("uploadb2c", "upload") if said else ("upload", "uploadb2c")
+    return AppError(
+        f"b2c={'true' if said else 'false'} asks for {route}, but {_REASON_EN[reason]}: the document is filed "
+        f"through {other}. Correct the buyer in the XML or leave b2c out. Nothing was stored or sent to ANAF.",
+        messages={"ro": f"b2c={'true' if said else 'false'} cere {route}, dar {_REASON_RO[reason]}: documentul se "
+                        f"transmite prin {other}. Corectați cumpărătorul în XML sau nu mai trimiteți b2c. Nu s-a "
+                        "salvat și nu s-a trimis nimic la ANAF."},
+        code="b2c_mismatch", status=422, details={"b2c": said, "route": other, "reason": reason})
+
+
+def extern_mismatch(said: bool, reason: str) -> AppError:
+    """422: the caller's extern flag contradicts the document (nothing stored, nothing sent)."""
+    derived = "DA" if not said else "absent"
+    return AppError(
+        f"extern={'true' if said else 'false'} contradicts the document: {_REASON_EN[reason]}, so extern is "
+        f"{derived}. Correct the buyer in the XML or leave extern out. Nothing was stored or sent to ANAF.",
+        messages={"ro": f"extern={'true' if said else 'false'} contrazice documentul: {_REASON_RO[reason]}, deci "
+                        f"extern este {'DA' if not said else 'absent'}. Corectați cumpărătorul în XML sau nu mai "
+                        "trimiteți extern. Nu s-a salvat și nu s-a trimis nimic la ANAF."},
+        code="extern_mismatch", status=422, details={"extern": said, "derived_extern": not said, "reason": reason})
+
+
+def seller_not_this_person(key: str) -> AppError:
+    """The document's seller CNP is not the person filing it (the CNP itself is never echoed)."""
+    return AppError(f"The seller in the XML is not the natural person {key} filing it.",
+                    messages={"ro": f"Vânzătorul din XML nu este persoana fizică {key} care transmite documentul."},
+                    code="seller_mismatch", status=422, details={"cif": key})
+
+
 # -- idempotency ---------------------------------------------------------------------------------------
 
 def invalid_idempotency_key() -> AppError:

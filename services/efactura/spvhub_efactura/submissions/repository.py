@@ -3,7 +3,8 @@ transitions, the ledger/inbox rows a submission links to, and the evidence used 
 Every transition is a conditional UPDATE so replicas and restarts can run the same step concurrently."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
@@ -14,6 +15,79 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from spvhub_efactura.adapters.ledger import LedgerMessage
 from spvhub_efactura.adapters.orm import companies, invoices, messages, submissions
 from spvhub_efactura.submissions.domain import NOT_FILED, Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A row of `submissions`: an invoice or credit note filed at ANAF, or a buyer message (RASP)."""
+    id: str
+    cif: str  # the filing company (a CIF or a person key)
+    kind: str  # invoice | buyer_message
+    idempotency_key: str
+    key_source: str  # client | derived
+    xml_sha256: str
+    xml_key: str
+    xml_size: int
+    standard: str  # UBL | CN | RASP
+    document_type: str | None
+    extern: bool
+    autofactura: bool
+    b2c: bool
+    route_reason: str | None  # routing.RouteReason; None for buyer messages and older rows
+    validate_first: bool
+    number: str | None
+    issue_date: date | None
+    seller_cif: str | None
+    buyer_cif: str | None
+    invoice_id: int | None  # buyer message: the received invoice it answers
+    ref_upload_index: str | None
+    submitted_by: str | None
+    state: str  # domain.SubmissionState
+    lease_owner: str | None
+    lease_until: datetime | None
+    next_attempt_at: datetime | None
+    upload_attempts: int
+    upload_started_at: datetime | None
+    uploaded_at: datetime | None
+    anaf_index: str | None
+    upload_response_key: str | None
+    anaf_state: str | None
+    id_descarcare: str | None
+    state_checks: int
+    next_check_at: datetime | None
+    last_checked_at: datetime | None
+    validation: dict[str, Any] | None
+    error_stage: str | None
+    errors: list[dict[str, Any]] | None
+    error_report_key: str | None
+    error_report_invoice_id: int | None
+    sent_invoice_id: int | None
+    last_error: str | None
+    reconcile_note: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    deadline_warned_at: datetime | None
+    # not a column: what the offline validation pointed out on submit without refusing (never stored)
+    warnings: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Submission:
+        return cls(**{name: row[name] for name in _COLUMNS})
+
+    # Read by column name too, for the modules that still take a row mapping (the filing clock, drafts).
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+
+_COLUMNS = tuple(f.name for f in fields(Submission) if f.name != "warnings")
+
+
+def _submissions(rows: Sequence[Mapping[str, Any]]) -> list[Submission]:
+    return [Submission.of(r) for r in rows]
 
 
 class Recovered(NamedTuple):
@@ -43,27 +117,27 @@ class AnswerDocument:
         return list((self.details or {}).get("errors") or [])
 
 
-async def insert_or_get(session: AsyncSession, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+async def insert_or_get(session: AsyncSession, values: dict[str, Any]) -> tuple[Submission, bool]:
     """The UNIQUE (cif, idempotency_key) decides: the first writer creates, every other gets the existing row."""
     row = (await session.execute(insert(submissions).values(**values).on_conflict_do_nothing(
         constraint="uq_submissions_cif_key").returning(*submissions.c))).mappings().first()
     if row is not None:
-        return dict(row), True
+        return Submission.of(row), True
     existing = (await session.execute(select(submissions).where(
         submissions.c.cif == values["cif"], submissions.c.idempotency_key == values["idempotency_key"]))
     ).mappings().first()
     assert existing is not None  # the conflicting row is committed (ON CONFLICT waited for it)
-    return dict(existing), False
+    return Submission.of(existing), False
 
 
-async def get(session: AsyncSession, submission_id: str) -> dict[str, Any] | None:
+async def get(session: AsyncSession, submission_id: str) -> Submission | None:
     row = (await session.execute(select(submissions).where(submissions.c.id == submission_id))).mappings().first()
-    return dict(row) if row else None
+    return Submission.of(row) if row else None
 
 
 async def list_for(session: AsyncSession, cif: str, state: str | None, limit: int, *,
                    after: tuple[datetime, str] | None = None, before: datetime | None = None
-                   ) -> list[dict[str, Any]]:
+                   ) -> list[Submission]:
     """Newest first; `after` is the (created_at, id) of the last row already shown (keyset: rows created in the
     same instant are neither skipped nor repeated), `before` the older created_at bound."""
     q = select(submissions).where(submissions.c.cif == cif)
@@ -75,11 +149,11 @@ async def list_for(session: AsyncSession, cif: str, state: str | None, limit: in
         q = q.where(submissions.c.created_at < before)
     rows = (await session.execute(q.order_by(submissions.c.created_at.desc(), submissions.c.id.desc())
                                   .limit(limit))).mappings().all()
-    return [dict(r) for r in rows]
+    return _submissions(rows)
 
 
 async def claim_received(session: AsyncSession, me: str, lease: float, now: datetime, n: int,
-                         submission_id: str | None = None) -> list[dict[str, Any]]:
+                         submission_id: str | None = None) -> list[Submission]:
     """received -> uploading under a lease; only one claimer wins a row (SKIP LOCKED + conditional state)."""
     only = "AND id = :sid" if submission_id else ""
     rows = (await session.execute(text(f"""
@@ -89,11 +163,11 @@ async def claim_received(session: AsyncSession, me: str, lease: float, now: date
                      WHERE state = 'received' AND (next_attempt_at IS NULL OR next_attempt_at <= :now) {only}
                      ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED)
         RETURNING *"""), {"me": me, "lease": lease, "now": now, "n": n, "sid": submission_id})).mappings().all()
-    return [dict(r) for r in rows]
+    return _submissions(rows)
 
 
 async def claim_due(session: AsyncSession, state: str, me: str, lease: float, now: datetime,
-                    n: int) -> list[dict[str, Any]]:
+                    n: int) -> list[Submission]:
     """A processing/unknown/accepted-unlinked row due for work, leased so one replica works on it at a time."""
     cond = {"processing": "state = 'processing'", "unknown": "state = 'unknown'",
             "link": "state = 'accepted' AND sent_invoice_id IS NULL"}[state]
@@ -104,7 +178,7 @@ async def claim_due(session: AsyncSession, state: str, me: str, lease: float, no
                        AND (lease_until IS NULL OR lease_until < now())
                      ORDER BY next_check_at NULLS FIRST LIMIT :n FOR UPDATE SKIP LOCKED)
         RETURNING *"""), {"me": me, "lease": lease, "now": now, "n": n})).mappings().all()
-    return [dict(r) for r in rows]
+    return _submissions(rows)
 
 
 async def recover_expired(session: AsyncSession) -> list[Recovered]:
@@ -128,7 +202,7 @@ async def renew(session: AsyncSession, submission_id: str, me: str, lease: float
 
 
 async def transition(session: AsyncSession, submission_id: str, where: dict[str, Any],
-                     **values: Any) -> dict[str, Any] | None:
+                     **values: Any) -> Submission | None:
     """UPDATE ... WHERE id AND <conditions> RETURNING *; `where` maps column -> value, list (IN) or None (IS NULL)."""
     cond = [submissions.c.id == submission_id]
     for col, v in where.items():
@@ -142,7 +216,7 @@ async def transition(session: AsyncSession, submission_id: str, where: dict[str,
     values.setdefault("updated_at", func.now())
     row = (await session.execute(update(submissions).where(and_(*cond)).values(**values)
                                  .returning(*submissions.c))).mappings().first()
-    return dict(row) if row else None
+    return Submission.of(row) if row else None
 
 
 async def delete_unsent(session: AsyncSession, submission_id: str) -> bool:
@@ -228,7 +302,7 @@ def _not_refiled() -> Any:
 
 
 async def by_deadline(session: AsyncSession, cifs: list[str], *, open_only: bool, limit: int,
-                      since: date | None = None) -> list[dict[str, Any]]:
+                      since: date | None = None) -> list[Submission]:
     """Invoices of `cifs` by deadline, soonest first (the deadline grows with the issue date, so issue date
     order is deadline order). `open_only`: those still to be filed."""
     if not cifs:
@@ -242,16 +316,16 @@ async def by_deadline(session: AsyncSession, cifs: list[str], *, open_only: bool
         q = q.where(submissions.c.issue_date >= since)
     rows = (await session.execute(q.order_by(submissions.c.issue_date, submissions.c.created_at, submissions.c.id)
                                   .limit(limit))).mappings().all()
-    return [dict(r) for r in rows]
+    return _submissions(rows)
 
 
-async def unwarned_open(session: AsyncSession, since: date, limit: int) -> list[dict[str, Any]]:
+async def unwarned_open(session: AsyncSession, since: date, limit: int) -> list[Submission]:
     """Invoices still to be filed, issued on or after `since`, not warned about their deadline yet."""
     q = (select(submissions).where(submissions.c.kind == "invoice", submissions.c.deadline_warned_at.is_(None),
                                    submissions.c.issue_date >= since, submissions.c.state.in_(_NOT_FILED),
                                    (submissions.c.state != "rejected") | _not_refiled())
          .order_by(submissions.c.issue_date).limit(limit))
-    return [dict(r) for r in (await session.execute(q)).mappings().all()]
+    return _submissions((await session.execute(q)).mappings().all())
 
 
 async def mark_warned(session: AsyncSession, submission_id: str, at: datetime) -> bool:

@@ -22,6 +22,7 @@ known not to be filed and is retried later.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import threading
 import uuid
@@ -54,9 +55,10 @@ from spvhub_common.events.efactura import (
     InvoiceRejected,
     InvoiceSubmitted,
 )
-from spvhub_common.ids import strip_ro
+from spvhub_common.ids import mask_cnp, strip_ro
 from spvhub_common.logging import get_logger
 from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.pii import PersonIds, is_person_key
 from spvhub_common.ro_calendar import RO_TZ, default_calendar
 from spvhub_einvoice import Validator, default_validator
 
@@ -67,11 +69,11 @@ from spvhub_efactura.adapters.ledger import LedgerMessage
 from spvhub_efactura.adapters.orm import access_grants
 from spvhub_efactura.anaf_errors import explain_all
 from spvhub_efactura.settings import Settings
-from spvhub_efactura.submissions import domain, drafts, errors, filing
+from spvhub_efactura.submissions import domain, drafts, errors, filing, routing
 from spvhub_efactura.submissions import repository as repo
 from spvhub_efactura.submissions.anaf import SubmissionAnaf, Uploaded
 from spvhub_efactura.submissions.document import inspect_invoice_xml, rasp_xml
-from spvhub_efactura.sync import SyncPaused, UowFactory
+from spvhub_efactura.sync import SyncPaused, UowFactory, persons
 
 log = get_logger(__name__)
 
@@ -80,10 +82,13 @@ T = TypeVar("T")
 
 
 class Inbox(Protocol):
-    """What a submission uses of the inbox sync: the company's ANAF connection and its token, a sync on demand,
-    and the download of one ledger message through the sync's own path."""
+    """What a submission uses of the inbox sync: the company's ANAF connection and its token, what ANAF knows the
+    company by (a person key's CNP, unsealed), a sync on demand, and the download of one ledger message through
+    the sync's own path."""
 
     async def connection_for(self, cif: str, *, filing: bool = False) -> str: ...
+
+    async def anaf_id_of(self, cif: str) -> str: ...
 
     async def with_token(self, connection_id: str, call: Callable[[str], Awaitable[T]]) -> T: ...
 
@@ -98,9 +103,9 @@ class SubmitCommand:
     xml: bytes
     user_id: str | None
     client_key: str | None = None
-    extern: bool = False
+    extern: bool | None = None  # None: derived from the document (routing.decide)
     autofactura: bool = False
-    b2c: bool = False
+    b2c: bool | None = None  # None: derived from the document
     validate_first: bool = False
     standard: str | None = None  # optional; must match the root
     offline_validation: bool | None = None  # None: the deployment's default (on)
@@ -124,21 +129,29 @@ class SubmissionService:
         self.budget = budget
         self.me = instance_id or f"sub-{uuid.uuid4().hex[:12]}"
         self.validator = validator or default_validator()
+        self.person_ids = PersonIds.from_settings(settings)
         # compile the Schematron (about a second) now rather than in the first submission's request
         threading.Thread(target=self.validator.warm, name="validator-warm", daemon=True).start()
         self._next_deadline_scan: datetime | None = None
         self._inline: set[asyncio.Task[Any]] = set()
 
     # -- commands ----------------------------------------------------------------------------------
-    async def submit(self, cmd: SubmitCommand) -> tuple[dict[str, Any], bool]:
-        """Create (or find) the submission for the key and try to file it now. Returns (row, created)."""
+    async def submit(self, cmd: SubmitCommand) -> tuple[repo.Submission, bool]:
+        """Create (or find) the submission for the key and try to file it now. Returns (submission, created), the
+        submission with the offline validation's warnings."""
         # two parses of up to 10 MB (defusedxml's check, then lxml): off the event loop that answers everyone else
         ins = await asyncio.to_thread(inspect_invoice_xml, cmd.xml, self.settings.submission_max_xml_bytes)
         if cmd.standard and cmd.standard.upper() != ins.standard:
             raise errors.standard_mismatch(cmd.standard, ins.document_type, ins.standard)
-        own = domain.owner_cif(ins.seller_cif, ins.buyer_cif, cmd.autofactura)
-        if strip_ro(own or "").upper() != cmd.cif:
-            raise errors.seller_mismatch("buyer (self-billing)" if cmd.autofactura else "seller", own, cmd.cif)
+        own = strip_ro(domain.owner_cif(ins.seller_cif, ins.buyer_cif, cmd.autofactura) or "").upper()
+        # a natural person files under its person key: the document names it by its CNP
+        if (self._platform_id(own) or "") != cmd.cif:
+            if is_person_key(cmd.cif):
+                raise errors.seller_not_this_person(cmd.cif)
+            shown = mask_cnp(own) if routing.is_cnp(own) else own
+            raise errors.seller_mismatch("buyer (self-billing)" if cmd.autofactura else "seller", shown or None,
+                                         cmd.cif)
+        route = routing.decide(ins.buyer, autofactura=cmd.autofactura, b2c=cmd.b2c, extern=cmd.extern)
         offline = cmd.offline_validation
         if offline is None:
             offline = self.settings.submission_offline_validation
@@ -149,15 +162,18 @@ class SubmissionService:
                 log.info("submission refused offline", cif=cmd.cif, rules=report.codes()[:20])
                 raise errors.invalid_document(report)
             warnings = [f.as_dict() for f in report.warnings[:50]]
-        key, source = domain.idempotency_key(cmd.client_key, ins.seller_cif, ins.number, ins.issue_date)
+        # CNPs (a person seller, a B2C buyer) are kept as their person keys, never in clear
+        seller, buyer = self._platform_id(ins.seller_cif), self._platform_id(ins.buyer_cif)
+        key, source = domain.idempotency_key(cmd.client_key, seller, ins.number, ins.issue_date)
         values = dict(standard=ins.standard, document_type=ins.document_type, number=ins.number,
-                      issue_date=ins.issue_date, seller_cif=ins.seller_cif, buyer_cif=ins.buyer_cif,
-                      extern=cmd.extern, autofactura=cmd.autofactura, b2c=cmd.b2c, validate_first=cmd.validate_first)
-        row, created = await self._create(cmd.cif, "invoice", key, source, cmd.xml, cmd.user_id, values)
-        return {**row, "_warnings": warnings}, created
+                      issue_date=ins.issue_date, seller_cif=seller, buyer_cif=buyer,
+                      extern=route.extern, autofactura=cmd.autofactura, b2c=route.b2c,
+                      route_reason=route.reason.value, validate_first=cmd.validate_first)
+        row, created, _ = await self._create(cmd.cif, "invoice", key, source, cmd.xml, cmd.user_id, values)
+        return dataclasses.replace(row, warnings=tuple(warnings)), created
 
     async def submit_buyer_message(self, invoice: queries.Invoice, message: str, user_id: str | None,
-                                   client_key: str | None) -> tuple[dict[str, Any], bool]:
+                                   client_key: str | None) -> tuple[repo.Submission, bool]:
         """A RASP about a received invoice, filed by the buyer (the invoice's company), within 1000/day per CUI."""
         if invoice.direction != "received" or invoice.document_type not in ("invoice", "credit_note"):
             raise errors.not_a_received_invoice()
@@ -174,17 +190,26 @@ class SubmissionService:
         values = dict(standard="RASP", document_type="buyer_message", invoice_id=invoice.id,
                       ref_upload_index=str(invoice.upload_index), seller_cif=invoice.seller_cif,
                       buyer_cif=cif, number=invoice.number, issue_date=invoice.issue_date)
-        row, created = await self._create(cif, "buyer_message", key, source, xml, user_id, values)
-        if created and row.get("_outcome") == "quota":
-            raise self._quota_error(cif, row.get("next_attempt_at"))
+        row, created, outcome = await self._create(cif, "buyer_message", key, source, xml, user_id, values)
+        if created and outcome == "quota":
+            raise self._quota_error(cif, row.next_attempt_at)
         return row, created
+
+    def _platform_id(self, value: str | None) -> str | None:
+        """A CNP as its person key; anything else as written (the placeholder of 13 zeros names nobody)."""
+        return persons.keyed_id(self.person_ids, value)
+
+    def _scrub(self, text: str) -> str:
+        """ANAF's wording with every CNP replaced by its person key (what may be stored, logged or published)."""
+        return persons.keyed_text(self.person_ids, text) or ""
 
     def _quota_error(self, cif: str, at: datetime | None) -> errors.QuotaExhaustedError:
         now = self.clock.now()
         return errors.rasp_quota_exhausted(cif, at or next_local_midnight(now), now)
 
     async def _create(self, cif: str, kind: str, key: str, source: str, xml: bytes, user_id: str | None,
-                      values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+                      values: dict[str, Any]) -> tuple[repo.Submission, bool, str | None]:
+        """(the submission, created, the outcome of filing it now when created)."""
         sha = hashlib.sha256(xml).hexdigest()
         xml_key = f"efactura/{cif}/submissions/xml/{sha}.xml"
         await self.blobs.put(xml_key, xml, "application/xml")  # blob before the row that points at it
@@ -195,9 +220,9 @@ class SubmissionService:
                 xml_size=len(xml), submitted_by=user_id, state="received", **values))
             await uow.commit()
         if not created:
-            if row["xml_sha256"] != sha:
-                raise errors.idempotency_key_reused(key, row["id"], row["state"])
-            return row, False
+            if row.xml_sha256 != sha:
+                raise errors.idempotency_key_reused(key, row.id, row.state)
+            return row, False, None
         outcome = await self.advance(sid)
         fresh = await self.get(sid)
         if fresh is not None and outcome == "quota" and kind == "buyer_message":
@@ -206,13 +231,10 @@ class SubmissionService:
                 deleted = await repo.delete_unsent(uow.session, sid)
                 await uow.commit()
             if deleted:
-                return {**fresh, "_outcome": outcome}, True
-        if fresh is None:
-            return {**row, "_outcome": outcome}, True
-        fresh["_outcome"] = outcome
-        return fresh, True
+                return fresh, True, outcome
+        return fresh or row, True, outcome
 
-    async def get(self, submission_id: str) -> dict[str, Any] | None:
+    async def get(self, submission_id: str) -> repo.Submission | None:
         async with self.uow() as uow:
             return await repo.get(uow.session, submission_id)
 
@@ -230,14 +252,14 @@ class SubmissionService:
         async with self.uow() as uow:
             return await accessible_cifs(uow.session, access_grants, user_id)
 
-    async def readable(self, user_id: str, submission_id: str) -> dict[str, Any]:
+    async def readable(self, user_id: str, submission_id: str) -> repo.Submission:
         """The submission, when the caller may read its company; 404 otherwise (as if it did not exist)."""
         row = await self.get(submission_id)
         if row is None:
             raise errors.submission_not_found(submission_id)
         async with self.uow() as uow:
             try:
-                await require_access(uow.session, access_grants, user_id, row["cif"])
+                await require_access(uow.session, access_grants, user_id, row.cif)
             except Forbidden as e:  # do not reveal that it exists
                 raise errors.submission_not_found(submission_id) from e
         return row
@@ -248,7 +270,7 @@ class SubmissionService:
             await require_grant(uow.session, access_grants, user_id, cif, file=True)
 
     async def list_page(self, cif: str, state: str | None, limit: int, cursor: str | None,
-                        before: datetime | None = None) -> tuple[list[dict[str, Any]], str | None]:
+                        before: datetime | None = None) -> tuple[list[repo.Submission], str | None]:
         """A page of the company's submissions, newest first, and the cursor of the next page (None: the last).
         A cursor that is not one this gave answers 422 invalid_cursor."""
         after = _page_key(cursor) if cursor else None
@@ -257,9 +279,9 @@ class SubmissionService:
         if len(rows) <= limit:
             return rows, None
         last = rows[limit - 1]
-        return rows[:limit], encode_cursor(last["created_at"], last["id"])
+        return rows[:limit], encode_cursor(last.created_at, last.id)
 
-    async def by_deadline(self, cifs: list[str], open_only: bool, limit: int) -> list[dict[str, Any]]:
+    async def by_deadline(self, cifs: list[str], open_only: bool, limit: int) -> list[repo.Submission]:
         """Invoices by filing deadline, soonest first: those still to be filed, or (open_only=False) the last 90
         days'."""
         now = self.clock.now()
@@ -292,23 +314,23 @@ class SubmissionService:
             except Exception:  # noqa: BLE001 - the lease just runs shorter
                 log.warning("submission lease renewal failed", submission_id=sid)
 
-    async def _run(self, row: dict[str, Any]) -> str:
-        hb = asyncio.create_task(self._heartbeat(row["id"]))
+    async def _run(self, row: repo.Submission) -> str:
+        hb = asyncio.create_task(self._heartbeat(row.id))
         try:
             return await self._file(row)
         finally:
             hb.cancel()
 
-    async def _release(self, row: dict[str, Any], error: str, at: datetime) -> None:
+    async def _release(self, row: repo.Submission, error: str, at: datetime) -> None:
         """Not filed (known): back to `received`, retried at `at`."""
         async with self.uow() as uow:
-            await repo.transition(uow.session, row["id"], {"state": "uploading", "lease_owner": self.me},
+            await repo.transition(uow.session, row.id, {"state": "uploading", "lease_owner": self.me},
                                   state="received", lease_owner=None, lease_until=None, upload_started_at=None,
-                                  next_attempt_at=at, last_error=error[:1000])
+                                  next_attempt_at=at, last_error=self._scrub(error)[:1000])
             await uow.commit()
 
-    async def _file(self, row: dict[str, Any]) -> str:
-        sid, cif = row["id"], row["cif"]
+    async def _file(self, row: repo.Submission) -> str:
+        sid, cif = row.id, row.cif
         now = self.clock.now()
         retry_at = now + timedelta(seconds=self.settings.submission_retry_seconds)
         try:
@@ -317,10 +339,16 @@ class SubmissionService:
         except SyncPaused as e:
             await self._release(row, f"no connection: {e}", retry_at)
             return "paused"
-        xml = await self.blobs.get(row["xml_key"])
-        if row["validate_first"] and row["validation"] is None:
+        try:
+            # what ANAF knows the company by: the CIF, or a person key's CNP unsealed for this call only
+            anaf_cif = await self.sync.anaf_id_of(cif)
+        except SyncPaused as e:  # no CNP sealed for the key yet, or not its own: nothing can be filed
+            await self._release(row, f"{e.code}: {e}", retry_at)
+            return "paused"
+        xml = await self.blobs.get(row.xml_key)
+        if row.validate_first and row.validation is None:
             try:
-                res = await self.sync.with_token(conn, lambda tok: self.anaf.validate(tok, xml, row["standard"]))
+                res = await self.sync.with_token(conn, lambda tok: self.anaf.validate(tok, xml, row.standard))
             except SyncPaused as e:
                 await self._release(row, f"no connection: {e}", retry_at)
                 return "paused"
@@ -342,14 +370,14 @@ class SubmissionService:
         async with self.uow() as uow:
             started = await repo.transition(uow.session, sid, {"state": "uploading", "lease_owner": self.me},
                                             upload_started_at=self.clock.now(),
-                                            upload_attempts=row["upload_attempts"] + 1)
+                                            upload_attempts=row.upload_attempts + 1)
             await uow.commit()
         if started is None:
             return "lost_lease"
         try:
             up: Uploaded = await self.sync.with_token(conn, lambda tok: self.anaf.upload(
-                tok, xml, cif, row["standard"], extern=row["extern"], autofactura=row["autofactura"],
-                b2c=row["b2c"]))
+                tok, xml, anaf_cif, row.standard, extern=row.extern, autofactura=row.autofactura,
+                b2c=row.b2c, budget_key=cif))
         except asyncio.CancelledError:
             raise
         except SyncPaused as e:
@@ -377,22 +405,23 @@ class SubmissionService:
             await self._unknown(row, f"upload outcome unknown: {e.text}")
             return "unknown"
         except Exception as e:  # noqa: BLE001 - timeouts, unexpected answers: ANAF may have filed it
-            log.warning("upload outcome unknown", submission_id=sid, error=str(e)[:300])
+            log.warning("upload outcome unknown", submission_id=sid, error=self._scrub(str(e)[:300]))
             await self._unknown(row, f"upload outcome unknown: {type(e).__name__}: {str(e)[:300]}")
             return "unknown"
         await self._record_uploaded(row, up)
         return "uploaded"
 
-    async def _unknown(self, row: dict[str, Any], note: str) -> None:
+    async def _unknown(self, row: repo.Submission, note: str) -> None:
         async with self.uow() as uow:
-            await repo.transition(uow.session, row["id"], {"state": "uploading", "anaf_index": None},
-                                  state="unknown", lease_owner=None, lease_until=None, reconcile_note=note[:1000],
+            await repo.transition(uow.session, row.id, {"state": "uploading", "anaf_index": None},
+                                  state="unknown", lease_owner=None, lease_until=None,
+                                  reconcile_note=self._scrub(note)[:1000],
                                   next_check_at=self.clock.now()
                                   + timedelta(seconds=self.settings.submission_unknown_check_seconds))
             await uow.commit()
 
-    async def _record_uploaded(self, row: dict[str, Any], up: Uploaded) -> None:
-        sid, cif = row["id"], row["cif"]
+    async def _record_uploaded(self, row: repo.Submission, up: Uploaded) -> None:
+        sid, cif = row.id, row.cif
         key = f"efactura/{cif}/submissions/{sid}/upload-response.xml"
         await self.blobs.put(key, up.response, "application/xml")
         now = self.clock.now()
@@ -407,24 +436,25 @@ class SubmissionService:
                 uow.publish(self._submitted_event(done))
             await uow.commit()
 
-    def _submitted_event(self, r: dict[str, Any]) -> InvoiceSubmitted:
-        return InvoiceSubmitted(cif=r["cif"], submission_id=r["id"], upload_index=r["anaf_index"], kind=r["kind"],
-                                standard=r["standard"], document_type=r["document_type"], number=r["number"],
-                                issue_date=r["issue_date"], buyer_cif=r["buyer_cif"], b2c=r["b2c"],
-                                submitted_by=r["submitted_by"])
+    def _submitted_event(self, r: repo.Submission) -> InvoiceSubmitted:
+        return InvoiceSubmitted(cif=r.cif, submission_id=r.id, upload_index=r.anaf_index, kind=r.kind,
+                                standard=r.standard, document_type=r.document_type, number=r.number,
+                                issue_date=r.issue_date, buyer_cif=r.buyer_cif, b2c=r.b2c,
+                                submitted_by=r.submitted_by)
 
-    async def _reject(self, row: dict[str, Any], stage: str, texts: list[str], index: str | None, *,
-                      where: dict[str, Any], **values: Any) -> dict[str, Any] | None:
+    async def _reject(self, row: repo.Submission, stage: str, texts: list[str], index: str | None, *,
+                      where: dict[str, Any], **values: Any) -> repo.Submission | None:
+        texts = [self._scrub(t) for t in texts]
         explained = explain_all(texts) or explain_all([f"ANAF a respins documentul ({stage})."])
         async with self.uow() as uow:
-            done = await repo.transition(uow.session, row["id"], where, state="rejected", error_stage=stage,
+            done = await repo.transition(uow.session, row.id, where, state="rejected", error_stage=stage,
                                          errors=explained, finished_at=self.clock.now(), lease_owner=None,
                                          lease_until=None, next_check_at=None, **values)
             if done is not None:
                 uow.publish(InvoiceRejected(
-                    cif=done["cif"], submission_id=done["id"], stage=stage, upload_index=index or done["anaf_index"],
-                    kind=done["kind"], document_type=done["document_type"], number=done["number"],
-                    issue_date=done["issue_date"], submitted_by=done["submitted_by"],
+                    cif=done.cif, submission_id=done.id, stage=stage, upload_index=index or done.anaf_index,
+                    kind=done.kind, document_type=done.document_type, number=done.number,
+                    issue_date=done.issue_date, submitted_by=done.submitted_by,
                     error_codes=[str(e["code"]) for e in explained if e.get("code")][:50],
                     errors=[{k: (None if e.get(k) is None else str(e[k])[:1000]) for k in _EVENT_FIELDS}
                             for e in explained[:50]]))
@@ -461,30 +491,32 @@ class SubmissionService:
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # noqa: BLE001 - the row is retried after its lease
-                    log.exception("submission step failed", submission_id=r["id"], step=state)
+                    log.exception("submission step failed", submission_id=r.id, step=state)
                     await self._later(r, self.settings.submission_retry_seconds)
             stats[{"processing": "checked", "unknown": "reconciled", "link": "linked"}[state]] += len(rows)
         return stats
 
-    async def _later(self, row: dict[str, Any], seconds: float, *, owned: bool = True, **values: Any) -> None:
+    async def _later(self, row: repo.Submission, seconds: float, *, owned: bool = True, **values: Any) -> None:
+        if values.get("last_error"):
+            values["last_error"] = self._scrub(values["last_error"])
         async with self.uow() as uow:
-            await repo.transition(uow.session, row["id"], {"lease_owner": self.me} if owned else {},
+            await repo.transition(uow.session, row.id, {"lease_owner": self.me} if owned else {},
                                   lease_owner=None, lease_until=None,
                                   next_check_at=self.clock.now() + timedelta(seconds=seconds), **values)
             await uow.commit()
 
     # -- the filing clock ---------------------------------------------------------------------------
-    def _filed_late(self, row: dict[str, Any]) -> FiledLate | None:
-        issue, filed_at = row.get("issue_date"), row.get("uploaded_at")
-        if row.get("kind") != "invoice" or issue is None or filed_at is None:
+    def _filed_late(self, row: repo.Submission) -> FiledLate | None:
+        issue, filed_at = row.issue_date, row.uploaded_at
+        if row.kind != "invoice" or issue is None or filed_at is None:
             return None
         dl = filing.deadline(issue)
         if filed_at < dl.ends_at:
             return None
         late_days = filing.working_days_late(dl, filed_at)
-        return FiledLate(cif=row["cif"], submission_id=row["id"], number=row["number"], issue_date=issue,
-                         deadline=dl.last_day, filed_at=filed_at, upload_index=row.get("anaf_index"),
-                         working_days_late=late_days, submitted_by=row.get("submitted_by"))
+        return FiledLate(cif=row.cif, submission_id=row.id, number=row.number, issue_date=issue,
+                         deadline=dl.last_day, filed_at=filed_at, upload_index=row.anaf_index,
+                         working_days_late=late_days, submitted_by=row.submitted_by)
 
     async def scan_deadlines(self) -> int:
         """Publish `efactura.filing-deadline-approaching` once for each invoice still to be filed (a submission, or
@@ -497,31 +529,31 @@ class SubmissionService:
             rows = await repo.unwarned_open(uow.session, since, 1000)
         told = 0
         for row in rows:
-            dl = filing.deadline(row["issue_date"], cal)
+            dl = filing.deadline(row.issue_date, cal)
             left = filing.warning_due(dl, now, self.settings.submission_deadline_warning_working_hours, cal)
             if left is None:
                 continue
             async with self.uow() as uow:
-                if await repo.mark_warned(uow.session, row["id"], now):
+                if await repo.mark_warned(uow.session, row.id, now):
                     uow.publish(FilingDeadlineApproaching(
-                        cif=row["cif"], submission_id=row["id"], number=row["number"], issue_date=row["issue_date"],
+                        cif=row.cif, submission_id=row.id, number=row.number, issue_date=row.issue_date,
                         deadline=dl.last_day, deadline_at=dl.last_moment, working_hours_left=round(left / 3600, 1),
-                        state=row["state"], submitted_by=row["submitted_by"]))
+                        state=row.state, submitted_by=row.submitted_by))
                     told += 1
                 await uow.commit()
         # drafts run on the same clock: saved, not filed, warned once like a submission still to be filed
         return told + await drafts.scan_deadlines(self, now)
 
     # -- following stareMesaj ----------------------------------------------------------------------
-    async def check(self, row: dict[str, Any]) -> None:
+    async def check(self, row: repo.Submission) -> None:
         """One stareMesaj (or, after `nok`, fetching the error report)."""
         now = self.clock.now()
-        if row["anaf_state"] == STATE_NOK and row["id_descarcare"]:
+        if row.anaf_state == STATE_NOK and row.id_descarcare:
             await self._finish_nok(row)
             return
         try:
-            conn = await self.sync.connection_for(row["cif"])
-            st = await self.sync.with_token(conn, lambda tok: self.anaf.state(tok, row["anaf_index"]))
+            conn = await self.sync.connection_for(row.cif)
+            st = await self.sync.with_token(conn, lambda tok: self.anaf.state(tok, row.anaf_index))
         except LimitReached as e:  # 100/index/day: wait for the reset, never loop
             await self._later(row, max(1.0, (resets_at_of(e, now) - now).total_seconds()),
                               last_error=f"stareMesaj limit: {e.text}"[:1000])
@@ -529,23 +561,23 @@ class SubmissionService:
         except (SyncPaused, NotFound, AnafError) as e:
             await self._later(row, self.settings.submission_retry_seconds, last_error=f"stareMesaj: {e}"[:1000])
             return
-        checks = row["state_checks"] + 1
+        checks = row.state_checks + 1
         if st.stare == STATE_PROCESSING:
             await self._later(row, domain.check_backoff(checks, self.settings.submission_check_base_seconds,
                                                  self.settings.submission_check_max_seconds),
                               state_checks=checks, anaf_state=st.stare, last_checked_at=now)
         elif st.stare == STATE_OK:
             async with self.uow() as uow:
-                done = await repo.transition(uow.session, row["id"], {"state": "processing"}, state="accepted",
+                done = await repo.transition(uow.session, row.id, {"state": "processing"}, state="accepted",
                                              anaf_state=st.stare, id_descarcare=st.id_descarcare,
                                              state_checks=checks, last_checked_at=now, finished_at=now,
                                              lease_owner=None, lease_until=None, next_check_at=now, last_error=None)
                 if done is not None:
                     uow.publish(InvoiceAccepted(
-                        cif=done["cif"], submission_id=done["id"], upload_index=done["anaf_index"],
-                        id_descarcare=st.id_descarcare, kind=done["kind"], document_type=done["document_type"],
-                        number=done["number"], issue_date=done["issue_date"], buyer_cif=done["buyer_cif"],
-                        submitted_by=done["submitted_by"]))
+                        cif=done.cif, submission_id=done.id, upload_index=done.anaf_index,
+                        id_descarcare=st.id_descarcare, kind=done.kind, document_type=done.document_type,
+                        number=done.number, issue_date=done.issue_date, buyer_cif=done.buyer_cif,
+                        submitted_by=done.submitted_by))
                     late = self._filed_late(done)
                     if late is not None:
                         uow.publish(late)
@@ -554,27 +586,27 @@ class SubmissionService:
                 await self.link(done, eager=True)
         elif st.stare == STATE_NOK:
             async with self.uow() as uow:
-                done = await repo.transition(uow.session, row["id"], {"state": "processing"}, anaf_state=st.stare,
+                done = await repo.transition(uow.session, row.id, {"state": "processing"}, anaf_state=st.stare,
                                              id_descarcare=st.id_descarcare, state_checks=checks, last_checked_at=now)
                 await uow.commit()
             if done is not None:
                 await self._finish_nok(done)
         elif st.stare == STATE_REJECTED:
-            await self._reject(row, "upload", [st.stare], row["anaf_index"], where={"state": "processing"},
+            await self._reject(row, "upload", [st.stare], row.anaf_index, where={"state": "processing"},
                                anaf_state=st.stare, state_checks=checks, last_checked_at=now)
         else:
             await self._later(row, self.settings.submission_retry_seconds, anaf_state=st.stare[:64],
                               state_checks=checks)
 
-    async def _archived_message(self, row: dict[str, Any], message_id: str, tip: str,
+    async def _archived_message(self, row: repo.Submission, message_id: str, tip: str,
                                 kind: str) -> repo.AnswerMessage:
         """The ANAF message answering the submission, in the inbox ledger (inserted if the sync has not listed it
         yet) and archived through the sync's own path - so the inbox has it once, whoever gets there first."""
-        cif = row["cif"]
+        cif = row.cif
         now = self.clock.now()
         async with self.uow() as uow:
-            await repo.ensure_ledger_message(uow.session, cif, message_id, tip, kind, row["anaf_index"], now,
-                                             inbox_domain.purge_at(now), row["id"])
+            await repo.ensure_ledger_message(uow.session, cif, message_id, tip, kind, row.anaf_index, now,
+                                             inbox_domain.purge_at(now), row.id)
             msg = await repo.ledger_message(uow.session, cif, message_id)
             await uow.commit()
         assert msg is not None
@@ -587,9 +619,9 @@ class SubmissionService:
             assert msg is not None
         return msg
 
-    async def _finish_nok(self, row: dict[str, Any]) -> None:
+    async def _finish_nok(self, row: repo.Submission) -> None:
         """Download the error report (via id_descarcare), explain each error, link the inbox row."""
-        mid = row["id_descarcare"]
+        mid = row.id_descarcare
         try:
             msg = await self._archived_message(row, mid, "ERORI FACTURA", inbox_domain.MessageKind.ERRORS.value)
         except SyncPaused as e:
@@ -600,35 +632,35 @@ class SubmissionService:
                               last_error=f"error report not downloaded yet: {msg.last_error}"[:1000])
             return
         async with self.uow() as uow:
-            inv = await repo.invoice_by_message(uow.session, row["cif"], mid)
-            report_id = await repo.link_inbox(uow.session, row["cif"], row["anaf_index"], row["id"], True)
+            inv = await repo.invoice_by_message(uow.session, row.cif, mid)
+            report_id = await repo.link_inbox(uow.session, row.cif, row.anaf_index, row.id, True)
             await uow.commit()
-        await self._reject(row, "processing", inv.error_texts if inv else [], row["anaf_index"],
+        await self._reject(row, "processing", inv.error_texts if inv else [], row.anaf_index,
                            where={"state": "processing"},
                            error_report_key=(inv.xml_key if inv else None) or msg.message.zip_key,
                            error_report_invoice_id=report_id or (inv.id if inv else None))
 
-    async def link(self, row: dict[str, Any], eager: bool = False) -> None:
+    async def link(self, row: repo.Submission, eager: bool = False) -> None:
         """An accepted submission -> its sent invoice in the inbox (same row, `submission_id` set)."""
-        cif, index = row["cif"], row["anaf_index"]
+        cif, index = row.cif, row.anaf_index
         async with self.uow() as uow:
-            inv_id = await repo.link_inbox(uow.session, cif, index, row["id"], False)
+            inv_id = await repo.link_inbox(uow.session, cif, index, row.id, False)
             if inv_id is not None:
-                await repo.transition(uow.session, row["id"], {}, sent_invoice_id=inv_id, lease_owner=None,
+                await repo.transition(uow.session, row.id, {}, sent_invoice_id=inv_id, lease_owner=None,
                                       lease_until=None, next_check_at=None)
             await uow.commit()
         if inv_id is not None:
             return
         # Not in the inbox yet: fetch it now when its message id and kind are certain (the seller filed it), else
         # let the inbox sync bring it and try again later.
-        if row["kind"] == "invoice" and not row["autofactura"] and row["id_descarcare"]:
+        if row.kind == "invoice" and not row.autofactura and row.id_descarcare:
             try:
-                await self._archived_message(row, row["id_descarcare"], "FACTURA TRIMISA",
+                await self._archived_message(row, row.id_descarcare, "FACTURA TRIMISA",
                                              inbox_domain.MessageKind.SENT.value)
                 async with self.uow() as uow:
-                    inv_id = await repo.link_inbox(uow.session, cif, index, row["id"], False)
+                    inv_id = await repo.link_inbox(uow.session, cif, index, row.id, False)
                     if inv_id is not None:
-                        await repo.transition(uow.session, row["id"], {}, sent_invoice_id=inv_id, lease_owner=None,
+                        await repo.transition(uow.session, row.id, {}, sent_invoice_id=inv_id, lease_owner=None,
                                               lease_until=None, next_check_at=None)
                     await uow.commit()
                 if inv_id is not None:
@@ -640,12 +672,12 @@ class SubmissionService:
         await self._later(row, self.settings.submission_retry_seconds, owned=False)
 
     # -- reconciling an interrupted upload ---------------------------------------------------------
-    async def reconcile(self, row: dict[str, Any]) -> None:
+    async def reconcile(self, row: repo.Submission) -> None:
         """`unknown`: find the upload's trace in the inbox; adopt its index, or upload again only when ANAF's lists
         were read well past the grace period with no trace."""
-        cif = row["cif"]
+        cif = row.cif
         now = self.clock.now()
-        started = row["upload_started_at"] or row["updated_at"]
+        started = row.upload_started_at or row.updated_at
         since = started - timedelta(minutes=5)
         await self.sync.request_sync(cif)
         async with self.uow() as uow:
@@ -657,20 +689,20 @@ class SubmissionService:
             note = (f"interrupted upload found at ANAF: message {match.message_id} ({match.tip}) answers "
                     f"id_incarcare={match.upload_index}")
             async with self.uow() as uow:
-                done = await repo.transition(uow.session, row["id"], {"state": "unknown", "anaf_index": None},
+                done = await repo.transition(uow.session, row.id, {"state": "unknown", "anaf_index": None},
                                              state="processing", anaf_index=match.upload_index, uploaded_at=started,
                                              reconcile_note=note, lease_owner=None, lease_until=None, next_check_at=now)
                 if done is not None:
                     uow.publish(self._submitted_event(done))
                 await uow.commit()
-            log.info("interrupted upload reconciled", submission_id=row["id"], index=match.upload_index)
+            log.info("interrupted upload reconciled", submission_id=row.id, index=match.upload_index)
             return
         if domain.may_upload_again(now, started, self.settings.submission_unknown_grace_seconds, listed_until,
                                    domain.still_downloading(evidence)):
             assert listed_until is not None
             async with self.uow() as uow:
                 await repo.transition(
-                    uow.session, row["id"], {"state": "unknown", "anaf_index": None}, state="received",
+                    uow.session, row.id, {"state": "unknown", "anaf_index": None}, state="received",
                     upload_started_at=None, lease_owner=None, lease_until=None, next_attempt_at=now,
                     reconcile_note=f"no trace at ANAF of the interrupted upload of {started.isoformat()} in the "
                                    f"messages listed up to {listed_until.isoformat()}: uploading again")
