@@ -4,6 +4,7 @@ without a Romanian tax id with extern=DA, one VAT-registered in Romania through 
 flag that contradicts the document is refused with nothing stored or uploaded. Plus the pure rules."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from datetime import date
@@ -148,6 +149,10 @@ async def test_routes_at_the_emulator(fresh_database: str, topic_prefix: str, mi
             assert (r.status_code, r.json()["error"]["code"]) == (422, "extern_mismatch"), r.text[:300]
             assert await _count(h, submissions) == 0 and await _count(h, outbox) == 0
             assert await _uploads(h, seller) == 0
+            blobs = h.app.state.deps.submissions.blobs
+            for name in ("B2B", "B2C-CNP", "B2C-ZERO", "EXT-ROVAT", "EXT-NOID"):  # no XML stored either
+                sha = hashlib.sha256(docs[name]).hexdigest()
+                assert not await blobs.exists(f"efactura/{seller}/submissions/xml/{sha}.xml"), name
 
             for name, xml, route, extern, reason in cases:
                 # the caller's flag, when it agrees, is accepted like silence

@@ -358,7 +358,7 @@ class SubmissionService:
             except AnafError as e:
                 await self._release(row, f"validare failed: {type(e).__name__}: {e.text}", retry_at)
                 return "retry"
-            validation = {"ok": res.ok, "messages": res.messages, "trace_id": res.trace_id}
+            validation = {"ok": res.ok, "messages": [self._scrub(m) for m in res.messages], "trace_id": res.trace_id}
             if not res.ok:
                 await self._reject(row, "validation", res.messages, None, validation=validation,
                                    where={"state": "uploading", "lease_owner": self.me})
