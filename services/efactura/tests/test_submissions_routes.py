@@ -64,6 +64,7 @@ def test_route_from_the_document() -> None:
     assert route("0000000000000") == (True, False, "buyer_placeholder")
     assert route() == (True, False, "buyer_without_tax_id")
     assert route(country=None) == (True, False, "buyer_without_tax_id")  # CIUS-RO asks for it: read as Romania
+    assert route("CLIENT-0042") == (True, False, "buyer_without_tax_id")  # a customer number is no tax id
     assert route("RO12340006", "12340006") == (False, False, "buyer_tax_id")
     assert route("12340006") == (False, False, "buyer_tax_id")
     # a 13-digit id whose control digit is wrong is not a CNP: a business id

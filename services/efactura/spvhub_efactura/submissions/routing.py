@@ -2,7 +2,7 @@
 
 - B2C (`uploadb2c`, mandatory for B2C since 31 March 2025): the buyer is a natural person - identified by a CNP (13
   digits with a valid control digit), by ANAF's placeholder `0000000000000` (13 zeros) when the CNP is not known, or,
-  for a buyer in Romania, by no tax id at all.
+  for a buyer in Romania, by no tax id at all (a customer number is not one: a Romanian tax id is digits).
 - `extern=DA` (anaf-api.md §2.1): the buyer is outside Romania and has no Romanian tax id. A buyer not established in
   Romania but registered for VAT here (a `RO…` VAT id) is filed like any Romanian buyer, without `extern` (in force
   since 1 January 2026, anaf-api.md §12).
@@ -77,7 +77,8 @@ def document_route(buyer: Buyer, *, autofactura: bool = False) -> Route:
         if any(i.startswith("RO") and i[2:].isdigit() and i[2:] for i in ids):
             return Route(False, False, RouteReason.BUYER_ABROAD_RO_VAT)
         return Route(False, True, RouteReason.BUYER_ABROAD)
-    if not any(strip_ro(i) for i in ids):
+    # a Romanian tax id is digits (after an optional RO); a customer number or a name is not one
+    if not any(strip_ro(i).isdigit() for i in ids):
         return Route(True, False, RouteReason.BUYER_WITHOUT_TAX_ID)
     return Route(False, False, RouteReason.BUYER_TAX_ID)
 
