@@ -38,18 +38,22 @@ BUYER_CNP = cnp("285031512345")  # a fictional adult, valid control digit
 
 
 def xml_for(seller: str, buyer: Party, number: str) -> bytes:
-    spec = InvoiceSpec(number=number, issue_date=date(2026, 3, 9), seller=Party(seller, "Vanzator SRL"),
+    # the number gets a digit: CIUS-RO requires one (BR-RO-010)
+    spec = InvoiceSpec(number=f"{number}-1", issue_date=date(2026, 3, 9), seller=Party(seller, "Vanzator SRL"),
                        buyer=buyer, lines=[Line("Servicii", Decimal("2"), "H87", Decimal("150.00"), "S",
                                                 Decimal("19"))])
     return render(spec)
 
 
-def without_buyer_ids(xml: bytes) -> bytes:
-    """The buyer with no tax id at all (no PartyTaxScheme, no legal registration id)."""
+def without_buyer_ids(xml: bytes, legal_id: str = "") -> bytes:
+    """The buyer with no tax id at all (no PartyTaxScheme; no legal registration id, or `legal_id`)."""
     head, sep, tail = xml.partition(b"<cac:AccountingCustomerParty>")
     party, end, rest = tail.partition(b"</cac:AccountingCustomerParty>")
     party = re.sub(rb"<cac:PartyTaxScheme>.*?</cac:PartyTaxScheme>", b"", party, flags=re.S)
     party = re.sub(rb"(<cac:PartyLegalEntity>.*?)<cbc:CompanyID>[^<]*</cbc:CompanyID>", rb"\1", party, flags=re.S)
+    if legal_id:
+        party = party.replace(b"</cbc:RegistrationName>",
+                              b"</cbc:RegistrationName><cbc:CompanyID>" + legal_id.encode() + b"</cbc:CompanyID>", 1)
     return head + sep + party + end + rest
 
 
@@ -123,8 +127,11 @@ async def test_routes_at_the_emulator(fresh_database: str, topic_prefix: str, mi
                  "uploadb2c", False, "buyer_cnp"),
                 ("B2C-ZERO", xml_for(seller, Party("0000000000000", "Client final", vat=False), "B2C-ZERO"),
                  "uploadb2c", False, "buyer_placeholder"),
+                # CIUS-RO refuses a buyer without BT-47/BT-48 (BR-RO-120): filed here without offline validation
                 ("B2C-NOID", without_buyer_ids(xml_for(seller, Party("1", "Client final", vat=False), "B2C-NOID")),
                  "uploadb2c", False, "buyer_without_tax_id"),
+                ("B2C-CUST", without_buyer_ids(xml_for(seller, Party("1", "Client final", vat=False), "B2C-CUST"),
+                                               legal_id="CLIENT-0042"), "uploadb2c", False, "buyer_without_tax_id"),
                 ("EXT-ROVAT", xml_for(seller, Party(buyer, "Kunde GmbH", country="DE"), "EXT-ROVAT"),
                  "upload", False, "buyer_abroad_ro_vat"),
                 ("EXT-NOID", xml_for(seller, Party("DE123456789", "Kunde GmbH", vat=False, country="DE"),
@@ -158,7 +165,8 @@ async def test_routes_at_the_emulator(fresh_database: str, topic_prefix: str, mi
             for name, xml, route, extern, reason in cases:
                 # the caller's flag, when it agrees, is accepted like silence
                 query = "b2c=true&" if name == "B2C-ZERO" else "extern=true&" if name == "EXT-NOID" else ""
-                r = await api.post(f"{url}?{query}offline_validation=false", content=xml, headers=alice)
+                query += "offline_validation=false" if name == "B2C-NOID" else "offline_validation=true"
+                r = await api.post(f"{url}?{query}", content=xml, headers=alice)
                 assert r.status_code == 202, (name, r.text[:500])
                 sub = r.json()
                 assert (sub["route"], sub["extern"], sub["route_reason"]) == (route, extern, reason), (name, sub)
@@ -231,8 +239,7 @@ async def test_a_person_files_under_the_cnp_and_nothing_keeps_it(
             assert SELLER_CNP not in r.text
             assert await _count(h, submissions) == 0 and await _uploads(h, SELLER_CNP) == 0
 
-            r = await api.post(f"{API}/companies/{key}/submissions?offline_validation=false", content=xml,
-                               headers=ion)
+            r = await api.post(f"{API}/companies/{key}/submissions", content=xml, headers=ion)
             assert r.status_code == 202, r.text[:500]
             sub = r.json()
             assert (sub["cif"], sub["seller_cif"], sub["state"]) == (key, key, "processing"), sub
