@@ -113,6 +113,13 @@ def parse_tax_id(raw: object) -> TaxId:
     """A CNP when `raw` is 13 digits with a valid CNP control digit, else a CIF by `normalize_cif` rules."""
     text = _compact(raw)
     if len(text) == 13 and text.isdigit():
+        if text[0] == "0":
+            # no CNP starts with 0 (its first digit is sex and century); 13 zeros is the B2C buyer placeholder
+            raise _invalid("cif_bad_control_digit", raw,
+                           "This 13-digit code is not a CNP: a CNP never starts with 0 (13 zeros stand for an "
+                           "unidentified buyer).",
+                           "Codul de 13 cifre nu este un CNP: un CNP nu începe cu 0 (13 zerouri înseamnă un "
+                           "cumpărător neidentificat).")
         if cnp_control_digit(text[:12]) != int(text[12]):
             raise _invalid("cif_bad_control_digit", raw,
                            "This 13-digit code is not a valid CNP: its control digit does not match.",

@@ -135,6 +135,7 @@ class ServiceSettings(BaseSettings):
         """The shared ANAF client's configuration for these settings (credentials, timeouts: `overrides`)."""
         values: dict[str, object] = {f"{family}_base": base for family, base in self.anaf_bases.items()}
         values["env"] = self.anaf_env
+        values["pii_secret"] = self.pii_secret
         values.update(overrides)
         return AnafConfig.model_validate(values)
 

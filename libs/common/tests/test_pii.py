@@ -81,3 +81,10 @@ def test_members_see_the_cnp_others_a_mask():
 def test_a_short_secret_is_refused():
     with pytest.raises(ValueError):
         PersonIds("short")
+
+
+def test_the_b2c_placeholder_is_no_person():
+    ids = PersonIds(SECRET)
+    assert ids.key_of_anaf_id("0" * 13) == "0" * 13
+    with pytest.raises(InvalidTaxId):
+        ids.company_key("0" * 13)

@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from spvhub_common.clock import Clock, SystemClock, local_date, next_local_midnight
 from spvhub_common.ids import InvalidTaxId, mask_cnp, normalize_cif, parse_tax_id
+from spvhub_common.pii import PersonIds
 from spvhub_common.telemetry import tracer
 
 from .budget import DEFAULT_DAILY, AnafBudget, BudgetKind, Priority
@@ -254,6 +255,14 @@ class AnafClient:
     def url(self, family: str, path: str) -> str:
         """`path` on the base of host `family` (oauth, api, public, spv)."""
         return f"{self.config.base(family)}/{path.lstrip('/')}"
+
+    def _budget_key(self, sent: str) -> str:
+        """What a call for `sent` (the `cif=` sent) is counted under in the shared budget: a natural person's CNP as
+        its person key (or masked when no PII secret is configured), so the budget's tables never hold a CNP."""
+        if len(sent) == 13 and sent.isdigit():
+            secret = self.config.pii_secret.get_secret_value()
+            return PersonIds(secret).key_of(sent) if secret else mask_cnp(sent)
+        return sent
 
     def _api(self, service: str, name: str, *, env: str | None = None) -> str:
         """An authenticated e-Factura / e-Transport path on api.anaf.ro: /{prod|test}/{service}/{name}."""
@@ -574,7 +583,7 @@ class AnafClient:
         """
         cif = _cif_to_send(cif, "efactura.listaMesajePaginatieFactura", cnp_ok=True)
         _check_filter(filter)
-        call = _Call("efactura.listaMesajePaginatieFactura", BudgetKind.EF_LIST_PAGED, cif)
+        call = _Call("efactura.listaMesajePaginatieFactura", BudgetKind.EF_LIST_PAGED, self._budget_key(cif))
         params: dict[str, str | int] = {"startTime": start_ms, "endTime": end_ms, "cif": cif, "pagina": page}
         if filter:
             params["filtru"] = filter
@@ -619,7 +628,7 @@ class AnafClient:
         """
         cif = _cif_to_send(cif, "efactura.listaMesajeFactura", cnp_ok=True)
         _check_filter(filter)
-        call = _Call("efactura.listaMesajeFactura", BudgetKind.EF_LIST, cif)
+        call = _Call("efactura.listaMesajeFactura", BudgetKind.EF_LIST, self._budget_key(cif))
         params: dict[str, str | int] = {"zile": days, "cif": cif}
         if filter:
             params["filtru"] = filter
@@ -684,7 +693,7 @@ class AnafClient:
             raise ValidationError("Marime fisier transmis mai mare de 10 MB.", endpoint="efactura.upload")
         name = "uploadb2c" if b2c else "upload"
         kind = BudgetKind.EF_UPLOAD_RASP if standard == "RASP" else BudgetKind.EF_UPLOAD
-        call = _Call(f"efactura.{name}", kind, (budget_key or cif) if standard == "RASP" else None)
+        call = _Call(f"efactura.{name}", kind, (budget_key or self._budget_key(cif)) if standard == "RASP" else None)
         params: dict[str, str | int] = {"standard": standard, "cif": cif}
         if extern:
             params["extern"] = "DA"

@@ -53,6 +53,9 @@ class AnafConfig(BaseModel):
     retries: int = 4
     backoff: float = 0.3
     attempt_deadline: float | None = None
+    # The installation's PII secret (spvhub_common.pii): a natural person's CNP sent as `cif=` is counted in the
+    # shared budget's tables under its person key, never in clear.
+    pii_secret: SecretStr = SecretStr("")
 
     def base(self, family: str) -> str:
         """The base URL of one host family, without a trailing slash."""

@@ -915,3 +915,21 @@ async def test_rasp_upload_of_a_person_counts_under_its_platform_key(h: Harness)
         await h.budget.remaining(BudgetKind.EF_UPLOAD_RASP, "other") - 1
     assert await h.budget.remaining(BudgetKind.EF_UPLOAD_RASP, cnp) == \
         await h.budget.remaining(BudgetKind.EF_UPLOAD_RASP, "other")
+
+
+async def test_a_persons_lists_count_under_its_person_key(clock: ManualClock) -> None:
+    """listaMesaje for a natural person goes to ANAF as cif=<CNP>; the shared budget counts it under the person key
+    derived with the installation's PII secret, so the budget's tables never hold the CNP."""
+    from spvhub_common.pii import PersonIds
+
+    secret = "unit-test-pii-secret-32-bytes-long"
+    h = Harness(clock, pii_secret=SecretStr(secret))
+    h.reply(**eroare("Nu exista mesaje in ultimele 1 zile"))
+    cnp = "1800101123450"
+    await h.client.list_messages(cnp, 1)
+    await h.client.list_messages_paginated(cnp, 0, 1000)
+    assert [r.url.params["cif"] for r in h.requests] == [cnp, cnp]
+    key = PersonIds(secret).key_of(cnp)
+    for kind in (BudgetKind.EF_LIST, BudgetKind.EF_LIST_PAGED):
+        assert await h.budget.remaining(kind, key) == await h.budget.remaining(kind, "other") - 1
+        assert await h.budget.remaining(kind, cnp) == await h.budget.remaining(kind, "other")
