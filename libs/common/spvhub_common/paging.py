@@ -57,3 +57,20 @@ def decode_cursor(raw: str, arity: int) -> tuple[Any, ...]:
     if any(isinstance(v, (list, dict)) for v in values):
         raise invalid_cursor()
     return tuple(values)
+
+
+def time_key(at: object, id_: object) -> tuple[datetime, str]:
+    """A (created_at, id) sort key from a cursor's values: an ISO instant with its zone and a text id, else
+    `invalid_cursor` (a naive instant would compare at the database server's zone against timestamptz)."""
+    try:
+        when = datetime.fromisoformat(at) if isinstance(at, str) else None
+    except ValueError as exc:
+        raise invalid_cursor() from exc
+    if when is None or when.tzinfo is None or not isinstance(id_, str):
+        raise invalid_cursor()
+    return when, id_
+
+
+def decode_time_cursor(raw: str) -> tuple[datetime, str]:
+    """The (created_at, id) position of the many lists ordered newest first by creation time then id."""
+    return time_key(*decode_cursor(raw, 2))

@@ -195,6 +195,19 @@ def test_a_bad_cursor_is_422_invalid_cursor(raw: str) -> None:
     assert e.value.code == "invalid_cursor" and e.value.status == 422
 
 
+def test_a_time_cursor_names_an_aware_instant_and_a_text_id() -> None:
+    from spvhub_common.errors import AppError
+    from spvhub_common.paging import decode_time_cursor
+
+    at = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    assert decode_time_cursor(encode_cursor(at, "m-1")) == (at, "m-1")
+    for bad in (encode_cursor(at.replace(tzinfo=None), "m-1"), encode_cursor(at, 7), encode_cursor("yesterday", "x"),
+                encode_cursor(None, "x"), encode_cursor(at, "x", "y")):
+        with pytest.raises(AppError) as e:
+            decode_time_cursor(bad)
+        assert e.value.code == "invalid_cursor"
+
+
 def test_page_model_shape() -> None:
     page = Page[int](items=[1, 2], next_cursor=None)
     assert page.model_dump() == {"items": [1, 2], "next_cursor": None, "total": None}

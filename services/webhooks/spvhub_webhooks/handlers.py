@@ -18,7 +18,7 @@ from spvhub_common.events import CloudEvent, Event, encode
 from spvhub_common.events.webhooks import EndpointDisabled
 from spvhub_common.ids import InvalidTaxId
 from spvhub_common.logging import get_logger
-from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.paging import decode_time_cursor, encode_cursor
 from spvhub_common.pii import parse_company_id
 from spvhub_common.runtime import EventHandler
 from spvhub_common.security import Principal
@@ -331,18 +331,6 @@ def _delivery_out(r: Delivery) -> dict[str, Any]:
             "created_at": r.created_at, "delivered_at": r.delivered_at}
 
 
-def _delivery_key(cursor: str) -> tuple[datetime, str]:
-    """The (created_at, id) of the last delivery of the previous page."""
-    at, delivery_id = decode_cursor(cursor, 2)
-    try:
-        created_at = datetime.fromisoformat(at)
-    except (TypeError, ValueError) as exc:
-        raise invalid_cursor() from exc
-    if created_at.tzinfo is None or not isinstance(delivery_id, str):
-        raise invalid_cursor()
-    return created_at, delivery_id
-
-
 async def list_deliveries(deps: Deps, user: Principal, endpoint_id: str, *, status: str | None, limit: int,
                           cursor: str | None) -> dict[str, Any]:
     """The delivery log newest first, a page at a time (no total: a busy endpoint's log is long to count)."""
@@ -350,7 +338,7 @@ async def list_deliveries(deps: Deps, user: Principal, endpoint_id: str, *, stat
         s = uow.session
         await _manage(uow, user, endpoint_id)
         rows = await repo.deliveries_page(s, endpoint_id, status=status,
-                                          after=_delivery_key(cursor) if cursor else None, limit=limit + 1)
+                                          after=decode_time_cursor(cursor) if cursor else None, limit=limit + 1)
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return {"items": [_delivery_out(r) for r in page], "next_cursor": next_cursor}

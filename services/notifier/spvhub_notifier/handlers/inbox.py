@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from spvhub_common.errors import NotFound
-from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.paging import decode_cursor, encode_cursor, time_key
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -39,13 +39,7 @@ def _position(cursor: str) -> tuple[datetime, str]:
         ts, _, bid = cursor.partition("|")
     else:
         ts, bid = decode_cursor(cursor, 2)
-    try:
-        at = datetime.fromisoformat(ts) if isinstance(ts, str) else None
-    except ValueError as exc:
-        raise invalid_cursor() from exc
-    if at is None or at.tzinfo is None or not isinstance(bid, str):
-        raise invalid_cursor()
-    return at, bid
+    return time_key(ts, bid)
 
 
 async def list_inbox(deps: Deps, user: Principal, *, limit: int = 50, cursor: str | None = None,

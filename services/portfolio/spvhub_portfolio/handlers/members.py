@@ -2,7 +2,6 @@
 pending member's approval, and the account directory auth's events keep."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
@@ -10,7 +9,7 @@ from spvhub_common.events.auth import EmailVerified, UserRegistered
 from spvhub_common.events.envelope import CloudEvent
 from spvhub_common.events.portfolio import MembershipVerified
 from spvhub_common.logging import get_logger
-from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.paging import decode_time_cursor, encode_cursor
 from spvhub_common.pii import parse_company_id
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -57,7 +56,7 @@ async def list_members(deps: Deps, user_id: str, raw_cif: str, *, status: str | 
     async with deps.uow() as uow:
         cif = parse_company_id(raw_cif)
         await require_role(uow, user_id, cif, direct_only=True)
-        after = _member_cursor(cursor) if cursor else None
+        after = decode_time_cursor(cursor) if cursor else None
         rows = await repo.members(uow.session, cif, verified=verified, after=after, limit=limit + 1)
         more, rows = len(rows) > limit, rows[:limit]
         total = await repo.count_members(uow.session, cif, verified=verified)
@@ -72,17 +71,6 @@ async def list_members(deps: Deps, user_id: str, raw_cif: str, *, status: str | 
     last = rows[-1] if more and rows else None
     return {"items": items, "next_cursor": encode_cursor(last.created_at, last.user_id) if last else None,
             "total": total}
-
-
-def _member_cursor(raw: str) -> tuple[datetime, str]:
-    at, member = decode_cursor(raw, 2)
-    try:
-        when = datetime.fromisoformat(at) if isinstance(at, str) else None
-    except ValueError as exc:
-        raise invalid_cursor() from exc
-    if when is None or when.tzinfo is None or not isinstance(member, str):
-        raise invalid_cursor()
-    return when, member
 
 
 async def add_member(deps: Deps, actor: str, raw_cif: str, email: str,
