@@ -11,6 +11,7 @@ from anaf_emulator.ubl import InvoiceSpec, Line, Party, render
 from spvhub_common.access import apply_access_changed
 from spvhub_common.events.portfolio import AccessChanged
 from spvhub_efactura.adapters.orm import access_grants
+from spvhub_efactura.submissions.repository import Submission
 
 
 def invoice_xml(seller: str, buyer: str, number: str = "SPV-0001", issue: date = date(2026, 3, 9), *,
@@ -36,15 +37,15 @@ async def grant_access(runtime: Any, user_id: str, cifs: list[str], *, role: str
 
 
 async def drive(h: Any, submission_id: str, until: tuple[str, ...], rounds: int = 60,
-                advance: float = 10.0, linked: bool = True) -> dict[str, Any]:
+                advance: float = 10.0, linked: bool = True) -> Submission:
     """Run the submissions worker (moving the emulator clock) until the submission reaches one of `until`."""
     svc = h.app.state.deps.submissions
-    row: dict[str, Any] | None = None
+    row: Submission | None = None
     for _ in range(rounds):
         await svc.tick()
         row = await svc.get(submission_id)
         assert row is not None
-        if row["state"] in until and (row["state"] != "accepted" or row["sent_invoice_id"] or not linked):
+        if row.state in until and (row.state != "accepted" or row.sent_invoice_id or not linked):
             return row
         await h.admin("clock", {"advance_seconds": advance})
         await asyncio.sleep(0.05)

@@ -8,13 +8,12 @@
 """
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
 from spvhub_devtools.testtokens import TokenMinter
 from spvhub_efactura.adapters.orm import invoices
+from spvhub_efactura.submissions.repository import Submission
 from sqlalchemy import select
 from submissions_kit import grant_access, invoice_xml
 
@@ -26,15 +25,16 @@ async def _uploads(h: Harness, cif: str) -> int:
     return int(counters["cui"].get(cif, {}).get("upload", 0))
 
 
-async def _settle(h: Harness, submission_id: str, rounds: int = 80, step: int = 5) -> dict[str, Any]:
+async def _settle(h: Harness, submission_id: str, rounds: int = 80, step: int = 5) -> Submission:
     svc = h.app.state.deps.submissions
-    row: dict[str, Any] = {}
+    row: Submission | None = None
     for _ in range(rounds):
         await svc.tick()
         await h.engine.tick()
         await h.engine.wait_idle()
         row = await svc.get(submission_id)
-        if row["state"] in ("accepted", "rejected") and (row["state"] != "accepted" or row["sent_invoice_id"]):
+        assert row is not None
+        if row.state in ("accepted", "rejected") and (row.state != "accepted" or row.sent_invoice_id):
             return row
         await h.admin("clock", {"advance_seconds": step})
     raise AssertionError(f"submission did not settle: {row}")
@@ -64,9 +64,9 @@ async def test_upload_answered_with_technical_error_1814_is_reconciled_before_an
             assert await _uploads(h, seller) == 1
             await h.admin("clock", {"advance_seconds": 60})
             row = await _settle(h, r.json()["id"])
-        assert row["state"] == "accepted" and row["sent_invoice_id"], row
+        assert row.state == "accepted" and row.sent_invoice_id, row
         if files:
-            assert "found at ANAF" in row["reconcile_note"]
+            assert "found at ANAF" in (row.reconcile_note or "")
             assert await _uploads(h, seller) == 1  # adopted, never sent again
         else:
             assert await _uploads(h, seller) == 2  # sent again only after the lists showed nothing
@@ -75,7 +75,7 @@ async def test_upload_answered_with_technical_error_1814_is_reconciled_before_an
 
 
 async def _note(h: Harness, submission_id: str) -> str:
-    return str((await h.app.state.deps.submissions.get(submission_id)).get("reconcile_note") or "")
+    return str((await h.app.state.deps.submissions.get(submission_id)).reconcile_note or "")
 
 
 @pytest.mark.parametrize("uploader_tip", ["sent", "received"])

@@ -107,7 +107,7 @@ async def test_drafts_on_the_filing_clock(fresh_database: str, topic_prefix: str
             assert [(i["cif"], i["number"], i["kind"]) for i in everyone["items"]] == [
                 (client2, "DRAFT-0305", "draft"), (client2, "SUB-0306", "invoice"),
                 (seller, "DRAFT-0309", "draft"), (seller, "DRAFT-0529", "draft")]
-            assert everyone["items"][1]["id"] == rejected["id"]
+            assert everyone["items"][1]["id"] == rejected.id
             assert sum(everyone["counts"].values()) == 4
             # the company's own deadline view has its drafts too
             mine = (await api.get(f"{API}/companies/{seller}/filing-deadlines", headers=alice)).json()

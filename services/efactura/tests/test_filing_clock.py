@@ -79,7 +79,7 @@ async def test_filing_clock(fresh_database: str, topic_prefix: str, minio_up: No
                                    params={"offline_validation": "false"},
                                    content=invoice_xml(client2, buyer, number, issue=issued, seller_county="ZZ"))
                 assert r.status_code == 202, r.text
-                opened[number] = (await drive(h, r.json()["id"], ("rejected",)))["id"]
+                opened[number] = (await drive(h, r.json()["id"], ("rejected",))).id
             got = (await api.get(f"{API}/submissions/{opened['OPEN-1']}", headers=alice)).json()
             assert got["filing_deadline"] == "2026-03-13" and got["filed_late"] is None
             assert got["deadline_state"] == "on_time"

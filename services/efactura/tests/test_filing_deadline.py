@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -9,6 +10,15 @@ from spvhub_common.ro_calendar import RO_TZ, WorkingCalendar, legal_holidays, or
 from spvhub_efactura.submissions.filing import DUE_SOON, LATE, ON_TIME, clock_of, deadline, state_at
 
 CAL = WorkingCalendar()
+
+
+@dataclass(frozen=True)
+class _OnTheClock:
+    """The columns the filing clock reads of a submission."""
+    kind: str
+    issue_date: date | None
+    state: str = "accepted"
+    uploaded_at: datetime | None = None
 
 
 @pytest.mark.parametrize("year,easter", [(2024, date(2024, 5, 5)), (2025, date(2025, 4, 20)),
@@ -78,11 +88,10 @@ def test_states_and_filed_late():
     assert state_at(dl, at(2026, 6, 9, 0), None, 24, CAL) == LATE
     assert state_at(dl, at(2026, 6, 20), at(2026, 6, 8, 23, 59), 24, CAL) == ON_TIME  # filed in time
     assert state_at(dl, at(2026, 6, 9), at(2026, 6, 9, 0, 0, 1), 24, CAL) == LATE
-    row = {"kind": "invoice", "issue_date": date(2026, 5, 29), "state": "accepted",
-           "uploaded_at": at(2026, 6, 9, 8)}
+    row = _OnTheClock("invoice", date(2026, 5, 29), "accepted", at(2026, 6, 9, 8))
     c = clock_of(row, at(2026, 6, 10), 24, CAL)
     assert c["filing_deadline"] == date(2026, 6, 8) and c["deadline_state"] == LATE and c["filed_late"] is True
-    c = clock_of({**row, "state": "rejected"}, at(2026, 6, 3), 24, CAL)  # not validly filed: the clock runs
+    c = clock_of(replace(row, state="rejected"), at(2026, 6, 3), 24, CAL)  # not validly filed: the clock runs
     assert c["filed_late"] is None and c["deadline_state"] == ON_TIME
-    assert clock_of({"kind": "buyer_message", "issue_date": None}, at(2026, 6, 3), 24, CAL)["filing_deadline"] is None
+    assert clock_of(_OnTheClock("buyer_message", None), at(2026, 6, 3), 24, CAL)["filing_deadline"] is None
     assert CAL.working_seconds_between(at(2026, 6, 5, 12), at(2026, 6, 9)) == timedelta(hours=36).total_seconds()

@@ -93,10 +93,10 @@ async def test_submissions_end_to_end(fresh_database: str, topic_prefix: str, mi
             assert await _uploads(h, seller) == 2
 
             row = await drive(h, sid, ("accepted",))
-            assert row["anaf_state"] == "ok" and row["sent_invoice_id"]
+            assert row.anaf_state == "ok" and row.sent_invoice_id
             await drive(h, sid2, ("accepted",))
             detail = (await api.get(f"{API}/submissions/{sid}", headers=alice)).json()
-            assert detail["links"]["sent_invoice"] == f"{API}/invoices/{row['sent_invoice_id']}"
+            assert detail["links"]["sent_invoice"] == f"{API}/invoices/{row.sent_invoice_id}"
             assert (await api.get(detail["links"]["anaf_response"], headers=alice)).text.count("index_incarcare")
             assert (await api.get(detail["links"]["xml"], headers=alice)).content == xml
 
@@ -108,9 +108,9 @@ async def test_submissions_end_to_end(fresh_database: str, topic_prefix: str, mi
             assert r.status_code == 202
             nok_id = r.json()["id"]
             row = await drive(h, nok_id, ("rejected",))
-            assert row["error_stage"] == "processing"
-            by_code = {e["code"]: e for e in row["errors"]}
-            assert {"BR-RO-001", "BR-RO-110"} <= set(by_code), row["errors"]
+            assert row.error_stage == "processing"
+            by_code = {e["code"]: e for e in row.errors or []}
+            assert {"BR-RO-001", "BR-RO-110"} <= set(by_code), row.errors
             assert by_code["BR-RO-110"]["field"] == "BT-39"
             assert "ISO 3166-2:RO" in by_code["BR-RO-110"]["explanation_en"]
             assert "Județul" in by_code["BR-RO-110"]["explanation_ro"]
@@ -135,11 +135,11 @@ async def test_submissions_end_to_end(fresh_database: str, topic_prefix: str, mi
                 by_index.setdefault(i["upload_index"], []).append(i)
             assert [i["document_type"] for i in by_index[first["anaf_index"]]] == ["invoice"]
             errs = [i for i in sent["items"] if i["document_type"] == "error_report"]
-            assert len(errs) == 1 and errs[0]["upload_index"] == row["anaf_index"]
+            assert len(errs) == 1 and errs[0]["upload_index"] == row.anaf_index
             async with h.runtime.sessions() as s:
                 linked = dict((await s.execute(select(invoices.c.upload_index, invoices.c.submission_id).where(
                     invoices.c.submission_id.is_not(None)))).all())
-            assert linked == {first["anaf_index"]: sid, row["anaf_index"]: nok_id,
+            assert linked == {first["anaf_index"]: sid, row.anaf_index: nok_id,
                               (await api.get(f"{API}/submissions/{sid2}", headers=alice)).json()["anaf_index"]: sid2}
             listed = (await api.get(url, headers=alice)).json()["items"]
             assert {i["id"] for i in listed} >= {sid, sid2, nok_id} and all(i["cif"] == seller for i in listed)
@@ -152,7 +152,7 @@ async def test_submissions_end_to_end(fresh_database: str, topic_prefix: str, mi
             assert set(ev.error_codes) == {"BR-RO-001", "BR-RO-110"} and ev.submitted_by == "alice"
             # its error report says whose it is (the notifier then tells the sender once, by the rejection)
             reports = await _events(h, "efactura.invoice-error-received")
-            assert [(e.upload_index, e.submission_id) for e in reports] == [(row["anaf_index"], nok_id)]
+            assert [(e.upload_index, e.submission_id) for e in reports] == [(row.anaf_index, nok_id)]
             assert {e.submission_id for e in await _events(h, "efactura.invoice-accepted")} == {sid, sid2}
             assert len(await _events(h, "efactura.invoice-submitted")) == 3
 
@@ -213,9 +213,9 @@ async def test_filed_upload_whose_answer_was_lost_is_found_in_the_inbox_not_uplo
                 await h.engine.tick()
                 await h.engine.wait_idle()
                 row = await svc.get(r.json()["id"])
-                if row["state"] == "accepted" and row["sent_invoice_id"]:
+                if row is not None and row.state == "accepted" and row.sent_invoice_id:
                     break
                 await h.admin("clock", {"advance_seconds": 5})
-            assert row and row["state"] == "accepted" and row["sent_invoice_id"], row
-            assert "found at ANAF" in row["reconcile_note"]
+            assert row and row.state == "accepted" and row.sent_invoice_id, row
+            assert "found at ANAF" in (row.reconcile_note or "")
             assert await _uploads(h, seller) == 1

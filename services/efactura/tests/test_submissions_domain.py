@@ -2,6 +2,7 @@
 in the inbox or judged safe to upload again; the filing clock's late days and warning."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -41,8 +42,17 @@ def test_owner_cif_is_the_buyer_when_self_billed() -> None:
     assert domain.owner_cif("RO1", "2", autofactura=True) == "2"
 
 
-def _row(kind: str = "invoice") -> dict[str, object]:
-    return {"kind": kind, "number": "F-1", "issue_date": date(2026, 3, 9), "seller_cif": "RO12345678"}
+@dataclass(frozen=True)
+class _Traceable:
+    """The columns an interrupted upload is recognised by."""
+    kind: str
+    number: str | None
+    issue_date: date | None
+    seller_cif: str | None
+
+
+def _row(kind: str = "invoice") -> _Traceable:
+    return _Traceable(kind, "F-1", date(2026, 3, 9), "RO12345678")
 
 
 def _ev(kind: str, state: str = "archived", number: str | None = None, issue_date: date | None = None,

@@ -248,7 +248,7 @@ async def test_a_person_files_under_the_cnp_and_nothing_keeps_it(
             assert up["cif"] == SELLER_CNP and not up["b2c"]  # ANAF was given the clear CNP as `cif=`
             assert await _uploads(h, SELLER_CNP) == 1
             row = await drive(h, sub["id"], ("accepted", "rejected"), linked=False)
-            assert row["anaf_state"] in ("ok", "nok"), row
+            assert row.anaf_state in ("ok", "nok"), row
 
             # a person key whose CNP portfolio has not sent: kept, not uploaded, told why without any CNP
             other = render(InvoiceSpec(number="PF-2", issue_date=date(2026, 3, 9),

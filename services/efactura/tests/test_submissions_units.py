@@ -1,14 +1,25 @@
 """Submission units: the error catalogue (codes, fields, RO/EN, fallback), the checks before filing, keys, backoff."""
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date
 
 import pytest
 from spvhub_common.errors import AppError
+from spvhub_efactura.adapters.orm import submissions
 from spvhub_efactura.anaf_errors import explain
 from spvhub_efactura.submissions.document import inspect_invoice_xml, rasp_xml
 from spvhub_efactura.submissions.domain import check_backoff, idempotency_key
+from spvhub_efactura.submissions.drafts import Draft, submission_drafts
+from spvhub_efactura.submissions.repository import Submission
 from submissions_kit import invoice_xml
+
+
+def test_records_are_their_tables() -> None:
+    """A row is read whole into its record: a column added to the table without its field (or the reverse) fails
+    here rather than on the first read."""
+    assert {f.name for f in fields(Submission)} == set(submissions.c.keys())
+    assert {f.name for f in fields(Draft)} == set(submission_drafts.c.keys())
 
 
 def test_explain_known_and_unknown_codes() -> None:

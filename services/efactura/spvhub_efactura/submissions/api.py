@@ -3,6 +3,7 @@ explained errors and links, send a buyer message (RASP) about a received invoice
 access read model."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -86,11 +87,13 @@ _COPIED = tuple(k for k in SubmissionOut.model_fields
                 if k not in ("links", "errors", "warnings", "route", *_CLOCK_FIELDS))
 
 
-def out(row: Submission, now: datetime | None = None, due_soon_hours: float = 24.0) -> SubmissionOut:
-    """The API view of a submission; the filing clock is read at `now` (the service's clock)."""
+def out(row: Submission, now: datetime | None = None, due_soon_hours: float = 24.0,
+        warnings: Sequence[dict[str, Any]] = ()) -> SubmissionOut:
+    """The API view of a submission; the filing clock is read at `now` (the service's clock). `warnings`: those of
+    the submit call that answers it (not stored)."""
     clock = filing.clock_of(row, now or datetime.now(UTC), due_soon_hours)
     return SubmissionOut(**{k: getattr(row, k) for k in _COPIED}, **clock, errors=row.errors or [],
-                         warnings=list(row.warnings), route="uploadb2c" if row.b2c else "upload",
+                         warnings=list(warnings), route="uploadb2c" if row.b2c else "upload",
                          links=error_links(row))
 
 
@@ -110,8 +113,8 @@ def error_links(row: Submission) -> dict[str, str]:
     return links
 
 
-def _out(deps: Deps, row: Submission) -> SubmissionOut:
-    return out(row, deps.clock.now(), deps.settings.submission_deadline_warning_working_hours)
+def _out(deps: Deps, row: Submission, warnings: Sequence[dict[str, Any]] = ()) -> SubmissionOut:
+    return out(row, deps.clock.now(), deps.settings.submission_deadline_warning_working_hours, warnings)
 
 
 async def _read_body(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
@@ -182,9 +185,9 @@ async def submit(request: Request, response: Response, deps: ServiceDeps, user: 
                         standard=standard or form.get("standard") or None,
                         offline_validation=offline_validation if offline_validation is not None else (
                             _flag(None, form, "offline_validation") if "offline_validation" in form else None))
-    row, created = await deps.submissions.submit(cmd)
-    response.status_code = 202 if created else 200
-    return _out(deps, row)
+    done = await deps.submissions.submit(cmd)
+    response.status_code = 202 if done.created else 200
+    return _out(deps, done.submission, done.warnings)
 
 
 class ValidationOut(BaseModel):
@@ -245,15 +248,17 @@ class DraftOut(BaseModel):
     links: dict[str, str] = {}
 
 
-def draft_out(deps: Deps, row: dict[str, Any], now: datetime | None = None) -> DraftOut:
-    base = f"/api/efactura/drafts/{row['id']}"
+_DRAFT_COPIED = tuple(k for k in DraftOut.model_fields if k not in ("kind", "warnings", "links", *_CLOCK_FIELDS))
+
+
+def draft_out(deps: Deps, row: drafts.Draft, now: datetime | None = None) -> DraftOut:
+    base = f"/api/efactura/drafts/{row.id}"
     links = {"self": base, "xml": f"{base}/xml", "file": f"{base}/file"}
-    if row.get("submission_id"):
-        links["submission"] = f"/api/efactura/submissions/{row['submission_id']}"
+    if row.submission_id:
+        links["submission"] = f"/api/efactura/submissions/{row.submission_id}"
     clock = drafts.clock_of(row, now or deps.clock.now(), deps.settings.submission_deadline_warning_working_hours)
-    return DraftOut(**{k: row.get(k) for k in DraftOut.model_fields
-                       if k not in ("kind", "warnings", "links", *_CLOCK_FIELDS)},
-                    **clock, warnings=row.get("warnings") or [], links=links)
+    return DraftOut(**{k: getattr(row, k) for k in _DRAFT_COPIED}, **clock, warnings=row.warnings or [],
+                    links=links)
 
 
 class DeadlinesOut(BaseModel):
@@ -437,7 +442,7 @@ async def get_draft(deps: ServiceDeps, user: CurrentUser, draft_id: str) -> Draf
 @router.get("/drafts/{draft_id}/xml", response_class=Response, responses=_XML, summary="The draft's XML")
 async def draft_xml(deps: ServiceDeps, user: CurrentUser, draft_id: str) -> Response:
     row = await drafts.readable(deps.submissions, user.user_id, draft_id)
-    return Response(await deps.submissions.blob(row["xml_key"]), media_type="application/xml")
+    return Response(await deps.submissions.blob(row.xml_key), media_type="application/xml")
 
 
 @router.post("/drafts/{draft_id}/file", status_code=202, response_model=SubmissionOut,
@@ -449,17 +454,17 @@ async def draft_xml(deps: ServiceDeps, user: CurrentUser, draft_id: str) -> Resp
 async def file_draft(response: Response, deps: ServiceDeps, user: CurrentUser, draft_id: str) -> SubmissionOut:
     row = await drafts.readable(deps.submissions, user.user_id, draft_id)
     # as a direct submission: the grant and an ANAF authorization that may file for the company
-    await deps.submissions.scoped_cif(user.user_id, row["cif"], file=True)
-    sub, created = await drafts.file_draft(deps.submissions, row, user.user_id)
-    response.status_code = 202 if created else 200
-    return _out(deps, sub)
+    await deps.submissions.scoped_cif(user.user_id, row.cif, file=True)
+    done = await drafts.file_draft(deps.submissions, row, user.user_id)
+    response.status_code = 202 if done.created else 200
+    return _out(deps, done.submission, done.warnings)
 
 
 @router.delete("/drafts/{draft_id}", status_code=204, response_class=Response,
                summary="Drop a draft not filed yet (a filed one stays, 409 draft_already_filed)")
 async def delete_draft(deps: ServiceDeps, user: CurrentUser, draft_id: str) -> Response:
     row = await drafts.readable(deps.submissions, user.user_id, draft_id)
-    if row["state"] != drafts.DRAFT or not await drafts.delete_draft(deps.submissions, draft_id):
+    if row.state != drafts.DRAFT or not await drafts.delete_draft(deps.submissions, draft_id):
         fresh = await drafts.readable(deps.submissions, user.user_id, draft_id)
-        raise drafts.draft_already_filed(draft_id, fresh.get("submission_id"))
+        raise drafts.draft_already_filed(draft_id, fresh.submission_id)
     return Response(status_code=204)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Protocol
 
 from spvhub_common.ids import strip_ro
 
@@ -114,7 +114,23 @@ class Evidence:
     document_type: str | None = None
 
 
-def find_trace(row: Mapping[str, Any], evidence: Sequence[Evidence], unknowns: int) -> Evidence | None:
+class Traceable(Protocol):
+    """What an interrupted upload is recognised by (columns of the repository's `Submission` record)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def number(self) -> str | None: ...
+
+    @property
+    def issue_date(self) -> date | None: ...
+
+    @property
+    def seller_cif(self) -> str | None: ...
+
+
+def find_trace(row: Traceable, evidence: Sequence[Evidence], unknowns: int) -> Evidence | None:
     """The inbox message that answers an interrupted upload, among the archived messages no submission claims:
     for an invoice, a sent (or self-billed, received) invoice with the same number, issue date and seller; else an
     error report, or for a buyer message another buyer message, only when this is the company's one `unknown`
@@ -123,13 +139,13 @@ def find_trace(row: Mapping[str, Any], evidence: Sequence[Evidence], unknowns: i
     for e in evidence:
         if e.state != "archived":
             continue
-        if row["kind"] == "invoice" and e.kind in ("sent", "received") and e.number is not None:
-            if (e.number == row["number"] and e.issue_date == row["issue_date"]
-                    and strip_ro(e.seller_cif or "").upper() == strip_ro(row["seller_cif"] or "").upper()):
+        if row.kind == "invoice" and e.kind in ("sent", "received") and e.number is not None:
+            if (e.number == row.number and e.issue_date == row.issue_date
+                    and strip_ro(e.seller_cif or "").upper() == strip_ro(row.seller_cif or "").upper()):
                 return e
         elif e.kind == "errors" and unknowns == 1:
             match = match or e
-        elif row["kind"] == "buyer_message" and e.kind == "buyer_message" and unknowns == 1:
+        elif row.kind == "buyer_message" and e.kind == "buyer_message" and unknowns == 1:
             match = match or e
     return match
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +47,7 @@ from spvhub_efactura.submissions import domain, errors, filing
 from spvhub_efactura.submissions.document import inspect_invoice_xml
 
 if TYPE_CHECKING:
-    from spvhub_efactura.submissions.service import SubmissionService
+    from spvhub_efactura.submissions.service import SubmissionService, Submitted
 
 log = get_logger(__name__)
 
@@ -81,6 +83,41 @@ submission_drafts = Table(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A row of `submission_drafts`."""
+    id: str
+    cif: str
+    xml_sha256: str
+    xml_key: str
+    xml_size: int
+    standard: str  # UBL | CN
+    document_type: str | None
+    number: str | None
+    issue_date: date
+    seller_cif: str | None
+    buyer_cif: str | None
+    extern: bool | None  # None: as the document says when it is filed
+    autofactura: bool
+    b2c: bool | None
+    warnings: list[dict[str, Any]] | None  # what the offline validation pointed out without refusing (stored)
+    state: str  # draft | filed
+    created_by: str | None
+    submission_id: str | None
+    filed_by: str | None
+    filed_at: datetime | None
+    deadline_warned_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> Draft:  # a RowMapping (its keys may be columns too)
+        return cls(**{name: row[name] for name in _COLUMNS})
+
+
+_COLUMNS = tuple(f.name for f in fields(Draft))
+
+
 # -- refusals -------------------------------------------------------------------------------------------------------
 
 def draft_not_found(draft_id: str) -> NotFound:
@@ -98,23 +135,23 @@ def no_issue_date() -> AppError:
 
 # -- SQL ------------------------------------------------------------------------------------------------------------
 
-async def _insert_or_get(session: AsyncSession, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+async def _insert_or_get(session: AsyncSession, values: dict[str, Any]) -> tuple[Draft, bool]:
     """The same XML saved twice for a company is the same draft (UNIQUE (cif, xml_sha256))."""
     row = (await session.execute(insert(submission_drafts).values(**values).on_conflict_do_nothing(
         constraint="uq_submission_drafts_cif_xml").returning(*submission_drafts.c))).mappings().first()
     if row is not None:
-        return dict(row), True
+        return Draft.of(row), True
     existing = (await session.execute(select(submission_drafts).where(
         submission_drafts.c.cif == values["cif"], submission_drafts.c.xml_sha256 == values["xml_sha256"]))
     ).mappings().first()
     assert existing is not None
-    return dict(existing), False
+    return Draft.of(existing), False
 
 
-async def _get(session: AsyncSession, draft_id: str) -> dict[str, Any] | None:
+async def _get(session: AsyncSession, draft_id: str) -> Draft | None:
     row = (await session.execute(select(submission_drafts).where(submission_drafts.c.id == draft_id))
            ).mappings().first()
-    return dict(row) if row else None
+    return Draft.of(row) if row else None
 
 
 def _not_sent_otherwise() -> Any:
@@ -127,7 +164,7 @@ def _not_sent_otherwise() -> Any:
         submissions.c.state.in_(("received", "uploading", "processing", "unknown", "accepted"))).exists()
 
 
-async def open_drafts(session: AsyncSession, cifs: list[str], limit: int) -> list[dict[str, Any]]:
+async def open_drafts(session: AsyncSession, cifs: list[str], limit: int) -> list[Draft]:
     """Drafts of `cifs` not filed yet, soonest deadline first (deadline order is issue date order)."""
     if not cifs:
         return []
@@ -135,7 +172,7 @@ async def open_drafts(session: AsyncSession, cifs: list[str], limit: int) -> lis
                                          _not_sent_otherwise())
          .order_by(submission_drafts.c.issue_date, submission_drafts.c.created_at, submission_drafts.c.id)
          .limit(limit))
-    return [dict(r) for r in (await session.execute(q)).mappings().all()]
+    return [Draft.of(r) for r in (await session.execute(q)).mappings().all()]
 
 
 def company_id(raw: str) -> str:
@@ -169,7 +206,7 @@ async def fileable(svc: SubmissionService, user_id: str, cifs: list[str]) -> lis
     return out
 
 
-async def readable(svc: SubmissionService, user_id: str, draft_id: str) -> dict[str, Any]:
+async def readable(svc: SubmissionService, user_id: str, draft_id: str) -> Draft:
     """The draft, when the caller may file for its company. A stranger to the company gets 404 (as if it did not
     exist); one of its members who may not file is told why (403)."""
     async with svc.uow() as uow:
@@ -177,9 +214,9 @@ async def readable(svc: SubmissionService, user_id: str, draft_id: str) -> dict[
         if row is None:
             raise draft_not_found(draft_id)
         try:
-            await require_grant(uow.session, access_grants, user_id, row["cif"], file=True)
+            await require_grant(uow.session, access_grants, user_id, row.cif, file=True)
         except Forbidden as e:
-            if await grant_of(uow.session, access_grants, user_id, row["cif"]) is None:
+            if await grant_of(uow.session, access_grants, user_id, row.cif) is None:
                 raise draft_not_found(draft_id) from e
             raise
     return row
@@ -188,7 +225,7 @@ async def readable(svc: SubmissionService, user_id: str, draft_id: str) -> dict[
 # -- use cases ------------------------------------------------------------------------------------------------------
 
 async def save(svc: SubmissionService, cif: str, xml: bytes, user_id: str | None, *, extern: bool | None = None,
-               autofactura: bool = False, b2c: bool | None = None) -> tuple[dict[str, Any], bool]:
+               autofactura: bool = False, b2c: bool | None = None) -> tuple[Draft, bool]:
     """Store a draft after the checks a submission gets before filing (the document, its owner, the offline
     validation). Returns (row, created); the same XML again is the same draft."""
     ins = await asyncio.to_thread(inspect_invoice_xml, xml, svc.settings.submission_max_xml_bytes)
@@ -214,7 +251,7 @@ async def save(svc: SubmissionService, cif: str, xml: bytes, user_id: str | None
     return row, created
 
 
-async def mark_filed(svc: SubmissionService, draft_id: str, submission_id: str, user_id: str | None) -> dict[str, Any]:
+async def mark_filed(svc: SubmissionService, draft_id: str, submission_id: str, user_id: str | None) -> Draft:
     """The draft is now carried by `submission_id` (a second filing call keeps the first's)."""
     async with svc.uow() as uow:
         await uow.session.execute(update(submission_drafts).where(
@@ -227,14 +264,14 @@ async def mark_filed(svc: SubmissionService, draft_id: str, submission_id: str, 
     return row
 
 
-async def by_deadline(svc: SubmissionService, cifs: list[str], limit: int) -> list[dict[str, Any]]:
+async def by_deadline(svc: SubmissionService, cifs: list[str], limit: int) -> list[Draft]:
     async with svc.uow() as uow:
         return await open_drafts(uow.session, cifs, limit)
 
 
-def clock_of(row: dict[str, Any], now: datetime, due_soon_hours: float) -> dict[str, Any]:
+def clock_of(row: Draft, now: datetime, due_soon_hours: float) -> dict[str, Any]:
     """The filing-clock fields of a draft: not filed, so its state is read at `now`."""
-    dl = filing.deadline(row["issue_date"])
+    dl = filing.deadline(row.issue_date)
     return {"filing_deadline": dl.last_day, "filing_deadline_at": dl.last_moment,
             "deadline_state": filing.state_at(dl, now, None, due_soon_hours), "filed_late": None}
 
@@ -245,50 +282,48 @@ async def scan_deadlines(svc: SubmissionService, now: datetime) -> int:
     since: date = now.astimezone(RO_TZ).date() - timedelta(days=svc.settings.submission_deadline_scan_days)
     cal = default_calendar()
     async with svc.uow() as uow:
-        rows = (await uow.session.execute(select(submission_drafts).where(
+        rows = [Draft.of(r) for r in (await uow.session.execute(select(submission_drafts).where(
             submission_drafts.c.state == DRAFT, submission_drafts.c.deadline_warned_at.is_(None),
             submission_drafts.c.issue_date >= since, _not_sent_otherwise())
-            .order_by(submission_drafts.c.issue_date).limit(1000))).mappings().all()
+            .order_by(submission_drafts.c.issue_date).limit(1000))).mappings().all()]
     told = 0
     for row in rows:
-        dl = filing.deadline(row["issue_date"], cal)
+        dl = filing.deadline(row.issue_date, cal)
         left = filing.warning_due(dl, now, svc.settings.submission_deadline_warning_working_hours, cal)
         if left is None:
             continue
         async with svc.uow() as uow:
             claimed = (await uow.session.execute(update(submission_drafts).where(
-                submission_drafts.c.id == row["id"], submission_drafts.c.state == DRAFT,
+                submission_drafts.c.id == row.id, submission_drafts.c.state == DRAFT,
                 submission_drafts.c.deadline_warned_at.is_(None)).values(deadline_warned_at=now)
                 .returning(submission_drafts.c.id))).first()
             if claimed is not None:
                 uow.publish(FilingDeadlineApproaching(
-                    cif=row["cif"], submission_id="", number=row["number"], issue_date=row["issue_date"],
+                    cif=row.cif, submission_id="", number=row.number, issue_date=row.issue_date,
                     deadline=dl.last_day, deadline_at=dl.last_moment, working_hours_left=round(left / 3600, 1),
-                    state=DRAFT, submitted_by=row["created_by"], draft_id=row["id"]))
+                    state=DRAFT, submitted_by=row.created_by, draft_id=row.id))
                 told += 1
             await uow.commit()
     return told
 
 
-async def file_draft(svc: SubmissionService, draft: dict[str, Any], user_id: str | None
-                     ) -> tuple[dict[str, Any], bool]:
+async def file_draft(svc: SubmissionService, draft: Draft, user_id: str | None) -> Submitted:
     """File a draft through the normal submission path (its checks, its idempotency: the key derived from the
-    seller, number and issue date, so a draft filed twice, or also sent directly, is one submission). Returns
-    (submission row, created); a draft already filed answers its submission."""
-    from spvhub_efactura.submissions.service import SubmitCommand  # the service imports this module
+    seller, number and issue date, so a draft filed twice, or also sent directly, is one submission). A draft
+    already filed answers its submission (not created, no warnings: they belong to the call that filed it)."""
+    from spvhub_efactura.submissions.service import SubmitCommand, Submitted  # the service imports this module
 
-    if draft["state"] == FILED and draft["submission_id"]:
-        row = await svc.get(draft["submission_id"])
+    if draft.state == FILED and draft.submission_id:
+        row = await svc.get(draft.submission_id)
         if row is not None:
-            return row, False
-    xml = await svc.blobs.get(draft["xml_key"])
+            return Submitted(row, created=False)
+    xml = await svc.blobs.get(draft.xml_key)
     # a flag the caller gave when saving; left out, the submission decides as it does for a direct one
-    flags = {k: draft[k] for k in ("extern", "b2c") if draft[k] is not None}
-    row, created = await svc.submit(SubmitCommand(cif=draft["cif"], xml=xml, user_id=user_id,
-                                                  autofactura=draft["autofactura"], **flags))
-    await mark_filed(svc, draft["id"], row["id"], user_id)
-    log.info("draft filed", draft_id=draft["id"], submission_id=row["id"], created=created)
-    return row, created
+    done = await svc.submit(SubmitCommand(cif=draft.cif, xml=xml, user_id=user_id, autofactura=draft.autofactura,
+                                          extern=draft.extern, b2c=draft.b2c))
+    await mark_filed(svc, draft.id, done.submission.id, user_id)
+    log.info("draft filed", draft_id=draft.id, submission_id=done.submission.id, created=done.created)
+    return done
 
 
 async def delete_draft(svc: SubmissionService, draft_id: str) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from spvhub_common.ro_calendar import RO_TZ, WorkingCalendar, default_calendar
 
@@ -68,16 +68,33 @@ def warning_due(dl: Deadline, now: datetime, warn_hours: float, calendar: Workin
     return None if left > warn_hours * 3600 else left
 
 
-def clock_of(row: dict[str, Any], now: datetime, due_soon_hours: float,
+class OnTheClock(Protocol):
+    """What the filing clock reads of a submission (the repository's `Submission` record has these columns; this
+    module stays pure and does not import it)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def issue_date(self) -> date | None: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def uploaded_at(self) -> datetime | None: ...
+
+
+def clock_of(row: OnTheClock, now: datetime, due_soon_hours: float,
              calendar: WorkingCalendar | None = None) -> dict[str, Any]:
-    """The filing-clock fields of a submission row (empty for buyer messages or a document without issue date).
+    """The filing-clock fields of a submission (empty for buyer messages or a document without issue date).
     A submission counts as filed once ANAF accepted its upload, unless ANAF then rejected it (then it must be filed
     again and the clock keeps running)."""
-    issue = row.get("issue_date")
-    if row.get("kind") != "invoice" or not isinstance(issue, date):
+    issue = row.issue_date
+    if row.kind != "invoice" or issue is None:
         return {"filing_deadline": None, "filing_deadline_at": None, "deadline_state": None, "filed_late": None}
     dl = deadline(issue, calendar)
-    filed_at = row.get("uploaded_at") if row.get("state") != "rejected" else None
+    filed_at = row.uploaded_at if row.state != "rejected" else None
     st = state_at(dl, now, filed_at, due_soon_hours, calendar)
     return {"filing_deadline": dl.last_day, "filing_deadline_at": dl.last_moment, "deadline_state": st,
             "filed_late": (filed_at >= dl.ends_at) if filed_at is not None else None}

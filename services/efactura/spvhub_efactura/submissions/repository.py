@@ -4,7 +4,7 @@ Every transition is a conditional UPDATE so replicas and restarts can run the sa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
@@ -68,25 +68,16 @@ class Submission:
     updated_at: datetime
     finished_at: datetime | None
     deadline_warned_at: datetime | None
-    # not a column: what the offline validation pointed out on submit without refusing (never stored)
-    warnings: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     @classmethod
-    def of(cls, row: Mapping[str, Any]) -> Submission:
+    def of(cls, row: Mapping[Any, Any]) -> Submission:  # a RowMapping (its keys may be columns too)
         return cls(**{name: row[name] for name in _COLUMNS})
 
-    # Read by column name too, for the modules that still take a row mapping (the filing clock, drafts).
-    def __getitem__(self, name: str) -> Any:
-        return getattr(self, name)
 
-    def get(self, name: str, default: Any = None) -> Any:
-        return getattr(self, name, default)
+_COLUMNS = tuple(f.name for f in fields(Submission))
 
 
-_COLUMNS = tuple(f.name for f in fields(Submission) if f.name != "warnings")
-
-
-def _submissions(rows: Sequence[Mapping[str, Any]]) -> list[Submission]:
+def _submissions(rows: Sequence[Mapping[Any, Any]]) -> list[Submission]:
     return [Submission.of(r) for r in rows]
 
 

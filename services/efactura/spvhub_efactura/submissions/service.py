@@ -22,7 +22,6 @@ known not to be filed and is retried later.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import threading
 import uuid
@@ -111,6 +110,17 @@ class SubmitCommand:
     offline_validation: bool | None = None  # None: the deployment's default (on)
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """What `submit` answers: the submission (new, or the one already under the key), whether this call created
+    it, and what the offline validation pointed out in this call's document without refusing it. The warnings are
+    not a column (never stored, a later read of the submission has none), so they travel beside the record rather
+    than in it."""
+    submission: repo.Submission
+    created: bool
+    warnings: tuple[dict[str, Any], ...] = ()
+
+
 # --------------------------------------------------------------------------------------------------
 # Use cases
 
@@ -136,9 +146,9 @@ class SubmissionService:
         self._inline: set[asyncio.Task[Any]] = set()
 
     # -- commands ----------------------------------------------------------------------------------
-    async def submit(self, cmd: SubmitCommand) -> tuple[repo.Submission, bool]:
-        """Create (or find) the submission for the key and try to file it now. Returns (submission, created), the
-        submission with the offline validation's warnings."""
+    async def submit(self, cmd: SubmitCommand) -> Submitted:
+        """Create (or find) the submission for the key and try to file it now, with the offline validation's
+        warnings."""
         # two parses of up to 10 MB (defusedxml's check, then lxml): off the event loop that answers everyone else
         ins = await asyncio.to_thread(inspect_invoice_xml, cmd.xml, self.settings.submission_max_xml_bytes)
         if cmd.standard and cmd.standard.upper() != ins.standard:
@@ -170,7 +180,7 @@ class SubmissionService:
                       extern=route.extern, autofactura=cmd.autofactura, b2c=route.b2c,
                       route_reason=route.reason.value, validate_first=cmd.validate_first)
         row, created, _ = await self._create(cmd.cif, "invoice", key, source, cmd.xml, cmd.user_id, values)
-        return dataclasses.replace(row, warnings=tuple(warnings)), created
+        return Submitted(row, created, tuple(warnings))
 
     async def submit_buyer_message(self, invoice: queries.Invoice, message: str, user_id: str | None,
                                    client_key: str | None) -> tuple[repo.Submission, bool]:
