@@ -22,21 +22,23 @@ ServiceDeps = Annotated[Deps, Depends(app_deps)]
 
 
 class InvitationIn(BaseModel):
-    client_cif: str = Field(..., max_length=20, examples=["RO12345678"])
+    client_cif: str = Field(..., max_length=20, examples=["RO12345678"],
+                            description="the client: its CIF; a natural person's CNP (13 digits, control digit "
+                                        "checked: it becomes the person key and is kept only masked) or the person "
+                                        "key (`PF...`) the firm's lists show")
     name: str = Field(..., max_length=300, description="the client's representative")
     email: str = Field(..., max_length=320)
     phone: str = Field(..., max_length=40, examples=["0722 123 456", "+40722123456"])
     locale: Literal["ro", "en"] = "ro"
 
 
-# the shape spvhub_common.ids.normalize_cif accepts (2 to 10 digits, an optional RO, spaces anywhere); the
-# control digit is checked by the handler
-FIRM_CIF = r"^\s*([Rr][Oo])?(\s*[0-9]){2,10}\s*$"
+# the firm's id is read by spvhub_common.pii.parse_company_id in the handler, like every company id in an address:
+# a CIF (control digit checked) or a person key; a CNP is refused with `cnp_in_url`
+FIRM_ID = "the accounting firm's CIF or key (you need access to it); never a CNP"
 
 
 class SendIn(BaseModel):
-    firm_cif: str = Field(..., max_length=20, pattern=FIRM_CIF,
-                          description="the accounting firm (you need access to it)")
+    firm_cif: str = Field(..., max_length=20, description=FIRM_ID)
     invitations: list[InvitationIn] = Field(..., min_length=1, description="one or many (bulk)")
 
 
@@ -44,7 +46,10 @@ class InvitationOut(BaseModel):
     id: str
     firm_cif: str
     firm_name: str | None
-    client_cif: str
+    client_cif: str = Field(..., description="the client's id on the platform (a CIF or a person key): for links")
+    client_kind: Literal["cif", "cnp"]
+    client_tax_id: str = Field(..., description="the client's id to show: the CIF, a natural person's CNP masked "
+                                                "(1********0008), or the person key when the CNP is not known here")
     client_name: str | None
     name: str
     email: str
@@ -70,7 +75,8 @@ class ItemError(BaseModel):
 
 class ItemOut(BaseModel):
     index: int
-    client_cif: str
+    client_cif: str = Field(..., description="the client's platform key; a refused item's input as typed, a CNP "
+                                             "masked")
     ok: bool
     invitation: InvitationOut | None = None
     error: ItemError | None = None
@@ -84,6 +90,8 @@ class SendOut(BaseModel):
 
 class CandidateOut(BaseModel):
     client_cif: str
+    client_kind: Literal["cif", "cnp"]
+    client_tax_id: str = Field(..., description="the CIF, or a natural person's CNP masked")
     client_name: str | None
     invitation: InvitationOut | None = Field(None, description="the latest invitation to this client, if any")
 
@@ -102,6 +110,8 @@ class PreviewCompany(BaseModel):
 
 
 class PreviewClient(PreviewCompany):
+    kind: Literal["cif", "cnp"]
+    tax_id: str = Field(..., description="the CIF, or a natural person's CNP masked (1********0008)")
     address: str | None
     trade_register_no: str | None
 
@@ -131,6 +141,8 @@ class LinkOut(BaseModel):
     firm_cif: str
     firm_name: str | None
     client_cif: str
+    client_kind: Literal["cif", "cnp"]
+    client_tax_id: str = Field(..., description="what the e-mail shows of the client: the CIF, a CNP masked")
     client_name: str | None
 
 
@@ -158,7 +170,7 @@ async def send(body: SendIn, user: CurrentUser, deps: ServiceDeps) -> JSONRespon
 
 @router.get("", response_model=Page[InvitationOut], summary="The firm's invitations with their status, newest first")
 async def list_for_firm(user: CurrentUser, deps: ServiceDeps,
-                        firm_cif: str = Query(..., max_length=20, pattern=FIRM_CIF),
+                        firm_cif: str = Query(..., max_length=20, description=FIRM_ID),
                         status: str | None = None, limit: int = Query(50, ge=1, le=500),
                         cursor: str | None = Query(None, max_length=200,
                                                    description="`next_cursor` of the previous page")) -> dict[str, Any]:
@@ -168,7 +180,7 @@ async def list_for_firm(user: CurrentUser, deps: ServiceDeps,
 @router.get("/candidates", response_model=CandidatesOut,
             summary="The firm's discovered clients and the state of their latest invitation")
 async def candidates(user: CurrentUser, deps: ServiceDeps,
-                     firm_cif: str = Query(..., max_length=20, pattern=FIRM_CIF)) -> dict[str, Any]:
+                     firm_cif: str = Query(..., max_length=20, description=FIRM_ID)) -> dict[str, Any]:
     return await handlers.candidates(deps, user, firm_cif)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from spvhub_common.clock import Clock, make_clock
 from spvhub_common.http import create_app
+from spvhub_common.pii import PersonIds
 from spvhub_common.runtime import ServiceRuntime
 
 from spvhub_invitations import consumers, jobs
@@ -22,7 +23,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None,
                 token_key=settings.invitation_token_key.get_secret_value().encode(),
                 public_base_url=settings.ui_base_url or settings.public_base_url, max_bulk=settings.max_bulk,
                 join_path=settings.ui_join_path, access_wait_seconds=settings.access_wait_seconds,
-                expiry_interval=settings.expiry_job_interval)
+                expiry_interval=settings.expiry_job_interval, pii=PersonIds.from_settings(settings))
     consumers.register(runtime, deps)
     jobs.register(runtime, deps)
 

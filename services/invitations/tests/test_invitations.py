@@ -221,8 +221,8 @@ async def test_the_preview_names_a_client_known_only_from_the_firms_rights_disco
     assert inv["client_name"] == "NOU VENIT SRL"
     p = await env.client.get("/api/invitations/preview", params={"token": await token_of(env, inv["id"])})
     assert p.status_code == 200, p.text
-    assert p.json()["client_company"] == {"cif": OTHER, "name": "NOU VENIT SRL", "address": "",
-                                          "trade_register_no": ""}
+    assert p.json()["client_company"] == {"cif": OTHER, "kind": "cif", "tax_id": OTHER, "name": "NOU VENIT SRL",
+                                          "address": "", "trade_register_no": ""}
     # a registered company keeps its own data; its registration later replaces the discovered name
     r = await send(env, item(CLIENT_A))
     assert r.json()["results"][0]["invitation"]["client_name"] == "Firma X SRL"

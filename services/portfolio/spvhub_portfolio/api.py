@@ -166,6 +166,13 @@ class CandidatesOut(BaseModel):
 
 
 class DiscoveredCompanyOut(RegistryOut):
+    """A company the firm's certificate has rights on; a natural person (`kind` cnp) has no registry data: its name
+    is the one the person gave, else "Persoană fizică"."""
+
+    kind: Literal["cif", "cnp"] = Field(..., description="identified by a CIF, or a natural person by CNP")
+    tax_id: str = Field(..., description="the id to show: the CIF; for a natural person the CNP masked "
+                                         "(1********0008): the firm is not one of the person's members. Links use "
+                                         "`cif` (the person key `PF...`).")
     registry_found: bool
     discovered_at: Timestamp
     confirmed_at: Timestamp
@@ -204,6 +211,10 @@ class BlockerOut(BaseModel):
 
 class ClientStatusOut(BaseModel):
     cif: str
+    kind: Literal["cif", "cnp"] = Field(..., description="identified by a CIF, or a natural person by CNP")
+    tax_id: str = Field(..., description="the id to show: the CIF; for a natural person the CNP masked "
+                                         "(1********0008): the firm is not one of the person's members. Links use "
+                                         "`cif` (the person key `PF...`).")
     name: str
     collaboration_status: str | None
     invitation_status: str | None
@@ -227,6 +238,9 @@ class CollaborationOut(BaseModel):
     status: str
     side: Literal["firm", "client"]
     counterpart_cif: str
+    kind: Literal["cif", "cnp"] = Field(..., description="the counterpart: a company by CIF, or a natural person")
+    tax_id: str = Field(..., description="the counterpart's id to show: its CIF; a natural person client's CNP "
+                                         "masked (1********0008) to the firm. Links use `counterpart_cif`.")
     counterpart_name: str
     created_at: Timestamp
     activated_at: Timestamp | None

@@ -242,6 +242,10 @@ async def test_a_person_known_first_by_key_learns_its_cnp_and_entitlements_carry
     await env.connect("conn-a", "firm_a", FIRM_A, "fa")
     rights = [d for _, d in await env.events("portfolio.rights-discovered")]
     assert key in rights[-1]["cifs"] and CNP not in rights[-1]["cifs"]
+    # discovery now keeps the inventory's CNP sealed; a key met before that (or only through an invitation) has none
+    async with env.runtime.uow() as uow:
+        await uow.session.execute(companies.update().where(companies.c.cif == key).values(cnp_sealed=None))
+        await uow.commit()
     now = env.deps.clock.now()
     await env.handle(InvitationSent(invitation_id="inv-k", firm_cif=FIRM_A, client_cif=key, email="pf@x.ro",
                                     name="Stoica", expires_at=now + timedelta(days=15)))

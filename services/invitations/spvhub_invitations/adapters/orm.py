@@ -19,6 +19,9 @@ companies = Table(
     Column("vat_payer", Boolean, nullable=False, server_default=text("false")),
     Column("provides_accounting_services", Boolean, nullable=False, server_default=text("false")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # a natural person (`cif` is the person key): the CNP masked (1********0008) as portfolio's sealed value said;
+    # the clear CNP is never stored here
+    Column("cnp_masked", String(16)),
 )
 
 # read model of portfolio.rights-discovered: which connection (certificate) of a holder sees which CIFs
@@ -44,6 +47,9 @@ invitations = Table(
     Column("id", String(36), primary_key=True),
     Column("firm_cif", String(16), nullable=False),
     Column("client_cif", String(16), nullable=False),
+    # the client's id as shown to the firm and the invited person: the CIF, a natural person's CNP masked; NULL when
+    # only the person key is known
+    Column("client_tax_id", String(16)),
     Column("name", Text, nullable=False),
     Column("email", Text, nullable=False),
     Column("phone", String(32), nullable=False),

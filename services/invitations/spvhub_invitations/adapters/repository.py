@@ -29,6 +29,7 @@ class Invitation:
     id: str
     firm_cif: str
     client_cif: str
+    client_tax_id: str | None
     name: str
     email: str
     phone: str
@@ -60,6 +61,7 @@ class Company:
     trade_register_no: str
     vat_payer: bool
     provides_accounting_services: bool
+    cnp_masked: str | None
 
 
 def _select(record: type[Invitation] | type[Company], table: Table) -> Select[Any]:
@@ -115,6 +117,16 @@ async def company_names(session: AsyncSession, cifs: Iterable[str]) -> dict[str,
         return {}
     rows = await session.execute(select(companies.c.cif, companies.c.name).where(companies.c.cif.in_(cifs)))
     return {r.cif: r.name for r in rows}
+
+
+async def masked_cnps(session: AsyncSession, cifs: Iterable[str]) -> dict[str, str]:
+    """The masked CNP of each natural person among `cifs` whose CNP portfolio announced."""
+    keys = list({c for c in cifs if c.startswith("PF")})
+    if not keys:
+        return {}
+    rows = await session.execute(select(companies.c.cif, companies.c.cnp_masked).where(
+        companies.c.cif.in_(keys), companies.c.cnp_masked.is_not(None)))
+    return {r.cif: r.cnp_masked for r in rows}
 
 
 async def replace_discovered(session: AsyncSession, connection_id: str, holder_cif: str, services: list[str],

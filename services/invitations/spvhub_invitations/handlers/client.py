@@ -17,7 +17,7 @@ from spvhub_invitations.adapters.orm import access_grants
 from spvhub_invitations.adapters.repository import Invitation
 from spvhub_invitations.domain import Status
 from spvhub_invitations.handlers.deps import Deps
-from spvhub_invitations.handlers.views import Gone, event_base, status_of, view
+from spvhub_invitations.handlers.views import Gone, client_identity, event_base, status_of, view
 
 
 def _refuse_unusable(inv: Invitation | None, now: datetime) -> Invitation:
@@ -39,7 +39,8 @@ def _refuse_unusable(inv: Invitation | None, now: datetime) -> Invitation:
 
 
 async def preview(deps: Deps, token: str) -> dict[str, Any]:
-    """What the sign-up page shows before the account exists (no authentication: the token is the secret)."""
+    """What the sign-up page shows before the account exists (no authentication: the token is the secret). A natural
+    person client is shown with the CNP masked, as to anyone who is not yet one of its verified members."""
     now = deps.clock.now()
     if not domain.plausible_token(token):
         raise NotFound("This invitation link is not valid.", code="invitation_not_found")
@@ -47,9 +48,11 @@ async def preview(deps: Deps, token: str) -> dict[str, Any]:
         inv = _refuse_unusable(await repo.by_token_hash(uow.session, domain.token_hash(token)), now)
         firm = await repo.company(uow.session, inv.firm_cif)
         client = await repo.company(uow.session, inv.client_cif)
+    shown = client_identity(inv.client_cif, inv.client_tax_id or (client.cnp_masked if client else None))
     return {"invitation_id": inv.id, "status": Status.PENDING.value, "expires_at": inv.expires_at,
             "firm": {"cif": inv.firm_cif, "name": firm.name if firm else None},
-            "client_company": {"cif": inv.client_cif, "name": client.name if client else None,
+            "client_company": {"cif": inv.client_cif, "kind": shown["client_kind"],
+                               "tax_id": shown["client_tax_id"], "name": client.name if client else None,
                                "address": client.address if client else None,
                                "trade_register_no": client.trade_register_no if client else None},
             "representative": {"name": inv.name, "email": inv.email}}

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spvhub_common.clock import Clock
+from spvhub_common.pii import DEV_PII_SECRET, PersonIds
 from spvhub_common.uow import SqlUnitOfWork
 
 
@@ -20,3 +21,6 @@ class Deps:
     join_path: str = "/join?invitation={token}"  # the person-facing link: public_base_url + this
     access_wait_seconds: float = 3.0  # how long an answer waits for the access read model to catch up
     expiry_interval: float = 60.0  # seconds between scans for expired invitations
+    # a CNP typed as the client becomes its person key; portfolio's sealed CNPs open to be masked (bootstrap passes
+    # the installation's PII secret)
+    pii: PersonIds = field(default_factory=lambda: PersonIds(DEV_PII_SECRET))

@@ -1,5 +1,8 @@
 """The accounting firm's side: invite discovered clients (one or in bulk), re-send and withdraw an invitation,
-list the firm's invitations and the candidates to invite, read one invitation."""
+list the firm's invitations and the candidates to invite, read one invitation.
+
+A client is named by its CIF, or, for a natural person, by their CNP (typed in the request's body: it becomes the
+person key at once and only its masked form is kept, for display) or by the person key the firm's lists show."""
 from __future__ import annotations
 
 import uuid
@@ -10,9 +13,9 @@ from typing import Any
 from spvhub_common.access import MANAGERS, require_access, require_grant
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events.invitations import InvitationRevoked
-from spvhub_common.ids import InvalidTaxId, normalize_cif
+from spvhub_common.ids import InvalidTaxId, mask_cnp, parse_tax_id
 from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
-from spvhub_common.pii import parse_company_id
+from spvhub_common.pii import is_person_key, parse_company_id
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
 
@@ -23,7 +26,7 @@ from spvhub_invitations.adapters.repository import Invitation
 from spvhub_invitations.domain import InvalidInput, Status
 from spvhub_invitations.handlers.deps import Deps
 from spvhub_invitations.handlers.expiry import expire
-from spvhub_invitations.handlers.views import event_base, sent_event, status_of, view
+from spvhub_invitations.handlers.views import client_identity, event_base, sent_event, status_of, view
 
 
 @dataclass
@@ -33,6 +36,7 @@ class NewInvitation:
     email: str
     phone: str
     locale: str = "ro"
+    client_tax_id: str | None = None  # what to show of the client: the CIF, a typed CNP masked, None for a key
 
 
 @dataclass
@@ -76,8 +80,29 @@ async def _check_firm(uow: SqlUnitOfWork, user: Principal, firm_cif: str) -> Non
                        details={"firm_cif": firm_cif})
 
 
-def _validate(item: NewInvitation) -> NewInvitation:
-    return NewInvitation(client_cif=normalize_cif(item.client_cif), name=domain.normalize_name(item.name),
+def client_of(deps: Deps, raw: str) -> tuple[str, str | None]:
+    """The client as typed: (the platform's key, what to show of it). A CIF is itself; a CNP (control digit
+    checked) becomes its person key, shown masked; a person key is taken as it is (shown from the read model).
+    Refusals are the platform's `cif_*` codes (`InvalidTaxId`)."""
+    text = "".join(str(raw or "").split()).upper()
+    if is_person_key(text):
+        return text, None
+    tax_id = parse_tax_id(raw)
+    if tax_id.kind == "cnp":
+        return deps.pii.key_of(tax_id.value), mask_cnp(tax_id.value)
+    return tax_id.value, tax_id.value
+
+
+def echo(raw: str) -> str:
+    """A refused item's client as the answer repeats it: whatever looks like a CNP masked, so a mistyped CNP is not
+    sent back (or kept in a browser's session) in clear."""
+    text = "".join(str(raw or "").split())
+    return mask_cnp(text) if len(text) >= 13 and text.isdigit() else str(raw or "")[:20]
+
+
+def _validate(deps: Deps, item: NewInvitation) -> NewInvitation:
+    key, shown = client_of(deps, item.client_cif)
+    return NewInvitation(client_cif=key, client_tax_id=shown, name=domain.normalize_name(item.name),
                          email=domain.normalize_email(item.email), phone=domain.normalize_phone(item.phone),
                          locale=item.locale if item.locale in ("ro", "en") else "ro")
 
@@ -85,7 +110,7 @@ def _validate(item: NewInvitation) -> NewInvitation:
 async def send_invitations(deps: Deps, user: Principal, firm_cif: str, items: list[NewInvitation]) -> BulkResult:
     """Invite discovered clients, one or many. Each item commits on its own: a bad item is reported with its
     error and leaves nothing behind; the good ones are sent."""
-    firm_cif = normalize_cif(firm_cif) if firm_cif else firm_cif
+    firm_cif = parse_company_id(firm_cif)
     if not items:
         raise AppError("Send at least one invitation.", code="validation_error", status=422)
     if len(items) > deps.max_bulk:
@@ -93,17 +118,18 @@ async def send_invitations(deps: Deps, user: Principal, firm_cif: str, items: li
     async with deps.uow() as uow:
         await _check_firm(uow, user, firm_cif)
         discovered = await repo.discovered_clients(uow.session, firm_cif)
+        masks = await repo.masked_cnps(uow.session, discovered)
     result = BulkResult()
     seen: set[str] = set()
     for index, raw in enumerate(items):
         try:
-            item = _validate(raw)
+            item = _validate(deps, raw)
         except InvalidInput as exc:
-            result.items.append(ItemResult(index, raw.client_cif, False, error=_err(
+            result.items.append(ItemResult(index, echo(raw.client_cif), False, error=_err(
                 exc.code, exc.message, field=exc.field)))
             continue
         except InvalidTaxId as exc:
-            result.items.append(ItemResult(index, raw.client_cif, False, error=_err(
+            result.items.append(ItemResult(index, echo(raw.client_cif), False, error=_err(
                 exc.code, exc.message, field="cif")))
             continue
         cif = item.client_cif
@@ -122,6 +148,8 @@ async def send_invitations(deps: Deps, user: Principal, firm_cif: str, items: li
                 "discovered clients can be invited (a new SPV enrolment takes about a day to appear).",
                 field="client_cif")))
             continue
+        if item.client_tax_id is None:
+            item.client_tax_id = masks.get(cif)
         result.items.append(await _send_one(deps, user, firm_cif, item, index))
     return result
 
@@ -146,7 +174,8 @@ async def _send_one(deps: Deps, user: Principal, firm_cif: str, item: NewInvitat
         nonce = domain.new_nonce()
         token = domain.derive_token(deps.token_key, inv_id, nonce)
         await repo.insert_invitation(uow.session, {
-            "id": inv_id, "firm_cif": firm_cif, "client_cif": item.client_cif, "name": item.name,
+            "id": inv_id, "firm_cif": firm_cif, "client_cif": item.client_cif, "client_tax_id": item.client_tax_id,
+            "name": item.name,
             "email": item.email, "phone": item.phone, "locale": item.locale, "status": Status.PENDING.value,
             "token_nonce": nonce, "token_hash": domain.token_hash(token), "created_by": user.user_id,
             "created_at": now, "sent_at": now, "expires_at": domain.expires_at(now), "send_count": 1,
@@ -196,6 +225,10 @@ async def resend(deps: Deps, user: Principal, invitation_id: str, *, name: str |
                 changes["phone"] = domain.normalize_phone(phone)
         except InvalidInput as exc:
             raise AppError(exc.message, code=exc.code, status=422, details={"field": exc.field}) from exc
+        if inv.client_tax_id is None and is_person_key(inv.client_cif):
+            masked = (await repo.masked_cnps(uow.session, [inv.client_cif])).get(inv.client_cif)
+            if masked is not None:
+                changes["client_tax_id"] = masked
         nonce = domain.new_nonce()
         token = domain.derive_token(deps.token_key, inv.id, nonce)
         await repo.set_fields(uow.session, inv.id, **changes, status=Status.PENDING.value, token_nonce=nonce,
@@ -268,6 +301,7 @@ async def candidates(deps: Deps, user: Principal, firm_cif: str) -> dict[str, An
         clients = sorted(await repo.discovered_clients(uow.session, firm_cif))
         latest = await repo.latest_per_client(uow.session, firm_cif)
         names = await repo.company_names(uow.session, clients + [firm_cif])
+        masks = await repo.masked_cnps(uow.session, clients)
     missing = []
     if firm is None or not firm.provides_accounting_services:
         missing.append("accounting_services_flag")
@@ -276,7 +310,7 @@ async def candidates(deps: Deps, user: Principal, firm_cif: str) -> dict[str, An
     out = []
     for cif in clients:
         inv = latest.get(cif)
-        out.append({"client_cif": cif, "client_name": names.get(cif),
+        out.append({"client_cif": cif, **client_identity(cif, masks.get(cif)), "client_name": names.get(cif),
                     "invitation": view(inv, now, names) if inv is not None else None})
     return {"firm_cif": firm_cif, "firm_name": names.get(firm_cif), "missing": missing, "clients": out}
 

@@ -9,7 +9,7 @@ from spvhub_invitations import domain
 from spvhub_invitations.adapters import repository as repo
 from spvhub_invitations.domain import Status
 from spvhub_invitations.handlers.deps import Deps
-from spvhub_invitations.handlers.views import Gone, status_of
+from spvhub_invitations.handlers.views import Gone, client_identity, status_of
 
 
 async def link(deps: Deps, invitation_id: str) -> dict[str, Any]:
@@ -30,4 +30,5 @@ async def link(deps: Deps, invitation_id: str) -> dict[str, Any]:
             "expires_at": inv.expires_at,
             "status": st.value, "email": inv.email, "name": inv.name, "locale": inv.locale,
             "firm_cif": inv.firm_cif, "firm_name": names.get(inv.firm_cif),
-            "client_cif": inv.client_cif, "client_name": names.get(inv.client_cif)}
+            "client_cif": inv.client_cif, **client_identity(inv.client_cif, inv.client_tax_id),
+            "client_name": names.get(inv.client_cif)}

@@ -7,6 +7,7 @@ from typing import Any
 
 from spvhub_common.errors import AppError
 from spvhub_common.events.invitations import InvitationSent
+from spvhub_common.pii import is_person_key
 
 from spvhub_invitations import domain
 from spvhub_invitations.adapters.repository import Invitation
@@ -22,12 +23,21 @@ def status_of(inv: Invitation, now: datetime) -> Status:
     return domain.effective_status(domain.InvitationView(inv.status, inv.expires_at), now)
 
 
+def client_identity(cif: str, tax_id: str | None) -> dict[str, Any]:
+    """`client_kind` and `client_tax_id`: the CIF; a natural person's CNP masked (nobody reads an invitation as one
+    of the person's own members), the person key when the CNP is not known here."""
+    if not is_person_key(cif):
+        return {"client_kind": "cif", "client_tax_id": cif}
+    return {"client_kind": "cnp", "client_tax_id": tax_id or cif}
+
+
 def view(inv: Invitation, now: datetime, names: dict[str, str] | None = None) -> dict[str, Any]:
     """The API shape of an invitation (the status accounts for an expiry the job has not marked yet)."""
     names = names or {}
     return {"id": inv.id, "firm_cif": inv.firm_cif, "firm_name": names.get(inv.firm_cif),
-            "client_cif": inv.client_cif, "client_name": names.get(inv.client_cif),
-            "name": inv.name, "email": inv.email, "phone": inv.phone, "locale": inv.locale,
+            "client_cif": inv.client_cif, **client_identity(inv.client_cif, inv.client_tax_id),
+            "client_name": names.get(inv.client_cif), "name": inv.name, "email": inv.email, "phone": inv.phone,
+            "locale": inv.locale,
             "status": status_of(inv, now).value, "created_at": inv.created_at, "sent_at": inv.sent_at,
             "expires_at": inv.expires_at, "send_count": inv.send_count, "claimed_by": inv.claimed_by,
             "claimed_at": inv.claimed_at, "answered_at": inv.answered_at, "expired_at": inv.expired_at,

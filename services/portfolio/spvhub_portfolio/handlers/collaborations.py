@@ -23,14 +23,14 @@ from spvhub_common.events.portfolio import (
     JoinRequested,
 )
 from spvhub_common.logging import get_logger
-from spvhub_common.pii import parse_company_id
+from spvhub_common.pii import is_person_key, parse_company_id
 from spvhub_common.uow import SqlUnitOfWork
 
 from spvhub_portfolio import domain
 from spvhub_portfolio.adapters import repository as repo
 from spvhub_portfolio.domain import CollaborationStatus, Role
 from spvhub_portfolio.handlers.access import require_role, sync_access
-from spvhub_portfolio.handlers.companies import ensure_company
+from spvhub_portfolio.handlers.companies import ensure_company, identity
 from spvhub_portfolio.handlers.deps import Deps
 from spvhub_portfolio.handlers.entitlements import sync_entitlements
 from spvhub_portfolio.handlers.members import verify_member
@@ -129,10 +129,17 @@ async def on_invitation_revoked(ev: InvitationRevoked, _env: CloudEvent, uow: Sq
     await _close_pending(ev, uow, deps, "revoked")
 
 
-def collaboration_view(c: repo.Collaboration, names: dict[str, repo.Company], perspective: str) -> dict[str, Any]:
+def collaboration_view(c: repo.Collaboration, names: dict[str, repo.Company], perspective: str,
+                       pii: Any = None) -> dict[str, Any]:
+    """One collaboration as one side sees it; `kind`/`tax_id` name the counterpart (a natural person client's CNP
+    masked: the firm is not one of its members)."""
     other = c.client_cif if perspective == c.firm_cif else c.firm_cif
+    if other in names:
+        ident = identity(names[other], pii, may_see=False)
+    else:
+        ident = {"kind": "cnp" if is_person_key(other) else "cif", "tax_id": other}
     return {"id": c.id, "firm_cif": c.firm_cif, "client_cif": c.client_cif, "status": c.status,
-            "side": "firm" if perspective == c.firm_cif else "client", "counterpart_cif": other,
+            "side": "firm" if perspective == c.firm_cif else "client", "counterpart_cif": other, **ident,
             "counterpart_name": names[other].name if other in names else "", "created_at": c.created_at,
             "activated_at": c.activated_at, "ended_at": c.ended_at, "end_reason": c.end_reason,
             "may_file": bool(c.may_file)}
@@ -144,7 +151,7 @@ async def list_collaborations(deps: Deps, user_id: str, raw_cif: str) -> list[di
         await require_role(uow, user_id, cif, direct_only=True)
         rows = await repo.collaborations_of(uow.session, cif)
         names = await repo.company_rows(uow.session, {c.firm_cif for c in rows} | {c.client_cif for c in rows})
-        return [collaboration_view(c, names, cif) for c in rows]
+        return [collaboration_view(c, names, cif, deps.pii) for c in rows]
 
 
 async def end_collaboration(deps: Deps, user_id: str, raw_cif: str, raw_other: str,
@@ -168,7 +175,7 @@ async def end_collaboration(deps: Deps, user_id: str, raw_cif: str, raw_other: s
                                         "other ANAF authorization covers this company: its e-Factura invoices are no "
                                         "longer downloaded. Authorize ANAF access for the company to resume.")
         names = await repo.company_rows(uow.session, {c.firm_cif, c.client_cif})
-        return collaboration_view(replace(c, status="ended", ended_at=now, end_reason=why), names, cif)
+        return collaboration_view(replace(c, status="ended", ended_at=now, end_reason=why), names, cif, deps.pii)
 
 
 async def set_collaboration_permissions(deps: Deps, user_id: str, raw_cif: str, raw_firm: str,
@@ -188,4 +195,4 @@ async def set_collaboration_permissions(deps: Deps, user_id: str, raw_cif: str, 
             await sync_access(uow, {client})
             await sync_entitlements(uow, {client})
         names = await repo.company_rows(uow.session, {firm, client})
-        return collaboration_view(replace(c, may_file=may_file), names, client)
+        return collaboration_view(replace(c, may_file=may_file), names, client, deps.pii)

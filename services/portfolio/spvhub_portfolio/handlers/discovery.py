@@ -10,8 +10,8 @@ from typing import Any
 
 from spvhub_common.anaf.errors import AnafError, BudgetExhausted, LimitReached, Unauthorized
 from spvhub_common.errors import AppError, Conflict, NotFound
-from spvhub_common.events.portfolio import RightsDiscovered
-from spvhub_common.ids import mask_cnp
+from spvhub_common.events.portfolio import CompanyRegistered, RightsDiscovered
+from spvhub_common.ids import InvalidTaxId, mask_cnp, parse_tax_id
 from spvhub_common.logging import get_logger
 from spvhub_common.pii import is_person_key, parse_company_id
 from spvhub_common.uow import SqlUnitOfWork
@@ -28,7 +28,7 @@ from spvhub_portfolio.adapters.anaf import (
 )
 from spvhub_portfolio.domain import ConnectionStatus
 from spvhub_portfolio.handlers.access import require_role
-from spvhub_portfolio.handlers.companies import registry_data
+from spvhub_portfolio.handlers.companies import PERSON_DEFAULT_NAME, person_fields, registry_data
 from spvhub_portfolio.handlers.deps import Deps
 from spvhub_portfolio.handlers.entitlements import sync_entitlements
 from spvhub_portfolio.handlers.members import verify_member
@@ -41,6 +41,23 @@ def scrub(text: str) -> str:
     """ANAF's text with any CNP masked: it may echo the `cif=` asked (a natural person's CNP), and what is logged or
     stored as an error never carries one."""
     return _THIRTEEN_DIGITS.sub(lambda m: mask_cnp(m.group(0)), text)
+
+
+def cnps_in(deps: Deps, cui_field: object) -> dict[str, str]:
+    """The natural persons an inventory (`cui` of listaMesaje) names by CNP: person key -> clear CNP. Only for
+    sealing at once; never logged, never kept in clear."""
+    out: dict[str, str] = {}
+    for part in str(cui_field or "").split(","):
+        text = "".join(part.split())
+        if len(text) != 13 or not text.isdigit():
+            continue
+        try:
+            tax_id = parse_tax_id(text)
+        except InvalidTaxId:
+            continue
+        if tax_id.kind == "cnp":
+            out[deps.pii.key_of(tax_id.value)] = tax_id.value
+    return out
 
 
 class HolderIdUnknown(AppError):
@@ -142,9 +159,11 @@ async def discover(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *, trigge
     unknown: set[str] = set()
     inventory = domain.inventory_from_cui_field(holder, first.cui_field, deps.pii.key_of_anaf_id)
     probed = 1
+    persons: dict[str, str] = {}  # person key -> CNP, as the inventory named them
     if inventory is not None:
         mode = "inventory"
         found = set(inventory)
+        persons = cnps_in(deps, first.cui_field)
     else:
         mode = "probe"
         if first.has_rights:
@@ -154,7 +173,7 @@ async def discover(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *, trigge
                 | previous) - {holder}
         # natural persons are not probed (their CNP would be unsealed for each probe); the inventory finds them
         pool = {c for c in pool if not is_person_key(c)}
-        seen_inventory: list[list[str]] = []
+        seen_inventory: list[tuple[list[str], object]] = []
 
         async def probe(cif: str) -> None:
             try:
@@ -174,7 +193,7 @@ async def discover(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *, trigge
                 found.add(cif)
                 inv = domain.inventory_from_cui_field(cif, res.cui_field, deps.pii.key_of_anaf_id)
                 if inv is not None:
-                    seen_inventory.append(inv)
+                    seen_inventory.append((inv, res.cui_field))
 
         # In waves: as soon as one answer carries the inventory (a candidate whose inbox is not empty),
         # it settles the whole portfolio and the remaining probes are not spent.
@@ -185,13 +204,46 @@ async def discover(uow: SqlUnitOfWork, deps: Deps, connection_id: str, *, trigge
             await asyncio.gather(*(probe(c) for c in wave))
             probed += len(wave)
             if seen_inventory:
-                mode, found, unknown = "inventory", set(seen_inventory[0]), set()
+                mode, found, unknown = "inventory", set(seen_inventory[0][0]), set()
+                persons = cnps_in(deps, seen_inventory[0][1])
                 break
-    return await _record_discovery(uow, deps, conn, mode, found, unknown, probed, trigger)
+    return await _record_discovery(uow, deps, conn, mode, found, unknown, probed, trigger,
+                                   {k: v for k, v in persons.items() if k in found})
+
+
+async def keep_person_ids(uow: SqlUnitOfWork, deps: Deps, persons: dict[str, str]) -> dict[str, str]:
+    """The CNPs an inventory named, kept sealed under their person keys so the platform can name those people to
+    ANAF once they join (auth from company-registered, efactura from entitlements-changed): a person key not known
+    yet becomes a company (placeholder name, no member) announced with its sealed CNP; one known without its CNP
+    gets it and its entitlements are published again. Returns the names of these companies (for the event)."""
+    if not persons:
+        return {}
+    rows = await repo.company_rows(uow.session, persons)
+    now = deps.clock.now()
+    names: dict[str, str] = {}
+    learnt: set[str] = set()
+    for key, cnp in sorted(persons.items()):
+        row = rows.get(key)
+        if row is None:
+            sealed, fields = deps.pii.seal(cnp), person_fields(None)
+            if await repo.insert_company(uow.session, {"cif": key, **fields, "cnp_sealed": sealed,
+                                                       "registry_checked_at": None, "registered_by": None,
+                                                       "created_at": now, "updated_at": now}):
+                uow.publish(CompanyRegistered(cif=key, registered_by=None, cnp_sealed=sealed, **fields))
+            names[key] = fields["name"]
+            continue
+        names[key] = row.name or PERSON_DEFAULT_NAME
+        if row.cnp_sealed is None:
+            await repo.update_company(uow.session, key, {"cnp_sealed": deps.pii.seal(cnp), "updated_at": now})
+            learnt.add(key)
+    if learnt:
+        await sync_entitlements(uow, learnt, force=learnt)
+    return names
 
 
 async def _record_discovery(uow: SqlUnitOfWork, deps: Deps, conn: repo.Connection, mode: str, found: set[str],
-                            unknown: set[str], probed: int, trigger: str) -> DiscoveryResult:
+                            unknown: set[str], probed: int, trigger: str,
+                            persons: dict[str, str] | None = None) -> DiscoveryResult:
     connection_id, holder = conn.connection_id, conn.holder_cif
     now = deps.clock.now()
     previous = await repo.rights_of(uow.session, connection_id)
@@ -199,6 +251,7 @@ async def _record_discovery(uow: SqlUnitOfWork, deps: Deps, conn: repo.Connectio
     await repo.replace_rights(uow.session, connection_id, d.gained, d.lost, sorted(found & previous), now)
     reg = await registry_data(uow, deps, d.cifs, best_effort=True)  # enrich; the daily refresh retries failures
     names = {c: r.name for c, r in reg.items() if r.found and r.name and c in d.cifs}
+    names |= await keep_person_ids(uow, deps, persons or {})
     complete = not unknown
     await repo.set_connection(uow.session, connection_id, {
         "last_discovery_at": now, "last_discovery_mode": mode, "last_discovery_complete": complete,
