@@ -718,6 +718,7 @@ async def firm_invite(request: Request, cif: str) -> Response:
         return see_other(f"/companies/{cif}/invitations")
     out = await api(request, "POST", "/api/invitations", json={"firm_cif": cif, "invitations": items}, ok=(207,))
     results = [{"client_cif": r.get("client_cif"), "ok": r.get("ok"),
+                "shown": (r.get("invitation") or {}).get("client_tax_id"),
                 "error": err_text(t, ApiError(400, r["error"]["code"], r["error"]["message"]))
                 if r.get("error") else None} for r in out.get("results", [])]
     sess(request).set(invite_results={"created": out.get("created", 0), "failed": out.get("failed", 0),

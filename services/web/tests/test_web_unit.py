@@ -373,3 +373,53 @@ def test_a_natural_person_is_shown_by_the_id_the_api_chose_and_linked_by_key() -
         assert not any(cnp in str(x.url) for x in calls)  # never in an address
         page = c.get("/companies")
         assert f'href="/companies/{key}"' in page.text and f"CNP {masked}" in page.text and cnp not in page.text
+
+
+def test_a_firms_natural_person_client_and_its_invitation_are_shown_masked_and_linked_by_key() -> None:
+    """The firm's portfolio screen and the invitation's sign-up page show a natural person client as the APIs decided
+    (the CNP masked), while the forms and links carry the person key."""
+    key, masked = "PFABCDEFGHIJKL", "1********4561"
+    client = {"cif": key, "kind": "cnp", "tax_id": masked, "name": "Persoană fizică", "collaboration_status": None,
+              "invitation_status": None, "spv_rights": True, "blocked_by": ["not_invited"]}
+    invitation = {"id": "inv-9", "firm_cif": "39812755", "firm_name": "Contabil", "client_cif": key,
+                  "client_kind": "cnp", "client_tax_id": masked, "client_name": "Persoană fizică", "name": "Radu",
+                  "email": "radu@example.ro", "phone": "+40722123456", "locale": "ro", "status": "pending",
+                  "created_at": "2026-12-01T08:00:00Z", "sent_at": "2026-12-01T08:00:00Z",
+                  "expires_at": "2026-12-16T08:00:00Z", "send_count": 1, "claimed_by": None, "claimed_at": None,
+                  "answered_at": None, "expired_at": None, "revoked_at": None}
+    preview = {"invitation_id": "inv-9", "status": "pending", "expires_at": "2026-12-16T08:00:00Z",
+               "firm": {"cif": "39812755", "name": "Contabil"},
+               "client_company": {"cif": key, "kind": "cnp", "tax_id": masked, "name": "Persoană fizică",
+                                  "address": "", "trade_register_no": ""},
+               "representative": {"name": "Radu", "email": "radu@example.ro"}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/api/auth/login":
+            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
+                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
+        if path == "/api/auth/me":
+            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
+                                             "email_verified": True})
+        if path == "/api/portfolio/companies/39812755":
+            return httpx.Response(200, json={"cif": "39812755", "name": "Contabil", "role": "owner"})
+        if path == "/api/portfolio/companies/39812755/portfolio-status":
+            return httpx.Response(200, json={"firm_cif": "39812755", "ready": True, "blockers": [],
+                                             "clients": [client]})
+        if path == "/api/invitations":
+            return httpx.Response(200, json={"items": [invitation], "next_cursor": None})
+        if path == "/api/invitations/preview":
+            return httpx.Response(200, json=preview)
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+
+    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
+    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
+        join = c.get("/join?invitation=tok")
+        assert join.status_code == 200 and f"CNP {masked}" in join.text and f"CIF {key}" not in join.text
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
+        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
+               follow_redirects=False)
+        page = c.get("/companies/39812755/invitations")
+        assert page.status_code == 200
+        assert f'data-cif="{key}"' in page.text and f'name="email_{key}"' not in page.text  # already invited
+        assert page.text.count(f"CNP {masked}") == 2 and f"CIF {key}" not in page.text
