@@ -194,3 +194,38 @@ async def test_declined_invitation_is_not_sent_again(stack: Stack):
     assert len(pending) == 1 and [a["action"] for a in pending[0]["actions"]] == ["accept", "decline"]
     assert (await st.invitations.get(f"/api/invitations/{new_id}", headers=st.h("client-user"))).json()[
         "status"] == "claimed"
+
+
+async def test_a_natural_person_invited_by_cnp_is_named_masked_in_the_email(stack: Stack):
+    """The firm types the person's CNP: the e-mail (read back from the SMTP capture) names the client by the CNP
+    masked, and neither the e-mail, the notifier's tables nor any published event holds the clear CNP."""
+    from spvhub_common.ids import cnp_control_digit, mask_cnp
+    from spvhub_common.pii import DEV_PII_SECRET, PersonIds
+    st = stack
+    ids = PersonIds(DEV_PII_SECRET)
+    cnp = "185031512456" + str(cnp_control_digit("185031512456"))
+    key = ids.key_of(cnp)
+    for ev in (CompanyRegistered(cif=FIRM, name="Contabil Expert SRL", provides_accounting_services=True),
+               CompanyRegistered(cif=key, name="Persoană fizică", cnp_sealed=ids.seal(cnp)),
+               AccessChanged(cif=FIRM, user_id="firm-user", role="owner", granted=True),
+               RightsDiscovered(connection_id="conn-1", holder_cif=FIRM, cifs=[FIRM, key], gained=[key])):
+        await st.feed_invitations(ev)
+    for ev in (CompanyRegistered(cif=FIRM, name="Contabil Expert SRL"),
+               AccessChanged(cif=FIRM, user_id="firm-user", role="owner", granted=True)):
+        await st.feed(ev)
+    r = await st.invitations.post("/api/invitations", headers=st.h("firm-user"), json={
+        "firm_cif": FIRM, "invitations": [{"client_cif": cnp, "name": "Radu Stoica", "email": REP,
+                                           "phone": "0722123456"}]})
+    assert r.status_code == 201, r.text
+    await st.relay_invitations()
+    await st.send_all()
+    [mail] = st.mails(REP)
+    assert f"(CNP {mask_cnp(cnp)})" in mail["text"] and f"CNP {mask_cnp(cnp)}" in mail["html"]
+    assert key not in mail["text"]
+    async with st.ntf.sessions() as s:
+        from sqlalchemy import text
+        dump = str((await s.execute(text("SELECT * FROM email_outbox"))).all())
+        dump += str((await s.execute(text("SELECT * FROM delivery_log"))).all())
+    published = str(await st.published())
+    for where in (mail["text"], mail["html"], mail["subject"], dump, published):
+        assert cnp not in where and cnp[1:7] not in where

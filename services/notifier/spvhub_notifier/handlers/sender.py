@@ -60,7 +60,8 @@ async def _send_one(deps: Deps, email: OutboxEmail) -> None:
             return await _record(deps, email, "cancelled", f"invitation no longer pending: {exc}")
         except LinkUnavailable as exc:
             return await _record(deps, email, "retry", f"invitations unavailable: {exc}")
-        params.update({k: info.get(k) or params.get(k) for k in ("firm_name", "client_name", "expires_at")})
+        params.update({k: info.get(k) or params.get(k)
+                       for k in ("firm_name", "client_name", "expires_at", "client_kind", "client_tax_id")})
         url = str(info["link"])
     elif email.kind in domain.LINKED_KINDS:
         if deps.account_links is None:
