@@ -85,6 +85,15 @@ async def test_a_cnp_in_the_firms_inventory_is_a_client_shown_masked_and_kept_se
     assert cl[key]["kind"] == "cnp" and cl[key]["tax_id"] == mask_cnp(CNP) and cl[key]["name"] == "Persoană fizică"
     assert cl[key]["blocked_by"] == ["not_invited"] and cl[CLIENTS_A[1]]["tax_id"] == CLIENTS_A[1]
 
+    # the person registers with their name: it replaces the placeholder, for the firm too (the CNP stays masked)
+    r = await env.api.post("/api/portfolio/companies", json={"cif": CNP, "name": "Stoica Radu"},
+                           headers=env.headers("radu"))
+    assert r.status_code == 201 and r.json()["cif"] == key and r.json()["name"] == "Stoica Radu", r.text
+    assert r.json()["role"] == "owner" and r.json()["tax_id"] == mask_cnp(CNP)  # unverified: masked
+    upd = [d for _, d in await env.events("portfolio.company-updated") if d["cif"] == key]
+    assert [d["name"] for d in upd] == ["Stoica Radu"]
+    disc = await _get(env, f"/api/portfolio/companies/{FIRM_A}/discovered")
+    assert {c["cif"]: c for c in disc["companies"]}[key]["name"] == "Stoica Radu"
     # a second discovery announces nothing again
     r = await env.api.post(f"/api/portfolio/companies/{FIRM_A}/discovery", headers=env.headers("fa"))
     assert r.status_code == 200 and CNP not in r.text

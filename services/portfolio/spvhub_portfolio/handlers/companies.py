@@ -214,6 +214,10 @@ async def _register_person(uow: SqlUnitOfWork, deps: Deps, user_id: str, key: st
         uow.publish(CompanyRegistered(cif=key, registered_by=user_id, cnp_sealed=sealed, **fields))
     elif existing.cnp_sealed is None and cnp is not None:
         await _learn_cnp(uow, deps, existing, cnp, name)
+    elif cnp is not None and name and name.strip() and existing.name in ("", PERSON_DEFAULT_NAME):
+        # met first in a firm's SPV inventory (the placeholder name): the person's own name replaces it
+        await repo.update_company(uow.session, key, {"name": name.strip(), "updated_at": now})
+        _publish_updated(uow, replace(existing, name=name.strip(), updated_at=now))
     return await _join(uow, deps, user_id, key), True
 
 
