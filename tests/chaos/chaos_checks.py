@@ -145,43 +145,17 @@ def converge(sysm: ChaosSystem) -> dict[str, Any]:
 
 
 def kafka_events(sysm: ChaosSystem, timeout: float = 300) -> list[dict[str, Any]]:
-    """Every event on the run's topics, from the beginning to the end offsets read first (explicit partitions, no
-    consumer group: nothing to rebalance, and a bounded wait)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
+    """Every event on the run's topics, from the beginning to the end offsets read first."""
+    from spvhub_devtools.testing import topic_records
 
-    async def read() -> list[dict[str, Any]]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=sysm.infra.kafka_bootstrap)
-        await admin.start()
+    records = asyncio.run(asyncio.wait_for(topic_records(sysm.infra.kafka_bootstrap, sysm.prefix), timeout))
+    out: list[dict[str, Any]] = []
+    for topic, _key, value in records:
         try:
-            topics = [t for t in await admin.list_topics() if t.startswith(sysm.prefix)]
-            described = await admin.describe_topics(topics)
-        finally:
-            await admin.close()
-        parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-        consumer = AIOKafkaConsumer(bootstrap_servers=sysm.infra.kafka_bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", group_id=None, request_timeout_ms=30000)
-        await consumer.start()
-        out: list[dict[str, Any]] = []
-        try:
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            end = {tp: off for tp, off in (await consumer.end_offsets(parts)).items() if off > 0}
-            while True:
-                behind = [tp for tp, off in end.items() if await consumer.position(tp) < off]
-                if not behind:
-                    break
-                batch = await consumer.getmany(*end, timeout_ms=2000, max_records=5000)
-                for tp, records in batch.items():
-                    for r in records:
-                        try:
-                            out.append({"topic": tp.topic[len(sysm.prefix):], **json.loads(r.value)})
-                        except ValueError:
-                            out.append({"topic": tp.topic[len(sysm.prefix):], "id": None, "undecodable": True})
-        finally:
-            await consumer.stop()
-        return out
-    return asyncio.run(asyncio.wait_for(read(), timeout))
+            out.append({"topic": topic[len(sysm.prefix):], **json.loads(value or b"")})
+        except ValueError:
+            out.append({"topic": topic[len(sysm.prefix):], "id": None, "undecodable": True})
+    return out
 
 
 def verify(sysm: ChaosSystem, counters: dict[str, Any], injected: dict[str, Any]) -> dict[str, Any]:

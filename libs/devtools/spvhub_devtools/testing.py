@@ -116,3 +116,34 @@ def delete_topics(prefix: str) -> None:
             pool.submit(asyncio.run, run()).result(timeout=30)
         except Exception:  # noqa: BLE001 - cleanup must never fail a test
             pass
+
+
+async def topic_records(bootstrap: str, prefix: str) -> list[tuple[str, bytes | None, bytes | None]]:
+    """Every record (topic, key, value) on the topics named `prefix*`, from the beginning to the end offsets read
+    first: explicit partitions and no consumer group, so nothing rebalances and the wait is bounded."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest", request_timeout_ms=30000)
+    await consumer.start()
+    out: list[tuple[str, bytes | None, bytes | None]] = []
+    try:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = {tp: off for tp, off in (await consumer.end_offsets(parts)).items() if off > 0}
+        while [tp for tp, off in end.items() if await consumer.position(tp) < off]:
+            batch = await consumer.getmany(*end, timeout_ms=2000, max_records=5000)
+            for tp, got in batch.items():
+                out.extend((tp.topic, r.key, r.value) for r in got)
+    finally:
+        await consumer.stop()
+    return out
