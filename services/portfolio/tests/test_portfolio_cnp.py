@@ -250,6 +250,7 @@ async def test_a_person_known_first_by_key_learns_its_cnp_and_entitlements_carry
     await env.handle(InvitationSent(invitation_id="inv-k", firm_cif=FIRM_A, client_cif=key, email="pf@x.ro",
                                     name="Stoica", expires_at=now + timedelta(days=15)))
     await env.handle(InvitationClaimed(invitation_id="inv-k", firm_cif=FIRM_A, client_cif=key, user_id="pf"))
+    await env.verify("pf", key)  # a link never verifies a natural person: their own authorization does
     await env.handle(InvitationAccepted(invitation_id="inv-k", firm_cif=FIRM_A, client_cif=key, user_id="pf"))
     before = [d for _, d in await env.events("portfolio.entitlements-changed") if d["cif"] == key]
     assert before and before[-1]["cnp_sealed"] is None and before[-1]["connections"]

@@ -113,11 +113,21 @@ async def test_the_invited_person_client_carries_the_sealed_cnp_and_the_firm_see
     disc = {c["cif"]: c for c in (await _get(env, f"/api/portfolio/companies/{FIRM_A}/discovered"))["companies"]}
     assert disc[key]["invited"] is True and disc[key]["invitation_status"] == "sent"
     await env.handle(InvitationClaimed(invitation_id="inv-p", firm_cif=FIRM_A, client_cif=key, user_id="pf"))
+    # the link alone proves nothing about a natural person: whoever opened it is an unverified owner, shown the mask
+    r = await _get(env, f"/api/portfolio/companies/{key}", user="pf")
+    assert r["role"] == "owner" and r["verification"] == "unverified" and r["tax_id"] == mask_cnp(CNP)
     await env.handle(InvitationAccepted(invitation_id="inv-p", firm_cif=FIRM_A, client_cif=key, user_id="pf"))
-    # the person's sync can start at once: the entitlements name the firm's connection and carry the sealed CNP
+    collabs = (await _get(env, f"/api/portfolio/companies/{FIRM_A}/collaborations"))["collaborations"]
+    assert [c["status"] for c in collabs if c["client_cif"] == key] == ["pending"]  # an unverified "yes" is ignored
+    # the person authorizes with their own certificate: ANAF asked by the CNP the firm's inventory taught portfolio
+    await env.connect("conn-pf", "person", key, "pf")
+    r = await env.api.get(f"/api/portfolio/companies/{key}", headers=env.headers("pf"))
+    assert r.json()["verification"] == "verified" and r.json()["tax_id"] == CNP  # now a verified member: in clear
+    await env.handle(InvitationAccepted(invitation_id="inv-p", firm_cif=FIRM_A, client_cif=key, user_id="pf"))
+    # the entitlements name the person's own connection and the firm's, and carry the sealed CNP
     ent = [d for _, d in await env.events("portfolio.entitlements-changed") if d["cif"] == key]
-    assert ent and [c["connection_id"] for c in ent[-1]["connections"]] == ["conn-a"]
-    assert env.deps.pii.unseal(ent[-1]["cnp_sealed"], key) == CNP
+    assert ent and [c["connection_id"] for c in ent[-1]["connections"]] == ["conn-pf", "conn-a"]
+    assert all(env.deps.pii.unseal(e["cnp_sealed"], key) == CNP for e in ent)
 
     collabs = (await _get(env, f"/api/portfolio/companies/{FIRM_A}/collaborations"))["collaborations"]
     [c] = [c for c in collabs if c["client_cif"] == key]

@@ -53,7 +53,11 @@ async def on_invitation_claimed(ev: InvitationClaimed, _env: CloudEvent, uow: Sq
     """The client's representative created an account from the link. A link proves only that the firm chose this
     e-mail address, so: when the company has no verified owner yet and the firm's certificate has SPV rights on it,
     the claimant becomes its verified owner; when it has one, the claim is a join request its owners decide on;
-    otherwise the claimant is an unverified member until they prove control. A pending collaboration opens."""
+    otherwise the claimant is an unverified member until they prove control. A pending collaboration opens.
+
+    A natural person is never verified by a link: a verified member is shown the person's CNP in clear, and a link
+    sent to a mistyped (or the firm's own) address must not show it to whoever opens it. The person proves control
+    with their own certificate (an ANAF authorization with rights on the CNP), then accepts."""
     firm, client = parse_company_id(ev.firm_cif), parse_company_id(ev.client_cif)
     now = deps.clock.now()
     await repo.upsert_invitation(uow.session, ev.invitation_id, firm, client, "claimed", now)
@@ -69,7 +73,7 @@ async def on_invitation_claimed(ev: InvitationClaimed, _env: CloudEvent, uow: Sq
     else:
         if existing is None:
             await repo.upsert_member(uow.session, client, ev.user_id, Role.OWNER.value)
-        if await _firm_covers(uow, firm, client):
+        if not is_person_key(client) and await _firm_covers(uow, firm, client):
             await verify_member(uow, deps, client, ev.user_id, "invitation")
     if await repo.open_collaboration(uow.session, firm, client, lock=True) is None:
         await repo.insert_collaboration(uow.session, {
