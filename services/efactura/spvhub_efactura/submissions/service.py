@@ -56,7 +56,7 @@ from spvhub_common.events.efactura import (
 )
 from spvhub_common.ids import mask_cnp, strip_ro
 from spvhub_common.logging import get_logger
-from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.paging import decode_time_cursor, encode_cursor
 from spvhub_common.pii import PersonIds, is_person_key
 from spvhub_common.ro_calendar import RO_TZ, default_calendar
 from spvhub_einvoice import Validator, default_validator
@@ -283,7 +283,7 @@ class SubmissionService:
                         before: datetime | None = None) -> tuple[list[repo.Submission], str | None]:
         """A page of the company's submissions, newest first, and the cursor of the next page (None: the last).
         A cursor that is not one this gave answers 422 invalid_cursor."""
-        after = _page_key(cursor) if cursor else None
+        after = decode_time_cursor(cursor) if cursor else None
         async with self.uow() as uow:
             rows = await repo.list_for(uow.session, cif, state, limit + 1, after=after, before=before)
         if len(rows) <= limit:
@@ -719,17 +719,3 @@ class SubmissionService:
                 await uow.commit()
             return
         await self._later(row, self.settings.submission_unknown_check_seconds)
-
-
-def _page_key(cursor: str) -> tuple[datetime, str]:
-    """The (created_at, id) a submissions cursor carries; anything else is refused as invalid_cursor."""
-    at, sid = decode_cursor(cursor, 2)
-    if not isinstance(at, str) or not isinstance(sid, str):
-        raise invalid_cursor()
-    try:
-        created_at = datetime.fromisoformat(at)
-    except ValueError as exc:
-        raise invalid_cursor() from exc
-    if created_at.tzinfo is None:  # the column is timestamptz: a naive instant would compare at the server's zone
-        raise invalid_cursor()
-    return created_at, sid
