@@ -137,17 +137,21 @@ async def send_invitations(deps: Deps, user: Principal, firm_cif: str, items: li
             result.items.append(ItemResult(index, cif, False, error=_err(
                 "cannot_invite_self", "A firm cannot invite itself.", field="client_cif")))
             continue
+        if cif not in discovered:
+            # a CNP the firm's certificate does not list is answered as typed (masked), not with its key: the API
+            # must not map arbitrary CNPs to the platform's keys for anyone who asks (nor say, as a duplicate would,
+            # which key a CNP typed beside it has)
+            named = item.client_tax_id or cif
+            result.items.append(ItemResult(index, named, False, error=_err(
+                "client_not_discovered", f"The firm's e-Factura authorization has no SPV rights on {named}: only "
+                "discovered clients can be invited (a new SPV enrolment takes about a day to appear).",
+                field="client_cif")))
+            continue
         if cif in seen:
             result.items.append(ItemResult(index, cif, False, error=_err(
                 "duplicate_in_request", f"Client {cif} appears more than once in this request.", field="client_cif")))
             continue
         seen.add(cif)
-        if cif not in discovered:
-            result.items.append(ItemResult(index, cif, False, error=_err(
-                "client_not_discovered", f"The firm's e-Factura authorization has no SPV rights on {cif}: only "
-                "discovered clients can be invited (a new SPV enrolment takes about a day to appear).",
-                field="client_cif")))
-            continue
         if item.client_tax_id is None:
             item.client_tax_id = masks.get(cif)
         result.items.append(await _send_one(deps, user, firm_cif, item, index))
