@@ -158,3 +158,34 @@ async def test_a_cnp_failing_its_control_digit_in_an_inventory_is_nobody(penv: E
     assert not [c for c in rights["cifs"] if c.startswith("PF")] and bad not in rights["cifs"]
     assert [d for _, d in await env.events("portfolio.company-registered") if d["cif"].startswith("PF")] == []
 
+
+
+async def test_a_person_known_only_by_key_learns_its_cnp_from_the_firms_inventory(penv: Env) -> None:
+    """A person key the platform met first without its CNP (an invitation's client, before this firm's certificate
+    was discovered) gets the CNP from the inventory, sealed, and its entitlements carry it."""
+    env = penv
+    key = env.deps.pii.key_of(CNP)
+    await env.register("fa", FIRM_A)
+    now = env.deps.clock.now()
+    await env.handle(InvitationSent(invitation_id="inv-q", firm_cif=FIRM_A, client_cif=key, email="pf@x.ro",
+                                    name="Stoica", expires_at=now + timedelta(days=15)))
+    await env.handle(InvitationClaimed(invitation_id="inv-q", firm_cif=FIRM_A, client_cif=key, user_id="pf"))
+    await env.verify("pf", key)
+    await env.handle(InvitationAccepted(invitation_id="inv-q", firm_cif=FIRM_A, client_cif=key, user_id="pf"))
+    async with env.runtime.uow() as uow:
+        assert (await uow.session.execute(select(companies.c.cnp_sealed).where(companies.c.cif == key))).scalar() \
+            is None
+    assert [d for _, d in await env.events("portfolio.entitlements-changed") if d["cif"] == key] == []
+    await env.admin("/__admin/certificates/firm_a/rights", {"grant": [CNP]})
+    await env.admin("/__admin/invoices", {"seller": FIRM_A, "buyer": CLIENTS_A[0]})
+    await env.connect("conn-a", "firm_a", FIRM_A, "fa")
+    async with env.runtime.uow() as uow:
+        sealed = (await uow.session.execute(select(companies.c.cnp_sealed).where(companies.c.cif == key))).scalar()
+    assert sealed and env.deps.pii.unseal(sealed, key) == CNP
+    ent = [d for _, d in await env.events("portfolio.entitlements-changed") if d["cif"] == key]
+    assert ent and [c["connection_id"] for c in ent[-1]["connections"]] == ["conn-a"]
+    assert env.deps.pii.unseal(ent[-1]["cnp_sealed"], key) == CNP
+    # no second company-registered for a company that exists
+    assert [d for _, d in await env.events("portfolio.company-registered") if d["cif"] == key and d["cnp_sealed"]] \
+        == []
+    assert not any(CNP.encode() in p for p in await _raw_outbox(env))
