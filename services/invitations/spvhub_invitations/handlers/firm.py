@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from spvhub_common.access import MANAGERS, require_access, require_grant
 from spvhub_common.errors import AppError, Conflict, Forbidden, NotFound
 from spvhub_common.events.invitations import InvitationRevoked
 from spvhub_common.ids import InvalidTaxId, mask_cnp, parse_tax_id
-from spvhub_common.paging import decode_cursor, encode_cursor, invalid_cursor
+from spvhub_common.paging import decode_time_cursor, encode_cursor
 from spvhub_common.pii import is_person_key, parse_company_id
 from spvhub_common.security import Principal
 from spvhub_common.uow import SqlUnitOfWork
@@ -266,23 +265,11 @@ async def revoke(deps: Deps, user: Principal, invitation_id: str) -> dict[str, A
         return view(fresh, now, names)
 
 
-def _after(cursor: str) -> tuple[datetime, str]:
-    """The (created_at, id) position an opaque `next_cursor` names."""
-    ts, iid = decode_cursor(cursor, 2)
-    try:
-        at = datetime.fromisoformat(ts) if isinstance(ts, str) else None
-    except ValueError as exc:
-        raise invalid_cursor() from exc
-    if at is None or at.tzinfo is None or not isinstance(iid, str):
-        raise invalid_cursor()
-    return at, iid
-
-
 async def list_for_firm(deps: Deps, user: Principal, firm_cif: str, status: str | None = None, *, limit: int = 50,
                         cursor: str | None = None) -> dict[str, Any]:
     """One page of the firm's invitations, newest first; `cursor` is the `next_cursor` of the previous page."""
     firm_cif = parse_company_id(firm_cif)
-    after = _after(cursor) if cursor else None
+    after = decode_time_cursor(cursor) if cursor else None
     now = deps.clock.now()
     async with deps.uow() as uow:
         await require_access(uow.session, access_grants, user.user_id, firm_cif)
