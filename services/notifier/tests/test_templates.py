@@ -37,3 +37,28 @@ def test_links_and_actions():
         "/api/invitations/i/accept", "/api/invitations/i/decline"]
     assert inbox_actions("invitation_received", {"invitation_id": "i"}, "accepted") == []
     assert retry_delay(1, 2, 60) <= 2 and retry_delay(20, 2, 60) <= 60
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("locale", ["ro", "en"])
+def test_a_natural_person_is_never_called_by_a_cif(kind, locale):
+    """A natural person's company is known by a person key (PF...): no notice calls it a CIF or shows the key as if
+    it were one; unnamed, it is "persoană fizică" / "natural person"."""
+    key = "PFABCDEFGHIJKL"
+    params = {**PARAMS, "cif": key, "client_cif": key, "company_name": None, "client_name": None,
+              "client_kind": "cnp", "client_tax_id": "1********4561"}
+    r = Renderer().render(kind, locale, params, url="https://x/y")
+    shown = " ".join((r.subject, r.title, r.summary, r.text))
+    assert "CIF PF" not in shown
+    if kind == "company_verified":
+        assert ("persoană fizică" if locale == "ro" else "natural person") in shown
+
+
+def test_an_invited_natural_person_is_told_to_authorize_not_the_registry():
+    params = {**PARAMS, "client_cif": "PFABCDEFGHIJKL", "client_kind": "cnp", "client_tax_id": "1********4561"}
+    ro = Renderer().render("invitation", "ro", params, url="https://x/y").text
+    en = Renderer().render("invitation", "en", params, url="https://x/y").text
+    assert "registrul ANAF" not in ro and "certificatul" in ro and "1********4561" in ro
+    assert "ANAF registry" not in en and "certificate" in en
+    company = Renderer().render("invitation", "ro", PARAMS, url="https://x/y").text
+    assert "registrul ANAF" in company

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, Template
+from jinja2 import Environment, PackageLoader, Template, pass_context
 from spvhub_common.clock import BUCHAREST
+from spvhub_common.pii import is_person_key
 
 from spvhub_notifier.domain import normalize_locale
 
@@ -66,8 +67,21 @@ def ro_count(n: Any, singular: str, plural: str) -> str:
     return f"{k} de {plural}" if tail >= 20 or (k >= 100 and tail == 0) else f"{k} {plural}"
 
 
-def company(name: Any, cif: Any) -> str:
-    return str(name) if name else f"CIF {cif}"
+PERSON = {"ro": "persoană fizică", "en": "natural person"}
+
+
+@pass_context
+def tax_id(ctx: Any, cif: Any) -> str:
+    """How a notice names a company's id: `CIF 123`; a natural person's platform key (spvhub_common.pii) is no
+    CIF and means nothing to a reader, so they are named as a natural person (the CNP never reaches the notifier)."""
+    if is_person_key(cif):
+        return PERSON.get(str(ctx.get("locale")), PERSON["ro"])
+    return f"CIF {cif}"
+
+
+@pass_context
+def company(ctx: Any, name: Any, cif: Any) -> str:
+    return str(name) if name else tax_id(ctx, cif)
 
 
 class Renderer:
@@ -78,6 +92,7 @@ class Renderer:
         self.env.filters["d"] = fmt_date
         self.env.filters["dt"] = fmt_datetime
         self.env.globals["co"] = company
+        self.env.filters["taxid"] = tax_id
         self.env.globals["ro_n"] = ro_count
 
     def _block(self, tmpl: Template, name: str, ctx_vars: dict[str, Any]) -> str:
