@@ -71,7 +71,7 @@ PERSON = {"ro": "persoană fizică", "en": "natural person"}
 
 
 @pass_context
-def tax_id(ctx: Any, cif: Any) -> str:
+def id_label(ctx: Any, cif: Any) -> str:
     """How a notice names a company's id: `CIF 123`; a natural person's platform key (spvhub_common.pii) is no
     CIF and means nothing to a reader, so they are named as a natural person (the CNP never reaches the notifier)."""
     if is_person_key(cif):
@@ -81,7 +81,7 @@ def tax_id(ctx: Any, cif: Any) -> str:
 
 @pass_context
 def company(ctx: Any, name: Any, cif: Any) -> str:
-    return str(name) if name else tax_id(ctx, cif)
+    return str(name) if name else id_label(ctx, cif)
 
 
 class Renderer:
@@ -92,7 +92,7 @@ class Renderer:
         self.env.filters["d"] = fmt_date
         self.env.filters["dt"] = fmt_datetime
         self.env.globals["co"] = company
-        self.env.filters["taxid"] = tax_id
+        self.env.filters["taxid"] = id_label
         self.env.globals["ro_n"] = ro_count
 
     def _block(self, tmpl: Template, name: str, ctx_vars: dict[str, Any]) -> str:
