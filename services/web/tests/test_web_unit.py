@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,6 +27,42 @@ def client(calls: list[httpx.Request] | None = None, **kw: object) -> TestClient
     kw.setdefault("anaf_emulator_url", "")  # not whatever the shell exported
     settings = Settings(env="test", gateway_url="http://gateway.test", **kw)  # type: ignore[arg-type]
     return TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test")
+
+
+ANA = {"id": "u1", "name": "Ana", "email": "ana@example.ro"}
+NOT_FOUND = {"error": {"code": "not_found", "message": "no", "details": {}}}
+Routes = Callable[[httpx.Request], "httpx.Response | None"]
+
+
+def csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+@contextmanager
+def platform(routes: Routes, calls: list[httpx.Request] | None = None,
+             me: dict[str, object] | None = None) -> Iterator[TestClient]:
+    """spvhub web in front of a recording gateway that knows Ana (login, /me: `me` added) and answers `routes`,
+    anything else 404."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if calls is not None:
+            calls.append(request)
+        if request.url.path == "/api/auth/login":
+            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r", "user": ANA})
+        if request.url.path == "/api/auth/me":
+            return httpx.Response(200, json={**ANA, "email_verified": True, **(me or {})})
+        answer = routes(request)
+        return answer if answer is not None else httpx.Response(404, json=NOT_FOUND)
+    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
+    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
+        yield c
+
+
+def log_in(c: TestClient, **headers: str) -> None:
+    token = csrf(c.get("/login").text)
+    c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token}, headers=headers,
+           follow_redirects=False)
 
 
 def test_settings_have_no_database_and_only_the_gateway_as_outbound_base() -> None:
@@ -150,15 +188,8 @@ def test_account_lists_sessions_and_ends_another_with_a_csrf_protected_form() ->
     calls: list[httpx.Request] = []
     revoked: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
+    def routes(request: httpx.Request) -> httpx.Response | None:
         path = request.url.path
-        if path == "/api/auth/login":
-            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
-                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
-        if path == "/api/auth/me":
-            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
-                                             "email_verified": True})
         if path == "/api/auth/sessions":
             items = [{"id": "fam-this", "created_at": "2026-12-01T08:00:00+00:00", "current": True,
                       "last_used_at": "2026-12-07T08:00:00+00:00", "user_agent": "Firefox", "address": "10.1.1.1"},
@@ -168,20 +199,17 @@ def test_account_lists_sessions_and_ends_another_with_a_csrf_protected_form() ->
         if path.startswith("/api/auth/sessions/") and path.endswith("/revoke"):
             revoked.append(path.split("/")[4])
             return httpx.Response(204)
-        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+        return None
 
-    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
-    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
-        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
-               headers={"user-agent": "Firefox"}, follow_redirects=False)
+    with platform(routes, calls) as c:
+        log_in(c, **{"user-agent": "Firefox"})
         login = next(x for x in calls if x.url.path == "/api/auth/login")
         assert login.headers["user-agent"] == "Firefox"  # the session is named by the person's browser
         page = c.get("/account")
         assert page.status_code == 200 and "Sesiuni deschise" in page.text and "sesiunea aceasta" in page.text
         assert 'action="/account/sessions/fam-phone/revoke"' in page.text
         assert 'action="/account/sessions/fam-this/revoke"' not in page.text  # this one ends with "log out"
-        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        token = csrf(page.text)
         before = len(calls)
         r = c.post("/account/sessions/fam-phone/revoke", data={"csrf": "forged"})
         assert r.status_code == 403 and len(calls) == before and revoked == []  # refused before any call
@@ -201,8 +229,7 @@ def _login_from(peer: str, trusted: list[str], headers: dict[str, str]) -> list[
     with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test",
                     client=(peer, 50000)) as c:
         page = c.get("/login", headers=headers)
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-        c.post("/login", data={"csrf": csrf, "email": "a@example.ro", "password": "x"}, headers=headers)
+        c.post("/login", data={"csrf": csrf(page.text), "email": "a@example.ro", "password": "x"}, headers=headers)
     return calls
 
 
@@ -229,26 +256,16 @@ def test_the_transports_screen_pages_by_the_cursor_the_api_gives() -> None:
             "vehicle_change_count": 0, "route_start": "Cluj", "route_end": "Arad", "uit_expires_at": None,
             "uit_expires_on": "2026-03-07"}
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
+    def routes(request: httpx.Request) -> httpx.Response | None:
         path = request.url.path
-        if path == "/api/auth/login":
-            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
-                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
-        if path == "/api/auth/me":
-            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
-                                             "email_verified": True})
         if path == "/api/etransport/transports":
             last = request.url.params.get("cursor") == "Y3Vyc29y"
             return httpx.Response(200, json={"items": [item], "next_cursor": None if last else "Y3Vyc29y",
                                              "total": 51})
-        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+        return None
 
-    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
-    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
-        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
-               follow_redirects=False)
+    with platform(routes, calls) as c:
+        log_in(c)
         page = c.get("/companies/31000019/transports?state=active")
         asked = [x for x in calls if x.url.path == "/api/etransport/transports"][-1].url.params
         assert (asked["limit"], asked["company"], asked["state"]) == ("50", "31000019", "active")
@@ -272,28 +289,18 @@ def test_the_firms_invitations_screen_lists_every_page_the_api_gives() -> None:
                 "sent_at": "2026-12-01T08:00:00Z", "expires_at": "2026-12-16T08:00:00Z", "send_count": 1,
                 "claimed_by": None, "claimed_at": None, "answered_at": None, "expired_at": None, "revoked_at": None}
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
+    def routes(request: httpx.Request) -> httpx.Response | None:
         path = request.url.path
-        if path == "/api/auth/login":
-            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
-                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
-        if path == "/api/auth/me":
-            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
-                                             "email_verified": True})
         if path == "/api/portfolio/companies/39812755":
             return httpx.Response(200, json={"cif": "39812755", "name": "Contabil", "role": "owner"})
         if path == "/api/invitations":
             second = request.url.params.get("cursor") == "bmV4dA"
             return httpx.Response(200, json={"items": [inv(2 if second else 1)],
                                              "next_cursor": None if second else "bmV4dA", "total": None})
-        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+        return None
 
-    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
-    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
-        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
-               follow_redirects=False)
+    with platform(routes, calls) as c:
+        log_in(c)
         page = c.get("/companies/39812755/invitations")
         asked = [x.url.params for x in calls if x.url.path == "/api/invitations"]
         assert [(a["firm_cif"], a["limit"], a.get("cursor")) for a in asked] == \
@@ -307,26 +314,16 @@ def test_preferences_send_the_language_to_the_profile_not_to_the_notifier() -> N
     prefs = {"locale": "ro", "locales": ["ro", "en"], "email": {"invoice_digest": True},
              "companies": [{"cif": "22222220", "name": "Firma X SRL", "invoice_digest": True}]}
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
+    def routes(request: httpx.Request) -> httpx.Response | None:
         path = request.url.path
-        if path == "/api/auth/login":
-            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
-                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
-        if path == "/api/auth/me":
-            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
-                                             "email_verified": True, "locale": "en"})
         if path == "/api/notifier/preferences":
             return httpx.Response(200, json=prefs)
-        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+        return None
 
-    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
-    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
-        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
-               follow_redirects=False)
+    with platform(routes, calls, me={"locale": "en"}) as c:
+        log_in(c)
         page = c.get("/preferences")
-        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        token = csrf(page.text)
         r = c.post("/preferences", data={"csrf": token, "locale": "en", "email_invoice_digest": "on"},
                    follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/preferences"
@@ -345,27 +342,17 @@ def test_a_natural_person_is_shown_by_the_id_the_api_chose_and_linked_by_key() -
     company = {"cif": key, "kind": "cnp", "tax_id": masked, "name": "Persoană fizică", "role": "member",
                "relation": "own", "verification": "unverified"}
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
+    def routes(request: httpx.Request) -> httpx.Response | None:
         path = request.url.path
-        if path == "/api/auth/login":
-            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
-                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
-        if path == "/api/auth/me":
-            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
-                                             "email_verified": True})
         if path == "/api/portfolio/companies" and request.method == "POST":
             return httpx.Response(201, json=company)
         if path == "/api/portfolio/companies":
             return httpx.Response(200, json={"companies": [company], "count": 1})
-        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+        return None
 
-    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
-    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
-        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
-               follow_redirects=False)
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/companies").text).group(1)  # type: ignore[union-attr]
+    with platform(routes, calls) as c:
+        log_in(c)
+        token = csrf(c.get("/companies").text)
         r = c.post("/companies/lookup", data={"cif": cnp, "csrf": token}, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == f"/companies/{key}"
         [reg] = [x for x in calls if x.url.path == "/api/portfolio/companies" and x.method == "POST"]
@@ -393,14 +380,8 @@ def test_a_firms_natural_person_client_and_its_invitation_are_shown_masked_and_l
                                   "address": "", "trade_register_no": ""},
                "representative": {"name": "Radu", "email": "radu@example.ro"}}
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def routes(request: httpx.Request) -> httpx.Response | None:
         path = request.url.path
-        if path == "/api/auth/login":
-            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r",
-                                             "user": {"id": "u1", "name": "Ana", "email": "ana@example.ro"}})
-        if path == "/api/auth/me":
-            return httpx.Response(200, json={"id": "u1", "name": "Ana", "email": "ana@example.ro",
-                                             "email_verified": True})
         if path == "/api/portfolio/companies/39812755":
             return httpx.Response(200, json={"cif": "39812755", "name": "Contabil", "role": "owner"})
         if path == "/api/portfolio/companies/39812755/portfolio-status":
@@ -410,15 +391,12 @@ def test_a_firms_natural_person_client_and_its_invitation_are_shown_masked_and_l
             return httpx.Response(200, json={"items": [invitation], "next_cursor": None})
         if path == "/api/invitations/preview":
             return httpx.Response(200, json=preview)
-        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no", "details": {}}})
+        return None
 
-    settings = Settings(env="test", gateway_url="http://gateway.test", anaf_emulator_url="")
-    with TestClient(build_app(settings, transport=httpx.MockTransport(handler)), base_url="http://web.test") as c:
+    with platform(routes, None) as c:
         join = c.get("/join?invitation=tok")
         assert join.status_code == 200 and f"CNP {masked}" in join.text and f"CIF {key}" not in join.text
-        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
-        c.post("/login", data={"email": "ana@example.ro", "password": "parola-buna-123", "csrf": token},
-               follow_redirects=False)
+        log_in(c)
         page = c.get("/companies/39812755/invitations")
         assert page.status_code == 200
         assert f'data-cif="{key}"' in page.text and f'name="email_{key}"' not in page.text  # already invited
