@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -214,9 +215,10 @@ async def make_env(database: str, topic_prefix: str, *, live: bool = False, fami
     return Env(settings, app, runtime, emulator_app, emulator, api, minter, connections)
 
 
-@pytest.fixture
-async def env(fresh_database: str, topic_prefix: str, kafka_up: str) -> AsyncIterator[Env]:
-    e = await make_env(fresh_database, topic_prefix)
+@asynccontextmanager
+async def running_env(database: str, topic_prefix: str, **kw: Any) -> AsyncIterator[Env]:
+    """An `Env` for one test (`make_env`'s options), its HTTP clients and database engine closed afterwards."""
+    e = await make_env(database, topic_prefix, **kw)
     try:
         yield e
     finally:
@@ -224,3 +226,9 @@ async def env(fresh_database: str, topic_prefix: str, kafka_up: str) -> AsyncIte
         await e.emulator.aclose()
         await e.runtime.engine.dispose()
         await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def env(fresh_database: str, topic_prefix: str, kafka_up: str) -> AsyncIterator[Env]:
+    async with running_env(fresh_database, topic_prefix) as e:
+        yield e

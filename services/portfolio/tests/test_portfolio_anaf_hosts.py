@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from pfkit import CLIENTS_A, FIRM_A, Env, make_env
+from pfkit import CLIENTS_A, FIRM_A, Env, running_env
 from spvhub_common.anaf import UnlimitedBudget
 from spvhub_portfolio.bootstrap import anaf_adapter
 from spvhub_portfolio.settings import Settings
@@ -44,13 +44,8 @@ async def test_production_settings_send_each_call_to_its_documented_host() -> No
 
 @pytest.fixture
 async def family_env(fresh_database: str, topic_prefix: str, kafka_up: str) -> AsyncIterator[Env]:
-    e = await make_env(fresh_database, topic_prefix, families=True)
-    try:
+    async with running_env(fresh_database, topic_prefix, families=True) as e:
         yield e
-    finally:
-        await e.api.aclose()
-        await e.emulator.aclose()
-        await e.runtime.engine.dispose()
 
 
 async def test_registration_and_discovery_with_one_base_per_host_family(family_env: Env) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pfkit
 import pytest
-from pfkit import FIRM_A, Env, make_env
+from pfkit import FIRM_A, Env, make_env, running_env
 from spvhub_common.events.invitations import InvitationAccepted, InvitationClaimed, InvitationSent
 from spvhub_common.ids import cnp_control_digit, mask_cnp
 from spvhub_portfolio.adapters.orm import companies, outbox
@@ -31,14 +31,8 @@ def person_scenario() -> dict[str, Any]:
 async def penv(fresh_database: str, topic_prefix: str, kafka_up: str,
                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     monkeypatch.setattr(pfkit, "scenario", person_scenario)
-    e = await make_env(fresh_database, topic_prefix)
-    try:
+    async with running_env(fresh_database, topic_prefix) as e:
         yield e
-    finally:
-        await e.api.aclose()
-        await e.emulator.aclose()
-        await e.runtime.engine.dispose()
-        await asyncio.sleep(0)
 
 
 async def _register(env: Env, user: str, cnp: str = CNP, **body: Any) -> dict[str, Any]:

@@ -3,14 +3,13 @@ under their person keys, shown to the firm with the CNP masked (in the discovere
 collaborations), and portfolio keeps the CNP sealed from the inventory so the person's entitlements carry it."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pfkit
 import pytest
-from pfkit import CLIENTS_A, FIRM_A, Env, make_env
+from pfkit import CLIENTS_A, FIRM_A, Env, running_env
 from spvhub_common.events.invitations import InvitationAccepted, InvitationClaimed, InvitationSent
 from spvhub_common.ids import mask_cnp
 from spvhub_portfolio.adapters.orm import companies, outbox
@@ -22,14 +21,8 @@ from test_portfolio_cnp import CNP, OTHER_CNP, person_scenario
 async def penv(fresh_database: str, topic_prefix: str, kafka_up: str,
                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
     monkeypatch.setattr(pfkit, "scenario", person_scenario)
-    e = await make_env(fresh_database, topic_prefix)
-    try:
+    async with running_env(fresh_database, topic_prefix) as e:
         yield e
-    finally:
-        await e.api.aclose()
-        await e.emulator.aclose()
-        await e.runtime.engine.dispose()
-        await asyncio.sleep(0)
 
 
 async def _raw_outbox(env: Env) -> list[bytes]:

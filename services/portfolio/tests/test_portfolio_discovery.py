@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from pfkit import CLIENTS_A, FIRM_A, FIRM_B, OTHERS, Env, make_env
+from pfkit import CLIENTS_A, FIRM_A, FIRM_B, OTHERS, Env, running_env
 from spvhub_portfolio import jobs
 
 EXPECTED = sorted([FIRM_A, *CLIENTS_A], key=int)
@@ -13,13 +13,8 @@ EXPECTED = sorted([FIRM_A, *CLIENTS_A], key=int)
 
 @pytest.fixture
 async def echo_env(fresh_database: str, topic_prefix: str, kafka_up: str) -> AsyncIterator[Env]:
-    e = await make_env(fresh_database, topic_prefix, list_cui_field="echo")
-    try:
+    async with running_env(fresh_database, topic_prefix, list_cui_field="echo") as e:
         yield e
-    finally:
-        await e.api.aclose()
-        await e.emulator.aclose()
-        await e.runtime.engine.dispose()
 
 
 async def _list_calls(env: Env) -> int:
