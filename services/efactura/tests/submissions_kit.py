@@ -50,3 +50,14 @@ async def drive(h: Any, submission_id: str, until: tuple[str, ...], rounds: int 
         await h.admin("clock", {"advance_seconds": advance})
         await asyncio.sleep(0.05)
     raise AssertionError(f"submission stuck: {row}")
+
+
+async def outbox_events(h: Any, topic: str) -> list[Any]:
+    """The events the service put in its outbox under `topic` (a catalogue name without the run's prefix)."""
+    from spvhub_common.events import decode
+    from spvhub_efactura.adapters.orm import outbox
+    from sqlalchemy import select
+
+    async with h.runtime.sessions() as s:
+        rows = (await s.execute(select(outbox.c.payload).where(outbox.c.topic == topic))).scalars().all()
+    return [decode(p)[1] for p in rows]

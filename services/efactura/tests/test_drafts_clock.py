@@ -10,30 +10,16 @@ from datetime import date, datetime
 
 import httpx
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
-from spvhub_common.events import decode
+from spvhub_common.clock import ManualClock
 from spvhub_common.ro_calendar import RO_TZ
 from spvhub_devtools.testtokens import TokenMinter
-from spvhub_efactura.adapters.orm import invoices, outbox, submissions
+from spvhub_efactura.adapters.orm import invoices, submissions
 from spvhub_efactura.submissions.drafts import submission_drafts
 from sqlalchemy import func, select
-from submissions_kit import drive, grant_access, invoice_xml
+from submissions_kit import drive, grant_access, invoice_xml, outbox_events
 
 API = "/api/efactura"
 XML = {"Content-Type": "application/xml"}
-
-
-class FixedClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-
-async def _events(h: Harness, topic: str) -> list:  # type: ignore[type-arg]
-    async with h.runtime.sessions() as s:
-        rows = (await s.execute(select(outbox.c.payload).where(outbox.c.topic == topic))).scalars().all()
-    return [decode(p)[1] for p in rows]
 
 
 async def _written(h: Harness) -> tuple[int, int, list[tuple[str, str]]]:
@@ -137,15 +123,15 @@ async def test_drafts_on_the_filing_clock(fresh_database: str, topic_prefix: str
             real_clock = svc.clock
             try:
                 # Wednesday 11 March 12:00: DRAFT-0305 ends Thursday night (36 working hours): not yet
-                svc.clock = FixedClock(datetime(2026, 3, 11, 12, tzinfo=RO_TZ))
+                svc.clock = ManualClock(datetime(2026, 3, 11, 12, tzinfo=RO_TZ))
                 assert await svc.scan_deadlines() == 0
                 # Thursday 12 March 12:00: 12 working hours left: warned (SUB-0306 and DRAFT-0309 have longer)
-                svc.clock = FixedClock(datetime(2026, 3, 12, 12, tzinfo=RO_TZ))
+                svc.clock = ManualClock(datetime(2026, 3, 12, 12, tzinfo=RO_TZ))
                 assert await svc.scan_deadlines() == 1
                 assert await svc.scan_deadlines() == 0  # once, however often the scan runs
             finally:
                 svc.clock = real_clock
-            warned = [e for e in await _events(h, "efactura.filing-deadline-approaching") if e.draft_id]
+            warned = [e for e in await outbox_events(h, "efactura.filing-deadline-approaching") if e.draft_id]
             assert [(e.draft_id, e.cif, e.state, e.submission_id) for e in warned] == [
                 (d0305["id"], client2, "draft", "")]
             assert warned[0].deadline == date(2026, 3, 12) and warned[0].working_hours_left == 12.0
@@ -213,7 +199,7 @@ async def test_inbox_sent_invoice_filed_late(fresh_database: str, topic_prefix: 
         # the buyer's copy is a received invoice: the seller's term is not the buyer's to be told
         assert rows[(buyer, "OUT-LATE1")].direction == "received" and rows[(buyer, "OUT-LATE1")].filed_late is None
 
-        late = await _events(h, "efactura.filed-late")
+        late = await outbox_events(h, "efactura.filed-late")
         assert len(late) == 1
         e = late[0]
         assert (e.cif, e.number, e.filed_outside, e.submission_id) == (seller, "OUT-LATE1", True, "")
@@ -234,4 +220,4 @@ async def test_inbox_sent_invoice_filed_late(fresh_database: str, topic_prefix: 
         # a later sync (the same messages listed again) tells nobody twice
         await h.admin("clock", {"advance_seconds": 3600})
         await h.sync_until_settled([seller, buyer])
-        assert len(await _events(h, "efactura.filed-late")) == 1
+        assert len(await outbox_events(h, "efactura.filed-late")) == 1

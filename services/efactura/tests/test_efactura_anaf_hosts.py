@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from spvhub_common.anaf import UnlimitedBudget
+from spvhub_common.clock import ManualClock
 from spvhub_efactura.bootstrap import anaf_adapter
 from spvhub_efactura.settings import Settings
 from spvhub_efactura.submissions.anaf import CommonSubmissionAnaf
@@ -15,9 +16,7 @@ UPLOADED = (b'<header xmlns="mfp:anaf:dgti:spv:respUploadFisier:v1" dateResponse
             b'index_incarcare="5001"/>')
 
 
-class FixedClock:
-    def now(self) -> datetime:
-        return datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
+CLOCK = ManualClock(datetime(2026, 3, 10, 10, 0, tzinfo=UTC))
 
 
 def answer(request: httpx.Request) -> httpx.Response:
@@ -44,9 +43,9 @@ async def test_production_settings_send_each_call_to_its_documented_host() -> No
         return answer(request)
 
     settings = Settings(env="test", anaf_env="prod", anaf_emulator_url="")
-    inbox = anaf_adapter(settings, UnlimitedBudget(), FixedClock(), httpx.MockTransport(record))  # as build() does
+    inbox = anaf_adapter(settings, UnlimitedBudget(), CLOCK, httpx.MockTransport(record))  # as build() does
     outbox = CommonSubmissionAnaf(inbox.client)
-    now = FixedClock().now()
+    now = CLOCK.now()
     try:
         await inbox.list_page("tok", "1000017", now - timedelta(days=1), now, 1)
         await inbox.download("tok", "7001")

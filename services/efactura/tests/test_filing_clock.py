@@ -9,29 +9,13 @@ from datetime import date, datetime
 
 import httpx
 from efactura_kit import Harness, company_cifs, efactura_settings, new_emulator
-from spvhub_common.events import decode
+from spvhub_common.clock import ManualClock
 from spvhub_common.ro_calendar import RO_TZ
 from spvhub_devtools.testtokens import TokenMinter
-from spvhub_efactura.adapters.orm import outbox
-from sqlalchemy import select
-from submissions_kit import drive, grant_access, invoice_xml
+from submissions_kit import drive, grant_access, invoice_xml, outbox_events
 
 API = "/api/efactura"
 XML = {"Content-Type": "application/xml"}
-
-
-class FixedClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-
-async def _events(h: Harness, topic: str) -> list:  # type: ignore[type-arg]
-    async with h.runtime.sessions() as s:
-        rows = (await s.execute(select(outbox.c.payload).where(outbox.c.topic == topic))).scalars().all()
-    return [decode(p)[1] for p in rows]
 
 
 async def test_filing_clock(fresh_database: str, topic_prefix: str, minio_up: None, kafka_up: str) -> None:
@@ -67,7 +51,7 @@ async def test_filing_clock(fresh_database: str, topic_prefix: str, minio_up: No
             await drive(h, may["id"], ("accepted",))
             for _ in range(3):
                 await svc.tick()
-            late = await _events(h, "efactura.filed-late")
+            late = await outbox_events(h, "efactura.filed-late")
             assert [e.submission_id for e in late] == [sub["id"]]  # once, and not for the one filed in time
             assert late[0].deadline == date(2026, 3, 6) and late[0].working_days_late == 2
             assert late[0].issue_date == date(2026, 2, 27) and late[0].cif == seller
@@ -86,15 +70,15 @@ async def test_filing_clock(fresh_database: str, topic_prefix: str, minio_up: No
             real_clock = svc.clock
             try:
                 # Thursday 12 March 12:00: OPEN-0 ends tonight (12 working hours left): warned; OPEN-1 has 36
-                svc.clock = FixedClock(datetime(2026, 3, 12, 12, tzinfo=RO_TZ))
+                svc.clock = ManualClock(datetime(2026, 3, 12, 12, tzinfo=RO_TZ))
                 assert await svc.scan_deadlines() == 1
                 # Friday 13 March 01:00: OPEN-1 has 23 h left: warned; OPEN-0 is late now (never "approaching")
-                svc.clock = FixedClock(datetime(2026, 3, 13, 1, tzinfo=RO_TZ))
+                svc.clock = ManualClock(datetime(2026, 3, 13, 1, tzinfo=RO_TZ))
                 assert await svc.scan_deadlines() == 1
                 assert await svc.scan_deadlines() == 0  # once, however often the scan runs
             finally:
                 svc.clock = real_clock
-            soon = {e.submission_id: e for e in await _events(h, "efactura.filing-deadline-approaching")}
+            soon = {e.submission_id: e for e in await outbox_events(h, "efactura.filing-deadline-approaching")}
             assert set(soon) == {opened["OPEN-0"], opened["OPEN-1"]}
             one = soon[opened["OPEN-1"]]
             assert one.deadline == date(2026, 3, 13) and one.working_hours_left == 23.0
